@@ -1,0 +1,99 @@
+/**
+ * Agent type identity: a stable name per class and the chain of its ancestors' names up to
+ * `Agent`, recorded at registration so that discovery by a base type finds subclass agents in
+ * other processes.
+ */
+import { AgentDefinitionError } from "../errors.ts";
+import { Agent } from "./agent.ts";
+
+/** Any concrete (constructible) agent class. */
+export type AgentClass<A extends Agent = Agent> = new (...args: any[]) => A;
+
+/** Any agent class, abstract ones included (for discovery). */
+export type AnyAgentClass<A extends Agent = Agent> = abstract new (...args: any[]) => A;
+
+/** Name and ancestry of an agent type, as stored in the registry. */
+export interface AgentTypeInfo {
+  /** The type's own name. */
+  readonly name: string;
+  /** Own name first, then each ancestor's, ending with `"Agent"`. */
+  readonly chain: readonly string[];
+}
+
+/**
+ * The stable name of an agent class: its own static `agentType` if it declares one, else the
+ * class name. (A static inherited from a base class does not count: each class names itself.)
+ * @throws {AgentDefinitionError} for anonymous classes without `agentType`.
+ */
+export function agentTypeName(cls: AnyAgentClass): string {
+  const declared = Object.prototype.hasOwnProperty.call(cls, "agentType")
+    ? (cls as { agentType?: unknown }).agentType
+    : undefined;
+  if (declared !== undefined) {
+    if (typeof declared !== "string" || declared.length === 0) {
+      throw new AgentDefinitionError(`static agentType of ${cls.name || "an anonymous class"} must be a non-empty string`);
+    }
+    return declared;
+  }
+  if (cls.name.length === 0) {
+    throw new AgentDefinitionError("Anonymous agent classes need a static agentType");
+  }
+  return cls.name;
+}
+
+const infoCache = new WeakMap<object, AgentTypeInfo>();
+
+/**
+ * Name and ancestor chain of an agent class.
+ * @throws {AgentDefinitionError} if `cls` does not extend `Agent`.
+ */
+export function agentTypeInfo(cls: AnyAgentClass): AgentTypeInfo {
+  const cached = infoCache.get(cls);
+  if (cached !== undefined) return cached;
+  const chain: string[] = [];
+  let c: unknown = cls;
+  for (;;) {
+    if (typeof c !== "function" || c === Function.prototype) {
+      throw new AgentDefinitionError(`${(cls as { name?: string }).name ?? String(cls)} does not extend Agent`);
+    }
+    chain.push(agentTypeName(c as AnyAgentClass));
+    if (c === Agent) break;
+    c = Object.getPrototypeOf(c);
+  }
+  const info: AgentTypeInfo = { name: chain[0]!, chain };
+  infoCache.set(cls, info);
+  return info;
+}
+
+/** A type given to `discover`: a class or a type name. */
+export type AgentTypeRef = AnyAgentClass | string;
+
+/** The type name of a class or name. */
+export function typeRefName(ref: AgentTypeRef): string {
+  return typeof ref === "string" ? ref : agentTypeName(ref);
+}
+
+/**
+ * Encode a type name as one NATS subject / KV key token: `[A-Za-z0-9_-]` are kept, every other
+ * UTF-8 byte becomes `=XX` (hex). Reversible, and distinct names give distinct tokens.
+ */
+export function typeNameToken(name: string): string {
+  let out = "";
+  for (const byte of Buffer.from(name, "utf8")) {
+    const ch = String.fromCharCode(byte);
+    out += /[A-Za-z0-9_-]/.test(ch) ? ch : `=${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/** Inverse of {@link typeNameToken}. */
+export function tokenToTypeName(token: string): string {
+  const bytes: number[] = [];
+  for (let i = 0; i < token.length; i++) {
+    if (token[i] === "=") {
+      bytes.push(Number.parseInt(token.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else bytes.push(token.charCodeAt(i));
+  }
+  return Buffer.from(bytes).toString("utf8");
+}

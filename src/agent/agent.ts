@@ -1,0 +1,156 @@
+/**
+ * The base class of every agent.
+ */
+import { AgentDefinitionError, AgentStateError } from "../errors.ts";
+import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
+import type { AgentId } from "../identifiers.ts";
+import type { Logger } from "../util/logger.ts";
+import { agentTypeInfo } from "./agent-type.ts";
+import { action, agentSpec } from "./decorators.ts";
+
+/** What a running agent knows about its surroundings (`this.agentContext`). */
+export interface AgentContext<A extends Agent = Agent> {
+  readonly agentId: AgentId<A>;
+  /** The agent's own exchange client: discover peers, get handles, check status. */
+  readonly exchangeClient: AgentExchangeClient;
+  /** Logger bound to the agent's id and type. */
+  readonly logger: Logger;
+  /** Aborts when the agent begins to shut down. */
+  readonly shutdownSignal: AbortSignal;
+}
+
+/**
+ * Passed as the extra last argument of actions declared with `@action({ context: true })`.
+ */
+export interface ActionContext {
+  /** Uid of the caller's mailbox (absent for fire-and-forget requests from outside). */
+  readonly source: string | undefined;
+  /** The request's tag. */
+  readonly tag: string;
+  /** Aborts when the caller cancels (timeout, abort signal) or the agent shuts down. */
+  readonly signal: AbortSignal;
+  /** The agent's exchange client. */
+  readonly exchangeClient: AgentExchangeClient;
+}
+
+/** What `agentDescribe` returns. */
+export interface AgentDescription {
+  readonly type: string;
+  readonly chain: readonly string[];
+  /** The class's static `description`, if any. */
+  readonly description: string | undefined;
+  readonly actions: ReadonlyArray<{
+    readonly name: string;
+    readonly description: string | undefined;
+    /** The parameter list as written in the source, e.g. `"by = 1"`. */
+    readonly parameters: string;
+  }>;
+}
+
+/** Options of `agentShutdown`. */
+export interface AgentShutdownOptions {
+  /** Override the config's termination decision (`terminateOnSuccess`). */
+  terminate?: boolean;
+}
+
+/** @internal What the runtime attaches to a running agent. */
+export interface AgentBinding {
+  readonly context: AgentContext;
+  requestShutdown(options: AgentShutdownOptions): void;
+}
+
+const bindings = new WeakMap<Agent, AgentBinding>();
+
+/** @internal Attach (or detach, with `undefined`) the runtime to an agent instance. */
+export function bindAgent(agent: Agent, binding: AgentBinding | undefined): void {
+  if (binding === undefined) bindings.delete(agent);
+  else if (bindings.has(agent)) throw new AgentStateError("This agent instance is already running");
+  else bindings.set(agent, binding);
+}
+
+/**
+ * Base class of agents. Subclass it, mark async methods with `@action`, `@loop`, `@timer(ms)` or
+ * `@event(prop)`, and launch it with a `Manager`. `Agent` itself cannot be instantiated.
+ */
+export abstract class Agent {
+  /** Stable type name (defaults to the class name); set it when names may be minified or clash. */
+  declare static agentType?: string;
+  /** Optional description of the agent type, returned by `agentDescribe`. */
+  declare static description?: string;
+
+  constructor() {
+    if (new.target === Agent) throw new AgentDefinitionError("Agent cannot be instantiated itself; subclass it");
+  }
+
+  #binding(): AgentBinding {
+    const binding = bindings.get(this);
+    if (binding === undefined) throw new AgentStateError("The agent is not running (no runtime is attached yet)");
+    return binding;
+  }
+
+  /**
+   * This agent's id.
+   * @throws {AgentStateError} before the agent has been launched.
+   */
+  get agentId(): AgentId<this> {
+    return this.#binding().context.agentId as AgentId<this>;
+  }
+
+  /**
+   * The running agent's context: id, exchange client, logger, shutdown signal.
+   * @throws {AgentStateError} before the agent has been launched.
+   */
+  get agentContext(): AgentContext<this> {
+    return this.#binding().context as AgentContext<this>;
+  }
+
+  /** Ask the runtime to shut this agent down (an expected shutdown). Returns at once. */
+  agentShutdown(options: AgentShutdownOptions = {}): void {
+    this.#binding().requestShutdown(options);
+  }
+
+  /** Runs once before any action or loop; requests that arrive earlier wait for it. */
+  async agentOnStartup(): Promise<void> {}
+
+  /** Runs once at shutdown, before loops are stopped and in-flight actions are cancelled. */
+  async agentOnShutdown(): Promise<void> {}
+
+  /** Built-in action: the agent's type, ancestry, and each action with its docs. */
+  @action({ description: "Describe this agent: its type, ancestry and actions." })
+  async agentDescribe(): Promise<AgentDescription> {
+    const cls = this.constructor as typeof Agent & (new () => Agent);
+    const info = agentTypeInfo(cls);
+    return {
+      type: info.name,
+      chain: info.chain,
+      description: Object.prototype.hasOwnProperty.call(cls, "description") ? cls.description : undefined,
+      actions: [...agentSpec(cls).actions.values()].map((spec) => ({
+        name: spec.name,
+        description: spec.description,
+        parameters: parameterList((this as unknown as Record<string, unknown>)[spec.name] ?? spec.method),
+      })),
+    };
+  }
+}
+
+/** The text between a function's parameter parentheses, e.g. `"by = 1"`. */
+function parameterList(fn: unknown): string {
+  const source = typeof fn === "function" ? Function.prototype.toString.call(fn) : "";
+  const open = source.indexOf("(");
+  if (open < 0) return "";
+  let depth = 0;
+  let quote: string | undefined;
+  for (let i = open; i < source.length; i++) {
+    const ch = source[i]!;
+    if (quote !== undefined) {
+      if (ch === "\\") i++;
+      else if (ch === quote) quote = undefined;
+    } else if (ch === '"' || ch === "'" || ch === "`") quote = ch;
+    else if (ch === "(" || ch === "[" || ch === "{") depth++;
+    else if (ch === ")" || ch === "]" || ch === "}") {
+      depth--;
+      if (depth === 0) return source.slice(open + 1, i).replace(/\s+/g, " ").trim();
+    }
+  }
+  return "";
+}

@@ -1,0 +1,445 @@
+/**
+ * Every error this library raises. One base class ({@link AcademyError}); each error has a `name`
+ * equal to its class name and a stable `code`. Context fields (`agentId`, `subject`, ...) are
+ * plain properties, and `cause` is passed through.
+ *
+ * Errors cross the wire as a failure shape (see `protocol/failure.ts`); the classes here are
+ * rebuilt on the caller's side from their `name`, so every class takes `(message, options)`.
+ */
+
+/** Stable machine-readable error codes. */
+export const ErrorCode = {
+  BadEntityId: "BAD_ENTITY_ID",
+  MailboxTerminated: "MAILBOX_TERMINATED",
+  ActionCancelled: "ACTION_CANCELLED",
+  PingCancelled: "PING_CANCELLED",
+  ActionInvalidState: "ACTION_INVALID_STATE",
+  UnknownAction: "UNKNOWN_ACTION",
+  InvalidClient: "INVALID_CLIENT",
+  IncompatibleProtocol: "INCOMPATIBLE_PROTOCOL",
+  MalformedMessage: "MALFORMED_MESSAGE",
+  PayloadTooLarge: "PAYLOAD_TOO_LARGE",
+  Serialization: "SERIALIZATION",
+  RequestTimeout: "REQUEST_TIMEOUT",
+  DeliveryLimit: "DELIVERY_LIMIT",
+  ClientClosed: "CLIENT_CLOSED",
+  ExchangeUnavailable: "EXCHANGE_UNAVAILABLE",
+  UnsupportedServer: "UNSUPPORTED_SERVER",
+  InvalidConfig: "INVALID_CONFIG",
+  AgentDefinition: "AGENT_DEFINITION",
+  AgentState: "AGENT_STATE",
+  AgentAlreadyLaunched: "AGENT_ALREADY_LAUNCHED",
+  UnknownExecutor: "UNKNOWN_EXECUTOR",
+  Executor: "EXECUTOR",
+  WaitTimeout: "WAIT_TIMEOUT",
+  ErrorGroup: "ERROR_GROUP",
+  Remote: "REMOTE_ERROR",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Options every error takes: a `cause`, plus the class's context fields. */
+export interface AcademyErrorOptions {
+  cause?: unknown;
+}
+
+/** Base class of every error raised by this library. */
+export class AcademyError extends Error {
+  override readonly name: string = "AcademyError";
+  /** Stable machine-readable code; never parse `message`. */
+  readonly code: ErrorCode | string;
+
+  constructor(message: string, options: AcademyErrorOptions & { code?: ErrorCode | string } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = options.code ?? ErrorCode.Remote;
+  }
+
+  /** Context fields that travel with the error across the wire (JSON/CBOR-safe values only). */
+  details(): Record<string, unknown> {
+    return {};
+  }
+}
+
+interface EntityOptions extends AcademyErrorOptions {
+  /** The mailbox (agent or user id, as its uid string) the error is about. */
+  entityId?: string;
+}
+
+/** A mailbox id that the exchange does not know (status `missing`). */
+export class BadEntityIdError extends AcademyError {
+  override readonly name: string = "BadEntityIdError";
+  readonly entityId: string | undefined;
+  constructor(message: string, options: EntityOptions = {}) {
+    super(message, { ...options, code: ErrorCode.BadEntityId });
+    this.entityId = options.entityId;
+  }
+  override details(): Record<string, unknown> {
+    return { entityId: this.entityId };
+  }
+}
+
+/** The mailbox was terminated: it takes no more messages, and pending requests to it fail. */
+export class MailboxTerminatedError extends AcademyError {
+  override readonly name: string = "MailboxTerminatedError";
+  readonly entityId: string | undefined;
+  constructor(message: string, options: EntityOptions = {}) {
+    super(message, { ...options, code: ErrorCode.MailboxTerminated });
+    this.entityId = options.entityId;
+  }
+  override details(): Record<string, unknown> {
+    return { entityId: this.entityId };
+  }
+}
+
+/** An agent's mailbox was terminated. */
+export class AgentTerminatedError extends MailboxTerminatedError {
+  override readonly name: string = "AgentTerminatedError";
+}
+
+/** A user client's mailbox was terminated (the client was closed). */
+export class UserTerminatedError extends MailboxTerminatedError {
+  override readonly name: string = "UserTerminatedError";
+}
+
+interface RequestOptions extends AcademyErrorOptions {
+  agentId?: string;
+  /** Tag (request id) of the request concerned. */
+  tag?: string;
+}
+
+/** The action was cancelled: by the caller (timeout, abort signal, cancel request) or by shutdown. */
+export class ActionCancelledError extends AcademyError {
+  override readonly name: string = "ActionCancelledError";
+  readonly agentId: string | undefined;
+  readonly tag: string | undefined;
+  constructor(message: string, options: RequestOptions = {}) {
+    super(message, { ...options, code: ErrorCode.ActionCancelled });
+    this.agentId = options.agentId;
+    this.tag = options.tag;
+  }
+  override details(): Record<string, unknown> {
+    return { agentId: this.agentId, tag: this.tag };
+  }
+}
+
+/** A ping was cancelled by the caller's abort signal. */
+export class PingCancelledError extends AcademyError {
+  override readonly name: string = "PingCancelledError";
+  readonly agentId: string | undefined;
+  constructor(message: string, options: RequestOptions = {}) {
+    super(message, { ...options, code: ErrorCode.PingCancelled });
+    this.agentId = options.agentId;
+  }
+  override details(): Record<string, unknown> {
+    return { agentId: this.agentId };
+  }
+}
+
+/** A cancel request named an action that is not running (already finished, or never started). */
+export class ActionInvalidStateError extends AcademyError {
+  override readonly name: string = "ActionInvalidStateError";
+  readonly tag: string | undefined;
+  constructor(message: string, options: RequestOptions = {}) {
+    super(message, { ...options, code: ErrorCode.ActionInvalidState });
+    this.tag = options.tag;
+  }
+  override details(): Record<string, unknown> {
+    return { tag: this.tag };
+  }
+}
+
+/** The agent has no action of that name. */
+export class UnknownActionError extends AcademyError {
+  override readonly name: string = "UnknownActionError";
+  readonly action: string | undefined;
+  readonly agentId: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { action?: string; agentId?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.UnknownAction });
+    this.action = options.action;
+    this.agentId = options.agentId;
+  }
+  override details(): Record<string, unknown> {
+    return { action: this.action, agentId: this.agentId };
+  }
+}
+
+/** A request was sent to a user client's mailbox; only agents serve requests. */
+export class InvalidClientError extends AcademyError {
+  override readonly name: string = "InvalidClientError";
+  constructor(message: string, options: AcademyErrorOptions = {}) {
+    super(message, { ...options, code: ErrorCode.InvalidClient });
+  }
+}
+
+/** A message carries a protocol version this library does not speak. */
+export class IncompatibleProtocolError extends AcademyError {
+  override readonly name: string = "IncompatibleProtocolError";
+  readonly version: unknown;
+  readonly supported: number | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { version?: unknown; supported?: number } = {}) {
+    super(message, { ...options, code: ErrorCode.IncompatibleProtocol });
+    this.version = options.version;
+    this.supported = options.supported;
+  }
+  override details(): Record<string, unknown> {
+    return { version: this.version, supported: this.supported };
+  }
+}
+
+/** Bytes on a mailbox subject that are not a valid protocol envelope. */
+export class MalformedMessageError extends AcademyError {
+  override readonly name: string = "MalformedMessageError";
+  readonly subject: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { subject?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.MalformedMessage });
+    this.subject = options.subject;
+  }
+  override details(): Record<string, unknown> {
+    return { subject: this.subject };
+  }
+}
+
+/** An encoded message is larger than the exchange accepts (the server's `max_payload`). */
+export class PayloadTooLargeError extends AcademyError {
+  override readonly name: string = "PayloadTooLargeError";
+  /** Size of the encoded message, in bytes. */
+  readonly size: number | undefined;
+  /** Largest message the exchange accepts, in bytes. */
+  readonly limit: number | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { size?: number; limit?: number } = {}) {
+    super(message, { ...options, code: ErrorCode.PayloadTooLarge });
+    this.size = options.size;
+    this.limit = options.limit;
+  }
+  override details(): Record<string, unknown> {
+    return { size: this.size, limit: this.limit };
+  }
+}
+
+/** A value cannot be encoded to (or decoded from) CBOR. */
+export class SerializationError extends AcademyError {
+  override readonly name: string = "SerializationError";
+  constructor(message: string, options: AcademyErrorOptions = {}) {
+    super(message, { ...options, code: ErrorCode.Serialization });
+  }
+}
+
+/** A request got no response within its `timeoutMs`; for actions a cancel request was sent. */
+export class RequestTimeoutError extends AcademyError {
+  override readonly name: string = "RequestTimeoutError";
+  readonly agentId: string | undefined;
+  readonly timeoutMs: number | undefined;
+  readonly operation: string | undefined;
+  constructor(
+    message: string,
+    options: AcademyErrorOptions & { agentId?: string; timeoutMs?: number; operation?: string } = {},
+  ) {
+    super(message, { ...options, code: ErrorCode.RequestTimeout });
+    this.agentId = options.agentId;
+    this.timeoutMs = options.timeoutMs;
+    this.operation = options.operation;
+  }
+  override details(): Record<string, unknown> {
+    return { agentId: this.agentId, timeoutMs: this.timeoutMs, operation: this.operation };
+  }
+}
+
+/** A request was delivered more often than the mailbox allows (it kept crashing its agent). */
+export class DeliveryLimitError extends AcademyError {
+  override readonly name: string = "DeliveryLimitError";
+  readonly deliveries: number | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { deliveries?: number } = {}) {
+    super(message, { ...options, code: ErrorCode.DeliveryLimit });
+    this.deliveries = options.deliveries;
+  }
+  override details(): Record<string, unknown> {
+    return { deliveries: this.deliveries };
+  }
+}
+
+/** The exchange client (or manager) was closed; it can no longer be used. */
+export class ClientClosedError extends AcademyError {
+  override readonly name: string = "ClientClosedError";
+  constructor(message: string, options: AcademyErrorOptions = {}) {
+    super(message, { ...options, code: ErrorCode.ClientClosed });
+  }
+}
+
+/** The exchange could not be reached (server gone, JetStream unavailable) within the retry window. */
+export class ExchangeUnavailableError extends AcademyError {
+  override readonly name: string = "ExchangeUnavailableError";
+  readonly subject: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { subject?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.ExchangeUnavailable });
+    this.subject = options.subject;
+  }
+  override details(): Record<string, unknown> {
+    return { subject: this.subject };
+  }
+}
+
+/** The NATS server lacks something this library needs (a version, JetStream). */
+export class UnsupportedServerError extends AcademyError {
+  override readonly name: string = "UnsupportedServerError";
+  readonly serverVersion: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { serverVersion?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.UnsupportedServer });
+    this.serverVersion = options.serverVersion;
+  }
+  override details(): Record<string, unknown> {
+    return { serverVersion: this.serverVersion };
+  }
+}
+
+/** Options or server-side configuration are invalid or incompatible. */
+export class InvalidConfigError extends AcademyError {
+  override readonly name: string = "InvalidConfigError";
+  readonly option: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { option?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.InvalidConfig });
+    this.option = options.option;
+  }
+  override details(): Record<string, unknown> {
+    return { option: this.option };
+  }
+}
+
+/** An agent class is defined wrongly (a sync action, a clashing name, launching `Agent` itself). */
+export class AgentDefinitionError extends AcademyError {
+  override readonly name: string = "AgentDefinitionError";
+  readonly agentType: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { agentType?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.AgentDefinition });
+    this.agentType = options.agentType;
+  }
+  override details(): Record<string, unknown> {
+    return { agentType: this.agentType };
+  }
+}
+
+/** An agent member was used in a state that does not allow it (e.g. `agentId` before launch). */
+export class AgentStateError extends AcademyError {
+  override readonly name: string = "AgentStateError";
+  constructor(message: string, options: AcademyErrorOptions = {}) {
+    super(message, { ...options, code: ErrorCode.AgentState });
+  }
+}
+
+/** `launch` was given a registration whose agent this manager already launched. */
+export class AgentAlreadyLaunchedError extends AcademyError {
+  override readonly name: string = "AgentAlreadyLaunchedError";
+  readonly agentId: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { agentId?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.AgentAlreadyLaunched });
+    this.agentId = options.agentId;
+  }
+  override details(): Record<string, unknown> {
+    return { agentId: this.agentId };
+  }
+}
+
+/** No executor of that name (or no default executor). */
+export class UnknownExecutorError extends AcademyError {
+  override readonly name: string = "UnknownExecutorError";
+  readonly executor: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { executor?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.UnknownExecutor });
+    this.executor = options.executor;
+  }
+  override details(): Record<string, unknown> {
+    return { executor: this.executor };
+  }
+}
+
+/** An executor could not run an agent (worker crashed, launch spec not runnable there). */
+export class ExecutorError extends AcademyError {
+  override readonly name: string = "ExecutorError";
+  readonly executor: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { executor?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.Executor });
+    this.executor = options.executor;
+  }
+  override details(): Record<string, unknown> {
+    return { executor: this.executor };
+  }
+}
+
+/** `Manager.wait` / `Manager.shutdown` ran out of time. */
+export class WaitTimeoutError extends AcademyError {
+  override readonly name: string = "WaitTimeoutError";
+  readonly timeoutMs: number | undefined;
+  /** Number of agents still running. */
+  readonly pending: number | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { timeoutMs?: number; pending?: number } = {}) {
+    super(message, { ...options, code: ErrorCode.WaitTimeout });
+    this.timeoutMs = options.timeoutMs;
+    this.pending = options.pending;
+  }
+  override details(): Record<string, unknown> {
+    return { timeoutMs: this.timeoutMs, pending: this.pending };
+  }
+}
+
+/** Several errors at once (loop errors at shutdown, agent errors at manager close). */
+export class ErrorGroup extends AcademyError {
+  override readonly name: string = "ErrorGroup";
+  readonly errors: readonly unknown[];
+  constructor(message: string, options: AcademyErrorOptions & { errors?: readonly unknown[] } = {}) {
+    super(message, { ...options, code: ErrorCode.ErrorGroup });
+    this.errors = options.errors ?? [];
+  }
+}
+
+/**
+ * An exception thrown by a remote agent whose class is not known here. Its `name` is the remote
+ * error's name (e.g. `"ValidationError"`), `code` the remote code when it had one, and
+ * `remoteStack` the agent-side stack.
+ */
+export class RemoteError extends AcademyError {
+  override readonly name: string = "RemoteError";
+  constructor(message: string, options: AcademyErrorOptions & { code?: string } = {}) {
+    super(message, { ...options, code: options.code ?? ErrorCode.Remote });
+  }
+}
+
+/** Raise the single error as-is, or several as an {@link ErrorGroup}. No-op for none. */
+export function raiseErrors(errors: readonly unknown[], message: string): void {
+  if (errors.length === 1) throw errors[0];
+  if (errors.length > 1) throw new ErrorGroup(`${message} (${errors.length} errors)`, { errors });
+}
+
+/** Every error class, by name: used to rebuild errors that crossed the wire. */
+export const errorClasses: ReadonlyMap<
+  string,
+  new (message: string, options?: AcademyErrorOptions & Record<string, unknown>) => AcademyError
+> = new Map(
+  [
+    AcademyError,
+    BadEntityIdError,
+    MailboxTerminatedError,
+    AgentTerminatedError,
+    UserTerminatedError,
+    ActionCancelledError,
+    PingCancelledError,
+    ActionInvalidStateError,
+    UnknownActionError,
+    InvalidClientError,
+    IncompatibleProtocolError,
+    MalformedMessageError,
+    PayloadTooLargeError,
+    SerializationError,
+    RequestTimeoutError,
+    DeliveryLimitError,
+    ClientClosedError,
+    ExchangeUnavailableError,
+    UnsupportedServerError,
+    InvalidConfigError,
+    AgentDefinitionError,
+    AgentStateError,
+    AgentAlreadyLaunchedError,
+    UnknownExecutorError,
+    ExecutorError,
+    WaitTimeoutError,
+    ErrorGroup,
+    RemoteError,
+  ].map((cls) => [new cls("").name, cls]),
+);

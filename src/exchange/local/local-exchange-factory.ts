@@ -1,0 +1,194 @@
+/**
+ * Clients of the in-process exchange: the transport bound to one mailbox, and the factory.
+ */
+import type { Agent } from "../../agent/agent.ts";
+import type { AgentTypeInfo } from "../../agent/agent-type.ts";
+import { BadEntityIdError } from "../../errors.ts";
+import { UserId } from "../../identifiers.ts";
+import type { AgentId, EntityId } from "../../identifiers.ts";
+import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
+import type { DecodeContext } from "../../protocol/codec.ts";
+import type { Message } from "../../protocol/messages.ts";
+import { silentLogger } from "../../util/logger.ts";
+import type { Logger } from "../../util/logger.ts";
+import { AgentExchangeClient, UserExchangeClient, terminatedError } from "../exchange-client.ts";
+import type { AgentClientOptions, RequestHandler } from "../exchange-client.ts";
+import type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor } from "../exchange-factory.ts";
+import { MailboxStatus } from "../transport.ts";
+import type { AgentRegistration, ExchangeTransport, MailboxHandler } from "../transport.ts";
+import { LocalExchange } from "./local-exchange.ts";
+import type { LocalExchangeOptions } from "./local-exchange.ts";
+import { serveLocalExchange } from "./local-exchange-port.ts";
+
+/** The operations a local transport needs; implemented in-thread and over a worker port. */
+export interface LocalExchangeApi {
+  readonly maxPayload: number;
+  status(uid: string): MailboxStatus | Promise<MailboxStatus>;
+  registerAgent(type: AgentTypeInfo, name?: string): AgentRegistration | Promise<AgentRegistration>;
+  discover(typeName: string, allowSubclasses: boolean): AgentId[] | Promise<AgentId[]>;
+  send(dest: string, bytes: Uint8Array): void | Promise<void>;
+  terminate(uid: string): void | Promise<void>;
+  attach(uid: string, sink: { deliver(bytes: Uint8Array, deliveryCount: number, token: number): void; terminated(): void }): void | Promise<void>;
+  detach(uid: string): void | Promise<void>;
+  ack(uid: string, token: number): void;
+  nak(uid: string, token: number, delayMs?: number): void;
+  onTerminated(listener: (uid: string) => void): () => void;
+}
+
+/** A transport on the in-process exchange, bound to one mailbox. */
+export class LocalTransport implements ExchangeTransport {
+  readonly mailboxId: EntityId;
+  readonly #api: LocalExchangeApi;
+  readonly #logger: Logger;
+  #listening = false;
+  #closed = false;
+
+  constructor(api: LocalExchangeApi, mailboxId: EntityId, logger: Logger = silentLogger) {
+    this.#api = api;
+    this.mailboxId = mailboxId;
+    this.#logger = logger;
+  }
+
+  get maxPayload(): number {
+    return this.#api.maxPayload;
+  }
+
+  async listen(handler: MailboxHandler, context: DecodeContext): Promise<void> {
+    const uid = this.mailboxId.uid;
+    const status = await this.#api.status(uid);
+    if (status === MailboxStatus.Missing) throw new BadEntityIdError(`No mailbox ${this.mailboxId}`, { entityId: uid });
+    if (status === MailboxStatus.Terminated) throw terminatedError(this.mailboxId);
+    this.#listening = true;
+    await this.#api.attach(uid, {
+      deliver: (bytes, deliveryCount, token) => {
+        let message: Message;
+        try {
+          message = decodeMessage(bytes, context);
+        } catch (error) {
+          this.#logger.warn({ err: error }, "dropping undecodable message");
+          this.#api.ack(uid, token);
+          return;
+        }
+        let settled = false;
+        handler.deliver({
+          message,
+          deliveryCount,
+          ack: () => {
+            if (settled) return;
+            settled = true;
+            this.#api.ack(uid, token);
+          },
+          nak: (delayMs) => {
+            if (settled) return;
+            settled = true;
+            this.#api.nak(uid, token, delayMs);
+          },
+        });
+      },
+      terminated: () => {
+        this.#listening = false;
+        handler.terminated();
+      },
+    });
+  }
+
+  async stopListening(): Promise<void> {
+    if (!this.#listening) return;
+    this.#listening = false;
+    await this.#api.detach(this.mailboxId.uid);
+  }
+
+  async send(message: Message): Promise<void> {
+    await this.#api.send(message.dest, encodeMessage(message));
+  }
+
+  async status(uid: string): Promise<MailboxStatus> {
+    return this.#api.status(uid);
+  }
+
+  async registerAgent(type: AgentTypeInfo, name?: string): Promise<AgentRegistration> {
+    return this.#api.registerAgent(type, name);
+  }
+
+  async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
+    return this.#api.discover(typeName, allowSubclasses);
+  }
+
+  async terminate(id: EntityId): Promise<void> {
+    if (id.uid === this.mailboxId.uid) this.#listening = false;
+    await this.#api.terminate(id.uid);
+  }
+
+  onTerminated(listener: (uid: string) => void): () => void {
+    return this.#api.onTerminated(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.stopListening();
+  }
+}
+
+/** Options of {@link LocalExchangeFactory}. */
+export interface LocalExchangeFactoryOptions extends LocalExchangeOptions {
+  /** @defaultValue silent */
+  logger?: Logger;
+}
+
+/**
+ * Factory for the in-process exchange: the embedded default, and the fast path for unit tests.
+ * Agents in worker threads reach it through a message port (see `forWorker`).
+ */
+export class LocalExchangeFactory implements ExchangeFactory {
+  readonly exchange: LocalExchange;
+  readonly #logger: Logger;
+  readonly #ports: Array<{ close(): void }> = [];
+
+  constructor(options: LocalExchangeFactoryOptions = {}) {
+    this.exchange = new LocalExchange(options);
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
+    const userId = UserId.create(options.name);
+    this.exchange.registerUser(userId);
+    return UserExchangeClient.open(new LocalTransport(this.exchange, userId, this.#logger), { logger: this.#logger, ...options });
+  }
+
+  async createAgentClient<A extends Agent>(
+    registration: AgentRegistration<A>,
+    handler: RequestHandler,
+    options: AgentClientOptions = {},
+  ): Promise<AgentExchangeClient> {
+    return openAgentClient(this.exchange, registration, handler, { logger: this.#logger, ...options });
+  }
+
+  forWorker(): WorkerFactoryDescriptor {
+    const { port, close } = serveLocalExchange(this.exchange);
+    this.#ports.push({ close });
+    return { kind: "local-port", data: { port, maxPayload: this.exchange.maxPayload }, transfer: [port] };
+  }
+
+  async close(): Promise<void> {
+    for (const port of this.#ports.splice(0)) port.close();
+  }
+}
+
+/**
+ * An agent client on a local exchange API (in-thread or over a port).
+ * @throws {BadEntityIdError | AgentTerminatedError} unless the agent's mailbox is active.
+ */
+export async function openAgentClient(
+  api: LocalExchangeApi,
+  registration: AgentRegistration,
+  handler: RequestHandler,
+  options: AgentClientOptions & { logger?: Logger },
+): Promise<AgentExchangeClient> {
+  const status = await api.status(registration.agentId.uid);
+  if (status === MailboxStatus.Missing) {
+    throw new BadEntityIdError(`Agent ${registration.agentId} is not registered`, { entityId: registration.agentId.uid });
+  }
+  if (status === MailboxStatus.Terminated) throw terminatedError(registration.agentId);
+  return AgentExchangeClient.open(new LocalTransport(api, registration.agentId, options.logger), handler, options);
+}

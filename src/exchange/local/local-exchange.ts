@@ -1,0 +1,215 @@
+/**
+ * The in-process exchange: mailboxes, registry and type index in memory. Messages are stored
+ * encoded (CBOR), exactly as on NATS, so agents never share object references and both
+ * exchanges behave alike (payload limits, handles, errors).
+ *
+ * Delivery mirrors JetStream: a delivered message stays in the mailbox, unacknowledged, until it
+ * is acked; a nak, or the listener going away, puts it back at the front.
+ */
+import type { AgentTypeInfo } from "../../agent/agent-type.ts";
+import { BadEntityIdError, PayloadTooLargeError } from "../../errors.ts";
+import { AgentId, EntityRole, entityIdFrom } from "../../identifiers.ts";
+import type { EntityId } from "../../identifiers.ts";
+import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
+import { toFailure } from "../../protocol/failure.ts";
+import { MessageType, isRequest, responseHeaders } from "../../protocol/messages.ts";
+import type { Message } from "../../protocol/messages.ts";
+import { terminatedError } from "../exchange-client.ts";
+import { MailboxStatus } from "../transport.ts";
+import type { AgentRegistration } from "../transport.ts";
+
+/** Options of the in-process exchange. */
+export interface LocalExchangeOptions {
+  /**
+   * Largest encoded message accepted, in bytes (NATS's default `max_payload`, for parity).
+   * @defaultValue 1 MiB
+   */
+  maxPayload?: number;
+}
+
+/** Receives one mailbox's messages from the exchange. */
+export interface LocalMailboxSink {
+  deliver(bytes: Uint8Array, deliveryCount: number, token: number): void;
+  terminated(): void;
+}
+
+interface StoredMessage {
+  readonly token: number;
+  readonly bytes: Uint8Array;
+  deliveryCount: number;
+}
+
+interface Mailbox {
+  readonly id: EntityId;
+  status: MailboxStatus;
+  readonly type: AgentTypeInfo | undefined;
+  /** Waiting to be delivered, in order. */
+  queue: StoredMessage[];
+  /** Delivered, not yet acked. */
+  readonly unacked: Map<number, StoredMessage>;
+  sink: LocalMailboxSink | undefined;
+  pumping: boolean;
+}
+
+/** The shared state of one in-process exchange. */
+export class LocalExchange {
+  readonly maxPayload: number;
+  readonly #mailboxes = new Map<string, Mailbox>();
+  readonly #terminationListeners = new Set<(uid: string) => void>();
+  #nextToken = 1;
+
+  constructor(options: LocalExchangeOptions = {}) {
+    this.maxPayload = options.maxPayload ?? 1024 * 1024;
+  }
+
+  registerUser(id: EntityId): void {
+    this.#mailboxes.set(id.uid, this.#newMailbox(id, undefined));
+  }
+
+  registerAgent(type: AgentTypeInfo, name?: string): AgentRegistration {
+    const agentId = AgentId.create(name);
+    this.#mailboxes.set(agentId.uid, this.#newMailbox(agentId, type));
+    return { agentId, agentType: type };
+  }
+
+  status(uid: string): MailboxStatus {
+    return this.#mailboxes.get(uid)?.status ?? MailboxStatus.Missing;
+  }
+
+  /** The mailbox's id, role included, if it exists. */
+  entity(uid: string): EntityId | undefined {
+    return this.#mailboxes.get(uid)?.id;
+  }
+
+  discover(typeName: string, allowSubclasses: boolean): AgentId[] {
+    const found: AgentId[] = [];
+    for (const mailbox of this.#mailboxes.values()) {
+      if (mailbox.status !== MailboxStatus.Active || mailbox.type === undefined) continue;
+      const match = allowSubclasses ? mailbox.type.chain.includes(typeName) : mailbox.type.name === typeName;
+      if (match) found.push(mailbox.id as AgentId);
+    }
+    return found;
+  }
+
+  /**
+   * Store an encoded message in its destination mailbox.
+   * @throws {PayloadTooLargeError | BadEntityIdError | MailboxTerminatedError}
+   */
+  send(dest: string, bytes: Uint8Array): void {
+    if (bytes.byteLength > this.maxPayload) {
+      throw new PayloadTooLargeError(
+        `Message of ${bytes.byteLength} bytes exceeds the exchange's limit of ${this.maxPayload} bytes`,
+        { size: bytes.byteLength, limit: this.maxPayload },
+      );
+    }
+    const mailbox = this.#mailboxes.get(dest);
+    if (mailbox === undefined) throw new BadEntityIdError(`No mailbox ${dest}`, { entityId: dest });
+    if (mailbox.status === MailboxStatus.Terminated) throw terminatedError(mailbox.id);
+    mailbox.queue.push({ token: this.#nextToken++, bytes, deliveryCount: 0 });
+    this.#schedulePump(mailbox);
+  }
+
+  /**
+   * Deliver a mailbox's messages to `sink` (replacing any previous sink, whose unacked messages go
+   * back to the queue).
+   */
+  attach(uid: string, sink: LocalMailboxSink): void {
+    const mailbox = this.#mailboxes.get(uid);
+    if (mailbox === undefined) throw new BadEntityIdError(`No mailbox ${uid}`, { entityId: uid });
+    if (mailbox.status === MailboxStatus.Terminated) throw terminatedError(mailbox.id);
+    if (mailbox.sink !== undefined) this.detach(uid);
+    mailbox.sink = sink;
+    this.#schedulePump(mailbox);
+  }
+
+  /** Stop delivering; unacked messages go back to the front of the queue. */
+  detach(uid: string): void {
+    const mailbox = this.#mailboxes.get(uid);
+    if (mailbox === undefined) return;
+    mailbox.sink = undefined;
+    const returned = [...mailbox.unacked.values()].sort((a, b) => a.token - b.token);
+    mailbox.unacked.clear();
+    mailbox.queue = [...returned, ...mailbox.queue];
+  }
+
+  ack(uid: string, token: number): void {
+    this.#mailboxes.get(uid)?.unacked.delete(token);
+  }
+
+  nak(uid: string, token: number, delayMs = 0): void {
+    const mailbox = this.#mailboxes.get(uid);
+    const stored = mailbox?.unacked.get(token);
+    if (mailbox === undefined || stored === undefined) return;
+    mailbox.unacked.delete(token);
+    const requeue = (): void => {
+      if (mailbox.status === MailboxStatus.Terminated) return;
+      mailbox.queue.unshift(stored);
+      this.#schedulePump(mailbox);
+    };
+    if (delayMs > 0) setTimeout(requeue, delayMs).unref();
+    else requeue();
+  }
+
+  /**
+   * Terminate a mailbox: every request still in it (queued or unacked) is answered with
+   * `MailboxTerminatedError`; the listener is told. Idempotent; no-op for unknown ids.
+   */
+  terminate(uid: string): void {
+    const mailbox = this.#mailboxes.get(uid);
+    if (mailbox === undefined || mailbox.status === MailboxStatus.Terminated) return;
+    mailbox.status = MailboxStatus.Terminated;
+    const stranded = [...mailbox.unacked.values(), ...mailbox.queue];
+    mailbox.unacked.clear();
+    mailbox.queue = [];
+    const sink = mailbox.sink;
+    mailbox.sink = undefined;
+    for (const stored of stranded) this.#answerTerminated(mailbox.id, stored.bytes);
+    sink?.terminated();
+    for (const listener of [...this.#terminationListeners]) listener(uid);
+  }
+
+  onTerminated(listener: (uid: string) => void): () => void {
+    this.#terminationListeners.add(listener);
+    return () => this.#terminationListeners.delete(listener);
+  }
+
+  #newMailbox(id: EntityId, type: AgentTypeInfo | undefined): Mailbox {
+    return { id, type, status: MailboxStatus.Active, queue: [], unacked: new Map(), sink: undefined, pumping: false };
+  }
+
+  #answerTerminated(id: EntityId, bytes: Uint8Array): void {
+    let message: Message;
+    try {
+      message = decodeMessage(bytes);
+    } catch {
+      return;
+    }
+    if (!isRequest(message) || message.src === undefined) return;
+    const error = toFailure(terminatedError(id));
+    try {
+      this.send(message.src, encodeMessage({ ...responseHeaders(message), type: MessageType.ErrorResponse, error }));
+    } catch {
+      // The requester's mailbox is gone too: nobody is waiting.
+    }
+  }
+
+  #schedulePump(mailbox: Mailbox): void {
+    if (mailbox.pumping || mailbox.sink === undefined || mailbox.queue.length === 0) return;
+    mailbox.pumping = true;
+    queueMicrotask(() => {
+      mailbox.pumping = false;
+      // Deliver in order; a sink may detach (or the mailbox terminate) while we deliver.
+      while (mailbox.sink !== undefined && mailbox.queue.length > 0) {
+        const stored = mailbox.queue.shift()!;
+        stored.deliveryCount++;
+        mailbox.unacked.set(stored.token, stored);
+        mailbox.sink.deliver(stored.bytes, stored.deliveryCount, stored.token);
+      }
+    });
+  }
+}
+
+/** Rebuild a mailbox id from the exchange (or a plain agent id when unknown). */
+export function localEntity(exchange: LocalExchange, uid: string): EntityId {
+  return exchange.entity(uid) ?? entityIdFrom(EntityRole.Agent, uid);
+}

@@ -1,0 +1,274 @@
+/**
+ * What every NATS transport of one factory shares: the connection, JetStream handles, the
+ * provisioned streams and buckets, the registry and its watch-fed view. Created once per factory
+ * on first use; checks the server and provisions everything idempotently.
+ */
+import type { JetStreamClient, JetStreamManager, PubAck, StreamConfig } from "@nats-io/jetstream";
+import { DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
+import { headers as natsHeaders, nanos } from "@nats-io/nats-core";
+import type { MsgHdrs, NatsConnection } from "@nats-io/nats-core";
+import { InvalidConfigError, PayloadTooLargeError, UnsupportedServerError } from "../../errors.ts";
+import { EntityRole } from "../../identifiers.ts";
+import type { EntityId } from "../../identifiers.ts";
+import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
+import { toFailure } from "../../protocol/failure.ts";
+import { MessageHeader, MessageType, isRequest, responseHeaders } from "../../protocol/messages.ts";
+import type { Message } from "../../protocol/messages.ts";
+import type { Logger } from "../../util/logger.ts";
+import { terminatedError } from "../exchange-client.ts";
+import { natsLayout } from "./nats-layout.ts";
+import type { NatsLayout } from "./nats-layout.ts";
+import { withNatsRetry } from "./nats-errors.ts";
+import { NatsRegistry } from "./nats-registry.ts";
+import { RegistryView } from "./registry-view.ts";
+
+/** The oldest server this library runs on (work-queue streams, KV, `next_by_subj`, durable inactivity). */
+export const MIN_SERVER_VERSION = "2.9.0";
+
+/** Resolved JetStream settings of a NATS exchange (see `NatsExchangeOptions` for meanings). */
+export interface NatsSettings {
+  readonly prefix: string;
+  readonly replicas: number;
+  readonly storage: "file" | "memory";
+  readonly ackWaitMs: number;
+  readonly maxDeliveries: number;
+  readonly maxAckPending: number;
+  readonly duplicateWindowMs: number;
+  readonly retryWindowMs: number;
+  readonly requestTimeoutMs: number;
+  readonly consumerInactiveMs: number;
+  readonly deadLetterMaxAgeMs: number;
+}
+
+/** Bytes NATS adds for a header block: `NATS/1.0\r\n`, each `key: value\r\n`, then `\r\n`. */
+function headerBytes(fields: ReadonlyArray<readonly [string, string]>): number {
+  let size = 12;
+  for (const [k, v] of fields) size += Buffer.byteLength(k) + Buffer.byteLength(v) + 4;
+  return size;
+}
+
+/** Parse `major.minor.patch` (ignoring pre-release suffixes). */
+function versionTuple(version: string): [number, number, number] {
+  const [major = 0, minor = 0, patch = 0] = version.split(/[.-]/).map((part) => Number.parseInt(part, 10) || 0);
+  return [major, minor, patch];
+}
+
+function versionAtLeast(version: string, minimum: string): boolean {
+  const a = versionTuple(version);
+  const b = versionTuple(minimum);
+  for (let i = 0; i < 3; i++) if (a[i]! !== b[i]!) return a[i]! > b[i]!;
+  return true;
+}
+
+export class NatsExchangeContext {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly layout: NatsLayout;
+  readonly settings: NatsSettings;
+  readonly registry: NatsRegistry;
+  readonly view: RegistryView;
+  readonly logger: Logger;
+  /** The server's `max_payload`, in bytes (headers included). */
+  readonly maxPayload: number;
+
+  private constructor(
+    nc: NatsConnection,
+    js: JetStreamClient,
+    jsm: JetStreamManager,
+    settings: NatsSettings,
+    registryKv: KV,
+    typesKv: KV,
+    logger: Logger,
+  ) {
+    this.nc = nc;
+    this.js = js;
+    this.jsm = jsm;
+    this.settings = settings;
+    this.layout = natsLayout(settings.prefix);
+    this.logger = logger;
+    this.maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+    this.registry = new NatsRegistry(registryKv, typesKv, js, `KV_${this.layout.typesBucket}`, settings.retryWindowMs);
+    this.view = new RegistryView(registryKv, logger);
+  }
+
+  /**
+   * Check the server and provision the streams and buckets (idempotent; safe to race).
+   * @throws {UnsupportedServerError} for a server older than {@link MIN_SERVER_VERSION} or without JetStream.
+   * @throws {InvalidConfigError} if an existing stream has an incompatible configuration.
+   */
+  static async open(nc: NatsConnection, settings: NatsSettings, logger: Logger): Promise<NatsExchangeContext> {
+    const version = nc.info?.version ?? "0.0.0";
+    if (!versionAtLeast(version, MIN_SERVER_VERSION)) {
+      throw new UnsupportedServerError(
+        `nats-server ${version} is too old: this library needs ${MIN_SERVER_VERSION} or later with JetStream enabled`,
+        { serverVersion: version },
+      );
+    }
+    if (nc.info?.jetstream !== true) {
+      throw new UnsupportedServerError(`nats-server ${version} has JetStream disabled: start it with -js (or jetstream {} in its config)`, {
+        serverVersion: version,
+      });
+    }
+    const retry = <T>(what: string, op: () => Promise<T>): Promise<T> =>
+      withNatsRetry(op, { windowMs: settings.retryWindowMs, what });
+    const jsm = await retry("reach JetStream", () => jetstreamManager(nc, { timeout: settings.requestTimeoutMs }));
+    const js = jetstream(nc, { timeout: settings.requestTimeoutMs });
+    const layout = natsLayout(settings.prefix);
+    const storage = settings.storage === "memory" ? StorageType.Memory : StorageType.File;
+
+    await retry("provision mailbox stream", () =>
+      ensureStream(jsm, {
+        name: layout.mailboxStream,
+        subjects: [layout.mailboxSubjects],
+        retention: RetentionPolicy.Workqueue,
+        storage,
+        num_replicas: settings.replicas,
+        duplicate_window: nanos(settings.duplicateWindowMs),
+        discard: DiscardPolicy.Old,
+      }),
+    );
+    await retry("provision dead-letter stream", () =>
+      ensureStream(jsm, {
+        name: layout.deadLetterStream,
+        subjects: [layout.deadLetterSubjects],
+        retention: RetentionPolicy.Limits,
+        storage,
+        num_replicas: settings.replicas,
+        max_age: nanos(settings.deadLetterMaxAgeMs),
+        discard: DiscardPolicy.Old,
+      }),
+    );
+    const kvm = new Kvm(js);
+    const bucketOptions = { history: 1, replicas: settings.replicas, storage, timeout: settings.requestTimeoutMs };
+    const registryKv = await retry("provision registry bucket", () => kvm.create(layout.registryBucket, bucketOptions));
+    const typesKv = await retry("provision type index bucket", () => kvm.create(layout.typesBucket, bucketOptions));
+    logger.debug({ prefix: settings.prefix, serverVersion: version }, "NATS exchange ready");
+    return new NatsExchangeContext(nc, js, jsm, settings, registryKv, typesKv, logger);
+  }
+
+  /** Retry a NATS operation through transient failures, within the retry window. */
+  retry<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    return withNatsRetry(operation, { windowMs: this.settings.retryWindowMs, what });
+  }
+
+  /**
+   * Put a message in its destination mailbox (JetStream, de-duplicated by message id), or publish a
+   * response to its `replyTo` core subject.
+   * @throws {PayloadTooLargeError} if it exceeds the server's `max_payload`.
+   * @throws {ExchangeUnavailableError} if the server does not take it within the retry window.
+   */
+  async send(message: Message): Promise<void> {
+    const data = encodeMessage(message);
+    const request = isRequest(message);
+    const msgId = request ? message.tag : `r:${message.tag}`;
+    const fields: Array<[string, string]> = [[MessageHeader.MsgId, msgId]];
+    if (message.src !== undefined) fields.push([MessageHeader.Source, message.src]);
+    this.#checkSize(data.byteLength + headerBytes(fields), message.dest);
+    if (!request && message.replyTo !== undefined) {
+      // A caller without a mailbox: a core NATS reply, flushed so the server has it before we ack.
+      this.nc.publish(message.replyTo, data);
+      await this.retry("flush reply", () => this.nc.flush());
+      return;
+    }
+    const headers = natsHeaders();
+    if (message.src !== undefined) headers.set(MessageHeader.Source, message.src);
+    await this.#publish(this.layout.mailboxSubject(message.dest), data, msgId, headers);
+  }
+
+  /** Record a message that could not be handled on the dead-letter stream, with the reason. */
+  async deadLetter(uid: string, data: Uint8Array, subject: string, error: Error): Promise<void> {
+    const headers = natsHeaders();
+    headers.set("Academy-Dead-Reason", (error as { code?: string }).code ?? error.name);
+    headers.set("Academy-Dead-Error", error.message.replace(/[\r\n]+/g, " ").slice(0, 512));
+    headers.set("Academy-Original-Subject", subject);
+    await this.retry("dead-letter", () => this.js.publish(this.layout.deadLetterSubject(uid), data, { headers }));
+  }
+
+  /**
+   * Terminate a mailbox: mark it terminated, stop its consumer, answer every request still in it
+   * with `MailboxTerminatedError`, then purge it. Idempotent; no-op for unknown ids.
+   */
+  async terminate(id: EntityId): Promise<void> {
+    const terminated = await this.registry.markTerminated(id.uid);
+    if (terminated !== undefined) this.view.apply(terminated);
+    const role = terminated?.record.role ?? id.role;
+    const { layout, jsm } = this;
+    await this.retry("delete mailbox consumer", async () => {
+      try {
+        await jsm.consumers.delete(layout.mailboxStream, layout.mailboxConsumer(id.uid));
+      } catch (error) {
+        if ((error as { code?: number }).code !== 10014) throw error;
+      }
+    });
+    const subject = layout.mailboxSubject(id.uid);
+    const error = toFailure(terminatedError(id.uid, role === EntityRole.User ? EntityRole.User : EntityRole.Agent));
+    for (let seq = 1; ; ) {
+      const stored = await this.retry("read mailbox", () =>
+        jsm.streams.getMessage(layout.mailboxStream, { seq, next_by_subj: subject } as never),
+      );
+      if (stored === null) break;
+      seq = stored.seq + 1;
+      let message: Message;
+      try {
+        message = decodeMessage(stored.data);
+      } catch {
+        continue;
+      }
+      if (!isRequest(message) || (message.src === undefined && message.replyTo === undefined)) continue;
+      await this.send({ ...responseHeaders(message), type: MessageType.ErrorResponse, error }).catch((sendError: unknown) => {
+        this.logger.debug({ err: sendError, tag: message.tag }, "could not answer request in terminated mailbox");
+      });
+    }
+    await this.retry("purge mailbox", () => jsm.streams.purge(layout.mailboxStream, { filter: subject }));
+  }
+
+  async #publish(subject: string, data: Uint8Array, msgID: string, headers: MsgHdrs): Promise<PubAck> {
+    return this.retry("publish", () => this.js.publish(subject, data, { msgID, headers, timeout: this.settings.requestTimeoutMs }));
+  }
+
+  #checkSize(size: number, dest: string): void {
+    if (size > this.maxPayload) {
+      throw new PayloadTooLargeError(
+        `Message to ${dest} is ${size} bytes (headers included); the NATS server's max_payload is ${this.maxPayload} bytes`,
+        { size, limit: this.maxPayload },
+      );
+    }
+  }
+}
+
+/**
+ * Create a stream, or check that the existing one is compatible (same retention, covers our
+ * subjects). Another process may create it at the same moment: adding twice is fine.
+ */
+async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+  let existing;
+  try {
+    existing = await jsm.streams.info(config.name);
+  } catch (error) {
+    if ((error as { code?: number }).code !== 10059) throw error;
+    try {
+      await jsm.streams.add(config);
+      return;
+    } catch (addError) {
+      existing = await jsm.streams.info(config.name).catch(() => {
+        throw addError;
+      });
+    }
+  }
+  const current = existing.config;
+  if (current.retention !== config.retention) {
+    throw new InvalidConfigError(
+      `Stream ${config.name} exists with retention '${current.retention}', expected '${config.retention}': use another prefix or remove the stream`,
+      { option: "prefix" },
+    );
+  }
+  const missing = (config.subjects ?? []).filter((s) => !(current.subjects ?? []).includes(s));
+  if (missing.length > 0) {
+    throw new InvalidConfigError(`Stream ${config.name} exists without subjects ${missing.join(", ")}: use another prefix`, {
+      option: "prefix",
+    });
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * NATS errors, classified and turned into this library's typed errors in one place.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { ClientClosedError, ExchangeUnavailableError } from "../../errors.ts";
+
+/** Names of nats.js errors that mean "try again shortly" (server restarting, leader election). */
+const TRANSIENT_NAMES: ReadonlySet<string> = new Set([
+  "TimeoutError",
+  "NoResponders",
+  "NoRespondersError",
+  "JetStreamNotEnabled",
+  "ConnectionError",
+  "RequestError",
+]);
+
+/** nats.js errors that mean our own connection is closed for good. */
+const CLOSED_NAMES: ReadonlySet<string> = new Set(["ClosedConnectionError", "DrainingConnectionError"]);
+
+/** JetStream API status codes that are transient (503: no leader / unavailable; 408: timeout). */
+const TRANSIENT_STATUS: ReadonlySet<number> = new Set([503, 408]);
+
+/** Whether a NATS error is worth retrying with the same message id. */
+export function isTransientNatsError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if (TRANSIENT_NAMES.has(error.name)) return true;
+  const status = (error as { status?: unknown }).status;
+  if (error.name === "JetStreamApiError" && typeof status === "number" && TRANSIENT_STATUS.has(status)) return true;
+  const cause = (error as { cause?: unknown }).cause;
+  return cause !== undefined && cause !== error && isTransientNatsError(cause);
+}
+
+/** Whether the error says our connection is closed. */
+export function isClosedNatsError(error: unknown): boolean {
+  return error instanceof Error && CLOSED_NAMES.has(error.name);
+}
+
+/** JetStream API error code (`err_code`), if the error is an API error. */
+export function jetStreamErrorCode(error: unknown): number | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return error instanceof Error && error.name.endsWith("Error") && typeof code === "number" ? code : undefined;
+}
+
+/** Options of {@link withNatsRetry}. */
+export interface RetryOptions {
+  /** Give up after this many ms of transient failures. */
+  readonly windowMs: number;
+  /** What the operation is (for error messages). */
+  readonly what: string;
+  /** Subject involved, if any (for error context). */
+  readonly subject?: string;
+}
+
+/**
+ * Run `operation`, retrying transient NATS failures with backoff (25 ms doubling to 1 s) for up to
+ * `windowMs`. Errors are mapped: closed connection to `ClientClosedError`, exhausted retries to
+ * `ExchangeUnavailableError`; others pass through unchanged.
+ */
+export async function withNatsRetry<T>(operation: () => Promise<T>, options: RetryOptions): Promise<T> {
+  const deadline = Date.now() + options.windowMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await operation();
+    } catch (error) {
+      if (isClosedNatsError(error)) {
+        throw new ClientClosedError(`NATS connection closed during ${options.what}`, { cause: error });
+      }
+      if (!isTransientNatsError(error)) throw error;
+      const delayMs = Math.min(25 * 2 ** attempt, 1000);
+      if (Date.now() + delayMs > deadline) {
+        throw new ExchangeUnavailableError(
+          `NATS did not answer ${options.what} within ${options.windowMs} ms: ${(error as Error).message}`,
+          { cause: error, subject: options.subject },
+        );
+      }
+      await sleep(delayMs);
+    }
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * The NATS JetStream exchange factory. One connection per factory (opened on first use and
+ * shared by all its clients); in a worker thread the factory is rebuilt from its options.
+ */
+import { connect } from "@nats-io/transport-node";
+import type { ConnectionOptions, NatsConnection } from "@nats-io/nats-core";
+import type { Agent } from "../../agent/agent.ts";
+import { BadEntityIdError, ClientClosedError, ExchangeUnavailableError, InvalidConfigError } from "../../errors.ts";
+import { UserId } from "../../identifiers.ts";
+import { silentLogger } from "../../util/logger.ts";
+import type { Logger } from "../../util/logger.ts";
+import { AgentExchangeClient, UserExchangeClient, terminatedError } from "../exchange-client.ts";
+import type { AgentClientOptions, RequestHandler } from "../exchange-client.ts";
+import type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor } from "../exchange-factory.ts";
+import { MailboxStatus } from "../transport.ts";
+import type { AgentRegistration } from "../transport.ts";
+import { NatsExchangeContext } from "./nats-context.ts";
+import type { NatsSettings } from "./nats-context.ts";
+import { natsLayout } from "./nats-layout.ts";
+import { NatsTransport } from "./nats-transport.ts";
+
+/** Options of {@link NatsExchangeFactory}. */
+export interface NatsExchangeOptions {
+  /**
+   * Server URL(s).
+   * @defaultValue "nats://127.0.0.1:4222"
+   */
+  servers?: string | string[];
+  /**
+   * Further nats.js connection options (credentials, TLS, name, reconnect policy). Must be
+   * structured-clonable to be used by worker-thread agents.
+   * @defaultValue reconnect forever, every 250 ms
+   */
+  connectionOptions?: Omit<ConnectionOptions, "servers">;
+  /**
+   * Use this connection instead of opening one. It is not closed by the factory, and the factory
+   * cannot be shared with worker threads.
+   */
+  connection?: NatsConnection;
+  /**
+   * Prefix of every stream, bucket and subject; deployments with different prefixes share an
+   * account without interfering. `[A-Za-z0-9_-]`, 1-48 characters.
+   * @defaultValue "academy"
+   */
+  prefix?: string;
+  /**
+   * Replicas of the streams and buckets (1, 3 or 5; 3 on a cluster for fault tolerance).
+   * @defaultValue 1
+   */
+  replicas?: number;
+  /** @defaultValue "file" */
+  storage?: "file" | "memory";
+  /**
+   * How long a delivered message may stay unacknowledged before redelivery, in ms. Messages being
+   * handled are kept alive every third of it, so it bounds only how soon a dead reader's messages
+   * come back (a restarted reader gets them at once).
+   * @defaultValue 30_000
+   */
+  ackWaitMs?: number;
+  /**
+   * Deliveries of one request to one reader before it is answered with `DeliveryLimitError` and
+   * dead-lettered (protects agents from requests that crash them).
+   * @defaultValue 5
+   */
+  maxDeliveries?: number;
+  /**
+   * Most unacknowledged messages per mailbox (requests queued or running in the agent).
+   * @defaultValue 1000
+   */
+  maxAckPending?: number;
+  /**
+   * Window in which a re-sent message (same id) is stored only once, in ms.
+   * @defaultValue 120_000
+   */
+  duplicateWindowMs?: number;
+  /**
+   * How long sends and registry operations retry while the server is unreachable (restarting,
+   * electing a leader) before failing with `ExchangeUnavailableError`, in ms.
+   * @defaultValue 20_000
+   */
+  retryWindowMs?: number;
+  /**
+   * Timeout of one JetStream request or publish attempt, in ms.
+   * @defaultValue 5_000
+   */
+  requestTimeoutMs?: number;
+  /**
+   * A mailbox's consumer is removed after this long with no reader, in ms (it is recreated when
+   * the agent runs again; no message is lost).
+   * @defaultValue 3_600_000
+   */
+  consumerInactiveMs?: number;
+  /**
+   * How long dead-lettered messages are kept, in ms.
+   * @defaultValue 7 days
+   */
+  deadLetterMaxAgeMs?: number;
+  /** @defaultValue silent */
+  logger?: Logger;
+}
+
+const DEFAULTS: NatsSettings = Object.freeze({
+  prefix: "academy",
+  replicas: 1,
+  storage: "file",
+  ackWaitMs: 30_000,
+  maxDeliveries: 5,
+  maxAckPending: 1000,
+  duplicateWindowMs: 120_000,
+  retryWindowMs: 20_000,
+  requestTimeoutMs: 5_000,
+  consumerInactiveMs: 3_600_000,
+  deadLetterMaxAgeMs: 7 * 24 * 3_600_000,
+});
+
+function resolveSettings(options: NatsExchangeOptions): NatsSettings {
+  const settings = { ...DEFAULTS };
+  for (const key of Object.keys(DEFAULTS) as (keyof NatsSettings)[]) {
+    const value = options[key];
+    if (value === undefined) continue;
+    if (key === "prefix") {
+      natsLayout(value as string);
+      settings.prefix = value as string;
+    } else if (key === "storage") {
+      if (value !== "file" && value !== "memory") throw new InvalidConfigError(`storage must be "file" or "memory"`, { option: key });
+      settings.storage = value;
+    } else {
+      if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
+        throw new InvalidConfigError(`${key} must be a positive integer (got ${String(value)})`, { option: key });
+      }
+      (settings as Record<string, unknown>)[key] = value;
+    }
+  }
+  if (![1, 3, 5].includes(settings.replicas)) {
+    throw new InvalidConfigError(`replicas must be 1, 3 or 5 (got ${settings.replicas})`, { option: "replicas" });
+  }
+  return Object.freeze(settings);
+}
+
+/**
+ * Mints clients of the NATS JetStream exchange. Mailboxes are JetStream subjects, registration and
+ * the type index live in KV buckets, delivery is at-least-once (see docs/NATS-LAYOUT.md).
+ */
+export class NatsExchangeFactory implements ExchangeFactory {
+  readonly settings: NatsSettings;
+  readonly #options: NatsExchangeOptions;
+  readonly #logger: Logger;
+  #context: Promise<NatsExchangeContext> | undefined;
+  #closing: Promise<void> | undefined;
+
+  /** @throws {InvalidConfigError} for invalid options. */
+  constructor(options: NatsExchangeOptions = {}) {
+    this.#options = options;
+    this.settings = resolveSettings(options);
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
+    const ctx = await this.#getContext();
+    const userId = UserId.create(options.name);
+    ctx.view.apply(await ctx.registry.registerUser(userId));
+    const transport = new NatsTransport(ctx, userId, this.#logger);
+    return UserExchangeClient.open(transport, { logger: this.#logger, ...options });
+  }
+
+  async createAgentClient<A extends Agent>(
+    registration: AgentRegistration<A>,
+    handler: RequestHandler,
+    options: AgentClientOptions = {},
+  ): Promise<AgentExchangeClient> {
+    const ctx = await this.#getContext();
+    const { agentId } = registration;
+    const status = await ctx.registry.status(agentId.uid);
+    if (status === MailboxStatus.Missing) {
+      throw new BadEntityIdError(`Agent ${agentId} is not registered`, { entityId: agentId.uid });
+    }
+    if (status === MailboxStatus.Terminated) throw terminatedError(agentId);
+    const transport = new NatsTransport(ctx, agentId, this.#logger);
+    return AgentExchangeClient.open(transport, handler, { logger: this.#logger, ...options });
+  }
+
+  /**
+   * Options for a worker thread to build its own factory (and connection) to the same exchange.
+   * @throws {InvalidConfigError} when built on a caller's connection or with options that cannot be cloned.
+   */
+  forWorker(): WorkerFactoryDescriptor {
+    if (this.#options.connection !== undefined) {
+      throw new InvalidConfigError("A factory built on an existing connection cannot be shared with worker threads", {
+        option: "connection",
+      });
+    }
+    const data = { ...this.#options, logger: undefined };
+    try {
+      structuredClone(data);
+    } catch (error) {
+      throw new InvalidConfigError("connectionOptions must be structured-clonable to reach worker threads", {
+        option: "connectionOptions",
+        cause: error,
+      });
+    }
+    return { kind: "nats", data, transfer: [] };
+  }
+
+  /** Close the connection (if the factory opened it). Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    const pending = this.#context;
+    if (pending === undefined) return;
+    const ctx = await pending.catch(() => undefined);
+    ctx?.view.close();
+    if (ctx !== undefined && this.#options.connection === undefined) await ctx.nc.close();
+  }
+
+  #getContext(): Promise<NatsExchangeContext> {
+    if (this.#closing !== undefined) return Promise.reject(new ClientClosedError("The exchange factory is closed"));
+    if (this.#context === undefined) {
+      this.#context = this.#open();
+      this.#context.catch(() => {
+        this.#context = undefined;
+      });
+    }
+    return this.#context;
+  }
+
+  async #open(): Promise<NatsExchangeContext> {
+    let nc = this.#options.connection;
+    const owned = nc === undefined;
+    if (nc === undefined) {
+      const servers = this.#options.servers ?? "nats://127.0.0.1:4222";
+      try {
+        nc = await connect({
+          name: "academy-nats",
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 250,
+          ...this.#options.connectionOptions,
+          servers,
+        });
+      } catch (error) {
+        throw new ExchangeUnavailableError(`Could not connect to NATS at ${String(servers)}: ${(error as Error).message}`, {
+          cause: error,
+        });
+      }
+    }
+    try {
+      return await NatsExchangeContext.open(nc, this.settings, this.#logger);
+    } catch (error) {
+      if (owned) await nc.close().catch(() => undefined);
+      throw error;
+    }
+  }
+}

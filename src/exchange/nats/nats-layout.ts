@@ -1,0 +1,61 @@
+/**
+ * Where everything lives on NATS: every stream, bucket, subject and consumer name, derived from
+ * one prefix so that several deployments can share an account. docs/NATS-LAYOUT.md describes it.
+ */
+import { InvalidConfigError } from "../../errors.ts";
+
+/** Names derived from a prefix. */
+export interface NatsLayout {
+  readonly prefix: string;
+  /** Work-queue stream holding every mailbox. */
+  readonly mailboxStream: string;
+  /** Wildcard subject of the mailbox stream. */
+  readonly mailboxSubjects: string;
+  /** Limits stream keeping dead-lettered messages. */
+  readonly deadLetterStream: string;
+  /** Wildcard subject of the dead-letter stream. */
+  readonly deadLetterSubjects: string;
+  /** KV bucket: one record per mailbox (role, name, type, ancestry, status). */
+  readonly registryBucket: string;
+  /** KV bucket: type index, one key per (type in an agent's ancestry, agent). */
+  readonly typesBucket: string;
+  /** Subject of a mailbox. */
+  mailboxSubject(uid: string): string;
+  /** Durable consumer that reads a mailbox. */
+  mailboxConsumer(uid: string): string;
+  /** Subject messages dead-lettered from a mailbox go to. */
+  deadLetterSubject(uid: string): string;
+}
+
+const PREFIX = /^[A-Za-z0-9_-]{1,48}$/;
+const UID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * The layout for `prefix`.
+ * @throws {InvalidConfigError} unless the prefix is 1-48 characters of `[A-Za-z0-9_-]`.
+ */
+export function natsLayout(prefix: string): NatsLayout {
+  if (!PREFIX.test(prefix)) {
+    throw new InvalidConfigError(`prefix must be 1-48 characters of [A-Za-z0-9_-] (got ${JSON.stringify(prefix)})`, {
+      option: "prefix",
+    });
+  }
+  return {
+    prefix,
+    mailboxStream: `${prefix}_mailboxes`,
+    mailboxSubjects: `${prefix}.mbox.*`,
+    deadLetterStream: `${prefix}_dead_letters`,
+    deadLetterSubjects: `${prefix}.dlq.>`,
+    registryBucket: `${prefix}_registry`,
+    typesBucket: `${prefix}_types`,
+    mailboxSubject: (uid) => `${prefix}.mbox.${checkUid(uid)}`,
+    mailboxConsumer: (uid) => `mbox-${checkUid(uid)}`,
+    deadLetterSubject: (uid) => `${prefix}.dlq.${checkUid(uid)}`,
+  };
+}
+
+/** Mailbox uids become subject tokens and consumer names: reject anything that could escape. */
+function checkUid(uid: string): string {
+  if (!UID.test(uid)) throw new InvalidConfigError(`Invalid mailbox uid ${JSON.stringify(uid)}`, { option: "uid" });
+  return uid;
+}

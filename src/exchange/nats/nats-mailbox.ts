@@ -1,0 +1,274 @@
+/**
+ * Reading one mailbox: its durable pull consumer on the mailbox stream, delivery to the client,
+ * acknowledgement deadlines kept alive while a message is being handled, and the fate of messages
+ * that cannot be handled (undecodable, foreign, or delivered too often).
+ */
+import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
+import { nanos } from "@nats-io/nats-core";
+import { DeliveryLimitError, IncompatibleProtocolError, MalformedMessageError } from "../../errors.ts";
+import type { EntityId } from "../../identifiers.ts";
+import { decodeValue } from "../../protocol/codec.ts";
+import type { DecodeContext } from "../../protocol/codec.ts";
+import { toFailure } from "../../protocol/failure.ts";
+import { MessageHeader, MessageType, fromEnvelope, isRequest } from "../../protocol/messages.ts";
+import type { Message } from "../../protocol/messages.ts";
+import type { Logger } from "../../util/logger.ts";
+import { MailboxStatus } from "../transport.ts";
+import type { Delivery, MailboxHandler } from "../transport.ts";
+import type { NatsExchangeContext } from "./nats-context.ts";
+import { jetStreamErrorCode } from "./nats-errors.ts";
+
+const CONSUMER_NOT_FOUND = 10014;
+
+/** A mailbox being read. Created by the transport's `listen`. */
+export class NatsMailbox {
+  readonly #ctx: NatsExchangeContext;
+  readonly #id: EntityId;
+  readonly #handler: MailboxHandler;
+  readonly #context: DecodeContext;
+  readonly #logger: Logger;
+  readonly #unacked = new Set<JsMsg>();
+  #messages: ConsumerMessages | undefined;
+  #keepAlive: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #terminatedNotified = false;
+
+  constructor(ctx: NatsExchangeContext, id: EntityId, handler: MailboxHandler, context: DecodeContext, logger: Logger) {
+    this.#ctx = ctx;
+    this.#id = id;
+    this.#handler = handler;
+    this.#context = context;
+    this.#logger = logger;
+  }
+
+  /** Create (or recover) the consumer and start delivering. */
+  async start(): Promise<void> {
+    const { layout } = this.#ctx;
+    const name = layout.mailboxConsumer(this.#id.uid);
+    await this.#ensureConsumer(true);
+    const consumer = await this.#ctx.js.consumers.get(layout.mailboxStream, name);
+    this.#messages = await consumer.consume({
+      max_messages: this.#ctx.settings.maxAckPending,
+      callback: (m) => this.#receive(m),
+    });
+    void this.#watchStatus(this.#messages);
+  }
+
+  /** Stop delivering; unacked messages are nak'ed so the next reader gets them at once. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#setKeepAlive(false);
+    const messages = this.#messages;
+    this.#messages = undefined;
+    for (const m of this.#unacked) m.nak();
+    this.#unacked.clear();
+    if (messages !== undefined) {
+      messages.stop();
+      await messages.closed().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Make sure the durable consumer exists. On start, a consumer that still holds unacknowledged
+   * messages belonged to a reader that died: it is recreated so those messages are delivered
+   * again now, not after the ack wait expires.
+   */
+  async #ensureConsumer(recover: boolean): Promise<void> {
+    const { layout, jsm, settings } = this.#ctx;
+    const name = layout.mailboxConsumer(this.#id.uid);
+    const config = {
+      durable_name: name,
+      filter_subject: layout.mailboxSubject(this.#id.uid),
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(settings.ackWaitMs),
+      max_deliver: -1,
+      max_ack_pending: settings.maxAckPending,
+      inactive_threshold: nanos(settings.consumerInactiveMs),
+    };
+    await this.#ctx.retry("create mailbox consumer", async () => {
+      if (recover) {
+        try {
+          const info = await jsm.consumers.info(layout.mailboxStream, name);
+          if (info.num_ack_pending === 0) return;
+          this.#logger.info({ unacked: info.num_ack_pending }, "recovering mailbox: redelivering unacknowledged messages");
+          await jsm.consumers.delete(layout.mailboxStream, name);
+        } catch (error) {
+          if (jetStreamErrorCode(error) !== CONSUMER_NOT_FOUND) throw error;
+        }
+      }
+      await jsm.consumers.add(layout.mailboxStream, config);
+    });
+  }
+
+  async #watchStatus(messages: ConsumerMessages): Promise<void> {
+    try {
+      for await (const status of messages.status()) {
+        if (this.#stopped) return;
+        if (status.type === "consumer_deleted" || status.type === "consumer_not_found") {
+          await this.#onConsumerLost();
+        }
+      }
+    } catch (error) {
+      if (!this.#stopped) this.#logger.warn({ err: error }, "mailbox status watch ended");
+    }
+  }
+
+  /** The consumer vanished: either the mailbox was terminated, or it must be recreated. */
+  async #onConsumerLost(): Promise<void> {
+    const status = await this.#ctx.registry.status(this.#id.uid).catch(() => undefined);
+    if (this.#stopped || status === undefined) return;
+    if (status === MailboxStatus.Active) {
+      this.#logger.warn("mailbox consumer disappeared; recreating it");
+      await this.#ensureConsumer(false).catch((error: unknown) => {
+        this.#logger.warn({ err: error }, "could not recreate mailbox consumer");
+      });
+      return;
+    }
+    this.#notifyTerminated();
+  }
+
+  /** The mailbox was terminated: stop and tell the handler (once). */
+  notifyTerminated(): void {
+    this.#notifyTerminated();
+  }
+
+  #notifyTerminated(): void {
+    if (this.#terminatedNotified) return;
+    this.#terminatedNotified = true;
+    void this.stop().finally(() => this.#handler.terminated());
+  }
+
+  #receive(m: JsMsg): void {
+    if (this.#stopped) {
+      m.nak();
+      return;
+    }
+    const deliveryCount = m.info.deliveryCount;
+    let message: Message;
+    try {
+      message = this.#decode(m);
+    } catch (error) {
+      void this.#reject(m, error as Error);
+      return;
+    }
+    if (deliveryCount > this.#ctx.settings.maxDeliveries && isRequest(message)) {
+      const error = new DeliveryLimitError(
+        `Request delivered ${deliveryCount} times (limit ${this.#ctx.settings.maxDeliveries}); dead-lettered`,
+        { deliveries: deliveryCount },
+      );
+      void this.#reject(m, error, message);
+      return;
+    }
+    this.#unacked.add(m);
+    this.#setKeepAlive(true);
+    let settled = false;
+    const delivery: Delivery = {
+      message,
+      deliveryCount,
+      ack: () => {
+        if (settled) return;
+        settled = true;
+        this.#settle(m);
+        m.ack();
+      },
+      nak: (delayMs) => {
+        if (settled) return;
+        settled = true;
+        this.#settle(m);
+        m.nak(delayMs);
+      },
+    };
+    this.#handler.deliver(delivery);
+  }
+
+  #decode(m: JsMsg): Message {
+    return fromEnvelope(decodeValue(m.data, this.#context));
+  }
+
+  #settle(m: JsMsg): void {
+    this.#unacked.delete(m);
+    if (this.#unacked.size === 0) this.#setKeepAlive(false);
+  }
+
+  /** Keep ack deadlines of messages being handled from expiring (a third of the ack wait). */
+  #setKeepAlive(on: boolean): void {
+    if (on && this.#keepAlive === undefined) {
+      this.#keepAlive = setInterval(() => {
+        for (const m of this.#unacked) m.working();
+      }, Math.max(100, Math.floor(this.#ctx.settings.ackWaitMs / 3)));
+      this.#keepAlive.unref();
+    } else if (!on && this.#keepAlive !== undefined) {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
+    }
+  }
+
+  /**
+   * A message that cannot be handled: answer its sender with the typed error when a reply address
+   * can be read (from the envelope, else the headers), dead-letter it, and remove it.
+   */
+  async #reject(m: JsMsg, error: Error, decoded?: Message): Promise<void> {
+    const address: Address | undefined =
+      decoded !== undefined
+        ? { tag: decoded.tag, src: decoded.src, replyTo: decoded.replyTo, request: isRequest(decoded) }
+        : readAddress(m);
+    this.#logger.warn({ err: error, subject: m.subject, seq: m.info.streamSequence }, "rejecting mailbox message");
+    try {
+      if (address !== undefined && address.request && (address.src !== undefined || address.replyTo !== undefined)) {
+        await this.#ctx.send({
+          type: MessageType.ErrorResponse,
+          tag: address.tag,
+          dest: address.src ?? "",
+          src: this.#id.uid,
+          replyTo: address.replyTo,
+          error: toFailure(error),
+        });
+      }
+      await this.#ctx.deadLetter(this.#id.uid, m.data, m.subject, error);
+    } catch (sendError) {
+      this.#logger.error({ err: sendError }, "could not answer or dead-letter a rejected message");
+    } finally {
+      m.term();
+    }
+  }
+}
+
+interface Address {
+  readonly tag: string;
+  readonly src: string | undefined;
+  readonly replyTo: string | undefined;
+  readonly request: boolean;
+}
+
+/** Where to answer an undecodable message: from its envelope if it is CBOR at all, else its headers. */
+function readAddress(m: JsMsg): Address | undefined {
+  let envelope: Record<string, unknown> | undefined;
+  try {
+    const value = decodeValue(m.data);
+    if (typeof value === "object" && value !== null && !Array.isArray(value)) envelope = value as Record<string, unknown>;
+  } catch (error) {
+    if (!(error instanceof MalformedMessageError || error instanceof IncompatibleProtocolError)) throw error;
+  }
+  const text = (key: string): string | undefined => {
+    const v = envelope?.[key];
+    return typeof v === "string" && v.length > 0 ? v : undefined;
+  };
+  const header = (key: string): string | undefined => {
+    const v = m.headers?.get(key);
+    return v !== undefined && v.length > 0 ? v : undefined;
+  };
+  const msgId = header(MessageHeader.MsgId);
+  const tag = text("tag") ?? header(MessageHeader.Tag) ?? (msgId?.startsWith("r:") ? undefined : msgId);
+  if (tag === undefined) return undefined;
+  const type = text("type");
+  const request = type !== undefined ? type.endsWith("-request") : !(msgId?.startsWith("r:") ?? false);
+  return {
+    tag,
+    src: text("src") ?? header(MessageHeader.Source),
+    replyTo: text("replyTo") ?? header(MessageHeader.ReplyTo),
+    request,
+  };
+}

@@ -1,0 +1,223 @@
+/**
+ * Mailbox registration, status and the type index, in two KV buckets:
+ *
+ * - registry bucket, key `<uid>`: the mailbox record (CBOR), see {@link MailboxRecord};
+ * - types bucket, key `<type token>.<uid>`: one entry per type in an active agent's ancestry,
+ *   value `[concrete type name, display name?]` (CBOR).
+ *
+ * Registration writes the record, then the index; termination removes the index entries, then
+ * marks the record terminated (compare-and-set), so `discover` never returns a terminated agent.
+ */
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { nanos } from "@nats-io/nats-core";
+import type { AgentTypeInfo } from "../../agent/agent-type.ts";
+import { typeNameToken } from "../../agent/agent-type.ts";
+import { AgentId, EntityRole, entityIdFrom } from "../../identifiers.ts";
+import type { EntityId } from "../../identifiers.ts";
+import { decodeValue, encodeValue } from "../../protocol/codec.ts";
+import { MailboxStatus } from "../transport.ts";
+import type { AgentRegistration } from "../transport.ts";
+import { jetStreamErrorCode, withNatsRetry } from "./nats-errors.ts";
+
+/** Version of the record format (field `v`). */
+export const RECORD_VERSION = 1;
+
+/** A mailbox's registry record. */
+export interface MailboxRecord {
+  readonly v: number;
+  readonly role: EntityRole;
+  readonly uid: string;
+  readonly name?: string | undefined;
+  /** Agents: own type name. */
+  readonly type?: string | undefined;
+  /** Agents: own type name, then ancestors', ending with "Agent". */
+  readonly chain?: readonly string[] | undefined;
+  readonly status: typeof MailboxStatus.Active | typeof MailboxStatus.Terminated;
+  /** Registration time, ms since the epoch. */
+  readonly registeredAt: number;
+  /** Termination time, ms since the epoch. */
+  readonly terminatedAt?: number | undefined;
+}
+
+/** A record with the KV revision it was read at. */
+export interface RecordEntry {
+  readonly record: MailboxRecord;
+  readonly revision: number;
+}
+
+const KV_WRONG_LAST_SEQUENCE = 10071;
+
+/** Decode a record; undefined for anything that is not one (foreign or corrupt values). */
+export function decodeRecord(bytes: Uint8Array): MailboxRecord | undefined {
+  try {
+    const value = decodeValue(bytes) as Partial<MailboxRecord> | null;
+    if (value === null || typeof value !== "object" || typeof value.uid !== "string") return undefined;
+    if (value.role !== EntityRole.Agent && value.role !== EntityRole.User) return undefined;
+    if (value.status !== MailboxStatus.Active && value.status !== MailboxStatus.Terminated) return undefined;
+    return value as MailboxRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The id a record describes. */
+export function recordEntityId(record: MailboxRecord): EntityId {
+  return entityIdFrom(record.role, record.uid, record.name);
+}
+
+/** Registry operations on the two buckets. */
+export class NatsRegistry {
+  readonly #registry: KV;
+  readonly #types: KV;
+  readonly #js: JetStreamClient;
+  readonly #typesStream: string;
+  readonly #retryWindowMs: number;
+
+  constructor(registry: KV, types: KV, js: JetStreamClient, typesStream: string, retryWindowMs: number) {
+    this.#registry = registry;
+    this.#types = types;
+    this.#js = js;
+    this.#typesStream = typesStream;
+    this.#retryWindowMs = retryWindowMs;
+  }
+
+  /** Register a user mailbox. */
+  async registerUser(id: EntityId): Promise<RecordEntry> {
+    const record: MailboxRecord = {
+      v: RECORD_VERSION,
+      role: EntityRole.User,
+      uid: id.uid,
+      name: id.name,
+      status: MailboxStatus.Active,
+      registeredAt: Date.now(),
+    };
+    const revision = await this.#retry("register user", () => this.#registry.create(id.uid, encodeValue(record)));
+    return { record, revision };
+  }
+
+  /** Register an agent mailbox and index it under every type of its ancestry. */
+  async registerAgent(type: AgentTypeInfo, name?: string): Promise<{ registration: AgentRegistration; entry: RecordEntry }> {
+    const agentId = AgentId.create(name);
+    const record: MailboxRecord = {
+      v: RECORD_VERSION,
+      role: EntityRole.Agent,
+      uid: agentId.uid,
+      name,
+      type: type.name,
+      chain: type.chain,
+      status: MailboxStatus.Active,
+      registeredAt: Date.now(),
+    };
+    const revision = await this.#retry("register agent", () => this.#registry.create(agentId.uid, encodeValue(record)));
+    const indexValue = encodeValue(name === undefined ? [type.name] : [type.name, name]);
+    await Promise.all(
+      [...new Set(type.chain)].map((t) =>
+        this.#retry("index agent type", () => this.#types.put(`${typeNameToken(t)}.${agentId.uid}`, indexValue)),
+      ),
+    );
+    return { registration: { agentId, agentType: type }, entry: { record, revision } };
+  }
+
+  /** The record of a mailbox, read from the bucket (not a cache). */
+  async get(uid: string): Promise<RecordEntry | undefined> {
+    const entry = await this.#retry("read registry", () => this.#registry.get(uid));
+    if (entry === null || entry.operation !== "PUT") return undefined;
+    const record = decodeRecord(entry.value);
+    return record === undefined ? undefined : { record, revision: entry.revision };
+  }
+
+  /** A mailbox's status, read from the bucket. */
+  async status(uid: string): Promise<MailboxStatus> {
+    return (await this.get(uid))?.record.status ?? MailboxStatus.Missing;
+  }
+
+  /**
+   * Mark a mailbox terminated (after removing its index entries).
+   * @returns the terminated record, or undefined if it was missing or already terminated.
+   */
+  async markTerminated(uid: string): Promise<RecordEntry | undefined> {
+    for (;;) {
+      const current = await this.get(uid);
+      if (current === undefined || current.record.status === MailboxStatus.Terminated) return undefined;
+      const { record } = current;
+      if (record.role === EntityRole.Agent) {
+        await Promise.all(
+          [...new Set(record.chain ?? [])].map((t) =>
+            this.#retry("unindex agent", () => this.#types.delete(`${typeNameToken(t)}.${uid}`)),
+          ),
+        );
+      }
+      const terminated: MailboxRecord = { ...record, status: MailboxStatus.Terminated, terminatedAt: Date.now() };
+      try {
+        const revision = await this.#retry("terminate", () =>
+          this.#registry.update(uid, encodeValue(terminated), current.revision),
+        );
+        return { record: terminated, revision };
+      } catch (error) {
+        if (jetStreamErrorCode(error) === KV_WRONG_LAST_SEQUENCE) continue; // raced: read again
+        throw error;
+      }
+    }
+  }
+
+  /**
+   * Discover by reading the type index directly (the cold path, used before the registry view
+   * has caught up): last value of every key under `<type token>.*`.
+   */
+  async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
+    const subject = `$KV.${this.#typesBucket()}.${typeNameToken(typeName)}.*`;
+    return this.#retry("discover", async () => {
+      const found: AgentId[] = [];
+      const consumer = await this.#js.consumers.getPushConsumer(this.#typesStream, {
+        filter_subject: subject,
+        deliver_policy: DeliverPolicy.LastPerSubject,
+        ack_policy: AckPolicy.None,
+        flow_control: true,
+        idle_heartbeat: nanos(5_000),
+      } as never);
+      const info = await consumer.info(true);
+      if (info.num_pending === 0) return found;
+      let caughtUp!: () => void;
+      const done = new Promise<void>((resolve) => {
+        caughtUp = resolve;
+      });
+      const messages = await consumer.consume({
+        callback: (m) => {
+          const operation = m.headers?.get("KV-Operation");
+          if (operation !== "DEL" && operation !== "PURGE") {
+            const uid = m.subject.slice(m.subject.lastIndexOf(".") + 1);
+            try {
+              const [concrete, name] = decodeValue(m.data) as [string, string | undefined];
+              if (allowSubclasses || concrete === typeName) found.push(new AgentId(uid, name ?? undefined));
+            } catch {
+              // A foreign value in our bucket: not one of our agents.
+            }
+          }
+          if (m.info.pending === 0) caughtUp();
+        },
+      });
+      void (async () => {
+        // A heartbeat means the server has nothing more to send (as in the KV client's keys()).
+        for await (const status of messages.status()) if (status.type === "heartbeat") caughtUp();
+      })();
+      void messages.closed().then(caughtUp, caughtUp);
+      try {
+        await done;
+      } finally {
+        messages.stop();
+      }
+      return found;
+    });
+  }
+
+  #typesBucket(): string {
+    return this.#typesStream.replace(/^KV_/, "");
+  }
+
+  #retry<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    return withNatsRetry(operation, { windowMs: this.#retryWindowMs, what });
+  }
+}
+

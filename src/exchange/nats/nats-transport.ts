@@ -1,0 +1,100 @@
+/**
+ * A NATS JetStream transport, bound to one mailbox.
+ */
+import type { AgentTypeInfo } from "../../agent/agent-type.ts";
+import { BadEntityIdError } from "../../errors.ts";
+import type { AgentId, EntityId } from "../../identifiers.ts";
+import type { DecodeContext } from "../../protocol/codec.ts";
+import type { Message } from "../../protocol/messages.ts";
+import type { Logger } from "../../util/logger.ts";
+import { terminatedError } from "../exchange-client.ts";
+import { MailboxStatus } from "../transport.ts";
+import type { AgentRegistration, ExchangeTransport, MailboxHandler } from "../transport.ts";
+import type { NatsExchangeContext } from "./nats-context.ts";
+import { NatsMailbox } from "./nats-mailbox.ts";
+
+export class NatsTransport implements ExchangeTransport {
+  readonly mailboxId: EntityId;
+  readonly #ctx: NatsExchangeContext;
+  readonly #logger: Logger;
+  #mailbox: NatsMailbox | undefined;
+  #unwatchOwn: (() => void) | undefined;
+  #closed = false;
+
+  constructor(ctx: NatsExchangeContext, mailboxId: EntityId, logger: Logger) {
+    this.#ctx = ctx;
+    this.mailboxId = mailboxId;
+    this.#logger = logger.child({ mailbox: mailboxId.uid });
+  }
+
+  get maxPayload(): number {
+    return this.#ctx.maxPayload;
+  }
+
+  async listen(handler: MailboxHandler, context: DecodeContext): Promise<void> {
+    const uid = this.mailboxId.uid;
+    const status = await this.#ctx.registry.status(uid);
+    if (status === MailboxStatus.Missing) throw new BadEntityIdError(`No mailbox ${this.mailboxId}`, { entityId: uid });
+    if (status === MailboxStatus.Terminated) throw terminatedError(this.mailboxId);
+    const mailbox = new NatsMailbox(this.#ctx, this.mailboxId, handler, context, this.#logger);
+    this.#mailbox = mailbox;
+    // Learn of our own termination from the registry watch as well as from the consumer vanishing.
+    this.#unwatchOwn = this.#ctx.view.onTerminated((terminated) => {
+      if (terminated === uid) mailbox.notifyTerminated();
+    });
+    try {
+      await mailbox.start();
+    } catch (error) {
+      await this.stopListening();
+      throw error;
+    }
+  }
+
+  async stopListening(): Promise<void> {
+    this.#unwatchOwn?.();
+    this.#unwatchOwn = undefined;
+    const mailbox = this.#mailbox;
+    this.#mailbox = undefined;
+    await mailbox?.stop();
+  }
+
+  async send(message: Message): Promise<void> {
+    await this.#ctx.send(message);
+  }
+
+  async status(uid: string): Promise<MailboxStatus> {
+    const view = this.#ctx.view;
+    view.start();
+    const known = view.status(uid);
+    if (known !== undefined) return known;
+    const entry = await this.#ctx.registry.get(uid);
+    if (entry === undefined) return MailboxStatus.Missing;
+    view.apply(entry);
+    return entry.record.status;
+  }
+
+  async registerAgent(type: AgentTypeInfo, name?: string): Promise<AgentRegistration> {
+    const { registration, entry } = await this.#ctx.registry.registerAgent(type, name);
+    this.#ctx.view.apply(entry);
+    return registration;
+  }
+
+  async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
+    return (await this.#ctx.view.discover(typeName, allowSubclasses)) ?? this.#ctx.registry.discover(typeName, allowSubclasses);
+  }
+
+  async terminate(id: EntityId): Promise<void> {
+    if (id.uid === this.mailboxId.uid) await this.stopListening();
+    await this.#ctx.terminate(id);
+  }
+
+  onTerminated(listener: (uid: string) => void): () => void {
+    return this.#ctx.view.onTerminated(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.stopListening();
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * The contract every exchange transport implements (in-process and NATS JetStream). Exchange
+ * clients are written against this interface only; one conformance suite checks both.
+ */
+import type { Agent } from "../agent/agent.ts";
+import type { AgentTypeInfo } from "../agent/agent-type.ts";
+import type { AgentId, EntityId } from "../identifiers.ts";
+import type { DecodeContext } from "../protocol/codec.ts";
+import type { Message } from "../protocol/messages.ts";
+
+/** Status of a mailbox in the exchange. */
+export const MailboxStatus = {
+  /** Never registered (or unknown to this exchange). */
+  Missing: "missing",
+  /** Registered and accepting messages. */
+  Active: "active",
+  /** Closed for good: takes no messages; its pending requests were answered with an error. */
+  Terminated: "terminated",
+} as const;
+export type MailboxStatus = (typeof MailboxStatus)[keyof typeof MailboxStatus];
+
+/** What registering an agent returns; pass it to `Manager.launch` or `createAgentClient`. */
+export interface AgentRegistration<A extends Agent = Agent> {
+  readonly agentId: AgentId<A>;
+  readonly agentType: AgentTypeInfo;
+}
+
+/**
+ * A received message. The transport keeps it unacknowledged (and keeps its ack deadline alive)
+ * until `ack` or `nak`; if the receiver dies first, the message is delivered again.
+ */
+export interface Delivery {
+  readonly message: Message;
+  /** 1 on first delivery, more on redeliveries. */
+  readonly deliveryCount: number;
+  /** Handled: remove the message from the mailbox. */
+  ack(): void;
+  /** Not handled: deliver it again (after `delayMs`, default at once). */
+  nak(delayMs?: number): void;
+}
+
+/** Receives a mailbox's messages. */
+export interface MailboxHandler {
+  /** A decoded message arrived. Must not throw. */
+  deliver(delivery: Delivery): void;
+  /** The mailbox was terminated (by anyone); nothing more will be delivered. */
+  terminated(): void;
+}
+
+/** One client's connection to an exchange, bound to its own mailbox. */
+export interface ExchangeTransport {
+  /** The mailbox this transport receives for. */
+  readonly mailboxId: EntityId;
+  /** Largest encoded message the exchange accepts, in bytes. */
+  readonly maxPayload: number;
+
+  /**
+   * Start delivering this mailbox's messages to `handler`; handles inside messages are bound
+   * through `context`.
+   * @throws {MailboxTerminatedError} if the mailbox is terminated.
+   * @throws {BadEntityIdError} if the mailbox does not exist.
+   */
+  listen(handler: MailboxHandler, context: DecodeContext): Promise<void>;
+  /** Stop delivering; unacknowledged messages stay in the mailbox for the next listener. */
+  stopListening(): Promise<void>;
+
+  /**
+   * Put a message in `message.dest`'s mailbox (or publish it to `message.replyTo`). Retries
+   * transient failures with the same message id, so a retried send is stored once.
+   * @throws {PayloadTooLargeError} when the encoded message exceeds `maxPayload`.
+   * @throws {ExchangeUnavailableError} when the exchange stays unreachable.
+   */
+  send(message: Message): Promise<void>;
+
+  /** Status of the mailbox with this uid. */
+  status(uid: string): Promise<MailboxStatus>;
+  /** Register a new agent mailbox of the given type. */
+  registerAgent(type: AgentTypeInfo, name?: string): Promise<AgentRegistration>;
+  /** Active agents whose type is `typeName` (or, with `allowSubclasses`, has it as an ancestor). */
+  discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]>;
+  /**
+   * Terminate a mailbox: it takes no more messages, and every request waiting in it is answered
+   * with a `MailboxTerminatedError`. Idempotent; a no-op for unknown ids.
+   */
+  terminate(id: EntityId): Promise<void>;
+  /** Call `listener(uid)` whenever a mailbox this process has sent to is terminated. */
+  onTerminated(listener: (uid: string) => void): () => void;
+
+  /** Release this transport (stops listening; does not terminate the mailbox). Idempotent. */
+  close(): Promise<void>;
+}

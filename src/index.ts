@@ -1,0 +1,79 @@
+/**
+ * academy-nats: Academy's agent model (agents, handles, exchanges, manager) in TypeScript, on NATS
+ * JetStream or in process.
+ */
+export { Agent } from "./agent/agent.ts";
+export type { ActionContext, AgentContext, AgentDescription, AgentShutdownOptions } from "./agent/agent.ts";
+export { AgentEvent } from "./agent/agent-event.ts";
+export { agentTypeInfo, agentTypeName } from "./agent/agent-type.ts";
+export type { AgentClass, AgentTypeInfo, AgentTypeRef, AnyAgentClass } from "./agent/agent-type.ts";
+export { action, event, loop, timer } from "./agent/decorators.ts";
+export type { ActionOptions } from "./agent/decorators.ts";
+export { AgentRuntime, RuntimeState } from "./agent/runtime.ts";
+export type { AgentBuilder, AgentRuntimeOptions, AgentSource } from "./agent/runtime.ts";
+export { defaultRuntimeConfig, resolveRuntimeConfig } from "./agent/runtime-config.ts";
+export type { RuntimeConfig } from "./agent/runtime-config.ts";
+
+export {
+  AcademyError,
+  ActionCancelledError,
+  ActionInvalidStateError,
+  AgentAlreadyLaunchedError,
+  AgentDefinitionError,
+  AgentStateError,
+  AgentTerminatedError,
+  BadEntityIdError,
+  ClientClosedError,
+  DeliveryLimitError,
+  ErrorCode,
+  ErrorGroup,
+  ExchangeUnavailableError,
+  ExecutorError,
+  IncompatibleProtocolError,
+  InvalidClientError,
+  InvalidConfigError,
+  MailboxTerminatedError,
+  MalformedMessageError,
+  PayloadTooLargeError,
+  PingCancelledError,
+  RemoteError,
+  RequestTimeoutError,
+  SerializationError,
+  UnknownActionError,
+  UnknownExecutorError,
+  UnsupportedServerError,
+  UserTerminatedError,
+  WaitTimeoutError,
+} from "./errors.ts";
+
+export { AgentId, EntityRole, UserId } from "./identifiers.ts";
+export type { EntityId } from "./identifiers.ts";
+
+export { AgentExchangeClient, ExchangeClient, UserExchangeClient } from "./exchange/exchange-client.ts";
+export type {
+  AgentClientOptions,
+  DiscoverOptions,
+  ExchangeClientOptions,
+  RegisterOptions,
+  RequestDelivery,
+  RequestHandler,
+  UserClientOptions,
+} from "./exchange/exchange-client.ts";
+export type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor } from "./exchange/exchange-factory.ts";
+export { AgentHandle, isHandle } from "./exchange/handle.ts";
+export type { ActionArgs, ActionName, ActionResult, CallOptions, Handle, HandleShutdownOptions } from "./exchange/handle.ts";
+export { MailboxStatus } from "./exchange/transport.ts";
+export type { AgentRegistration, Delivery, ExchangeTransport, MailboxHandler } from "./exchange/transport.ts";
+export { LocalExchangeFactory } from "./exchange/local/local-exchange-factory.ts";
+export { NatsExchangeFactory } from "./exchange/nats/nats-exchange-factory.ts";
+export type { NatsExchangeOptions } from "./exchange/nats/nats-exchange-factory.ts";
+export { natsLayout } from "./exchange/nats/nats-layout.ts";
+export type { NatsLayout } from "./exchange/nats/nats-layout.ts";
+export type { LocalExchangeFactoryOptions } from "./exchange/local/local-exchange-factory.ts";
+
+export { EVENT_LOOP_EXECUTOR, Manager, ReturnWhen } from "./manager/manager.ts";
+export type { LaunchOptions, ManagerOptions, ManagerShutdownOptions, WaitOptions } from "./manager/manager.ts";
+export { EventLoopExecutor } from "./manager/event-loop-executor.ts";
+export type { AgentExecution, AgentExecutor, LaunchSpec, RunOutcome } from "./manager/executor.ts";
+
+export { PROTOCOL_VERSION } from "./protocol/messages.ts";

@@ -1,0 +1,106 @@
+/**
+ * Executors run launched agents: in the manager's own event loop, in worker threads, or (later) on
+ * a pool of runtime hosts. The manager hands each a {@link LaunchSpec} and waits on the returned
+ * execution; retries happen inside the executor, so a remote pool can retry on its own hosts.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Agent } from "../agent/agent.ts";
+import type { AgentClass } from "../agent/agent-type.ts";
+import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
+import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
+import type { AgentRegistration } from "../exchange/transport.ts";
+import type { RuntimeConfig } from "../agent/runtime-config.ts";
+import { AgentRuntime } from "../agent/runtime.ts";
+import type { AgentSource } from "../agent/runtime.ts";
+import { decodeValue } from "../protocol/codec.ts";
+import type { Logger } from "../util/logger.ts";
+
+/** Everything an executor needs to run an agent. */
+export interface LaunchSpec<A extends Agent = Agent> {
+  /** The agent class, or (event-loop executor only) a ready instance. */
+  readonly agent: AgentClass<A> | A;
+  /** Constructor arguments, CBOR-encoded (handles inside are rebound to the agent's client). */
+  readonly args: Uint8Array;
+  readonly registration: AgentRegistration<A>;
+  readonly config: RuntimeConfig;
+  readonly exchangeFactory: ExchangeFactory;
+  /** Extra runs after a failed one (so at most `maxRetries + 1` runs in all). */
+  readonly maxRetries: number;
+  /** Delay before the first retry, in ms; doubles for each further retry, capped at 30 s. */
+  readonly retryBackoffMs: number;
+  readonly logger: Logger;
+}
+
+/** A launched agent, as its executor reports it. */
+export interface AgentExecution {
+  /** Resolves when the agent has stopped for good; rejects with the error of its last run. */
+  readonly done: Promise<void>;
+}
+
+/** Runs agents. */
+export interface AgentExecutor {
+  /** Start running an agent; returns at once. */
+  execute<A extends Agent>(spec: LaunchSpec<A>): AgentExecution;
+  /** Release the executor's resources (after its agents have stopped). */
+  close(): Promise<void>;
+}
+
+/** The result of one run of an agent. */
+export type RunOutcome =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly error: unknown; readonly retryable: boolean };
+
+/** Run an agent once, in this thread. */
+export async function runAgentOnce<A extends Agent>(
+  source: AgentSource<A>,
+  spec: Pick<LaunchSpec<A>, "registration" | "exchangeFactory" | "logger">,
+  config: RuntimeConfig,
+): Promise<RunOutcome> {
+  const runtime = new AgentRuntime(source, {
+    exchangeFactory: spec.exchangeFactory,
+    registration: spec.registration,
+    config,
+    logger: spec.logger,
+  });
+  try {
+    await runtime.run();
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, error, retryable: runtime.retryable };
+  }
+}
+
+/** A builder that constructs `agentClass` from CBOR-encoded arguments bound to the agent's client. */
+export function buildFromArgs<A extends Agent>(agentClass: AgentClass<A>, args: Uint8Array): AgentSource<A> {
+  return {
+    agentClass,
+    build(client: AgentExchangeClient): A {
+      const decoded = decodeValue(args, client);
+      return new agentClass(...(Array.isArray(decoded) ? decoded : []));
+    },
+  };
+}
+
+/**
+ * Run `runOnce` until it succeeds, fails for a reason a retry cannot fix, or has failed
+ * `maxRetries + 1` times. Runs before the last do not terminate the mailbox on error (so the
+ * retry can reuse it); the last run uses the caller's config unchanged.
+ */
+export async function runWithRetries(
+  spec: Pick<LaunchSpec, "config" | "maxRetries" | "retryBackoffMs" | "logger" | "registration">,
+  runOnce: (config: RuntimeConfig, attempt: number) => Promise<RunOutcome>,
+): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const last = attempt >= spec.maxRetries;
+    const config = last ? spec.config : { ...spec.config, terminateOnError: false };
+    const outcome = await runOnce(config, attempt);
+    if (outcome.ok) return;
+    if (last || !outcome.retryable) throw outcome.error;
+    const delayMs = Math.min(spec.retryBackoffMs * 2 ** attempt, 30_000);
+    spec.logger.warn(
+      { err: outcome.error, agentId: spec.registration.agentId.uid, attempt: attempt + 1, retryInMs: delayMs },
+      "agent failed; restarting under the same id",
+    );
+    if (delayMs > 0) await sleep(delayMs);
+  }
+}

@@ -1,0 +1,427 @@
+/**
+ * The manager: launches agents on executors, waits for them, restarts failed ones, shuts them
+ * down. Mirrors Academy's `Manager`.
+ */
+import { Agent } from "../agent/agent.ts";
+import type { AgentClass } from "../agent/agent-type.ts";
+import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
+import type { RuntimeConfig } from "../agent/runtime-config.ts";
+import {
+  AgentAlreadyLaunchedError,
+  AgentDefinitionError,
+  BadEntityIdError,
+  ClientClosedError,
+  InvalidConfigError,
+  MailboxTerminatedError,
+  UnknownExecutorError,
+  WaitTimeoutError,
+  raiseErrors,
+} from "../errors.ts";
+import type { UserExchangeClient } from "../exchange/exchange-client.ts";
+import type { CreateUserClientOptions, ExchangeFactory } from "../exchange/exchange-factory.ts";
+import { AgentHandle } from "../exchange/handle.ts";
+import type { Handle } from "../exchange/handle.ts";
+import type { AgentRegistration } from "../exchange/transport.ts";
+import { AgentId } from "../identifiers.ts";
+import { encodeValue } from "../protocol/codec.ts";
+import { silentLogger } from "../util/logger.ts";
+import type { Logger } from "../util/logger.ts";
+import { EventLoopExecutor } from "./event-loop-executor.ts";
+import type { AgentExecutor } from "./executor.ts";
+
+/** Name of the executor every manager has unless told otherwise. */
+export const EVENT_LOOP_EXECUTOR = "event-loop";
+
+/** Options of {@link Manager}. */
+export interface ManagerOptions {
+  /**
+   * Executors by name. The event-loop executor is always present as `"event-loop"` unless a
+   * different executor is given under that name.
+   * @defaultValue `{ "event-loop": new EventLoopExecutor() }`
+   */
+  executors?: Record<string, AgentExecutor>;
+  /**
+   * Executor used when `launch` names none.
+   * @defaultValue the only executor given, else `"event-loop"`
+   */
+  defaultExecutor?: string;
+  /**
+   * Restarts of a failed agent, under the same id and mailbox: an agent runs at most
+   * `maxRetries + 1` times. Runs before the last keep the mailbox on failure; after the last
+   * failure the mailbox is terminated when the agent's `terminateOnError` is set (the default), so
+   * waiting callers get `AgentTerminatedError` rather than hang.
+   * @defaultValue 0
+   */
+  maxRetries?: number;
+  /**
+   * Delay before the first restart, in ms; doubles for each further restart (capped at 30 s).
+   * @defaultValue 100
+   */
+  retryBackoffMs?: number;
+  /** @defaultValue silent */
+  logger?: Logger;
+}
+
+/** Options of {@link Manager.launch}. */
+export interface LaunchOptions<A extends Agent = Agent> {
+  /** Constructor arguments (ignored when launching an instance); handles among them arrive bound to the agent. */
+  args?: readonly unknown[];
+  /** Display name, used when registering. */
+  name?: string;
+  config?: RuntimeConfig;
+  /** Executor name. */
+  executor?: string;
+  /** Launch an agent registered earlier (with `registerAgent`) instead of registering a new one. */
+  registration?: AgentRegistration<A>;
+  /** Override the manager's `maxRetries` for this agent. */
+  maxRetries?: number;
+}
+
+/** Options of {@link Manager.shutdown}. */
+export interface ManagerShutdownOptions {
+  /**
+   * Wait for the agent to stop.
+   * @defaultValue true
+   */
+  blocking?: boolean;
+  /**
+   * When blocking, raise the agent's error if it failed.
+   * @defaultValue true
+   */
+  raiseError?: boolean;
+  /** Override the agent's config: terminate its mailbox (`true`) or keep it (`false`). */
+  terminate?: boolean;
+  /** When blocking, give up after this many ms with `WaitTimeoutError`. */
+  timeoutMs?: number;
+}
+
+/** When {@link Manager.wait} returns. */
+export const ReturnWhen = {
+  /** All agents have stopped. */
+  AllCompleted: "all-completed",
+  /** Any agent has stopped. */
+  FirstCompleted: "first-completed",
+  /** Any agent has failed, or all have stopped. */
+  FirstException: "first-exception",
+} as const;
+export type ReturnWhen = (typeof ReturnWhen)[keyof typeof ReturnWhen];
+
+/** Options of {@link Manager.wait}. */
+export interface WaitOptions {
+  /**
+   * Raise the errors of agents that failed (one as-is, several as an `ErrorGroup`).
+   * @defaultValue false
+   */
+  raiseError?: boolean;
+  /** @defaultValue "all-completed" */
+  returnWhen?: ReturnWhen;
+  /** Give up after this many ms with `WaitTimeoutError`. */
+  timeoutMs?: number;
+}
+
+interface LaunchedAgent {
+  readonly agentId: AgentId;
+  readonly executor: string;
+  /** Settles when the agent stops; never rejects. */
+  readonly settled: Promise<void>;
+  done: boolean;
+  error: unknown;
+  failed: boolean;
+}
+
+type AgentRef = AgentId | Handle | AgentHandle;
+
+/**
+ * Launches and manages agents. Create one with {@link Manager.fromExchangeFactory}; close it (or
+ * `await using` it) to shut every agent down.
+ */
+export class Manager implements AsyncDisposable {
+  readonly #client: UserExchangeClient;
+  readonly #factory: ExchangeFactory;
+  readonly #executors = new Map<string, AgentExecutor>();
+  readonly #defaultExecutor: string;
+  readonly #maxRetries: number;
+  readonly #retryBackoffMs: number;
+  readonly #logger: Logger;
+  readonly #agents = new Map<string, LaunchedAgent>();
+  readonly #ownsFactory: boolean;
+  #closing: Promise<void> | undefined;
+
+  /**
+   * Prefer {@link Manager.fromExchangeFactory}. The manager owns (and closes) `client` and its
+   * executors; it closes `factory` only when it created the client itself.
+   */
+  constructor(client: UserExchangeClient, factory: ExchangeFactory, options: ManagerOptions = {}) {
+    this.#client = client;
+    this.#factory = factory;
+    this.#ownsFactory = (options as { ownsFactory?: boolean }).ownsFactory === true;
+    this.#logger = (options.logger ?? silentLogger).child({ manager: client.clientId.uid });
+    const given = Object.entries(options.executors ?? {});
+    this.#executors.set(EVENT_LOOP_EXECUTOR, new EventLoopExecutor());
+    for (const [name, executor] of given) this.#executors.set(name, executor);
+    this.#defaultExecutor = options.defaultExecutor ?? (given.length === 1 ? given[0]![0] : EVENT_LOOP_EXECUTOR);
+    if (!this.#executors.has(this.#defaultExecutor)) {
+      throw new UnknownExecutorError(`No executor named '${this.#defaultExecutor}' to use as the default`, {
+        executor: this.#defaultExecutor,
+      });
+    }
+    this.#maxRetries = checkCount(options.maxRetries ?? 0, "maxRetries");
+    this.#retryBackoffMs = checkCount(options.retryBackoffMs ?? 100, "retryBackoffMs");
+  }
+
+  /** Create a user client on `factory` and a manager around it. */
+  static async fromExchangeFactory(
+    factory: ExchangeFactory,
+    options: ManagerOptions & { client?: CreateUserClientOptions } = {},
+  ): Promise<Manager> {
+    const client = await factory.createUserClient({ logger: options.logger, ...options.client });
+    try {
+      return new Manager(client, factory, { ...options, ownsFactory: true } as ManagerOptions);
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
+  }
+
+  /** The manager's user client (discover, status, handles). */
+  get exchangeClient(): UserExchangeClient {
+    return this.#client;
+  }
+
+  /** The factory the manager's agents get their clients from. */
+  get exchangeFactory(): ExchangeFactory {
+    return this.#factory;
+  }
+
+  /** Names of the executors. */
+  get executors(): string[] {
+    return [...this.#executors.keys()];
+  }
+
+  /**
+   * Launch an agent: register it (unless `registration` is given) and start it on an executor.
+   * Returns its handle at once; requests wait in its mailbox until its startup completes.
+   * @throws {AgentDefinitionError} for `Agent` itself or something that is not an agent.
+   * @throws {UnknownExecutorError} for an unknown executor name.
+   * @throws {AgentAlreadyLaunchedError} if `registration`'s agent was launched by this manager.
+   * @throws {InvalidConfigError} for an invalid `config`.
+   * @throws {SerializationError} if `args` cannot be encoded.
+   */
+  async launch<A extends Agent>(agent: AgentClass<A> | A, options: LaunchOptions<A> = {}): Promise<Handle<A>> {
+    this.#assertOpen();
+    const isClass = typeof agent === "function";
+    if (isClass ? !(agent.prototype instanceof Agent) : !(agent instanceof Agent)) {
+      throw new AgentDefinitionError(
+        (agent as unknown) === Agent ? "Agent itself cannot be launched; subclass it" : "launch() takes an Agent subclass or instance",
+      );
+    }
+    const executorName = options.executor ?? this.#defaultExecutor;
+    const executor = this.#executors.get(executorName);
+    if (executor === undefined) {
+      throw new UnknownExecutorError(`No executor named '${executorName}'`, { executor: executorName });
+    }
+    const config = resolveRuntimeConfig(options.config);
+    const args = encodeValue(isClass ? [...(options.args ?? [])] : []);
+    const maxRetries = checkCount(options.maxRetries ?? this.#maxRetries, "maxRetries");
+
+    let registration = options.registration;
+    if (registration === undefined) {
+      const agentClass = (isClass ? agent : agent.constructor) as AgentClass<A>;
+      registration = await this.#client.registerAgent(agentClass, { name: options.name });
+    } else if (this.#agents.has(registration.agentId.uid)) {
+      throw new AgentAlreadyLaunchedError(`${registration.agentId} was already launched by this manager`, {
+        agentId: registration.agentId.uid,
+      });
+    }
+    const agentId = registration.agentId;
+    const execution = executor.execute({
+      agent,
+      args,
+      registration,
+      config,
+      exchangeFactory: this.#factory,
+      maxRetries,
+      retryBackoffMs: this.#retryBackoffMs,
+      logger: this.#logger,
+    });
+    const launched: LaunchedAgent = {
+      agentId,
+      executor: executorName,
+      done: false,
+      error: undefined,
+      failed: false,
+      settled: execution.done.then(
+        () => {
+          launched.done = true;
+        },
+        (error: unknown) => {
+          launched.done = true;
+          launched.failed = true;
+          launched.error = error;
+          this.#logger.error({ err: error, agentId: agentId.uid }, "agent failed");
+        },
+      ),
+    };
+    this.#agents.set(agentId.uid, launched);
+    this.#logger.info({ agentId: agentId.uid, agentType: registration.agentType.name, executor: executorName }, "launched agent");
+    return this.getHandle(agentId);
+  }
+
+  /** A handle to an agent, bound to the manager's client. */
+  getHandle<A extends Agent>(agent: AgentId<A> | AgentRegistration<A>): Handle<A> {
+    return this.#client.getHandle(agent instanceof AgentId ? agent : agent.agentId);
+  }
+
+  /** Register an agent without launching it (launch it later with `{ registration }`). */
+  async registerAgent<A extends Agent>(agentClass: AgentClass<A>, options: { name?: string } = {}): Promise<AgentRegistration<A>> {
+    this.#assertOpen();
+    return this.#client.registerAgent(agentClass, options);
+  }
+
+  /** Ids of the agents launched by this manager that have not stopped. */
+  running(): AgentId[] {
+    return [...this.#agents.values()].filter((a) => !a.done).map((a) => a.agentId);
+  }
+
+  /**
+   * Ask a launched agent to shut down; by default wait for it to stop and raise its error.
+   * A no-op for an agent that already stopped.
+   * @throws {BadEntityIdError} if this manager did not launch the agent.
+   * @throws {WaitTimeoutError} if `timeoutMs` passes while blocking.
+   */
+  async shutdown(agent: AgentRef, options: ManagerShutdownOptions = {}): Promise<void> {
+    const launched = this.#lookup(agent);
+    if (launched.done) return;
+    try {
+      await this.getHandle(launched.agentId).shutdown({ terminate: options.terminate });
+    } catch (error) {
+      if (!(error instanceof MailboxTerminatedError)) throw error;
+    }
+    if (options.blocking ?? true) {
+      await this.wait([launched.agentId], { raiseError: options.raiseError ?? true, timeoutMs: options.timeoutMs });
+    }
+  }
+
+  /**
+   * Wait for launched agents to stop.
+   * @throws {BadEntityIdError} if this manager did not launch one of them.
+   * @throws {WaitTimeoutError} if `timeoutMs` passes first.
+   * @throws the agents' errors, with `raiseError`.
+   */
+  async wait(agents: Iterable<AgentRef>, options: WaitOptions = {}): Promise<void> {
+    const targets = [...new Set([...agents].map((a) => this.#lookup(a)))];
+    if (targets.length === 0) return;
+    const returnWhen = options.returnWhen ?? ReturnWhen.AllCompleted;
+    const condition = this.#waitCondition(targets, returnWhen);
+    if (options.timeoutMs === undefined) {
+      await condition;
+    } else {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = await Promise.race([
+        condition.then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), options.timeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (timedOut) {
+        const pending = targets.filter((t) => !t.done).length;
+        throw new WaitTimeoutError(`${pending} of ${targets.length} agent(s) still running after ${options.timeoutMs} ms`, {
+          timeoutMs: options.timeoutMs,
+          pending,
+        });
+      }
+    }
+    if (options.raiseError === true) {
+      raiseErrors(
+        targets.filter((t) => t.failed).map((t) => t.error),
+        "Waited agents failed",
+      );
+    }
+  }
+
+  /**
+   * Shut every running agent down and wait for them, close the user client (terminating its
+   * mailbox) and the executors and the factory, then raise the errors agents failed with.
+   * Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #close(): Promise<void> {
+    const launched = [...this.#agents.values()];
+    await Promise.all(
+      launched
+        .filter((a) => !a.done)
+        .map(async (a) => {
+          try {
+            await this.getHandle(a.agentId).shutdown();
+          } catch (error) {
+            if (!(error instanceof MailboxTerminatedError)) {
+              this.#logger.warn({ err: error, agentId: a.agentId.uid }, "could not ask agent to shut down");
+            }
+          }
+        }),
+    );
+    await Promise.all(launched.map((a) => a.settled));
+    await this.#client.close();
+    for (const [name, executor] of this.#executors) {
+      try {
+        await executor.close();
+      } catch (error) {
+        this.#logger.warn({ err: error, executor: name }, "executor close failed");
+      }
+    }
+    if (this.#ownsFactory) await this.#factory.close();
+    raiseErrors(
+      launched.filter((a) => a.failed).map((a) => a.error),
+      "Agents failed",
+    );
+  }
+
+  #waitCondition(targets: LaunchedAgent[], returnWhen: ReturnWhen): Promise<void> {
+    const all = Promise.all(targets.map((t) => t.settled)).then(() => undefined);
+    switch (returnWhen) {
+      case ReturnWhen.AllCompleted:
+        return all;
+      case ReturnWhen.FirstCompleted:
+        return Promise.race(targets.map((t) => t.settled));
+      case ReturnWhen.FirstException:
+        return Promise.race([
+          all,
+          ...targets.map((t) =>
+            t.settled.then(() => (t.failed ? undefined : new Promise<void>(() => {}))),
+          ),
+        ]);
+      default:
+        throw new InvalidConfigError(`Unknown returnWhen '${String(returnWhen)}'`, { option: "returnWhen" });
+    }
+  }
+
+  #lookup(agent: AgentRef): LaunchedAgent {
+    const agentId = agent instanceof AgentHandle ? agent.agentId : agent;
+    if (!(agentId instanceof AgentId)) throw new TypeError("Expected an AgentId or a handle");
+    const launched = this.#agents.get(agentId.uid);
+    if (launched === undefined) {
+      throw new BadEntityIdError(`${agentId} was not launched by this manager`, { entityId: agentId.uid });
+    }
+    return launched;
+  }
+
+  #assertOpen(): void {
+    if (this.#closing !== undefined) throw new ClientClosedError("The manager is closed");
+  }
+}
+
+function checkCount(value: number, option: string): number {
+  if (!Number.isInteger(value) || value < 0) {
+    throw new InvalidConfigError(`${option} must be a non-negative integer (got ${value})`, { option });
+  }
+  return value;
+}

@@ -1,0 +1,205 @@
+/**
+ * The wire protocol: message shapes and the one mapper each way between the CBOR envelope and the
+ * internal message types. Documented for other languages in docs/PROTOCOL.md; keep both in step.
+ */
+import { IncompatibleProtocolError, MalformedMessageError } from "../errors.ts";
+import type { Failure } from "./failure.ts";
+import { isFailure } from "./failure.ts";
+
+/** The protocol version this library writes and reads (envelope field `v`). */
+export const PROTOCOL_VERSION = 1;
+
+/** Message types (envelope field `type`). */
+export const MessageType = {
+  ActionRequest: "action-request",
+  PingRequest: "ping-request",
+  CancelRequest: "cancel-request",
+  ShutdownRequest: "shutdown-request",
+  ActionResponse: "action-response",
+  SuccessResponse: "success-response",
+  ErrorResponse: "error-response",
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+/**
+ * NATS headers set on every mailbox message, readable without decoding the body so that even an
+ * undecodable request can be answered.
+ */
+export const MessageHeader = {
+  /** JetStream de-duplication id: the request tag (`<tag>.response` for responses). */
+  MsgId: "Nats-Msg-Id",
+  /** Uid of the sender's mailbox. */
+  Source: "Academy-Src",
+  /** Request tag. */
+  Tag: "Academy-Tag",
+  /** Core NATS subject for the response, when the sender has no mailbox. */
+  ReplyTo: "Academy-Reply-To",
+} as const;
+
+/** Routing fields shared by every message. */
+export interface MessageHeaders {
+  /** Request id; a response carries the tag of the request it answers. */
+  readonly tag: string;
+  /** Uid of the destination mailbox. */
+  readonly dest: string;
+  /** Uid of the sender's mailbox; responses go there unless `replyTo` is set. Absent: no reply. */
+  readonly src?: string | undefined;
+  /** Core NATS subject to publish the response to instead of the sender's mailbox. */
+  readonly replyTo?: string | undefined;
+}
+
+export interface ActionRequest extends MessageHeaders {
+  readonly type: typeof MessageType.ActionRequest;
+  readonly action: string;
+  readonly args: readonly unknown[];
+}
+export interface PingRequest extends MessageHeaders {
+  readonly type: typeof MessageType.PingRequest;
+}
+export interface CancelRequest extends MessageHeaders {
+  readonly type: typeof MessageType.CancelRequest;
+  /** Tag of the action request to cancel. */
+  readonly target: string;
+}
+export interface ShutdownRequest extends MessageHeaders {
+  readonly type: typeof MessageType.ShutdownRequest;
+  /** Override the runtime config's termination decision; absent means "let the config decide". */
+  readonly terminate?: boolean | undefined;
+}
+export interface ActionResponse extends MessageHeaders {
+  readonly type: typeof MessageType.ActionResponse;
+  readonly result: unknown;
+}
+export interface SuccessResponse extends MessageHeaders {
+  readonly type: typeof MessageType.SuccessResponse;
+}
+export interface ErrorResponse extends MessageHeaders {
+  readonly type: typeof MessageType.ErrorResponse;
+  readonly error: Failure;
+}
+
+export type RequestMessage = ActionRequest | PingRequest | CancelRequest | ShutdownRequest;
+export type ResponseMessage = ActionResponse | SuccessResponse | ErrorResponse;
+export type Message = RequestMessage | ResponseMessage;
+
+const requestTypes: ReadonlySet<string> = new Set([
+  MessageType.ActionRequest,
+  MessageType.PingRequest,
+  MessageType.CancelRequest,
+  MessageType.ShutdownRequest,
+]);
+
+export function isRequest(message: Message): message is RequestMessage {
+  return requestTypes.has(message.type);
+}
+
+/** The response to `request`, addressed back to its sender. */
+export function responseHeaders(request: MessageHeaders): MessageHeaders {
+  return { tag: request.tag, dest: request.src ?? "", src: request.dest, replyTo: request.replyTo };
+}
+
+/** The wire form: a CBOR map with these keys (absent optional fields are omitted). */
+export type Envelope = { v: number; type: string; tag: string; dest: string } & Record<string, unknown>;
+
+/** Internal message to wire envelope. */
+export function toEnvelope(message: Message): Envelope {
+  const envelope: Envelope = { v: PROTOCOL_VERSION, type: message.type, tag: message.tag, dest: message.dest };
+  if (message.src !== undefined) envelope.src = message.src;
+  if (message.replyTo !== undefined) envelope.replyTo = message.replyTo;
+  switch (message.type) {
+    case MessageType.ActionRequest:
+      envelope.action = message.action;
+      envelope.args = message.args;
+      break;
+    case MessageType.CancelRequest:
+      envelope.target = message.target;
+      break;
+    case MessageType.ShutdownRequest:
+      if (message.terminate !== undefined) envelope.terminate = message.terminate;
+      break;
+    case MessageType.ActionResponse:
+      envelope.result = message.result;
+      break;
+    case MessageType.ErrorResponse:
+      envelope.error = message.error;
+      break;
+    case MessageType.PingRequest:
+    case MessageType.SuccessResponse:
+      break;
+    default:
+      assertNever(message);
+  }
+  return envelope;
+}
+
+/**
+ * Wire envelope (already CBOR-decoded) to internal message.
+ * @throws {IncompatibleProtocolError} for another protocol version.
+ * @throws {MalformedMessageError} for anything that is not a valid envelope.
+ */
+export function fromEnvelope(value: unknown): Message {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new MalformedMessageError("Message is not a CBOR map");
+  }
+  const e = value as Record<string, unknown>;
+  if (e.v !== PROTOCOL_VERSION) {
+    throw new IncompatibleProtocolError(
+      `Unsupported protocol version ${String(e.v)}; this client speaks version ${PROTOCOL_VERSION}`,
+      { version: e.v, supported: PROTOCOL_VERSION },
+    );
+  }
+  const tag = requireString(e, "tag");
+  const dest = requireString(e, "dest");
+  const src = optionalString(e, "src");
+  const replyTo = optionalString(e, "replyTo");
+  const headers: MessageHeaders = { tag, dest, src, replyTo };
+  const type = e.type;
+  switch (type) {
+    case MessageType.ActionRequest: {
+      const action = requireString(e, "action");
+      const args = e.args ?? [];
+      if (!Array.isArray(args)) throw new MalformedMessageError("Field 'args' must be an array");
+      return { ...headers, type, action, args };
+    }
+    case MessageType.PingRequest:
+      return { ...headers, type };
+    case MessageType.CancelRequest:
+      return { ...headers, type, target: requireString(e, "target") };
+    case MessageType.ShutdownRequest: {
+      const terminate = e.terminate ?? undefined;
+      if (terminate !== undefined && typeof terminate !== "boolean") {
+        throw new MalformedMessageError("Field 'terminate' must be a boolean or absent");
+      }
+      return { ...headers, type, terminate };
+    }
+    case MessageType.ActionResponse:
+      return { ...headers, type, result: e.result };
+    case MessageType.SuccessResponse:
+      return { ...headers, type };
+    case MessageType.ErrorResponse:
+      if (!isFailure(e.error)) throw new MalformedMessageError("Field 'error' must be a failure map");
+      return { ...headers, type, error: e.error };
+    default:
+      throw new MalformedMessageError(`Unknown message type ${JSON.stringify(type)}`);
+  }
+}
+
+function requireString(e: Record<string, unknown>, key: string): string {
+  const v = e[key];
+  if (typeof v !== "string" || v.length === 0) {
+    throw new MalformedMessageError(`Field '${key}' must be a non-empty string`);
+  }
+  return v;
+}
+
+function optionalString(e: Record<string, unknown>, key: string): string | undefined {
+  const v = e[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "string") throw new MalformedMessageError(`Field '${key}' must be a string`);
+  return v;
+}
+
+/** Exhaustiveness check for discriminated unions. */
+export function assertNever(value: never): never {
+  throw new Error(`Unexpected value: ${JSON.stringify(value)}`);
+}
