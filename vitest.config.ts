@@ -16,6 +16,8 @@ function esbuildTypeScript(): Plugin {
         format: "esm",
         target: "node20",
         sourcemap: "external",
+        // Keep class names: agent type names default to them.
+        keepNames: true,
         sourcefile: id,
       });
       return { code: result.code, map: result.map };

@@ -26,6 +26,8 @@ export interface AgentTypeInfo {
  * @throws {AgentDefinitionError} for anonymous classes without `agentType`.
  */
 export function agentTypeName(cls: AnyAgentClass): string {
+  // Compilers may rename the base class (esbuild emits `_Agent` for decorated classes).
+  if (cls === Agent) return "Agent";
   const declared = Object.prototype.hasOwnProperty.call(cls, "agentType")
     ? (cls as { agentType?: unknown }).agentType
     : undefined;

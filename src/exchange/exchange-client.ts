@@ -96,6 +96,8 @@ export abstract class ExchangeClient implements DecodeContext, HandleClient {
   readonly #handles = new Map<string, AgentHandle>();
   readonly #unsubscribeTerminated: () => void;
   readonly #terminationGraceMs: number;
+  /** Settles when the previous request has been handed to the transport (keeps sends in call order). */
+  #sendOrder: Promise<unknown> = Promise.resolve();
   #closing: Promise<void> | undefined;
 
   protected constructor(transport: ExchangeTransport, options: ExchangeClientOptions = {}) {
@@ -174,7 +176,11 @@ export abstract class ExchangeClient implements DecodeContext, HandleClient {
     const message = { ...body, tag: newTag(), dest: dest.uid, src: this.clientId.uid } as RequestMessage;
     const { signal, timeoutMs } = options;
     if (signal?.aborted) throw giveUp("abort", message, signal.reason);
-    await this.#assertDeliverable(dest);
+    // Requests from one client reach the exchange in call order (FIFO per mailbox), even while an
+    // earlier request's status lookup is still under way.
+    const deliverable = this.#sendOrder.then(() => this.#assertDeliverable(dest));
+    this.#sendOrder = deliverable.catch(() => undefined);
+    await deliverable;
 
     return new Promise<ResponseMessage>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;

@@ -1,0 +1,581 @@
+/**
+ * One conformance suite, run against every exchange (tests/conformance/*.test.ts): Academy's
+ * behaviours of agents, handles, exchange clients and the manager.
+ */
+import { describe, expect, test } from "vitest";
+import {
+  ActionCancelledError,
+  Agent,
+  AgentAlreadyLaunchedError,
+  AgentDefinitionError,
+  AgentId,
+  AgentTerminatedError,
+  BadEntityIdError,
+  ClientClosedError,
+  ErrorCode,
+  InvalidClientError,
+  InvalidConfigError,
+  MailboxStatus,
+  Manager,
+  PayloadTooLargeError,
+  RemoteError,
+  RequestTimeoutError,
+  ReturnWhen,
+  SerializationError,
+  UnknownActionError,
+  UnknownExecutorError,
+  WaitTimeoutError,
+  action,
+  agentTypeInfo,
+} from "../../src/index.ts";
+import type { ExchangeFactory, ManagerOptions } from "../../src/index.ts";
+import {
+  Coordinator,
+  Counter,
+  FastCounter,
+  FlakyStarter,
+  Gatekeeper,
+  LoopAgent,
+  NamedCounter,
+  Recorder,
+  SelfStopper,
+  Sleeper,
+  SlowStarter,
+  Ticker,
+  Troublemaker,
+} from "../fixtures/agents.ts";
+
+/** How the suite gets an isolated exchange for each test. */
+export interface ConformanceTarget {
+  newFactory(): ExchangeFactory;
+}
+
+export function describeConformance(name: string, target: () => ConformanceTarget): void {
+  async function open(options: ManagerOptions = {}): Promise<Manager> {
+    return Manager.fromExchangeFactory(target().newFactory(), options);
+  }
+
+  /** Run `fn` with a manager, closing it afterwards whatever agents failed with. */
+  async function withManager(options: ManagerOptions, fn: (manager: Manager) => Promise<void>): Promise<void> {
+    const manager = await open(options);
+    try {
+      await fn(manager);
+    } finally {
+      await manager.close().catch(() => undefined);
+    }
+  }
+
+  describe(`${name}: exchange conformance`, () => {
+    describe("status and registration", () => {
+      test("a mailbox goes missing -> active -> terminated; terminate is idempotent", async () => {
+        await using manager = await open();
+        const client = manager.exchangeClient;
+        const unknown = AgentId.create();
+        expect(await client.status(unknown)).toBe(MailboxStatus.Missing);
+        const registration = await client.registerAgent(Counter, { name: "c1" });
+        expect(registration.agentId.name).toBe("c1");
+        expect(registration.agentType.chain).toEqual(["Counter", "Agent"]);
+        expect(await client.status(registration.agentId)).toBe(MailboxStatus.Active);
+        await client.terminate(registration.agentId);
+        expect(await client.status(registration.agentId)).toBe(MailboxStatus.Terminated);
+        await client.terminate(registration.agentId);
+        await client.terminate(unknown);
+        expect(await client.status(unknown)).toBe(MailboxStatus.Missing);
+      });
+
+      test("Agent itself cannot be registered or launched", async () => {
+        await using manager = await open();
+        await expect(manager.exchangeClient.registerAgent(Agent as never)).rejects.toThrow(AgentDefinitionError);
+        await expect(manager.launch(Agent as never)).rejects.toThrow(AgentDefinitionError);
+        expect(() => new (Agent as unknown as new () => Agent)()).toThrow(AgentDefinitionError);
+      });
+
+      test("an agent client needs an active registration", async () => {
+        await using manager = await open();
+        const factory = manager.exchangeFactory;
+        const registration = await manager.registerAgent(Counter);
+        const ghost = { agentId: AgentId.create(), agentType: registration.agentType };
+        await expect(factory.createAgentClient(ghost, () => {})).rejects.toThrow(BadEntityIdError);
+        await manager.exchangeClient.terminate(registration.agentId);
+        await expect(factory.createAgentClient(registration, () => {})).rejects.toThrow(AgentTerminatedError);
+      });
+    });
+
+    describe("sending", () => {
+      test("to a missing mailbox: BadEntityIdError; to a terminated one: AgentTerminatedError", async () => {
+        await using manager = await open();
+        const missing = manager.getHandle(AgentId.create<Counter>());
+        await expect(missing.increment()).rejects.toThrow(BadEntityIdError);
+        const counter = await manager.launch(Counter);
+        expect(await counter.increment()).toBe(1);
+        await manager.shutdown(counter);
+        const error = await counter.increment().catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(AgentTerminatedError);
+        expect((error as AgentTerminatedError).code).toBe(ErrorCode.MailboxTerminated);
+        await expect(counter.ping()).rejects.toThrow(AgentTerminatedError);
+      });
+
+      test("a request to a user's mailbox is answered with InvalidClientError", async () => {
+        await using manager = await open();
+        const other = await manager.exchangeFactory.createUserClient({ name: "other" });
+        try {
+          const asAgent = manager.getHandle(new AgentId(other.clientId.uid));
+          await expect(asAgent.action("anything")).rejects.toThrow(InvalidClientError);
+        } finally {
+          await other.close();
+        }
+      });
+
+      test("requests from one client are handled in the order sent (FIFO per mailbox)", async () => {
+        await using manager = await open();
+        const recorder = new Recorder();
+        const handle = await manager.launch(recorder);
+        const results = await Promise.all(Array.from({ length: 50 }, (_, i) => handle.record(i)));
+        expect(results).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+        expect(recorder.entries).toEqual(Array.from({ length: 50 }, (_, i) => i));
+      });
+
+      test("payloads over the exchange's limit fail with PayloadTooLargeError, both ways", async () => {
+        await using manager = await open();
+        const handle = await manager.launch(Troublemaker);
+        const limit = manager.exchangeClient.maxPayload;
+        const tooBig = await handle.echo(new Uint8Array(limit + 1)).catch((e: unknown) => e);
+        expect(tooBig).toBeInstanceOf(PayloadTooLargeError);
+        expect((tooBig as PayloadTooLargeError).limit).toBe(limit);
+        expect((tooBig as PayloadTooLargeError).size).toBeGreaterThan(limit);
+        const bigResult = await handle.big(limit + 1).catch((e: unknown) => e);
+        expect(bigResult).toBeInstanceOf(PayloadTooLargeError);
+        expect(await handle.echo("still serving")).toBe("still serving");
+      });
+
+      test("values that cannot be encoded fail with SerializationError, both ways", async () => {
+        await using manager = await open();
+        const handle = await manager.launch(Troublemaker);
+        await expect(handle.echo(() => 1)).rejects.toThrow(SerializationError);
+        await expect(handle.unencodable()).rejects.toThrow(SerializationError);
+        const echoed = (await handle.echo({ nested: [1, "two", new Uint8Array([3])], when: new Date(0) })) as {
+          nested: [number, string, Uint8Array];
+          when: Date;
+        };
+        expect(echoed.nested.slice(0, 2)).toEqual([1, "two"]);
+        // Byte strings arrive as Uint8Array (a Buffer, on Node).
+        expect(echoed.nested[2]).toBeInstanceOf(Uint8Array);
+        expect([...echoed.nested[2]]).toEqual([3]);
+        expect(echoed.when).toEqual(new Date(0));
+      });
+    });
+
+    describe("discover", () => {
+      test("by type with and without subclasses, by name, and Agent for all; terminated excluded", async () => {
+        await using manager = await open();
+        const client = manager.exchangeClient;
+        const counter = await manager.launch(Counter);
+        const fast = await manager.launch(FastCounter);
+        const named = await manager.launch(NamedCounter);
+        const other = await manager.launch(Recorder);
+        const uids = (ids: AgentId[]) => ids.map((id) => id.uid).sort();
+        const sorted = (...ids: AgentId[]) => ids.map((id) => id.uid).sort();
+        expect(uids(await client.discover(Counter))).toEqual(sorted(counter.agentId, fast.agentId, named.agentId));
+        expect(uids(await client.discover(Counter, { allowSubclasses: false }))).toEqual(sorted(counter.agentId));
+        expect(uids(await client.discover("FastCounter"))).toEqual(sorted(fast.agentId));
+        expect(uids(await client.discover("acme.counters/Named"))).toEqual(sorted(named.agentId));
+        expect(uids(await client.discover(Agent))).toEqual(
+          sorted(counter.agentId, fast.agentId, named.agentId, other.agentId),
+        );
+        await manager.shutdown(fast);
+        expect(uids(await client.discover(Counter))).toEqual(sorted(counter.agentId, named.agentId));
+        expect(await client.discover("NoSuchType")).toEqual([]);
+      });
+
+      test("another client sees registrations and terminations at once", async () => {
+        await using manager = await open();
+        const observer = await manager.exchangeFactory.createUserClient();
+        try {
+          expect(await observer.discover(Counter)).toEqual([]);
+          const a = await manager.registerAgent(Counter, { name: "a" });
+          const found = await observer.discover(Counter);
+          expect(found.map((id) => id.uid)).toEqual([a.agentId.uid]);
+          expect(found[0]?.name).toBe("a");
+          await manager.exchangeClient.terminate(a.agentId);
+          expect(await observer.discover(Counter)).toEqual([]);
+        } finally {
+          await observer.close();
+        }
+      });
+    });
+
+    describe("termination", () => {
+      test("requests pending in a mailbox are answered with AgentTerminatedError on terminate", async () => {
+        await using manager = await open();
+        const registration = await manager.registerAgent(Counter);
+        const handle = manager.getHandle(registration);
+        const pending = [handle.increment(1), handle.increment(2), handle.ping()];
+        // Nobody runs this agent: the requests wait in its mailbox until it is terminated.
+        await manager.exchangeClient.terminate(registration.agentId);
+        for (const result of await Promise.allSettled(pending)) {
+          expect(result.status).toBe("rejected");
+          expect((result as PromiseRejectedResult).reason).toBeInstanceOf(AgentTerminatedError);
+        }
+      });
+
+      test("closing a user client terminates its mailbox and fails its pending requests", async () => {
+        await using manager = await open();
+        const registration = await manager.registerAgent(Counter);
+        const user = await manager.exchangeFactory.createUserClient();
+        const pending = user.getHandle(registration.agentId).increment();
+        await user.close();
+        await expect(pending).rejects.toThrow(ClientClosedError);
+        expect(await manager.exchangeClient.status(user.clientId)).toBe(MailboxStatus.Terminated);
+        await expect(user.getHandle(registration.agentId).increment()).rejects.toThrow(ClientClosedError);
+        await user.close();
+      });
+
+      test("closing an agent client keeps the mailbox; the agent can run again", async () => {
+        await using manager = await open();
+        const registration = await manager.registerAgent(Counter);
+        const client = await manager.exchangeFactory.createAgentClient(registration, () => {});
+        await client.close();
+        expect(await manager.exchangeClient.status(registration.agentId)).toBe(MailboxStatus.Active);
+        const handle = await manager.launch(Counter, { registration });
+        expect(await handle.increment(5)).toBe(5);
+      });
+    });
+
+    describe("agents", () => {
+      test("the quick start: actions by name and through the typed proxy, ping, describe", async () => {
+        await using manager = await open();
+        const counter = await manager.launch(Counter);
+        expect(await counter.action("increment", 2)).toBe(2);
+        expect(await counter.increment(3)).toBe(5);
+        expect(await counter.invoke("get", [], { timeoutMs: 5000 })).toBe(5);
+        expect(await counter.with({ timeoutMs: 5000 }).get()).toBe(5);
+        expect(await counter.ping()).toBeGreaterThan(0);
+        const description = await counter.agentDescribe();
+        expect(description.type).toBe("Counter");
+        expect(description.chain).toEqual(["Counter", "Agent"]);
+        const increment = description.actions.find((a) => a.name === "increment");
+        expect(increment?.description).toBe("Add to the count and return it");
+        expect(increment?.parameters.replace(/\s/g, "")).toBe("by=1");
+        expect(description.actions.map((a) => a.name).sort()).toEqual(["agentDescribe", "get", "increment"]);
+      });
+
+      test("requests that arrive during startup wait until it completes", async () => {
+        await using manager = await open();
+        const agent = new SlowStarter();
+        const handle = await manager.launch(agent);
+        const hello = handle.hello();
+        const ping = handle.ping();
+        // A round trip to another agent through the same client: our requests are in the mailbox by now.
+        const other = await manager.launch(Counter);
+        await other.increment();
+        expect(agent.events).toEqual([]);
+        agent.gate.resolve();
+        expect(await hello).toBe("hello");
+        expect(await ping).toBeGreaterThan(0);
+        expect(agent.events).toEqual(["started", "hello"]);
+      });
+
+      test("an unknown action is an UnknownActionError naming it", async () => {
+        await using manager = await open();
+        const handle = await manager.launch(Counter);
+        const error = await handle.action("nope", 1).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(UnknownActionError);
+        expect((error as UnknownActionError).action).toBe("nope");
+        expect((error as Error).message).toContain("nope");
+        expect(await handle.increment()).toBe(1);
+      });
+
+      test("remote exceptions keep name, message, code, cause and the agent-side stack", async () => {
+        await using manager = await open();
+        const handle = await manager.launch(Troublemaker);
+        const error = (await handle.fail("invalid input").catch((e: unknown) => e)) as RemoteError & {
+          remoteStack?: string;
+        };
+        expect(error).toBeInstanceOf(RemoteError);
+        expect(error.name).toBe("ValidationError");
+        expect(error.message).toBe("invalid input");
+        expect(error.code).toBe("E_VALIDATION");
+        expect(error.remoteStack).toContain("agents.ts");
+        expect(error.stack).toContain("ValidationError: invalid input");
+        expect((error.cause as Error).name).toBe("RangeError");
+        expect((error.cause as Error).message).toBe("deeper");
+        const typeError = await handle.failTyped().catch((e: unknown) => e);
+        expect(typeError).toBeInstanceOf(TypeError);
+        expect((typeError as Error).message).toBe("bad type");
+        const stringError = await handle.throwString().catch((e: unknown) => e);
+        expect((stringError as Error).message).toBe("just a string");
+      });
+
+      test("sync actions are rejected when the class is defined", () => {
+        expect(() => {
+          class Bad extends Agent {
+            // @ts-expect-error: actions must be async
+            @action sync(): number {
+              return 1;
+            }
+          }
+          return Bad;
+        }).toThrow(AgentDefinitionError);
+        expect(() => {
+          class Clash extends Agent {
+            @action async ping(): Promise<void> {}
+          }
+          return Clash;
+        }).toThrow(AgentDefinitionError);
+      });
+
+      test("timers and event handlers run until shutdown", async () => {
+        await using manager = await open();
+        const agent = new Ticker();
+        const handle = await manager.launch(agent);
+        await agent.ticked.promise;
+        await handle.poke();
+        await agent.handledOnce.promise;
+        expect(agent.handled).toBe(1);
+        await manager.shutdown(handle);
+        const ticks = agent.ticks;
+        await new Promise((resolve) => setTimeout(resolve, 60));
+        expect(agent.ticks).toBe(ticks);
+      });
+
+      test("an agent can stop itself and keep its mailbox", async () => {
+        await using manager = await open();
+        const handle = await manager.launch(SelfStopper);
+        await handle.stop(false);
+        await manager.wait([handle]);
+        expect(await manager.exchangeClient.status(handle.agentId)).toBe(MailboxStatus.Active);
+        const again = await manager.launch(SelfStopper);
+        await again.stop();
+        await manager.wait([again]);
+        expect(await manager.exchangeClient.status(again.agentId)).toBe(MailboxStatus.Terminated);
+      });
+
+      test("self-stop with terminateOnSuccess off keeps the mailbox; a new run serves it", async () => {
+        await using manager = await open();
+        const handle = await manager.launch(SelfStopper, { config: { terminateOnSuccess: false } });
+        await handle.stop();
+        await manager.wait([handle]);
+        expect(await manager.exchangeClient.status(handle.agentId)).toBe(MailboxStatus.Active);
+        const pending = handle.ok();
+        await using second = await Manager.fromExchangeFactory(manager.exchangeFactory);
+        await second.launch(SelfStopper, { registration: { agentId: handle.agentId, agentType: agentTypeInfo(SelfStopper) } });
+        expect(await pending).toBe("ok");
+      });
+    });
+
+    describe("shutdown", () => {
+      test("the terminate override wins over the config", async () => {
+        await using manager = await open();
+        const kept = await manager.launch(Counter);
+        await manager.shutdown(kept, { terminate: false });
+        expect(await manager.exchangeClient.status(kept.agentId)).toBe(MailboxStatus.Active);
+        const keptByConfig = await manager.launch(Counter, { config: { terminateOnSuccess: false } });
+        await manager.shutdown(keptByConfig);
+        expect(await manager.exchangeClient.status(keptByConfig.agentId)).toBe(MailboxStatus.Active);
+        const forced = await manager.launch(Counter, { config: { terminateOnSuccess: false } });
+        await manager.shutdown(forced, { terminate: true });
+        expect(await manager.exchangeClient.status(forced.agentId)).toBe(MailboxStatus.Terminated);
+      });
+
+      test("in-flight actions are cancelled at shutdown (cancelActionsOnShutdown)", async () => {
+        await using manager = await open();
+        const agent = new Sleeper();
+        const handle = await manager.launch(agent);
+        const sleeping = handle.sleep(60_000);
+        await agent.started.promise;
+        await manager.shutdown(handle);
+        await expect(sleeping).rejects.toThrow(ActionCancelledError);
+        expect(await agent.aborted.promise).toBeInstanceOf(Error);
+        expect(agent.completed).toBe(0);
+      });
+
+      test("in-flight actions complete at shutdown when cancelActionsOnShutdown is off", async () => {
+        await using manager = await open();
+        const agent = new Sleeper();
+        const handle = await manager.launch(agent, { config: { cancelActionsOnShutdown: false } });
+        const sleeping = handle.sleep(200);
+        await agent.started.promise;
+        await manager.shutdown(handle);
+        expect(await sleeping).toBe("done");
+        expect(agent.completed).toBe(1);
+      });
+
+      test("the shutdown hook runs, and loops stop", async () => {
+        await using manager = await open();
+        const agent = new LoopAgent();
+        const handle = await manager.launch(agent);
+        await handle.ping();
+        await manager.shutdown(handle);
+        await agent.shutdownHookRan.promise;
+      });
+    });
+
+    describe("loop errors", () => {
+      test("shutdownOnLoopError + raiseLoopErrorsOnShutdown: the agent stops and fails with the loop error", async () => {
+        await withManager({}, async (manager) => {
+          const agent = new LoopAgent();
+          const handle = await manager.launch(agent);
+          await handle.breakLoop();
+          await expect(manager.wait([handle], { raiseError: true })).rejects.toThrow("loop boom");
+          expect(await manager.exchangeClient.status(handle.agentId)).toBe(MailboxStatus.Terminated);
+          await expect(manager.close()).rejects.toThrow("loop boom");
+        });
+      });
+
+      test("raiseLoopErrorsOnShutdown off: the agent stops on the loop error but does not fail", async () => {
+        await withManager({}, async (manager) => {
+          const handle = await manager.launch(new LoopAgent(), { config: { raiseLoopErrorsOnShutdown: false } });
+          await handle.breakLoop();
+          await manager.wait([handle], { raiseError: true });
+          // An unexpected stop: terminateOnError decides.
+          expect(await manager.exchangeClient.status(handle.agentId)).toBe(MailboxStatus.Terminated);
+        });
+      });
+
+      test("shutdownOnLoopError off: the agent keeps serving; the error is raised at shutdown", async () => {
+        await withManager({}, async (manager) => {
+          const agent = new LoopAgent();
+          const handle = await manager.launch(agent, { config: { shutdownOnLoopError: false } });
+          await handle.breakLoop();
+          await agent.loopFailed.promise;
+          expect(await handle.ping()).toBeGreaterThan(0);
+          expect(manager.running().map((id) => id.uid)).toEqual([handle.agentId.uid]);
+          await expect(manager.shutdown(handle)).rejects.toThrow("loop boom");
+        });
+      });
+    });
+
+    describe("cancellation", () => {
+      test("a timeout cancels the action in the agent and raises RequestTimeoutError", async () => {
+        await using manager = await open();
+        const agent = new Sleeper();
+        const handle = await manager.launch(agent);
+        const error = await handle.with({ timeoutMs: 100 }).sleep(60_000).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(RequestTimeoutError);
+        expect((error as RequestTimeoutError).timeoutMs).toBe(100);
+        expect(await agent.aborted.promise).toBeInstanceOf(ActionCancelledError);
+        expect(await handle.quick()).toBe("quick");
+      });
+
+      test("an abort signal cancels the action in the agent and raises ActionCancelledError", async () => {
+        await using manager = await open();
+        const agent = new Sleeper();
+        const handle = await manager.launch(agent);
+        const controller = new AbortController();
+        const sleeping = handle.invoke("sleep", [60_000], { signal: controller.signal });
+        await agent.started.promise;
+        controller.abort(new Error("user gave up"));
+        const error = await sleeping.catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(ActionCancelledError);
+        expect(((error as Error).cause as Error).message).toBe("user gave up");
+        expect(await agent.aborted.promise).toBeInstanceOf(ActionCancelledError);
+        await expect(handle.invoke("quick", [], { signal: controller.signal })).rejects.toThrow(ActionCancelledError);
+      });
+
+      test("a ping times out with RequestTimeoutError while the agent is not running", async () => {
+        await using manager = await open();
+        const registration = await manager.registerAgent(Counter);
+        await expect(manager.getHandle(registration).ping({ timeoutMs: 100 })).rejects.toThrow(RequestTimeoutError);
+      });
+    });
+
+    describe("handles between agents", () => {
+      test("a coordinator calls two agents through handles given as launch arguments", async () => {
+        await using manager = await open();
+        const left = await manager.launch(Counter);
+        const right = await manager.launch(Counter);
+        const coordinator = await manager.launch(Coordinator, { args: [left, right] });
+        expect(await coordinator.incrementBoth(1)).toEqual([1, 10]);
+        expect(await coordinator.incrementBoth(2)).toEqual([3, 30]);
+        expect(await left.get()).toBe(3);
+        expect(await coordinator.callThrough(right, 5)).toBe(35);
+        const peers = await coordinator.peers();
+        expect(peers.map((p) => p.agentId.uid)).toEqual([left.agentId.uid, right.agentId.uid]);
+        expect(await peers[0]!.increment(1)).toBe(4);
+      });
+    });
+
+    describe("backpressure", () => {
+      test("maxConcurrentActions bounds running actions; pings still get through", async () => {
+        await using manager = await open();
+        const agent = new Gatekeeper();
+        const handle = await manager.launch(agent, { config: { maxConcurrentActions: 1 } });
+        const first = handle.hold(0);
+        const second = handle.hold(1);
+        await agent.arrivals[0]!.promise;
+        expect(await handle.ping()).toBeGreaterThan(0);
+        expect(agent.running).toBe(1);
+        agent.gates[0]!.resolve();
+        expect(await first).toBe(0);
+        await agent.arrivals[1]!.promise;
+        agent.gates[1]!.resolve();
+        expect(await second).toBe(1);
+        expect(agent.maxRunning).toBe(1);
+      });
+
+      test("invalid runtime config is rejected at launch", async () => {
+        await using manager = await open();
+        await expect(manager.launch(Counter, { config: { maxConcurrentActions: 0 } })).rejects.toThrow(InvalidConfigError);
+        await expect(manager.launch(Counter, { config: { bogus: true } as never })).rejects.toThrow(InvalidConfigError);
+      });
+    });
+
+    describe("manager", () => {
+      test("launch, running, wait with timeout and returnWhen, shutdown", async () => {
+        await using manager = await open();
+        const a = await manager.launch(Counter);
+        const b = await manager.launch(Counter);
+        expect(manager.running().map((id) => id.uid).sort()).toEqual([a.agentId.uid, b.agentId.uid].sort());
+        await expect(manager.wait([a, b], { timeoutMs: 50 })).rejects.toThrow(WaitTimeoutError);
+        await manager.shutdown(a, { blocking: false });
+        await manager.wait([a, b], { returnWhen: ReturnWhen.FirstCompleted });
+        expect(manager.running().map((id) => id.uid)).toEqual([b.agentId.uid]);
+        await manager.shutdown(a);
+        await manager.shutdown(b);
+        expect(manager.running()).toEqual([]);
+      });
+
+      test("unknown agents and executors, double launch", async () => {
+        await using manager = await open();
+        await expect(manager.shutdown(AgentId.create())).rejects.toThrow(BadEntityIdError);
+        await expect(manager.wait([AgentId.create()])).rejects.toThrow(BadEntityIdError);
+        await expect(manager.launch(Counter, { executor: "nowhere" })).rejects.toThrow(UnknownExecutorError);
+        const registration = await manager.registerAgent(Counter);
+        await manager.launch(Counter, { registration });
+        await expect(manager.launch(Counter, { registration })).rejects.toThrow(AgentAlreadyLaunchedError);
+      });
+
+      test("a failed agent is restarted under the same id up to maxRetries", async () => {
+        await using manager = await open({ maxRetries: 2, retryBackoffMs: 1 });
+        const agent = new FlakyStarter(2);
+        const handle = await manager.launch(agent);
+        expect(await handle.runCount()).toBe(3);
+        expect(await manager.exchangeClient.status(handle.agentId)).toBe(MailboxStatus.Active);
+      });
+
+      test("after the last retry the mailbox is terminated and waiters get the error", async () => {
+        await withManager({ maxRetries: 1, retryBackoffMs: 1 }, async (manager) => {
+          const agent = new FlakyStarter(5);
+          const handle = await manager.launch(agent);
+          const pending = handle.runCount();
+          await expect(manager.wait([handle], { raiseError: true })).rejects.toThrow("startup failure 2");
+          expect(agent.runs).toBe(2);
+          expect(await manager.exchangeClient.status(handle.agentId)).toBe(MailboxStatus.Terminated);
+          await expect(pending).rejects.toThrow(AgentTerminatedError);
+        });
+      });
+
+      test("close shuts every agent down, closes the client, and raises agent errors", async () => {
+        const manager = await open();
+        const healthy = await manager.launch(Counter);
+        const failing = await manager.launch(new FlakyStarter(1));
+        await manager.wait([failing]);
+        await expect(manager.close()).rejects.toThrow("startup failure 1");
+        expect(manager.running()).toEqual([]);
+        await expect(healthy.increment()).rejects.toThrow(ClientClosedError);
+        await expect(manager.launch(Counter)).rejects.toThrow(ClientClosedError);
+        await expect(manager.close()).rejects.toThrow("startup failure 1");
+      });
+    });
+  });
+}

@@ -1,0 +1,4 @@
+import { LocalExchangeFactory } from "../../src/index.ts";
+import { describeConformance } from "./exchange-conformance.ts";
+
+describeConformance("in-process exchange", () => ({ newFactory: () => new LocalExchangeFactory() }));

@@ -1,0 +1,25 @@
+import { afterAll, beforeAll } from "vitest";
+import { NatsExchangeFactory } from "../../src/index.ts";
+import { startTestNats } from "../support/nats.ts";
+import type { TestNats } from "../support/nats.ts";
+import { describeConformance } from "./exchange-conformance.ts";
+
+let nats: TestNats;
+let counter = 0;
+
+beforeAll(async () => {
+  nats = await startTestNats();
+});
+afterAll(async () => {
+  await nats?.[Symbol.asyncDispose]();
+});
+
+describeConformance("NATS JetStream exchange", () => ({
+  // Each test gets its own prefix: its own streams, buckets and subjects on the shared server.
+  newFactory: () =>
+    new NatsExchangeFactory({
+      servers: nats.url,
+      connectionOptions: nats.connectionOptions,
+      prefix: `t${process.pid}_${++counter}`,
+    }),
+}));
