@@ -40,7 +40,10 @@ export const MessageHeader = {
 export interface MessageHeaders {
   /** Request id; a response carries the tag of the request it answers. */
   readonly tag: string;
-  /** Uid of the destination mailbox. */
+  /**
+   * Uid of the destination mailbox. Responses published to a `replyTo` subject have none (empty
+   * here, absent on the wire).
+   */
   readonly dest: string;
   /** Uid of the sender's mailbox; responses go there unless `replyTo` is set. Absent: no reply. */
   readonly src?: string | undefined;
@@ -99,11 +102,12 @@ export function responseHeaders(request: MessageHeaders): MessageHeaders {
 }
 
 /** The wire form: a CBOR map with these keys (absent optional fields are omitted). */
-export type Envelope = { v: number; type: string; tag: string; dest: string } & Record<string, unknown>;
+export type Envelope = { v: number; type: string; tag: string } & Record<string, unknown>;
 
 /** Internal message to wire envelope. */
 export function toEnvelope(message: Message): Envelope {
-  const envelope: Envelope = { v: PROTOCOL_VERSION, type: message.type, tag: message.tag, dest: message.dest };
+  const envelope: Envelope = { v: PROTOCOL_VERSION, type: message.type, tag: message.tag };
+  if (message.dest !== "") envelope.dest = message.dest;
   if (message.src !== undefined) envelope.src = message.src;
   if (message.replyTo !== undefined) envelope.replyTo = message.replyTo;
   switch (message.type) {
@@ -149,7 +153,9 @@ export function fromEnvelope(value: unknown): Message {
     );
   }
   const tag = requireString(e, "tag");
-  const dest = requireString(e, "dest");
+  const response = typeof e.type === "string" && e.type.endsWith("-response");
+  // Requests name their mailbox; responses to a replyTo subject have none.
+  const dest = response ? (optionalString(e, "dest") ?? "") : requireString(e, "dest");
   const src = optionalString(e, "src");
   const replyTo = optionalString(e, "replyTo");
   const headers: MessageHeaders = { tag, dest, src, replyTo };

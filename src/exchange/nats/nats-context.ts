@@ -8,7 +8,7 @@ import { DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManage
 import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
 import { headers as natsHeaders, nanos } from "@nats-io/nats-core";
-import type { MsgHdrs, NatsConnection } from "@nats-io/nats-core";
+import type { MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { InvalidConfigError, PayloadTooLargeError, UnsupportedServerError } from "../../errors.ts";
 import { EntityRole } from "../../identifiers.ts";
 import type { EntityId } from "../../identifiers.ts";
@@ -73,6 +73,8 @@ export class NatsExchangeContext {
   readonly logger: Logger;
   /** The server's `max_payload`, in bytes (headers included). */
   readonly maxPayload: number;
+  readonly #leaderElected = new Map<string, () => void>();
+  #advisories: Subscription | undefined;
 
   private constructor(
     nc: NatsConnection,
@@ -147,6 +149,28 @@ export class NatsExchangeContext {
     const typesKv = await retry("provision type index bucket", () => kvm.create(layout.typesBucket, bucketOptions));
     logger.debug({ prefix: settings.prefix, serverVersion: version }, "NATS exchange ready");
     return new NatsExchangeContext(nc, js, jsm, settings, registryKv, typesKv, logger);
+  }
+
+  /**
+   * Call `onElected` whenever the mailbox consumer `consumer` gets a new leader (a cluster node
+   * died or handed over). A pull request held by the old leader is lost with it, and the client
+   * would only notice after two missed heartbeats (up to a minute): the reader re-pulls instead.
+   * One advisory subscription serves every mailbox of the connection.
+   */
+  onConsumerLeaderElected(consumer: string, onElected: () => void): () => void {
+    if (this.#advisories === undefined) {
+      const prefix = `$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.${this.layout.mailboxStream}.`;
+      this.#advisories = this.nc.subscribe(`${prefix}*`, {
+        callback: (error, msg) => {
+          if (error !== null) return;
+          this.#leaderElected.get(msg.subject.slice(prefix.length))?.();
+        },
+      });
+    }
+    this.#leaderElected.set(consumer, onElected);
+    return () => {
+      if (this.#leaderElected.get(consumer) === onElected) this.#leaderElected.delete(consumer);
+    };
   }
 
   /** Retry a NATS operation through transient failures, within the retry window. */

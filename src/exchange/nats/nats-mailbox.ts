@@ -31,6 +31,7 @@ export class NatsMailbox {
   readonly #unacked = new Set<JsMsg>();
   #messages: ConsumerMessages | undefined;
   #keepAlive: NodeJS.Timeout | undefined;
+  #unwatchLeader: (() => void) | undefined;
   #stopped = false;
   #terminatedNotified = false;
 
@@ -47,18 +48,37 @@ export class NatsMailbox {
     const { layout } = this.#ctx;
     const name = layout.mailboxConsumer(this.#id.uid);
     await this.#ensureConsumer(true);
-    const consumer = await this.#ctx.js.consumers.get(layout.mailboxStream, name);
-    this.#messages = await consumer.consume({
+    await this.#consume();
+    this.#unwatchLeader = this.#ctx.onConsumerLeaderElected(name, () => {
+      this.#logger.info("mailbox consumer has a new leader; pulling again");
+      void this.#consume().catch((error: unknown) => this.#logger.warn({ err: error }, "could not resume reading the mailbox"));
+    });
+  }
+
+  /** (Re)start pulling; a previous pull loop is stopped once the new one runs. */
+  async #consume(): Promise<void> {
+    const { layout } = this.#ctx;
+    const consumer = await this.#ctx.js.consumers.get(layout.mailboxStream, layout.mailboxConsumer(this.#id.uid));
+    if (this.#stopped) return;
+    const messages = await consumer.consume({
       max_messages: this.#ctx.settings.maxAckPending,
       callback: (m) => this.#receive(m),
     });
-    void this.#watchStatus(this.#messages);
+    const previous = this.#messages;
+    this.#messages = messages;
+    previous?.stop();
+    if (this.#stopped) {
+      messages.stop();
+      return;
+    }
+    void this.#watchStatus(messages);
   }
 
   /** Stop delivering; unacked messages are nak'ed so the next reader gets them at once. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#unwatchLeader?.();
     this.#setKeepAlive(false);
     const messages = this.#messages;
     this.#messages = undefined;
@@ -106,7 +126,7 @@ export class NatsMailbox {
   async #watchStatus(messages: ConsumerMessages): Promise<void> {
     try {
       for await (const status of messages.status()) {
-        if (this.#stopped) return;
+        if (this.#stopped || messages !== this.#messages) return;
         if (status.type === "consumer_deleted" || status.type === "consumer_not_found") {
           await this.#onConsumerLost();
         }

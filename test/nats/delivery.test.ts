@@ -1,0 +1,207 @@
+/**
+ * What only the NATS exchange promises: nothing is lost when an agent process or the server dies,
+ * a re-sent request runs once, and bad bytes on a mailbox never stop an agent.
+ */
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { headers as natsHeaders, createInbox } from "@nats-io/nats-core";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import {
+  DeliveryLimitError,
+  IncompatibleProtocolError,
+  MalformedMessageError,
+  Manager,
+  NatsExchangeFactory,
+  natsLayout,
+} from "../../src/index.ts";
+import type { NatsExchangeOptions } from "../../src/index.ts";
+import { decodeValue, encodeMessage, encodeValue } from "../../src/protocol/codec.ts";
+import { fromEnvelope } from "../../src/protocol/messages.ts";
+import type { ErrorResponse, Message } from "../../src/protocol/messages.ts";
+import { fromFailure } from "../../src/protocol/failure.ts";
+import { CrashWorker } from "../fixtures/crash-agents.ts";
+import { Recorder } from "../fixtures/agents.ts";
+import { spawnChildAgent } from "../support/child-agent.ts";
+import { startTestNats } from "../support/nats.ts";
+import type { TestNats } from "../support/nats.ts";
+
+let nats: TestNats;
+let nc: NatsConnection;
+let serial = 0;
+
+beforeAll(async () => {
+  nats = await startTestNats();
+  nc = await connect(nats.connectionOptions);
+});
+afterAll(async () => {
+  await nc?.close();
+  await nats?.[Symbol.asyncDispose]();
+});
+
+function factoryOptions(extra: NatsExchangeOptions = {}): NatsExchangeOptions & { prefix: string } {
+  return { servers: nats.url, connectionOptions: nats.connectionOptions, prefix: `d${process.pid}_${++serial}`, ...extra };
+}
+
+/** Subscribe to a fresh inbox and return the first message decoded. */
+async function firstReply(subject: string): Promise<() => Promise<Message>> {
+  const sub = nc.subscribe(subject, { max: 1 });
+  await nc.flush();
+  return async () => {
+    for await (const m of sub) return fromEnvelope(decodeValue(m.data));
+    throw new Error("inbox closed");
+  };
+}
+
+describe("at-least-once delivery on NATS", () => {
+  test("a request survives its agent's process being killed mid-action", async () => {
+    const options = factoryOptions();
+    await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory(options));
+    const registration = await manager.registerAgent(CrashWorker);
+    const uid = registration.agentId.uid;
+    const first = spawnChildAgent([nats.url, options.prefix, uid, "hang"]);
+    try {
+      const handle = manager.getHandle(registration);
+      const pending = handle.work(21);
+      await first.waitFor(/^WORKING 21$/);
+      await first.kill();
+      const second = spawnChildAgent([nats.url, options.prefix, uid, "serve"]);
+      try {
+        const started = Date.now();
+        const result = await pending;
+        expect(result.doubled).toBe(42);
+        expect(result.pid).toBe(second.child.pid);
+        // Redelivered as soon as the new process reads the mailbox, not after the 30 s ack wait.
+        expect(Date.now() - started).toBeLessThan(15_000);
+        await second.waitFor(/^WORKING 21$/);
+        await handle.shutdown();
+        expect(await second.exited).toBe(0);
+      } finally {
+        await second.kill();
+      }
+    } finally {
+      await first.kill();
+    }
+  });
+
+  test("a request published twice with the same id runs once", async () => {
+    const options = factoryOptions();
+    await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory(options));
+    const recorder = new Recorder();
+    const handle = await manager.launch(recorder);
+    const layout = natsLayout(options.prefix);
+    const inbox = createInbox();
+    const reply = await firstReply(inbox);
+    const request: Message = {
+      type: "action-request",
+      tag: "dup-request-1",
+      dest: handle.agentId.uid,
+      replyTo: inbox,
+      action: "record",
+      args: ["once"],
+    };
+    const js = jetstream(nc);
+    const first = await js.publish(layout.mailboxSubject(handle.agentId.uid), encodeMessage(request), { msgID: request.tag });
+    const second = await js.publish(layout.mailboxSubject(handle.agentId.uid), encodeMessage(request), { msgID: request.tag });
+    expect(first.duplicate).toBe(false);
+    expect(second.duplicate).toBe(true);
+    expect(second.seq).toBe(first.seq);
+    const response = await reply();
+    expect(response).toMatchObject({ type: "action-response", tag: "dup-request-1", result: 1 });
+    expect(await handle.log()).toEqual(["once"]);
+  });
+
+  test("the server restarted mid-traffic (same store) loses nothing", async () => {
+    await using server = await startTestNats();
+    const factory = new NatsExchangeFactory({ servers: server.url, connectionOptions: server.connectionOptions, prefix: "restart" });
+    await using manager = await Manager.fromExchangeFactory(factory);
+    const recorder = new Recorder();
+    const handle = await manager.launch(recorder);
+    const sequential: number[] = [];
+    let restarted = false;
+    const restart = (async () => {
+      while (sequential.length < 20) await new Promise((resolve) => setImmediate(resolve));
+      await server.restart();
+      restarted = true;
+    })();
+    for (let i = 0; i < 60; i++) sequential.push(await handle.record(i));
+    await restart;
+    expect(restarted).toBe(true);
+    const concurrent = Array.from({ length: 100 }, (_, i) => handle.record(100 + i));
+    await server.restart();
+    await Promise.all(concurrent);
+    const log = (await handle.log()) as number[];
+    const expected = [...Array.from({ length: 60 }, (_, i) => i), ...Array.from({ length: 100 }, (_, i) => 100 + i)];
+    expect([...log].sort((a, b) => a - b)).toEqual(expected);
+  });
+});
+
+describe("bad input on a mailbox subject", () => {
+  test("malformed and foreign bytes are answered or dead-lettered; the agent keeps serving", async () => {
+    const options = factoryOptions();
+    await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory(options));
+    const handle = await manager.launch(Recorder);
+    const layout = natsLayout(options.prefix);
+    const subject = layout.mailboxSubject(handle.agentId.uid);
+    const js = jetstream(nc);
+
+    // 1. Bytes that are not CBOR, with no reply address: dead-lettered.
+    await js.publish(subject, new TextEncoder().encode("{not cbor"));
+    // 2. Not CBOR, but the headers say where to answer: a MalformedMessageError comes back.
+    const inbox = createInbox();
+    const malformedReply = await firstReply(inbox);
+    const h = natsHeaders();
+    h.set("Academy-Reply-To", inbox);
+    await js.publish(subject, new Uint8Array([0xff, 0x00, 0x13]), { msgID: "garbage-1", headers: h });
+    const malformed = (await malformedReply()) as ErrorResponse;
+    expect(malformed.type).toBe("error-response");
+    expect(malformed.tag).toBe("garbage-1");
+    expect(fromFailure(malformed.error)).toBeInstanceOf(MalformedMessageError);
+    // 3. A newer protocol version: IncompatibleProtocolError to the envelope's replyTo.
+    const inbox2 = createInbox();
+    const versionReply = await firstReply(inbox2);
+    await js.publish(subject, encodeValue({ v: 2, type: "action-request", tag: "future-1", dest: handle.agentId.uid, replyTo: inbox2 }));
+    const incompatible = (await versionReply()) as ErrorResponse;
+    expect(fromFailure(incompatible.error)).toBeInstanceOf(IncompatibleProtocolError);
+    // 4. A valid CBOR map of an unknown message type, and an action request missing its action.
+    const inbox3 = createInbox();
+    const unknownReply = await firstReply(inbox3);
+    await js.publish(subject, encodeValue({ v: 1, type: "teleport-request", tag: "odd-1", dest: handle.agentId.uid, replyTo: inbox3 }));
+    expect(fromFailure(((await unknownReply()) as ErrorResponse).error)).toBeInstanceOf(MalformedMessageError);
+    await js.publish(subject, encodeValue({ v: 1, type: "action-request", tag: "odd-2", dest: handle.agentId.uid }));
+
+    // The agent still serves, and the unanswerable messages are on the dead-letter stream.
+    expect(await handle.record("after")).toBe(1);
+    const jsm = await jetstreamManager(nc);
+    const dead = await jsm.streams.info(layout.deadLetterStream);
+    expect(dead.state.messages).toBe(5);
+    const first = await jsm.streams.getMessage(layout.deadLetterStream, { seq: dead.state.first_seq });
+    expect(first?.header.get("Academy-Dead-Reason")).toBe("MALFORMED_MESSAGE");
+    expect(first?.header.get("Academy-Original-Subject")).toBe(subject);
+    expect(new TextDecoder().decode(first?.data)).toBe("{not cbor");
+    // Nothing is left in the mailbox.
+    const mailbox = await jsm.streams.info(layout.mailboxStream, { subjects_filter: subject });
+    expect(mailbox.state.subjects?.[subject] ?? 0).toBe(0);
+  });
+
+  test("a request delivered more than maxDeliveries times is answered with DeliveryLimitError and dead-lettered", async () => {
+    const options = factoryOptions({ maxDeliveries: 2 });
+    const factory = new NatsExchangeFactory(options);
+    await using manager = await Manager.fromExchangeFactory(factory);
+    const registration = await manager.registerAgent(Recorder);
+    // A reader that never manages to handle anything.
+    const reader = await factory.createAgentClient(registration, (delivery) => delivery.nak());
+    try {
+      const error = await manager.getHandle(registration).action("record", 1).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DeliveryLimitError);
+      expect((error as DeliveryLimitError).deliveries).toBe(3);
+      const jsm = await jetstreamManager(nc);
+      const dead = await jsm.streams.info(natsLayout(options.prefix).deadLetterStream);
+      expect(dead.state.messages).toBe(1);
+      const stored = await jsm.streams.getMessage(natsLayout(options.prefix).deadLetterStream, { seq: dead.state.first_seq });
+      expect(stored?.header.get("Academy-Dead-Reason")).toBe("DELIVERY_LIMIT");
+    } finally {
+      await reader.close();
+    }
+  });
+});
