@@ -1,0 +1,67 @@
+import { describe, expect, test } from "vitest";
+import { Agent, AgentDefinitionError, InvalidConfigError, action, agentTypeInfo, agentTypeName, resolveRuntimeConfig, timer } from "../../src/index.ts";
+import { tokenToTypeName, typeNameToken } from "../../src/agent/agent-type.ts";
+import { agentSpec } from "../../src/agent/decorators.ts";
+
+class Base extends Agent {
+  @action async a(): Promise<number> {
+    return 1;
+  }
+}
+class Derived extends Base {
+  static override agentType = "pkg.Derived";
+  @action({ description: "b" }) async b(): Promise<number> {
+    return 2;
+  }
+}
+class Leaf extends Derived {}
+
+describe("agent types", () => {
+  test("names come from static agentType (own only) or the class name; chains end at Agent", () => {
+    expect(agentTypeName(Base)).toBe("Base");
+    expect(agentTypeName(Derived)).toBe("pkg.Derived");
+    expect(agentTypeName(Leaf)).toBe("Leaf");
+    expect(agentTypeInfo(Leaf).chain).toEqual(["Leaf", "pkg.Derived", "Base", "Agent"]);
+    expect(() => agentTypeInfo(class NotAnAgent {} as never)).toThrow(AgentDefinitionError);
+  });
+
+  test("type names map to reversible, distinct subject tokens", () => {
+    const names = ["Counter", "pkg.Counter", "pkg_Counter", "a=b", "Zähler", "x/y z"];
+    const tokens = names.map(typeNameToken);
+    expect(new Set(tokens).size).toBe(names.length);
+    for (const token of tokens) expect(token).toMatch(/^[A-Za-z0-9_=-]+$/);
+    expect(tokens.map(tokenToTypeName)).toEqual(names);
+  });
+
+  test("actions are inherited; subclasses add their own", () => {
+    expect([...agentSpec(Leaf).actions.keys()].sort()).toEqual(["a", "agentDescribe", "b"]);
+    expect(agentSpec(Leaf).actions.get("b")?.description).toBe("b");
+  });
+
+  test("bad decorator use fails when the class is defined", () => {
+    expect(() => timer(0)).toThrow(AgentDefinitionError);
+    expect(() => {
+      class Bad extends Agent {
+        // @ts-expect-error: a timer must be async
+        @timer(10) tick(): void {}
+      }
+      return Bad;
+    }).toThrow(AgentDefinitionError);
+  });
+});
+
+describe("runtime config", () => {
+  test("defaults follow Academy; invalid values are rejected", () => {
+    expect(resolveRuntimeConfig()).toEqual({
+      cancelActionsOnShutdown: true,
+      shutdownOnLoopError: true,
+      raiseLoopErrorsOnShutdown: true,
+      terminateOnSuccess: true,
+      terminateOnError: true,
+      maxConcurrentActions: Number.POSITIVE_INFINITY,
+    });
+    expect(resolveRuntimeConfig({ maxConcurrentActions: 4 }).maxConcurrentActions).toBe(4);
+    expect(() => resolveRuntimeConfig({ maxConcurrentActions: 1.5 })).toThrow(InvalidConfigError);
+    expect(() => resolveRuntimeConfig({ terminateOnError: "yes" as never })).toThrow(InvalidConfigError);
+  });
+});

@@ -1,0 +1,81 @@
+import { describe, expect, test } from "vitest";
+import { AgentId, IncompatibleProtocolError, MalformedMessageError, SerializationError, UserId } from "../../src/index.ts";
+import { HandleReference, decodeMessage, decodeValue, encodeMessage, encodeValue } from "../../src/protocol/codec.ts";
+import { PROTOCOL_VERSION, fromEnvelope, toEnvelope } from "../../src/protocol/messages.ts";
+import type { Message } from "../../src/protocol/messages.ts";
+
+const request: Message = { type: "action-request", tag: "t1", dest: "a1", src: "u1", action: "increment", args: [2] };
+
+describe("envelope", () => {
+  test("every message type round-trips through CBOR", () => {
+    const messages: Message[] = [
+      request,
+      { type: "ping-request", tag: "t2", dest: "a1", src: "u1" },
+      { type: "cancel-request", tag: "t3", dest: "a1", src: "u1", target: "t1" },
+      { type: "shutdown-request", tag: "t4", dest: "a1", src: "u1", terminate: false },
+      { type: "action-response", tag: "t1", dest: "u1", src: "a1", result: { n: 2 } },
+      { type: "success-response", tag: "t2", dest: "u1", src: "a1" },
+      { type: "error-response", tag: "t3", dest: "", src: "a1", replyTo: "_INBOX.x", error: { type: "Error", message: "m" } },
+    ];
+    for (const message of messages) {
+      const decoded = decodeMessage(encodeMessage(message));
+      expect(decoded).toMatchObject(Object.fromEntries(Object.entries(message).filter(([, v]) => v !== undefined)));
+    }
+    expect(toEnvelope(request)).toEqual({ v: PROTOCOL_VERSION, ...request });
+  });
+
+  test("invalid envelopes are MalformedMessageError; other versions IncompatibleProtocolError", () => {
+    expect(() => fromEnvelope([1, 2])).toThrow(MalformedMessageError);
+    expect(() => fromEnvelope({ v: 1, type: "action-request", tag: "t", dest: "d" })).toThrow(MalformedMessageError);
+    expect(() => fromEnvelope({ v: 1, type: "action-request", tag: "t", action: "a" })).toThrow(MalformedMessageError);
+    expect(() => fromEnvelope({ v: 1, type: "action-request", tag: "t", dest: "d", action: "a", args: "x" })).toThrow(MalformedMessageError);
+    expect(() => fromEnvelope({ v: 1, type: "shutdown-request", tag: "t", dest: "d", terminate: "yes" })).toThrow(MalformedMessageError);
+    expect(() => fromEnvelope({ v: 1, type: "error-response", tag: "t", error: { nope: 1 } })).toThrow(MalformedMessageError);
+    expect(() => fromEnvelope({ v: 1, type: "warp", tag: "t", dest: "d" })).toThrow(MalformedMessageError);
+    expect(() => fromEnvelope({ v: 2, type: "ping-request", tag: "t", dest: "d" })).toThrow(IncompatibleProtocolError);
+    expect(() => decodeMessage(new Uint8Array([0xff, 0xfe]))).toThrow(MalformedMessageError);
+  });
+});
+
+describe("codec", () => {
+  test("ids keep their class; handles decode to ids without a context and to handles with one", () => {
+    const agent = new AgentId("a-uid", "alice");
+    const user = new UserId("u-uid");
+    const decoded = decodeValue(encodeValue({ agent, user })) as { agent: AgentId; user: UserId };
+    expect(decoded.agent).toBeInstanceOf(AgentId);
+    expect([decoded.agent.uid, decoded.agent.name]).toEqual(["a-uid", "alice"]);
+    expect(decoded.user).toBeInstanceOf(UserId);
+
+    class FakeHandle extends HandleReference {
+      constructor(readonly agentId: AgentId) {
+        super();
+      }
+    }
+    const bytes = encodeValue([new FakeHandle(agent)]);
+    expect((decodeValue(bytes) as unknown[])[0]).toBeInstanceOf(AgentId);
+    const bound = decodeValue(bytes, { getHandle: (id) => new FakeHandle(id) }) as FakeHandle[];
+    expect(bound[0]).toBeInstanceOf(FakeHandle);
+    expect(bound[0]!.agentId.uid).toBe("a-uid");
+  });
+
+  test("functions and cycles are SerializationErrors; Maps, Sets, Dates and bytes survive", () => {
+    expect(() => encodeValue(() => 1)).toThrow(SerializationError);
+    expect(() => encodeMessage({ ...request, args: [() => 1] } as Message)).toThrow(SerializationError);
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    expect(() => encodeValue(cyclic)).toThrow(SerializationError);
+    const value = { map: new Map([["k", 1]]), set: new Set([1, 2]), date: new Date(5), bytes: new Uint8Array([1, 2]) };
+    const decoded = decodeValue(encodeValue(value)) as typeof value;
+    expect(decoded.map).toEqual(new Map([["k", 1]]));
+    expect(decoded.set).toEqual(new Set([1, 2]));
+    expect(decoded.date).toEqual(new Date(5));
+    expect([...decoded.bytes]).toEqual([1, 2]);
+  });
+
+  test("a __proto__ key in foreign CBOR cannot pollute prototypes", () => {
+    const hostile = encodeValue(JSON.parse('{"__proto__": {"polluted": true}}'));
+    const decoded = decodeValue(hostile) as Record<string, unknown>;
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(Object.getPrototypeOf(decoded)).toBe(Object.prototype);
+  });
+});
