@@ -9,6 +9,8 @@
 
 /** Stable machine-readable error codes. */
 export const ErrorCode = {
+  /** A bare AcademyError (subclasses have their own codes). */
+  Academy: "ACADEMY_ERROR",
   BadEntityId: "BAD_ENTITY_ID",
   MailboxTerminated: "MAILBOX_TERMINATED",
   ActionCancelled: "ACTION_CANCELLED",
@@ -50,7 +52,7 @@ export class AcademyError extends Error {
 
   constructor(message: string, options: AcademyErrorOptions & { code?: ErrorCode | string } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = options.code ?? ErrorCode.Remote;
+    this.code = options.code ?? ErrorCode.Academy;
   }
 
   /** Context fields that travel with the error across the wire (JSON/CBOR-safe values only). */

@@ -10,6 +10,8 @@ import {
   AgentDefinitionError,
   AgentStateError,
   BadEntityIdError,
+  ClientClosedError,
+  ExchangeUnavailableError,
   MailboxTerminatedError,
   PayloadTooLargeError,
   SerializationError,
@@ -369,7 +371,8 @@ export class AgentRuntime<A extends Agent = Agent> {
 
   /**
    * Publish a response. Results too large or not encodable are replaced by the error.
-   * @returns false when the exchange could not take the response (the request should be retried).
+   * @returns false when the exchange was unreachable (the request should be delivered again);
+   * true when the response went out or can never go out (then it is logged and dropped).
    */
   async #respond(request: RequestMessage, body: ResponseBody): Promise<boolean> {
     const client = this.#client!;
@@ -386,8 +389,12 @@ export class AgentRuntime<A extends Agent = Agent> {
           return false;
         }
       }
-      this.#logger.error({ err: error, tag: request.tag }, "could not send response");
-      return false;
+      if (error instanceof ExchangeUnavailableError || error instanceof ClientClosedError) {
+        this.#logger.warn({ err: error, tag: request.tag }, "could not send response; the request will be delivered again");
+        return false;
+      }
+      this.#logger.error({ err: error, tag: request.tag }, "response cannot be delivered; dropped");
+      return true;
     }
   }
 
@@ -416,8 +423,10 @@ export class AgentRuntime<A extends Agent = Agent> {
       const error = new ActionInvalidStateError(`No running action with tag ${request.target}`, { tag: request.target });
       body = { type: MessageType.ErrorResponse, error: toFailure(error) };
     }
-    if (await this.#respond(request, body)) delivery.ack();
-    else delivery.nak(RESPONSE_RETRY_DELAY_MS);
+    if (await this.#respond(request, body)) {
+      delivery.ack();
+      this.#remember(request.tag);
+    } else delivery.nak(RESPONSE_RETRY_DELAY_MS);
   }
 
   /** Abort the action's signal and answer its caller with `ActionCancelledError`. */

@@ -22,11 +22,13 @@ export const MessageType = {
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
 /**
- * NATS headers set on every mailbox message, readable without decoding the body so that even an
- * undecodable request can be answered.
+ * NATS headers of mailbox messages, readable without decoding the body so that even an
+ * undecodable request can be answered. This library writes `Nats-Msg-Id` and `Academy-Src` on
+ * every message it puts in a mailbox; `Academy-Tag` and `Academy-Reply-To` are read (as
+ * fallbacks) for foreign senders that set them.
  */
 export const MessageHeader = {
-  /** JetStream de-duplication id: the request tag (`<tag>.response` for responses). */
+  /** JetStream de-duplication id: the request tag for requests, `r:<tag>` for responses. */
   MsgId: "Nats-Msg-Id",
   /** Uid of the sender's mailbox. */
   Source: "Academy-Src",
@@ -35,6 +37,14 @@ export const MessageHeader = {
   /** Core NATS subject for the response, when the sender has no mailbox. */
   ReplyTo: "Academy-Reply-To",
 } as const;
+
+/**
+ * Whether `subject` may be used as a `replyTo`: a literal subject (no wildcards, no whitespace,
+ * no empty tokens) outside the `$` system and API namespaces.
+ */
+export function isValidReplySubject(subject: string): boolean {
+  return subject.length <= 512 && !subject.startsWith("$") && /^[^\s.*>]+(\.[^\s.*>]+)*$/.test(subject);
+}
 
 /** Routing fields shared by every message. */
 export interface MessageHeaders {
@@ -146,6 +156,7 @@ export function fromEnvelope(value: unknown): Message {
     throw new MalformedMessageError("Message is not a CBOR map");
   }
   const e = value as Record<string, unknown>;
+  if (typeof e.v !== "number") throw new MalformedMessageError("Field 'v' (protocol version) is missing");
   if (e.v !== PROTOCOL_VERSION) {
     throw new IncompatibleProtocolError(
       `Unsupported protocol version ${String(e.v)}; this client speaks version ${PROTOCOL_VERSION}`,
@@ -158,6 +169,9 @@ export function fromEnvelope(value: unknown): Message {
   const dest = response ? (optionalString(e, "dest") ?? "") : requireString(e, "dest");
   const src = optionalString(e, "src");
   const replyTo = optionalString(e, "replyTo");
+  if (replyTo !== undefined && !isValidReplySubject(replyTo)) {
+    throw new MalformedMessageError(`Field 'replyTo' must be a literal subject outside '$' namespaces (got ${JSON.stringify(replyTo)})`);
+  }
   const headers: MessageHeaders = { tag, dest, src, replyTo };
   const type = e.type;
   switch (type) {
@@ -201,7 +215,7 @@ function requireString(e: Record<string, unknown>, key: string): string {
 function optionalString(e: Record<string, unknown>, key: string): string | undefined {
   const v = e[key];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== "string") throw new MalformedMessageError(`Field '${key}' must be a string`);
+  if (typeof v !== "string" || v.length === 0) throw new MalformedMessageError(`Field '${key}' must be a non-empty string or absent`);
   return v;
 }
 

@@ -209,10 +209,10 @@ export function describeConformance(name: string, target: () => ConformanceTarge
         await using manager = await open();
         const registration = await manager.registerAgent(Counter);
         const handle = manager.getHandle(registration);
-        const pending = [handle.increment(1), handle.increment(2), handle.ping()];
+        const pending = Promise.allSettled([handle.increment(1), handle.increment(2), handle.ping()]);
         // Nobody runs this agent: the requests wait in its mailbox until it is terminated.
         await manager.exchangeClient.terminate(registration.agentId);
-        for (const result of await Promise.allSettled(pending)) {
+        for (const result of await pending) {
           expect(result.status).toBe("rejected");
           expect((result as PromiseRejectedResult).reason).toBeInstanceOf(AgentTerminatedError);
         }
@@ -222,9 +222,9 @@ export function describeConformance(name: string, target: () => ConformanceTarge
         await using manager = await open();
         const registration = await manager.registerAgent(Counter);
         const user = await manager.exchangeFactory.createUserClient();
-        const pending = user.getHandle(registration.agentId).increment();
+        const pending = expect(user.getHandle(registration.agentId).increment()).rejects.toThrow(ClientClosedError);
         await user.close();
-        await expect(pending).rejects.toThrow(ClientClosedError);
+        await pending;
         expect(await manager.exchangeClient.status(user.clientId)).toBe(MailboxStatus.Terminated);
         await expect(user.getHandle(registration.agentId).increment()).rejects.toThrow(ClientClosedError);
         await user.close();
@@ -381,10 +381,10 @@ export function describeConformance(name: string, target: () => ConformanceTarge
         await using manager = await open();
         const agent = new Sleeper();
         const handle = await manager.launch(agent);
-        const sleeping = handle.sleep(60_000);
+        const sleeping = expect(handle.sleep(60_000)).rejects.toThrow(ActionCancelledError);
         await agent.started.promise;
         await manager.shutdown(handle);
-        await expect(sleeping).rejects.toThrow(ActionCancelledError);
+        await sleeping;
         expect(await agent.aborted.promise).toBeInstanceOf(Error);
         expect(agent.completed).toBe(0);
       });
@@ -557,11 +557,11 @@ export function describeConformance(name: string, target: () => ConformanceTarge
         await withManager({ maxRetries: 1, retryBackoffMs: 1 }, async (manager) => {
           const agent = new FlakyStarter(5);
           const handle = await manager.launch(agent);
-          const pending = handle.runCount();
+          const pending = expect(handle.runCount()).rejects.toThrow(AgentTerminatedError);
           await expect(manager.wait([handle], { raiseError: true })).rejects.toThrow("startup failure 2");
           expect(agent.runs).toBe(2);
           expect(await manager.exchangeClient.status(handle.agentId)).toBe(MailboxStatus.Terminated);
-          await expect(pending).rejects.toThrow(AgentTerminatedError);
+          await pending;
         });
       });
 

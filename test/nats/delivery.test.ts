@@ -184,6 +184,50 @@ describe("bad input on a mailbox subject", () => {
     expect(mailbox.state.subjects?.[subject] ?? 0).toBe(0);
   });
 
+  test("hostile reply subjects and misaddressed requests are rejected, never followed", async () => {
+    const options = factoryOptions();
+    await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory(options));
+    const handle = await manager.launch(Recorder);
+    const other = await manager.registerAgent(Recorder);
+    const layout = natsLayout(options.prefix);
+    const subject = layout.mailboxSubject(handle.agentId.uid);
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    const request = (tag: string, extra: Record<string, unknown>) =>
+      encodeValue({ v: 1, type: "action-request", tag, dest: handle.agentId.uid, action: "record", args: [tag], ...extra });
+
+    // The agent must never publish into the JetStream API, its own exchange's subjects, or wildcards.
+    await js.publish(subject, request("h1", { replyTo: `$JS.API.STREAM.DELETE.${layout.mailboxStream}` }), { msgID: "h1" });
+    await js.publish(subject, request("h2", { replyTo: layout.mailboxSubject(other.agentId.uid) }), { msgID: "h2" });
+    await js.publish(subject, request("h3", { replyTo: "foo.*" }), { msgID: "h3" });
+    // A request for another agent that landed in this mailbox is answered with an error, not run.
+    const inbox = createInbox();
+    const misaddressed = await firstReply(inbox);
+    await js.publish(subject, encodeValue({ v: 1, type: "action-request", tag: "h4", dest: other.agentId.uid, replyTo: inbox, action: "record", args: ["h4"] }), { msgID: "h4" });
+    expect(fromFailure(((await misaddressed()) as ErrorResponse).error)).toBeInstanceOf(MalformedMessageError);
+
+    expect(await handle.record("fine")).toBe(1);
+    expect(await handle.log()).toEqual(["fine"]);
+    expect((await jsm.streams.info(layout.mailboxStream)).config.name).toBe(layout.mailboxStream);
+    const otherSubject = layout.mailboxSubject(other.agentId.uid);
+    const mailbox = await jsm.streams.info(layout.mailboxStream, { subjects_filter: otherSubject });
+    expect(mailbox.state.subjects?.[otherSubject] ?? 0).toBe(0);
+    const dead = await jsm.streams.info(layout.deadLetterStream);
+    expect(dead.state.messages).toBe(4);
+    const first = await jsm.streams.getMessage(layout.deadLetterStream, { seq: dead.state.first_seq });
+    expect(first?.header.get("Academy-Original-Nats-Msg-Id")).toBe("h1");
+  });
+
+  test("terminating an agent leaves no type-index entries behind", async () => {
+    const options = factoryOptions();
+    await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory(options));
+    const registration = await manager.registerAgent(Recorder);
+    await manager.exchangeClient.terminate(registration.agentId);
+    const jsm = await jetstreamManager(nc);
+    const types = await jsm.streams.info(`KV_${natsLayout(options.prefix).typesBucket}`);
+    expect(types.state.messages).toBe(0);
+  });
+
   test("a request delivered more than maxDeliveries times is answered with DeliveryLimitError and dead-lettered", async () => {
     const options = factoryOptions({ maxDeliveries: 2 });
     const factory = new NatsExchangeFactory(options);

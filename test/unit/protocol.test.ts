@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { AgentId, IncompatibleProtocolError, MalformedMessageError, SerializationError, UserId } from "../../src/index.ts";
 import { HandleReference, decodeMessage, decodeValue, encodeMessage, encodeValue } from "../../src/protocol/codec.ts";
-import { PROTOCOL_VERSION, fromEnvelope, toEnvelope } from "../../src/protocol/messages.ts";
+import { PROTOCOL_VERSION, fromEnvelope, isValidReplySubject, toEnvelope } from "../../src/protocol/messages.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 
 const request: Message = { type: "action-request", tag: "t1", dest: "a1", src: "u1", action: "increment", args: [2] };
@@ -34,6 +34,17 @@ describe("envelope", () => {
     expect(() => fromEnvelope({ v: 1, type: "warp", tag: "t", dest: "d" })).toThrow(MalformedMessageError);
     expect(() => fromEnvelope({ v: 2, type: "ping-request", tag: "t", dest: "d" })).toThrow(IncompatibleProtocolError);
     expect(() => decodeMessage(new Uint8Array([0xff, 0xfe]))).toThrow(MalformedMessageError);
+    expect(() => fromEnvelope({ type: "ping-request", tag: "t", dest: "d" })).toThrow(MalformedMessageError);
+    expect(() => fromEnvelope({ v: 1, type: "ping-request", tag: "t", dest: "d", src: "" })).toThrow(MalformedMessageError);
+    expect(() => fromEnvelope({ v: 1, type: "ping-request", tag: "t", dest: "d", replyTo: "" })).toThrow(MalformedMessageError);
+    expect(() => fromEnvelope({ v: 1, type: "ping-request", tag: "t", dest: "d", replyTo: "a.>" })).toThrow(MalformedMessageError);
+  });
+
+  test("reply subjects must be literal and outside $ namespaces", () => {
+    for (const ok of ["_INBOX.abc.123", "replies", "a-b.c_d"]) expect(isValidReplySubject(ok)).toBe(true);
+    for (const bad of ["", "a.*", "a.>", "$JS.API.STREAM.DELETE.x", "$SYS.x", "a..b", ".a", "a b"]) {
+      expect(isValidReplySubject(bad)).toBe(false);
+    }
   });
 });
 

@@ -18,6 +18,7 @@ import { MessageHeader, MessageType, isRequest, responseHeaders } from "../../pr
 import type { Message } from "../../protocol/messages.ts";
 import type { Logger } from "../../util/logger.ts";
 import { terminatedError } from "../exchange-client.ts";
+import { MailboxStatus } from "../transport.ts";
 import { natsLayout } from "./nats-layout.ts";
 import type { NatsLayout } from "./nats-layout.ts";
 import { withNatsRetry } from "./nats-errors.ts";
@@ -40,6 +41,16 @@ export interface NatsSettings {
   readonly requestTimeoutMs: number;
   readonly consumerInactiveMs: number;
   readonly deadLetterMaxAgeMs: number;
+}
+
+/** A message being dead-lettered: its bytes, where it was, and its routing headers. */
+export interface DeadLetterSource {
+  readonly data: Uint8Array;
+  readonly subject: string;
+  /** Stream sequence in the mailbox stream. */
+  readonly seq: number;
+  /** Routing headers worth keeping (name without prefix, value). */
+  readonly headers: ReadonlyArray<readonly [string, string]>;
 }
 
 /** Bytes NATS adds for a header block: `NATS/1.0\r\n`, each `key: value\r\n`, then `\r\n`. */
@@ -92,7 +103,7 @@ export class NatsExchangeContext {
     this.layout = natsLayout(settings.prefix);
     this.logger = logger;
     this.maxPayload = nc.info?.max_payload ?? 1024 * 1024;
-    this.registry = new NatsRegistry(registryKv, typesKv, js, `KV_${this.layout.typesBucket}`, settings.retryWindowMs);
+    this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, `KV_${this.layout.typesBucket}`, settings.retryWindowMs);
     this.view = new RegistryView(registryKv, logger);
   }
 
@@ -122,7 +133,7 @@ export class NatsExchangeContext {
     const storage = settings.storage === "memory" ? StorageType.Memory : StorageType.File;
 
     await retry("provision mailbox stream", () =>
-      ensureStream(jsm, {
+      ensureStream(jsm, logger, {
         name: layout.mailboxStream,
         subjects: [layout.mailboxSubjects],
         retention: RetentionPolicy.Workqueue,
@@ -133,7 +144,7 @@ export class NatsExchangeContext {
       }),
     );
     await retry("provision dead-letter stream", () =>
-      ensureStream(jsm, {
+      ensureStream(jsm, logger, {
         name: layout.deadLetterStream,
         subjects: [layout.deadLetterSubjects],
         retention: RetentionPolicy.Limits,
@@ -202,13 +213,40 @@ export class NatsExchangeContext {
     await this.#publish(this.layout.mailboxSubject(message.dest), data, msgId, headers);
   }
 
-  /** Record a message that could not be handled on the dead-letter stream, with the reason. */
-  async deadLetter(uid: string, data: Uint8Array, subject: string, error: Error): Promise<void> {
+  /** Status of a mailbox, from the registry view when it knows, else from the bucket. */
+  async status(uid: string): Promise<MailboxStatus> {
+    this.view.start();
+    const known = this.view.status(uid);
+    if (known !== undefined) return known;
+    const entry = await this.registry.get(uid);
+    if (entry === undefined) return MailboxStatus.Missing;
+    this.view.apply(entry);
+    return entry.record.status;
+  }
+
+  /**
+   * Answer a request on the exchange's behalf (termination, rejection): to its `replyTo`, or to
+   * its sender's mailbox if that is still active (never creating messages nobody will read).
+   */
+  async answer(response: Message): Promise<void> {
+    if (response.replyTo === undefined && (await this.status(response.dest)) !== MailboxStatus.Active) return;
+    await this.send(response);
+  }
+
+  /**
+   * Record a message that could not be handled on the dead-letter stream, with the reason and the
+   * original routing headers. De-duplicated by the original's stream sequence.
+   */
+  async deadLetter(uid: string, original: DeadLetterSource, error: Error): Promise<void> {
     const headers = natsHeaders();
     headers.set("Academy-Dead-Reason", (error as { code?: string }).code ?? error.name);
     headers.set("Academy-Dead-Error", error.message.replace(/[\r\n]+/g, " ").slice(0, 512));
-    headers.set("Academy-Original-Subject", subject);
-    await this.retry("dead-letter", () => this.js.publish(this.layout.deadLetterSubject(uid), data, { headers }));
+    headers.set("Academy-Original-Subject", original.subject);
+    headers.set("Academy-Original-Seq", String(original.seq));
+    for (const [name, value] of original.headers) headers.set(`Academy-Original-${name}`, value);
+    await this.retry("dead-letter", () =>
+      this.js.publish(this.layout.deadLetterSubject(uid), original.data, { headers, msgID: `dl:${original.seq}` }),
+    );
   }
 
   /**
@@ -242,7 +280,7 @@ export class NatsExchangeContext {
         continue;
       }
       if (!isRequest(message) || (message.src === undefined && message.replyTo === undefined)) continue;
-      await this.send({ ...responseHeaders(message), type: MessageType.ErrorResponse, error }).catch((sendError: unknown) => {
+      await this.answer({ ...responseHeaders(message), type: MessageType.ErrorResponse, error }).catch((sendError: unknown) => {
         this.logger.debug({ err: sendError, tag: message.tag }, "could not answer request in terminated mailbox");
       });
     }
@@ -267,7 +305,11 @@ export class NatsExchangeContext {
  * Create a stream, or check that the existing one is compatible (same retention, covers our
  * subjects). Another process may create it at the same moment: adding twice is fine.
  */
-async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+async function ensureStream(
+  jsm: JetStreamManager,
+  logger: Logger,
+  config: Partial<StreamConfig> & { name: string },
+): Promise<void> {
   let existing;
   try {
     existing = await jsm.streams.info(config.name);
@@ -294,5 +336,15 @@ async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>
     throw new InvalidConfigError(`Stream ${config.name} exists without subjects ${missing.join(", ")}: use another prefix`, {
       option: "prefix",
     });
+  }
+  // Existing streams are used as they are; say so when the options asked for something else.
+  const drift = (["num_replicas", "storage", "duplicate_window", "max_age"] as const).filter(
+    (key) => config[key] !== undefined && current[key] !== undefined && current[key] !== config[key],
+  );
+  if (drift.length > 0) {
+    logger.warn(
+      { stream: config.name, differs: Object.fromEntries(drift.map((k) => [k, { existing: current[k], requested: config[k] }])) },
+      "stream exists with other settings; using it as it is (update it with the nats CLI to change them)",
+    );
   }
 }

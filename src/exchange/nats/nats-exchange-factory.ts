@@ -58,8 +58,11 @@ export interface NatsExchangeOptions {
    */
   ackWaitMs?: number;
   /**
-   * Deliveries of one request to one reader before it is answered with `DeliveryLimitError` and
-   * dead-lettered (protects agents from requests that crash them).
+   * Deliveries of one request before it is answered with `DeliveryLimitError` and dead-lettered:
+   * it bounds requests an agent keeps handing back (failing to respond, naks). It does not bound
+   * requests that crash the agent's process: a restarted reader recreates the consumer so that
+   * in-flight requests return at once, which restarts their count; crash loops are bounded by the
+   * agent's retries (`maxRetries`).
    * @defaultValue 5
    */
   maxDeliveries?: number;

@@ -11,7 +11,7 @@ import type { EntityId } from "../../identifiers.ts";
 import { decodeValue } from "../../protocol/codec.ts";
 import type { DecodeContext } from "../../protocol/codec.ts";
 import { toFailure } from "../../protocol/failure.ts";
-import { MessageHeader, MessageType, fromEnvelope, isRequest } from "../../protocol/messages.ts";
+import { MessageHeader, MessageType, fromEnvelope, isRequest, isValidReplySubject } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
 import type { Logger } from "../../util/logger.ts";
 import { MailboxStatus } from "../transport.ts";
@@ -112,7 +112,21 @@ export class NatsMailbox {
       if (recover) {
         try {
           const info = await jsm.consumers.info(layout.mailboxStream, name);
-          if (info.num_ack_pending === 0) return;
+          if (info.num_ack_pending === 0) {
+            const current = info.config;
+            if (
+              current.ack_wait !== config.ack_wait ||
+              current.max_ack_pending !== config.max_ack_pending ||
+              current.inactive_threshold !== config.inactive_threshold
+            ) {
+              await jsm.consumers.update(layout.mailboxStream, name, {
+                ack_wait: config.ack_wait,
+                max_ack_pending: config.max_ack_pending,
+                inactive_threshold: config.inactive_threshold,
+              });
+            }
+            return;
+          }
           this.#logger.info({ unacked: info.num_ack_pending }, "recovering mailbox: redelivering unacknowledged messages");
           await jsm.consumers.delete(layout.mailboxStream, name);
         } catch (error) {
@@ -174,6 +188,17 @@ export class NatsMailbox {
       void this.#reject(m, error as Error);
       return;
     }
+    if (isRequest(message)) {
+      if (message.dest !== this.#id.uid) {
+        void this.#reject(m, new MalformedMessageError(`Request addressed to ${message.dest} arrived in mailbox ${this.#id.uid}`, { subject: m.subject }), message);
+        return;
+      }
+      if (message.replyTo?.startsWith(`${this.#ctx.layout.prefix}.`) === true) {
+        const error = new MalformedMessageError(`replyTo ${message.replyTo} is inside the exchange's own subjects`, { subject: m.subject });
+        void this.#reject(m, error, { ...message, replyTo: undefined });
+        return;
+      }
+    }
     if (deliveryCount > this.#ctx.settings.maxDeliveries && isRequest(message)) {
       const error = new DeliveryLimitError(
         `Request delivered ${deliveryCount} times (limit ${this.#ctx.settings.maxDeliveries}); dead-lettered`,
@@ -234,24 +259,31 @@ export class NatsMailbox {
     const address: Address | undefined =
       decoded !== undefined
         ? { tag: decoded.tag, src: decoded.src, replyTo: decoded.replyTo, request: isRequest(decoded) }
-        : readAddress(m);
+        : readAddress(m, this.#ctx.layout.prefix);
     this.#logger.warn({ err: error, subject: m.subject, seq: m.info.streamSequence }, "rejecting mailbox message");
-    try {
-      if (address !== undefined && address.request && (address.src !== undefined || address.replyTo !== undefined)) {
-        await this.#ctx.send({
+    if (address !== undefined && address.request && (address.src !== undefined || address.replyTo !== undefined)) {
+      await this.#ctx
+        .answer({
           type: MessageType.ErrorResponse,
           tag: address.tag,
           dest: address.src ?? "",
           src: this.#id.uid,
           replyTo: address.replyTo,
           error: toFailure(error),
-        });
-      }
-      await this.#ctx.deadLetter(this.#id.uid, m.data, m.subject, error);
-    } catch (sendError) {
-      this.#logger.error({ err: sendError }, "could not answer or dead-letter a rejected message");
-    } finally {
+        })
+        .catch((answerError: unknown) => this.#logger.warn({ err: answerError }, "could not answer a rejected message"));
+    }
+    try {
+      const kept = [MessageHeader.MsgId, MessageHeader.Source, MessageHeader.ReplyTo, MessageHeader.Tag].flatMap((name) => {
+        const value = m.headers?.get(name);
+        return value !== undefined && value !== "" ? [[name, value] as const] : [];
+      });
+      await this.#ctx.deadLetter(this.#id.uid, { data: m.data, subject: m.subject, seq: m.info.streamSequence, headers: kept }, error);
       m.term();
+    } catch (deadLetterError) {
+      // Keep the message rather than lose it: it is delivered again later and rejected again.
+      this.#logger.error({ err: deadLetterError }, "could not dead-letter a rejected message; leaving it in the mailbox");
+      m.nak(this.#ctx.settings.ackWaitMs);
     }
   }
 }
@@ -264,7 +296,7 @@ interface Address {
 }
 
 /** Where to answer an undecodable message: from its envelope if it is CBOR at all, else its headers. */
-function readAddress(m: JsMsg): Address | undefined {
+function readAddress(m: JsMsg, prefix: string): Address | undefined {
   let envelope: Record<string, unknown> | undefined;
   try {
     const value = decodeValue(m.data);
@@ -285,10 +317,11 @@ function readAddress(m: JsMsg): Address | undefined {
   if (tag === undefined) return undefined;
   const type = text("type");
   const request = type !== undefined ? type.endsWith("-request") : !(msgId?.startsWith("r:") ?? false);
+  const replyTo = text("replyTo") ?? header(MessageHeader.ReplyTo);
   return {
     tag,
     src: text("src") ?? header(MessageHeader.Source),
-    replyTo: text("replyTo") ?? header(MessageHeader.ReplyTo),
+    replyTo: replyTo !== undefined && isValidReplySubject(replyTo) && !replyTo.startsWith(`${prefix}.`) ? replyTo : undefined,
     request,
   };
 }

@@ -8,7 +8,7 @@
  * Registration writes the record, then the index; termination removes the index entries, then
  * marks the record terminated (compare-and-set), so `discover` never returns a terminated agent.
  */
-import type { JetStreamClient } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { nanos } from "@nats-io/nats-core";
@@ -72,13 +72,15 @@ export class NatsRegistry {
   readonly #registry: KV;
   readonly #types: KV;
   readonly #js: JetStreamClient;
+  readonly #jsm: JetStreamManager;
   readonly #typesStream: string;
   readonly #retryWindowMs: number;
 
-  constructor(registry: KV, types: KV, js: JetStreamClient, typesStream: string, retryWindowMs: number) {
+  constructor(registry: KV, types: KV, js: JetStreamClient, jsm: JetStreamManager, typesStream: string, retryWindowMs: number) {
     this.#registry = registry;
     this.#types = types;
     this.#js = js;
+    this.#jsm = jsm;
     this.#typesStream = typesStream;
     this.#retryWindowMs = retryWindowMs;
   }
@@ -143,9 +145,12 @@ export class NatsRegistry {
       if (current === undefined || current.record.status === MailboxStatus.Terminated) return undefined;
       const { record } = current;
       if (record.role === EntityRole.Agent) {
+        // Purge through the stream API: the key disappears with no delete marker left behind.
         await Promise.all(
           [...new Set(record.chain ?? [])].map((t) =>
-            this.#retry("unindex agent", () => this.#types.delete(`${typeNameToken(t)}.${uid}`)),
+            this.#retry("unindex agent", () =>
+              this.#jsm.streams.purge(this.#typesStream, { filter: `$KV.${this.#typesBucket()}.${typeNameToken(t)}.${uid}` }),
+            ),
           ),
         );
       }

@@ -63,14 +63,7 @@ export class NatsTransport implements ExchangeTransport {
   }
 
   async status(uid: string): Promise<MailboxStatus> {
-    const view = this.#ctx.view;
-    view.start();
-    const known = view.status(uid);
-    if (known !== undefined) return known;
-    const entry = await this.#ctx.registry.get(uid);
-    if (entry === undefined) return MailboxStatus.Missing;
-    view.apply(entry);
-    return entry.record.status;
+    return this.#ctx.status(uid);
   }
 
   async registerAgent(type: AgentTypeInfo, name?: string): Promise<AgentRegistration> {
