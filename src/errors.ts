@@ -356,12 +356,15 @@ export class UnknownExecutorError extends AcademyError {
 export class ExecutorError extends AcademyError {
   override readonly name: string = "ExecutorError";
   readonly executor: string | undefined;
-  constructor(message: string, options: AcademyErrorOptions & { executor?: string } = {}) {
+  /** Exit code of the worker thread or process that died, when that is what happened. */
+  readonly exitCode: number | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { executor?: string; exitCode?: number } = {}) {
     super(message, { ...options, code: ErrorCode.Executor });
     this.executor = options.executor;
+    this.exitCode = options.exitCode;
   }
   override details(): Record<string, unknown> {
-    return { executor: this.executor };
+    return { executor: this.executor, exitCode: this.exitCode };
   }
 }
 

@@ -74,6 +74,9 @@ export type { LocalExchangeFactoryOptions } from "./exchange/local/local-exchang
 export { EVENT_LOOP_EXECUTOR, Manager, ReturnWhen } from "./manager/manager.ts";
 export type { LaunchOptions, ManagerOptions, ManagerShutdownOptions, WaitOptions } from "./manager/manager.ts";
 export { EventLoopExecutor } from "./manager/event-loop-executor.ts";
+export { WorkerThreadExecutor } from "./manager/worker-thread-executor.ts";
+export type { WorkerThreadExecutorOptions } from "./manager/worker-thread-executor.ts";
+export { loadAgentClasses, requireAgentClass } from "./manager/agent-modules.ts";
 export type { AgentExecution, AgentExecutor, LaunchSpec, RunOutcome } from "./manager/executor.ts";
 
 export { PROTOCOL_VERSION } from "./protocol/messages.ts";

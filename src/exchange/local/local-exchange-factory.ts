@@ -143,7 +143,8 @@ export interface LocalExchangeFactoryOptions extends LocalExchangeOptions {
 export class LocalExchangeFactory implements ExchangeFactory {
   readonly exchange: LocalExchange;
   readonly #logger: Logger;
-  readonly #ports: Array<{ close(): void }> = [];
+  /** Ports serving worker threads; each leaves the set when its worker's end closes. */
+  readonly #ports = new Set<{ close(): void }>();
 
   constructor(options: LocalExchangeFactoryOptions = {}) {
     this.exchange = new LocalExchange(options);
@@ -165,13 +166,14 @@ export class LocalExchangeFactory implements ExchangeFactory {
   }
 
   forWorker(): WorkerFactoryDescriptor {
-    const { port, close } = serveLocalExchange(this.exchange);
-    this.#ports.push({ close });
+    const served = serveLocalExchange(this.exchange, () => this.#ports.delete(served));
+    this.#ports.add(served);
+    const { port } = served;
     return { kind: "local-port", data: { port, maxPayload: this.exchange.maxPayload }, transfer: [port] };
   }
 
   async close(): Promise<void> {
-    for (const port of this.#ports.splice(0)) port.close();
+    for (const served of [...this.#ports]) served.close();
   }
 }
 

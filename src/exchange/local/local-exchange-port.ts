@@ -47,7 +47,7 @@ type Event =
  * worker, and `close` to stop serving (attached mailboxes are detached: their unacked messages
  * go back to the queue). Serving also stops when the worker's end closes (the worker exited).
  */
-export function serveLocalExchange(exchange: LocalExchange): { port: MessagePort; close(): void } {
+export function serveLocalExchange(exchange: LocalExchange, onClosed: () => void = () => {}): { port: MessagePort; close(): void } {
   const { port1, port2 } = new MessageChannel();
   const attached = new Set<string>();
   const post = (message: Reply | Event): void => port1.postMessage(message);
@@ -94,6 +94,7 @@ export function serveLocalExchange(exchange: LocalExchange): { port: MessagePort
     for (const uid of attached) exchange.detach(uid);
     attached.clear();
     port1.close();
+    onClosed();
   };
 
   port1.on("message", (message: Call | Notice) => {

@@ -1,0 +1,166 @@
+/**
+ * The main module of a `WorkerThreadExecutor` worker: runs one agent once, in this thread, and
+ * reports how the run ended. Not part of the public API; only the types below are shared with the
+ * executor (as type-only imports, which do not run this module).
+ *
+ * Steps: rebuild the exchange factory from its descriptor, import the agent modules and find the
+ * agent's class by type name, run the agent (`runAgentOnce`), close the factory, post one
+ * {@link WorkerReport}, exit. Setup failures (a module that cannot be imported, an unknown type)
+ * fail the agent's startup, so the runtime decides about its mailbox as for any startup error.
+ * An uncaught exception or unhandled rejection (a floating promise in agent code) ends the worker
+ * with a `crashed` report.
+ */
+import { isMainThread, parentPort, threadId, workerData } from "node:worker_threads";
+import type { MessagePort } from "node:worker_threads";
+import { pino } from "pino";
+import { Agent } from "../agent/agent.ts";
+import type { AgentClass } from "../agent/agent-type.ts";
+import type { RuntimeConfig } from "../agent/runtime-config.ts";
+import type { AgentSource } from "../agent/runtime.ts";
+import { ExecutorError } from "../errors.ts";
+import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
+import { PortExchangeFactory } from "../exchange/local/local-exchange-port.ts";
+import type { LocalPortDescriptorData } from "../exchange/local/local-exchange-port.ts";
+import { NatsExchangeFactory } from "../exchange/nats/nats-exchange-factory.ts";
+import type { NatsExchangeOptions } from "../exchange/nats/nats-exchange-factory.ts";
+import type { AgentRegistration } from "../exchange/transport.ts";
+import { decodeValue } from "../protocol/codec.ts";
+import { toFailure } from "../protocol/failure.ts";
+import type { Failure } from "../protocol/failure.ts";
+import { silentLogger } from "../util/logger.ts";
+import type { Logger } from "../util/logger.ts";
+import { loadAgentClasses, requireAgentClass } from "./agent-modules.ts";
+import { buildFromArgs, runAgentOnce } from "./executor.ts";
+import type { RunOutcome } from "./executor.ts";
+
+/** What the executor passes to a worker (`workerData`); structured-clonable. */
+export interface WorkerLaunchData {
+  /** Type name of the agent class to run (`agentTypeName`). */
+  readonly agentType: string;
+  /** Modules to import to find the class (paths, `file:` URLs or package specifiers). */
+  readonly modules: readonly string[];
+  /** Constructor arguments, CBOR-encoded. */
+  readonly args: Uint8Array;
+  /** The `AgentRegistration`, CBOR-encoded (its `AgentId` is a class). */
+  readonly registration: Uint8Array;
+  /** The config of this run. */
+  readonly config: RuntimeConfig;
+  /** The exchange factory's descriptor, without its transfer list (a port arrives inside `data`). */
+  readonly factory: { readonly kind: string; readonly data: unknown };
+  /** Pino level of the worker's logger (to stdout); none means silent. */
+  readonly logLevel?: string | undefined;
+  /** Bindings of the worker's logger (the manager's, plus the worker's). */
+  readonly logBindings?: Record<string, unknown> | undefined;
+}
+
+/** What a worker posts back: exactly one report, then it exits. */
+export type WorkerReport =
+  /** The agent ran and stopped normally. */
+  | { readonly type: "succeeded" }
+  /** The run failed; `retryable` is the runtime's verdict. */
+  | { readonly type: "failed"; readonly failure: Failure; readonly retryable: boolean }
+  /** An uncaught exception or unhandled rejection ended the worker. */
+  | { readonly type: "crashed"; readonly failure: Failure };
+
+/**
+ * Kinds of factory descriptor a worker can rebuild. (Not exported: importing a value from this
+ * module would run it.)
+ */
+const WorkerFactoryKind = { LocalPort: "local-port", Nats: "nats" } as const;
+
+/**
+ * The factory, in this worker, for the exchange a descriptor describes.
+ * @throws {ExecutorError} for an unknown kind.
+ */
+function rebuildFactory(descriptor: WorkerLaunchData["factory"], logger: Logger): ExchangeFactory {
+  switch (descriptor.kind) {
+    case WorkerFactoryKind.LocalPort:
+      return new PortExchangeFactory(descriptor.data as LocalPortDescriptorData, logger);
+    case WorkerFactoryKind.Nats:
+      return new NatsExchangeFactory({ ...(descriptor.data as NatsExchangeOptions), logger });
+    default:
+      throw new ExecutorError(
+        `A worker cannot rebuild an exchange factory of kind '${descriptor.kind}' ` +
+          `(known: ${Object.values(WorkerFactoryKind).join(", ")})`,
+        { executor: "worker-thread" },
+      );
+  }
+}
+
+/**
+ * An agent source whose build fails with `error`: the runtime then treats the error as a failed
+ * startup (logs it, terminates the mailbox per `terminateOnError`, reports it retryable), exactly
+ * as for a constructor that throws. `Agent` stands in for the class that could not be found; it
+ * is used only to read the (empty) member list.
+ */
+function failingSource(error: unknown): AgentSource {
+  return {
+    agentClass: Agent as unknown as AgentClass,
+    build(): never {
+      throw error;
+    },
+  };
+}
+
+function report(outcome: RunOutcome): WorkerReport {
+  return outcome.ok
+    ? { type: "succeeded" }
+    : { type: "failed", failure: toFailure(outcome.error), retryable: outcome.retryable };
+}
+
+async function run(data: WorkerLaunchData, logger: Logger, onFinished: () => void): Promise<WorkerReport> {
+  let factory: ExchangeFactory;
+  try {
+    factory = rebuildFactory(data.factory, logger);
+  } catch (error) {
+    // Without an exchange the mailbox cannot even be reached; a retry would fail the same way.
+    (data.factory.data as { port?: MessagePort } | undefined)?.port?.close();
+    return { type: "failed", failure: toFailure(error), retryable: false };
+  }
+  try {
+    const registration = decodeValue(data.registration) as AgentRegistration;
+    let source: AgentSource;
+    try {
+      const classes = await loadAgentClasses(data.modules);
+      source = buildFromArgs(requireAgentClass(classes, data.agentType, data.modules), data.args);
+    } catch (error) {
+      source = failingSource(error);
+    }
+    const outcome = await runAgentOnce(source, { registration, exchangeFactory: factory, logger }, data.config);
+    onFinished();
+    return report(outcome);
+  } catch (error) {
+    onFinished();
+    return { type: "failed", failure: toFailure(error), retryable: true };
+  } finally {
+    await factory.close().catch((error: unknown) => logger.warn({ err: error }, "could not close the exchange factory"));
+  }
+}
+
+if (isMainThread || parentPort === null) {
+  throw new ExecutorError("worker-entry is the main module of an executor's worker thread; do not import it", {
+    executor: "worker-thread",
+  });
+}
+const port = parentPort;
+const data = workerData as WorkerLaunchData;
+const logger =
+  data.logLevel === undefined || data.logLevel === "silent"
+    ? silentLogger
+    : pino({ level: data.logLevel }).child({ ...data.logBindings, threadId });
+
+/** Set once the agent's run has ended: a later uncaught error (while cleaning up) does not change its outcome. */
+let finished = false;
+const crash = (error: unknown): void => {
+  if (finished) {
+    logger.warn({ err: error }, "uncaught error after the agent stopped");
+    return;
+  }
+  port.postMessage({ type: "crashed", failure: toFailure(error) } satisfies WorkerReport);
+  process.exit(1);
+};
+process.on("uncaughtException", crash);
+process.on("unhandledRejection", crash);
+
+port.postMessage((await run(data, logger, () => (finished = true))) satisfies WorkerReport);
+process.exit(0);
