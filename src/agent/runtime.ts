@@ -380,22 +380,24 @@ export class AgentRuntime<A extends Agent = Agent> {
       await client.respond(request, body);
       return true;
     } catch (error) {
-      if (error instanceof PayloadTooLargeError || error instanceof SerializationError) {
-        try {
-          await client.respond(request, { type: MessageType.ErrorResponse, error: toFailure(error) });
-          return true;
-        } catch (second) {
-          this.#logger.error({ err: second, tag: request.tag }, "could not send error response");
-          return false;
-        }
+      if (!(error instanceof PayloadTooLargeError || error instanceof SerializationError)) return this.#undelivered(request, error);
+      try {
+        await client.respond(request, { type: MessageType.ErrorResponse, error: toFailure(error) });
+        return true;
+      } catch (second) {
+        return this.#undelivered(request, second);
       }
-      if (error instanceof ExchangeUnavailableError || error instanceof ClientClosedError) {
-        this.#logger.warn({ err: error, tag: request.tag }, "could not send response; the request will be delivered again");
-        return false;
-      }
-      this.#logger.error({ err: error, tag: request.tag }, "response cannot be delivered; dropped");
-      return true;
     }
+  }
+
+  /** A response that did not go out: retry later only if the exchange was unreachable. */
+  #undelivered(request: RequestMessage, error: unknown): boolean {
+    if (error instanceof ExchangeUnavailableError || error instanceof ClientClosedError) {
+      this.#logger.warn({ err: error, tag: request.tag }, "could not send response; the request will be delivered again");
+      return false;
+    }
+    this.#logger.error({ err: error, tag: request.tag }, "response cannot be delivered; dropped");
+    return true;
   }
 
   async #handleControl(request: RequestMessage, delivery: RequestDelivery): Promise<void> {

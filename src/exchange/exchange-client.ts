@@ -316,7 +316,11 @@ export abstract class ExchangeClient implements DecodeContext, HandleClient {
   #sendCancel(dest: AgentId, target: string): void {
     if (this.#closing !== undefined) return;
     const cancel: RequestMessage = { type: MessageType.CancelRequest, target, tag: newTag(), dest: dest.uid, src: this.clientId.uid };
-    void this.transport.send(cancel).catch((error: unknown) => {
+    const send = async (): Promise<void> => {
+      // A mailbox that is gone needs no cancel (and must not collect one nobody reads).
+      if ((await this.transport.status(dest.uid)) === MailboxStatus.Active) await this.transport.send(cancel);
+    };
+    void send().catch((error: unknown) => {
       this.logger.debug({ err: error, dest: dest.uid, target }, "cancel request not sent");
     });
   }

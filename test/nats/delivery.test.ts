@@ -205,6 +205,8 @@ describe("bad input on a mailbox subject", () => {
     const misaddressed = await firstReply(inbox);
     await js.publish(subject, encodeValue({ v: 1, type: "action-request", tag: "h4", dest: other.agentId.uid, replyTo: inbox, action: "record", args: ["h4"] }), { msgID: "h4" });
     expect(fromFailure(((await misaddressed()) as ErrorResponse).error)).toBeInstanceOf(MalformedMessageError);
+    // Misaddressed and replying into another mailbox: the error reply must not go there either.
+    await js.publish(subject, encodeValue({ v: 1, type: "action-request", tag: "h5", dest: other.agentId.uid, replyTo: layout.mailboxSubject(other.agentId.uid), action: "record", args: ["h5"] }), { msgID: "h5" });
 
     expect(await handle.record("fine")).toBe(1);
     expect(await handle.log()).toEqual(["fine"]);
@@ -213,9 +215,16 @@ describe("bad input on a mailbox subject", () => {
     const mailbox = await jsm.streams.info(layout.mailboxStream, { subjects_filter: otherSubject });
     expect(mailbox.state.subjects?.[otherSubject] ?? 0).toBe(0);
     const dead = await jsm.streams.info(layout.deadLetterStream);
-    expect(dead.state.messages).toBe(4);
+    expect(dead.state.messages).toBe(5);
     const first = await jsm.streams.getMessage(layout.deadLetterStream, { seq: dead.state.first_seq });
-    expect(first?.header.get("Academy-Original-Nats-Msg-Id")).toBe("h1");
+    expect(first?.header.get("Academy-Original-Msg-Id")).toBe("h1");
+
+    // Terminating a mailbox answers its stranded requests, but never into another mailbox.
+    const stranded = await manager.registerAgent(Recorder);
+    await js.publish(layout.mailboxSubject(stranded.agentId.uid), encodeValue({ v: 1, type: "action-request", tag: "h6", dest: stranded.agentId.uid, replyTo: otherSubject, action: "record", args: [] }), { msgID: "h6" });
+    await manager.exchangeClient.terminate(stranded.agentId);
+    const after = await jsm.streams.info(layout.mailboxStream, { subjects_filter: otherSubject });
+    expect(after.state.subjects?.[otherSubject] ?? 0).toBe(0);
   });
 
   test("terminating an agent leaves no type-index entries behind", async () => {

@@ -9,7 +9,7 @@ import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
 import { headers as natsHeaders, nanos } from "@nats-io/nats-core";
 import type { MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
-import { InvalidConfigError, PayloadTooLargeError, UnsupportedServerError } from "../../errors.ts";
+import { InvalidConfigError, MalformedMessageError, PayloadTooLargeError, UnsupportedServerError } from "../../errors.ts";
 import { EntityRole } from "../../identifiers.ts";
 import type { EntityId } from "../../identifiers.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
@@ -49,7 +49,7 @@ export interface DeadLetterSource {
   readonly subject: string;
   /** Stream sequence in the mailbox stream. */
   readonly seq: number;
-  /** Routing headers worth keeping (name without prefix, value). */
+  /** Routing headers of the original, kept on the dead letter as `Academy-Original-<name>`. */
   readonly headers: ReadonlyArray<readonly [string, string]>;
 }
 
@@ -203,6 +203,10 @@ export class NatsExchangeContext {
     if (message.src !== undefined) fields.push([MessageHeader.Source, message.src]);
     this.#checkSize(data.byteLength + headerBytes(fields), message.dest);
     if (!request && message.replyTo !== undefined) {
+      // Every reply this process publishes passes here: never into the exchange's own subjects.
+      if (message.replyTo.startsWith(`${this.layout.prefix}.`)) {
+        throw new MalformedMessageError(`replyTo ${message.replyTo} is inside the exchange's own subjects; not replying there`);
+      }
       // A caller without a mailbox: a core NATS reply, flushed so the server has it before we ack.
       this.nc.publish(message.replyTo, data);
       await this.retry("flush reply", () => this.nc.flush());
@@ -244,6 +248,7 @@ export class NatsExchangeContext {
     headers.set("Academy-Original-Subject", original.subject);
     headers.set("Academy-Original-Seq", String(original.seq));
     for (const [name, value] of original.headers) headers.set(`Academy-Original-${name}`, value);
+    // e.g. Academy-Original-Msg-Id, Academy-Original-Src, Academy-Original-Reply-To
     await this.retry("dead-letter", () =>
       this.js.publish(this.layout.deadLetterSubject(uid), original.data, { headers, msgID: `dl:${original.seq}` }),
     );

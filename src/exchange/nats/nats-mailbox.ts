@@ -256,6 +256,17 @@ export class NatsMailbox {
    * can be read (from the envelope, else the headers), dead-letter it, and remove it.
    */
   async #reject(m: JsMsg, error: Error, decoded?: Message): Promise<void> {
+    // Keep its ack deadline alive while we answer and dead-letter it (retries can outlast it).
+    this.#unacked.add(m);
+    this.#setKeepAlive(true);
+    try {
+      await this.#rejectNow(m, error, decoded);
+    } finally {
+      this.#settle(m);
+    }
+  }
+
+  async #rejectNow(m: JsMsg, error: Error, decoded?: Message): Promise<void> {
     const address: Address | undefined =
       decoded !== undefined
         ? { tag: decoded.tag, src: decoded.src, replyTo: decoded.replyTo, request: isRequest(decoded) }
@@ -274,9 +285,11 @@ export class NatsMailbox {
         .catch((answerError: unknown) => this.#logger.warn({ err: answerError }, "could not answer a rejected message"));
     }
     try {
+      // Kept as Academy-Original-Msg-Id, -Src, -Reply-To, -Tag.
       const kept = [MessageHeader.MsgId, MessageHeader.Source, MessageHeader.ReplyTo, MessageHeader.Tag].flatMap((name) => {
         const value = m.headers?.get(name);
-        return value !== undefined && value !== "" ? [[name, value] as const] : [];
+        const short = name.replace(/^(Nats|Academy)-/, "");
+        return value !== undefined && value !== "" ? [[short, value] as const] : [];
       });
       await this.#ctx.deadLetter(this.#id.uid, { data: m.data, subject: m.subject, seq: m.info.streamSequence, headers: kept }, error);
       m.term();
