@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Agent, LocalExchangeFactory, Manager, NatsExchangeFactory, action } from "../src/index.ts";
-import type { Handle } from "../src/index.ts";
+import type { AgentClass, Handle, UserExchangeClient } from "../src/index.ts";
 import { startNatsServer } from "../src/testing/index.ts";
 
 const quick = process.argv.includes("--quick");
@@ -98,6 +98,66 @@ async function roundTrip(nc: NatsConnection, nats: Handle<Echo>, local: Handle<E
   return rows;
 }
 
+/** A class tree of 20 agent types: Root, 4 families, 15 leaves spread under them. */
+function classTree(): { root: AgentClass; family: AgentClass; leaf: AgentClass; concrete: AgentClass[] } {
+  const make = (name: string, parent: AgentClass): AgentClass => {
+    const cls = { [name]: class extends parent {} }[name]! as AgentClass;
+    Object.defineProperty(cls, "agentType", { value: name });
+    return cls;
+  };
+  const root = make("BenchRoot", Echo as unknown as AgentClass);
+  const families = Array.from({ length: 4 }, (_, i) => make(`BenchFamily${i}`, root));
+  const leaves = Array.from({ length: 15 }, (_, i) => make(`BenchLeaf${i}`, families[i % 4]!));
+  return { root, family: families[0]!, leaf: leaves[0]!, concrete: [...families, ...leaves].slice(0, 19).concat(root) };
+}
+
+interface DiscoverRow {
+  agents: number;
+  query: string;
+  found: number;
+  coldMs: number;
+  warm: Summary;
+}
+
+/** Scenario 4: discover latency over a registry of `count` agents, cold (fresh client) and warm. */
+async function discover(url: string, count: number): Promise<DiscoverRow[]> {
+  const prefix = `discover${count}`;
+  const tree = classTree();
+  const setup = new NatsExchangeFactory({ servers: url, prefix });
+  const registrar = await setup.createUserClient();
+  for (let next = 0; next < count; ) {
+    const batch = Array.from({ length: Math.min(200, count - next) }, (_, i) =>
+      registrar.registerAgent(tree.concrete[(next + i) % tree.concrete.length]!),
+    );
+    next += batch.length;
+    await Promise.all(batch);
+  }
+  await registrar.close();
+  await setup.close();
+
+  const rows: DiscoverRow[] = [];
+  for (const [query, type] of [
+    ["root type (all agents)", tree.root],
+    ["a family (subclasses)", tree.family],
+    ["a leaf type", tree.leaf],
+  ] as const) {
+    // Cold: a new process would open a new connection; its first discover reads the KV index.
+    const factory = new NatsExchangeFactory({ servers: url, prefix });
+    const client: UserExchangeClient = await factory.createUserClient();
+    const start = performance.now();
+    const found = (await client.discover(type)).length;
+    const coldMs = performance.now() - start;
+    // Warm: once the registry view has caught up, answers come from memory after one freshness check.
+    while (!(await client.discover(type)).length) {}
+    const samples: number[] = [];
+    for (let i = 0; i < (quick ? 50 : 200); i++) await time(samples, () => client.discover(type));
+    rows.push({ agents: count, query, found, coldMs, warm: summarize(samples) });
+    await client.close();
+    await factory.close();
+  }
+  return rows;
+}
+
 function formatBytes(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${bytes / 1024 / 1024} MiB` : bytes >= 1024 ? `${bytes / 1024} KiB` : `${bytes} B`;
 }
@@ -117,6 +177,7 @@ async function main(): Promise<void> {
   const started = Date.now();
   const rows = await roundTrip(nc, natsEcho, localEcho);
   await nc.close();
+  const discoverRows = await discover(server.url, quick ? 1000 : 10_000);
 
   console.log(`\nAction round trip, sequential (${quick ? "quick" : "full"} run; ms; NATS exchange vs bare NATS request/reply vs in-process)`);
   console.log(
@@ -139,6 +200,16 @@ async function main(): Promise<void> {
     );
   }
 
+  console.log("\nDiscover (registry of agents across a 20-type class tree; ms)");
+  console.log(["agents", "query", "found", "cold", "warm p50", "warm p99"].map((h) => h.padStart(14)).join(""));
+  for (const r of discoverRows) {
+    console.log(
+      [String(r.agents), r.query.slice(0, 13), String(r.found), f(r.coldMs), f(r.warm.p50Ms), f(r.warm.p99Ms)]
+        .map((c) => c.padStart(14))
+        .join(""),
+    );
+  }
+
   const results = {
     date: new Date().toISOString(),
     quick,
@@ -151,7 +222,7 @@ async function main(): Promise<void> {
       node: process.version,
       natsServer: serverVersion,
     },
-    scenarios: { actionRoundTrip: rows },
+    scenarios: { actionRoundTrip: rows, discover: discoverRows },
   };
   const dir = fileURLToPath(new URL("./results/", import.meta.url));
   mkdirSync(dir, { recursive: true });

@@ -104,7 +104,7 @@ export class NatsExchangeContext {
     this.logger = logger;
     this.maxPayload = nc.info?.max_payload ?? 1024 * 1024;
     this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, `KV_${this.layout.typesBucket}`, settings.retryWindowMs);
-    this.view = new RegistryView(registryKv, logger);
+    this.view = new RegistryView(registryKv, logger, () => nc.isClosed());
   }
 
   /**

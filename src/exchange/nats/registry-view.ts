@@ -36,6 +36,7 @@ export class RegistryView {
   /** Active agents by every type name in their ancestry. */
   readonly #byType = new Map<string, Set<string>>();
   readonly #terminationListeners = new Set<(uid: string) => void>();
+  readonly #isClosed: () => boolean;
   #waiters: RevisionWaiter[] = [];
   #appliedRevision = 0;
   #syncTarget = Number.POSITIVE_INFINITY;
@@ -44,9 +45,11 @@ export class RegistryView {
   #closed = false;
   #stopWatch: (() => void) | undefined;
 
-  constructor(kv: KV, logger: Logger) {
+  /** `isClosed` tells whether the connection is gone for good (then the view stops watching). */
+  constructor(kv: KV, logger: Logger, isClosed: () => boolean = () => false) {
     this.#kv = kv;
     this.#logger = logger;
+    this.#isClosed = isClosed;
   }
 
   /** Whether the initial load has completed (the view holds every record). */
@@ -122,6 +125,10 @@ export class RegistryView {
       } catch (error) {
         if (this.#closed) return;
         this.#logger.warn({ err: error }, "registry watch failed; restarting");
+      }
+      if (this.#isClosed()) {
+        this.close();
+        return;
       }
       if (!this.#closed) await sleep(RESTART_DELAY_MS);
     }
