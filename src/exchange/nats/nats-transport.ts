@@ -73,7 +73,14 @@ export class NatsTransport implements ExchangeTransport {
   }
 
   async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
-    return (await this.#ctx.view.discover(typeName, allowSubclasses)) ?? this.#ctx.registry.discover(typeName, allowSubclasses);
+    const view = this.#ctx.view;
+    const warm = await view.discover(typeName, allowSubclasses);
+    if (warm !== undefined) return warm;
+    // Cold: read the index, then start the view for the next calls (loading it meanwhile would
+    // slow this call down).
+    const found = await this.#ctx.registry.discover(typeName, allowSubclasses);
+    view.start();
+    return found;
   }
 
   async terminate(id: EntityId): Promise<void> {

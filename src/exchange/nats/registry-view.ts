@@ -74,7 +74,6 @@ export class RegistryView {
    * @returns undefined when the view cannot answer yet (not synced, or not caught up in time).
    */
   async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[] | undefined> {
-    this.start();
     if (!this.#synced) return undefined;
     const status = await this.#kv.status();
     const target = status.streamInfo.state.last_seq;
@@ -93,9 +92,11 @@ export class RegistryView {
     this.#applyRecord(entry.record.uid, entry.record, entry.revision);
   }
 
-  /** Call `listener(uid)` whenever a mailbox becomes terminated. */
+  /**
+   * Call `listener(uid)` whenever a mailbox becomes terminated (once the view is started; a client
+   * starts it with its first status check, i.e. its first send).
+   */
   onTerminated(listener: (uid: string) => void): () => void {
-    this.start();
     this.#terminationListeners.add(listener);
     return () => this.#terminationListeners.delete(listener);
   }
