@@ -71,6 +71,12 @@ export interface TestNats extends AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/** How the fixture looks for a server (replaceable to test the fixture itself). */
+export interface TestNatsEnvironment {
+  findBinary(): string | undefined;
+  dockerReachable(): Promise<boolean>;
+}
+
 /**
  * Starts a JetStream-enabled NATS server for tests: the local binary if there is one, else a
  * Docker container if a Docker engine answers.
@@ -79,8 +85,11 @@ export interface TestNats extends AsyncDisposable {
  * @throws Error when there is neither a nats-server binary nor a reachable Docker engine, with
  *   installation instructions.
  */
-export async function startTestNats(options: NatsServerOptions = {}): Promise<TestNats> {
-  const binary = options.binary ?? findNatsServerBinary();
+export async function startTestNats(
+  options: NatsServerOptions = {},
+  environment: TestNatsEnvironment = { findBinary: findNatsServerBinary, dockerReachable: isDockerReachable },
+): Promise<TestNats> {
+  const binary = options.binary ?? environment.findBinary();
   if (binary !== undefined) {
     const server = await startNatsServer({ ...options, binary });
     return {
@@ -95,7 +104,7 @@ export async function startTestNats(options: NatsServerOptions = {}): Promise<Te
       [Symbol.asyncDispose]: () => server[Symbol.asyncDispose](),
     };
   }
-  if (await isDockerReachable()) return startContainer(options);
+  if (await environment.dockerReachable()) return startContainer(options);
   throw new Error(
     "The integration tests need a NATS server, and none can be started here: no nats-server binary " +
       `was found and no Docker engine answers. ${NATS_SERVER_INSTALL_HINT} ` +

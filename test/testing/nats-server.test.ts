@@ -336,3 +336,14 @@ describe("startNatsCluster", () => {
     await node.waitUntilHealthy(5_000);
   });
 });
+
+describe("test fixture without nats-server or Docker", () => {
+  it("fails with instructions to install nats-server instead of skipping", async () => {
+    const error = await startTestNats({}, { findBinary: () => undefined, dockerReachable: async () => false }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toContain("apt-get install -y nats-server");
+    expect((error as Error).message).toContain("Docker");
+  });
+});
