@@ -20,7 +20,7 @@ import type { EntityId } from "../identifiers.ts";
 import type { DecodeContext } from "../protocol/codec.ts";
 import { toFailure, fromFailure } from "../protocol/failure.ts";
 import type { Failure } from "../protocol/failure.ts";
-import { MessageType, isRequest } from "../protocol/messages.ts";
+import { MessageType, isRequest, responseHeaders } from "../protocol/messages.ts";
 import type { RequestMessage, ResponseMessage } from "../protocol/messages.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
@@ -228,7 +228,7 @@ export abstract class ExchangeClient implements DecodeContext, HandleClient {
         return;
       }
     }
-    await this.transport.send({ ...body, tag: request.tag, dest: request.src ?? "", src: this.clientId.uid, replyTo: request.replyTo } as ResponseMessage);
+    await this.transport.send({ ...body, ...responseHeaders(request), src: this.clientId.uid } as ResponseMessage);
   }
 
   /** Requests that reach this client's mailbox. */

@@ -106,9 +106,13 @@ export function isRequest(message: Message): message is RequestMessage {
   return requestTypes.has(message.type);
 }
 
-/** The response to `request`, addressed back to its sender. */
+/**
+ * The response to `request`, addressed back to its sender: to its `replyTo` subject when it has one
+ * (then with no `dest`), else to its `src` mailbox.
+ */
 export function responseHeaders(request: MessageHeaders): MessageHeaders {
-  return { tag: request.tag, dest: request.src ?? "", src: request.dest, replyTo: request.replyTo };
+  const dest = request.replyTo === undefined ? (request.src ?? "") : "";
+  return { tag: request.tag, dest, src: request.dest, replyTo: request.replyTo };
 }
 
 /** The wire form: a CBOR map with these keys (absent optional fields are omitted). */
@@ -156,7 +160,8 @@ export function fromEnvelope(value: unknown): Message {
     throw new MalformedMessageError("Message is not a CBOR map");
   }
   const e = value as Record<string, unknown>;
-  if (typeof e.v !== "number") throw new MalformedMessageError("Field 'v' (protocol version) is missing");
+  if (e.v === undefined) throw new MalformedMessageError("Field 'v' (protocol version) is missing");
+  if (typeof e.v !== "number") throw new MalformedMessageError(`Field 'v' (protocol version) must be a number (got ${typeof e.v})`);
   if (e.v !== PROTOCOL_VERSION) {
     throw new IncompatibleProtocolError(
       `Unsupported protocol version ${String(e.v)}; this client speaks version ${PROTOCOL_VERSION}`,
