@@ -20,6 +20,7 @@ import {
 import type { UserExchangeClient } from "../exchange/exchange-client.ts";
 import type { CreateUserClientOptions, ExchangeFactory } from "../exchange/exchange-factory.ts";
 import { AgentHandle } from "../exchange/handle.ts";
+import { LocalExchangeFactory } from "../exchange/local/local-exchange-factory.ts";
 import type { Handle } from "../exchange/handle.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
 import { AgentId } from "../identifiers.ts";
@@ -169,9 +170,12 @@ export class Manager implements AsyncDisposable {
     this.#retryBackoffMs = checkCount(options.retryBackoffMs ?? 100, "retryBackoffMs");
   }
 
-  /** Create a user client on `factory` and a manager around it. */
+  /**
+   * Create a user client on `factory` and a manager around it. Without a factory, agents run on a
+   * new in-process exchange (the embedded default).
+   */
   static async fromExchangeFactory(
-    factory: ExchangeFactory,
+    factory: ExchangeFactory = new LocalExchangeFactory(),
     options: ManagerOptions & { client?: CreateUserClientOptions } = {},
   ): Promise<Manager> {
     const client = await factory.createUserClient({ logger: options.logger, ...options.client });

@@ -521,6 +521,12 @@ export function describeConformance(name: string, target: () => ConformanceTarge
     });
 
     describe("manager", () => {
+      test("without a factory, a manager runs agents on an in-process exchange", async () => {
+        await using manager = await Manager.fromExchangeFactory();
+        const counter = await manager.launch(Counter);
+        expect(await counter.increment(4)).toBe(4);
+      });
+
       test("launch, running, wait with timeout and returnWhen, shutdown", async () => {
         await using manager = await open();
         const a = await manager.launch(Counter);
