@@ -11,7 +11,14 @@ import type { EntityId } from "../../identifiers.ts";
 import { decodeValue } from "../../protocol/codec.ts";
 import type { DecodeContext } from "../../protocol/codec.ts";
 import { toFailure } from "../../protocol/failure.ts";
-import { MessageHeader, MessageType, fromEnvelope, isRequest, isValidReplySubject } from "../../protocol/messages.ts";
+import {
+  MessageHeader,
+  MessageType,
+  fromEnvelope,
+  isRequest,
+  isValidReplySubject,
+  responseHeaders,
+} from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
 import type { Logger } from "../../util/logger.ts";
 import { MailboxStatus } from "../transport.ts";
@@ -275,11 +282,8 @@ export class NatsMailbox {
     if (address !== undefined && address.request && (address.src !== undefined || address.replyTo !== undefined)) {
       await this.#ctx
         .answer({
+          ...responseHeaders({ tag: address.tag, dest: this.#id.uid, src: address.src, replyTo: address.replyTo }),
           type: MessageType.ErrorResponse,
-          tag: address.tag,
-          dest: address.src ?? "",
-          src: this.#id.uid,
-          replyTo: address.replyTo,
           error: toFailure(error),
         })
         .catch((answerError: unknown) => this.#logger.warn({ err: answerError }, "could not answer a rejected message"));
