@@ -139,7 +139,7 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
     this.agentId = agentId;
     this.client = client;
     this.defaults = defaults;
-    // biome-ignore lint: the constructor returns the typed proxy over this instance.
+    // The constructor returns the typed proxy over this instance.
     return new Proxy(this, {
       get(target, prop, receiver) {
         if (typeof prop === "symbol" || prop in target) return Reflect.get(target, prop, receiver);

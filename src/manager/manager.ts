@@ -145,7 +145,8 @@ export class Manager implements AsyncDisposable {
   readonly #retryBackoffMs: number;
   readonly #logger: Logger;
   readonly #agents = new Map<string, LaunchedAgent>();
-  readonly #ownsFactory: boolean;
+  /** Set by `fromExchangeFactory`, which creates the client and so owns the factory's lifetime. */
+  #ownsFactory = false;
   #closing: Promise<void> | undefined;
 
   /**
@@ -155,7 +156,6 @@ export class Manager implements AsyncDisposable {
   constructor(client: UserExchangeClient, factory: ExchangeFactory, options: ManagerOptions = {}) {
     this.#client = client;
     this.#factory = factory;
-    this.#ownsFactory = (options as { ownsFactory?: boolean }).ownsFactory === true;
     this.#logger = (options.logger ?? silentLogger).child({ manager: client.clientId.uid });
     const given = Object.entries(options.executors ?? {});
     this.#executors.set(EVENT_LOOP_EXECUTOR, new EventLoopExecutor());
@@ -180,7 +180,9 @@ export class Manager implements AsyncDisposable {
   ): Promise<Manager> {
     const client = await factory.createUserClient({ logger: options.logger, ...options.client });
     try {
-      return new Manager(client, factory, { ...options, ownsFactory: true } as ManagerOptions);
+      const manager = new Manager(client, factory, options);
+      manager.#ownsFactory = true;
+      return manager;
     } catch (error) {
       await client.close();
       throw error;

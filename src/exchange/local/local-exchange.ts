@@ -8,7 +8,7 @@
  */
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
 import { BadEntityIdError, PayloadTooLargeError } from "../../errors.ts";
-import { AgentId, EntityRole, entityIdFrom } from "../../identifiers.ts";
+import { AgentId } from "../../identifiers.ts";
 import type { EntityId } from "../../identifiers.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
 import { toFailure } from "../../protocol/failure.ts";
@@ -74,11 +74,6 @@ export class LocalExchange {
 
   status(uid: string): MailboxStatus {
     return this.#mailboxes.get(uid)?.status ?? MailboxStatus.Missing;
-  }
-
-  /** The mailbox's id, role included, if it exists. */
-  entity(uid: string): EntityId | undefined {
-    return this.#mailboxes.get(uid)?.id;
   }
 
   discover(typeName: string, allowSubclasses: boolean): AgentId[] {
@@ -207,9 +202,4 @@ export class LocalExchange {
       }
     });
   }
-}
-
-/** Rebuild a mailbox id from the exchange (or a plain agent id when unknown). */
-export function localEntity(exchange: LocalExchange, uid: string): EntityId {
-  return exchange.entity(uid) ?? entityIdFrom(EntityRole.Agent, uid);
 }

@@ -103,7 +103,7 @@ export class NatsExchangeContext {
     this.layout = natsLayout(settings.prefix);
     this.logger = logger;
     this.maxPayload = nc.info?.max_payload ?? 1024 * 1024;
-    this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, `KV_${this.layout.typesBucket}`, settings.retryWindowMs);
+    this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, this.layout.typesBucket, settings.retryWindowMs);
     this.view = new RegistryView(registryKv, logger, () => nc.isClosed());
   }
 
@@ -213,7 +213,8 @@ export class NatsExchangeContext {
       return;
     }
     const headers = natsHeaders();
-    if (message.src !== undefined) headers.set(MessageHeader.Source, message.src);
+    // Nats-Msg-Id is set by the publish option; the other fields become headers as measured above.
+    for (const [name, value] of fields) if (name !== MessageHeader.MsgId) headers.set(name, value);
     await this.#publish(this.layout.mailboxSubject(message.dest), data, msgId, headers);
   }
 

@@ -14,7 +14,7 @@ import type { KV } from "@nats-io/kv";
 import { nanos } from "@nats-io/nats-core";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
 import { typeNameToken } from "../../agent/agent-type.ts";
-import { AgentId, EntityRole, entityIdFrom } from "../../identifiers.ts";
+import { AgentId, EntityRole } from "../../identifiers.ts";
 import type { EntityId } from "../../identifiers.ts";
 import { decodeValue, encodeValue } from "../../protocol/codec.ts";
 import { MailboxStatus } from "../transport.ts";
@@ -62,26 +62,24 @@ export function decodeRecord(bytes: Uint8Array): MailboxRecord | undefined {
   }
 }
 
-/** The id a record describes. */
-export function recordEntityId(record: MailboxRecord): EntityId {
-  return entityIdFrom(record.role, record.uid, record.name);
-}
-
 /** Registry operations on the two buckets. */
 export class NatsRegistry {
   readonly #registry: KV;
   readonly #types: KV;
   readonly #js: JetStreamClient;
   readonly #jsm: JetStreamManager;
+  /** Stream behind the types bucket, and the subject prefix of its keys (the KV conventions). */
   readonly #typesStream: string;
+  readonly #typesKeys: string;
   readonly #retryWindowMs: number;
 
-  constructor(registry: KV, types: KV, js: JetStreamClient, jsm: JetStreamManager, typesStream: string, retryWindowMs: number) {
+  constructor(registry: KV, types: KV, js: JetStreamClient, jsm: JetStreamManager, typesBucket: string, retryWindowMs: number) {
     this.#registry = registry;
     this.#types = types;
     this.#js = js;
     this.#jsm = jsm;
-    this.#typesStream = typesStream;
+    this.#typesStream = `KV_${typesBucket}`;
+    this.#typesKeys = `$KV.${typesBucket}`;
     this.#retryWindowMs = retryWindowMs;
   }
 
@@ -149,7 +147,7 @@ export class NatsRegistry {
         await Promise.all(
           [...new Set(record.chain ?? [])].map((t) =>
             this.#retry("unindex agent", () =>
-              this.#jsm.streams.purge(this.#typesStream, { filter: `$KV.${this.#typesBucket()}.${typeNameToken(t)}.${uid}` }),
+              this.#jsm.streams.purge(this.#typesStream, { filter: `${this.#typesKeys}.${typeNameToken(t)}.${uid}` }),
             ),
           ),
         );
@@ -172,7 +170,7 @@ export class NatsRegistry {
    * has caught up): last value of every key under `<type token>.*`.
    */
   async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
-    const subject = `$KV.${this.#typesBucket()}.${typeNameToken(typeName)}.*`;
+    const subject = `${this.#typesKeys}.${typeNameToken(typeName)}.*`;
     return this.#retry("discover", async () => {
       const found: AgentId[] = [];
       const consumer = await this.#js.consumers.getPushConsumer(this.#typesStream, {
@@ -215,10 +213,6 @@ export class NatsRegistry {
       }
       return found;
     });
-  }
-
-  #typesBucket(): string {
-    return this.#typesStream.replace(/^KV_/, "");
   }
 
   #retry<T>(what: string, operation: () => Promise<T>): Promise<T> {

@@ -8,8 +8,7 @@
  */
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import { setTimeout as sleep } from "node:timers/promises";
-import { EntityRole } from "../../identifiers.ts";
-import { AgentId } from "../../identifiers.ts";
+import { AgentId, EntityRole } from "../../identifiers.ts";
 import type { Logger } from "../../util/logger.ts";
 import { MailboxStatus } from "../transport.ts";
 import { decodeRecord } from "./nats-registry.ts";
