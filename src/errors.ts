@@ -33,6 +33,8 @@ export const ErrorCode = {
   AgentAlreadyLaunched: "AGENT_ALREADY_LAUNCHED",
   UnknownExecutor: "UNKNOWN_EXECUTOR",
   Executor: "EXECUTOR",
+  UnknownAgentType: "UNKNOWN_AGENT_TYPE",
+  HostFenced: "HOST_FENCED",
   WaitTimeout: "WAIT_TIMEOUT",
   ErrorGroup: "ERROR_GROUP",
   Remote: "REMOTE_ERROR",
@@ -368,6 +370,37 @@ export class ExecutorError extends AcademyError {
   }
 }
 
+/** No host of a pool can run an agent type (none of their agent modules exports it). */
+export class UnknownAgentTypeError extends AcademyError {
+  override readonly name: string = "UnknownAgentTypeError";
+  readonly agentType: string | undefined;
+  readonly pool: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { agentType?: string; pool?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.UnknownAgentType });
+    this.agentType = options.agentType;
+    this.pool = options.pool;
+  }
+  override details(): Record<string, unknown> {
+    return { agentType: this.agentType, pool: this.pool };
+  }
+}
+
+/**
+ * A runtime host lost its place in the pool: it could not heartbeat within its time to live, or
+ * another host reaped it. Its agents were stopped (their mailboxes kept) to be restarted elsewhere.
+ */
+export class HostFencedError extends AcademyError {
+  override readonly name: string = "HostFencedError";
+  readonly hostId: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { hostId?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.HostFenced });
+    this.hostId = options.hostId;
+  }
+  override details(): Record<string, unknown> {
+    return { hostId: this.hostId };
+  }
+}
+
 /** `Manager.wait` / `Manager.shutdown` ran out of time. */
 export class WaitTimeoutError extends AcademyError {
   override readonly name: string = "WaitTimeoutError";
@@ -443,6 +476,8 @@ export const errorClasses: ReadonlyMap<
     AgentAlreadyLaunchedError,
     UnknownExecutorError,
     ExecutorError,
+    UnknownAgentTypeError,
+    HostFencedError,
     WaitTimeoutError,
     ErrorGroup,
     RemoteError,

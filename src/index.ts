@@ -29,6 +29,7 @@ export {
   ErrorGroup,
   ExchangeUnavailableError,
   ExecutorError,
+  HostFencedError,
   IncompatibleProtocolError,
   InvalidClientError,
   InvalidConfigError,
@@ -40,6 +41,7 @@ export {
   RequestTimeoutError,
   SerializationError,
   UnknownActionError,
+  UnknownAgentTypeError,
   UnknownExecutorError,
   UnsupportedServerError,
   UserTerminatedError,
@@ -77,6 +79,10 @@ export { EventLoopExecutor } from "./manager/event-loop-executor.ts";
 export { WorkerThreadExecutor } from "./manager/worker-thread-executor.ts";
 export type { WorkerThreadExecutorOptions } from "./manager/worker-thread-executor.ts";
 export { loadAgentClasses, requireAgentClass } from "./manager/agent-modules.ts";
-export type { AgentExecution, AgentExecutor, LaunchSpec, RunOutcome } from "./manager/executor.ts";
+export { HostPoolExecutor } from "./manager/host-pool-executor.ts";
+export type { HostPoolExecutorOptions } from "./manager/host-pool-executor.ts";
+export type { AgentExecution, AgentExecutor, LaunchSpec, PrepareSpec, RunOutcome } from "./manager/executor.ts";
+export { PlacementState } from "./pool/records.ts";
+export type { HostRecord, LaunchRequest, Placement } from "./pool/records.ts";
 
 export { PROTOCOL_VERSION } from "./protocol/messages.ts";

@@ -70,11 +70,16 @@ export interface AgentRuntimeOptions {
 }
 
 /** Why and how the runtime shuts down. */
-interface ShutdownRequest {
+export interface ShutdownRequest {
   /** Expected (requested) shutdown, as opposed to a failure. */
   readonly expected: boolean;
   /** Explicit termination decision; undefined lets the config decide. */
   readonly terminate?: boolean | undefined;
+  /**
+   * Cancel running actions (`true`) or let them finish (`false`); undefined lets the config
+   * (`cancelActionsOnShutdown`) decide. A host handing an agent over lets them finish.
+   */
+  readonly cancelActions?: boolean | undefined;
 }
 
 interface InFlightAction {
@@ -232,7 +237,7 @@ export class AgentRuntime<A extends Agent = Agent> {
     await Promise.allSettled(loops);
     // Stop taking requests: later deliveries stay unacknowledged and return to the mailbox.
     this.#accepting = false;
-    await this.#settleActions(terminate);
+    await this.#settleActions(terminate, request.cancelActions ?? this.#config.cancelActionsOnShutdown);
 
     const client = this.#client!;
     if (terminate) {
@@ -252,9 +257,9 @@ export class AgentRuntime<A extends Agent = Agent> {
   }
 
   /** Cancel or await in-flight actions, per config; queued ones return to the mailbox unless terminating. */
-  async #settleActions(terminate: boolean): Promise<void> {
+  async #settleActions(terminate: boolean, cancel: boolean): Promise<void> {
     const entries = [...this.#inFlight.values()];
-    if (this.#config.cancelActionsOnShutdown) {
+    if (cancel) {
       await Promise.all(
         entries
           .filter((entry) => entry.started || terminate)

@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Agent } from "../agent/agent.ts";
-import type { AgentClass } from "../agent/agent-type.ts";
+import type { AgentClass, AgentTypeInfo } from "../agent/agent-type.ts";
 import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
@@ -35,10 +35,27 @@ export interface LaunchSpec<A extends Agent = Agent> {
 export interface AgentExecution {
   /** Resolves when the agent has stopped for good; rejects with the error of its last run. */
   readonly done: Promise<void>;
+  /**
+   * Settles once the executor has accepted the launch (a remote pool: once the launch request is
+   * stored); `launch` waits for it and raises its error. None means accepted at once.
+   */
+  readonly submitted?: Promise<void>;
+}
+
+/** What an executor may check before the agent is registered. */
+export interface PrepareSpec {
+  readonly agent: AgentClass | Agent;
+  readonly agentType: AgentTypeInfo;
+  readonly exchangeFactory: ExchangeFactory;
 }
 
 /** Runs agents. */
 export interface AgentExecutor {
+  /**
+   * Check that an agent can be launched here, before it is registered (optional).
+   * @throws the reason it cannot.
+   */
+  prepare?(spec: PrepareSpec): Promise<void>;
   /** Start running an agent; returns at once. */
   execute<A extends Agent>(spec: LaunchSpec<A>): AgentExecution;
   /** Release the executor's resources (after its agents have stopped). */

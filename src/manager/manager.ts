@@ -3,6 +3,7 @@
  * down. Mirrors Academy's `Manager`.
  */
 import { Agent } from "../agent/agent.ts";
+import { agentTypeInfo } from "../agent/agent-type.ts";
 import type { AgentClass } from "../agent/agent-type.ts";
 import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
 import type { RuntimeConfig } from "../agent/runtime-config.ts";
@@ -212,6 +213,9 @@ export class Manager implements AsyncDisposable {
    * @throws {AgentAlreadyLaunchedError} if `registration`'s agent was launched by this manager.
    * @throws {InvalidConfigError} for an invalid `config`.
    * @throws {SerializationError} if `args` cannot be encoded.
+   * @throws the executor's reasons not to take the agent (a host pool: `UnknownAgentTypeError`
+   *   when no host of the pool can run it, `ExchangeUnavailableError` when the launch cannot be
+   *   stored, `AgentAlreadyLaunchedError` when the agent runs on the pool already).
    */
   async launch<A extends Agent>(agent: AgentClass<A> | A, options: LaunchOptions<A> = {}): Promise<Handle<A>> {
     this.#assertOpen();
@@ -229,16 +233,21 @@ export class Manager implements AsyncDisposable {
     const config = resolveRuntimeConfig(options.config);
     const args = encodeValue(isClass ? [...(options.args ?? [])] : []);
     const maxRetries = checkCount(options.maxRetries ?? this.#maxRetries, "maxRetries");
+    const agentClass = (isClass ? agent : agent.constructor) as AgentClass<A>;
 
     let registration = options.registration;
-    if (registration === undefined) {
-      const agentClass = (isClass ? agent : agent.constructor) as AgentClass<A>;
-      registration = await this.#client.registerAgent(agentClass, { name: options.name });
-    } else if (this.#agents.has(registration.agentId.uid)) {
+    if (registration !== undefined && this.#agents.has(registration.agentId.uid)) {
       throw new AgentAlreadyLaunchedError(`${registration.agentId} was already launched by this manager`, {
         agentId: registration.agentId.uid,
       });
     }
+    await executor.prepare?.({
+      agent,
+      agentType: registration?.agentType ?? agentTypeInfo(agentClass),
+      exchangeFactory: this.#factory,
+    });
+    const registered = registration === undefined;
+    registration ??= await this.#client.registerAgent(agentClass, { name: options.name });
     const agentId = registration.agentId;
     const execution = executor.execute({
       agent,
@@ -250,6 +259,16 @@ export class Manager implements AsyncDisposable {
       retryBackoffMs: this.#retryBackoffMs,
       logger: this.#logger,
     });
+    if (execution.submitted !== undefined) {
+      try {
+        await execution.submitted;
+      } catch (error) {
+        void execution.done.catch(() => undefined);
+        // Not started anywhere: a mailbox registered for it would take requests nobody answers.
+        if (registered) await this.#client.terminate(agentId).catch(() => undefined);
+        throw error;
+      }
+    }
     const launched: LaunchedAgent = {
       agentId,
       executor: executorName,

@@ -240,9 +240,10 @@ export class NatsExchangeContext {
 
   /**
    * Record a message that could not be handled on the dead-letter stream, with the reason and the
-   * original routing headers. De-duplicated by the original's stream sequence.
+   * original routing headers, on `subject` (under the dead-letter stream's `<prefix>.dlq.>`).
+   * De-duplicated by `msgId`, by default the original's stream sequence.
    */
-  async deadLetter(uid: string, original: DeadLetterSource, error: Error): Promise<void> {
+  async deadLetter(subject: string, original: DeadLetterSource, error: Error, msgId = `dl:${original.seq}`): Promise<void> {
     const headers = natsHeaders();
     headers.set("Academy-Dead-Reason", (error as { code?: string }).code ?? error.name);
     headers.set("Academy-Dead-Error", error.message.replace(/[\r\n]+/g, " ").slice(0, 512));
@@ -251,7 +252,7 @@ export class NatsExchangeContext {
     for (const [name, value] of original.headers) headers.set(`Academy-Original-${name}`, value);
     // e.g. Academy-Original-Msg-Id, Academy-Original-Src, Academy-Original-Reply-To
     await this.retry("dead-letter", () =>
-      this.js.publish(this.layout.deadLetterSubject(uid), original.data, { headers, msgID: `dl:${original.seq}` }),
+      this.js.publish(subject, original.data, { headers, msgID: msgId }),
     );
   }
 
@@ -311,7 +312,7 @@ export class NatsExchangeContext {
  * Create a stream, or check that the existing one is compatible (same retention, covers our
  * subjects). Another process may create it at the same moment: adding twice is fine.
  */
-async function ensureStream(
+export async function ensureStream(
   jsm: JetStreamManager,
   logger: Logger,
   config: Partial<StreamConfig> & { name: string },

@@ -204,6 +204,15 @@ export class NatsExchangeFactory implements ExchangeFactory {
     return { kind: "nats", data, transfer: [] };
   }
 
+  /**
+   * The factory's shared connection state, opened on first use (for host pools, which build on
+   * the same connection and streams). Internal: not part of the public API.
+   * @internal
+   */
+  context(): Promise<NatsExchangeContext> {
+    return this.#getContext();
+  }
+
   /** Close the connection (if the factory opened it). Idempotent. */
   close(): Promise<void> {
     this.#closing ??= this.#close();

@@ -19,16 +19,35 @@ export interface NatsLayout {
   readonly registryBucket: string;
   /** KV bucket: type index, one key per (type in an agent's ancestry, agent). */
   readonly typesBucket: string;
+  /** Work-queue stream of agent launch requests, for every pool of runtime hosts. */
+  readonly launchStream: string;
+  /** Wildcard subject of the launch stream. */
+  readonly launchSubjects: string;
+  /** KV bucket: one record per runtime host (pool, capacity, load, types, heartbeat). */
+  readonly hostsBucket: string;
+  /** KV bucket: one placement per launched agent, key `<pool>.<uid>` (state, host, launch spec). */
+  readonly placementsBucket: string;
   /** Subject of a mailbox. */
   mailboxSubject(uid: string): string;
   /** Durable consumer that reads a mailbox. */
   mailboxConsumer(uid: string): string;
   /** Subject messages dead-lettered from a mailbox go to. */
   deadLetterSubject(uid: string): string;
+  /** Subject of a launch request of agent `uid` on `pool`. */
+  launchSubject(pool: string, uid: string): string;
+  /** Wildcard subject of a pool's launch requests (the pool consumer's filter). */
+  poolSubjects(pool: string): string;
+  /** Durable consumer the hosts of a pool share. */
+  poolConsumer(pool: string): string;
+  /** Subject rejected launch requests of a pool are dead-lettered to. */
+  poolDeadLetterSubject(pool: string): string;
+  /** Placement key of agent `uid` on `pool`. */
+  placementKey(pool: string, uid: string): string;
 }
 
 const PREFIX = /^[A-Za-z0-9_-]{1,48}$/;
 const UID = /^[A-Za-z0-9_-]{1,64}$/;
+const POOL = /^[A-Za-z0-9_-]{1,32}$/;
 
 /**
  * The layout for `prefix`.
@@ -51,7 +70,29 @@ export function natsLayout(prefix: string): NatsLayout {
     mailboxSubject: (uid) => `${prefix}.mbox.${checkUid(uid)}`,
     mailboxConsumer: (uid) => `mbox-${checkUid(uid)}`,
     deadLetterSubject: (uid) => `${prefix}.dlq.${checkUid(uid)}`,
+    launchStream: `${prefix}_launches`,
+    launchSubjects: `${prefix}.launch.>`,
+    hostsBucket: `${prefix}_hosts`,
+    placementsBucket: `${prefix}_placements`,
+    launchSubject: (pool, uid) => `${prefix}.launch.${checkPool(pool)}.${checkUid(uid)}`,
+    poolSubjects: (pool) => `${prefix}.launch.${checkPool(pool)}.*`,
+    poolConsumer: (pool) => `pool-${checkPool(pool)}`,
+    poolDeadLetterSubject: (pool) => `${prefix}.dlq.launch.${checkPool(pool)}`,
+    placementKey: (pool, uid) => `${checkPool(pool)}.${checkUid(uid)}`,
   };
+}
+
+/**
+ * Check a pool name: it becomes a subject token, a consumer name and a key prefix.
+ * @throws {InvalidConfigError} unless it is 1-32 characters of `[A-Za-z0-9_-]`.
+ */
+export function checkPool(pool: string): string {
+  if (typeof pool !== "string" || !POOL.test(pool)) {
+    throw new InvalidConfigError(`A pool name must be 1-32 characters of [A-Za-z0-9_-] (got ${JSON.stringify(pool)})`, {
+      option: "pool",
+    });
+  }
+  return pool;
 }
 
 /** Mailbox uids become subject tokens and consumer names: reject anything that could escape. */

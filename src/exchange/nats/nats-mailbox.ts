@@ -295,7 +295,7 @@ export class NatsMailbox {
         const short = name.replace(/^(Nats|Academy)-/, "");
         return value !== undefined && value !== "" ? [[short, value] as const] : [];
       });
-      await this.#ctx.deadLetter(this.#id.uid, { data: m.data, subject: m.subject, seq: m.info.streamSequence, headers: kept }, error);
+      await this.#ctx.deadLetter(this.#ctx.layout.deadLetterSubject(this.#id.uid), { data: m.data, subject: m.subject, seq: m.info.streamSequence, headers: kept }, error);
       m.term();
     } catch (deadLetterError) {
       // Keep the message rather than lose it: it is delivered again later and rejected again.

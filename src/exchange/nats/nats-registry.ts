@@ -9,9 +9,7 @@
  * marks the record terminated (compare-and-set), so `discover` never returns a terminated agent.
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { nanos } from "@nats-io/nats-core";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
 import { typeNameToken } from "../../agent/agent-type.ts";
 import { AgentId, EntityRole } from "../../identifiers.ts";
@@ -19,6 +17,7 @@ import type { EntityId } from "../../identifiers.ts";
 import { decodeValue, encodeValue } from "../../protocol/codec.ts";
 import { MailboxStatus } from "../transport.ts";
 import type { AgentRegistration } from "../transport.ts";
+import { scanLatest } from "./kv-scan.ts";
 import { jetStreamErrorCode, withNatsRetry } from "./nats-errors.ts";
 
 /** Version of the record format (field `v`). */
@@ -69,6 +68,7 @@ export class NatsRegistry {
   readonly #js: JetStreamClient;
   readonly #jsm: JetStreamManager;
   /** Stream behind the types bucket, and the subject prefix of its keys (the KV conventions). */
+  readonly #typesBucket: string;
   readonly #typesStream: string;
   readonly #typesKeys: string;
   readonly #retryWindowMs: number;
@@ -78,6 +78,7 @@ export class NatsRegistry {
     this.#types = types;
     this.#js = js;
     this.#jsm = jsm;
+    this.#typesBucket = typesBucket;
     this.#typesStream = `KV_${typesBucket}`;
     this.#typesKeys = `$KV.${typesBucket}`;
     this.#retryWindowMs = retryWindowMs;
@@ -170,47 +171,16 @@ export class NatsRegistry {
    * has caught up): last value of every key under `<type token>.*`.
    */
   async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
-    const subject = `${this.#typesKeys}.${typeNameToken(typeName)}.*`;
     return this.#retry("discover", async () => {
       const found: AgentId[] = [];
-      const consumer = await this.#js.consumers.getPushConsumer(this.#typesStream, {
-        filter_subject: subject,
-        deliver_policy: DeliverPolicy.LastPerSubject,
-        ack_policy: AckPolicy.None,
-        flow_control: true,
-        idle_heartbeat: nanos(5_000),
-      } as never);
-      const info = await consumer.info(true);
-      if (info.num_pending === 0) return found;
-      let caughtUp!: () => void;
-      const done = new Promise<void>((resolve) => {
-        caughtUp = resolve;
+      await scanLatest(this.#js, this.#typesBucket, `${typeNameToken(typeName)}.*`, (key, value) => {
+        try {
+          const [concrete, name] = decodeValue(value) as [string, string | undefined];
+          if (allowSubclasses || concrete === typeName) found.push(new AgentId(key.slice(key.lastIndexOf(".") + 1), name ?? undefined));
+        } catch {
+          // A foreign value in our bucket: not one of our agents.
+        }
       });
-      const messages = await consumer.consume({
-        callback: (m) => {
-          const operation = m.headers?.get("KV-Operation");
-          if (operation !== "DEL" && operation !== "PURGE") {
-            const uid = m.subject.slice(m.subject.lastIndexOf(".") + 1);
-            try {
-              const [concrete, name] = decodeValue(m.data) as [string, string | undefined];
-              if (allowSubclasses || concrete === typeName) found.push(new AgentId(uid, name ?? undefined));
-            } catch {
-              // A foreign value in our bucket: not one of our agents.
-            }
-          }
-          if (m.info.pending === 0) caughtUp();
-        },
-      });
-      void (async () => {
-        // A heartbeat means the server has nothing more to send (as in the KV client's keys()).
-        for await (const status of messages.status()) if (status.type === "heartbeat") caughtUp();
-      })();
-      void messages.closed().then(caughtUp, caughtUp);
-      try {
-        await done;
-      } finally {
-        messages.stop();
-      }
       return found;
     });
   }

@@ -1,0 +1,300 @@
+#!/usr/bin/env node
+/**
+ * `academy`: the command line of academy-nats.
+ *
+ *   academy host   --pool <name> --module <spec> [--capacity n] ...   serve a pool until SIGTERM
+ *   academy hosts  [--pool <name>] [--json]                            list hosts
+ *   academy agents [--pool <name>] [--host <id>] [--all] [--json]      list agents
+ *
+ * Every option also reads an environment variable (ACADEMY_<OPTION>, see `academy help`), so that
+ * containers can be configured without a command line. Exit codes: 0 done (a host: drained), 1 an
+ * error at run time or a forced stop, 2 bad usage or configuration.
+ */
+import { readFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { Server } from "node:http";
+import { parseArgs } from "node:util";
+import { credsAuthenticator } from "@nats-io/nats-core";
+import { pino } from "pino";
+import { AcademyError, InvalidConfigError } from "../src/errors.ts";
+import { NatsExchangeFactory } from "../src/exchange/nats/nats-exchange-factory.ts";
+import type { NatsExchangeOptions } from "../src/exchange/nats/nats-exchange-factory.ts";
+import { RuntimeHost } from "./host.ts";
+import { formatAge, formatTable, listAgentRows, listHostRows } from "./listing.ts";
+import { libraryVersion } from "./version.ts";
+
+const USAGE = `academy ${libraryVersion()}: agents on NATS JetStream
+
+Usage:
+  academy host   --pool <name> --module <spec> [--module <spec> ...] [options]
+  academy hosts  [--pool <name>] [--json] [connection options]
+  academy agents [--pool <name>] [--host <host id>] [--all] [--json] [connection options]
+
+Connection options (every command):
+  --servers <urls>       NATS URLs, comma-separated         ACADEMY_SERVERS (or NATS_URL); nats://127.0.0.1:4222
+  --prefix <prefix>      prefix of streams and buckets      ACADEMY_PREFIX; academy
+  --creds <file>         NATS credentials file               ACADEMY_CREDS
+
+Host options:
+  --pool <name>          pool to join                        ACADEMY_POOL (required)
+  --module <spec>        agent module (path or package)      ACADEMY_MODULES, comma-separated (required)
+  --capacity <n>         most agents run at once             ACADEMY_CAPACITY; 100
+  --replicas <n>         replicas of created streams/buckets ACADEMY_REPLICAS; 1
+  --name <name>          display name                        ACADEMY_HOST_NAME; the machine's host name
+  --heartbeat-ms <ms>    heartbeat interval                  ACADEMY_HEARTBEAT_MS; 2000
+  --host-ttl-ms <ms>     silent hosts are reaped after       ACADEMY_HOST_TTL_MS; 6000
+  --grace-ms <ms>        drain deadline after SIGTERM        ACADEMY_GRACE_MS; 30000
+  --health-port <port>   serve /healthz and /readyz          ACADEMY_HEALTH_PORT
+  --log-level <level>    pino level                          ACADEMY_LOG_LEVEL; info
+
+SIGTERM (or SIGINT) drains a host: it takes no new launches, hands its agents to the other hosts of
+the pool, and exits 0. A second signal, or --grace-ms passing, forces the exit (code 1); the pool
+then restarts the remaining agents after --host-ttl-ms.
+`;
+
+const OPTIONS = {
+  servers: { type: "string" },
+  prefix: { type: "string" },
+  creds: { type: "string" },
+  pool: { type: "string" },
+  module: { type: "string", multiple: true },
+  capacity: { type: "string" },
+  replicas: { type: "string" },
+  name: { type: "string" },
+  "heartbeat-ms": { type: "string" },
+  "host-ttl-ms": { type: "string" },
+  "grace-ms": { type: "string" },
+  "health-port": { type: "string" },
+  "log-level": { type: "string" },
+  host: { type: "string" },
+  all: { type: "boolean" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "v" },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
+
+/** A problem with the command line or its configuration (exit code 2). */
+class UsageError extends Error {}
+
+/** Option value, else its environment variable, else undefined. */
+function option(values: Values, name: keyof typeof OPTIONS, env: string): string | undefined {
+  const value = values[name];
+  if (typeof value === "string") return value;
+  const fromEnv = process.env[env];
+  return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
+}
+
+function integerOption(values: Values, name: keyof typeof OPTIONS, env: string): number | undefined {
+  const text = option(values, name, env);
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0) throw new UsageError(`--${name} must be a non-negative integer (got ${JSON.stringify(text)})`);
+  return value;
+}
+
+function exchangeOptions(values: Values): NatsExchangeOptions {
+  const servers = option(values, "servers", "ACADEMY_SERVERS") ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+  const creds = option(values, "creds", "ACADEMY_CREDS");
+  let authenticator;
+  if (creds !== undefined) {
+    try {
+      authenticator = credsAuthenticator(readFileSync(creds));
+    } catch (error) {
+      throw new UsageError(`cannot read --creds ${creds}: ${(error as Error).message}`);
+    }
+  }
+  return {
+    servers: servers.split(",").map((s) => s.trim()).filter((s) => s !== ""),
+    prefix: option(values, "prefix", "ACADEMY_PREFIX"),
+    replicas: integerOption(values, "replicas", "ACADEMY_REPLICAS"),
+    connectionOptions: {
+      name: "academy-cli",
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      ...(authenticator === undefined ? {} : { authenticator }),
+    },
+  };
+}
+
+async function runHost(values: Values): Promise<number> {
+  const pool = option(values, "pool", "ACADEMY_POOL");
+  if (pool === undefined) throw new UsageError("academy host needs --pool <name> (or ACADEMY_POOL)");
+  const modules = [
+    ...(values.module ?? []),
+    ...(values.module === undefined ? (process.env.ACADEMY_MODULES ?? "").split(",") : []),
+  ]
+    .map((m) => m.trim())
+    .filter((m) => m !== "");
+  if (modules.length === 0) throw new UsageError("academy host needs --module <spec> (or ACADEMY_MODULES)");
+  const logger = pino({ level: option(values, "log-level", "ACADEMY_LOG_LEVEL") ?? "info", base: { pid: process.pid } });
+  const graceMs = integerOption(values, "grace-ms", "ACADEMY_GRACE_MS") ?? 30_000;
+  const healthPort = integerOption(values, "health-port", "ACADEMY_HEALTH_PORT");
+  const exchange = exchangeOptions(values);
+  const connectionOptions = { ...exchange.connectionOptions, name: `academy-host-${pool}` };
+
+  const host = await RuntimeHost.start({
+    pool,
+    modules,
+    capacity: integerOption(values, "capacity", "ACADEMY_CAPACITY"),
+    name: option(values, "name", "ACADEMY_HOST_NAME"),
+    heartbeatMs: integerOption(values, "heartbeat-ms", "ACADEMY_HEARTBEAT_MS"),
+    hostTtlMs: integerOption(values, "host-ttl-ms", "ACADEMY_HOST_TTL_MS"),
+    exchange: { ...exchange, connectionOptions, logger },
+    logger,
+  });
+  const health = healthPort === undefined ? undefined : await serveHealth(host, healthPort);
+
+  const exitCode = await new Promise<number>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      signals++;
+      if (signals > 1) {
+        logger.warn({ signal }, "second signal: forcing exit; the pool restarts the remaining agents when this host is reaped");
+        resolve(1);
+        return;
+      }
+      logger.info({ signal, graceMs }, "draining");
+      setTimeout(() => {
+        logger.warn({ graceMs }, "drain grace time passed: forcing exit; the pool restarts the remaining agents when this host is reaped");
+        resolve(1);
+      }, graceMs).unref();
+      host.drain().then(
+        () => resolve(0),
+        (error: unknown) => {
+          logger.error({ err: error }, "drain failed");
+          resolve(1);
+        },
+      );
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+  health?.close();
+  logger.flush();
+  return exitCode;
+}
+
+/** `/healthz`: connected and heartbeating. `/readyz`: serving (not starting, not draining). */
+function serveHealth(host: RuntimeHost, port: number): Promise<Server> {
+  const server = createServer((req, res) => {
+    const ok = req.url === "/healthz" ? host.healthy : req.url === "/readyz" ? host.state === "serving" && host.healthy : undefined;
+    if (ok === undefined) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(ok ? 200 : 503, { "content-type": "application/json" });
+    res.end(JSON.stringify({ hostId: host.hostId, state: host.state, healthy: host.healthy, load: host.load, capacity: host.capacity }));
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, () => resolve(server));
+  });
+}
+
+async function withExchange<T>(values: Values, use: (factory: NatsExchangeFactory) => Promise<T>): Promise<T> {
+  const factory = new NatsExchangeFactory({ ...exchangeOptions(values), retryWindowMs: 5_000 });
+  try {
+    return await use(factory);
+  } finally {
+    await factory.close();
+  }
+}
+
+async function listHosts(values: Values): Promise<number> {
+  const rows = await withExchange(values, async (f) => listHostRows(await f.context(), { pool: option(values, "pool", "ACADEMY_POOL") }));
+  if (values.json === true) {
+    console.log(JSON.stringify(rows, null, 2));
+  } else if (rows.length === 0) {
+    console.log("no hosts");
+  } else {
+    console.log(
+      formatTable(rows, [
+        ["HOST", (r) => r.hostId],
+        ["POOL", (r) => r.pool],
+        ["STATE", (r) => r.state],
+        ["LOAD", (r) => `${r.load}/${r.capacity}`],
+        ["HEARTBEAT", (r) => `${formatAge(r.heartbeatAgeMs)} ago`],
+        ["UP SINCE", (r) => r.startedAt],
+        ["MACHINE", (r) => `${r.hostname}:${r.pid}`],
+        ["VERSION", (r) => r.version],
+      ]),
+    );
+  }
+  return 0;
+}
+
+async function listAgents(values: Values): Promise<number> {
+  const rows = await withExchange(values, async (f) =>
+    listAgentRows(await f.context(), { pool: option(values, "pool", "ACADEMY_POOL"), host: values.host, all: values.all }),
+  );
+  if (values.json === true) {
+    console.log(JSON.stringify(rows, null, 2));
+  } else if (rows.length === 0) {
+    console.log("no agents");
+  } else {
+    console.log(
+      formatTable(rows, [
+        ["AGENT", (r) => r.agentId],
+        ["NAME", (r) => r.name],
+        ["TYPE", (r) => r.type],
+        ["STATUS", (r) => r.status],
+        ["PLACEMENT", (r) => r.placement],
+        ["POOL", (r) => r.pool],
+        ["HOST", (r) => r.host],
+        ["RETRIES", (r) => r.attempt],
+      ]),
+    );
+  }
+  return 0;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (error) {
+    console.error(`academy: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const [command, ...extra] = positionals;
+  if (values.version === true) {
+    console.log(libraryVersion());
+    return 0;
+  }
+  if (values.help === true || command === undefined || command === "help") {
+    console.log(USAGE);
+    return command === undefined && values.help !== true ? 2 : 0;
+  }
+  if (extra.length > 0) {
+    console.error(`academy: unexpected argument ${JSON.stringify(extra[0])}\n\n${USAGE}`);
+    return 2;
+  }
+  try {
+    switch (command) {
+      case "host":
+        return await runHost(values);
+      case "hosts":
+        return await listHosts(values);
+      case "agents":
+        return await listAgents(values);
+      default:
+        console.error(`academy: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof InvalidConfigError) {
+      console.error(`academy: ${error.message}`);
+      return 2;
+    }
+    const code = error instanceof AcademyError ? ` [${error.code}]` : "";
+    console.error(`academy: ${(error as Error)?.name ?? "Error"}${code}: ${(error as Error)?.message ?? String(error)}`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
+// Open handles (a NATS connection being closed, timers) must not keep a finished command alive.
+setTimeout(() => process.exit(), 100).unref();

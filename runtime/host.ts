@@ -1,0 +1,729 @@
+/**
+ * A runtime host: a long-running process that joins a pool, takes agent launch requests from the
+ * pool's work queue (at most `capacity` agents at a time), runs the agents, and hands them on.
+ *
+ * Life of a launch (see docs/HOSTS.md):
+ * - the host fetches a launch request, checks it (malformed, unknown type, bad arguments: rejected,
+ *   dead-lettered, the agent's mailbox terminated), then claims the agent's placement by
+ *   compare-and-set (queued at this generation → running here), acknowledges the request and
+ *   starts the agent. A duplicate or stale request loses the claim and is dropped, so an agent
+ *   never starts twice;
+ * - when the agent stops, the host records it completed; when a run fails it records `retrying`,
+ *   waits out the backoff and queues the agent again for any host, up to `maxRetries`; the last
+ *   failure is final (the runtime terminates the mailbox per `terminateOnError`);
+ * - every host heartbeats its record in the hosts bucket and watches the others. A host silent for
+ *   its `ttlMs` is reaped (removed by compare-and-set, so by one host) and the reaper queues its
+ *   agents again under the same ids; requests sent to them wait in their mailboxes;
+ * - `drain()` (SIGTERM in the CLI) stops taking launches, stops each agent without terminating its
+ *   mailbox (running actions finish) and queues it again for the other hosts.
+ */
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import { agentTypeName } from "../src/agent/agent-type.ts";
+import type { AgentClass } from "../src/agent/agent-type.ts";
+import { AgentRuntime } from "../src/agent/runtime.ts";
+import {
+  BadEntityIdError,
+  ClientClosedError,
+  HostFencedError,
+  InvalidConfigError,
+  MalformedMessageError,
+} from "../src/errors.ts";
+import type { NatsExchangeContext } from "../src/exchange/nats/nats-context.ts";
+import { NatsExchangeFactory } from "../src/exchange/nats/nats-exchange-factory.ts";
+import type { NatsExchangeOptions } from "../src/exchange/nats/nats-exchange-factory.ts";
+import { checkPool } from "../src/exchange/nats/nats-layout.ts";
+import { MailboxStatus } from "../src/exchange/transport.ts";
+import { terminatedError } from "../src/exchange/exchange-client.ts";
+import { AgentId, EntityRole } from "../src/identifiers.ts";
+import { loadAgentClasses } from "../src/manager/agent-modules.ts";
+import { buildFromArgs } from "../src/manager/executor.ts";
+import { unknownType } from "../src/manager/host-pool-executor.ts";
+import { PoolStore } from "../src/pool/pool-store.ts";
+import type { HostEntry } from "../src/pool/pool-store.ts";
+import { POOL_RECORD_VERSION, PlacementState, decodeLaunchRequest, isFinal } from "../src/pool/records.ts";
+import type { HostRecord, LaunchRequest, Placement } from "../src/pool/records.ts";
+import { decodeValue } from "../src/protocol/codec.ts";
+import { toFailure } from "../src/protocol/failure.ts";
+import { deferred } from "../src/util/deferred.ts";
+import { silentLogger } from "../src/util/logger.ts";
+import type { Logger } from "../src/util/logger.ts";
+import { libraryVersion } from "./version.ts";
+
+/** Options of {@link RuntimeHost.start}. */
+export interface RuntimeHostOptions {
+  /** The pool to join (`[A-Za-z0-9_-]`, 1-32 characters). */
+  pool: string;
+  /** Modules exporting the agent classes this host runs (paths, `file:` URLs, package names). */
+  modules?: ReadonlyArray<string | URL>;
+  /** Agent classes to run besides those of `modules` (for hosts embedded in a program). */
+  classes?: ReadonlyArray<AgentClass>;
+  /**
+   * Most agents this host runs at once; further launches wait in the stream for another host or
+   * a free slot.
+   * @defaultValue 100
+   */
+  capacity?: number;
+  /** The exchange: a NATS exchange factory (not closed by the host), or options to make one. */
+  exchange?: NatsExchangeFactory | NatsExchangeOptions;
+  /**
+   * Display name, shown by `academy hosts`; the host id is made from it.
+   * @defaultValue the machine's host name
+   */
+  name?: string;
+  /**
+   * Interval of heartbeats (and of checks for silent hosts), in ms.
+   * @defaultValue 2_000
+   */
+  heartbeatMs?: number;
+  /**
+   * A host silent this long is reaped and its agents restarted on other hosts, in ms. A host that
+   * cannot heartbeat this long stops its agents itself (their mailboxes kept), since others are
+   * about to restart them. Failover takes up to this plus one heartbeat plus the agents' startup.
+   * @defaultValue 6_000
+   */
+  hostTtlMs?: number;
+  /**
+   * Interval of the orphan sweep (placements whose host is gone, launches lost between two
+   * writes), done by one host of the pool, in ms.
+   * @defaultValue 30_000
+   */
+  sweepIntervalMs?: number;
+  /** @defaultValue silent */
+  logger?: Logger;
+}
+
+/** Life of a host. */
+export const HostState = {
+  Starting: "starting",
+  Serving: "serving",
+  Draining: "draining",
+  Stopped: "stopped",
+} as const;
+export type HostState = (typeof HostState)[keyof typeof HostState];
+
+/** An agent this host owns: running, or waiting out a retry backoff. */
+interface HostedAgent {
+  placement: Placement;
+  runtime: AgentRuntime | undefined;
+  /** Why the host itself stopped it: hand it back to the pool, or drop it (fenced: others own it). */
+  handover: "requeue" | "drop" | undefined;
+  retryTimer: NodeJS.Timeout | undefined;
+  /** Ends a retry backoff early. */
+  wake?: (() => void) | undefined;
+  /** Settles when the agent's run and its placement update are over. */
+  finished: Promise<void>;
+}
+
+const ID_SAFE = /[^A-Za-z0-9_-]+/g;
+/** A queued placement older than this with no launch request in the stream is published again. */
+const LOST_LAUNCH_AFTER_MS = 60_000;
+const FETCH_BATCH = 64;
+const FETCH_EXPIRES_MS = 2_000;
+
+function positive(value: number | undefined, fallback: number, option: string): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < 1) throw new InvalidConfigError(`${option} must be a positive integer (got ${v})`, { option });
+  return v;
+}
+
+export class RuntimeHost {
+  readonly pool: string;
+  readonly name: string;
+  readonly capacity: number;
+  readonly heartbeatMs: number;
+  readonly hostTtlMs: number;
+  readonly sweepIntervalMs: number;
+  /** Agent classes this host can run, by type name. */
+  readonly classes: ReadonlyMap<string, AgentClass>;
+  readonly #factory: NatsExchangeFactory;
+  readonly #ownsFactory: boolean;
+  #logger: Logger;
+  readonly #baseLogger: Logger;
+  readonly #agents = new Map<string, HostedAgent>();
+  /** Other hosts, as last seen (local clock), for reaping. */
+  readonly #peers = new Map<string, { entry: HostEntry; seenAt: number }>();
+  readonly #stopped = deferred<void>();
+  #hostId: string;
+  #ctx!: NatsExchangeContext;
+  #store!: PoolStore;
+  #revision = 0;
+  #lastHeartbeat = 0;
+  #startedAt = Date.now();
+  #state: HostState = HostState.Starting;
+  /** Launches being claimed plus agents running: what counts against capacity. */
+  #reserved = 0;
+  #slotFreed = deferred<void>();
+  #batch: ConsumerMessages | undefined;
+  #pulling: Promise<void> | undefined;
+  #timers: NodeJS.Timeout[] = [];
+  #stopWatch: (() => void) | undefined;
+  #heartbeating: Promise<void> | undefined;
+  #draining: Promise<void> | undefined;
+  #sweeping = false;
+  /** Aborted when the host stops: ends the heartbeat loop. */
+  readonly #stopping = new AbortController();
+
+  private constructor(options: RuntimeHostOptions, classes: Map<string, AgentClass>) {
+    this.pool = checkPool(options.pool);
+    this.capacity = positive(options.capacity, 100, "capacity");
+    this.heartbeatMs = positive(options.heartbeatMs, 2_000, "heartbeatMs");
+    this.hostTtlMs = positive(options.hostTtlMs, 6_000, "hostTtlMs");
+    this.sweepIntervalMs = positive(options.sweepIntervalMs, 30_000, "sweepIntervalMs");
+    if (this.hostTtlMs < 2 * this.heartbeatMs) {
+      throw new InvalidConfigError(`hostTtlMs (${this.hostTtlMs}) must be at least twice heartbeatMs (${this.heartbeatMs})`, {
+        option: "hostTtlMs",
+      });
+    }
+    this.name = options.name ?? hostname();
+    this.classes = classes;
+    this.#hostId = newHostId(this.name);
+    const exchange = options.exchange ?? {};
+    this.#ownsFactory = !(exchange instanceof NatsExchangeFactory);
+    this.#baseLogger = (options.logger ?? silentLogger).child({ pool: this.pool });
+    this.#logger = this.#baseLogger.child({ hostId: this.#hostId });
+    this.#factory =
+      exchange instanceof NatsExchangeFactory ? exchange : new NatsExchangeFactory({ ...exchange, logger: exchange.logger ?? this.#baseLogger });
+  }
+
+  /**
+   * Load the agent modules, connect, register in the hosts bucket and start serving the pool.
+   * @throws {InvalidConfigError} for bad options (also when no agent class is found).
+   * @throws {ExecutorError} / {AgentDefinitionError} when a module cannot be loaded.
+   * @throws {ExchangeUnavailableError} / {UnsupportedServerError} when NATS cannot be used.
+   */
+  static async start(options: RuntimeHostOptions): Promise<RuntimeHost> {
+    const classes = await loadAgentClasses(options.modules ?? []);
+    for (const cls of options.classes ?? []) classes.set(agentTypeName(cls), cls);
+    if (classes.size === 0) {
+      throw new InvalidConfigError("A host needs at least one agent class: give --module (modules exporting Agent subclasses)", {
+        option: "modules",
+      });
+    }
+    const host = new RuntimeHost(options, classes);
+    try {
+      await host.#start();
+    } catch (error) {
+      await host.#shutdownConnection();
+      throw error;
+    }
+    return host;
+  }
+
+  get hostId(): string {
+    return this.#hostId;
+  }
+
+  get state(): HostState {
+    return this.#state;
+  }
+
+  /** Agents running here. */
+  get load(): number {
+    let running = 0;
+    for (const agent of this.#agents.values()) if (agent.runtime !== undefined) running++;
+    return running;
+  }
+
+  /** Uids of the agents this host runs (or holds in retry backoff). */
+  agentIds(): string[] {
+    return [...this.#agents.keys()];
+  }
+
+  /** Whether the host is connected and has heartbeated within its time to live. */
+  get healthy(): boolean {
+    return this.#state !== HostState.Stopped && !this.#ctx?.nc.isClosed() && Date.now() - this.#lastHeartbeat < this.hostTtlMs;
+  }
+
+  /** Resolves when the host has stopped (drained, or closed). */
+  get stopped(): Promise<void> {
+    return this.#stopped.promise;
+  }
+
+  /**
+   * Stop gracefully: take no more launches, stop every agent without terminating its mailbox
+   * (running actions finish; queued requests stay in the mailbox), queue each again for the other
+   * hosts of the pool, leave the pool and disconnect. Idempotent.
+   */
+  drain(): Promise<void> {
+    this.#draining ??= this.#drain();
+    return this.#draining;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.drain();
+  }
+
+  async #start(): Promise<void> {
+    this.#ctx = await this.#factory.context();
+    this.#store = await PoolStore.for(this.#ctx);
+    const consumer = await this.#store.poolConsumer(this.pool);
+    this.#startedAt = Date.now();
+    this.#revision = await this.#store.createHost(this.#record());
+    this.#lastHeartbeat = Date.now();
+    this.#stopWatch = await this.#store.watchHosts(
+      (entry) => this.#onPeer(entry),
+      (hostId) => this.#peers.delete(hostId),
+    );
+    this.#state = HostState.Serving;
+    this.#heartbeating = this.#heartbeatLoop();
+    this.#timers.push(
+      setInterval(() => void this.#reapSilentPeers(), Math.max(250, Math.floor(this.heartbeatMs / 2))),
+      setInterval(() => void this.#sweep(), this.sweepIntervalMs),
+    );
+    this.#pulling = this.#pullLoop(consumer);
+    this.#logger.info(
+      { capacity: this.capacity, types: [...this.classes.keys()], version: libraryVersion() },
+      "host ready",
+    );
+    // Placements orphaned while no host of the pool was up (the whole pool restarted).
+    setTimeout(() => void this.#sweep(), this.hostTtlMs + this.heartbeatMs).unref();
+  }
+
+  #record(): HostRecord {
+    return {
+      v: POOL_RECORD_VERSION,
+      hostId: this.#hostId,
+      name: this.name,
+      pool: this.pool,
+      hostname: hostname(),
+      pid: process.pid,
+      capacity: this.capacity,
+      load: this.load,
+      types: [...this.classes.keys()],
+      startedAt: this.#startedAt,
+      heartbeatAt: Date.now(),
+      heartbeatMs: this.heartbeatMs,
+      ttlMs: this.hostTtlMs,
+      draining: this.#state === HostState.Draining,
+      version: libraryVersion(),
+    };
+  }
+
+  // --- taking launches ---
+
+  async #pullLoop(consumer: Awaited<ReturnType<PoolStore["poolConsumer"]>>): Promise<void> {
+    while (this.#state === HostState.Serving) {
+      const free = this.capacity - this.#reserved;
+      if (free <= 0) {
+        await this.#slotFreed.promise;
+        continue;
+      }
+      try {
+        this.#batch = await consumer.fetch({ max_messages: Math.min(free, FETCH_BATCH), expires: FETCH_EXPIRES_MS });
+        for await (const m of this.#batch) {
+          if (this.#state !== HostState.Serving) {
+            m.nak();
+            continue;
+          }
+          this.#reserved++;
+          void this.#onLaunch(m);
+        }
+      } catch (error) {
+        if (this.#state !== HostState.Serving) break;
+        this.#logger.warn({ err: error }, "could not fetch launch requests; retrying");
+        await sleep(500);
+      }
+    }
+  }
+
+  #release(): void {
+    this.#reserved--;
+    const freed = this.#slotFreed;
+    this.#slotFreed = deferred<void>();
+    freed.resolve();
+  }
+
+  async #onLaunch(m: JsMsg): Promise<void> {
+    let started = false;
+    try {
+      started = await this.#takeLaunch(m);
+    } catch (error) {
+      // NATS trouble while claiming: let the request come back (to this host or another).
+      this.#logger.warn({ err: error, subject: m.subject }, "could not take launch request; it will be redelivered");
+      m.nak(1_000);
+    } finally {
+      if (!started) this.#release();
+    }
+  }
+
+  /** Check and claim a launch request; true if an agent started here (keeping its slot). */
+  async #takeLaunch(m: JsMsg): Promise<boolean> {
+    let request: LaunchRequest;
+    try {
+      request = decodeLaunchRequest(m.data);
+      if (request.pool !== this.pool) {
+        throw new MalformedMessageError(`Launch request for pool '${request.pool}' arrived on pool '${this.pool}'`);
+      }
+    } catch (error) {
+      await this.#reject(m, undefined, error as Error);
+      return false;
+    }
+    const log = { agentId: request.uid, agentType: request.type, gen: request.gen };
+    const agentClass = this.classes.get(request.type);
+    if (agentClass === undefined) {
+      if (await this.#peerRuns(request.type)) {
+        // A heterogeneous pool: another host loads this type; let it have the request.
+        m.nak(250);
+        return false;
+      }
+      await this.#reject(m, request, unknownType(request.type, this.pool, `this host's modules export ${[...this.classes.keys()].join(", ")}`));
+      return false;
+    }
+    let args: unknown;
+    try {
+      args = decodeValue(request.args);
+    } catch (error) {
+      await this.#reject(m, request, new MalformedMessageError(`Launch arguments are not CBOR: ${(error as Error).message}`));
+      return false;
+    }
+    if (!Array.isArray(args)) {
+      await this.#reject(m, request, new MalformedMessageError("Launch arguments must encode an array"));
+      return false;
+    }
+
+    const status = await this.#ctx.registry.status(request.uid);
+    if (status === MailboxStatus.Missing) {
+      await this.#reject(m, request, new BadEntityIdError(`Agent ${request.uid} is not registered`, { entityId: request.uid }));
+      return false;
+    }
+    if (status === MailboxStatus.Terminated) {
+      // Never restart an agent whose mailbox is gone.
+      await this.#finish(request, undefined, PlacementState.Failed, terminatedError(request.uid, EntityRole.Agent));
+      m.ack();
+      this.#logger.info(log, "launch dropped: the agent's mailbox is terminated");
+      return false;
+    }
+
+    const claimed = await this.#claim(request);
+    m.ack();
+    if (claimed === undefined) {
+      this.#logger.debug(log, "launch request is a duplicate or stale; dropped");
+      return false;
+    }
+    this.#run(claimed, agentClass);
+    return true;
+  }
+
+  /** Placement: queued at this generation → running here. Undefined if another host has it. */
+  async #claim(request: LaunchRequest): Promise<Placement | undefined> {
+    const mine = { state: PlacementState.Running, host: this.#hostId, lastHost: this.#hostId, error: undefined } as const;
+    const created = await this.#store.createPlacement({ ...request, ...mine, updatedAt: Date.now() });
+    if (created !== undefined) return created.value;
+    const updated = await this.#store.updatePlacement(this.pool, request.uid, (current) =>
+      current.state === PlacementState.Queued && current.gen === request.gen ? { ...current, ...mine } : undefined,
+    );
+    return updated?.value;
+  }
+
+  /**
+   * Reject a launch request: log the typed error, dead-letter the request, and (when it names an
+   * agent) record the failure and terminate the agent's mailbox so its callers are not left waiting.
+   */
+  async #reject(m: JsMsg, request: LaunchRequest | undefined, error: Error): Promise<void> {
+    this.#logger.error(
+      { err: error, agentId: request?.uid, agentType: request?.type, subject: m.subject, seq: m.info.streamSequence },
+      "launch request rejected",
+    );
+    const headers: Array<[string, string]> = [];
+    const msgId = m.headers?.get("Nats-Msg-Id");
+    if (msgId !== undefined && msgId !== "") headers.push(["Nats-Msg-Id", msgId]);
+    await this.#ctx.deadLetter(
+      this.#ctx.layout.poolDeadLetterSubject(this.pool),
+      { data: m.data, subject: m.subject, seq: m.info.streamSequence, headers },
+      error,
+      `dl:launch:${m.info.streamSequence}`,
+    );
+    if (request !== undefined) {
+      const failed = await this.#finish(request, undefined, PlacementState.Failed, error);
+      if (failed && (await this.#ctx.registry.status(request.uid)) === MailboxStatus.Active) {
+        await this.#ctx.terminate(new AgentId(request.uid, request.name));
+      }
+    }
+    m.ack();
+  }
+
+  // --- running agents ---
+
+  #run(placement: Placement, agentClass: AgentClass): void {
+    const last = placement.attempt >= placement.maxRetries;
+    const config = last ? placement.config : { ...placement.config, terminateOnError: false };
+    const runtime = new AgentRuntime(buildFromArgs(agentClass, placement.args), {
+      exchangeFactory: this.#factory,
+      registration: { agentId: new AgentId(placement.uid, placement.name), agentType: { name: placement.type, chain: placement.chain } },
+      config,
+      logger: this.#logger,
+    });
+    const hosted: HostedAgent = { placement, runtime, handover: undefined, retryTimer: undefined, finished: Promise.resolve() };
+    this.#agents.set(placement.uid, hosted);
+    this.#logger.info({ agentId: placement.uid, agentType: placement.type, gen: placement.gen, attempt: placement.attempt }, "agent starting");
+    hosted.finished = runtime.run().then(
+      () => this.#afterRun(hosted, undefined),
+      (error: unknown) => this.#afterRun(hosted, { error, retryable: runtime.retryable && !last }),
+    );
+  }
+
+  async #afterRun(hosted: HostedAgent, failure: { error: unknown; retryable: boolean } | undefined): Promise<void> {
+    const { placement } = hosted;
+    const log = { agentId: placement.uid, agentType: placement.type, gen: placement.gen };
+    hosted.runtime = undefined;
+    this.#release();
+    try {
+      if (hosted.handover === "drop") return;
+      if (hosted.handover === "requeue") {
+        await this.#requeue(placement, this.#hostId);
+        this.#logger.info(log, "agent handed back to the pool");
+        return;
+      }
+      if (failure === undefined) {
+        await this.#finish(placement, this.#hostId, PlacementState.Completed);
+        this.#logger.info(log, "agent completed");
+      } else if (failure.retryable) {
+        const delayMs = Math.min(placement.retryBackoffMs * 2 ** placement.attempt, 30_000);
+        const retrying = await this.#store.updatePlacement(this.pool, placement.uid, (current) =>
+          this.#owns(current, placement)
+            ? { ...current, state: PlacementState.Retrying, attempt: current.attempt + 1, error: toFailure(failure.error) }
+            : undefined,
+        );
+        if (retrying === undefined) return;
+        this.#logger.warn({ ...log, err: failure.error, attempt: placement.attempt + 1, retryInMs: delayMs }, "agent failed; will restart it on the pool");
+        hosted.placement = retrying.value;
+        await new Promise<void>((resolve) => {
+          hosted.retryTimer = setTimeout(resolve, delayMs);
+          hosted.wake = resolve;
+        });
+        if (hosted.handover !== "drop") await this.#requeue(hosted.placement, this.#hostId);
+      } else {
+        await this.#finish(placement, this.#hostId, PlacementState.Failed, failure.error);
+        this.#logger.error({ ...log, err: failure.error }, "agent failed for good");
+      }
+    } catch (error) {
+      // The placement stays as it was; the sweep of the pool will find and requeue it.
+      this.#logger.error({ ...log, err: error }, "could not record the agent's end");
+    } finally {
+      if (this.#agents.get(placement.uid) === hosted) this.#agents.delete(placement.uid);
+    }
+  }
+
+  /** Whether `current` is still the run `placement` describes, owned by this host. */
+  #owns(current: Placement, placement: Placement): boolean {
+    return current.host === this.#hostId && current.gen === placement.gen && !isFinal(current.state);
+  }
+
+  /**
+   * Record a final state, if the placement is still the one `request` describes (same generation,
+   * held by `host`, or by nobody when `host` is undefined), or create it when there is none.
+   * @returns whether it was written.
+   */
+  async #finish(request: LaunchRequest, host: string | undefined, state: PlacementState, error?: unknown): Promise<boolean> {
+    const fields = { state, host: undefined, error: error === undefined ? undefined : toFailure(error) };
+    const updated = await this.#store.updatePlacement(this.pool, request.uid, (current) =>
+      current.gen === request.gen && current.host === host && !isFinal(current.state) ? { ...current, ...fields } : undefined,
+    );
+    if (updated !== undefined) return true;
+    if (host !== undefined) return false;
+    return (await this.#store.createPlacement({ ...request, ...fields, updatedAt: Date.now() })) !== undefined;
+  }
+
+  /**
+   * Queue an agent again for any host of the pool: its placement, held by `host` at this
+   * generation, becomes queued at the next generation, then the launch request is published.
+   * @returns whether this call requeued it (false if someone else changed it first).
+   */
+  async #requeue(placement: Placement, host: string): Promise<boolean> {
+    const queued = await this.#store.updatePlacement(this.pool, placement.uid, (current) =>
+      current.host === host && current.gen === placement.gen && !isFinal(current.state)
+        ? { ...current, state: PlacementState.Queued, host: undefined, gen: current.gen + 1 }
+        : undefined,
+    );
+    if (queued === undefined) return false;
+    await this.#store.publishLaunch(queued.value);
+    return true;
+  }
+
+  /** Stop every agent (their mailboxes kept); `handover` says what happens to each afterwards. */
+  async #stopAgents(handover: "requeue" | "drop"): Promise<void> {
+    const hosted = [...this.#agents.values()];
+    for (const agent of hosted) {
+      agent.handover = handover;
+      agent.runtime?.requestShutdown({ expected: true, terminate: false, cancelActions: false });
+      clearTimeout(agent.retryTimer);
+      agent.wake?.();
+    }
+    await Promise.all(hosted.map((agent) => agent.finished));
+  }
+
+  // --- liveness ---
+
+  async #heartbeatLoop(): Promise<void> {
+    const { signal } = this.#stopping;
+    while (!signal.aborted) {
+      await sleep(this.heartbeatMs, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) return;
+      await this.#heartbeat();
+    }
+  }
+
+  async #heartbeat(): Promise<void> {
+    try {
+      const revision = await this.#store.updateHost(this.#record(), this.#revision);
+      if (revision === undefined) {
+        await this.#fence("another host reaped this one (its heartbeats were late)");
+        return;
+      }
+      this.#revision = revision;
+      this.#lastHeartbeat = Date.now();
+    } catch (error) {
+      if (this.#state === HostState.Stopped) return;
+      const silentMs = Date.now() - this.#lastHeartbeat;
+      this.#logger.warn({ err: error, silentMs }, "heartbeat failed");
+      if (silentMs >= this.hostTtlMs && this.#state === HostState.Serving) {
+        await this.#fence(`no heartbeat got through for ${silentMs} ms`);
+      }
+    }
+  }
+
+  /**
+   * This host lost its place: other hosts restart (or are about to restart) its agents. Stop them
+   * without touching their placements or mailboxes, then rejoin the pool under a new id.
+   */
+  async #fence(reason: string): Promise<void> {
+    const error = new HostFencedError(`Host ${this.#hostId} left the pool: ${reason}`, { hostId: this.#hostId });
+    this.#logger.error({ err: error, agents: this.#agents.size }, "host fenced; stopping its agents and rejoining the pool");
+    await this.#stopAgents("drop");
+    for (;;) {
+      if (this.#state !== HostState.Serving) return;
+      this.#hostId = newHostId(this.name);
+      this.#logger = this.#baseLogger.child({ hostId: this.#hostId });
+      try {
+        this.#revision = await this.#store.createHost(this.#record());
+        this.#lastHeartbeat = Date.now();
+        this.#logger.info({ hostId: this.#hostId }, "host rejoined the pool");
+        return;
+      } catch (rejoinError) {
+        if (rejoinError instanceof ClientClosedError) return;
+        this.#logger.warn({ err: rejoinError }, "could not rejoin the pool; retrying");
+        await sleep(this.heartbeatMs);
+      }
+    }
+  }
+
+  #onPeer(entry: HostEntry): void {
+    if (entry.value.hostId === this.#hostId) return;
+    const known = this.#peers.get(entry.value.hostId);
+    if (known === undefined || known.entry.revision !== entry.revision) {
+      this.#peers.set(entry.value.hostId, { entry, seenAt: Date.now() });
+    }
+  }
+
+  /** Whether another live host of the pool can run `type`. */
+  async #peerRuns(type: string): Promise<boolean> {
+    const hosts = await this.#store.listHosts(this.pool);
+    return hosts.some((h) => h.value.hostId !== this.#hostId && !h.value.draining && h.value.types.includes(type));
+  }
+
+  /** Reap hosts of this pool not heard from for their time to live, and requeue their agents. */
+  async #reapSilentPeers(): Promise<void> {
+    if (this.#state !== HostState.Serving) return;
+    const now = Date.now();
+    for (const [hostId, { entry, seenAt }] of this.#peers) {
+      if (entry.value.pool !== this.pool || now - seenAt < entry.value.ttlMs) continue;
+      this.#peers.delete(hostId);
+      try {
+        if (!(await this.#store.deleteHost(hostId, entry.revision))) continue; // it heartbeated after all
+        this.#logger.warn({ deadHost: hostId, silentMs: now - seenAt }, "reaped a silent host; restarting its agents");
+        const requeued = await this.#requeueOrphans((p) => p.host === hostId);
+        this.#logger.info({ deadHost: hostId, agents: requeued }, "agents of the reaped host queued again");
+      } catch (error) {
+        this.#logger.warn({ err: error, deadHost: hostId }, "could not reap host (the sweep will retry)");
+      }
+    }
+  }
+
+  /** Requeue every placement of the pool held by a host matching `orphaned`; returns how many. */
+  async #requeueOrphans(orphaned: (placement: Placement) => boolean): Promise<number> {
+    const placements = (await this.#store.listPlacements(this.pool)).filter((p) => p.host !== undefined && !isFinal(p.state) && orphaned(p));
+    let requeued = 0;
+    for (let i = 0; i < placements.length; i += 32) {
+      const results = await Promise.all(placements.slice(i, i + 32).map((p) => this.#requeue(p, p.host!)));
+      requeued += results.filter(Boolean).length;
+    }
+    return requeued;
+  }
+
+  /**
+   * The safety net, run by one host of the pool (the live host with the smallest id): requeue
+   * placements held by hosts that no longer exist (a reaper died midway, the whole pool restarted),
+   * and publish again launch requests lost between a placement write and its publish.
+   */
+  async #sweep(): Promise<void> {
+    if (this.#state !== HostState.Serving || this.#sweeping) return;
+    const pool = [...this.#peers.values()].filter((p) => p.entry.value.pool === this.pool).map((p) => p.entry.value.hostId);
+    if (pool.some((id) => id < this.#hostId)) return;
+    this.#sweeping = true;
+    try {
+      const now = Date.now();
+      const placements = await this.#store.listPlacements(this.pool);
+      const gone = new Set<string>();
+      for (const host of new Set(placements.map((p) => p.host))) {
+        if (host === undefined || host === this.#hostId || this.#peers.has(host)) continue;
+        if ((await this.#store.getHost(host)) === undefined) gone.add(host);
+      }
+      const requeued = await this.#requeueOrphans((p) => gone.has(p.host!) && now - p.updatedAt > this.hostTtlMs);
+      let republished = 0;
+      for (const p of placements) {
+        if (p.state !== PlacementState.Queued || now - p.updatedAt < LOST_LAUNCH_AFTER_MS) continue;
+        if (await this.#store.launchPending(this.pool, p.uid)) continue;
+        await this.#store.publishLaunch(p);
+        republished++;
+      }
+      if (requeued + republished > 0) this.#logger.warn({ requeued, republished }, "sweep restarted orphaned agents");
+    } catch (error) {
+      this.#logger.warn({ err: error }, "placement sweep failed");
+    } finally {
+      this.#sweeping = false;
+    }
+  }
+
+  // --- stopping ---
+
+  async #drain(): Promise<void> {
+    if (this.#state === HostState.Stopped) return;
+    const agents = this.#agents.size;
+    this.#logger.info({ agents }, "draining: handing agents back to the pool");
+    this.#state = HostState.Draining;
+    this.#batch?.stop();
+    this.#slotFreed.resolve();
+    await this.#pulling;
+    // Tell managers and peers at once that this host takes nothing new.
+    await this.#store.updateHost(this.#record(), this.#revision).then(
+      (revision) => {
+        if (revision !== undefined) this.#revision = revision;
+      },
+      () => undefined,
+    );
+    await this.#stopAgents("requeue");
+    this.#state = HostState.Stopped;
+    this.#stopping.abort();
+    for (const timer of this.#timers) clearInterval(timer);
+    await this.#heartbeating;
+    await this.#store.deleteHost(this.#hostId, this.#revision).catch((error: unknown) => {
+      this.#logger.warn({ err: error }, "could not remove this host's record (it will be reaped)");
+    });
+    await this.#shutdownConnection();
+    this.#logger.info({ agents }, "host drained and stopped");
+    this.#stopped.resolve();
+  }
+
+  async #shutdownConnection(): Promise<void> {
+    this.#stopWatch?.();
+    if (this.#ownsFactory) await this.#factory.close().catch(() => undefined);
+  }
+}
+
+function newHostId(name: string): string {
+  const base = name.replace(ID_SAFE, "-").replace(/^-+|-+$/g, "").slice(0, 40) || "host";
+  return `${base}-${randomBytes(4).toString("hex")}`;
+}

@@ -1,0 +1,185 @@
+/**
+ * The host-pool executor: runs agents on a pool of runtime hosts (`academy host --pool <name>`),
+ * not in the launching process. `execute` writes the agent's placement and publishes a launch
+ * request to the pool's work queue; some host with free capacity takes it. Completion and failure
+ * come back through the placements bucket, so they are reported even when the host that ran the
+ * agent is not the one that started it (failover, retries on another host).
+ */
+import { Agent } from "../agent/agent.ts";
+import type { AgentTypeInfo } from "../agent/agent-type.ts";
+import { AgentAlreadyLaunchedError, AgentDefinitionError, ExecutorError, InvalidConfigError, UnknownAgentTypeError } from "../errors.ts";
+import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
+import { NatsExchangeFactory } from "../exchange/nats/nats-exchange-factory.ts";
+import { checkPool } from "../exchange/nats/nats-layout.ts";
+import { PoolStore } from "../pool/pool-store.ts";
+import { POOL_RECORD_VERSION, PlacementState, isFinal } from "../pool/records.ts";
+import type { LaunchRequest, Placement } from "../pool/records.ts";
+import { fromFailure } from "../protocol/failure.ts";
+import { deferred } from "../util/deferred.ts";
+import type { Deferred } from "../util/deferred.ts";
+import type { AgentExecution, AgentExecutor, LaunchSpec, PrepareSpec } from "./executor.ts";
+
+/** Options of {@link HostPoolExecutor}. */
+export interface HostPoolExecutorOptions {
+  /** The pool's name, as given to its hosts (`--pool`). */
+  readonly pool: string;
+}
+
+interface Waiter {
+  /** Generation of the placement this launch created; earlier generations' records are ignored. */
+  gen: number;
+  readonly done: Deferred<void>;
+}
+
+/**
+ * Runs agents on the runtime hosts of one pool. Needs a manager on a {@link NatsExchangeFactory}.
+ *
+ * ```ts
+ * const manager = await Manager.fromExchangeFactory(new NatsExchangeFactory({ servers }), {
+ *   executors: { gpu: new HostPoolExecutor({ pool: "gpu" }) },
+ * });
+ * const counter = await manager.launch(Counter, { executor: "gpu", args: [10] });
+ * ```
+ */
+export class HostPoolExecutor implements AgentExecutor {
+  readonly pool: string;
+  readonly #waiters = new Map<string, Waiter>();
+  #watching: { factory: ExchangeFactory; store: Promise<PoolStore> } | undefined;
+  #stopWatch: (() => void) | undefined;
+  #closed = false;
+
+  /** @throws {InvalidConfigError} for an invalid pool name. */
+  constructor(options: HostPoolExecutorOptions) {
+    this.pool = checkPool(options.pool);
+  }
+
+  /**
+   * Check the agent can run on this pool before it is registered.
+   * @throws {AgentDefinitionError} for an agent instance (a pool launches classes).
+   * @throws {InvalidConfigError} unless the manager's exchange is a NATS exchange.
+   * @throws {UnknownAgentTypeError} when the pool has hosts and none of them can run the type. A
+   *   pool without hosts takes the launch: it waits in the stream until a host joins.
+   */
+  async prepare(spec: PrepareSpec): Promise<void> {
+    if (typeof spec.agent !== "function" || !(spec.agent.prototype instanceof Agent)) {
+      throw new AgentDefinitionError(`Host pool '${this.pool}' launches agent classes, not instances`);
+    }
+    const store = await this.#store(spec.exchangeFactory);
+    const hosts = (await store.listHosts(this.pool)).filter((h) => !h.value.draining);
+    if (hosts.length > 0 && !hosts.some((h) => h.value.types.includes(spec.agentType.name))) {
+      throw unknownType(spec.agentType, this.pool, `none of its ${hosts.length} host(s) can load it`);
+    }
+  }
+
+  execute(spec: LaunchSpec): AgentExecution {
+    const done = deferred<void>();
+    const submitted = this.#submit(spec, done).catch((error: unknown) => {
+      this.#waiters.delete(spec.registration.agentId.uid);
+      done.reject(error);
+      throw error;
+    });
+    return { done: done.promise, submitted };
+  }
+
+  /** Stop following placements. Agents keep running on their hosts. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#stopWatch?.();
+    for (const waiter of this.#waiters.values()) {
+      waiter.done.reject(new ExecutorError(`The executor of pool '${this.pool}' was closed`, { executor: this.pool }));
+    }
+    this.#waiters.clear();
+  }
+
+  async #submit(spec: LaunchSpec, done: Deferred<void>): Promise<void> {
+    if (this.#closed) throw new ExecutorError(`The executor of pool '${this.pool}' is closed`, { executor: this.pool });
+    const store = await this.#store(spec.exchangeFactory);
+    const { agentId, agentType } = spec.registration;
+    const waiter: Waiter = { gen: Number.POSITIVE_INFINITY, done };
+    this.#waiters.set(agentId.uid, waiter);
+    const request: LaunchRequest = {
+      v: POOL_RECORD_VERSION,
+      uid: agentId.uid,
+      name: agentId.name,
+      type: agentType.name,
+      chain: agentType.chain,
+      pool: this.pool,
+      gen: 0,
+      attempt: 0,
+      args: spec.args,
+      config: spec.config,
+      maxRetries: spec.maxRetries,
+      retryBackoffMs: spec.retryBackoffMs,
+      launchedAt: Date.now(),
+    };
+    let placement = await store.createPlacement({ ...request, state: PlacementState.Queued, updatedAt: Date.now() });
+    // Placed before: relaunch only an agent that has stopped (never start one twice).
+    let busy: Placement | undefined;
+    placement ??= await store.updatePlacement(this.pool, agentId.uid, (current) => {
+      if (!isFinal(current.state)) {
+        busy = current;
+        return undefined;
+      }
+      return { ...current, ...request, gen: current.gen + 1, state: PlacementState.Queued, host: undefined, error: undefined };
+    });
+    if (placement === undefined) {
+      throw new AgentAlreadyLaunchedError(
+        `${agentId} is already ${busy?.state ?? "placed"} on pool '${this.pool}'${busy?.host === undefined ? "" : ` (host ${busy.host})`}`,
+        { agentId: agentId.uid },
+      );
+    }
+    waiter.gen = placement.value.gen;
+    await store.publishLaunch(placement.value);
+    spec.logger.debug({ agentId: agentId.uid, agentType: agentType.name, pool: this.pool, gen: waiter.gen }, "launch request published");
+  }
+
+  /** The pool store of the manager's exchange, with the placement watch running. */
+  #store(factory: ExchangeFactory): Promise<PoolStore> {
+    if (this.#watching !== undefined) {
+      if (this.#watching.factory !== factory) {
+        return Promise.reject(
+          new InvalidConfigError(`The executor of pool '${this.pool}' serves one manager's exchange; create one per manager`, {
+            option: "executors",
+          }),
+        );
+      }
+      return this.#watching.store;
+    }
+    if (!(factory instanceof NatsExchangeFactory)) {
+      return Promise.reject(
+        new InvalidConfigError(`Host pool '${this.pool}' needs a manager on a NatsExchangeFactory`, { option: "executors" }),
+      );
+    }
+    const store = (async () => {
+      const ready = await PoolStore.for(await factory.context());
+      this.#stopWatch = await ready.watchPlacements(this.pool, (placement) => this.#onPlacement(placement));
+      if (this.#closed) this.#stopWatch();
+      return ready;
+    })();
+    this.#watching = { factory, store };
+    store.catch(() => {
+      if (this.#watching?.store === store) this.#watching = undefined;
+    });
+    return store;
+  }
+
+  #onPlacement(placement: Placement): void {
+    const waiter = this.#waiters.get(placement.uid);
+    if (waiter === undefined || placement.gen < waiter.gen || !isFinal(placement.state)) return;
+    this.#waiters.delete(placement.uid);
+    if (placement.state === PlacementState.Completed) {
+      waiter.done.resolve();
+    } else {
+      waiter.done.reject(
+        placement.error === undefined
+          ? new ExecutorError(`Agent ${placement.uid} failed on pool '${this.pool}'`, { executor: this.pool })
+          : fromFailure(placement.error),
+      );
+    }
+  }
+}
+
+export function unknownType(agentType: AgentTypeInfo | string, pool: string, why: string): UnknownAgentTypeError {
+  const name = typeof agentType === "string" ? agentType : agentType.name;
+  return new UnknownAgentTypeError(`No host of pool '${pool}' can run agent type '${name}': ${why}`, { agentType: name, pool });
+}

@@ -1,0 +1,351 @@
+/**
+ * The NATS side of host pools: the launch stream, the pool consumers, and the hosts and placements
+ * buckets. Provisioned on first use by a host or a host-pool executor (clients that use no pool
+ * never create them), once per exchange connection.
+ */
+import type { Consumer, ConsumerConfig, PubAck } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType } from "@nats-io/jetstream";
+import { KvWatchInclude, Kvm } from "@nats-io/kv";
+import type { KV, KvEntry } from "@nats-io/kv";
+import { nanos } from "@nats-io/nats-core";
+import { setTimeout as sleep } from "node:timers/promises";
+import { InvalidConfigError } from "../errors.ts";
+import type { NatsExchangeContext } from "../exchange/nats/nats-context.ts";
+import { ensureStream } from "../exchange/nats/nats-context.ts";
+import { jetStreamErrorCode } from "../exchange/nats/nats-errors.ts";
+import { scanLatest } from "../exchange/nats/kv-scan.ts";
+import { encodeValue } from "../protocol/codec.ts";
+import { decodeHostRecord, decodePlacement, encodeLaunchRequest } from "./records.ts";
+import type { HostRecord, LaunchRequest, Placement } from "./records.ts";
+
+/** A record with the KV revision it was read or written at. */
+export interface Versioned<T> {
+  readonly value: T;
+  readonly revision: number;
+}
+
+/** A host record, with its revision and the server's time of that revision. */
+export interface HostEntry extends Versioned<HostRecord> {
+  /** Server timestamp of the last heartbeat. */
+  readonly written: Date;
+}
+
+/** KV errors meaning "the key is not at the revision you expected" (or exists, for create). */
+const WRONG_LAST_SEQUENCE = 10071;
+const RESTART_DELAY_MS = 500;
+
+function isConflict(error: unknown): boolean {
+  return jetStreamErrorCode(error) === WRONG_LAST_SEQUENCE || /wrong last sequence|key exists/i.test(String((error as Error)?.message));
+}
+
+const stores = new WeakMap<NatsExchangeContext, Promise<PoolStore>>();
+
+export class PoolStore {
+  readonly ctx: NatsExchangeContext;
+  readonly hosts: KV;
+  readonly placements: KV;
+
+  private constructor(ctx: NatsExchangeContext, hosts: KV, placements: KV) {
+    this.ctx = ctx;
+    this.hosts = hosts;
+    this.placements = placements;
+  }
+
+  /** The store of an exchange connection, provisioned on first use. */
+  static for(ctx: NatsExchangeContext): Promise<PoolStore> {
+    let store = stores.get(ctx);
+    if (store === undefined) {
+      store = PoolStore.#open(ctx);
+      stores.set(ctx, store);
+      store.catch(() => stores.delete(ctx));
+    }
+    return store;
+  }
+
+  static async #open(ctx: NatsExchangeContext): Promise<PoolStore> {
+    const { settings, layout, jsm, js } = ctx;
+    const storage = settings.storage === "memory" ? StorageType.Memory : StorageType.File;
+    await ctx.retry("provision launch stream", () =>
+      ensureStream(jsm, ctx.logger, {
+        name: layout.launchStream,
+        subjects: [layout.launchSubjects],
+        retention: RetentionPolicy.Workqueue,
+        storage,
+        num_replicas: settings.replicas,
+        duplicate_window: nanos(settings.duplicateWindowMs),
+        discard: DiscardPolicy.Old,
+      }),
+    );
+    const kvm = new Kvm(js);
+    const options = { history: 1, replicas: settings.replicas, storage, timeout: settings.requestTimeoutMs };
+    const hosts = await ctx.retry("provision hosts bucket", () => kvm.create(layout.hostsBucket, options));
+    const placements = await ctx.retry("provision placements bucket", () => kvm.create(layout.placementsBucket, options));
+    return new PoolStore(ctx, hosts, placements);
+  }
+
+  /**
+   * The durable consumer the hosts of `pool` share, created if missing.
+   * @throws {InvalidConfigError} if a consumer of that name exists with another filter.
+   */
+  async poolConsumer(pool: string): Promise<Consumer> {
+    const { layout, jsm, js } = this.ctx;
+    const name = layout.poolConsumer(pool);
+    const config: Partial<ConsumerConfig> = {
+      durable_name: name,
+      filter_subject: layout.poolSubjects(pool),
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      // A host acknowledges a launch as soon as it has claimed it (one KV write): a short wait is plenty.
+      ack_wait: nanos(30_000),
+      max_deliver: -1,
+      max_ack_pending: 10_000,
+      max_waiting: 4096,
+    };
+    await this.ctx.retry("provision pool consumer", async () => {
+      try {
+        const info = await jsm.consumers.info(layout.launchStream, name);
+        if (info.config.filter_subject !== config.filter_subject) {
+          throw new InvalidConfigError(
+            `Consumer ${name} on ${layout.launchStream} filters ${String(info.config.filter_subject)}, not ${config.filter_subject}`,
+            { option: "pool" },
+          );
+        }
+      } catch (error) {
+        if (jetStreamErrorCode(error) !== 10014) throw error; // consumer not found: create it
+        await jsm.consumers.add(layout.launchStream, config);
+      }
+    });
+    return js.consumers.get(layout.launchStream, name);
+  }
+
+  /** Put a launch request on the stream, de-duplicated by agent and generation. */
+  publishLaunch(request: LaunchRequest): Promise<PubAck> {
+    const { layout, js, settings } = this.ctx;
+    const subject = layout.launchSubject(request.pool, request.uid);
+    const data = encodeLaunchRequest(request);
+    return this.ctx.retry("publish launch request", () =>
+      js.publish(subject, data, { msgID: `launch:${request.uid}:${request.gen}`, timeout: settings.requestTimeoutMs }),
+    );
+  }
+
+  /** Whether a launch request for agent `uid` is waiting in the stream. */
+  async launchPending(pool: string, uid: string): Promise<boolean> {
+    const { layout, jsm } = this.ctx;
+    const stored = await this.ctx.retry("read launch stream", () =>
+      jsm.streams.getMessage(layout.launchStream, { last_by_subj: layout.launchSubject(pool, uid) }),
+    );
+    return stored !== null;
+  }
+
+  // --- placements ---
+
+  async getPlacement(pool: string, uid: string): Promise<Versioned<Placement> | undefined> {
+    const entry = await this.ctx.retry("read placement", () => this.placements.get(this.ctx.layout.placementKey(pool, uid)));
+    return placementEntry(entry);
+  }
+
+  /** Create a placement; undefined if one exists already. */
+  async createPlacement(placement: Placement): Promise<Versioned<Placement> | undefined> {
+    const key = this.ctx.layout.placementKey(placement.pool, placement.uid);
+    try {
+      const revision = await this.ctx.retry("create placement", () => this.placements.create(key, encodeValue(placement)));
+      return { value: placement, revision };
+    } catch (error) {
+      if (isConflict(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * Change a placement by compare-and-set: `change` gets the current record and returns the new
+   * one, or undefined to leave it. Retries on concurrent writes.
+   * @returns the written record, or undefined if there was none or `change` declined.
+   */
+  async updatePlacement(
+    pool: string,
+    uid: string,
+    change: (current: Placement) => Placement | undefined,
+  ): Promise<Versioned<Placement> | undefined> {
+    const key = this.ctx.layout.placementKey(pool, uid);
+    for (;;) {
+      const current = await this.getPlacement(pool, uid);
+      if (current === undefined) return undefined;
+      const changed = change(current.value);
+      if (changed === undefined) return undefined;
+      const next: Placement = { ...changed, updatedAt: Date.now() };
+      try {
+        const revision = await this.ctx.retry("update placement", () =>
+          this.placements.update(key, encodeValue(next), current.revision),
+        );
+        return { value: next, revision };
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+      }
+    }
+  }
+
+  /** Every placement of a pool (or of every pool), latest values. */
+  async listPlacements(pool?: string): Promise<Placement[]> {
+    const found: Placement[] = [];
+    await this.ctx.retry("list placements", async () => {
+      found.length = 0;
+      await scanLatest(this.ctx.js, this.ctx.layout.placementsBucket, pool === undefined ? ">" : `${pool}.*`, (_key, value) => {
+        const placement = decodePlacement(value);
+        if (placement !== undefined) found.push(placement);
+      });
+    });
+    return found;
+  }
+
+  /**
+   * Call `onChange` for every placement of `pool` written from now on, until the returned stop
+   * function is called. The watch restarts (resuming where it stopped) if it fails. Resolves once
+   * the watch is in place.
+   */
+  async watchPlacements(pool: string, onChange: (placement: Placement, revision: number) => void): Promise<() => void> {
+    let stopped = false;
+    let stopWatch: (() => void) | undefined;
+    let resumeFrom = 0;
+    const open = async (): Promise<AsyncIterable<KvEntry>> => {
+      const watch = await this.placements.watch({
+        key: `${pool}.*`,
+        ...(resumeFrom > 0 ? { resumeFromRevision: resumeFrom } : { include: KvWatchInclude.UpdatesOnly }),
+      });
+      stopWatch = () => watch.stop();
+      if (stopped) watch.stop();
+      return watch;
+    };
+    let watch = await this.ctx.retry("watch placements", open);
+    void (async () => {
+      while (!stopped) {
+        try {
+          for await (const entry of watch) {
+            resumeFrom = entry.revision + 1;
+            if (entry.operation !== "PUT") continue;
+            const placement = decodePlacement(entry.value);
+            if (placement !== undefined) onChange(placement, entry.revision);
+          }
+        } catch (error) {
+          this.ctx.logger.warn({ err: error, pool }, "placement watch failed; restarting");
+        }
+        if (stopped || this.ctx.nc.isClosed()) return;
+        await sleep(RESTART_DELAY_MS);
+        try {
+          watch = await open();
+        } catch (error) {
+          this.ctx.logger.warn({ err: error, pool }, "could not restart the placement watch");
+        }
+      }
+    })();
+    return () => {
+      stopped = true;
+      stopWatch?.();
+    };
+  }
+
+  // --- hosts ---
+
+  /** Create a host record; throws if the id is taken. */
+  async createHost(record: HostRecord): Promise<number> {
+    return this.ctx.retry("register host", () => this.hosts.create(record.hostId, encodeValue(record)));
+  }
+
+  /** Rewrite a host record at `revision`; undefined if it changed or was removed meanwhile. */
+  async updateHost(record: HostRecord, revision: number): Promise<number | undefined> {
+    try {
+      return await this.hosts.update(record.hostId, encodeValue(record), revision);
+    } catch (error) {
+      if (isConflict(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** Remove a host record (only if still at `revision`, when given); false if it had changed. */
+  async deleteHost(hostId: string, revision?: number): Promise<boolean> {
+    try {
+      await this.ctx.retry("remove host", () =>
+        this.hosts.delete(hostId, revision === undefined ? undefined : { previousSeq: revision }),
+      );
+      return true;
+    } catch (error) {
+      if (isConflict(error)) return false;
+      throw error;
+    }
+  }
+
+  async getHost(hostId: string): Promise<HostEntry | undefined> {
+    const entry = await this.ctx.retry("read host", () => this.hosts.get(hostId));
+    return hostEntry(entry);
+  }
+
+  /** Every registered host (of `pool`, if given). */
+  async listHosts(pool?: string): Promise<HostEntry[]> {
+    const found: HostEntry[] = [];
+    await this.ctx.retry("list hosts", async () => {
+      found.length = 0;
+      const keys: string[] = [];
+      for await (const key of await this.hosts.keys()) keys.push(key);
+      const entries = await Promise.all(keys.map((key) => this.hosts.get(key)));
+      for (const entry of entries) {
+        const host = hostEntry(entry);
+        if (host !== undefined && (pool === undefined || host.value.pool === pool)) found.push(host);
+      }
+    });
+    return found;
+  }
+
+  /**
+   * Follow the hosts bucket: `onPut` for every record (current ones first), `onRemove` when one is
+   * removed. Restarts if the watch fails. Resolves once the watch is in place.
+   */
+  async watchHosts(onPut: (entry: HostEntry) => void, onRemove: (hostId: string) => void): Promise<() => void> {
+    let stopped = false;
+    let stopWatch: (() => void) | undefined;
+    const open = async (): Promise<AsyncIterable<KvEntry>> => {
+      const watch = await this.hosts.watch({ key: ">" });
+      stopWatch = () => watch.stop();
+      if (stopped) watch.stop();
+      return watch;
+    };
+    let watch = await this.ctx.retry("watch hosts", open);
+    void (async () => {
+      while (!stopped) {
+        try {
+          for await (const entry of watch) {
+            if (entry.operation !== "PUT") {
+              onRemove(entry.key);
+              continue;
+            }
+            const host = hostEntry(entry);
+            if (host !== undefined) onPut(host);
+          }
+        } catch (error) {
+          this.ctx.logger.warn({ err: error }, "hosts watch failed; restarting");
+        }
+        if (stopped || this.ctx.nc.isClosed()) return;
+        await sleep(RESTART_DELAY_MS);
+        try {
+          watch = await open();
+        } catch (error) {
+          this.ctx.logger.warn({ err: error }, "could not restart the hosts watch");
+        }
+      }
+    })();
+    return () => {
+      stopped = true;
+      stopWatch?.();
+    };
+  }
+}
+
+function placementEntry(entry: KvEntry | null): Versioned<Placement> | undefined {
+  if (entry === null || entry.operation !== "PUT") return undefined;
+  const value = decodePlacement(entry.value);
+  return value === undefined ? undefined : { value, revision: entry.revision };
+}
+
+function hostEntry(entry: KvEntry | null): HostEntry | undefined {
+  if (entry === null || entry.operation !== "PUT") return undefined;
+  const value = decodeHostRecord(entry.value);
+  return value === undefined ? undefined : { value, revision: entry.revision, written: entry.created };
+}
