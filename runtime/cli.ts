@@ -19,6 +19,7 @@ import { pino } from "pino";
 import { AcademyError, InvalidConfigError } from "../src/errors.ts";
 import { NatsExchangeFactory } from "../src/exchange/nats/nats-exchange-factory.ts";
 import type { NatsExchangeOptions } from "../src/exchange/nats/nats-exchange-factory.ts";
+import { CLI_ENV, CLI_OPTIONS } from "./cli-options.ts";
 import { RuntimeHost } from "./host.ts";
 import { formatAge, formatTable, listAgentRows, listHostRows } from "./listing.ts";
 import { libraryVersion } from "./version.ts";
@@ -52,42 +53,23 @@ the pool, and exits 0. A second signal, or --grace-ms passing, forces the exit (
 then restarts the remaining agents after --host-ttl-ms.
 `;
 
-const OPTIONS = {
-  servers: { type: "string" },
-  prefix: { type: "string" },
-  creds: { type: "string" },
-  pool: { type: "string" },
-  module: { type: "string", multiple: true },
-  capacity: { type: "string" },
-  replicas: { type: "string" },
-  name: { type: "string" },
-  "heartbeat-ms": { type: "string" },
-  "host-ttl-ms": { type: "string" },
-  "grace-ms": { type: "string" },
-  "health-port": { type: "string" },
-  "log-level": { type: "string" },
-  host: { type: "string" },
-  all: { type: "boolean" },
-  json: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-  version: { type: "boolean", short: "v" },
-} as const;
-
-type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
+type Values = ReturnType<typeof parseArgs<{ options: typeof CLI_OPTIONS; allowPositionals: true }>>["values"];
+type OptionName = keyof typeof CLI_OPTIONS;
 
 /** A problem with the command line or its configuration (exit code 2). */
 class UsageError extends Error {}
 
-/** Option value, else its environment variable, else undefined. */
-function option(values: Values, name: keyof typeof OPTIONS, env: string): string | undefined {
+/** Option value, else its environment variable ({@link CLI_ENV}), else undefined. */
+function option(values: Values, name: OptionName): string | undefined {
   const value = values[name];
   if (typeof value === "string") return value;
-  const fromEnv = process.env[env];
+  const env = CLI_ENV[name];
+  const fromEnv = env === undefined ? undefined : process.env[env];
   return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
 }
 
-function integerOption(values: Values, name: keyof typeof OPTIONS, env: string): number | undefined {
-  const text = option(values, name, env);
+function integerOption(values: Values, name: OptionName): number | undefined {
+  const text = option(values, name);
   if (text === undefined) return undefined;
   const value = Number(text);
   if (!Number.isInteger(value) || value < 0) throw new UsageError(`--${name} must be a non-negative integer (got ${JSON.stringify(text)})`);
@@ -95,8 +77,8 @@ function integerOption(values: Values, name: keyof typeof OPTIONS, env: string):
 }
 
 function exchangeOptions(values: Values): NatsExchangeOptions {
-  const servers = option(values, "servers", "ACADEMY_SERVERS") ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
-  const creds = option(values, "creds", "ACADEMY_CREDS");
+  const servers = option(values, "servers") ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+  const creds = option(values, "creds");
   let authenticator;
   if (creds !== undefined) {
     try {
@@ -107,8 +89,8 @@ function exchangeOptions(values: Values): NatsExchangeOptions {
   }
   return {
     servers: servers.split(",").map((s) => s.trim()).filter((s) => s !== ""),
-    prefix: option(values, "prefix", "ACADEMY_PREFIX"),
-    replicas: integerOption(values, "replicas", "ACADEMY_REPLICAS"),
+    prefix: option(values, "prefix"),
+    replicas: integerOption(values, "replicas"),
     connectionOptions: {
       name: "academy-cli",
       maxReconnectAttempts: -1,
@@ -119,7 +101,7 @@ function exchangeOptions(values: Values): NatsExchangeOptions {
 }
 
 async function runHost(values: Values): Promise<number> {
-  const pool = option(values, "pool", "ACADEMY_POOL");
+  const pool = option(values, "pool");
   if (pool === undefined) throw new UsageError("academy host needs --pool <name> (or ACADEMY_POOL)");
   const modules = [
     ...(values.module ?? []),
@@ -128,19 +110,19 @@ async function runHost(values: Values): Promise<number> {
     .map((m) => m.trim())
     .filter((m) => m !== "");
   if (modules.length === 0) throw new UsageError("academy host needs --module <spec> (or ACADEMY_MODULES)");
-  const logger = pino({ level: option(values, "log-level", "ACADEMY_LOG_LEVEL") ?? "info", base: { pid: process.pid } });
-  const graceMs = integerOption(values, "grace-ms", "ACADEMY_GRACE_MS") ?? 30_000;
-  const healthPort = integerOption(values, "health-port", "ACADEMY_HEALTH_PORT");
+  const logger = pino({ level: option(values, "log-level") ?? "info", base: { pid: process.pid } });
+  const graceMs = integerOption(values, "grace-ms") ?? 30_000;
+  const healthPort = integerOption(values, "health-port");
   const exchange = exchangeOptions(values);
   const connectionOptions = { ...exchange.connectionOptions, name: `academy-host-${pool}` };
 
   const host = await RuntimeHost.start({
     pool,
     modules,
-    capacity: integerOption(values, "capacity", "ACADEMY_CAPACITY"),
-    name: option(values, "name", "ACADEMY_HOST_NAME"),
-    heartbeatMs: integerOption(values, "heartbeat-ms", "ACADEMY_HEARTBEAT_MS"),
-    hostTtlMs: integerOption(values, "host-ttl-ms", "ACADEMY_HOST_TTL_MS"),
+    capacity: integerOption(values, "capacity"),
+    name: option(values, "name"),
+    heartbeatMs: integerOption(values, "heartbeat-ms"),
+    hostTtlMs: integerOption(values, "host-ttl-ms"),
     exchange: { ...exchange, connectionOptions, logger },
     logger,
   });
@@ -203,7 +185,7 @@ async function withExchange<T>(values: Values, use: (factory: NatsExchangeFactor
 }
 
 async function listHosts(values: Values): Promise<number> {
-  const rows = await withExchange(values, async (f) => listHostRows(await f.context(), { pool: option(values, "pool", "ACADEMY_POOL") }));
+  const rows = await withExchange(values, async (f) => listHostRows(await f.context(), { pool: option(values, "pool") }));
   if (values.json === true) {
     console.log(JSON.stringify(rows, null, 2));
   } else if (rows.length === 0) {
@@ -227,7 +209,7 @@ async function listHosts(values: Values): Promise<number> {
 
 async function listAgents(values: Values): Promise<number> {
   const rows = await withExchange(values, async (f) =>
-    listAgentRows(await f.context(), { pool: option(values, "pool", "ACADEMY_POOL"), host: values.host, all: values.all }),
+    listAgentRows(await f.context(), { pool: option(values, "pool"), host: values.host, all: values.all }),
   );
   if (values.json === true) {
     console.log(JSON.stringify(rows, null, 2));
@@ -253,7 +235,7 @@ async function listAgents(values: Values): Promise<number> {
 export async function main(argv: readonly string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: [...argv], options: CLI_OPTIONS, allowPositionals: true, strict: true });
   } catch (error) {
     console.error(`academy: ${(error as Error).message}\n\n${USAGE}`);
     return 2;

@@ -79,14 +79,8 @@ export async function listAgentRows(
     const known = placements.get(p.uid);
     if (known === undefined || p.updatedAt > known.updatedAt) placements.set(p.uid, p);
   }
-  const records: MailboxRecord[] = [];
-  await ctx.retry("list agents", async () => {
-    records.length = 0;
-    await scanLatest(ctx.js, ctx.layout.registryBucket, ">", (_key, value) => {
-      const record = decodeRecord(value);
-      if (record?.role === EntityRole.Agent) records.push(record);
-    });
-  });
+  const latest = await ctx.retry("list agents", () => scanLatest(ctx.js, ctx.layout.registryBucket, ">"));
+  const records: MailboxRecord[] = [...latest.values()].map(decodeRecord).filter((r) => r?.role === EntityRole.Agent) as MailboxRecord[];
   const rows: AgentRow[] = [];
   for (const r of records) {
     const p = placements.get(r.uid);

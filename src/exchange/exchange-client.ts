@@ -127,10 +127,10 @@ export abstract class ExchangeClient implements DecodeContext, HandleClient {
     return this.transport.discover(typeRefName(type), options.allowSubclasses ?? true);
   }
 
-  /** Status of a mailbox: `missing`, `active` or `terminated`. */
+  /** Status of a mailbox: `missing`, `active` or `terminated`, as the exchange has it now. */
   async status(id: EntityId): Promise<MailboxStatus> {
     this.#assertOpen();
-    return this.transport.status(id.uid);
+    return this.transport.status(id.uid, true);
   }
 
   /**

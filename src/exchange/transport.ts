@@ -72,8 +72,11 @@ export interface ExchangeTransport {
    */
   send(message: Message): Promise<void>;
 
-  /** Status of the mailbox with this uid. */
-  status(uid: string): Promise<MailboxStatus>;
+  /**
+   * Status of the mailbox with this uid. With `fresh`, read at the source (the registry bucket),
+   * not from a cache that may trail it by a moment.
+   */
+  status(uid: string, fresh?: boolean): Promise<MailboxStatus>;
   /** Register a new agent mailbox of the given type. */
   registerAgent(type: AgentTypeInfo, name?: string): Promise<AgentRegistration>;
   /** Active agents whose type is `typeName` (or, with `allowSubclasses`, has it as an ancestor). */

@@ -186,15 +186,10 @@ export class PoolStore {
 
   /** Every placement of a pool (or of every pool), latest values. */
   async listPlacements(pool?: string): Promise<Placement[]> {
-    const found: Placement[] = [];
-    await this.ctx.retry("list placements", async () => {
-      found.length = 0;
-      await scanLatest(this.ctx.js, this.ctx.layout.placementsBucket, pool === undefined ? ">" : `${pool}.*`, (_key, value) => {
-        const placement = decodePlacement(value);
-        if (placement !== undefined) found.push(placement);
-      });
-    });
-    return found;
+    const latest = await this.ctx.retry("list placements", () =>
+      scanLatest(this.ctx.js, this.ctx.layout.placementsBucket, pool === undefined ? ">" : `${pool}.*`),
+    );
+    return [...latest.values()].map(decodePlacement).filter((p) => p !== undefined);
   }
 
   /**

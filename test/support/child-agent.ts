@@ -1,6 +1,7 @@
 /**
- * Runs test/fixtures/agent-process.ts in a child process (TypeScript through tsx) and lets the
- * test wait for lines it prints.
+ * Runs a TypeScript script in a child process (through tsx) and lets the test wait for lines it
+ * prints: test/fixtures/agent-process.ts ({@link spawnChildAgent}) or the `academy` CLI
+ * (test/support/host-process.ts).
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -10,6 +11,10 @@ const SCRIPT = fileURLToPath(new URL("../fixtures/agent-process.ts", import.meta
 
 export interface ChildAgent {
   readonly child: ChildProcess;
+  /** Every stdout line so far. */
+  readonly lines: readonly string[];
+  /** Send a signal (no-op once it exited). */
+  signal(signal: NodeJS.Signals): void;
   /** Resolve with the first output line matching `pattern` (from now or already printed). */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** SIGKILL the process and wait for it to exit. */
@@ -19,7 +24,12 @@ export interface ChildAgent {
 }
 
 export function spawnChildAgent(args: string[]): ChildAgent {
-  const child = spawn(process.execPath, ["--import", "tsx", SCRIPT, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  return spawnScript(SCRIPT, args);
+}
+
+/** Run `script` (a .ts file) with `args` in a child process. */
+export function spawnScript(script: string, args: string[], env: NodeJS.ProcessEnv = process.env): ChildAgent {
+  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { stdio: ["ignore", "pipe", "pipe"], env });
   const lines: string[] = [];
   let stderr = "";
   const listeners = new Set<() => void>();
@@ -37,7 +47,11 @@ export function spawnChildAgent(args: string[]): ChildAgent {
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   return {
     child,
+    lines,
     exited,
+    signal(signal) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
     waitFor(pattern, timeoutMs = 20_000) {
       return new Promise<string>((resolve, reject) => {
         const check = (): void => {

@@ -8,15 +8,12 @@ import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/nats-core";
 
 /**
- * Call `onEntry(key, value)` for the latest value of every key matching `keyFilter` (KV key syntax,
- * `*` and `>` allowed) of bucket `bucket` that is not deleted. Entries arrive in stream order.
+ * The latest value of every key matching `keyFilter` (KV key syntax, `*` and `>` allowed) of
+ * bucket `bucket` that is not deleted, in stream order. Writes made while the scan runs may or
+ * may not be included; a key is listed once, with its latest value seen.
  */
-export async function scanLatest(
-  js: JetStreamClient,
-  bucket: string,
-  keyFilter: string,
-  onEntry: (key: string, value: Uint8Array) => void,
-): Promise<void> {
+export async function scanLatest(js: JetStreamClient, bucket: string, keyFilter: string): Promise<Map<string, Uint8Array>> {
+  const latest = new Map<string, Uint8Array>();
   const keyPrefix = `$KV.${bucket}.`;
   const consumer = await js.consumers.getPushConsumer(`KV_${bucket}`, {
     filter_subject: `${keyPrefix}${keyFilter}`,
@@ -26,7 +23,7 @@ export async function scanLatest(
     idle_heartbeat: nanos(5_000),
   } as never);
   const info = await consumer.info(true);
-  if (info.num_pending === 0) return;
+  if (info.num_pending === 0) return latest;
   let caughtUp!: () => void;
   const done = new Promise<void>((resolve) => {
     caughtUp = resolve;
@@ -34,7 +31,9 @@ export async function scanLatest(
   const messages = await consumer.consume({
     callback: (m) => {
       const operation = m.headers?.get("KV-Operation");
-      if (operation !== "DEL" && operation !== "PURGE") onEntry(m.subject.slice(keyPrefix.length), m.data);
+      const key = m.subject.slice(keyPrefix.length);
+      latest.delete(key);
+      if (operation !== "DEL" && operation !== "PURGE") latest.set(key, m.data);
       if (m.info.pending === 0) caughtUp();
     },
   });
@@ -48,4 +47,5 @@ export async function scanLatest(
   } finally {
     messages.stop();
   }
+  return latest;
 }

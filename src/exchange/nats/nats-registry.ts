@@ -173,14 +173,14 @@ export class NatsRegistry {
   async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
     return this.#retry("discover", async () => {
       const found: AgentId[] = [];
-      await scanLatest(this.#js, this.#typesBucket, `${typeNameToken(typeName)}.*`, (key, value) => {
+      for (const [key, value] of await scanLatest(this.#js, this.#typesBucket, `${typeNameToken(typeName)}.*`)) {
         try {
           const [concrete, name] = decodeValue(value) as [string, string | undefined];
           if (allowSubclasses || concrete === typeName) found.push(new AgentId(key.slice(key.lastIndexOf(".") + 1), name ?? undefined));
         } catch {
           // A foreign value in our bucket: not one of our agents.
         }
-      });
+      }
       return found;
     });
   }

@@ -62,8 +62,8 @@ export class NatsTransport implements ExchangeTransport {
     await this.#ctx.send(message);
   }
 
-  async status(uid: string): Promise<MailboxStatus> {
-    return this.#ctx.status(uid);
+  async status(uid: string, fresh = false): Promise<MailboxStatus> {
+    return fresh ? this.#ctx.registry.status(uid) : this.#ctx.status(uid);
   }
 
   async registerAgent(type: AgentTypeInfo, name?: string): Promise<AgentRegistration> {

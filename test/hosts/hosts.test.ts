@@ -1,0 +1,386 @@
+/**
+ * Runtime hosts as separate processes (`academy host`, through tsx) against a real nats-server:
+ * placement across hosts, capacity, failover after kill -9, graceful drain, fast failure of
+ * unknown types, dead-lettering of malformed launches, retries, and the listing commands.
+ * Each test uses its own prefix, so every test has its own streams, buckets and pool.
+ */
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import {
+  AgentAlreadyLaunchedError,
+  AgentTerminatedError,
+  HostPoolExecutor,
+  MailboxStatus,
+  Manager,
+  NatsExchangeFactory,
+  PlacementState,
+  UnknownAgentTypeError,
+  natsLayout,
+} from "../../src/index.ts";
+import type { Handle, Placement } from "../../src/index.ts";
+import { PoolStore } from "../../src/pool/pool-store.ts";
+import { POOL_RECORD_VERSION } from "../../src/pool/records.ts";
+import type { LaunchRequest } from "../../src/pool/records.ts";
+import { encodeValue } from "../../src/protocol/codec.ts";
+import { defaultRuntimeConfig } from "../../src/agent/runtime-config.ts";
+import { AlwaysFailing, PoolCounter } from "../fixtures/host-agents.ts";
+import { runCli, spawnHost } from "../support/host-process.ts";
+import type { HostProcess, SpawnHostOptions } from "../support/host-process.ts";
+import { startTestNats } from "../support/nats.ts";
+import type { TestNats } from "../support/nats.ts";
+
+let nats: TestNats;
+let nc: NatsConnection;
+let serial = 0;
+const hosts: HostProcess[] = [];
+
+beforeAll(async () => {
+  nats = await startTestNats();
+  nc = await connect(nats.connectionOptions);
+});
+afterEach(async () => {
+  await Promise.all(hosts.splice(0).map((h) => h.kill()));
+});
+afterAll(async () => {
+  await nc?.close();
+  await nats?.[Symbol.asyncDispose]();
+});
+
+/** Fast liveness for most tests; the failover test uses the defaults. */
+const FAST = { heartbeatMs: 300, hostTtlMs: 1_500 } as const;
+
+interface Pool {
+  readonly prefix: string;
+  readonly pool: string;
+  readonly manager: Manager;
+  readonly factory: NatsExchangeFactory;
+  start(options?: Partial<SpawnHostOptions>): Promise<HostProcess>;
+  placements(): Promise<Placement[]>;
+}
+
+async function pool(options: { maxRetries?: number } = {}): Promise<Pool & AsyncDisposable> {
+  const prefix = `h${process.pid}_${++serial}`;
+  const poolName = "workers";
+  const factory = new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix });
+  const manager = await Manager.fromExchangeFactory(factory, {
+    executors: { workers: new HostPoolExecutor({ pool: poolName }) },
+    maxRetries: options.maxRetries ?? 0,
+    retryBackoffMs: 50,
+  });
+  return {
+    prefix,
+    pool: poolName,
+    manager,
+    factory,
+    async start(extra = {}) {
+      const host = await spawnHost({ servers: nats.url, prefix, pool: poolName, ...FAST, ...extra });
+      hosts.push(host);
+      return host;
+    },
+    async placements() {
+      return (await PoolStore.for(await factory.context())).listPlacements(poolName);
+    },
+    async [Symbol.asyncDispose]() {
+      // Stop the agents while their hosts still run (close waits for them), but never hang here:
+      // a failed test may have left agents that no host will stop.
+      const closed = manager.close().catch(() => undefined);
+      await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 5_000))]);
+      await Promise.all(hosts.splice(0).map((h) => h.kill()));
+    },
+  };
+}
+
+async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function launchAll(p: Pool, count: number): Promise<Array<Handle<PoolCounter>>> {
+  return Promise.all(Array.from({ length: count }, (_, i) => p.manager.launch(PoolCounter, { executor: "workers", args: [i * 100] })));
+}
+
+describe("runtime hosts", () => {
+  test("hosts of a pool share the launches, and agents get their arguments", async () => {
+    await using p = await pool();
+    const [a, b] = await Promise.all([p.start(), p.start()]);
+    const handles = await launchAll(p, 20);
+    const answers = await Promise.all(handles.map((h) => h.increment(1)));
+    expect(answers).toEqual(Array.from({ length: 20 }, (_, i) => i * 100 + 1));
+    const pids = await Promise.all(handles.map((h) => h.where()));
+    const byPid = new Map<number, number>();
+    for (const pid of pids) byPid.set(pid, (byPid.get(pid) ?? 0) + 1);
+    expect([...byPid.keys()].sort()).toEqual([a.child.pid, b.child.pid].sort());
+    const placements = await p.placements();
+    expect(new Set(placements.map((pl) => pl.host))).toEqual(new Set([a.hostId, b.hostId]));
+    expect(placements.every((pl) => pl.state === PlacementState.Running)).toBe(true);
+  });
+
+  test("a host runs at most --capacity agents; the rest wait in the stream", async () => {
+    await using p = await pool();
+    await p.start({ capacity: 3 });
+    const handles = await launchAll(p, 5);
+    const states = async (): Promise<string[]> => (await p.placements()).map((pl) => pl.state).sort();
+    await eventually(async () => ((await states()).join() === "queued,queued,running,running,running" ? true : undefined), 5_000, "3 running, 2 queued");
+    const ctx = await p.factory.context();
+    const info = await ctx.jsm.consumers.info(ctx.layout.launchStream, ctx.layout.poolConsumer(p.pool));
+    expect(info.num_pending + info.num_ack_pending).toBe(2);
+    // A freed slot takes the next launch.
+    const placements = await p.placements();
+    const running = placements.filter((pl) => pl.state === PlacementState.Running).map((pl) => pl.uid);
+    const queued = placements.filter((pl) => pl.state === PlacementState.Queued).map((pl) => pl.uid);
+    const byId = (uid: string): Handle<PoolCounter> => handles.find((h) => h.agentId.uid === uid)!;
+    await Promise.all(running.map((uid) => byId(uid).increment()));
+    // A request to a queued agent waits in its mailbox until the agent starts.
+    const waiting = byId(queued[0]!).increment(7);
+    await p.manager.shutdown(byId(running[0]!));
+    await eventually(async () => ((await states()).join() === "completed,queued,running,running,running" ? true : undefined), 10_000, "one more running");
+    await p.manager.shutdown(byId(running[1]!));
+    expect(await waiting).toBe(handles.indexOf(byId(queued[0]!)) * 100 + 7);
+    await eventually(async () => ((await states()).join() === "completed,completed,running,running,running" ? true : undefined), 10_000, "both queued running");
+  });
+
+  test("kill -9 of a host: its agents answer again under the same ids, requests sent meanwhile included", async () => {
+    await using p = await pool();
+    // Default liveness settings: this measures the failover users get.
+    const victim = await p.start({ heartbeatMs: 2_000, hostTtlMs: 6_000, capacity: 20 });
+    const handles = await launchAll(p, 20);
+    expect(new Set(await Promise.all(handles.map((h) => h.where())))).toEqual(new Set([victim.child.pid]));
+    const survivor = await p.start({ heartbeatMs: 2_000, hostTtlMs: 6_000, capacity: 20 });
+
+    const killedAt = performance.now();
+    await victim.kill();
+    // Sent while the host is dead: they wait in the mailboxes.
+    const during = handles.map((h) => h.increment(1000));
+    const answered = await Promise.all(during.map((call) => call.then(() => performance.now())));
+    const failoverMs = Math.max(...answered) - killedAt;
+    console.log(`failover of 20 agents after kill -9 (default settings): ${(failoverMs / 1000).toFixed(2)} s`);
+    expect(failoverMs).toBeLessThan(15_000);
+
+    expect(await Promise.all(during)).toEqual(Array.from({ length: 20 }, (_, i) => i * 100 + 1000));
+    expect(new Set(await Promise.all(handles.map((h) => h.where())))).toEqual(new Set([survivor.child.pid]));
+    const placements = await p.placements();
+    expect(placements.every((pl) => pl.host === survivor.hostId && pl.gen === 1)).toBe(true);
+    expect(runCli(["hosts", "--servers", nats.url, "--prefix", p.prefix, "--json"]).stdout).not.toContain(victim.hostId);
+  });
+
+  test("an agent whose mailbox was terminated while its host was down is not restarted", async () => {
+    await using p = await pool();
+    const victim = await p.start();
+    const [kept, ended] = await launchAll(p, 2);
+    await Promise.all([kept!.where(), ended!.where()]);
+    await victim.kill();
+    await p.manager.exchangeClient.terminate(ended!.agentId);
+    const survivor = await p.start();
+    expect(await kept!.where()).toBe(survivor.child.pid);
+    const placement = await eventually(
+      async () => (await p.placements()).find((pl) => pl.uid === ended!.agentId.uid && pl.state === PlacementState.Failed),
+      10_000,
+      "the terminated agent's placement to fail",
+    );
+    expect(placement.error?.type).toBe("AgentTerminatedError");
+    await expect(p.manager.wait([ended!], { raiseError: true, timeoutMs: 5_000 })).rejects.toBeInstanceOf(AgentTerminatedError);
+    expect(survivor.logs().filter((l) => l.msg === "agent starting" && l.agentId === ended!.agentId.uid)).toEqual([]);
+  });
+
+  test("SIGTERM drains a host: its agents move to another host and it exits 0", async () => {
+    await using p = await pool();
+    const leaving = await p.start({ graceMs: 20_000 });
+    const handles = await launchAll(p, 6);
+    expect(new Set(await Promise.all(handles.map((h) => h.where())))).toEqual(new Set([leaving.child.pid]));
+    const staying = await p.start();
+    // A request running when the drain starts is answered, not cancelled.
+    const running = handles[0]!.slow(1_000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    leaving.signal("SIGTERM");
+    expect(await running).toBe(leaving.child.pid);
+    expect(await leaving.exited).toBe(0);
+    expect(leaving.logs().some((l) => l.msg === "host drained and stopped")).toBe(true);
+    expect(new Set(await Promise.all(handles.map((h) => h.where())))).toEqual(new Set([staying.child.pid]));
+    expect(await handles[1]!.increment(1)).toBe(101);
+    const placements = await p.placements();
+    expect(placements.every((pl) => pl.host === staying.hostId && pl.gen === 1 && pl.attempt === 0)).toBe(true);
+    // The manager still tracks them: shutting them down completes their waits.
+    await Promise.all(handles.map((h) => p.manager.shutdown(h)));
+    expect(p.manager.running()).toEqual([]);
+  });
+
+  test("a second SIGTERM forces the exit while agents are still busy", async () => {
+    await using p = await pool();
+    const host = await p.start({ graceMs: 60_000 });
+    const [h] = await launchAll(p, 1);
+    await h!.where();
+    void h!.slow(30_000).catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    host.signal("SIGTERM");
+    await host.waitFor(/"msg":"draining"/);
+    host.signal("SIGTERM");
+    expect(await host.exited).toBe(1);
+  });
+
+  test("a type no host of the pool can run fails fast with a typed error naming type and pool", async () => {
+    await using p = await pool();
+    await p.start();
+    class NotOnHosts extends PoolCounter {}
+    const started = performance.now();
+    const error = await p.manager.launch(NotOnHosts, { executor: "workers" }).catch((e: unknown) => e);
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(error).toBeInstanceOf(UnknownAgentTypeError);
+    expect(error).toMatchObject({ agentType: "NotOnHosts", pool: "workers" });
+    expect((error as Error).message).toMatch(/NotOnHosts.*workers|workers.*NotOnHosts/);
+    // Nothing was left registered for it.
+    expect(await p.manager.exchangeClient.discover(NotOnHosts)).toEqual([]);
+  });
+
+  test("a launch of an unknown type that reaches a host is rejected, dead-lettered, and its waiters get the error", async () => {
+    await using p = await pool();
+    const host = await p.start();
+    const ctx = await p.factory.context();
+    const store = await PoolStore.for(ctx);
+    const registration = await p.manager.registerAgent(PoolCounter);
+    const request: LaunchRequest = {
+      ...launchRequest(registration.agentId.uid, p.pool),
+      type: "Mystery",
+      chain: ["Mystery", "Agent"],
+    };
+    await store.publishLaunch(request);
+    const placement = await eventually(
+      async () => (await p.placements()).find((pl) => pl.uid === request.uid && pl.state === PlacementState.Failed),
+      10_000,
+      "the placement to fail",
+    );
+    expect(placement.error).toMatchObject({ type: "UnknownAgentTypeError" });
+    expect(await p.manager.exchangeClient.status(registration.agentId)).toBe(MailboxStatus.Terminated);
+    const dead = await deadLetters(p.prefix, p.pool);
+    expect(dead).toEqual([expect.objectContaining({ reason: "UNKNOWN_AGENT_TYPE" })]);
+    expect(host.logs().some((l) => l.msg === "launch request rejected" && l.agentType === "Mystery")).toBe(true);
+  });
+
+  test("malformed launch requests are dead-lettered and the host keeps serving", async () => {
+    await using p = await pool();
+    const host = await p.start();
+    const js = jetstream(nc);
+    const layout = natsLayout(p.prefix);
+    const registration = await p.manager.registerAgent(PoolCounter);
+    await js.publish(layout.launchSubject(p.pool, "garbage"), new Uint8Array([0xff, 0x00, 0x13]));
+    await js.publish(layout.launchSubject(p.pool, "notalaunch"), encodeValue({ hello: "world" }));
+    const badArgs = { ...launchRequest(registration.agentId.uid, p.pool), args: new Uint8Array([0xff]) };
+    await js.publish(layout.launchSubject(p.pool, badArgs.uid), encodeValue(badArgs));
+    const dead = await eventually(async () => {
+      const found = await deadLetters(p.prefix, p.pool);
+      return found.length === 3 ? found : undefined;
+    }, 10_000, "three dead letters");
+    expect(dead.map((d) => d.reason)).toEqual(["MALFORMED_MESSAGE", "MALFORMED_MESSAGE", "MALFORMED_MESSAGE"]);
+    expect(dead.map((d) => d.subject)).toEqual([
+      layout.launchSubject(p.pool, "garbage"),
+      layout.launchSubject(p.pool, "notalaunch"),
+      layout.launchSubject(p.pool, badArgs.uid),
+    ]);
+    expect(await p.manager.exchangeClient.status(registration.agentId)).toBe(MailboxStatus.Terminated);
+    // Still serving.
+    const [h] = await launchAll(p, 1);
+    expect(await h!.where()).toBe(host.child.pid);
+    expect(host.child.exitCode).toBeNull();
+  });
+
+  test("a duplicated launch request starts the agent once; launching a running agent again is refused", async () => {
+    await using p = await pool();
+    const host = await p.start();
+    const [h] = await launchAll(p, 1);
+    await h!.where();
+    const store = await PoolStore.for(await p.factory.context());
+    const placement = (await p.placements())[0]!;
+    // The same request again, past the stream's duplicate window (a different message id).
+    await jetstream(nc).publish(natsLayout(p.prefix).launchSubject(p.pool, placement.uid), encodeValue({ ...placement }), {
+      msgID: "another-id",
+    });
+    await store.publishLaunch(placement);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(host.logs().filter((l) => l.msg === "agent starting")).toHaveLength(1);
+    expect(host.logs().filter((l) => l.msg === "launch request is a duplicate or stale; dropped")).toHaveLength(1);
+    const registration = { agentId: h!.agentId, agentType: { name: "PoolCounter", chain: ["PoolCounter", "Agent"] } };
+    const other = await Manager.fromExchangeFactory(
+      new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: p.prefix }),
+      { executors: { workers: new HostPoolExecutor({ pool: p.pool }) } },
+    );
+    await expect(other.launch(PoolCounter, { executor: "workers", registration })).rejects.toBeInstanceOf(AgentAlreadyLaunchedError);
+    await other.close();
+  });
+
+  test("a failing agent is retried up to maxRetries with backoff, then its mailbox is terminated and wait raises", async () => {
+    await using p = await pool({ maxRetries: 2 });
+    const [a, b] = await Promise.all([p.start(), p.start()]);
+    const handle = await p.manager.launch(AlwaysFailing, { executor: "workers" });
+    const error = await p.manager.wait([handle], { raiseError: true, timeoutMs: 20_000 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toBe("startup failed on purpose");
+    const starts = [...a.logs(), ...b.logs()].filter((l) => l.msg === "agent starting" && l.agentId === handle.agentId.uid);
+    expect(starts.map((l) => l.attempt).sort()).toEqual([0, 1, 2]);
+    expect(await p.manager.exchangeClient.status(handle.agentId)).toBe(MailboxStatus.Terminated);
+    const placement = (await p.placements())[0]!;
+    expect(placement).toMatchObject({ state: PlacementState.Failed, attempt: 2 });
+    expect(p.manager.running()).toEqual([]);
+  });
+
+  test("academy hosts and academy agents list the pool", async () => {
+    await using p = await pool();
+    const host = await p.start({ name: "lister", capacity: 7 });
+    const handles = await launchAll(p, 2);
+    await Promise.all(handles.map((h) => h.where()));
+    const base = ["--servers", nats.url, "--prefix", p.prefix];
+    const hostsJson = runCli(["hosts", ...base, "--json"]);
+    expect(hostsJson.status).toBe(0);
+    expect(JSON.parse(hostsJson.stdout)).toEqual([
+      expect.objectContaining({ hostId: host.hostId, name: "lister", pool: "workers", load: 2, capacity: 7, state: "serving" }),
+    ]);
+    const agentsJson = JSON.parse(runCli(["agents", ...base, "--pool", "workers", "--json"]).stdout) as Array<Record<string, unknown>>;
+    expect(agentsJson.map((a) => a.agentId).sort()).toEqual(handles.map((h) => h.agentId.uid).sort());
+    expect(agentsJson.every((a) => a.host === host.hostId && a.type === "PoolCounter" && a.status === "active")).toBe(true);
+    const table = runCli(["hosts", ...base]).stdout;
+    expect(table).toMatch(/^HOST\s+POOL\s+STATE\s+LOAD\s+HEARTBEAT/);
+    expect(table).toContain("2/7");
+    expect(runCli(["agents", ...base]).stdout).toContain(host.hostId);
+    const usage = runCli(["host", ...base]);
+    expect(usage.status).toBe(2);
+    expect(usage.stderr).toContain("--pool");
+  });
+});
+
+function launchRequest(uid: string, poolName: string): LaunchRequest {
+  return {
+    v: POOL_RECORD_VERSION,
+    uid,
+    type: "PoolCounter",
+    chain: ["PoolCounter", "Agent"],
+    pool: poolName,
+    gen: 0,
+    attempt: 0,
+    args: encodeValue([5]),
+    config: { ...defaultRuntimeConfig },
+    maxRetries: 0,
+    retryBackoffMs: 10,
+    launchedAt: Date.now(),
+  };
+}
+
+/** Dead letters of a pool's launch requests: reason code and original subject. */
+async function deadLetters(prefix: string, poolName: string): Promise<Array<{ reason: string; subject: string }>> {
+  const jsm = await jetstreamManager(nc);
+  const layout = natsLayout(prefix);
+  const found: Array<{ reason: string; subject: string }> = [];
+  for (let seq = 1; ; ) {
+    const m = await jsm.streams
+      .getMessage(layout.deadLetterStream, { seq, next_by_subj: layout.poolDeadLetterSubject(poolName) } as never)
+      .catch(() => null);
+    if (m === null) break;
+    seq = m.seq + 1;
+    found.push({ reason: m.header.get("Academy-Dead-Reason"), subject: m.header.get("Academy-Original-Subject") });
+  }
+  return found;
+}
