@@ -13,7 +13,7 @@ import { NatsExchangeFactory } from "../exchange/nats/nats-exchange-factory.ts";
 import { checkPool } from "../exchange/nats/nats-layout.ts";
 import { PoolStore } from "../pool/pool-store.ts";
 import { POOL_RECORD_VERSION, PlacementState, isFinal } from "../pool/records.ts";
-import type { LaunchRequest, Placement } from "../pool/records.ts";
+import type { HostRecord, LaunchRequest, Placement } from "../pool/records.ts";
 import { fromFailure } from "../protocol/failure.ts";
 import { deferred } from "../util/deferred.ts";
 import type { Deferred } from "../util/deferred.ts";
@@ -24,6 +24,8 @@ export interface HostPoolExecutorOptions {
   /** The pool's name, as given to its hosts (`--pool`). */
   readonly pool: string;
 }
+
+const HOSTS_CACHE_MS = 1_000;
 
 interface Waiter {
   /** Generation of the placement this launch created; earlier generations' records are ignored. */
@@ -47,6 +49,7 @@ export class HostPoolExecutor implements AgentExecutor {
   #watching: { factory: ExchangeFactory; store: Promise<PoolStore> } | undefined;
   #stopWatch: (() => void) | undefined;
   #closed = false;
+  #hostsCache: { at: number; hosts: Promise<readonly HostRecord[]> } | undefined;
 
   /** @throws {InvalidConfigError} for an invalid pool name. */
   constructor(options: HostPoolExecutorOptions) {
@@ -65,10 +68,25 @@ export class HostPoolExecutor implements AgentExecutor {
       throw new AgentDefinitionError(`Host pool '${this.pool}' launches agent classes, not instances`);
     }
     const store = await this.#store(spec.exchangeFactory);
-    const hosts = (await store.listHosts(this.pool)).filter((h) => !h.value.draining);
-    if (hosts.length > 0 && !hosts.some((h) => h.value.types.includes(spec.agentType.name))) {
+    const runs = (hosts: readonly HostRecord[]): boolean => hosts.some((h) => h.types.includes(spec.agentType.name));
+    let hosts = await this.#hosts(store, false);
+    if (hosts.length > 0 && !runs(hosts)) hosts = await this.#hosts(store, true); // a host may have just joined
+    if (hosts.length > 0 && !runs(hosts)) {
       throw unknownType(spec.agentType, this.pool, `none of its ${hosts.length} host(s) can load it`);
     }
+  }
+
+  /** The pool's serving hosts, read at most once a second (launching many agents reads it once). */
+  async #hosts(store: PoolStore, fresh: boolean): Promise<readonly HostRecord[]> {
+    const now = Date.now();
+    if (fresh || this.#hostsCache === undefined || now - this.#hostsCache.at > HOSTS_CACHE_MS) {
+      const read = store.listHosts(this.pool).then((entries) => entries.map((e) => e.value).filter((h) => !h.draining));
+      this.#hostsCache = { at: now, hosts: read };
+      read.catch(() => {
+        if (this.#hostsCache?.hosts === read) this.#hostsCache = undefined;
+      });
+    }
+    return this.#hostsCache.hosts;
   }
 
   execute(spec: LaunchSpec): AgentExecution {

@@ -1,0 +1,77 @@
+/**
+ * Hosts embedded in a program (`RuntimeHost.start` with classes), and the host-pool executor's
+ * checks: a quicker loop than the child-process tests, on the same code.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import {
+  AgentDefinitionError,
+  HostPoolExecutor,
+  InvalidConfigError,
+  Manager,
+  NatsExchangeFactory,
+} from "../../src/index.ts";
+import { HostState, RuntimeHost } from "../../runtime/index.ts";
+import { PoolCounter } from "../fixtures/host-agents.ts";
+import { startTestNats } from "../support/nats.ts";
+import type { TestNats } from "../support/nats.ts";
+
+let nats: TestNats;
+let serial = 0;
+
+beforeAll(async () => {
+  nats = await startTestNats();
+});
+afterAll(async () => {
+  await nats?.[Symbol.asyncDispose]();
+});
+
+function exchange(prefix: string): NatsExchangeFactory {
+  return new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix });
+}
+
+describe("embedded runtime hosts", () => {
+  test("a drained host hands its agents to another host of the pool", async () => {
+    const prefix = `e${process.pid}_${++serial}`;
+    const options = { pool: "embedded", classes: [PoolCounter], heartbeatMs: 200, hostTtlMs: 1_000 };
+    const first = await RuntimeHost.start({ ...options, exchange: { servers: nats.url, prefix } });
+    expect(first.state).toBe(HostState.Serving);
+    await using manager = await Manager.fromExchangeFactory(exchange(prefix), {
+      executors: { embedded: new HostPoolExecutor({ pool: "embedded" }) },
+    });
+    const a = await manager.launch(PoolCounter, { executor: "embedded", args: [10] });
+    const b = await manager.launch(PoolCounter, { executor: "embedded", args: [20] });
+    expect([await a.increment(), await b.increment()]).toEqual([11, 21]);
+    expect(first.agentIds().sort()).toEqual([a.agentId.uid, b.agentId.uid].sort());
+
+    await using second = await RuntimeHost.start({ ...options, exchange: { servers: nats.url, prefix }, capacity: 1 });
+    await first.drain();
+    expect(first.state).toBe(HostState.Stopped);
+    expect(first.agentIds()).toEqual([]);
+    // The second host has room for one: one agent moves there, the other waits for capacity.
+    await expect.poll(() => second.agentIds().length, { timeout: 5_000 }).toBe(1);
+    const [moved, waiting] = second.agentIds()[0] === a.agentId.uid ? [a, b] : [b, a];
+    // Rebuilt from its launch arguments on the new host (in-memory state does not move).
+    expect(await moved.increment()).toBe(moved === a ? 11 : 21);
+    await manager.shutdown(moved);
+    await expect.poll(() => second.agentIds(), { timeout: 5_000 }).toEqual([waiting.agentId.uid]);
+    expect(await waiting.increment(5)).toBe(waiting === a ? 15 : 25);
+    // Close the manager while a host still runs its agent (close waits for it to stop).
+    await manager.close();
+  });
+
+  test("the executor checks what it is given", async () => {
+    const pool = new HostPoolExecutor({ pool: "checks" });
+    await using local = await Manager.fromExchangeFactory(undefined, { executors: { checks: pool } });
+    await expect(local.launch(PoolCounter, { executor: "checks" })).rejects.toBeInstanceOf(InvalidConfigError);
+    const prefix = `e${process.pid}_${++serial}`;
+    await using manager = await Manager.fromExchangeFactory(exchange(prefix), {
+      executors: { checks: new HostPoolExecutor({ pool: "checks" }) },
+    });
+    await expect(manager.launch(new PoolCounter(), { executor: "checks" })).rejects.toBeInstanceOf(AgentDefinitionError);
+    expect(() => new HostPoolExecutor({ pool: "no.dots" })).toThrow(InvalidConfigError);
+    await expect(RuntimeHost.start({ pool: "x", exchange: { servers: nats.url, prefix } })).rejects.toBeInstanceOf(InvalidConfigError);
+    await expect(RuntimeHost.start({ pool: "x", classes: [PoolCounter], heartbeatMs: 1000, hostTtlMs: 1500 })).rejects.toThrow(
+      /at least twice/,
+    );
+  });
+});
