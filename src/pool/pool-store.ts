@@ -33,6 +33,8 @@ export interface HostEntry extends Versioned<HostRecord> {
 /** KV errors meaning "the key is not at the revision you expected" (or exists, for create). */
 const WRONG_LAST_SEQUENCE = 10071;
 const RESTART_DELAY_MS = 500;
+/** Room left for the NATS headers of a launch request or KV write (message id, KV operation). */
+const HEADER_ALLOWANCE = 256;
 
 function isConflict(error: unknown): boolean {
   return jetStreamErrorCode(error) === WRONG_LAST_SEQUENCE || /wrong last sequence|key exists/i.test(String((error as Error)?.message));
@@ -123,6 +125,7 @@ export class PoolStore {
     const { layout, js, settings } = this.ctx;
     const subject = layout.launchSubject(request.pool, request.uid);
     const data = encodeLaunchRequest(request);
+    this.ctx.checkSize(data.byteLength + HEADER_ALLOWANCE, `Launch request of agent ${request.uid}`);
     return this.ctx.retry("publish launch request", () =>
       js.publish(subject, data, { msgID: `launch:${request.uid}:${request.gen}`, timeout: settings.requestTimeoutMs }),
     );
@@ -147,8 +150,10 @@ export class PoolStore {
   /** Create a placement; undefined if one exists already. */
   async createPlacement(placement: Placement): Promise<Versioned<Placement> | undefined> {
     const key = this.ctx.layout.placementKey(placement.pool, placement.uid);
+    const data = encodeValue(placement);
+    this.ctx.checkSize(data.byteLength + HEADER_ALLOWANCE, `Placement of agent ${placement.uid} (its launch arguments included)`);
     try {
-      const revision = await this.ctx.retry("create placement", () => this.placements.create(key, encodeValue(placement)));
+      const revision = await this.ctx.retry("create placement", () => this.placements.create(key, data));
       return { value: placement, revision };
     } catch (error) {
       if (isConflict(error)) return undefined;

@@ -9,6 +9,7 @@ import {
   InvalidConfigError,
   Manager,
   NatsExchangeFactory,
+  PayloadTooLargeError,
 } from "../../src/index.ts";
 import { HostState, RuntimeHost } from "../../runtime/index.ts";
 import { PoolCounter } from "../fixtures/host-agents.ts";
@@ -68,6 +69,11 @@ describe("embedded runtime hosts", () => {
       executors: { checks: new HostPoolExecutor({ pool: "checks" }) },
     });
     await expect(manager.launch(new PoolCounter(), { executor: "checks" })).rejects.toBeInstanceOf(AgentDefinitionError);
+    // Arguments larger than the server takes: a typed error, and no mailbox left behind.
+    const huge = new Uint8Array(2 * 1024 * 1024);
+    await expect(manager.launch(PoolCounter, { executor: "checks", args: [huge] })).rejects.toBeInstanceOf(PayloadTooLargeError);
+    expect(await manager.exchangeClient.discover(PoolCounter)).toEqual([]);
+    expect(manager.running()).toEqual([]);
     expect(() => new HostPoolExecutor({ pool: "no.dots" })).toThrow(InvalidConfigError);
     await expect(RuntimeHost.start({ pool: "x", exchange: { servers: nats.url, prefix } })).rejects.toBeInstanceOf(InvalidConfigError);
     await expect(RuntimeHost.start({ pool: "x", classes: [PoolCounter], heartbeatMs: 1000, hostTtlMs: 1500 })).rejects.toThrow(

@@ -201,7 +201,7 @@ export class NatsExchangeContext {
     const msgId = request ? message.tag : `r:${message.tag}`;
     const fields: Array<[string, string]> = [[MessageHeader.MsgId, msgId]];
     if (message.src !== undefined) fields.push([MessageHeader.Source, message.src]);
-    this.#checkSize(data.byteLength + headerBytes(fields), message.dest);
+    this.checkSize(data.byteLength + headerBytes(fields), `Message to ${message.dest}`);
     if (!request && message.replyTo !== undefined) {
       // Every reply this process publishes passes here: never into the exchange's own subjects.
       if (message.replyTo.startsWith(`${this.layout.prefix}.`)) {
@@ -301,10 +301,14 @@ export class NatsExchangeContext {
     return this.retry("publish", () => this.js.publish(subject, data, { msgID, headers, timeout: this.settings.requestTimeoutMs }));
   }
 
-  #checkSize(size: number, dest: string): void {
+  /**
+   * @param what - what is being sent, for the message ("Message to <uid>").
+   * @throws {PayloadTooLargeError} if `size` exceeds the server's `max_payload`.
+   */
+  checkSize(size: number, what: string): void {
     if (size > this.maxPayload) {
       throw new PayloadTooLargeError(
-        `Message to ${dest} is ${size} bytes (headers included); the NATS server's max_payload is ${this.maxPayload} bytes`,
+        `${what} is ${size} bytes (headers included); the NATS server's max_payload is ${this.maxPayload} bytes`,
         { size, limit: this.maxPayload },
       );
     }
