@@ -224,6 +224,23 @@ describe("runtime hosts", () => {
     expect(await host.exited).toBe(1);
   });
 
+  test("the drain deadline (--grace-ms) forces the exit; the unfinished request runs again on another host", async () => {
+    await using p = await pool();
+    const host = await p.start({ graceMs: 1_000 });
+    const [h] = await launchAll(p, 1);
+    await h!.where();
+    const slow = h!.slow(5_000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const signalled = performance.now();
+    host.signal("SIGTERM");
+    expect(await host.exited).toBe(1);
+    expect(performance.now() - signalled).toBeLessThan(4_000);
+    expect(host.logs().some((l) => l.msg === "drain grace time passed: forcing exit; the pool restarts the remaining agents when this host is reaped")).toBe(true);
+    // The request never got its answer from the old host: a new host runs it again.
+    const next = await p.start();
+    expect(await slow).toBe(next.child.pid);
+  });
+
   test("a type no host of the pool can run fails fast with a typed error naming type and pool", async () => {
     await using p = await pool();
     await p.start();
