@@ -184,26 +184,24 @@ async function withExchange<T>(values: Values, use: (factory: NatsExchangeFactor
   }
 }
 
+/** Print rows as JSON (`--json`) or as a table. */
+function printRows<T extends object>(values: Values, rows: readonly T[], what: string, columns: Parameters<typeof formatTable<T>>[1]): void {
+  if (values.json === true) console.log(JSON.stringify(rows, null, 2));
+  else console.log(rows.length === 0 ? `no ${what}` : formatTable(rows, columns));
+}
+
 async function listHosts(values: Values): Promise<number> {
   const rows = await withExchange(values, async (f) => listHostRows(await f.context(), { pool: option(values, "pool") }));
-  if (values.json === true) {
-    console.log(JSON.stringify(rows, null, 2));
-  } else if (rows.length === 0) {
-    console.log("no hosts");
-  } else {
-    console.log(
-      formatTable(rows, [
-        ["HOST", (r) => r.hostId],
-        ["POOL", (r) => r.pool],
-        ["STATE", (r) => r.state],
-        ["LOAD", (r) => `${r.load}/${r.capacity}`],
-        ["HEARTBEAT", (r) => `${formatAge(r.heartbeatAgeMs)} ago`],
-        ["UP SINCE", (r) => r.startedAt],
-        ["MACHINE", (r) => `${r.hostname}:${r.pid}`],
-        ["VERSION", (r) => r.version],
-      ]),
-    );
-  }
+  printRows(values, rows, "hosts", [
+    ["HOST", (r) => r.hostId],
+    ["POOL", (r) => r.pool],
+    ["STATE", (r) => r.state],
+    ["LOAD", (r) => `${r.load}/${r.capacity}`],
+    ["HEARTBEAT", (r) => `${formatAge(r.heartbeatAgeMs)} ago`],
+    ["UP SINCE", (r) => r.startedAt],
+    ["MACHINE", (r) => `${r.hostname}:${r.pid}`],
+    ["VERSION", (r) => r.version],
+  ]);
   return 0;
 }
 
@@ -211,24 +209,16 @@ async function listAgents(values: Values): Promise<number> {
   const rows = await withExchange(values, async (f) =>
     listAgentRows(await f.context(), { pool: option(values, "pool"), host: values.host, all: values.all }),
   );
-  if (values.json === true) {
-    console.log(JSON.stringify(rows, null, 2));
-  } else if (rows.length === 0) {
-    console.log("no agents");
-  } else {
-    console.log(
-      formatTable(rows, [
-        ["AGENT", (r) => r.agentId],
-        ["NAME", (r) => r.name],
-        ["TYPE", (r) => r.type],
-        ["STATUS", (r) => r.status],
-        ["PLACEMENT", (r) => r.placement],
-        ["POOL", (r) => r.pool],
-        ["HOST", (r) => r.host],
-        ["RETRIES", (r) => r.attempt],
-      ]),
-    );
-  }
+  printRows(values, rows, "agents", [
+    ["AGENT", (r) => r.agentId],
+    ["NAME", (r) => r.name],
+    ["TYPE", (r) => r.type],
+    ["STATUS", (r) => r.status],
+    ["PLACEMENT", (r) => r.placement],
+    ["POOL", (r) => r.pool],
+    ["HOST", (r) => r.host],
+    ["RETRIES", (r) => r.attempt],
+  ]);
   return 0;
 }
 

@@ -203,44 +203,21 @@ export class PoolStore {
    * the watch is in place.
    */
   async watchPlacements(pool: string, onChange: (placement: Placement, revision: number) => void): Promise<() => void> {
-    let stopped = false;
-    let stopWatch: (() => void) | undefined;
     let resumeFrom = 0;
-    const open = async (): Promise<AsyncIterable<KvEntry>> => {
-      const watch = await this.placements.watch({
-        key: `${pool}.*`,
-        ...(resumeFrom > 0 ? { resumeFromRevision: resumeFrom } : { include: KvWatchInclude.UpdatesOnly }),
-      });
-      stopWatch = () => watch.stop();
-      if (stopped) watch.stop();
-      return watch;
-    };
-    let watch = await this.ctx.retry("watch placements", open);
-    void (async () => {
-      while (!stopped) {
-        try {
-          for await (const entry of watch) {
-            resumeFrom = entry.revision + 1;
-            if (entry.operation !== "PUT") continue;
-            const placement = decodePlacement(entry.value);
-            if (placement !== undefined) onChange(placement, entry.revision);
-          }
-        } catch (error) {
-          this.ctx.logger.warn({ err: error, pool }, "placement watch failed; restarting");
-        }
-        if (stopped || this.ctx.nc.isClosed()) return;
-        await sleep(RESTART_DELAY_MS);
-        try {
-          watch = await open();
-        } catch (error) {
-          this.ctx.logger.warn({ err: error, pool }, "could not restart the placement watch");
-        }
-      }
-    })();
-    return () => {
-      stopped = true;
-      stopWatch?.();
-    };
+    return this.#follow(
+      "placements",
+      () =>
+        this.placements.watch({
+          key: `${pool}.*`,
+          ...(resumeFrom > 0 ? { resumeFromRevision: resumeFrom } : { include: KvWatchInclude.UpdatesOnly }),
+        }),
+      (entry) => {
+        resumeFrom = entry.revision + 1;
+        if (entry.operation !== "PUT") return;
+        const placement = decodePlacement(entry.value);
+        if (placement !== undefined) onChange(placement, entry.revision);
+      },
+    );
   }
 
   // --- hosts ---
@@ -299,41 +276,52 @@ export class PoolStore {
    * removed. Restarts if the watch fails. Resolves once the watch is in place.
    */
   async watchHosts(onPut: (entry: HostEntry) => void, onRemove: (hostId: string) => void): Promise<() => void> {
+    return this.#follow(
+      "hosts",
+      () => this.hosts.watch({ key: ">" }),
+      (entry) => {
+        if (entry.operation !== "PUT") {
+          onRemove(entry.key);
+          return;
+        }
+        const host = hostEntry(entry);
+        if (host !== undefined) onPut(host);
+      },
+    );
+  }
+
+  /**
+   * Feed every entry of a KV watch to `onEntry`, reopening the watch (with `open`, which decides
+   * where it resumes) whenever it fails, until the returned stop function is called or the
+   * connection closes. Resolves once the first watch is in place.
+   */
+  async #follow(
+    what: string,
+    open: () => Promise<AsyncIterable<KvEntry> & { stop(): void }>,
+    onEntry: (entry: KvEntry) => void,
+  ): Promise<() => void> {
     let stopped = false;
-    let stopWatch: (() => void) | undefined;
-    const open = async (): Promise<AsyncIterable<KvEntry>> => {
-      const watch = await this.hosts.watch({ key: ">" });
-      stopWatch = () => watch.stop();
-      if (stopped) watch.stop();
-      return watch;
-    };
-    let watch = await this.ctx.retry("watch hosts", open);
+    let current = await this.ctx.retry(`watch ${what}`, open);
     void (async () => {
       while (!stopped) {
         try {
-          for await (const entry of watch) {
-            if (entry.operation !== "PUT") {
-              onRemove(entry.key);
-              continue;
-            }
-            const host = hostEntry(entry);
-            if (host !== undefined) onPut(host);
-          }
+          for await (const entry of current) onEntry(entry);
         } catch (error) {
-          this.ctx.logger.warn({ err: error }, "hosts watch failed; restarting");
+          this.ctx.logger.warn({ err: error }, `${what} watch failed; restarting`);
         }
         if (stopped || this.ctx.nc.isClosed()) return;
         await sleep(RESTART_DELAY_MS);
         try {
-          watch = await open();
+          current = await open();
+          if (stopped) current.stop();
         } catch (error) {
-          this.ctx.logger.warn({ err: error }, "could not restart the hosts watch");
+          this.ctx.logger.warn({ err: error }, `could not restart the ${what} watch`);
         }
       }
     })();
     return () => {
       stopped = true;
-      stopWatch?.();
+      current.stop();
     };
   }
 }
