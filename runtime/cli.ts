@@ -116,6 +116,15 @@ async function runHost(values: Values): Promise<number> {
   const exchange = exchangeOptions(values);
   const connectionOptions = { ...exchange.connectionOptions, name: `academy-host-${pool}` };
 
+  // One agent's floating promise must not take down the others: log it and keep serving. An
+  // uncaught exception leaves the process in an unknown state: exit, and the pool restarts the
+  // agents elsewhere once this host is reaped.
+  process.on("unhandledRejection", (reason) => logger.error({ err: reason }, "unhandled rejection (an agent's floating promise?)"));
+  process.on("uncaughtException", (error) => {
+    logger.fatal({ err: error }, "uncaught exception: exiting; the pool restarts this host's agents when it is reaped");
+    logger.flush();
+    process.exit(1);
+  });
   const host = await RuntimeHost.start({
     pool,
     modules,
