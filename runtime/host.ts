@@ -543,9 +543,9 @@ export class RuntimeHost {
     return true;
   }
 
-  /** Stop every agent (their mailboxes kept); `handover` says what happens to each afterwards. */
-  async #stopAgents(handover: "requeue" | "drop"): Promise<void> {
-    const hosted = [...this.#agents.values()];
+  /** Stop agents (their mailboxes kept); `handover` says what happens to each afterwards. */
+  async #stopAgents(handover: "requeue" | "drop", which: (agent: HostedAgent) => boolean = () => true): Promise<void> {
+    const hosted = [...this.#agents.values()].filter(which);
     for (const agent of hosted) {
       agent.handover = handover;
       agent.runtime?.requestShutdown({ expected: true, terminate: false, cancelActions: false });
@@ -590,24 +590,26 @@ export class RuntimeHost {
    * without touching their placements or mailboxes, then rejoin the pool under a new id.
    */
   async #fence(reason: string): Promise<void> {
-    const error = new HostFencedError(`Host ${this.#hostId} left the pool: ${reason}`, { hostId: this.#hostId });
+    const oldId = this.#hostId;
+    const error = new HostFencedError(`Host ${oldId} left the pool: ${reason}`, { hostId: oldId });
     this.#logger.error({ err: error, agents: this.#agents.size }, "host fenced; stopping its agents and rejoining the pool");
-    await this.#stopAgents("drop");
-    for (;;) {
-      if (this.#state !== HostState.Serving) return;
-      this.#hostId = newHostId(this.name);
-      this.#logger = this.#baseLogger.child({ hostId: this.#hostId });
+    // Launches claimed from now on are claimed under the new id, and their agents keep running.
+    this.#hostId = newHostId(this.name);
+    this.#logger = this.#baseLogger.child({ hostId: this.#hostId });
+    const stopping = this.#stopAgents("drop", (agent) => agent.placement.host === oldId);
+    while (this.#state === HostState.Serving) {
       try {
         this.#revision = await this.#store.createHost(this.#record());
         this.#lastHeartbeat = Date.now();
-        this.#logger.info({ hostId: this.#hostId }, "host rejoined the pool");
-        return;
+        this.#logger.info({ previousHostId: oldId }, "host rejoined the pool");
+        break;
       } catch (rejoinError) {
-        if (rejoinError instanceof ClientClosedError) return;
+        if (rejoinError instanceof ClientClosedError) break;
         this.#logger.warn({ err: rejoinError }, "could not rejoin the pool; retrying");
         await sleep(this.heartbeatMs);
       }
     }
+    await stopping;
   }
 
   #onPeer(entry: HostEntry): void {

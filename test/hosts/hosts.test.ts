@@ -170,6 +170,26 @@ describe("runtime hosts", () => {
     expect(runCli(["hosts", "--servers", nats.url, "--prefix", p.prefix, "--json"]).stdout).not.toContain(victim.hostId);
   });
 
+  test("a host frozen past its time to live is reaped; when it wakes it stops its agents and rejoins under a new id", async () => {
+    await using p = await pool();
+    const frozen = await p.start();
+    const handles = await launchAll(p, 4);
+    await Promise.all(handles.map((h) => h.where()));
+    const other = await p.start();
+    frozen.signal("SIGSTOP"); // a long GC pause, or a network partition
+    expect(new Set(await Promise.all(handles.map((h) => h.where())))).toEqual(new Set([other.child.pid]));
+    frozen.signal("SIGCONT");
+    await frozen.waitFor(/"msg":"host rejoined the pool"/, 10_000);
+    const fenced = frozen.logs().find((l) => l.msg === "host fenced; stopping its agents and rejoining the pool")!;
+    expect((fenced.err as { type: string }).type).toBe("HostFencedError");
+    // Its old agents stopped there (mailboxes kept: they answer from the other host).
+    await eventually(async () => (frozen.logs().filter((l) => l.msg === "agent stopped").length === 4 ? true : undefined), 5_000, "4 agents stopped");
+    expect(await Promise.all(handles.map((h) => h.increment(1)))).toEqual([1, 101, 201, 301]);
+    const rejoined = frozen.logs().find((l) => l.msg === "host rejoined the pool")!;
+    const listed = JSON.parse(runCli(["hosts", "--servers", nats.url, "--prefix", p.prefix, "--json"]).stdout) as Array<{ hostId: string }>;
+    expect(listed.map((h) => h.hostId).sort()).toEqual([other.hostId, rejoined.hostId as string].sort());
+  });
+
   test("an agent whose mailbox was terminated while its host was down is not restarted", async () => {
     await using p = await pool();
     const victim = await p.start();
