@@ -25,8 +25,10 @@ import { agentTypeName } from "../src/agent/agent-type.ts";
 import type { AgentClass } from "../src/agent/agent-type.ts";
 import { AgentRuntime } from "../src/agent/runtime.ts";
 import {
+  AcademyError,
   BadEntityIdError,
   ClientClosedError,
+  ExchangeUnavailableError,
   HostFencedError,
   InvalidConfigError,
   MalformedMessageError,
@@ -47,6 +49,7 @@ import { POOL_RECORD_VERSION, PlacementState, decodeLaunchRequest, isFinal } fro
 import type { HostRecord, LaunchRequest, Placement } from "../src/pool/records.ts";
 import { decodeValue } from "../src/protocol/codec.ts";
 import { toFailure } from "../src/protocol/failure.ts";
+import type { Failure } from "../src/protocol/failure.ts";
 import { deferred } from "../src/util/deferred.ts";
 import { silentLogger } from "../src/util/logger.ts";
 import type { Logger } from "../src/util/logger.ts";
@@ -122,6 +125,8 @@ const ID_SAFE = /[^A-Za-z0-9_-]+/g;
 const LOST_LAUNCH_AFTER_MS = 60_000;
 const FETCH_BATCH = 64;
 const FETCH_EXPIRES_MS = 2_000;
+/** Characters of an error stack kept in a placement. */
+const MAX_STACK = 4_000;
 
 function positive(value: number | undefined, fallback: number, option: string): number {
   const v = value ?? fallback;
@@ -163,6 +168,10 @@ export class RuntimeHost {
   #heartbeating: Promise<void> | undefined;
   #draining: Promise<void> | undefined;
   #sweeping = false;
+  /** Launch requests being checked and claimed (a drain waits for them). */
+  readonly #claims = new Set<Promise<void>>();
+  /** Peers being reaped now. */
+  readonly #reaping = new Set<string>();
   /** Aborted when the host stops: ends the heartbeat loop. */
   readonly #stopping = new AbortController();
 
@@ -336,14 +345,28 @@ export class RuntimeHost {
     freed.resolve();
   }
 
-  async #onLaunch(m: JsMsg): Promise<void> {
+  #onLaunch(m: JsMsg): Promise<void> {
+    const claim = this.#onLaunchClaim(m);
+    this.#claims.add(claim);
+    return claim.finally(() => this.#claims.delete(claim));
+  }
+
+  async #onLaunchClaim(m: JsMsg): Promise<void> {
     let started = false;
     try {
       started = await this.#takeLaunch(m);
     } catch (error) {
-      // NATS trouble while claiming: let the request come back (to this host or another).
-      this.#logger.warn({ err: error, subject: m.subject }, "could not take launch request; it will be redelivered");
-      m.nak(1_000);
+      if (error instanceof ExchangeUnavailableError || error instanceof ClientClosedError || !(error instanceof AcademyError)) {
+        // NATS trouble while claiming: let the request come back (to this host or another).
+        this.#logger.warn({ err: error, subject: m.subject }, "could not take launch request; it will be redelivered");
+        m.nak(1_000);
+      } else {
+        // A typed error (a placement too large to store, say) will not go away by retrying.
+        await this.#reject(m, tryDecode(m.data), error).catch((rejectError: unknown) => {
+          this.#logger.warn({ err: rejectError, subject: m.subject }, "could not reject launch request; it will be redelivered");
+          m.nak(1_000);
+        });
+      }
     } finally {
       if (!started) this.#release();
     }
@@ -427,9 +450,10 @@ export class RuntimeHost {
       { err: error, agentId: request?.uid, agentType: request?.type, subject: m.subject, seq: m.info.streamSequence },
       "launch request rejected",
     );
+    // Kept as Academy-Original-Msg-Id, as for mailbox dead letters.
     const headers: Array<[string, string]> = [];
     const msgId = m.headers?.get("Nats-Msg-Id");
-    if (msgId !== undefined && msgId !== "") headers.push(["Nats-Msg-Id", msgId]);
+    if (msgId !== undefined && msgId !== "") headers.push(["Msg-Id", msgId]);
     await this.#ctx.deadLetter(
       this.#ctx.layout.poolDeadLetterSubject(this.pool),
       { data: m.data, subject: m.subject, seq: m.info.streamSequence, headers },
@@ -484,7 +508,7 @@ export class RuntimeHost {
         const delayMs = Math.min(placement.retryBackoffMs * 2 ** placement.attempt, 30_000);
         const retrying = await this.#store.updatePlacement(this.pool, placement.uid, (current) =>
           this.#owns(current, placement)
-            ? { ...current, state: PlacementState.Retrying, attempt: current.attempt + 1, error: toFailure(failure.error) }
+            ? { ...current, state: PlacementState.Retrying, attempt: current.attempt + 1, error: placementFailure(failure.error) }
             : undefined,
         );
         if (retrying === undefined) return;
@@ -518,7 +542,7 @@ export class RuntimeHost {
    * @returns whether it was written.
    */
   async #finish(request: LaunchRequest, host: string | undefined, state: PlacementState, error?: unknown): Promise<boolean> {
-    const fields = { state, host: undefined, error: error === undefined ? undefined : toFailure(error) };
+    const fields = { state, host: undefined, error: error === undefined ? undefined : placementFailure(error) };
     const updated = await this.#store.updatePlacement(this.pool, request.uid, (current) =>
       current.gen === request.gen && current.host === host && !isFinal(current.state) ? { ...current, ...fields } : undefined,
     );
@@ -591,6 +615,7 @@ export class RuntimeHost {
    */
   async #fence(reason: string): Promise<void> {
     const oldId = this.#hostId;
+    const fencedRevision = this.#revision;
     const error = new HostFencedError(`Host ${oldId} left the pool: ${reason}`, { hostId: oldId });
     this.#logger.error({ err: error, agents: this.#agents.size }, "host fenced; stopping its agents and rejoining the pool");
     // Launches claimed from now on are claimed under the new id, and their agents keep running.
@@ -610,6 +635,16 @@ export class RuntimeHost {
       }
     }
     await stopping;
+    // Nobody may be left to reap the old record (a lone host that lost NATS for a while): reap it
+    // here, now that its agents have stopped, and queue them again.
+    try {
+      if (await this.#store.deleteHost(oldId, fencedRevision)) {
+        const requeued = await this.#requeueOrphans((p) => p.host === oldId);
+        this.#logger.info({ previousHostId: oldId, agents: requeued }, "agents of the fenced host queued again");
+      }
+    } catch (reapError) {
+      this.#logger.warn({ err: reapError, previousHostId: oldId }, "could not reap the fenced host's old record");
+    }
   }
 
   #onPeer(entry: HostEntry): void {
@@ -631,16 +666,27 @@ export class RuntimeHost {
     if (this.#state !== HostState.Serving) return;
     const now = Date.now();
     for (const [hostId, { entry, seenAt }] of this.#peers) {
-      if (entry.value.pool !== this.pool || now - seenAt < entry.value.ttlMs) continue;
-      this.#peers.delete(hostId);
-      try {
-        if (!(await this.#store.deleteHost(hostId, entry.revision))) continue; // it heartbeated after all
-        this.#logger.warn({ deadHost: hostId, silentMs: now - seenAt }, "reaped a silent host; restarting its agents");
-        const requeued = await this.#requeueOrphans((p) => p.host === hostId);
-        this.#logger.info({ deadHost: hostId, agents: requeued }, "agents of the reaped host queued again");
-      } catch (error) {
-        this.#logger.warn({ err: error, deadHost: hostId }, "could not reap host (the sweep will retry)");
-      }
+      if (entry.value.pool !== this.pool || now - seenAt < entry.value.ttlMs || this.#reaping.has(hostId)) continue;
+      this.#reaping.add(hostId);
+      void this.#reap(hostId, entry.revision, now - seenAt).finally(() => this.#reaping.delete(hostId));
+    }
+  }
+
+  /**
+   * Remove a silent host's record if it is still at `revision` (so one host reaps it, and not one
+   * that heartbeated meanwhile), then queue its agents again. On NATS trouble the peer stays
+   * listed, and the next check tries again.
+   */
+  async #reap(hostId: string, revision: number, silentMs: number): Promise<void> {
+    try {
+      const reaped = await this.#store.deleteHost(hostId, revision);
+      if (this.#peers.get(hostId)?.entry.revision === revision) this.#peers.delete(hostId);
+      if (!reaped) return; // it heartbeated after all, or another host reaped it
+      this.#logger.warn({ deadHost: hostId, silentMs }, "reaped a silent host; restarting its agents");
+      const requeued = await this.#requeueOrphans((p) => p.host === hostId);
+      this.#logger.info({ deadHost: hostId, agents: requeued }, "agents of the reaped host queued again");
+    } catch (error) {
+      this.#logger.warn({ err: error, deadHost: hostId }, "could not reap host; trying again");
     }
   }
 
@@ -699,6 +745,7 @@ export class RuntimeHost {
     this.#batch?.stop();
     this.#slotFreed.resolve();
     await this.#pulling;
+    await Promise.allSettled([...this.#claims]);
     // Tell managers and peers at once that this host takes nothing new.
     await this.#store.updateHost(this.#record(), this.#revision).then(
       (revision) => {
@@ -722,6 +769,21 @@ export class RuntimeHost {
   async #shutdownConnection(): Promise<void> {
     this.#stopWatch?.();
     if (this.#ownsFactory) await this.#factory.close().catch(() => undefined);
+  }
+}
+
+/** The failure shape of an error, with its stack cut short: placements must stay small. */
+function placementFailure(error: unknown): Failure {
+  const failure = toFailure(error);
+  return failure.stack === undefined || failure.stack.length <= MAX_STACK ? failure : { ...failure, stack: `${failure.stack.slice(0, MAX_STACK)}…` };
+}
+
+/** The launch request in `bytes`, if it is one (for rejecting it with its agent named). */
+function tryDecode(bytes: Uint8Array): LaunchRequest | undefined {
+  try {
+    return decodeLaunchRequest(bytes);
+  } catch {
+    return undefined;
   }
 }
 

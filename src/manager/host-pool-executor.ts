@@ -12,9 +12,11 @@ import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import { NatsExchangeFactory } from "../exchange/nats/nats-exchange-factory.ts";
 import { checkPool } from "../exchange/nats/nats-layout.ts";
 import { PoolStore } from "../pool/pool-store.ts";
-import { POOL_RECORD_VERSION, PlacementState, isFinal } from "../pool/records.ts";
+import { POOL_RECORD_VERSION, PlacementState, encodeLaunchRequest, isFinal } from "../pool/records.ts";
 import type { HostRecord, LaunchRequest, Placement } from "../pool/records.ts";
-import { fromFailure } from "../protocol/failure.ts";
+import { fromFailure, toFailure } from "../protocol/failure.ts";
+import { terminatedError } from "../exchange/exchange-client.ts";
+import { EntityRole } from "../identifiers.ts";
 import { deferred } from "../util/deferred.ts";
 import type { Deferred } from "../util/deferred.ts";
 import type { AgentExecution, AgentExecutor, LaunchSpec, PrepareSpec } from "./executor.ts";
@@ -26,6 +28,8 @@ export interface HostPoolExecutorOptions {
 }
 
 const HOSTS_CACHE_MS = 1_000;
+/** Bytes a launch request must leave free below max_payload for the placement hosts write. */
+const PLACEMENT_ROOM = 16 * 1024;
 
 interface Waiter {
   /** Generation of the placement this launch created; earlier generations' records are ignored. */
@@ -130,6 +134,13 @@ export class HostPoolExecutor implements AgentExecutor {
       retryBackoffMs: spec.retryBackoffMs,
       launchedAt: Date.now(),
     };
+    // Leave room for what hosts add to the placement (host ids, a failure): a launch that only just
+    // fits would fail on the host instead.
+    store.ctx.checkSize(encodeLaunchRequest(request).byteLength + PLACEMENT_ROOM, `Launch request of agent ${agentId}`);
+    const elsewhere = (await store.placementsOf(agentId.uid)).find((p) => p.pool !== this.pool && !isFinal(p.state));
+    if (elsewhere !== undefined) {
+      throw new AgentAlreadyLaunchedError(`${agentId} is already ${elsewhere.state} on pool '${elsewhere.pool}'`, { agentId: agentId.uid });
+    }
     let placement = await store.createPlacement({ ...request, state: PlacementState.Queued, updatedAt: Date.now() });
     // Placed before: relaunch only an agent that has stopped (never start one twice).
     let busy: Placement | undefined;
@@ -169,8 +180,15 @@ export class HostPoolExecutor implements AgentExecutor {
       );
     }
     const store = (async () => {
-      const ready = await PoolStore.for(await factory.context());
-      this.#stopWatch = await ready.watchPlacements(this.pool, (placement) => this.#onPlacement(placement));
+      const ctx = await factory.context();
+      const ready = await PoolStore.for(ctx);
+      const stopWatch = await ready.watchPlacements(this.pool, (placement) => this.#onPlacement(placement));
+      ctx.view.start();
+      const stopListening = ctx.view.onTerminated((uid) => void this.#onTerminated(ready, uid));
+      this.#stopWatch = () => {
+        stopWatch();
+        stopListening();
+      };
       if (this.#closed) this.#stopWatch();
       return ready;
     })();
@@ -179,6 +197,24 @@ export class HostPoolExecutor implements AgentExecutor {
       if (this.#watching?.store === store) this.#watching = undefined;
     });
     return store;
+  }
+
+  /**
+   * A launched agent's mailbox was terminated. A running agent stops by itself (its host records
+   * it); one still queued will never start, so record it failed here, or its waiters would wait
+   * for a host that may never come.
+   */
+  async #onTerminated(store: PoolStore, uid: string): Promise<void> {
+    if (!this.#waiters.has(uid)) return;
+    try {
+      await store.updatePlacement(this.pool, uid, (current) =>
+        current.state === PlacementState.Queued
+          ? { ...current, state: PlacementState.Failed, error: toFailure(terminatedError(uid, EntityRole.Agent)) }
+          : undefined,
+      );
+    } catch {
+      // A host taking the launch later finds the mailbox terminated and records the same.
+    }
   }
 
   #onPlacement(placement: Placement): void {

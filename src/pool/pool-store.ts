@@ -5,7 +5,7 @@
  */
 import type { Consumer, ConsumerConfig, PubAck } from "@nats-io/jetstream";
 import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType } from "@nats-io/jetstream";
-import { KvWatchInclude, Kvm } from "@nats-io/kv";
+import { Kvm } from "@nats-io/kv";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { nanos } from "@nats-io/nats-core";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -189,6 +189,14 @@ export class PoolStore {
     }
   }
 
+  /** Placements of agent `uid` on every pool. */
+  async placementsOf(uid: string): Promise<Placement[]> {
+    const latest = await this.ctx.retry("read placements", () =>
+      scanLatest(this.ctx.js, this.ctx.layout.placementsBucket, this.ctx.layout.placementsOf(uid)),
+    );
+    return [...latest.values()].map(decodePlacement).filter((p) => p !== undefined);
+  }
+
   /** Every placement of a pool (or of every pool), latest values. */
   async listPlacements(pool?: string): Promise<Placement[]> {
     const latest = await this.ctx.retry("list placements", () =>
@@ -203,14 +211,12 @@ export class PoolStore {
    * the watch is in place.
    */
   async watchPlacements(pool: string, onChange: (placement: Placement, revision: number) => void): Promise<() => void> {
-    let resumeFrom = 0;
+    // Resume from a known revision even when the first watch fails before delivering anything.
+    const status = await this.ctx.retry("read placements bucket", () => this.placements.status());
+    let resumeFrom = status.streamInfo.state.last_seq + 1;
     return this.#follow(
       "placements",
-      () =>
-        this.placements.watch({
-          key: `${pool}.*`,
-          ...(resumeFrom > 0 ? { resumeFromRevision: resumeFrom } : { include: KvWatchInclude.UpdatesOnly }),
-        }),
+      () => this.placements.watch({ key: `${pool}.*`, resumeFromRevision: resumeFrom }),
       (entry) => {
         resumeFrom = entry.revision + 1;
         if (entry.operation !== "PUT") return;

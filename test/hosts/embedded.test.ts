@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
   AgentDefinitionError,
+  AgentTerminatedError,
   HostPoolExecutor,
   InvalidConfigError,
   Manager,
@@ -60,12 +61,40 @@ describe("embedded runtime hosts", () => {
     await manager.close();
   });
 
+  test("a lone host that loses NATS past its time to live fences itself, then restarts its own agents", async () => {
+    await using own = await startTestNats();
+    const prefix = `e${process.pid}_${++serial}`;
+    const servers = own.url;
+    await using host = await RuntimeHost.start({
+      pool: "lone",
+      classes: [PoolCounter],
+      heartbeatMs: 200,
+      hostTtlMs: 1_000,
+      exchange: { servers, prefix, retryWindowMs: 30_000 },
+    });
+    await using manager = await Manager.fromExchangeFactory(
+      new NatsExchangeFactory({ servers, prefix, retryWindowMs: 30_000 }),
+      { executors: { lone: new HostPoolExecutor({ pool: "lone" }) } },
+    );
+    const counter = await manager.launch(PoolCounter, { executor: "lone", args: [40] });
+    expect(await counter.increment()).toBe(41);
+    const before = host.hostId;
+    await own.server!.stop();
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    await own.server!.start();
+    // Fenced (new id), then it reaped its own old record and took its agent back, rebuilt.
+    await expect.poll(() => host.hostId, { timeout: 10_000 }).not.toBe(before);
+    await expect.poll(() => host.agentIds(), { timeout: 10_000 }).toEqual([counter.agentId.uid]);
+    expect(await counter.increment()).toBe(41);
+    await manager.close();
+  });
+
   test("the executor checks what it is given", async () => {
     const pool = new HostPoolExecutor({ pool: "checks" });
     await using local = await Manager.fromExchangeFactory(undefined, { executors: { checks: pool } });
     await expect(local.launch(PoolCounter, { executor: "checks" })).rejects.toBeInstanceOf(InvalidConfigError);
     const prefix = `e${process.pid}_${++serial}`;
-    await using manager = await Manager.fromExchangeFactory(exchange(prefix), {
+    const manager = await Manager.fromExchangeFactory(exchange(prefix), {
       executors: { checks: new HostPoolExecutor({ pool: "checks" }) },
     });
     await expect(manager.launch(new PoolCounter(), { executor: "checks" })).rejects.toBeInstanceOf(AgentDefinitionError);
@@ -75,6 +104,17 @@ describe("embedded runtime hosts", () => {
     expect(await manager.exchangeClient.discover(PoolCounter)).toEqual([]);
     expect(manager.running()).toEqual([]);
     expect(() => new HostPoolExecutor({ pool: "no.dots" })).toThrow(InvalidConfigError);
+    // One agent, one pool: a second manager cannot start it on another pool while it is placed.
+    const queued = await manager.launch(PoolCounter, { executor: "checks" }); // no hosts: it waits
+    await using second = await Manager.fromExchangeFactory(exchange(prefix), {
+      executors: { other: new HostPoolExecutor({ pool: "other" }) },
+    });
+    const registration = { agentId: queued.agentId, agentType: { name: "PoolCounter", chain: ["PoolCounter", "Agent"] } };
+    await expect(second.launch(PoolCounter, { executor: "other", registration })).rejects.toThrow(/already queued on pool 'checks'/);
+    // Terminating a queued agent's mailbox ends it: no host will ever run it.
+    await manager.exchangeClient.terminate(queued.agentId);
+    await expect(manager.wait([queued], { raiseError: true, timeoutMs: 5_000 })).rejects.toBeInstanceOf(AgentTerminatedError);
+    await expect(manager.close()).rejects.toBeInstanceOf(AgentTerminatedError); // close raises agents' errors
     await expect(RuntimeHost.start({ pool: "x", exchange: { servers: nats.url, prefix } })).rejects.toBeInstanceOf(InvalidConfigError);
     await expect(RuntimeHost.start({ pool: "x", classes: [PoolCounter], heartbeatMs: 1000, hostTtlMs: 1500 })).rejects.toThrow(
       /at least twice/,

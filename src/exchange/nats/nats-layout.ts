@@ -43,6 +43,8 @@ export interface NatsLayout {
   poolDeadLetterSubject(pool: string): string;
   /** Placement key of agent `uid` on `pool`. */
   placementKey(pool: string, uid: string): string;
+  /** Key filter matching agent `uid`'s placements on every pool. */
+  placementsOf(uid: string): string;
 }
 
 const PREFIX = /^[A-Za-z0-9_-]{1,48}$/;
@@ -79,6 +81,7 @@ export function natsLayout(prefix: string): NatsLayout {
     poolConsumer: (pool) => `pool-${checkPool(pool)}`,
     poolDeadLetterSubject: (pool) => `${prefix}.dlq.launch.${checkPool(pool)}`,
     placementKey: (pool, uid) => `${checkPool(pool)}.${checkUid(uid)}`,
+    placementsOf: (uid) => `*.${checkUid(uid)}`,
   };
 }
 
