@@ -41,7 +41,7 @@ import { MailboxStatus } from "../src/exchange/transport.ts";
 import { terminatedError } from "../src/exchange/exchange-client.ts";
 import { AgentId, EntityRole } from "../src/identifiers.ts";
 import { loadAgentClasses } from "../src/manager/agent-modules.ts";
-import { buildFromArgs } from "../src/manager/executor.ts";
+import { buildFromArgs, retryDelayMs } from "../src/manager/executor.ts";
 import { unknownType } from "../src/manager/host-pool-executor.ts";
 import { PoolStore } from "../src/pool/pool-store.ts";
 import type { HostEntry } from "../src/pool/pool-store.ts";
@@ -430,15 +430,18 @@ export class RuntimeHost {
     return true;
   }
 
-  /** Placement: queued at this generation → running here. Undefined if another host has it. */
+  /**
+   * Placement: queued at this generation → running here (or created so, for a request published
+   * without a placement). Undefined if another host has it.
+   */
   async #claim(request: LaunchRequest): Promise<Placement | undefined> {
     const mine = { state: PlacementState.Running, host: this.#hostId, lastHost: this.#hostId, error: undefined } as const;
-    const created = await this.#store.createPlacement({ ...request, ...mine, updatedAt: Date.now() });
-    if (created !== undefined) return created.value;
+    // Usually the launcher wrote the placement: read-and-swap first, create only when there is none.
     const updated = await this.#store.updatePlacement(this.pool, request.uid, (current) =>
       current.state === PlacementState.Queued && current.gen === request.gen ? { ...current, ...mine } : undefined,
     );
-    return updated?.value;
+    if (updated !== undefined) return updated.value;
+    return (await this.#store.createPlacement({ ...request, ...mine, updatedAt: Date.now() }))?.value;
   }
 
   /**
@@ -505,7 +508,7 @@ export class RuntimeHost {
         await this.#finish(placement, this.#hostId, PlacementState.Completed);
         this.#logger.info(log, "agent completed");
       } else if (failure.retryable) {
-        const delayMs = Math.min(placement.retryBackoffMs * 2 ** placement.attempt, 30_000);
+        const delayMs = retryDelayMs(placement.retryBackoffMs, placement.attempt);
         const retrying = await this.#store.updatePlacement(this.pool, placement.uid, (current) =>
           this.#owns(current, placement)
             ? { ...current, state: PlacementState.Retrying, attempt: current.attempt + 1, error: placementFailure(failure.error) }
@@ -690,12 +693,17 @@ export class RuntimeHost {
     }
   }
 
-  /** Requeue every placement of the pool held by a host matching `orphaned`; returns how many. */
-  async #requeueOrphans(orphaned: (placement: Placement) => boolean): Promise<number> {
-    const placements = (await this.#store.listPlacements(this.pool)).filter((p) => p.host !== undefined && !isFinal(p.state) && orphaned(p));
+  /**
+   * Requeue the placements among `placements` (default: the pool's, read now) held by a host
+   * matching `orphaned`; returns how many.
+   */
+  async #requeueOrphans(orphaned: (placement: Placement) => boolean, placements?: readonly Placement[]): Promise<number> {
+    const candidates = (placements ?? (await this.#store.listPlacements(this.pool))).filter(
+      (p) => p.host !== undefined && !isFinal(p.state) && orphaned(p),
+    );
     let requeued = 0;
-    for (let i = 0; i < placements.length; i += 32) {
-      const results = await Promise.all(placements.slice(i, i + 32).map((p) => this.#requeue(p, p.host!)));
+    for (let i = 0; i < candidates.length; i += 32) {
+      const results = await Promise.all(candidates.slice(i, i + 32).map((p) => this.#requeue(p, p.host!)));
       requeued += results.filter(Boolean).length;
     }
     return requeued;
@@ -719,7 +727,7 @@ export class RuntimeHost {
         if (host === undefined || host === this.#hostId || this.#peers.has(host)) continue;
         if ((await this.#store.getHost(host)) === undefined) gone.add(host);
       }
-      const requeued = await this.#requeueOrphans((p) => gone.has(p.host!) && now - p.updatedAt > this.hostTtlMs);
+      const requeued = await this.#requeueOrphans((p) => gone.has(p.host!) && now - p.updatedAt > this.hostTtlMs, placements);
       let republished = 0;
       for (const p of placements) {
         if (p.state !== PlacementState.Queued || now - p.updatedAt < LOST_LAUNCH_AFTER_MS) continue;

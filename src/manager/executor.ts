@@ -98,6 +98,11 @@ export function buildFromArgs<A extends Agent>(agentClass: AgentClass<A>, args: 
   };
 }
 
+/** Delay before retry number `attempt + 1`: `backoffMs` doubled per earlier retry, capped at 30 s. */
+export function retryDelayMs(backoffMs: number, attempt: number): number {
+  return Math.min(backoffMs * 2 ** attempt, 30_000);
+}
+
 /**
  * Run `runOnce` until it succeeds, fails for a reason a retry cannot fix, or has failed
  * `maxRetries + 1` times. Runs before the last do not terminate the mailbox on error (so the
@@ -113,7 +118,7 @@ export async function runWithRetries(
     const outcome = await runOnce(config, attempt);
     if (outcome.ok) return;
     if (last || !outcome.retryable) throw outcome.error;
-    const delayMs = Math.min(spec.retryBackoffMs * 2 ** attempt, 30_000);
+    const delayMs = retryDelayMs(spec.retryBackoffMs, attempt);
     spec.logger.warn(
       { err: outcome.error, agentId: spec.registration.agentId.uid, attempt: attempt + 1, retryInMs: delayMs },
       "agent failed; restarting under the same id",

@@ -218,13 +218,10 @@ export class NatsExchangeContext {
     await this.#publish(this.layout.mailboxSubject(message.dest), data, msgId, headers);
   }
 
-  /**
-   * Status of a mailbox, from the registry view once it has caught up with the bucket (it then
-   * trails it by the watch's delivery time), else from the bucket.
-   */
+  /** Status of a mailbox, from the registry view when it knows, else from the bucket. */
   async status(uid: string): Promise<MailboxStatus> {
     this.view.start();
-    const known = this.view.synced ? this.view.status(uid) : undefined;
+    const known = this.view.status(uid);
     if (known !== undefined) return known;
     const entry = await this.registry.get(uid);
     if (entry === undefined) return MailboxStatus.Missing;
