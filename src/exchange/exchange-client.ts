@@ -173,7 +173,8 @@ export abstract class ExchangeClient implements DecodeContext, HandleClient {
   /** @internal Send a request and wait for its response (used by handles). */
   async request(dest: AgentId, body: RequestBody, options: CallOptions, giveUp: GiveUp): Promise<ResponseMessage> {
     this.#assertOpen();
-    const message = { ...body, tag: newTag(), dest: dest.uid, src: this.clientId.uid } as RequestMessage;
+    const replyTo = this.transport.replySubject;
+    const message = { ...body, tag: newTag(), dest: dest.uid, src: this.clientId.uid, ...(replyTo !== undefined && { replyTo }) } as RequestMessage;
     const { signal, timeoutMs } = options;
     if (signal?.aborted) throw giveUp("abort", message, signal.reason);
     // Requests from one client reach the exchange in call order (FIFO per mailbox), even while an

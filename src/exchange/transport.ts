@@ -53,6 +53,11 @@ export interface ExchangeTransport {
   readonly mailboxId: EntityId;
   /** Largest encoded message the exchange accepts, in bytes. */
   readonly maxPayload: number;
+  /**
+   * Where responses to this client's requests should go instead of its mailbox (a core subject
+   * the transport listens on), if the transport has one while listening.
+   */
+  readonly replySubject?: string | undefined;
 
   /**
    * Start delivering this mailbox's messages to `handler`; handles inside messages are bound

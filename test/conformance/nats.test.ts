@@ -23,3 +23,13 @@ describeConformance("NATS JetStream exchange", () => ({
       prefix: `t${process.pid}_${++counter}`,
     }),
 }));
+
+describeConformance("NATS JetStream exchange, replies over core NATS", () => ({
+  newFactory: () =>
+    new NatsExchangeFactory({
+      servers: nats.url,
+      connectionOptions: nats.connectionOptions,
+      prefix: `t${process.pid}_${++counter}`,
+      replies: "core",
+    }),
+}));

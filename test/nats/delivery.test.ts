@@ -17,11 +17,11 @@ import {
 } from "../../src/index.ts";
 import type { NatsExchangeOptions } from "../../src/index.ts";
 import { decodeValue, encodeMessage, encodeValue } from "../../src/protocol/codec.ts";
-import { fromEnvelope } from "../../src/protocol/messages.ts";
+import { MessageType, fromEnvelope } from "../../src/protocol/messages.ts";
 import type { ErrorResponse, Message } from "../../src/protocol/messages.ts";
 import { fromFailure } from "../../src/protocol/failure.ts";
 import { CrashWorker } from "../fixtures/crash-agents.ts";
-import { Recorder } from "../fixtures/agents.ts";
+import { Counter, Recorder } from "../fixtures/agents.ts";
 import { spawnChildAgent } from "../support/child-agent.ts";
 import { startTestNats } from "../support/nats.ts";
 import type { TestNats } from "../support/nats.ts";
@@ -225,6 +225,45 @@ describe("bad input on a mailbox subject", () => {
     await manager.exchangeClient.terminate(stranded.agentId);
     const after = await jsm.streams.info(layout.mailboxStream, { subjects_filter: otherSubject });
     expect(after.state.subjects?.[otherSubject] ?? 0).toBe(0);
+  });
+
+  test("a mailbox consumer deleted by hand is made again, and the agent keeps answering", async () => {
+    const options = factoryOptions();
+    await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory(options));
+    const counter = await manager.launch(Counter);
+    expect(await counter.increment(1)).toBe(1);
+    const layout = natsLayout(options.prefix);
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers.delete(layout.mailboxStream, layout.mailboxConsumer(counter.agentId.uid));
+    // Sent while the consumer is gone: it waits in the stream for the new consumer.
+    expect(await counter.with({ timeoutMs: 10_000 }).increment(2)).toBe(3);
+    const info = await jsm.consumers.info(layout.mailboxStream, layout.mailboxConsumer(counter.agentId.uid));
+    expect(info.config.deliver_subject).toMatch(new RegExp(`^${options.prefix}\\.deliver\\.${counter.agentId.uid}\\.`));
+  });
+
+  test("a new reader takes a mailbox over: the earlier reader receives nothing more", async () => {
+    const factory = new NatsExchangeFactory(factoryOptions());
+    try {
+      await using user = await factory.createUserClient();
+      const registration = await user.registerAgent(Recorder);
+      const received: string[] = [];
+      const reader = (name: string) =>
+        factory.createAgentClient(registration, (delivery) => {
+          received.push(name);
+          delivery.ack();
+          void agentClient.respond(delivery.message, { type: MessageType.SuccessResponse });
+        });
+      let agentClient = await reader("first");
+      const first = agentClient;
+      agentClient = await reader("second");
+      await user.getHandle(registration.agentId).ping({ timeoutMs: 10_000 });
+      await user.getHandle(registration.agentId).ping({ timeoutMs: 10_000 });
+      expect(received).toEqual(["second", "second"]);
+      await first.close();
+      await agentClient.close();
+    } finally {
+      await factory.close();
+    }
   });
 
   test("terminating an agent leaves no type-index entries behind", async () => {

@@ -23,6 +23,7 @@ describe("NATS exchange configuration and servers", () => {
     expect(() => new NatsExchangeFactory({ replicas: 2 })).toThrow(InvalidConfigError);
     expect(() => new NatsExchangeFactory({ ackWaitMs: -5 })).toThrow(InvalidConfigError);
     expect(() => new NatsExchangeFactory({ storage: "tape" as never })).toThrow(InvalidConfigError);
+    expect(() => new NatsExchangeFactory({ replies: "fast" as never })).toThrow(InvalidConfigError);
   });
 
   test("an unreachable server fails with ExchangeUnavailableError", async () => {

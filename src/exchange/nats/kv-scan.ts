@@ -28,13 +28,16 @@ export async function scanLatest(js: JetStreamClient, bucket: string, keyFilter:
   const done = new Promise<void>((resolve) => {
     caughtUp = resolve;
   });
+  // The consumer delivers the last message of each matching key: as many as it had pending when
+  // created (counting them spares parsing every message's delivery info).
+  let remaining = info.num_pending;
   const messages = await consumer.consume({
     callback: (m) => {
       const operation = m.headers?.get("KV-Operation");
       const key = m.subject.slice(keyPrefix.length);
       latest.delete(key);
       if (operation !== "DEL" && operation !== "PURGE") latest.set(key, m.data);
-      if (m.info.pending === 0) caughtUp();
+      if (--remaining <= 0) caughtUp();
     },
   });
   void (async () => {

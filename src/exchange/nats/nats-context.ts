@@ -41,6 +41,7 @@ export interface NatsSettings {
   readonly requestTimeoutMs: number;
   readonly consumerInactiveMs: number;
   readonly deadLetterMaxAgeMs: number;
+  readonly replies: "mailbox" | "core";
 }
 
 /** A message being dead-lettered: its bytes, where it was, and its routing headers. */
@@ -52,6 +53,17 @@ export interface DeadLetterSource {
   /** Routing headers of the original, kept on the dead letter as `Academy-Original-<name>`. */
   readonly headers: ReadonlyArray<readonly [string, string]>;
 }
+
+/** What a mailbox reader hears of its consumer (see `NatsExchangeContext.watchMailbox`). */
+export interface MailboxWatcher {
+  /** The consumer was deleted. */
+  consumerDeleted(): void;
+  /** The connection came back after an outage. Settles once the consumer has been checked. */
+  reconnected(): Promise<void>;
+}
+
+/** How many mailboxes check their consumer at a time after a reconnect. */
+const RECONNECT_CHECKS_AT_ONCE = 32;
 
 /** Bytes NATS adds for a header block: `NATS/1.0\r\n`, each `key: value\r\n`, then `\r\n`. */
 function headerBytes(fields: ReadonlyArray<readonly [string, string]>): number {
@@ -84,7 +96,7 @@ export class NatsExchangeContext {
   readonly logger: Logger;
   /** The server's `max_payload`, in bytes (headers included). */
   readonly maxPayload: number;
-  readonly #leaderElected = new Map<string, () => void>();
+  readonly #mailboxWatchers = new Map<string, MailboxWatcher>();
   #advisories: Subscription | undefined;
 
   private constructor(
@@ -163,25 +175,39 @@ export class NatsExchangeContext {
   }
 
   /**
-   * Call `onElected` whenever the mailbox consumer `consumer` gets a new leader (a cluster node
-   * died or handed over). A pull request held by the old leader is lost with it, and the client
-   * would only notice after two missed heartbeats (up to a minute): the reader re-pulls instead.
-   * One advisory subscription serves every mailbox of the connection.
+   * Tell `watcher` when the mailbox consumer `consumer` is deleted (by a termination, by hand, or
+   * by the server) and when the connection comes back after an outage (a server restarted
+   * without its state loses consumers silently). Push consumers send nothing while idle, so these
+   * are how a reader learns that its consumer is gone. One advisory subscription and one status
+   * loop serve every mailbox of the connection; after a reconnect the watchers are called a few
+   * at a time.
    */
-  onConsumerLeaderElected(consumer: string, onElected: () => void): () => void {
+  watchMailbox(consumer: string, watcher: MailboxWatcher): () => void {
     if (this.#advisories === undefined) {
-      const prefix = `$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.${this.layout.mailboxStream}.`;
+      const prefix = `$JS.EVENT.ADVISORY.CONSUMER.DELETED.${this.layout.mailboxStream}.`;
       this.#advisories = this.nc.subscribe(`${prefix}*`, {
         callback: (error, msg) => {
           if (error !== null) return;
-          this.#leaderElected.get(msg.subject.slice(prefix.length))?.();
+          this.#mailboxWatchers.get(msg.subject.slice(prefix.length))?.consumerDeleted();
         },
       });
+      void this.#watchReconnects();
     }
-    this.#leaderElected.set(consumer, onElected);
+    this.#mailboxWatchers.set(consumer, watcher);
     return () => {
-      if (this.#leaderElected.get(consumer) === onElected) this.#leaderElected.delete(consumer);
+      if (this.#mailboxWatchers.get(consumer) === watcher) this.#mailboxWatchers.delete(consumer);
     };
+  }
+
+  async #watchReconnects(): Promise<void> {
+    for await (const status of this.nc.status()) {
+      if (status.type !== "reconnect") continue;
+      const watchers = [...this.#mailboxWatchers.values()];
+      this.logger.info({ mailboxes: watchers.length }, "reconnected; checking mailbox consumers");
+      for (let i = 0; i < watchers.length; i += RECONNECT_CHECKS_AT_ONCE) {
+        await Promise.all(watchers.slice(i, i + RECONNECT_CHECKS_AT_ONCE).map((w) => w.reconnected()));
+      }
+    }
   }
 
   /** Retry a NATS operation through transient failures, within the retry window. */
@@ -207,9 +233,9 @@ export class NatsExchangeContext {
       if (message.replyTo.startsWith(`${this.layout.prefix}.`)) {
         throw new MalformedMessageError(`replyTo ${message.replyTo} is inside the exchange's own subjects; not replying there`);
       }
-      // A caller without a mailbox: a core NATS reply, flushed so the server has it before we ack.
+      // A caller without a mailbox: a core NATS reply. The request's ack follows it on the same
+      // connection, so the server has the reply before it can see the ack (no flush needed).
       this.nc.publish(message.replyTo, data);
-      await this.retry("flush reply", () => this.nc.flush());
       return;
     }
     const headers = natsHeaders();

@@ -98,6 +98,16 @@ export interface NatsExchangeOptions {
    * @defaultValue 7 days
    */
   deadLetterMaxAgeMs?: number;
+  /**
+   * How responses reach a caller. `"mailbox"`: stored in the caller's JetStream mailbox like any
+   * message, so a response outlives a caller's disconnection. `"core"`: published on a core NATS
+   * subject the caller subscribes to; faster (one JetStream hop per call instead of two, see
+   * docs/BENCHMARKS.md), but a response sent while the caller's connection is down is lost (the
+   * call then ends by its `timeoutMs`). Requests are stored in JetStream either way, so no request
+   * is lost. Set per factory: it applies to the requests its clients make.
+   * @defaultValue "mailbox"
+   */
+  replies?: "mailbox" | "core";
   /** @defaultValue silent */
   logger?: Logger;
 }
@@ -114,6 +124,7 @@ const DEFAULTS: NatsSettings = Object.freeze({
   requestTimeoutMs: 5_000,
   consumerInactiveMs: 3_600_000,
   deadLetterMaxAgeMs: 7 * 24 * 3_600_000,
+  replies: "mailbox",
 });
 
 function resolveSettings(options: NatsExchangeOptions): NatsSettings {
@@ -127,6 +138,9 @@ function resolveSettings(options: NatsExchangeOptions): NatsSettings {
     } else if (key === "storage") {
       if (value !== "file" && value !== "memory") throw new InvalidConfigError(`storage must be "file" or "memory"`, { option: key });
       settings.storage = value;
+    } else if (key === "replies") {
+      if (value !== "mailbox" && value !== "core") throw new InvalidConfigError(`replies must be "mailbox" or "core"`, { option: key });
+      settings.replies = value;
     } else {
       if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
         throw new InvalidConfigError(`${key} must be a positive integer (got ${String(value)})`, { option: key });
@@ -248,6 +262,9 @@ export class NatsExchangeFactory implements ExchangeFactory {
           name: "academy-nats",
           maxReconnectAttempts: -1,
           reconnectTimeWait: 250,
+          // An Error per request only to keep the caller's stack for timeouts costs about a tenth of
+          // a round trip's CPU; our errors name the operation instead (see docs/BENCHMARKS.md).
+          noAsyncTraces: true,
           ...this.#options.connectionOptions,
           servers,
         });

@@ -31,6 +31,8 @@ export interface NatsLayout {
   mailboxSubject(uid: string): string;
   /** Durable consumer that reads a mailbox. */
   mailboxConsumer(uid: string): string;
+  /** Core subject a mailbox's push consumer delivers to, unique to one reader (`session`). */
+  deliverSubject(uid: string, session: string): string;
   /** Subject messages dead-lettered from a mailbox go to. */
   deadLetterSubject(uid: string): string;
   /** Subject of a launch request of agent `uid` on `pool`. */
@@ -71,6 +73,7 @@ export function natsLayout(prefix: string): NatsLayout {
     typesBucket: `${prefix}_types`,
     mailboxSubject: (uid) => `${prefix}.mbox.${checkUid(uid)}`,
     mailboxConsumer: (uid) => `mbox-${checkUid(uid)}`,
+    deliverSubject: (uid, session) => `${prefix}.deliver.${checkUid(uid)}.${checkUid(session)}`,
     deadLetterSubject: (uid) => `${prefix}.dlq.${checkUid(uid)}`,
     launchStream: `${prefix}_launches`,
     launchSubjects: `${prefix}.launch.>`,

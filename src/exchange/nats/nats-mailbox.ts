@@ -1,11 +1,11 @@
 /**
- * Reading one mailbox: its durable pull consumer on the mailbox stream, delivery to the client,
+ * Reading one mailbox: its durable push consumer on the mailbox stream, delivery to the client,
  * acknowledgement deadlines kept alive while a message is being handled, and the fate of messages
  * that cannot be handled (undecodable, foreign, or delivered too often).
  */
-import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import type { ConsumerMessages, JsMsg, PushConsumer } from "@nats-io/jetstream";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { nanos } from "@nats-io/nats-core";
+import { nanos, nuid } from "@nats-io/nats-core";
 import { DeliveryLimitError, IncompatibleProtocolError, MalformedMessageError } from "../../errors.ts";
 import type { EntityId } from "../../identifiers.ts";
 import { decodeValue } from "../../protocol/codec.ts";
@@ -27,6 +27,22 @@ import type { NatsExchangeContext } from "./nats-context.ts";
 import { jetStreamErrorCode } from "./nats-errors.ts";
 
 const CONSUMER_NOT_FOUND = 10014;
+/** How long a reader that finds its consumer gone waits before concluding it was not a takeover. */
+const TAKEOVER_SETTLE_MS = 250;
+/** Attempts to open the mailbox while other readers replace its consumer at the same moment. */
+const OPEN_ATTEMPTS = 3;
+
+/** The consumer was replaced by another reader while this one opened it. */
+class MailboxContendedError extends Error {
+  constructor(consumer: string) {
+    super(`Consumer ${consumer} was replaced by another reader`);
+    this.name = "MailboxContendedError";
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 /** A mailbox being read. Created by the transport's `listen`. */
 export class NatsMailbox {
@@ -38,7 +54,9 @@ export class NatsMailbox {
   readonly #unacked = new Set<JsMsg>();
   #messages: ConsumerMessages | undefined;
   #keepAlive: NodeJS.Timeout | undefined;
-  #unwatchLeader: (() => void) | undefined;
+  #unwatch: (() => void) | undefined;
+  /** Where this reader's consumer delivers (unique to this reader). */
+  #deliverSubject: string | undefined;
   #stopped = false;
   #terminatedNotified = false;
 
@@ -50,42 +68,73 @@ export class NatsMailbox {
     this.#logger = logger;
   }
 
-  /** Create (or recover) the consumer and start delivering. */
+  /** Take the mailbox over and start delivering. */
   async start(): Promise<void> {
-    const { layout } = this.#ctx;
-    const name = layout.mailboxConsumer(this.#id.uid);
-    await this.#ensureConsumer(true);
-    await this.#consume();
-    this.#unwatchLeader = this.#ctx.onConsumerLeaderElected(name, () => {
-      this.#logger.info("mailbox consumer has a new leader; pulling again");
-      void this.#consume().catch((error: unknown) => this.#logger.warn({ err: error }, "could not resume reading the mailbox"));
+    await this.#open();
+    this.#unwatch = this.#ctx.watchMailbox(this.#ctx.layout.mailboxConsumer(this.#id.uid), {
+      consumerDeleted: () => void this.#checkConsumer(),
+      reconnected: () => this.#checkConsumer(),
     });
   }
 
-  /** (Re)start pulling; a previous pull loop is stopped once the new one runs. */
-  async #consume(): Promise<void> {
-    const { layout } = this.#ctx;
-    const consumer = await this.#ctx.js.consumers.get(layout.mailboxStream, layout.mailboxConsumer(this.#id.uid));
-    if (this.#stopped) return;
-    const messages = await consumer.consume({
-      max_messages: this.#ctx.settings.maxAckPending,
-      callback: (m) => this.#receive(m),
-    });
-    const previous = this.#messages;
-    this.#messages = messages;
-    previous?.stop();
-    if (this.#stopped) {
-      messages.stop();
+  /**
+   * Replace the mailbox's consumer with a push consumer delivering to a subject of this reader
+   * alone, and subscribe to it. A consumer an earlier reader left behind goes: the messages it
+   * held unacknowledged are delivered again at once (not after the ack wait), and that reader, if
+   * it still lives, receives nothing more. Push delivery costs nothing while the mailbox is idle
+   * (no pull requests, no heartbeats, no timers), which is what lets one host keep thousands of
+   * agents.
+   */
+  async #open(): Promise<void> {
+    const { layout, jsm, js, settings } = this.#ctx;
+    const name = layout.mailboxConsumer(this.#id.uid);
+    for (let attempt = 1; ; attempt++) {
+      const deliverSubject = layout.deliverSubject(this.#id.uid, nuid.next());
+      const config = {
+        durable_name: name,
+        filter_subject: layout.mailboxSubject(this.#id.uid),
+        deliver_subject: deliverSubject,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: nanos(settings.ackWaitMs),
+        max_deliver: -1,
+        max_ack_pending: settings.maxAckPending,
+        inactive_threshold: nanos(settings.consumerInactiveMs),
+      };
+      await this.#ctx.retry("replace mailbox consumer", async () => {
+        try {
+          await jsm.consumers.delete(layout.mailboxStream, name);
+        } catch (error) {
+          if (jetStreamErrorCode(error) !== CONSUMER_NOT_FOUND) throw error;
+        }
+        await jsm.consumers.add(layout.mailboxStream, config);
+      });
+      this.#deliverSubject = deliverSubject;
+      let consumer: PushConsumer;
+      try {
+        consumer = await this.#ctx.retry("open mailbox consumer", () => js.consumers.getPushConsumer(layout.mailboxStream, name));
+        const current = (await consumer.info(true)).config.deliver_subject;
+        if (current !== deliverSubject) throw new MailboxContendedError(name);
+      } catch (error) {
+        // Another reader replaced the consumer in between: the newest reader wins; try again.
+        if (attempt >= OPEN_ATTEMPTS || !(error instanceof MailboxContendedError || jetStreamErrorCode(error) === CONSUMER_NOT_FOUND)) throw error;
+        continue;
+      }
+      if (this.#stopped) return;
+      const messages = await consumer.consume({ callback: (m) => this.#receive(m) });
+      const previous = this.#messages;
+      this.#messages = messages;
+      previous?.stop();
+      if (this.#stopped) messages.stop();
       return;
     }
-    void this.#watchStatus(messages);
   }
 
   /** Stop delivering; unacked messages are nak'ed so the next reader gets them at once. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    this.#unwatchLeader?.();
+    this.#unwatch?.();
     this.#setKeepAlive(false);
     const messages = this.#messages;
     this.#messages = undefined;
@@ -98,77 +147,50 @@ export class NatsMailbox {
   }
 
   /**
-   * Make sure the durable consumer exists. On start, a consumer that still holds unacknowledged
-   * messages belonged to a reader that died: it is recreated so those messages are delivered
-   * again now, not after the ack wait expires.
+   * The consumer may be gone (a deletion advisory, or a reconnect): if it is, either the mailbox
+   * was terminated, or the consumer was lost (deleted by hand, or with a server's state) and is
+   * made again.
    */
-  async #ensureConsumer(recover: boolean): Promise<void> {
-    const { layout, jsm, settings } = this.#ctx;
-    const name = layout.mailboxConsumer(this.#id.uid);
-    const config = {
-      durable_name: name,
-      filter_subject: layout.mailboxSubject(this.#id.uid),
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ack_wait: nanos(settings.ackWaitMs),
-      max_deliver: -1,
-      max_ack_pending: settings.maxAckPending,
-      inactive_threshold: nanos(settings.consumerInactiveMs),
-    };
-    await this.#ctx.retry("create mailbox consumer", async () => {
-      if (recover) {
-        try {
-          const info = await jsm.consumers.info(layout.mailboxStream, name);
-          if (info.num_ack_pending === 0) {
-            const current = info.config;
-            if (
-              current.ack_wait !== config.ack_wait ||
-              current.max_ack_pending !== config.max_ack_pending ||
-              current.inactive_threshold !== config.inactive_threshold
-            ) {
-              await jsm.consumers.update(layout.mailboxStream, name, {
-                ack_wait: config.ack_wait,
-                max_ack_pending: config.max_ack_pending,
-                inactive_threshold: config.inactive_threshold,
-              });
-            }
-            return;
-          }
-          this.#logger.info({ unacked: info.num_ack_pending }, "recovering mailbox: redelivering unacknowledged messages");
-          await jsm.consumers.delete(layout.mailboxStream, name);
-        } catch (error) {
-          if (jetStreamErrorCode(error) !== CONSUMER_NOT_FOUND) throw error;
-        }
-      }
-      await jsm.consumers.add(layout.mailboxStream, config);
-    });
-  }
-
-  async #watchStatus(messages: ConsumerMessages): Promise<void> {
-    try {
-      for await (const status of messages.status()) {
-        if (this.#stopped || messages !== this.#messages) return;
-        if (status.type === "consumer_deleted" || status.type === "consumer_not_found") {
-          await this.#onConsumerLost();
-        }
-      }
-    } catch (error) {
-      if (!this.#stopped) this.#logger.warn({ err: error }, "mailbox status watch ended");
+  async #checkConsumer(): Promise<void> {
+    if (this.#stopped) return;
+    let deliverSubject: string | undefined | null;
+    for (let attempt = 0; ; attempt++) {
+      deliverSubject = await this.#consumerDeliverSubject();
+      if (deliverSubject === null || deliverSubject !== undefined || attempt > 0 || this.#stopped) break;
+      // A reader taking the mailbox over deletes the consumer and makes its own a moment later.
+      await sleep(TAKEOVER_SETTLE_MS);
     }
-  }
-
-  /** The consumer vanished: either the mailbox was terminated, or it must be recreated. */
-  async #onConsumerLost(): Promise<void> {
+    if (this.#stopped || deliverSubject === null) return;
+    if (deliverSubject !== undefined) {
+      if (deliverSubject !== this.#deliverSubject) {
+        this.#logger.warn("another reader took this mailbox over; this reader stops");
+        await this.stop();
+      }
+      return;
+    }
     const status = await this.#ctx.registry.status(this.#id.uid).catch(() => undefined);
     if (this.#stopped || status === undefined) return;
     if (status === MailboxStatus.Active) {
       this.#logger.warn("mailbox consumer disappeared; recreating it");
-      await this.#ensureConsumer(false).catch((error: unknown) => {
+      await this.#open().catch((error: unknown) => {
         this.#logger.warn({ err: error }, "could not recreate mailbox consumer");
       });
       return;
     }
     this.#notifyTerminated();
+  }
+
+  /** The consumer's delivery subject; undefined if it does not exist, null if that is unknown. */
+  async #consumerDeliverSubject(): Promise<string | undefined | null> {
+    const { layout, jsm } = this.#ctx;
+    try {
+      const info = await jsm.consumers.info(layout.mailboxStream, layout.mailboxConsumer(this.#id.uid));
+      return info.config.deliver_subject ?? null;
+    } catch (error) {
+      if (jetStreamErrorCode(error) === CONSUMER_NOT_FOUND) return undefined;
+      this.#logger.debug({ err: error }, "could not check the mailbox consumer");
+      return null;
+    }
   }
 
   /** The mailbox was terminated: stop and tell the handler (once). */

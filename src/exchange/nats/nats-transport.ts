@@ -2,9 +2,13 @@
  * A NATS JetStream transport, bound to one mailbox.
  */
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
+import { createInbox } from "@nats-io/nats-core";
+import type { Subscription } from "@nats-io/nats-core";
 import { BadEntityIdError } from "../../errors.ts";
 import type { AgentId, EntityId } from "../../identifiers.ts";
 import type { DecodeContext } from "../../protocol/codec.ts";
+import { decodeValue } from "../../protocol/codec.ts";
+import { fromEnvelope, isRequest } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
 import type { Logger } from "../../util/logger.ts";
 import { terminatedError } from "../exchange-client.ts";
@@ -18,6 +22,7 @@ export class NatsTransport implements ExchangeTransport {
   readonly #ctx: NatsExchangeContext;
   readonly #logger: Logger;
   #mailbox: NatsMailbox | undefined;
+  #replies: Subscription | undefined;
   #unwatchOwn: (() => void) | undefined;
   #closed = false;
 
@@ -31,11 +36,16 @@ export class NatsTransport implements ExchangeTransport {
     return this.#ctx.maxPayload;
   }
 
+  get replySubject(): string | undefined {
+    return this.#replies?.getSubject();
+  }
+
   async listen(handler: MailboxHandler, context: DecodeContext): Promise<void> {
     const uid = this.mailboxId.uid;
     const status = await this.#ctx.registry.status(uid);
     if (status === MailboxStatus.Missing) throw new BadEntityIdError(`No mailbox ${this.mailboxId}`, { entityId: uid });
     if (status === MailboxStatus.Terminated) throw terminatedError(this.mailboxId);
+    if (this.#ctx.settings.replies === "core") this.#replies = this.#listenForReplies(handler, context);
     const mailbox = new NatsMailbox(this.#ctx, this.mailboxId, handler, context, this.#logger);
     this.#mailbox = mailbox;
     // Learn of our own termination from the registry watch as well as from the consumer vanishing.
@@ -50,7 +60,34 @@ export class NatsTransport implements ExchangeTransport {
     }
   }
 
+  /**
+   * Responses over core NATS (`replies: "core"`): a subscription on a fresh inbox, named in each
+   * request's `replyTo`. Only responses are taken there; anything else is dropped and logged.
+   */
+  #listenForReplies(handler: MailboxHandler, context: DecodeContext): Subscription {
+    const settled = (): void => {};
+    return this.#ctx.nc.subscribe(createInbox(), {
+      callback: (error, msg) => {
+        if (error !== null) return;
+        let message: Message;
+        try {
+          message = fromEnvelope(decodeValue(msg.data, context));
+        } catch (decodeError) {
+          this.#logger.warn({ err: decodeError, subject: msg.subject }, "dropping undecodable reply");
+          return;
+        }
+        if (isRequest(message)) {
+          this.#logger.warn({ tag: message.tag, type: message.type }, "dropping a request sent to a reply subject");
+          return;
+        }
+        handler.deliver({ message, deliveryCount: 1, ack: settled, nak: settled });
+      },
+    });
+  }
+
   async stopListening(): Promise<void> {
+    this.#replies?.unsubscribe();
+    this.#replies = undefined;
     this.#unwatchOwn?.();
     this.#unwatchOwn = undefined;
     const mailbox = this.#mailbox;

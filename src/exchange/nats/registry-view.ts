@@ -35,6 +35,8 @@ export class RegistryView {
   /** Active agents by every type name in their ancestry. */
   readonly #byType = new Map<string, Set<string>>();
   readonly #terminationListeners = new Set<(uid: string) => void>();
+  /** Answers of `discover` by query, until the next change of an agent's record (ids are immutable). */
+  readonly #discovered = new Map<string, AgentId[]>();
   readonly #isClosed: () => boolean;
   #waiters: RevisionWaiter[] = [];
   #appliedRevision = 0;
@@ -77,13 +79,18 @@ export class RegistryView {
     const status = await this.#kv.status();
     const target = status.streamInfo.state.last_seq;
     if (!(await this.#waitForRevision(target, CATCH_UP_TIMEOUT_MS))) return undefined;
-    const found: AgentId[] = [];
-    for (const uid of this.#byType.get(typeName) ?? []) {
-      const known = this.#known.get(uid);
-      if (known === undefined) continue;
-      if (allowSubclasses || known.record.type === typeName) found.push(new AgentId(uid, known.record.name));
+    const cacheKey = `${allowSubclasses ? "+" : "="}${typeName}`;
+    let found = this.#discovered.get(cacheKey);
+    if (found === undefined) {
+      found = [];
+      for (const uid of this.#byType.get(typeName) ?? []) {
+        const known = this.#known.get(uid);
+        if (known === undefined) continue;
+        if (allowSubclasses || known.record.type === typeName) found.push(new AgentId(uid, known.record.name));
+      }
+      this.#discovered.set(cacheKey, found);
     }
-    return found;
+    return [...found];
   }
 
   /** Apply a record this process wrote or read (so its own writes are visible at once). */
@@ -150,6 +157,7 @@ export class RegistryView {
     const previous = this.#known.get(uid);
     if (previous !== undefined && previous.revision >= revision) return;
     this.#known.set(uid, { record, revision });
+    if (record.role === EntityRole.Agent) this.#discovered.clear();
     const chain = record.role === EntityRole.Agent ? (record.chain ?? []) : [];
     for (const type of chain) {
       let members = this.#byType.get(type);
@@ -169,6 +177,7 @@ export class RegistryView {
     const previous = this.#known.get(uid);
     if (previous === undefined) return;
     this.#known.delete(uid);
+    this.#discovered.clear();
     for (const type of previous.record.chain ?? []) this.#byType.get(type)?.delete(uid);
   }
 
