@@ -21,6 +21,7 @@ import { terminatedError } from "../exchange-client.ts";
 import { MailboxStatus } from "../transport.ts";
 import { natsLayout } from "./nats-layout.ts";
 import type { NatsLayout } from "./nats-layout.ts";
+import { JetStreamPublisher } from "./js-publisher.ts";
 import { withNatsRetry } from "./nats-errors.ts";
 import { NatsRegistry } from "./nats-registry.ts";
 import { RegistryView } from "./registry-view.ts";
@@ -97,6 +98,7 @@ export class NatsExchangeContext {
   /** The server's `max_payload`, in bytes (headers included). */
   readonly maxPayload: number;
   readonly #mailboxWatchers = new Map<string, MailboxWatcher>();
+  readonly #publisher: JetStreamPublisher;
   #advisories: Subscription | undefined;
 
   private constructor(
@@ -115,6 +117,7 @@ export class NatsExchangeContext {
     this.layout = natsLayout(settings.prefix);
     this.logger = logger;
     this.maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+    this.#publisher = new JetStreamPublisher(nc);
     this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, this.layout.typesBucket, settings.retryWindowMs);
     this.view = new RegistryView(registryKv, logger, () => nc.isClosed());
   }
@@ -239,9 +242,8 @@ export class NatsExchangeContext {
       return;
     }
     const headers = natsHeaders();
-    // Nats-Msg-Id is set by the publish option; the other fields become headers as measured above.
-    for (const [name, value] of fields) if (name !== MessageHeader.MsgId) headers.set(name, value);
-    await this.#publish(this.layout.mailboxSubject(message.dest), data, msgId, headers);
+    for (const [name, value] of fields) headers.set(name, value);
+    await this.#publish(this.layout.mailboxSubject(message.dest), data, headers);
   }
 
   /** Status of a mailbox, from the registry view when it knows, else from the bucket. */
@@ -320,8 +322,8 @@ export class NatsExchangeContext {
     await this.retry("purge mailbox", () => jsm.streams.purge(layout.mailboxStream, { filter: subject }));
   }
 
-  async #publish(subject: string, data: Uint8Array, msgID: string, headers: MsgHdrs): Promise<PubAck> {
-    return this.retry("publish", () => this.js.publish(subject, data, { msgID, headers, timeout: this.settings.requestTimeoutMs }));
+  async #publish(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<PubAck> {
+    return this.retry("publish", () => this.#publisher.publish(subject, data, headers, this.settings.requestTimeoutMs));
   }
 
   /**

@@ -1,0 +1,115 @@
+/**
+ * JetStream publishes on the message path, acknowledged through one shared inbox.
+ *
+ * `js.publish()` of nats.js goes through `nc.request()`, which builds an `Error` for every
+ * request it completes (to reject an already-settled promise) and a timer per call. On the
+ * machines we measured, that `Error` alone cost 15 µs, about a tenth of the CPU of an action
+ * (docs/BENCHMARKS.md). This publisher sends the same publish (subject, headers with
+ * `Nats-Msg-Id`, a reply subject for the PubAck), matches acks on one wildcard subscription, and
+ * expires waiters with one sweep timer. Failures carry nats.js's own error types (TimeoutError,
+ * NoRespondersError, JetStreamApiError, ClosedConnectionError), so retry classification is
+ * unchanged. Used for mailbox messages only; control-plane publishes keep `js.publish()`.
+ */
+import type { PubAck } from "@nats-io/jetstream";
+import { JetStreamApiError } from "@nats-io/jetstream";
+import { ClosedConnectionError, NoRespondersError, TimeoutError, createInbox } from "@nats-io/nats-core";
+import type { MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
+
+interface Waiter {
+  readonly subject: string;
+  readonly deadline: number;
+  resolve(ack: PubAck): void;
+  reject(error: Error): void;
+}
+
+/** How often expired waiters are failed, in ms (timeouts are this much coarser). */
+const SWEEP_INTERVAL_MS = 100;
+
+const decoder = new TextDecoder();
+
+export class JetStreamPublisher {
+  readonly #nc: NatsConnection;
+  readonly #prefix: string;
+  readonly #waiters = new Map<string, Waiter>();
+  #sub: Subscription | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
+  #next = 0;
+
+  constructor(nc: NatsConnection) {
+    this.#nc = nc;
+    this.#prefix = `${createInbox()}.`;
+    void nc.closed().then(() => this.#failAll(new ClosedConnectionError()));
+  }
+
+  /**
+   * Publish `data` to `subject` (headers must already hold `Nats-Msg-Id` if wanted) and resolve
+   * with the stream's acknowledgement.
+   */
+  publish(subject: string, data: Uint8Array, headers: MsgHdrs, timeoutMs: number): Promise<PubAck> {
+    if (this.#nc.isClosed()) return Promise.reject(new ClosedConnectionError());
+    this.#subscribe();
+    const token = (this.#next++).toString(36);
+    return new Promise<PubAck>((resolve, reject) => {
+      this.#waiters.set(token, { subject, deadline: Date.now() + timeoutMs, resolve, reject });
+      this.#sweep(true);
+      try {
+        this.#nc.publish(subject, data, { reply: `${this.#prefix}${token}`, headers });
+      } catch (error) {
+        this.#waiters.delete(token);
+        reject(error as Error);
+      }
+    });
+  }
+
+  #subscribe(): void {
+    if (this.#sub !== undefined) return;
+    this.#sub = this.#nc.subscribe(`${this.#prefix}*`, {
+      callback: (error, msg) => {
+        if (error !== null) return;
+        const token = msg.subject.slice(this.#prefix.length);
+        const waiter = this.#waiters.get(token);
+        if (waiter === undefined) return; // late: already timed out (and retried)
+        this.#waiters.delete(token);
+        if (msg.data.length === 0 && msg.headers?.code === 503) {
+          waiter.reject(new NoRespondersError(waiter.subject));
+          return;
+        }
+        try {
+          const ack = JSON.parse(decoder.decode(msg.data)) as PubAck & { error?: { code: number; err_code?: number; description: string } };
+          if (ack.error !== undefined) waiter.reject(new JetStreamApiError({ code: ack.error.code, err_code: ack.error.err_code ?? 0, description: ack.error.description }));
+          else waiter.resolve({ ...ack, duplicate: ack.duplicate === true });
+        } catch (parseError) {
+          waiter.reject(parseError as Error);
+        }
+      },
+    });
+  }
+
+  /** Keep the sweep timer running while anything waits; fail waiters past their deadline. */
+  #sweep(start = false): void {
+    if (start) {
+      if (this.#sweeper === undefined) {
+        this.#sweeper = setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS);
+        this.#sweeper.unref();
+      }
+      return;
+    }
+    const now = Date.now();
+    for (const [token, waiter] of this.#waiters) {
+      if (waiter.deadline > now) continue;
+      this.#waiters.delete(token);
+      waiter.reject(new TimeoutError());
+    }
+    if (this.#waiters.size === 0 && this.#sweeper !== undefined) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+    }
+  }
+
+  #failAll(error: Error): void {
+    for (const waiter of this.#waiters.values()) waiter.reject(error);
+    this.#waiters.clear();
+    if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+  }
+}
