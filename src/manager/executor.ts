@@ -22,6 +22,11 @@ export interface LaunchSpec<A extends Agent = Agent> {
   /** Constructor arguments, CBOR-encoded (handles inside are rebound to the agent's client). */
   readonly args: Uint8Array;
   readonly registration: AgentRegistration<A>;
+  /**
+   * The manager registered the agent for this launch, so it has never run anywhere (executors may
+   * skip looking for earlier runs).
+   */
+  readonly newlyRegistered?: boolean;
   readonly config: RuntimeConfig;
   readonly exchangeFactory: ExchangeFactory;
   /** Extra runs after a failed one (so at most `maxRetries + 1` runs in all). */

@@ -137,7 +137,9 @@ export class HostPoolExecutor implements AgentExecutor {
     // Leave room for what hosts add to the placement (host ids, a failure): a launch that only just
     // fits would fail on the host instead.
     store.ctx.checkSize(encodeLaunchRequest(request).byteLength + PLACEMENT_ROOM, `Launch request of agent ${agentId}`);
-    const elsewhere = (await store.placementsOf(agentId.uid)).find((p) => p.pool !== this.pool && !isFinal(p.state));
+    // An agent registered for this very launch has no placement anywhere: skip the scan (a KV
+    // consumer per launch, most of a launch's cost when thousands are launched at once).
+    const elsewhere = spec.newlyRegistered === true ? undefined : (await store.placementsOf(agentId.uid)).find((p) => p.pool !== this.pool && !isFinal(p.state));
     if (elsewhere !== undefined) {
       throw new AgentAlreadyLaunchedError(`${agentId} is already ${elsewhere.state} on pool '${elsewhere.pool}'`, { agentId: agentId.uid });
     }

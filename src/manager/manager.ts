@@ -253,6 +253,7 @@ export class Manager implements AsyncDisposable {
       agent,
       args,
       registration,
+      newlyRegistered: registered,
       config,
       exchangeFactory: this.#factory,
       maxRetries,

@@ -3,7 +3,7 @@
  * acknowledgement deadlines kept alive while a message is being handled, and the fate of messages
  * that cannot be handled (undecodable, foreign, or delivered too often).
  */
-import type { ConsumerMessages, JsMsg, PushConsumer } from "@nats-io/jetstream";
+import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { nanos, nuid } from "@nats-io/nats-core";
 import { DeliveryLimitError, IncompatibleProtocolError, MalformedMessageError } from "../../errors.ts";
@@ -101,25 +101,22 @@ export class NatsMailbox {
         max_ack_pending: settings.maxAckPending,
         inactive_threshold: nanos(settings.consumerInactiveMs),
       };
-      await this.#ctx.retry("replace mailbox consumer", async () => {
+      const created = await this.#ctx.retry("replace mailbox consumer", async () => {
         try {
           await jsm.consumers.delete(layout.mailboxStream, name);
         } catch (error) {
           if (jetStreamErrorCode(error) !== CONSUMER_NOT_FOUND) throw error;
         }
-        await jsm.consumers.add(layout.mailboxStream, config);
+        return jsm.consumers.add(layout.mailboxStream, config);
       });
-      this.#deliverSubject = deliverSubject;
-      let consumer: PushConsumer;
-      try {
-        consumer = await this.#ctx.retry("open mailbox consumer", () => js.consumers.getPushConsumer(layout.mailboxStream, name));
-        const current = (await consumer.info(true)).config.deliver_subject;
-        if (current !== deliverSubject) throw new MailboxContendedError(name);
-      } catch (error) {
-        // Another reader replaced the consumer in between: the newest reader wins; try again.
-        if (attempt >= OPEN_ATTEMPTS || !(error instanceof MailboxContendedError || jetStreamErrorCode(error) === CONSUMER_NOT_FOUND)) throw error;
+      // Another reader replaced the consumer in between: the newest reader wins; try again.
+      if (created.config.deliver_subject !== deliverSubject) {
+        if (attempt >= OPEN_ATTEMPTS) throw new MailboxContendedError(name);
         continue;
       }
+      this.#deliverSubject = deliverSubject;
+      // Bound to the subject just created: no further round trip to look the consumer up.
+      const consumer = await js.consumers.getBoundPushConsumer({ deliver_subject: deliverSubject });
       if (this.#stopped) return;
       const messages = await consumer.consume({ callback: (m) => this.#receive(m) });
       const previous = this.#messages;
