@@ -4,8 +4,8 @@
  *
  * `node --expose-gc --import tsx bench/scenarios/footprint-bare.ts <servers> <count>`: connects
  * and prints `connected`, then obeys lines on stdin: `sub` subscribes `<count>` subjects
- * `bare.<i>`, flushes and prints `subscribed`; `gc` runs a full collection and prints `gc`.
- * Idles between commands until SIGTERM.
+ * `bare.<i>`, flushes and prints `subscribed`; `gc` runs a full collection and prints
+ * `gc {process.memoryUsage()}`. Idles between commands until SIGTERM.
  */
 import { createInterface } from "node:readline";
 import { connect } from "@nats-io/transport-node";
@@ -24,6 +24,6 @@ for await (const line of createInterface({ input: process.stdin })) {
     process.stdout.write("subscribed\n");
   } else if (line === "gc") {
     (globalThis as { gc?: () => void }).gc?.();
-    process.stdout.write("gc\n");
+    process.stdout.write(`gc ${JSON.stringify(process.memoryUsage())}\n`);
   }
 }

@@ -56,7 +56,7 @@ export default async function roundTrip(ctx: BenchContext): Promise<ScenarioResu
       const perRound = quick ? (big ? 10 : 100) : big ? 25 : 250;
       const samples = { exchange: [] as number[], coreReplies: [] as number[], bareNats: [] as number[], inProcess: [] as number[] };
       // Warm every path (JIT, buffers, the registry view) before measuring.
-      for (let i = 0; i < 30; i++) {
+      for (let i = 0; i < (big ? 20 : 300); i++) {
         for (const [, handle] of paths) await handle.echo(payload);
         await bare(payload);
       }

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll } from "vitest";
 import { NatsExchangeFactory } from "../../src/index.ts";
+import type { NatsExchangeOptions } from "../../src/index.ts";
 import { startTestNats } from "../support/nats.ts";
 import type { TestNats } from "../support/nats.ts";
 import { describeConformance } from "./exchange-conformance.ts";
@@ -14,22 +15,11 @@ afterAll(async () => {
   await nats?.[Symbol.asyncDispose]();
 });
 
-describeConformance("NATS JetStream exchange", () => ({
-  // Each test gets its own prefix: its own streams, buckets and subjects on the shared server.
-  newFactory: () =>
-    new NatsExchangeFactory({
-      servers: nats.url,
-      connectionOptions: nats.connectionOptions,
-      prefix: `t${process.pid}_${++counter}`,
-    }),
-}));
+/** Each test gets its own prefix: its own streams, buckets and subjects on the shared server. */
+function factory(options: NatsExchangeOptions = {}): NatsExchangeFactory {
+  return new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: `t${process.pid}_${++counter}`, ...options });
+}
 
-describeConformance("NATS JetStream exchange, replies over core NATS", () => ({
-  newFactory: () =>
-    new NatsExchangeFactory({
-      servers: nats.url,
-      connectionOptions: nats.connectionOptions,
-      prefix: `t${process.pid}_${++counter}`,
-      replies: "core",
-    }),
-}));
+describeConformance("NATS JetStream exchange", () => ({ newFactory: () => factory() }));
+
+describeConformance("NATS JetStream exchange, replies over core NATS", () => ({ newFactory: () => factory({ replies: "core" }) }));
