@@ -168,6 +168,9 @@ export class RuntimeHost {
   #heartbeating: Promise<void> | undefined;
   #draining: Promise<void> | undefined;
   #sweeping = false;
+  /** Placements of the pool, while this host is the one that sweeps. */
+  #sweepPlacements: Map<string, Placement> | undefined;
+  #stopSweepWatch: (() => void) | undefined;
   /** Launch requests being checked and claimed (a drain waits for them). */
   readonly #claims = new Set<Promise<void>>();
   /** Peers being reaped now. */
@@ -717,11 +720,14 @@ export class RuntimeHost {
   async #sweep(): Promise<void> {
     if (this.#state !== HostState.Serving || this.#sweeping) return;
     const pool = [...this.#peers.values()].filter((p) => p.entry.value.pool === this.pool).map((p) => p.entry.value.hostId);
-    if (pool.some((id) => id < this.#hostId)) return;
+    if (pool.some((id) => id < this.#hostId)) {
+      this.#dropSweepView();
+      return;
+    }
     this.#sweeping = true;
     try {
       const now = Date.now();
-      const placements = await this.#store.listPlacements(this.pool);
+      const placements = [...(await this.#sweepView()).values()];
       const gone = new Set<string>();
       for (const host of new Set(placements.map((p) => p.host))) {
         if (host === undefined || host === this.#hostId || this.#peers.has(host)) continue;
@@ -741,6 +747,26 @@ export class RuntimeHost {
     } finally {
       this.#sweeping = false;
     }
+  }
+
+  /**
+   * The pool's placements, kept by a watch while this host sweeps: a sweep then reads memory, not
+   * the whole bucket (at 10,000 agents, decoding it every interval was most of an idle host's CPU).
+   */
+  async #sweepView(): Promise<ReadonlyMap<string, Placement>> {
+    if (this.#sweepPlacements === undefined) {
+      const view = new Map<string, Placement>();
+      this.#stopSweepWatch = await this.#store.watchPlacements(this.pool, (placement) => view.set(placement.uid, placement), { current: true });
+      this.#sweepPlacements = view;
+    }
+    return this.#sweepPlacements;
+  }
+
+  /** Another host sweeps now: let the view go. */
+  #dropSweepView(): void {
+    this.#stopSweepWatch?.();
+    this.#stopSweepWatch = undefined;
+    this.#sweepPlacements = undefined;
   }
 
   // --- stopping ---
@@ -776,6 +802,7 @@ export class RuntimeHost {
 
   async #shutdownConnection(): Promise<void> {
     this.#stopWatch?.();
+    this.#dropSweepView();
     if (this.#ownsFactory) await this.#factory.close().catch(() => undefined);
   }
 }

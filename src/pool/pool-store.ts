@@ -7,7 +7,7 @@ import type { Consumer, ConsumerConfig, PubAck } from "@nats-io/jetstream";
 import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { KV, KvEntry } from "@nats-io/kv";
-import { nanos } from "@nats-io/nats-core";
+import { TimeoutError, nanos } from "@nats-io/nats-core";
 import { setTimeout as sleep } from "node:timers/promises";
 import { InvalidConfigError } from "../errors.ts";
 import type { NatsExchangeContext } from "../exchange/nats/nats-context.ts";
@@ -206,17 +206,25 @@ export class PoolStore {
   }
 
   /**
-   * Call `onChange` for every placement of `pool` written from now on, until the returned stop
-   * function is called. The watch restarts (resuming where it stopped) if it fails. Resolves once
+   * Call `onChange` for every placement of `pool` written from now on (with `current`: first for
+   * the latest value of each existing placement), until the returned stop function is called. The watch restarts (resuming where it stopped) if it fails. Resolves once
    * the watch is in place.
    */
-  async watchPlacements(pool: string, onChange: (placement: Placement, revision: number) => void): Promise<() => void> {
+  async watchPlacements(
+    pool: string,
+    onChange: (placement: Placement, revision: number) => void,
+    options: { current?: boolean } = {},
+  ): Promise<() => void> {
     // Resume from a known revision even when the first watch fails before delivering anything.
-    const status = await this.ctx.retry("read placements bucket", () => this.placements.status());
-    let resumeFrom = status.streamInfo.state.last_seq + 1;
+    let resumeFrom: number | undefined;
+    if (options.current !== true) {
+      const status = await this.ctx.retry("read placements bucket", () => this.placements.status());
+      resumeFrom = status.streamInfo.state.last_seq + 1;
+    }
     return this.#follow(
       "placements",
-      () => this.placements.watch({ key: `${pool}.*`, resumeFromRevision: resumeFrom }),
+      // With `current`, the watch first delivers every placement's latest value.
+      () => this.placements.watch({ key: `${pool}.*`, ...(resumeFrom !== undefined && { resumeFromRevision: resumeFrom }) }),
       (entry) => {
         resumeFrom = entry.revision + 1;
         if (entry.operation !== "PUT") return;
@@ -267,7 +275,13 @@ export class PoolStore {
     await this.ctx.retry("list hosts", async () => {
       found.length = 0;
       const keys: string[] = [];
-      for await (const key of await this.hosts.keys()) keys.push(key);
+      // The key listing is a consumer that may stall under load: bounded, then retried.
+      await withDeadline(
+        (async () => {
+          for await (const key of await this.hosts.keys()) keys.push(key);
+        })(),
+        this.ctx.settings.requestTimeoutMs,
+      );
       const entries = await Promise.all(keys.map((key) => this.hosts.get(key)));
       for (const entry of entries) {
         const host = hostEntry(entry);
@@ -342,4 +356,17 @@ function hostEntry(entry: KvEntry | null): HostEntry | undefined {
   if (entry === null || entry.operation !== "PUT") return undefined;
   const value = decodeHostRecord(entry.value);
   return value === undefined ? undefined : { value, revision: entry.revision, written: entry.created };
+}
+
+/** `work`, or a (transient) nats.js `TimeoutError` if it has not settled within `ms`. */
+async function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError()), ms);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -133,7 +133,14 @@ export function checkLaunchRequest(value: unknown, what = "launch request"): Lau
   if (r.config !== undefined && (r.config === null || typeof r.config !== "object")) fail(what, "config must be a map");
   resolveRuntimeConfig((r.config ?? {}) as RuntimeConfig);
   if (typeof r.launchedAt !== "number") fail(what, "launchedAt must be a number");
-  return { ...(r as unknown as LaunchRequest), name: (r.name as string | null | undefined) ?? undefined, config: (r.config ?? {}) as RuntimeConfig };
+  return {
+    ...(r as unknown as LaunchRequest),
+    name: (r.name as string | null | undefined) ?? undefined,
+    // A copy: the decoded bytes are a view into the socket buffer they arrived in, which a kept
+    // placement would otherwise hold alive (whole buffers, per agent).
+    args: r.args.slice(),
+    config: (r.config ?? {}) as RuntimeConfig,
+  };
 }
 
 /** The launch request part of a placement (what goes on the stream). */

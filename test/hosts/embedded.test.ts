@@ -11,8 +11,12 @@ import {
   Manager,
   NatsExchangeFactory,
   PayloadTooLargeError,
+  PlacementState,
 } from "../../src/index.ts";
 import { HostState, RuntimeHost } from "../../runtime/index.ts";
+import { PoolStore } from "../../src/pool/pool-store.ts";
+import { POOL_RECORD_VERSION } from "../../src/pool/records.ts";
+import { encodeValue } from "../../src/protocol/codec.ts";
 import { PoolCounter } from "../fixtures/host-agents.ts";
 import { startTestNats } from "../support/nats.ts";
 import type { TestNats } from "../support/nats.ts";
@@ -32,6 +36,49 @@ function exchange(prefix: string): NatsExchangeFactory {
 }
 
 describe("embedded runtime hosts", () => {
+  test("the sweep restarts an agent placed on a host that no longer exists", async () => {
+    const prefix = `e${process.pid}_${++serial}`;
+    const factory = exchange(prefix);
+    try {
+      await using user = await factory.createUserClient();
+      const { agentId, agentType } = await user.registerAgent(PoolCounter);
+      // A placement left running by a host that is gone (its record too): no reaper saw it die.
+      const store = await PoolStore.for(await factory.context());
+      await store.createPlacement({
+        v: POOL_RECORD_VERSION,
+        uid: agentId.uid,
+        name: undefined,
+        type: agentType.name,
+        chain: agentType.chain,
+        pool: "swept",
+        gen: 0,
+        attempt: 0,
+        args: encodeValue([7]),
+        config: {},
+        maxRetries: 0,
+        retryBackoffMs: 100,
+        launchedAt: Date.now() - 60_000,
+        state: PlacementState.Running,
+        host: "gone-0000",
+        updatedAt: Date.now() - 60_000,
+      });
+      await using host = await RuntimeHost.start({
+        pool: "swept",
+        classes: [PoolCounter],
+        exchange: { servers: nats.url, prefix },
+        heartbeatMs: 100,
+        hostTtlMs: 300,
+        sweepIntervalMs: 200,
+      });
+      await expect.poll(() => host.agentIds(), { timeout: 10_000 }).toEqual([agentId.uid]);
+      expect(await user.getHandle(agentId).action("increment")).toBe(8);
+      const placement = await store.getPlacement("swept", agentId.uid);
+      expect(placement?.value).toMatchObject({ state: PlacementState.Running, host: host.hostId, gen: 1 });
+    } finally {
+      await factory.close();
+    }
+  });
+
   test("a drained host hands its agents to another host of the pool", async () => {
     const prefix = `e${process.pid}_${++serial}`;
     const options = { pool: "embedded", classes: [PoolCounter], heartbeatMs: 200, hostTtlMs: 1_000 };

@@ -5,14 +5,22 @@
  */
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { nanos } from "@nats-io/nats-core";
+import { TimeoutError, nanos } from "@nats-io/nats-core";
+
+/** How long a scan may take before it fails with a (transient) `TimeoutError`. */
+const SCAN_TIMEOUT_MS = 30_000;
 
 /**
  * The latest value of every key matching `keyFilter` (KV key syntax, `*` and `>` allowed) of
  * bucket `bucket` that is not deleted, in stream order. Writes made while the scan runs may or
  * may not be included; a key is listed once, with its latest value seen.
  */
-export async function scanLatest(js: JetStreamClient, bucket: string, keyFilter: string): Promise<Map<string, Uint8Array>> {
+export async function scanLatest(
+  js: JetStreamClient,
+  bucket: string,
+  keyFilter: string,
+  timeoutMs = SCAN_TIMEOUT_MS,
+): Promise<Map<string, Uint8Array>> {
   const latest = new Map<string, Uint8Array>();
   const keyPrefix = `$KV.${bucket}.`;
   const consumer = await js.consumers.getPushConsumer(`KV_${bucket}`, {
@@ -45,9 +53,16 @@ export async function scanLatest(js: JetStreamClient, bucket: string, keyFilter:
     for await (const status of messages.status()) if (status.type === "heartbeat") caughtUp();
   })();
   void messages.closed().then(caughtUp, caughtUp);
+  // A consumer that stops delivering (seen under heavy load) must not hang the caller: give up
+  // with a transient error, so that the caller's retry starts a new scan.
+  let timer: NodeJS.Timeout | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError()), timeoutMs);
+  });
   try {
-    await done;
+    await Promise.race([done, stalled]);
   } finally {
+    clearTimeout(timer);
     messages.stop();
   }
   return latest;
