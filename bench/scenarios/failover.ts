@@ -166,7 +166,7 @@ export default async function failover(ctx: BenchContext): Promise<ScenarioResul
   if (runsPerSetting > 1) headers.push("all answer, range");
   return {
     id: "failover",
-    title: `Failover: kill -9 of one of 2 hosts running ${AGENTS} agents (ms after the kill${runsPerSetting > 1 ? `; median of ${runsPerSetting} runs` : ""})`,
+    title: `6. Failover: kill -9 of one of 2 hosts running ${AGENTS} agents (ms after the kill${runsPerSetting > 1 ? `; median of ${runsPerSetting} runs` : ""})`,
     headers,
     rows: results.map((r) => {
       const m = r.median;

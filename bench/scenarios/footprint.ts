@@ -397,7 +397,7 @@ export default async function footprint(ctx: BenchContext): Promise<ScenarioResu
   const failures = runs.flatMap(({ n, runtime }) => ("error" in runtime ? [`${count(n)} agents: ${runtime.error}`] : []));
   return {
     id: "footprint",
-    title: `Footprint: N idle agents in one host (growth per agent after launch + one ping; heap after a full GC; CPU as % of one core${afterLaunchMs > 0 ? `, in the ${afterLaunchMs / 1000} s after the launch, then` : ""} idle over ${windowMs / 1000} s)`,
+    title: `5. Footprint: N idle agents in one host (growth per agent after launch + one ping; heap after a full GC; CPU as % of one core${afterLaunchMs > 0 ? `, in the ${afterLaunchMs / 1000} s after the launch, then` : ""} idle over ${windowMs / 1000} s)`,
     headers,
     rows,
     figures: { settleMs, afterLaunchMs, idleWindowMs: windowMs, inFlight: IN_FLIGHT, runs },

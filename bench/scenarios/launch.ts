@@ -266,7 +266,7 @@ export default async function launch(ctx: BenchContext): Promise<ScenarioResult>
 
   return {
     id: "launch",
-    title: `Launch: N agents through a pool of ${HOSTS} hosts, each pinged as its launch resolves (ms from the first launch${roundsPerSize > 1 ? `; median of ${roundsPerSize} rounds` : ""})`,
+    title: `3. Launch: N agents through a pool of ${HOSTS} hosts, each pinged as its launch resolves (ms from the first launch${roundsPerSize > 1 ? `; median of ${roundsPerSize} rounds` : ""})`,
     headers: ["N", "requests stored", "first answer", "all answered", "vs floor"],
     rows,
     figures: {
