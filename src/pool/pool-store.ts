@@ -4,15 +4,15 @@
  * never create them), once per exchange connection.
  */
 import type { Consumer, ConsumerConfig, PubAck } from "@nats-io/jetstream";
-import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { KV, KvEntry } from "@nats-io/kv";
-import { TimeoutError, nanos } from "@nats-io/nats-core";
+import { nanos } from "@nats-io/nats-core";
 import { setTimeout as sleep } from "node:timers/promises";
 import { InvalidConfigError } from "../errors.ts";
 import type { NatsExchangeContext } from "../exchange/nats/nats-context.ts";
-import { ensureStream } from "../exchange/nats/nats-context.ts";
-import { jetStreamErrorCode } from "../exchange/nats/nats-errors.ts";
+import { ensureStream, kvBucketOptions, storageType } from "../exchange/nats/nats-context.ts";
+import { jetStreamErrorCode, withDeadline } from "../exchange/nats/nats-errors.ts";
 import { scanLatest } from "../exchange/nats/kv-scan.ts";
 import { encodeValue } from "../protocol/codec.ts";
 import { decodeHostRecord, decodePlacement, encodeLaunchRequest } from "./records.ts";
@@ -66,7 +66,7 @@ export class PoolStore {
 
   static async #open(ctx: NatsExchangeContext): Promise<PoolStore> {
     const { settings, layout, jsm, js } = ctx;
-    const storage = settings.storage === "memory" ? StorageType.Memory : StorageType.File;
+    const storage = storageType(settings);
     await ctx.retry("provision launch stream", () =>
       ensureStream(jsm, ctx.logger, {
         name: layout.launchStream,
@@ -79,7 +79,7 @@ export class PoolStore {
       }),
     );
     const kvm = new Kvm(js);
-    const options = { history: 1, replicas: settings.replicas, storage, timeout: settings.requestTimeoutMs };
+    const options = kvBucketOptions(settings);
     const hosts = await ctx.retry("provision hosts bucket", () => kvm.create(layout.hostsBucket, options));
     const placements = await ctx.retry("provision placements bucket", () => kvm.create(layout.placementsBucket, options));
     return new PoolStore(ctx, hosts, placements);
@@ -207,7 +207,8 @@ export class PoolStore {
 
   /**
    * Call `onChange` for every placement of `pool` written from now on (with `current`: first for
-   * the latest value of each existing placement), until the returned stop function is called. The watch restarts (resuming where it stopped) if it fails. Resolves once
+   * the latest value of each existing placement), until the returned stop function is called.
+   * The watch restarts (resuming where it stopped) if it fails. Resolves once
    * the watch is in place.
    */
   async watchPlacements(
@@ -356,17 +357,4 @@ function hostEntry(entry: KvEntry | null): HostEntry | undefined {
   if (entry === null || entry.operation !== "PUT") return undefined;
   const value = decodeHostRecord(entry.value);
   return value === undefined ? undefined : { value, revision: entry.revision, written: entry.created };
-}
-
-/** `work`, or a (transient) nats.js `TimeoutError` if it has not settled within `ms`. */
-async function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError()), ms);
-  });
-  try {
-    return await Promise.race([work, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -51,7 +51,7 @@ export class JetStreamPublisher {
     const token = (this.#next++).toString(36);
     return new Promise<PubAck>((resolve, reject) => {
       this.#waiters.set(token, { subject, deadline: Date.now() + timeoutMs, resolve, reject });
-      this.#sweep(true);
+      this.#startSweeper();
       try {
         this.#nc.publish(subject, data, { reply: `${this.#prefix}${token}`, headers });
       } catch (error) {
@@ -85,31 +85,32 @@ export class JetStreamPublisher {
     });
   }
 
-  /** Keep the sweep timer running while anything waits; fail waiters past their deadline. */
-  #sweep(start = false): void {
-    if (start) {
-      if (this.#sweeper === undefined) {
-        this.#sweeper = setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS);
-        this.#sweeper.unref();
-      }
-      return;
-    }
+  /** Keep the sweep timer running while anything waits. */
+  #startSweeper(): void {
+    if (this.#sweeper !== undefined) return;
+    this.#sweeper = setInterval(() => this.#expire(), SWEEP_INTERVAL_MS);
+    this.#sweeper.unref();
+  }
+
+  /** Fail waiters past their deadline; stop the timer once nothing waits. */
+  #expire(): void {
     const now = Date.now();
     for (const [token, waiter] of this.#waiters) {
       if (waiter.deadline > now) continue;
       this.#waiters.delete(token);
       waiter.reject(new TimeoutError());
     }
-    if (this.#waiters.size === 0 && this.#sweeper !== undefined) {
-      clearInterval(this.#sweeper);
-      this.#sweeper = undefined;
-    }
+    if (this.#waiters.size === 0) this.#stopSweeper();
+  }
+
+  #stopSweeper(): void {
+    if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
   }
 
   #failAll(error: Error): void {
     for (const waiter of this.#waiters.values()) waiter.reject(error);
     this.#waiters.clear();
-    if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
-    this.#sweeper = undefined;
+    this.#stopSweeper();
   }
 }

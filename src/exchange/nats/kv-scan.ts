@@ -5,7 +5,8 @@
  */
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { TimeoutError, nanos } from "@nats-io/nats-core";
+import { nanos } from "@nats-io/nats-core";
+import { withDeadline } from "./nats-errors.ts";
 
 /** How long a scan may take before it fails with a (transient) `TimeoutError`. */
 const SCAN_TIMEOUT_MS = 30_000;
@@ -55,14 +56,9 @@ export async function scanLatest(
   void messages.closed().then(caughtUp, caughtUp);
   // A consumer that stops delivering (seen under heavy load) must not hang the caller: give up
   // with a transient error, so that the caller's retry starts a new scan.
-  let timer: NodeJS.Timeout | undefined;
-  const stalled = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError()), timeoutMs);
-  });
   try {
-    await Promise.race([done, stalled]);
+    await withDeadline(done, timeoutMs);
   } finally {
-    clearTimeout(timer);
     messages.stop();
   }
   return latest;

@@ -66,6 +66,16 @@ export interface MailboxWatcher {
 /** How many mailboxes check their consumer at a time after a reconnect. */
 const RECONNECT_CHECKS_AT_ONCE = 32;
 
+/** The JetStream storage type of the settings. */
+export function storageType(settings: NatsSettings): StorageType {
+  return settings.storage === "memory" ? StorageType.Memory : StorageType.File;
+}
+
+/** Options of every KV bucket the library creates (latest value only). */
+export function kvBucketOptions(settings: NatsSettings): { history: number; replicas: number; storage: StorageType; timeout: number } {
+  return { history: 1, replicas: settings.replicas, storage: storageType(settings), timeout: settings.requestTimeoutMs };
+}
+
 /** Bytes NATS adds for a header block: `NATS/1.0\r\n`, each `key: value\r\n`, then `\r\n`. */
 function headerBytes(fields: ReadonlyArray<readonly [string, string]>): number {
   let size = 12;
@@ -145,7 +155,7 @@ export class NatsExchangeContext {
     const jsm = await retry("reach JetStream", () => jetstreamManager(nc, { timeout: settings.requestTimeoutMs }));
     const js = jetstream(nc, { timeout: settings.requestTimeoutMs });
     const layout = natsLayout(settings.prefix);
-    const storage = settings.storage === "memory" ? StorageType.Memory : StorageType.File;
+    const storage = storageType(settings);
 
     await retry("provision mailbox stream", () =>
       ensureStream(jsm, logger, {
@@ -170,7 +180,7 @@ export class NatsExchangeContext {
       }),
     );
     const kvm = new Kvm(js);
-    const bucketOptions = { history: 1, replicas: settings.replicas, storage, timeout: settings.requestTimeoutMs };
+    const bucketOptions = kvBucketOptions(settings);
     const registryKv = await retry("provision registry bucket", () => kvm.create(layout.registryBucket, bucketOptions));
     const typesKv = await retry("provision type index bucket", () => kvm.create(layout.typesBucket, bucketOptions));
     logger.debug({ prefix: settings.prefix, serverVersion: version }, "NATS exchange ready");

@@ -2,6 +2,7 @@
  * NATS errors, classified and turned into this library's typed errors in one place.
  */
 import { setTimeout as sleep } from "node:timers/promises";
+import { TimeoutError } from "@nats-io/nats-core";
 import { ClientClosedError, ExchangeUnavailableError } from "../../errors.ts";
 
 /** Names of nats.js errors that mean "try again shortly" (server restarting, leader election). */
@@ -75,5 +76,21 @@ export async function withNatsRetry<T>(operation: () => Promise<T>, options: Ret
       }
       await sleep(delayMs);
     }
+  }
+}
+
+/**
+ * `work`, or nats.js's `TimeoutError` (transient: {@link withNatsRetry} retries it) if it has not
+ * settled within `ms`. For consumers that may stop delivering under load instead of failing.
+ */
+export async function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError()), ms);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -6,6 +6,7 @@
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { nanos, nuid } from "@nats-io/nats-core";
+import { setTimeout as sleep } from "node:timers/promises";
 import { DeliveryLimitError, IncompatibleProtocolError, MalformedMessageError } from "../../errors.ts";
 import type { EntityId } from "../../identifiers.ts";
 import { decodeValue } from "../../protocol/codec.ts";
@@ -40,9 +41,6 @@ class MailboxContendedError extends Error {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** A mailbox being read. Created by the transport's `listen`. */
 export class NatsMailbox {
@@ -150,12 +148,11 @@ export class NatsMailbox {
    */
   async #checkConsumer(): Promise<void> {
     if (this.#stopped) return;
-    let deliverSubject: string | undefined | null;
-    for (let attempt = 0; ; attempt++) {
-      deliverSubject = await this.#consumerDeliverSubject();
-      if (deliverSubject === null || deliverSubject !== undefined || attempt > 0 || this.#stopped) break;
+    let deliverSubject = await this.#consumerDeliverSubject();
+    if (deliverSubject === undefined && !this.#stopped) {
       // A reader taking the mailbox over deletes the consumer and makes its own a moment later.
       await sleep(TAKEOVER_SETTLE_MS);
+      deliverSubject = await this.#consumerDeliverSubject();
     }
     if (this.#stopped || deliverSubject === null) return;
     if (deliverSubject !== undefined) {
