@@ -25,13 +25,26 @@ function esbuildTypeScript(): Plugin {
   };
 }
 
+/**
+ * Two projects, both run by `npm test`:
+ * - unit: no network, no child processes, seconds (`npm run test:unit`);
+ * - integration: real nats-server processes spawned by the test fixture on random ports
+ *   (`npm run test:integration`).
+ */
 export default defineConfig({
   plugins: [esbuildTypeScript()],
   oxc: false,
   test: {
-    include: ["test/**/*.test.ts"],
-    testTimeout: 30_000,
-    hookTimeout: 60_000,
     pool: "forks",
+    projects: [
+      {
+        extends: true,
+        test: { name: "unit", include: ["test/unit/**/*.test.ts"], testTimeout: 10_000 },
+      },
+      {
+        extends: true,
+        test: { name: "integration", include: ["test/integration/**/*.test.ts"], testTimeout: 30_000, hookTimeout: 60_000 },
+      },
+    ],
   },
 });

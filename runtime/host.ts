@@ -23,7 +23,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { agentTypeName } from "../src/agent/agent-type.ts";
 import type { AgentClass } from "../src/agent/agent-type.ts";
-import { AgentRuntime } from "../src/agent/runtime.ts";
+import { AgentEngine } from "../src/engine/agent-engine.ts";
 import {
   AcademyError,
   BadEntityIdError,
@@ -33,7 +33,7 @@ import {
   InvalidConfigError,
   MalformedMessageError,
 } from "../src/errors.ts";
-import type { NatsExchangeContext } from "../src/exchange/nats/nats-context.ts";
+import type { NatsExchange } from "../src/exchange/nats/nats-exchange.ts";
 import { NatsExchangeFactory } from "../src/exchange/nats/nats-exchange-factory.ts";
 import type { NatsExchangeOptions } from "../src/exchange/nats/nats-exchange-factory.ts";
 import { checkPool } from "../src/exchange/nats/nats-layout.ts";
@@ -110,7 +110,7 @@ export type HostState = (typeof HostState)[keyof typeof HostState];
 /** An agent this host owns: running, or waiting out a retry backoff. */
 interface HostedAgent {
   placement: Placement;
-  runtime: AgentRuntime | undefined;
+  runtime: AgentEngine | undefined;
   /** Why the host itself stopped it: hand it back to the pool, or drop it (fenced: others own it). */
   handover: "requeue" | "drop" | undefined;
   retryTimer: NodeJS.Timeout | undefined;
@@ -152,7 +152,7 @@ export class RuntimeHost {
   readonly #peers = new Map<string, { entry: HostEntry; seenAt: number }>();
   readonly #stopped = deferred<void>();
   #hostId: string;
-  #ctx!: NatsExchangeContext;
+  #ctx!: NatsExchange;
   #store!: PoolStore;
   #revision = 0;
   #lastHeartbeat = 0;
@@ -480,7 +480,7 @@ export class RuntimeHost {
   #run(placement: Placement, agentClass: AgentClass): void {
     const last = placement.attempt >= placement.maxRetries;
     const config = last ? placement.config : { ...placement.config, terminateOnError: false };
-    const runtime = new AgentRuntime(buildFromArgs(agentClass, placement.args), {
+    const runtime = new AgentEngine(buildFromArgs(agentClass, placement.args), {
       exchangeFactory: this.#factory,
       registration: { agentId: new AgentId(placement.uid, placement.name), agentType: { name: placement.type, chain: placement.chain } },
       config,

@@ -2,7 +2,7 @@
  * What `academy hosts` and `academy agents` show: rows built from the hosts, placements and
  * registry buckets, and a plain-text table for terminals.
  */
-import type { NatsExchangeContext } from "../src/exchange/nats/nats-context.ts";
+import type { NatsExchange } from "../src/exchange/nats/nats-exchange.ts";
 import { scanLatest } from "../src/exchange/nats/kv-scan.ts";
 import { decodeRecord } from "../src/exchange/nats/nats-registry.ts";
 import type { MailboxRecord } from "../src/exchange/nats/nats-registry.ts";
@@ -44,7 +44,7 @@ export interface AgentRow {
   readonly registeredAt: string;
 }
 
-export async function listHostRows(ctx: NatsExchangeContext, filter: { pool?: string } = {}): Promise<HostRow[]> {
+export async function listHostRows(ctx: NatsExchange, filter: { pool?: string } = {}): Promise<HostRow[]> {
   const store = await PoolStore.for(ctx);
   const now = Date.now();
   return (await store.listHosts(filter.pool))
@@ -70,7 +70,7 @@ export async function listHostRows(ctx: NatsExchangeContext, filter: { pool?: st
 }
 
 export async function listAgentRows(
-  ctx: NatsExchangeContext,
+  ctx: NatsExchange,
   filter: { pool?: string; host?: string; all?: boolean } = {},
 ): Promise<AgentRow[]> {
   const store = await PoolStore.for(ctx);

@@ -9,8 +9,8 @@ export { agentTypeInfo, agentTypeName } from "./agent/agent-type.ts";
 export type { AgentClass, AgentTypeInfo, AgentTypeRef, AnyAgentClass } from "./agent/agent-type.ts";
 export { action, event, loop, timer } from "./agent/decorators.ts";
 export type { ActionOptions } from "./agent/decorators.ts";
-export { AgentRuntime, RuntimeState } from "./agent/runtime.ts";
-export type { AgentBuilder, AgentRuntimeOptions, AgentSource } from "./agent/runtime.ts";
+export { AgentEngine, EngineState } from "./engine/agent-engine.ts";
+export type { AgentBuilder, AgentEngineOptions, AgentSource } from "./engine/agent-engine.ts";
 export { defaultRuntimeConfig, resolveRuntimeConfig } from "./agent/runtime-config.ts";
 export type { RuntimeConfig } from "./agent/runtime-config.ts";
 

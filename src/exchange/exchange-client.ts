@@ -17,10 +17,10 @@ import {
 import { Agent as AgentBase } from "../agent/agent.ts";
 import { AgentId, EntityRole, newTag } from "../identifiers.ts";
 import type { EntityId } from "../identifiers.ts";
-import type { DecodeContext } from "../protocol/codec.ts";
+import type { HandleBinder } from "../protocol/codec.ts";
 import { toFailure, fromFailure } from "../protocol/failure.ts";
 import type { Failure } from "../protocol/failure.ts";
-import { MessageType, isRequest, responseHeaders } from "../protocol/messages.ts";
+import { MessageType, isRequest, responseRouting } from "../protocol/messages.ts";
 import type { RequestMessage, ResponseMessage } from "../protocol/messages.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
@@ -87,7 +87,7 @@ export function terminatedError(id: EntityId | string, role?: EntityId["role"]):
 }
 
 /** Base of user and agent exchange clients. Create clients through an `ExchangeFactory`. */
-export abstract class ExchangeClient implements DecodeContext, HandleClient {
+export abstract class ExchangeClient implements HandleBinder, HandleClient {
   /** The id of this client's own mailbox. */
   readonly clientId: EntityId;
   protected readonly transport: ExchangeTransport;
@@ -229,7 +229,7 @@ export abstract class ExchangeClient implements DecodeContext, HandleClient {
         return;
       }
     }
-    await this.transport.send({ ...body, ...responseHeaders(request), src: this.clientId.uid } as ResponseMessage);
+    await this.transport.send({ ...body, ...responseRouting(request), src: this.clientId.uid } as ResponseMessage);
   }
 
   /** Requests that reach this client's mailbox. */

@@ -5,7 +5,7 @@
 import type { Agent } from "../agent/agent.ts";
 import type { AgentTypeInfo } from "../agent/agent-type.ts";
 import type { AgentId, EntityId } from "../identifiers.ts";
-import type { DecodeContext } from "../protocol/codec.ts";
+import type { HandleBinder } from "../protocol/codec.ts";
 import type { Message } from "../protocol/messages.ts";
 
 /** Status of a mailbox in the exchange. */
@@ -65,7 +65,7 @@ export interface ExchangeTransport {
    * @throws {MailboxTerminatedError} if the mailbox is terminated.
    * @throws {BadEntityIdError} if the mailbox does not exist.
    */
-  listen(handler: MailboxHandler, context: DecodeContext): Promise<void>;
+  listen(handler: MailboxHandler, context: HandleBinder): Promise<void>;
   /** Stop delivering; unacknowledged messages stay in the mailbox for the next listener. */
   stopListening(): Promise<void>;
 

@@ -10,8 +10,8 @@ import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
 import type { RuntimeConfig } from "../agent/runtime-config.ts";
-import { AgentRuntime } from "../agent/runtime.ts";
-import type { AgentSource } from "../agent/runtime.ts";
+import { AgentEngine } from "../engine/agent-engine.ts";
+import type { AgentSource } from "../engine/agent-engine.ts";
 import { decodeValue } from "../protocol/codec.ts";
 import type { Logger } from "../util/logger.ts";
 
@@ -78,7 +78,7 @@ export async function runAgentOnce<A extends Agent>(
   spec: Pick<LaunchSpec<A>, "registration" | "exchangeFactory" | "logger">,
   config: RuntimeConfig,
 ): Promise<RunOutcome> {
-  const runtime = new AgentRuntime(source, {
+  const runtime = new AgentEngine(source, {
     exchangeFactory: spec.exchangeFactory,
     registration: spec.registration,
     config,

@@ -16,7 +16,7 @@ import { pino } from "pino";
 import { Agent } from "../agent/agent.ts";
 import type { AgentClass } from "../agent/agent-type.ts";
 import type { RuntimeConfig } from "../agent/runtime-config.ts";
-import type { AgentSource } from "../agent/runtime.ts";
+import type { AgentSource } from "../engine/agent-engine.ts";
 import { ExecutorError } from "../errors.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import { PortExchangeFactory } from "../exchange/local/local-exchange-port.ts";

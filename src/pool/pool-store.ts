@@ -10,8 +10,8 @@ import type { KV, KvEntry } from "@nats-io/kv";
 import { nanos } from "@nats-io/nats-core";
 import { setTimeout as sleep } from "node:timers/promises";
 import { InvalidConfigError } from "../errors.ts";
-import type { NatsExchangeContext } from "../exchange/nats/nats-context.ts";
-import { ensureStream, kvBucketOptions, storageType } from "../exchange/nats/nats-context.ts";
+import type { NatsExchange } from "../exchange/nats/nats-exchange.ts";
+import { ensureStream, kvBucketOptions, storageType } from "../exchange/nats/nats-exchange.ts";
 import { jetStreamErrorCode, withDeadline } from "../exchange/nats/nats-errors.ts";
 import { scanLatest } from "../exchange/nats/kv-scan.ts";
 import { encodeValue } from "../protocol/codec.ts";
@@ -40,21 +40,21 @@ function isConflict(error: unknown): boolean {
   return jetStreamErrorCode(error) === WRONG_LAST_SEQUENCE || /wrong last sequence|key exists/i.test(String((error as Error)?.message));
 }
 
-const stores = new WeakMap<NatsExchangeContext, Promise<PoolStore>>();
+const stores = new WeakMap<NatsExchange, Promise<PoolStore>>();
 
 export class PoolStore {
-  readonly ctx: NatsExchangeContext;
+  readonly ctx: NatsExchange;
   readonly hosts: KV;
   readonly placements: KV;
 
-  private constructor(ctx: NatsExchangeContext, hosts: KV, placements: KV) {
+  private constructor(ctx: NatsExchange, hosts: KV, placements: KV) {
     this.ctx = ctx;
     this.hosts = hosts;
     this.placements = placements;
   }
 
   /** The store of an exchange connection, provisioned on first use. */
-  static for(ctx: NatsExchangeContext): Promise<PoolStore> {
+  static for(ctx: NatsExchange): Promise<PoolStore> {
     let store = stores.get(ctx);
     if (store === undefined) {
       store = PoolStore.#open(ctx);
@@ -64,7 +64,7 @@ export class PoolStore {
     return store;
   }
 
-  static async #open(ctx: NatsExchangeContext): Promise<PoolStore> {
+  static async #open(ctx: NatsExchange): Promise<PoolStore> {
     const { settings, layout, jsm, js } = ctx;
     const storage = storageType(settings);
     await ctx.retry("provision launch stream", () =>

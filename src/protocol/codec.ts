@@ -21,7 +21,7 @@ export abstract class HandleReference {
 }
 
 /** Turns a decoded handle tag into a handle bound to the receiving client. */
-export interface DecodeContext {
+export interface HandleBinder {
   getHandle(agentId: AgentId): HandleReference;
 }
 
@@ -39,7 +39,7 @@ function readIdContent(data: unknown): { uid: string; name: string | undefined }
 }
 
 /** The client whose messages are being decoded; set only during a synchronous decode call. */
-let decodeContext: DecodeContext | undefined;
+let decodeContext: HandleBinder | undefined;
 
 /** A CBOR tag extension; `encode` writes the tag content through the `encode` callback. */
 interface TagExtension<T> {
@@ -114,7 +114,7 @@ export function encodeValue(value: unknown): Uint8Array {
  * Decode a value; handles inside it are bound to `context`.
  * @throws {MalformedMessageError} when the bytes are not valid CBOR.
  */
-export function decodeValue(bytes: Uint8Array, context?: DecodeContext): unknown {
+export function decodeValue(bytes: Uint8Array, context?: HandleBinder): unknown {
   const previous = decodeContext;
   decodeContext = context;
   try {
@@ -144,6 +144,6 @@ export function encodeMessage(message: Message): Uint8Array {
  * Decode and validate an envelope; handles inside are bound to `context`.
  * @throws {MalformedMessageError | IncompatibleProtocolError}
  */
-export function decodeMessage(bytes: Uint8Array, context?: DecodeContext): Message {
+export function decodeMessage(bytes: Uint8Array, context?: HandleBinder): Message {
   return fromEnvelope(decodeValue(bytes, context));
 }

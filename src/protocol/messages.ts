@@ -27,7 +27,7 @@ export type MessageType = (typeof MessageType)[keyof typeof MessageType];
  * every message it puts in a mailbox; `Academy-Tag` and `Academy-Reply-To` are read (as
  * fallbacks) for foreign senders that set them.
  */
-export const MessageHeader = {
+export const NatsHeader = {
   /** JetStream de-duplication id: the request tag for requests, `r:<tag>` for responses. */
   MsgId: "Nats-Msg-Id",
   /** Uid of the sender's mailbox. */
@@ -47,7 +47,7 @@ export function isValidReplySubject(subject: string): boolean {
 }
 
 /** Routing fields shared by every message. */
-export interface MessageHeaders {
+export interface Routing {
   /** Request id; a response carries the tag of the request it answers. */
   readonly tag: string;
   /**
@@ -61,32 +61,32 @@ export interface MessageHeaders {
   readonly replyTo?: string | undefined;
 }
 
-export interface ActionRequest extends MessageHeaders {
+export interface ActionRequest extends Routing {
   readonly type: typeof MessageType.ActionRequest;
   readonly action: string;
   readonly args: readonly unknown[];
 }
-export interface PingRequest extends MessageHeaders {
+export interface PingRequest extends Routing {
   readonly type: typeof MessageType.PingRequest;
 }
-export interface CancelRequest extends MessageHeaders {
+export interface CancelRequest extends Routing {
   readonly type: typeof MessageType.CancelRequest;
   /** Tag of the action request to cancel. */
   readonly target: string;
 }
-export interface ShutdownRequest extends MessageHeaders {
+export interface ShutdownRequest extends Routing {
   readonly type: typeof MessageType.ShutdownRequest;
   /** Override the runtime config's termination decision; absent means "let the config decide". */
   readonly terminate?: boolean | undefined;
 }
-export interface ActionResponse extends MessageHeaders {
+export interface ActionResponse extends Routing {
   readonly type: typeof MessageType.ActionResponse;
   readonly result: unknown;
 }
-export interface SuccessResponse extends MessageHeaders {
+export interface SuccessResponse extends Routing {
   readonly type: typeof MessageType.SuccessResponse;
 }
-export interface ErrorResponse extends MessageHeaders {
+export interface ErrorResponse extends Routing {
   readonly type: typeof MessageType.ErrorResponse;
   readonly error: Failure;
 }
@@ -110,7 +110,7 @@ export function isRequest(message: Message): message is RequestMessage {
  * The response to `request`, addressed back to its sender: to its `replyTo` subject when it has one
  * (then with no `dest`), else to its `src` mailbox.
  */
-export function responseHeaders(request: MessageHeaders): MessageHeaders {
+export function responseRouting(request: Routing): Routing {
   const dest = request.replyTo === undefined ? (request.src ?? "") : "";
   return { tag: request.tag, dest, src: request.dest, replyTo: request.replyTo };
 }
@@ -177,7 +177,7 @@ export function fromEnvelope(value: unknown): Message {
   if (replyTo !== undefined && !isValidReplySubject(replyTo)) {
     throw new MalformedMessageError(`Field 'replyTo' must be a literal subject outside '$' namespaces (got ${JSON.stringify(replyTo)})`);
   }
-  const headers: MessageHeaders = { tag, dest, src, replyTo };
+  const headers: Routing = { tag, dest, src, replyTo };
   const type = e.type;
   switch (type) {
     case MessageType.ActionRequest: {

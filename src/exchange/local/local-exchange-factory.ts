@@ -7,7 +7,7 @@ import { BadEntityIdError } from "../../errors.ts";
 import { UserId } from "../../identifiers.ts";
 import type { AgentId, EntityId } from "../../identifiers.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
-import type { DecodeContext } from "../../protocol/codec.ts";
+import type { HandleBinder } from "../../protocol/codec.ts";
 import type { Message } from "../../protocol/messages.ts";
 import { silentLogger } from "../../util/logger.ts";
 import type { Logger } from "../../util/logger.ts";
@@ -53,7 +53,7 @@ export class LocalTransport implements ExchangeTransport {
     return this.#api.maxPayload;
   }
 
-  async listen(handler: MailboxHandler, context: DecodeContext): Promise<void> {
+  async listen(handler: MailboxHandler, context: HandleBinder): Promise<void> {
     const uid = this.mailboxId.uid;
     const status = await this.#api.status(uid);
     if (status === MailboxStatus.Missing) throw new BadEntityIdError(`No mailbox ${this.mailboxId}`, { entityId: uid });

@@ -12,7 +12,7 @@ import { AgentId } from "../../identifiers.ts";
 import type { EntityId } from "../../identifiers.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
 import { toFailure } from "../../protocol/failure.ts";
-import { MessageType, isRequest, responseHeaders } from "../../protocol/messages.ts";
+import { MessageType, isRequest, responseRouting } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
 import { terminatedError } from "../exchange-client.ts";
 import { MailboxStatus } from "../transport.ts";
@@ -182,7 +182,7 @@ export class LocalExchange {
     if (!isRequest(message) || message.src === undefined) return;
     const error = toFailure(terminatedError(id));
     try {
-      this.send(message.src, encodeMessage({ ...responseHeaders(message), type: MessageType.ErrorResponse, error }));
+      this.send(message.src, encodeMessage({ ...responseRouting(message), type: MessageType.ErrorResponse, error }));
     } catch {
       // The requester's mailbox is gone too: nobody is waiting.
     }

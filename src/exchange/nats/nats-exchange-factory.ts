@@ -14,8 +14,8 @@ import type { AgentClientOptions, RequestHandler } from "../exchange-client.ts";
 import type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor } from "../exchange-factory.ts";
 import { MailboxStatus } from "../transport.ts";
 import type { AgentRegistration } from "../transport.ts";
-import { NatsExchangeContext } from "./nats-context.ts";
-import type { NatsSettings } from "./nats-context.ts";
+import { NatsExchange } from "./nats-exchange.ts";
+import type { NatsSettings } from "./nats-exchange.ts";
 import { natsLayout } from "./nats-layout.ts";
 import { NatsTransport } from "./nats-transport.ts";
 
@@ -162,7 +162,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
   readonly settings: NatsSettings;
   readonly #options: NatsExchangeOptions;
   readonly #logger: Logger;
-  #context: Promise<NatsExchangeContext> | undefined;
+  #context: Promise<NatsExchange> | undefined;
   #closing: Promise<void> | undefined;
 
   /** @throws {InvalidConfigError} for invalid options. */
@@ -223,7 +223,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
    * the same connection and streams). Internal: not part of the public API.
    * @internal
    */
-  context(): Promise<NatsExchangeContext> {
+  context(): Promise<NatsExchange> {
     return this.#getContext();
   }
 
@@ -241,7 +241,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     if (ctx !== undefined && this.#options.connection === undefined) await ctx.nc.close();
   }
 
-  #getContext(): Promise<NatsExchangeContext> {
+  #getContext(): Promise<NatsExchange> {
     if (this.#closing !== undefined) return Promise.reject(new ClientClosedError("The exchange factory is closed"));
     if (this.#context === undefined) {
       this.#context = this.#open();
@@ -252,7 +252,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     return this.#context;
   }
 
-  async #open(): Promise<NatsExchangeContext> {
+  async #open(): Promise<NatsExchange> {
     let nc = this.#options.connection;
     const owned = nc === undefined;
     if (nc === undefined) {
@@ -275,7 +275,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
       }
     }
     try {
-      return await NatsExchangeContext.open(nc, this.settings, this.#logger);
+      return await NatsExchange.open(nc, this.settings, this.#logger);
     } catch (error) {
       if (owned) await nc.close().catch(() => undefined);
       throw error;

@@ -10,21 +10,21 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { DeliveryLimitError, IncompatibleProtocolError, MalformedMessageError } from "../../errors.ts";
 import type { EntityId } from "../../identifiers.ts";
 import { decodeValue } from "../../protocol/codec.ts";
-import type { DecodeContext } from "../../protocol/codec.ts";
+import type { HandleBinder } from "../../protocol/codec.ts";
 import { toFailure } from "../../protocol/failure.ts";
 import {
-  MessageHeader,
+  NatsHeader,
   MessageType,
   fromEnvelope,
   isRequest,
   isValidReplySubject,
-  responseHeaders,
+  responseRouting,
 } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
 import type { Logger } from "../../util/logger.ts";
 import { MailboxStatus } from "../transport.ts";
 import type { Delivery, MailboxHandler } from "../transport.ts";
-import type { NatsExchangeContext } from "./nats-context.ts";
+import type { NatsExchange } from "./nats-exchange.ts";
 import { jetStreamErrorCode } from "./nats-errors.ts";
 
 const CONSUMER_NOT_FOUND = 10014;
@@ -44,10 +44,10 @@ class MailboxContendedError extends Error {
 
 /** A mailbox being read. Created by the transport's `listen`. */
 export class NatsMailbox {
-  readonly #ctx: NatsExchangeContext;
+  readonly #ctx: NatsExchange;
   readonly #id: EntityId;
   readonly #handler: MailboxHandler;
-  readonly #context: DecodeContext;
+  readonly #context: HandleBinder;
   readonly #logger: Logger;
   readonly #unacked = new Set<JsMsg>();
   #messages: ConsumerMessages | undefined;
@@ -58,7 +58,7 @@ export class NatsMailbox {
   #stopped = false;
   #terminatedNotified = false;
 
-  constructor(ctx: NatsExchangeContext, id: EntityId, handler: MailboxHandler, context: DecodeContext, logger: Logger) {
+  constructor(ctx: NatsExchange, id: EntityId, handler: MailboxHandler, context: HandleBinder, logger: Logger) {
     this.#ctx = ctx;
     this.#id = id;
     this.#handler = handler;
@@ -298,7 +298,7 @@ export class NatsMailbox {
     if (address !== undefined && address.request && (address.src !== undefined || address.replyTo !== undefined)) {
       await this.#ctx
         .answer({
-          ...responseHeaders({ tag: address.tag, dest: this.#id.uid, src: address.src, replyTo: address.replyTo }),
+          ...responseRouting({ tag: address.tag, dest: this.#id.uid, src: address.src, replyTo: address.replyTo }),
           type: MessageType.ErrorResponse,
           error: toFailure(error),
         })
@@ -306,7 +306,7 @@ export class NatsMailbox {
     }
     try {
       // Kept as Academy-Original-Msg-Id, -Src, -Reply-To, -Tag.
-      const kept = [MessageHeader.MsgId, MessageHeader.Source, MessageHeader.ReplyTo, MessageHeader.Tag].flatMap((name) => {
+      const kept = [NatsHeader.MsgId, NatsHeader.Source, NatsHeader.ReplyTo, NatsHeader.Tag].flatMap((name) => {
         const value = m.headers?.get(name);
         const short = name.replace(/^(Nats|Academy)-/, "");
         return value !== undefined && value !== "" ? [[short, value] as const] : [];
@@ -345,15 +345,15 @@ function readAddress(m: JsMsg, prefix: string): Address | undefined {
     const v = m.headers?.get(key);
     return v !== undefined && v.length > 0 ? v : undefined;
   };
-  const msgId = header(MessageHeader.MsgId);
-  const tag = text("tag") ?? header(MessageHeader.Tag) ?? (msgId?.startsWith("r:") ? undefined : msgId);
+  const msgId = header(NatsHeader.MsgId);
+  const tag = text("tag") ?? header(NatsHeader.Tag) ?? (msgId?.startsWith("r:") ? undefined : msgId);
   if (tag === undefined) return undefined;
   const type = text("type");
   const request = type !== undefined ? type.endsWith("-request") : !(msgId?.startsWith("r:") ?? false);
-  const replyTo = text("replyTo") ?? header(MessageHeader.ReplyTo);
+  const replyTo = text("replyTo") ?? header(NatsHeader.ReplyTo);
   return {
     tag,
-    src: text("src") ?? header(MessageHeader.Source),
+    src: text("src") ?? header(NatsHeader.Source),
     replyTo: replyTo !== undefined && isValidReplySubject(replyTo) && !replyTo.startsWith(`${prefix}.`) ? replyTo : undefined,
     request,
   };

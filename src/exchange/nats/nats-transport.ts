@@ -6,7 +6,7 @@ import { createInbox } from "@nats-io/nats-core";
 import type { Subscription } from "@nats-io/nats-core";
 import { BadEntityIdError } from "../../errors.ts";
 import type { AgentId, EntityId } from "../../identifiers.ts";
-import type { DecodeContext } from "../../protocol/codec.ts";
+import type { HandleBinder } from "../../protocol/codec.ts";
 import { decodeValue } from "../../protocol/codec.ts";
 import { fromEnvelope, isRequest } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
@@ -14,19 +14,19 @@ import type { Logger } from "../../util/logger.ts";
 import { terminatedError } from "../exchange-client.ts";
 import { MailboxStatus } from "../transport.ts";
 import type { AgentRegistration, ExchangeTransport, MailboxHandler } from "../transport.ts";
-import type { NatsExchangeContext } from "./nats-context.ts";
+import type { NatsExchange } from "./nats-exchange.ts";
 import { NatsMailbox } from "./nats-mailbox.ts";
 
 export class NatsTransport implements ExchangeTransport {
   readonly mailboxId: EntityId;
-  readonly #ctx: NatsExchangeContext;
+  readonly #ctx: NatsExchange;
   readonly #logger: Logger;
   #mailbox: NatsMailbox | undefined;
   #replies: Subscription | undefined;
   #unwatchOwn: (() => void) | undefined;
   #closed = false;
 
-  constructor(ctx: NatsExchangeContext, mailboxId: EntityId, logger: Logger) {
+  constructor(ctx: NatsExchange, mailboxId: EntityId, logger: Logger) {
     this.#ctx = ctx;
     this.mailboxId = mailboxId;
     this.#logger = logger.child({ mailbox: mailboxId.uid });
@@ -40,7 +40,7 @@ export class NatsTransport implements ExchangeTransport {
     return this.#replies?.getSubject();
   }
 
-  async listen(handler: MailboxHandler, context: DecodeContext): Promise<void> {
+  async listen(handler: MailboxHandler, context: HandleBinder): Promise<void> {
     const uid = this.mailboxId.uid;
     const status = await this.#ctx.registry.status(uid);
     if (status === MailboxStatus.Missing) throw new BadEntityIdError(`No mailbox ${this.mailboxId}`, { entityId: uid });
@@ -64,7 +64,7 @@ export class NatsTransport implements ExchangeTransport {
    * Responses over core NATS (`replies: "core"`): a subscription on a fresh inbox, named in each
    * request's `replyTo`. Only responses are taken there; anything else is dropped and logged.
    */
-  #listenForReplies(handler: MailboxHandler, context: DecodeContext): Subscription {
+  #listenForReplies(handler: MailboxHandler, context: HandleBinder): Subscription {
     const settled = (): void => {};
     return this.#ctx.nc.subscribe(createInbox(), {
       callback: (error, msg) => {

@@ -18,18 +18,18 @@ import {
   PlacementState,
   UnknownAgentTypeError,
   natsLayout,
-} from "../../src/index.ts";
-import type { Handle, Placement } from "../../src/index.ts";
-import { PoolStore } from "../../src/pool/pool-store.ts";
-import { POOL_RECORD_VERSION } from "../../src/pool/records.ts";
-import type { LaunchRequest } from "../../src/pool/records.ts";
-import { encodeValue } from "../../src/protocol/codec.ts";
-import { defaultRuntimeConfig } from "../../src/agent/runtime-config.ts";
-import { AlwaysFailing, PoolCounter } from "../fixtures/host-agents.ts";
-import { runCli, spawnHost } from "../support/host-process.ts";
-import type { HostProcess, SpawnHostOptions } from "../support/host-process.ts";
-import { startTestNats } from "../support/nats.ts";
-import type { TestNats } from "../support/nats.ts";
+} from "../../../src/index.ts";
+import type { Handle, Placement } from "../../../src/index.ts";
+import { PoolStore } from "../../../src/pool/pool-store.ts";
+import { POOL_RECORD_VERSION } from "../../../src/pool/records.ts";
+import type { LaunchRequest } from "../../../src/pool/records.ts";
+import { encodeValue } from "../../../src/protocol/codec.ts";
+import { defaultRuntimeConfig } from "../../../src/agent/runtime-config.ts";
+import { AlwaysFailing, PoolCounter } from "../../fixtures/host-agents.ts";
+import { runCli, spawnHost } from "../../support/host-process.ts";
+import type { HostProcess, SpawnHostOptions } from "../../support/host-process.ts";
+import { startTestNats } from "../../support/nats.ts";
+import type { TestNats } from "../../support/nats.ts";
 
 let nats: TestNats;
 let nc: NatsConnection;

@@ -19,21 +19,21 @@ import {
   Manager,
   NatsExchangeFactory,
   action,
-} from "../../src/index.ts";
-import type { ExchangeFactory, ManagerOptions } from "../../src/index.ts";
-import { loadAgentClasses, requireAgentClass } from "../../src/manager/agent-modules.ts";
-import { WorkerThreadExecutor } from "../../src/manager/worker-thread-executor.ts";
-import type { WorkerThreadExecutorOptions } from "../../src/manager/worker-thread-executor.ts";
-import { deferred } from "../../src/util/deferred.ts";
-import { Caller, Counter, Cruncher, Exiter, FlakyStartup } from "../fixtures/worker-agents.ts";
-import { startTestNats } from "../support/nats.ts";
-import type { TestNats } from "../support/nats.ts";
+} from "../../../src/index.ts";
+import type { ExchangeFactory, ManagerOptions } from "../../../src/index.ts";
+import { loadAgentClasses, requireAgentClass } from "../../../src/manager/agent-modules.ts";
+import { WorkerThreadExecutor } from "../../../src/manager/worker-thread-executor.ts";
+import type { WorkerThreadExecutorOptions } from "../../../src/manager/worker-thread-executor.ts";
+import { deferred } from "../../../src/util/deferred.ts";
+import { Caller, Counter, Cruncher, Exiter, FlakyStartup } from "../../fixtures/worker-agents.ts";
+import { startTestNats } from "../../support/nats.ts";
+import type { TestNats } from "../../support/nats.ts";
 
-const AGENTS = new URL("../fixtures/worker-agents.ts", import.meta.url);
-const DUPLICATE_AGENTS = new URL("../fixtures/worker-agents-duplicate.ts", import.meta.url);
-const BROKEN_AGENTS = new URL("../fixtures/broken-agent-module.ts", import.meta.url);
+const AGENTS = new URL("../../fixtures/worker-agents.ts", import.meta.url);
+const DUPLICATE_AGENTS = new URL("../../fixtures/worker-agents-duplicate.ts", import.meta.url);
+const BROKEN_AGENTS = new URL("../../fixtures/broken-agent-module.ts", import.meta.url);
 /** Workers load the TypeScript fixtures through tsx (see the preload for why not `--import tsx`). */
-const EXEC_ARGV = ["--import", new URL("../fixtures/register-tsx.mjs", import.meta.url).href];
+const EXEC_ARGV = ["--import", new URL("../../fixtures/register-tsx.mjs", import.meta.url).href];
 
 /** Lives in the main thread (event-loop executor); `arrived` resolves when an agent calls `arrive`. */
 class Latch extends Agent {

@@ -4,10 +4,10 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { NoRespondersError, headers } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { JetStreamPublisher } from "../../src/exchange/nats/js-publisher.ts";
-import { isTransientNatsError, jetStreamErrorCode } from "../../src/exchange/nats/nats-errors.ts";
-import { startTestNats } from "../support/nats.ts";
-import type { TestNats } from "../support/nats.ts";
+import { JetStreamPublisher } from "../../../src/exchange/nats/js-publisher.ts";
+import { isTransientNatsError, jetStreamErrorCode } from "../../../src/exchange/nats/nats-errors.ts";
+import { startTestNats } from "../../support/nats.ts";
+import type { TestNats } from "../../support/nats.ts";
 
 let nats: TestNats;
 let nc: NatsConnection;

@@ -11,10 +11,10 @@ import {
   NatsExchangeFactory,
   UnsupportedServerError,
   natsLayout,
-} from "../../src/index.ts";
-import { findFreePorts } from "../../src/testing/index.ts";
-import { Counter } from "../fixtures/agents.ts";
-import { startTestNats, startTestNatsCluster } from "../support/nats.ts";
+} from "../../../src/index.ts";
+import { findFreePorts } from "../../../src/testing/index.ts";
+import { Counter } from "../../fixtures/agents.ts";
+import { startTestNats, startTestNatsCluster } from "../../support/nats.ts";
 
 describe("NATS exchange configuration and servers", () => {
   test("invalid options are rejected with InvalidConfigError", () => {

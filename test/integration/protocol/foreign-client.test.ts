@@ -10,8 +10,8 @@
 import { connect, createInbox, headers, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { Decoder, Encoder, Tag } from "cbor-x";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { Agent, Manager, NatsExchangeFactory, action } from "../../src/index.ts";
-import { startTestNats } from "../support/nats.ts";
+import { Agent, Manager, NatsExchangeFactory, action } from "../../../src/index.ts";
+import { startTestNats } from "../../support/nats.ts";
 
 // ---------------------------------------------------------------------------------------------
 // CBOR, as PROTOCOL.md section 4 describes it. `variableMapSize` gives preferred serialization

@@ -14,7 +14,7 @@ import { EntityRole } from "../../identifiers.ts";
 import type { EntityId } from "../../identifiers.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
 import { toFailure } from "../../protocol/failure.ts";
-import { MessageHeader, MessageType, isRequest, responseHeaders } from "../../protocol/messages.ts";
+import { NatsHeader, MessageType, isRequest, responseRouting } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
 import type { Logger } from "../../util/logger.ts";
 import { terminatedError } from "../exchange-client.ts";
@@ -55,7 +55,7 @@ export interface DeadLetterSource {
   readonly headers: ReadonlyArray<readonly [string, string]>;
 }
 
-/** What a mailbox reader hears of its consumer (see `NatsExchangeContext.watchMailbox`). */
+/** What a mailbox reader hears of its consumer (see `NatsExchange.watchMailbox`). */
 export interface MailboxWatcher {
   /** The consumer was deleted. */
   consumerDeleted(): void;
@@ -96,7 +96,7 @@ function versionAtLeast(version: string, minimum: string): boolean {
   return true;
 }
 
-export class NatsExchangeContext {
+export class NatsExchange {
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
@@ -137,7 +137,7 @@ export class NatsExchangeContext {
    * @throws {UnsupportedServerError} for a server older than {@link MIN_SERVER_VERSION} or without JetStream.
    * @throws {InvalidConfigError} if an existing stream has an incompatible configuration.
    */
-  static async open(nc: NatsConnection, settings: NatsSettings, logger: Logger): Promise<NatsExchangeContext> {
+  static async open(nc: NatsConnection, settings: NatsSettings, logger: Logger): Promise<NatsExchange> {
     const version = nc.info?.version ?? "0.0.0";
     if (!versionAtLeast(version, MIN_SERVER_VERSION)) {
       throw new UnsupportedServerError(
@@ -184,7 +184,7 @@ export class NatsExchangeContext {
     const registryKv = await retry("provision registry bucket", () => kvm.create(layout.registryBucket, bucketOptions));
     const typesKv = await retry("provision type index bucket", () => kvm.create(layout.typesBucket, bucketOptions));
     logger.debug({ prefix: settings.prefix, serverVersion: version }, "NATS exchange ready");
-    return new NatsExchangeContext(nc, js, jsm, settings, registryKv, typesKv, logger);
+    return new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, logger);
   }
 
   /**
@@ -238,8 +238,8 @@ export class NatsExchangeContext {
     const data = encodeMessage(message);
     const request = isRequest(message);
     const msgId = request ? message.tag : `r:${message.tag}`;
-    const fields: Array<[string, string]> = [[MessageHeader.MsgId, msgId]];
-    if (message.src !== undefined) fields.push([MessageHeader.Source, message.src]);
+    const fields: Array<[string, string]> = [[NatsHeader.MsgId, msgId]];
+    if (message.src !== undefined) fields.push([NatsHeader.Source, message.src]);
     this.checkSize(data.byteLength + headerBytes(fields), `Message to ${message.dest}`);
     if (!request && message.replyTo !== undefined) {
       // Every reply this process publishes passes here: never into the exchange's own subjects.
@@ -325,7 +325,7 @@ export class NatsExchangeContext {
         continue;
       }
       if (!isRequest(message) || (message.src === undefined && message.replyTo === undefined)) continue;
-      await this.answer({ ...responseHeaders(message), type: MessageType.ErrorResponse, error }).catch((sendError: unknown) => {
+      await this.answer({ ...responseRouting(message), type: MessageType.ErrorResponse, error }).catch((sendError: unknown) => {
         this.logger.debug({ err: sendError, tag: message.tag }, "could not answer request in terminated mailbox");
       });
     }

@@ -28,17 +28,17 @@ import type { ActionRequest, CancelRequest, RequestMessage } from "../protocol/m
 import { deferred } from "../util/deferred.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
-import { Agent as AgentBase, bindAgent } from "./agent.ts";
-import type { AgentClass } from "./agent-type.ts";
-import type { ActionContext, Agent, AgentContext } from "./agent.ts";
-import { AgentEvent } from "./agent-event.ts";
-import { agentSpec } from "./decorators.ts";
-import type { AgentSpec, LoopSpec } from "./decorators.ts";
-import { resolveRuntimeConfig } from "./runtime-config.ts";
-import type { ResolvedRuntimeConfig, RuntimeConfig } from "./runtime-config.ts";
+import { Agent as AgentBase, bindAgent } from "../agent/agent.ts";
+import type { AgentClass } from "../agent/agent-type.ts";
+import type { ActionContext, Agent, AgentContext } from "../agent/agent.ts";
+import { AgentEvent } from "../agent/agent-event.ts";
+import { agentSpec } from "../agent/decorators.ts";
+import type { AgentSpec, LoopSpec } from "../agent/decorators.ts";
+import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
+import type { ResolvedRuntimeConfig, RuntimeConfig } from "../agent/runtime-config.ts";
 
 /** Lifecycle states of a runtime. */
-export const RuntimeState = {
+export const EngineState = {
   Created: "created",
   Starting: "starting",
   Running: "running",
@@ -46,7 +46,7 @@ export const RuntimeState = {
   Stopped: "stopped",
   Failed: "failed",
 } as const;
-export type RuntimeState = (typeof RuntimeState)[keyof typeof RuntimeState];
+export type EngineState = (typeof EngineState)[keyof typeof EngineState];
 
 /**
  * How to make the agent once its exchange client exists (so that handles among its constructor
@@ -60,8 +60,8 @@ export interface AgentBuilder<A extends Agent = Agent> {
 /** An agent instance, or a builder for one. */
 export type AgentSource<A extends Agent = Agent> = A | AgentBuilder<A>;
 
-/** Options of {@link AgentRuntime}. */
-export interface AgentRuntimeOptions {
+/** Options of {@link AgentEngine}. */
+export interface AgentEngineOptions {
   readonly exchangeFactory: ExchangeFactory;
   readonly registration: AgentRegistration;
   readonly config?: RuntimeConfig;
@@ -100,7 +100,7 @@ const RESPONSE_RETRY_DELAY_MS = 1000;
  * Runs one agent once. `run()` resolves when the agent has shut down; it rejects with the startup
  * error, or with loop errors when `raiseLoopErrorsOnShutdown` is set.
  */
-export class AgentRuntime<A extends Agent = Agent> {
+export class AgentEngine<A extends Agent = Agent> {
   readonly agentId: AgentId<A>;
   readonly #source: AgentSource<A>;
   #agent: A | undefined;
@@ -119,11 +119,11 @@ export class AgentRuntime<A extends Agent = Agent> {
   readonly #slotWaiters: Array<() => void> = [];
   #runningActions = 0;
   #accepting = true;
-  #state: RuntimeState = RuntimeState.Created;
+  #state: EngineState = EngineState.Created;
   #retryable = false;
   #client: AgentExchangeClient | undefined;
 
-  constructor(source: AgentSource<A>, options: AgentRuntimeOptions) {
+  constructor(source: AgentSource<A>, options: AgentEngineOptions) {
     this.#source = source;
     this.#agent = source instanceof AgentBase ? source : undefined;
     this.agentId = options.registration.agentId as AgentId<A>;
@@ -155,7 +155,7 @@ export class AgentRuntime<A extends Agent = Agent> {
   }
 
   /** Current lifecycle state. */
-  get state(): RuntimeState {
+  get state(): EngineState {
     return this.#state;
   }
 
@@ -172,8 +172,8 @@ export class AgentRuntime<A extends Agent = Agent> {
    * @throws the startup error; loop errors (`raiseLoopErrorsOnShutdown`); the shutdown hook's error.
    */
   async run(): Promise<void> {
-    if (this.#state !== RuntimeState.Created) throw new AgentStateError("An AgentRuntime runs only once");
-    this.#state = RuntimeState.Starting;
+    if (this.#state !== EngineState.Created) throw new AgentStateError("An AgentEngine runs only once");
+    this.#state = EngineState.Starting;
     try {
       this.#client = await this.#factory.createAgentClient(this.#registration, (d) => this.#onRequest(d), {
         logger: this.#logger,
@@ -183,7 +183,7 @@ export class AgentRuntime<A extends Agent = Agent> {
         },
       });
     } catch (error) {
-      this.#state = RuntimeState.Failed;
+      this.#state = EngineState.Failed;
       // A missing or terminated mailbox will not come back; anything else (the exchange being
       // unreachable) may.
       this.#retryable = !(error instanceof BadEntityIdError || error instanceof MailboxTerminatedError);
@@ -212,14 +212,14 @@ export class AgentRuntime<A extends Agent = Agent> {
       });
       throw error;
     }
-    this.#state = RuntimeState.Running;
+    this.#state = EngineState.Running;
     this.#ready.resolve(true);
     this.#logger.info("agent started");
     await this.#shutdown(await this.#shutdownRequested.promise, true, loops);
   }
 
   async #shutdown(request: ShutdownRequest, started: boolean, loops: Promise<void>[]): Promise<void> {
-    this.#state = RuntimeState.Stopping;
+    this.#state = EngineState.Stopping;
     this.#retryable = !request.expected;
     this.#ready.resolve(false);
     this.#shutdownController.abort(new ActionCancelledError(`Agent ${this.agentId} is shutting down`));
@@ -251,7 +251,7 @@ export class AgentRuntime<A extends Agent = Agent> {
     if (this.#agent !== undefined) bindAgent(this.#agent, undefined);
 
     if (this.#config.raiseLoopErrorsOnShutdown) errors.unshift(...this.#loopErrors);
-    this.#state = errors.length > 0 || !request.expected ? RuntimeState.Failed : RuntimeState.Stopped;
+    this.#state = errors.length > 0 || !request.expected ? EngineState.Failed : EngineState.Stopped;
     this.#logger.info({ terminate, expected: request.expected }, "agent stopped");
     raiseErrors(errors, `Agent ${this.agentId} failed`);
   }

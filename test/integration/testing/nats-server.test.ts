@@ -13,8 +13,8 @@ import {
   findNatsServerBinary,
   startNatsServer,
   type NatsCluster,
-} from "../../src/testing/index.ts";
-import { startTestNats, startTestNatsCluster } from "../support/nats.ts";
+} from "../../../src/testing/index.ts";
+import { startTestNats, startTestNatsCluster } from "../../support/nats.ts";
 
 let counter = 0;
 /** A stream name unique to this test run. */

@@ -14,17 +14,17 @@ import {
   Manager,
   NatsExchangeFactory,
   natsLayout,
-} from "../../src/index.ts";
-import type { NatsExchangeOptions } from "../../src/index.ts";
-import { decodeValue, encodeMessage, encodeValue } from "../../src/protocol/codec.ts";
-import { MessageType, fromEnvelope } from "../../src/protocol/messages.ts";
-import type { ErrorResponse, Message } from "../../src/protocol/messages.ts";
-import { fromFailure } from "../../src/protocol/failure.ts";
-import { CrashWorker } from "../fixtures/crash-agents.ts";
-import { Counter, Recorder } from "../fixtures/agents.ts";
-import { spawnChildAgent } from "../support/child-agent.ts";
-import { startTestNats } from "../support/nats.ts";
-import type { TestNats } from "../support/nats.ts";
+} from "../../../src/index.ts";
+import type { NatsExchangeOptions } from "../../../src/index.ts";
+import { decodeValue, encodeMessage, encodeValue } from "../../../src/protocol/codec.ts";
+import { MessageType, fromEnvelope } from "../../../src/protocol/messages.ts";
+import type { ErrorResponse, Message } from "../../../src/protocol/messages.ts";
+import { fromFailure } from "../../../src/protocol/failure.ts";
+import { CrashWorker } from "../../fixtures/crash-agents.ts";
+import { Counter, Recorder } from "../../fixtures/agents.ts";
+import { spawnChildAgent } from "../../support/child-agent.ts";
+import { startTestNats } from "../../support/nats.ts";
+import type { TestNats } from "../../support/nats.ts";
 
 let nats: TestNats;
 let nc: NatsConnection;

@@ -3,7 +3,7 @@ import { NatsExchangeFactory } from "../../src/index.ts";
 import type { NatsExchangeOptions } from "../../src/index.ts";
 import { startTestNats } from "../support/nats.ts";
 import type { TestNats } from "../support/nats.ts";
-import { describeConformance } from "./exchange-conformance.ts";
+import { describeConformance } from "../conformance/exchange-conformance.ts";
 
 let nats: TestNats;
 let counter = 0;

@@ -12,14 +12,14 @@ import {
   NatsExchangeFactory,
   PayloadTooLargeError,
   PlacementState,
-} from "../../src/index.ts";
-import { HostState, RuntimeHost } from "../../runtime/index.ts";
-import { PoolStore } from "../../src/pool/pool-store.ts";
-import { POOL_RECORD_VERSION } from "../../src/pool/records.ts";
-import { encodeValue } from "../../src/protocol/codec.ts";
-import { PoolCounter } from "../fixtures/host-agents.ts";
-import { startTestNats } from "../support/nats.ts";
-import type { TestNats } from "../support/nats.ts";
+} from "../../../src/index.ts";
+import { HostState, RuntimeHost } from "../../../runtime/index.ts";
+import { PoolStore } from "../../../src/pool/pool-store.ts";
+import { POOL_RECORD_VERSION } from "../../../src/pool/records.ts";
+import { encodeValue } from "../../../src/protocol/codec.ts";
+import { PoolCounter } from "../../fixtures/host-agents.ts";
+import { startTestNats } from "../../support/nats.ts";
+import type { TestNats } from "../../support/nats.ts";
 
 let nats: TestNats;
 let serial = 0;

@@ -6,11 +6,11 @@ import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, test } from "vitest";
-import { quickstart } from "../../examples/quickstart.ts";
-import { startTestNats } from "../support/nats.ts";
+import { quickstart } from "../../../examples/quickstart.ts";
+import { startTestNats } from "../../support/nats.ts";
 
 const run = promisify(execFile);
-const root = fileURLToPath(new URL("../..", import.meta.url));
+const root = fileURLToPath(new URL("../../..", import.meta.url));
 
 async function demo(env: Record<string, string>): Promise<string> {
   const { stdout } = await run(process.execPath, ["--import", "tsx", "examples/demo.ts"], {
