@@ -17,6 +17,7 @@
  * - `drain()` (SIGTERM in the CLI) stops taking launches, stops each agent without terminating its
  *   mailbox (running actions finish) and queues it again for the other hosts.
  */
+import { MailboxStatus, mailboxError, terminatedError } from "../src/exchange/mailbox-status.ts";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -26,7 +27,6 @@ import type { AgentClass } from "../src/agent/agent-type.ts";
 import { AgentEngine } from "../src/engine/agent-engine.ts";
 import {
   AcademyError,
-  BadEntityIdError,
   ClientClosedError,
   ExchangeUnavailableError,
   HostFencedError,
@@ -37,8 +37,6 @@ import type { NatsExchange } from "../src/exchange/nats/nats-exchange.ts";
 import { NatsExchangeFactory } from "../src/exchange/nats/nats-exchange-factory.ts";
 import type { NatsExchangeOptions } from "../src/exchange/nats/nats-exchange-factory.ts";
 import { checkPool } from "../src/exchange/nats/nats-layout.ts";
-import { MailboxStatus } from "../src/exchange/transport.ts";
-import { terminatedError } from "../src/exchange/exchange-client.ts";
 import { AgentId, EntityRole } from "../src/identifiers.ts";
 import { loadAgentClasses } from "../src/manager/agent-modules.ts";
 import { buildFromArgs, retryDelayMs } from "../src/manager/executor.ts";
@@ -412,7 +410,7 @@ export class RuntimeHost {
 
     const status = await this.#ctx.registry.status(request.uid);
     if (status === MailboxStatus.Missing) {
-      await this.#reject(m, request, new BadEntityIdError(`Agent ${request.uid} is not registered`, { entityId: request.uid }));
+      await this.#reject(m, request, mailboxError(status, request.uid)!);
       return false;
     }
     if (status === MailboxStatus.Terminated) {

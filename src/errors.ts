@@ -35,6 +35,7 @@ export const ErrorCode = {
   Executor: "EXECUTOR",
   UnknownAgentType: "UNKNOWN_AGENT_TYPE",
   HostFenced: "HOST_FENCED",
+  MailboxContended: "MAILBOX_CONTENDED",
   WaitTimeout: "WAIT_TIMEOUT",
   ErrorGroup: "ERROR_GROUP",
   Remote: "REMOTE_ERROR",
@@ -401,6 +402,22 @@ export class HostFencedError extends AcademyError {
   }
 }
 
+/**
+ * Several readers of one mailbox replaced its consumer at the same moment, again and again, and
+ * this one gave up. The newest reader wins; starting this one again takes the mailbox over.
+ */
+export class MailboxContendedError extends AcademyError {
+  override readonly name: string = "MailboxContendedError";
+  readonly entityId: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { entityId?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.MailboxContended });
+    this.entityId = options.entityId;
+  }
+  override details(): Record<string, unknown> {
+    return { entityId: this.entityId };
+  }
+}
+
 /** `Manager.wait` / `Manager.shutdown` ran out of time. */
 export class WaitTimeoutError extends AcademyError {
   override readonly name: string = "WaitTimeoutError";
@@ -478,6 +495,7 @@ export const errorClasses: ReadonlyMap<
     ExecutorError,
     UnknownAgentTypeError,
     HostFencedError,
+    MailboxContendedError,
     WaitTimeoutError,
     ErrorGroup,
     RemoteError,

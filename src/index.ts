@@ -33,6 +33,7 @@ export {
   IncompatibleProtocolError,
   InvalidClientError,
   InvalidConfigError,
+  MailboxContendedError,
   MailboxTerminatedError,
   MalformedMessageError,
   PayloadTooLargeError,
@@ -64,7 +65,7 @@ export type {
 export type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor } from "./exchange/exchange-factory.ts";
 export { AgentHandle, isHandle } from "./exchange/handle.ts";
 export type { ActionArgs, ActionName, ActionResult, CallOptions, Handle, HandleShutdownOptions } from "./exchange/handle.ts";
-export { MailboxStatus } from "./exchange/transport.ts";
+export { MailboxStatus } from "./exchange/mailbox-status.ts";
 export type { AgentRegistration, Delivery, ExchangeTransport, MailboxHandler } from "./exchange/transport.ts";
 export { LocalExchangeFactory } from "./exchange/local/local-exchange-factory.ts";
 export { NatsExchangeFactory } from "./exchange/nats/nats-exchange-factory.ts";

@@ -3,6 +3,7 @@
  */
 import { AgentDefinitionError, AgentStateError } from "../errors.ts";
 import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
+
 import type { AgentId } from "../identifiers.ts";
 import type { Logger } from "../util/logger.ts";
 import { agentTypeInfo } from "./agent-type.ts";

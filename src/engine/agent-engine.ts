@@ -19,8 +19,10 @@ import {
   raiseErrors,
 } from "../errors.ts";
 import type { AgentExchangeClient, RequestDelivery, ResponseBody } from "../exchange/exchange-client.ts";
+
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
+
 import type { AgentId } from "../identifiers.ts";
 import { toFailure } from "../protocol/failure.ts";
 import { MessageType, assertNever } from "../protocol/messages.ts";

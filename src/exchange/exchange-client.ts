@@ -3,19 +3,17 @@
  * handles and match responses to them, answer the requests that reach them, and expose the
  * registry (register, discover, status, terminate).
  */
+import { MailboxStatus, assertMailboxActive, terminatedError } from "./mailbox-status.ts";
 import type { Agent } from "../agent/agent.ts";
 import { agentTypeInfo, typeRefName } from "../agent/agent-type.ts";
 import type { AgentClass, AgentTypeRef } from "../agent/agent-type.ts";
 import {
   AgentDefinitionError,
-  AgentTerminatedError,
-  BadEntityIdError,
   ClientClosedError,
   InvalidClientError,
-  UserTerminatedError,
 } from "../errors.ts";
 import { Agent as AgentBase } from "../agent/agent.ts";
-import { AgentId, EntityRole, newTag } from "../identifiers.ts";
+import { AgentId, newTag } from "../identifiers.ts";
 import type { EntityId } from "../identifiers.ts";
 import type { HandleBinder } from "../protocol/codec.ts";
 import { toFailure, fromFailure } from "../protocol/failure.ts";
@@ -26,8 +24,8 @@ import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
 import { AgentHandle } from "./handle.ts";
 import type { CallOptions, GiveUp, Handle, HandleClient, RequestBody } from "./handle.ts";
-import { MailboxStatus } from "./transport.ts";
 import type { AgentRegistration, Delivery, ExchangeTransport } from "./transport.ts";
+
 
 /** Options of `discover`. */
 export interface DiscoverOptions {
@@ -76,15 +74,6 @@ interface PendingRequest {
   reject(error: Error): void;
 }
 
-/** The error for a message to a terminated mailbox. */
-export function terminatedError(id: EntityId | string, role?: EntityId["role"]): Error {
-  const uid = typeof id === "string" ? id : id.uid;
-  const kind = typeof id === "string" ? role : id.role;
-  const label = typeof id === "string" ? uid : id.toString();
-  return kind === EntityRole.User
-    ? new UserTerminatedError(`Mailbox of user ${label} is terminated`, { entityId: uid })
-    : new AgentTerminatedError(`Mailbox of agent ${label} is terminated`, { entityId: uid });
-}
 
 /** Base of user and agent exchange clients. Create clients through an `ExchangeFactory`. */
 export abstract class ExchangeClient implements HandleBinder, HandleClient {
@@ -307,11 +296,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 
   async #assertDeliverable(dest: AgentId): Promise<void> {
-    const status = await this.transport.status(dest.uid);
-    if (status === MailboxStatus.Missing) {
-      throw new BadEntityIdError(`Agent ${dest} is not registered with the exchange`, { entityId: dest.uid });
-    }
-    if (status === MailboxStatus.Terminated) throw terminatedError(dest);
+    assertMailboxActive(await this.transport.status(dest.uid), dest);
   }
 
   #sendCancel(dest: AgentId, target: string): void {

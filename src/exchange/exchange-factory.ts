@@ -5,7 +5,9 @@
 import type { Transferable } from "node:worker_threads";
 import type { Agent } from "../agent/agent.ts";
 import type { AgentClientOptions, AgentExchangeClient, RequestHandler, UserClientOptions, UserExchangeClient } from "./exchange-client.ts";
+
 import type { AgentRegistration } from "./transport.ts";
+
 
 /** Options of `createUserClient`. */
 export interface CreateUserClientOptions extends UserClientOptions {

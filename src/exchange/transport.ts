@@ -7,17 +7,8 @@ import type { AgentTypeInfo } from "../agent/agent-type.ts";
 import type { AgentId, EntityId } from "../identifiers.ts";
 import type { HandleBinder } from "../protocol/codec.ts";
 import type { Message } from "../protocol/messages.ts";
+import type { MailboxStatus } from "./mailbox-status.ts";
 
-/** Status of a mailbox in the exchange. */
-export const MailboxStatus = {
-  /** Never registered (or unknown to this exchange). */
-  Missing: "missing",
-  /** Registered and accepting messages. */
-  Active: "active",
-  /** Closed for good: takes no messages; its pending requests were answered with an error. */
-  Terminated: "terminated",
-} as const;
-export type MailboxStatus = (typeof MailboxStatus)[keyof typeof MailboxStatus];
 
 /** What registering an agent returns; pass it to `Manager.launch` or `createAgentClient`. */
 export interface AgentRegistration<A extends Agent = Agent> {

@@ -7,8 +7,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Agent } from "../agent/agent.ts";
 import type { AgentClass, AgentTypeInfo } from "../agent/agent-type.ts";
 import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
+
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
+
 import type { RuntimeConfig } from "../agent/runtime-config.ts";
 import { AgentEngine } from "../engine/agent-engine.ts";
 import type { AgentSource } from "../engine/agent-engine.ts";

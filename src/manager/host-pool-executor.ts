@@ -5,6 +5,7 @@
  * come back through the placements bucket, so they are reported even when the host that ran the
  * agent is not the one that started it (failover, retries on another host).
  */
+import { terminatedError } from "../exchange/mailbox-status.ts";
 import { Agent } from "../agent/agent.ts";
 import type { AgentTypeInfo } from "../agent/agent-type.ts";
 import { AgentAlreadyLaunchedError, AgentDefinitionError, ExecutorError, InvalidConfigError, UnknownAgentTypeError } from "../errors.ts";
@@ -15,7 +16,6 @@ import { PoolStore } from "../pool/pool-store.ts";
 import { POOL_RECORD_VERSION, PlacementState, encodeLaunchRequest, isFinal } from "../pool/records.ts";
 import type { HostRecord, LaunchRequest, Placement } from "../pool/records.ts";
 import { fromFailure, toFailure } from "../protocol/failure.ts";
-import { terminatedError } from "../exchange/exchange-client.ts";
 import { EntityRole } from "../identifiers.ts";
 import { deferred } from "../util/deferred.ts";
 import type { Deferred } from "../util/deferred.ts";

@@ -19,11 +19,13 @@ import {
   raiseErrors,
 } from "../errors.ts";
 import type { UserExchangeClient } from "../exchange/exchange-client.ts";
+
 import type { CreateUserClientOptions, ExchangeFactory } from "../exchange/exchange-factory.ts";
 import { AgentHandle } from "../exchange/handle.ts";
 import { LocalExchangeFactory } from "../exchange/local/local-exchange-factory.ts";
 import type { Handle } from "../exchange/handle.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
+
 import { AgentId } from "../identifiers.ts";
 import { encodeValue } from "../protocol/codec.ts";
 import { silentLogger } from "../util/logger.ts";

@@ -24,6 +24,7 @@ import type { LocalPortDescriptorData } from "../exchange/local/local-exchange-p
 import { NatsExchangeFactory } from "../exchange/nats/nats-exchange-factory.ts";
 import type { NatsExchangeOptions } from "../exchange/nats/nats-exchange-factory.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
+
 import { decodeValue } from "../protocol/codec.ts";
 import { toFailure } from "../protocol/failure.ts";
 import type { Failure } from "../protocol/failure.ts";

@@ -12,6 +12,7 @@ import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
 import type { RuntimeConfig } from "../agent/runtime-config.ts";
 import { ExecutorError, InvalidConfigError } from "../errors.ts";
 import type { UserExchangeClient } from "../exchange/exchange-client.ts";
+
 import type { WorkerFactoryDescriptor } from "../exchange/exchange-factory.ts";
 import { encodeValue } from "../protocol/codec.ts";
 import { fromFailure } from "../protocol/failure.ts";

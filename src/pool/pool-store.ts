@@ -12,7 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { InvalidConfigError } from "../errors.ts";
 import type { NatsExchange } from "../exchange/nats/nats-exchange.ts";
 import { ensureStream, kvBucketOptions, storageType } from "../exchange/nats/nats-exchange.ts";
-import { jetStreamErrorCode, withDeadline } from "../exchange/nats/nats-errors.ts";
+import { isConsumerNotFound, isWrongLastSequence, withDeadline } from "../exchange/nats/nats-errors.ts";
 import { scanLatest } from "../exchange/nats/kv-scan.ts";
 import { encodeValue } from "../protocol/codec.ts";
 import { decodeHostRecord, decodePlacement, encodeLaunchRequest } from "./records.ts";
@@ -30,15 +30,9 @@ export interface HostEntry extends Versioned<HostRecord> {
   readonly written: Date;
 }
 
-/** KV errors meaning "the key is not at the revision you expected" (or exists, for create). */
-const WRONG_LAST_SEQUENCE = 10071;
 const RESTART_DELAY_MS = 500;
 /** Room left for the NATS headers of a launch request or KV write (message id, KV operation). */
 const HEADER_ALLOWANCE = 256;
-
-function isConflict(error: unknown): boolean {
-  return jetStreamErrorCode(error) === WRONG_LAST_SEQUENCE || /wrong last sequence|key exists/i.test(String((error as Error)?.message));
-}
 
 const stores = new WeakMap<NatsExchange, Promise<PoolStore>>();
 
@@ -113,7 +107,7 @@ export class PoolStore {
           );
         }
       } catch (error) {
-        if (jetStreamErrorCode(error) !== 10014) throw error; // consumer not found: create it
+        if (!isConsumerNotFound(error)) throw error; // not found: create it
         await jsm.consumers.add(layout.launchStream, config);
       }
     });
@@ -156,7 +150,7 @@ export class PoolStore {
       const revision = await this.ctx.retry("create placement", () => this.placements.create(key, data));
       return { value: placement, revision };
     } catch (error) {
-      if (isConflict(error)) return undefined;
+      if (isWrongLastSequence(error)) return undefined;
       throw error;
     }
   }
@@ -184,7 +178,7 @@ export class PoolStore {
         );
         return { value: next, revision };
       } catch (error) {
-        if (!isConflict(error)) throw error;
+        if (!isWrongLastSequence(error)) throw error;
       }
     }
   }
@@ -247,7 +241,7 @@ export class PoolStore {
     try {
       return await this.hosts.update(record.hostId, encodeValue(record), revision);
     } catch (error) {
-      if (isConflict(error)) return undefined;
+      if (isWrongLastSequence(error)) return undefined;
       throw error;
     }
   }
@@ -260,7 +254,7 @@ export class PoolStore {
       );
       return true;
     } catch (error) {
-      if (isConflict(error)) return false;
+      if (isWrongLastSequence(error)) return false;
       throw error;
     }
   }

@@ -1,9 +1,9 @@
 /**
  * Clients of the in-process exchange: the transport bound to one mailbox, and the factory.
  */
+import { MailboxStatus, assertMailboxActive } from "../mailbox-status.ts";
 import type { Agent } from "../../agent/agent.ts";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
-import { BadEntityIdError } from "../../errors.ts";
 import { UserId } from "../../identifiers.ts";
 import type { AgentId, EntityId } from "../../identifiers.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
@@ -11,11 +11,12 @@ import type { HandleBinder } from "../../protocol/codec.ts";
 import type { Message } from "../../protocol/messages.ts";
 import { silentLogger } from "../../util/logger.ts";
 import type { Logger } from "../../util/logger.ts";
-import { AgentExchangeClient, UserExchangeClient, terminatedError } from "../exchange-client.ts";
+import { AgentExchangeClient, UserExchangeClient } from "../exchange-client.ts";
 import type { AgentClientOptions, RequestHandler } from "../exchange-client.ts";
+
 import type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor } from "../exchange-factory.ts";
-import { MailboxStatus } from "../transport.ts";
 import type { AgentRegistration, ExchangeTransport, MailboxHandler } from "../transport.ts";
+
 import { LocalExchange } from "./local-exchange.ts";
 import type { LocalExchangeOptions } from "./local-exchange.ts";
 import { serveLocalExchange } from "./local-exchange-port.ts";
@@ -55,9 +56,7 @@ export class LocalTransport implements ExchangeTransport {
 
   async listen(handler: MailboxHandler, context: HandleBinder): Promise<void> {
     const uid = this.mailboxId.uid;
-    const status = await this.#api.status(uid);
-    if (status === MailboxStatus.Missing) throw new BadEntityIdError(`No mailbox ${this.mailboxId}`, { entityId: uid });
-    if (status === MailboxStatus.Terminated) throw terminatedError(this.mailboxId);
+    assertMailboxActive(await this.#api.status(uid), this.mailboxId);
     this.#listening = true;
     await this.#api.attach(uid, {
       deliver: (bytes, deliveryCount, token) => {
@@ -187,10 +186,6 @@ export async function openAgentClient(
   handler: RequestHandler,
   options: AgentClientOptions & { logger?: Logger },
 ): Promise<AgentExchangeClient> {
-  const status = await api.status(registration.agentId.uid);
-  if (status === MailboxStatus.Missing) {
-    throw new BadEntityIdError(`Agent ${registration.agentId} is not registered`, { entityId: registration.agentId.uid });
-  }
-  if (status === MailboxStatus.Terminated) throw terminatedError(registration.agentId);
+  // The transport's listen() checks that the mailbox is active.
   return AgentExchangeClient.open(new LocalTransport(api, registration.agentId, options.logger), handler, options);
 }

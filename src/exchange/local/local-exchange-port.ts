@@ -3,6 +3,7 @@
  * `MessagePort`; a worker thread reaches it through {@link PortExchangeApi}. Values cross as CBOR
  * (ids keep their classes), errors as failure shapes.
  */
+import { MailboxStatus } from "../mailbox-status.ts";
 import { MessageChannel } from "node:worker_threads";
 import type { MessagePort } from "node:worker_threads";
 import type { Agent } from "../../agent/agent.ts";
@@ -16,10 +17,12 @@ import type { Failure } from "../../protocol/failure.ts";
 import { silentLogger } from "../../util/logger.ts";
 import type { Logger } from "../../util/logger.ts";
 import { UserExchangeClient } from "../exchange-client.ts";
+
 import type { AgentClientOptions, AgentExchangeClient, RequestHandler } from "../exchange-client.ts";
+
 import type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor } from "../exchange-factory.ts";
 import type { AgentRegistration } from "../transport.ts";
-import { MailboxStatus } from "../transport.ts";
+
 import type { LocalExchange, LocalMailboxSink } from "./local-exchange.ts";
 import { LocalTransport, openAgentClient } from "./local-exchange-factory.ts";
 import type { LocalExchangeApi } from "./local-exchange-factory.ts";

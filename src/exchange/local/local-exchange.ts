@@ -6,6 +6,7 @@
  * Delivery mirrors JetStream: a delivered message stays in the mailbox, unacknowledged, until it
  * is acked; a nak, or the listener going away, puts it back at the front.
  */
+import { MailboxStatus, terminatedError } from "../mailbox-status.ts";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
 import { BadEntityIdError, PayloadTooLargeError } from "../../errors.ts";
 import { AgentId } from "../../identifiers.ts";
@@ -14,9 +15,8 @@ import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
 import { toFailure } from "../../protocol/failure.ts";
 import { MessageType, isRequest, responseRouting } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
-import { terminatedError } from "../exchange-client.ts";
-import { MailboxStatus } from "../transport.ts";
 import type { AgentRegistration } from "../transport.ts";
+
 
 /** Options of the in-process exchange. */
 export interface LocalExchangeOptions {

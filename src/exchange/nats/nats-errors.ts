@@ -2,6 +2,7 @@
  * NATS errors, classified and turned into this library's typed errors in one place.
  */
 import { setTimeout as sleep } from "node:timers/promises";
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { TimeoutError } from "@nats-io/nats-core";
 import { ClientClosedError, ExchangeUnavailableError } from "../../errors.ts";
 
@@ -36,10 +37,34 @@ export function isClosedNatsError(error: unknown): boolean {
   return error instanceof Error && CLOSED_NAMES.has(error.name);
 }
 
-/** JetStream API error code (`err_code`), if the error is an API error. */
-export function jetStreamErrorCode(error: unknown): number | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return error instanceof Error && error.name.endsWith("Error") && typeof code === "number" ? code : undefined;
+/**
+ * The JetStream API error codes (`err_code`) this library acts on: nats.js's own table
+ * (`JetStreamApiCodes`). Every check of a server error goes through the predicates below, by code,
+ * never by message text.
+ */
+export const JsApiCode = JetStreamApiCodes;
+
+/** Whether `error` is a JetStream API error with one of `codes`. */
+export function isJsApiError(error: unknown, ...codes: number[]): boolean {
+  return error instanceof JetStreamApiError && codes.includes(error.code);
+}
+
+/** The consumer does not exist. */
+export function isConsumerNotFound(error: unknown): boolean {
+  return isJsApiError(error, JsApiCode.ConsumerNotFound);
+}
+
+/** The stream does not exist. */
+export function isStreamNotFound(error: unknown): boolean {
+  return isJsApiError(error, JsApiCode.StreamNotFound);
+}
+
+/**
+ * A compare-and-set write lost: the subject (KV key) is not at the expected revision, or exists
+ * already for a create.
+ */
+export function isWrongLastSequence(error: unknown): boolean {
+  return isJsApiError(error, JsApiCode.StreamWrongLastSequence, JsApiCode.StreamWrongLastSequenceUnknown);
 }
 
 /** Options of {@link withNatsRetry}. */

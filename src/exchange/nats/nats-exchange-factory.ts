@@ -5,19 +5,21 @@
 import { connect } from "@nats-io/transport-node";
 import type { ConnectionOptions, NatsConnection } from "@nats-io/nats-core";
 import type { Agent } from "../../agent/agent.ts";
-import { BadEntityIdError, ClientClosedError, ExchangeUnavailableError, InvalidConfigError } from "../../errors.ts";
+import { ClientClosedError, ExchangeUnavailableError, InvalidConfigError } from "../../errors.ts";
 import { UserId } from "../../identifiers.ts";
 import { silentLogger } from "../../util/logger.ts";
 import type { Logger } from "../../util/logger.ts";
-import { AgentExchangeClient, UserExchangeClient, terminatedError } from "../exchange-client.ts";
+import { AgentExchangeClient, UserExchangeClient } from "../exchange-client.ts";
 import type { AgentClientOptions, RequestHandler } from "../exchange-client.ts";
+
 import type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor } from "../exchange-factory.ts";
-import { MailboxStatus } from "../transport.ts";
 import type { AgentRegistration } from "../transport.ts";
+
 import { NatsExchange } from "./nats-exchange.ts";
 import type { NatsSettings } from "./nats-exchange.ts";
 import { natsLayout } from "./nats-layout.ts";
 import { NatsTransport } from "./nats-transport.ts";
+
 
 /** Options of {@link NatsExchangeFactory}. */
 export interface NatsExchangeOptions {
@@ -186,13 +188,8 @@ export class NatsExchangeFactory implements ExchangeFactory {
     options: AgentClientOptions = {},
   ): Promise<AgentExchangeClient> {
     const ctx = await this.#getContext();
-    const { agentId } = registration;
-    const status = await ctx.registry.status(agentId.uid);
-    if (status === MailboxStatus.Missing) {
-      throw new BadEntityIdError(`Agent ${agentId} is not registered`, { entityId: agentId.uid });
-    }
-    if (status === MailboxStatus.Terminated) throw terminatedError(agentId);
-    const transport = new NatsTransport(ctx, agentId, this.#logger);
+    // The transport's listen() checks that the mailbox is active.
+    const transport = new NatsTransport(ctx, registration.agentId, this.#logger);
     return AgentExchangeClient.open(transport, handler, { logger: this.#logger, ...options });
   }
 

@@ -3,6 +3,7 @@
  * provisioned streams and buckets, the registry and its watch-fed view. Created once per factory
  * on first use; checks the server and provisions everything idempotently.
  */
+import { MailboxStatus, terminatedError } from "../mailbox-status.ts";
 import type { JetStreamClient, JetStreamManager, PubAck, StreamConfig } from "@nats-io/jetstream";
 import { DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
@@ -17,12 +18,10 @@ import { toFailure } from "../../protocol/failure.ts";
 import { NatsHeader, MessageType, isRequest, responseRouting } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
 import type { Logger } from "../../util/logger.ts";
-import { terminatedError } from "../exchange-client.ts";
-import { MailboxStatus } from "../transport.ts";
 import { natsLayout } from "./nats-layout.ts";
 import type { NatsLayout } from "./nats-layout.ts";
 import { JetStreamPublisher } from "./js-publisher.ts";
-import { withNatsRetry } from "./nats-errors.ts";
+import { isConsumerNotFound, isStreamNotFound, withNatsRetry } from "./nats-errors.ts";
 import { NatsRegistry } from "./nats-registry.ts";
 import { RegistryView } from "./registry-view.ts";
 
@@ -307,7 +306,7 @@ export class NatsExchange {
       try {
         await jsm.consumers.delete(layout.mailboxStream, layout.mailboxConsumer(id.uid));
       } catch (error) {
-        if ((error as { code?: number }).code !== 10014) throw error;
+        if (!isConsumerNotFound(error)) throw error;
       }
     });
     const subject = layout.mailboxSubject(id.uid);
@@ -363,7 +362,7 @@ export async function ensureStream(
   try {
     existing = await jsm.streams.info(config.name);
   } catch (error) {
-    if ((error as { code?: number }).code !== 10059) throw error;
+    if (!isStreamNotFound(error)) throw error;
     try {
       await jsm.streams.add(config);
       return;

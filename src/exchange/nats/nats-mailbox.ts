@@ -3,11 +3,12 @@
  * acknowledgement deadlines kept alive while a message is being handled, and the fate of messages
  * that cannot be handled (undecodable, foreign, or delivered too often).
  */
+import { MailboxStatus } from "../mailbox-status.ts";
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { nanos, nuid } from "@nats-io/nats-core";
 import { setTimeout as sleep } from "node:timers/promises";
-import { DeliveryLimitError, IncompatibleProtocolError, MalformedMessageError } from "../../errors.ts";
+import { DeliveryLimitError, IncompatibleProtocolError, MailboxContendedError, MalformedMessageError } from "../../errors.ts";
 import type { EntityId } from "../../identifiers.ts";
 import { decodeValue } from "../../protocol/codec.ts";
 import type { HandleBinder } from "../../protocol/codec.ts";
@@ -22,24 +23,15 @@ import {
 } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
 import type { Logger } from "../../util/logger.ts";
-import { MailboxStatus } from "../transport.ts";
 import type { Delivery, MailboxHandler } from "../transport.ts";
-import type { NatsExchange } from "./nats-exchange.ts";
-import { jetStreamErrorCode } from "./nats-errors.ts";
 
-const CONSUMER_NOT_FOUND = 10014;
+import type { NatsExchange } from "./nats-exchange.ts";
+import { isConsumerNotFound } from "./nats-errors.ts";
+
 /** How long a reader that finds its consumer gone waits before concluding it was not a takeover. */
 const TAKEOVER_SETTLE_MS = 250;
 /** Attempts to open the mailbox while other readers replace its consumer at the same moment. */
 const OPEN_ATTEMPTS = 3;
-
-/** The consumer was replaced by another reader while this one opened it. */
-class MailboxContendedError extends Error {
-  constructor(consumer: string) {
-    super(`Consumer ${consumer} was replaced by another reader`);
-    this.name = "MailboxContendedError";
-  }
-}
 
 
 /** A mailbox being read. Created by the transport's `listen`. */
@@ -103,13 +95,17 @@ export class NatsMailbox {
         try {
           await jsm.consumers.delete(layout.mailboxStream, name);
         } catch (error) {
-          if (jetStreamErrorCode(error) !== CONSUMER_NOT_FOUND) throw error;
+          if (!isConsumerNotFound(error)) throw error;
         }
         return jsm.consumers.add(layout.mailboxStream, config);
       });
       // Another reader replaced the consumer in between: the newest reader wins; try again.
       if (created.config.deliver_subject !== deliverSubject) {
-        if (attempt >= OPEN_ATTEMPTS) throw new MailboxContendedError(name);
+        if (attempt >= OPEN_ATTEMPTS) {
+          throw new MailboxContendedError(`Consumer ${name} was replaced by another reader ${attempt} times while this one opened it`, {
+            entityId: this.#id.uid,
+          });
+        }
         continue;
       }
       this.#deliverSubject = deliverSubject;
@@ -181,7 +177,7 @@ export class NatsMailbox {
       const info = await jsm.consumers.info(layout.mailboxStream, layout.mailboxConsumer(this.#id.uid));
       return info.config.deliver_subject ?? null;
     } catch (error) {
-      if (jetStreamErrorCode(error) === CONSUMER_NOT_FOUND) return undefined;
+      if (isConsumerNotFound(error)) return undefined;
       this.#logger.debug({ err: error }, "could not check the mailbox consumer");
       return null;
     }

@@ -8,6 +8,7 @@
  * Registration writes the record, then the index; termination removes the index entries, then
  * marks the record terminated (compare-and-set), so `discover` never returns a terminated agent.
  */
+import { MailboxStatus } from "../mailbox-status.ts";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
@@ -15,10 +16,10 @@ import { typeNameToken } from "../../agent/agent-type.ts";
 import { AgentId, EntityRole } from "../../identifiers.ts";
 import type { EntityId } from "../../identifiers.ts";
 import { decodeValue, encodeValue } from "../../protocol/codec.ts";
-import { MailboxStatus } from "../transport.ts";
 import type { AgentRegistration } from "../transport.ts";
+
 import { scanLatest } from "./kv-scan.ts";
-import { jetStreamErrorCode, withNatsRetry } from "./nats-errors.ts";
+import { isWrongLastSequence, withNatsRetry } from "./nats-errors.ts";
 
 /** Version of the record format (field `v`). */
 export const RECORD_VERSION = 1;
@@ -45,8 +46,6 @@ export interface RecordEntry {
   readonly record: MailboxRecord;
   readonly revision: number;
 }
-
-const KV_WRONG_LAST_SEQUENCE = 10071;
 
 /** Decode a record; undefined for anything that is not one (foreign or corrupt values). */
 export function decodeRecord(bytes: Uint8Array): MailboxRecord | undefined {
@@ -160,7 +159,7 @@ export class NatsRegistry {
         );
         return { record: terminated, revision };
       } catch (error) {
-        if (jetStreamErrorCode(error) === KV_WRONG_LAST_SEQUENCE) continue; // raced: read again
+        if (isWrongLastSequence(error)) continue; // raced: read again
         throw error;
       }
     }

@@ -1,19 +1,18 @@
 /**
  * A NATS JetStream transport, bound to one mailbox.
  */
+import { MailboxStatus, assertMailboxActive } from "../mailbox-status.ts";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
 import { createInbox } from "@nats-io/nats-core";
 import type { Subscription } from "@nats-io/nats-core";
-import { BadEntityIdError } from "../../errors.ts";
 import type { AgentId, EntityId } from "../../identifiers.ts";
 import type { HandleBinder } from "../../protocol/codec.ts";
 import { decodeValue } from "../../protocol/codec.ts";
 import { fromEnvelope, isRequest } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
 import type { Logger } from "../../util/logger.ts";
-import { terminatedError } from "../exchange-client.ts";
-import { MailboxStatus } from "../transport.ts";
 import type { AgentRegistration, ExchangeTransport, MailboxHandler } from "../transport.ts";
+
 import type { NatsExchange } from "./nats-exchange.ts";
 import { NatsMailbox } from "./nats-mailbox.ts";
 
@@ -42,9 +41,7 @@ export class NatsTransport implements ExchangeTransport {
 
   async listen(handler: MailboxHandler, context: HandleBinder): Promise<void> {
     const uid = this.mailboxId.uid;
-    const status = await this.#ctx.registry.status(uid);
-    if (status === MailboxStatus.Missing) throw new BadEntityIdError(`No mailbox ${this.mailboxId}`, { entityId: uid });
-    if (status === MailboxStatus.Terminated) throw terminatedError(this.mailboxId);
+    assertMailboxActive(await this.#ctx.registry.status(uid), this.mailboxId);
     if (this.#ctx.settings.replies === "core") this.#replies = this.#listenForReplies(handler, context);
     const mailbox = new NatsMailbox(this.#ctx, this.mailboxId, handler, context, this.#logger);
     this.#mailbox = mailbox;

@@ -6,11 +6,11 @@
  * Reads are linearizable for discovery: before answering, the view waits until it has applied
  * the bucket's last sequence as of the call (one stream-info round trip).
  */
+import { MailboxStatus } from "../mailbox-status.ts";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AgentId, EntityRole } from "../../identifiers.ts";
 import type { Logger } from "../../util/logger.ts";
-import { MailboxStatus } from "../transport.ts";
 import { decodeRecord } from "./nats-registry.ts";
 import type { MailboxRecord, RecordEntry } from "./nats-registry.ts";
 

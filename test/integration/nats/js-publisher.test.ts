@@ -2,10 +2,10 @@
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { NoRespondersError, headers } from "@nats-io/nats-core";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { JetStreamPublisher } from "../../../src/exchange/nats/js-publisher.ts";
-import { isTransientNatsError, jetStreamErrorCode } from "../../../src/exchange/nats/nats-errors.ts";
+import { isTransientNatsError } from "../../../src/exchange/nats/nats-errors.ts";
 import { startTestNats } from "../../support/nats.ts";
 import type { TestNats } from "../../support/nats.ts";
 
@@ -51,7 +51,8 @@ describe("JetStreamPublisher", () => {
     h.set("Nats-Expected-Stream", "other");
     const error = await publisher.publish("pubtest.b", new Uint8Array([1]), h, 5000).catch((e: unknown) => e);
     expect((error as Error).name).toBe("JetStreamApiError");
-    expect(jetStreamErrorCode(error)).toBe(10060);
+    expect(error).toBeInstanceOf(JetStreamApiError);
+    expect((error as JetStreamApiError).code).toBe(10060);
   });
 
   test("an unanswered publish times out with TimeoutError; a closed connection fails what waits", async () => {
