@@ -241,31 +241,6 @@ describe("bad input on a mailbox subject", () => {
     expect(info.config.deliver_subject).toMatch(new RegExp(`^${options.prefix}\\.deliver\\.${counter.agentId.uid}\\.`));
   });
 
-  test("a new reader takes a mailbox over: the earlier reader receives nothing more", async () => {
-    const factory = new NatsExchangeFactory(factoryOptions());
-    try {
-      await using user = await factory.createUserClient();
-      const registration = await user.registerAgent(Recorder);
-      const received: string[] = [];
-      const reader = (name: string) =>
-        factory.createAgentClient(registration, (delivery) => {
-          received.push(name);
-          delivery.ack();
-          void agentClient.respond(delivery.message, { type: MessageType.SuccessResponse });
-        });
-      let agentClient = await reader("first");
-      const first = agentClient;
-      agentClient = await reader("second");
-      await user.getHandle(registration.agentId).ping({ timeoutMs: 10_000 });
-      await user.getHandle(registration.agentId).ping({ timeoutMs: 10_000 });
-      expect(received).toEqual(["second", "second"]);
-      await first.close();
-      await agentClient.close();
-    } finally {
-      await factory.close();
-    }
-  });
-
   test("terminating an agent leaves no type-index entries behind", async () => {
     const options = factoryOptions();
     await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory(options));
