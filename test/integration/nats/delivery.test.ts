@@ -17,7 +17,7 @@ import {
 } from "../../../src/index.ts";
 import type { NatsExchangeOptions } from "../../../src/index.ts";
 import { decodeValue, encodeMessage, encodeValue } from "../../../src/protocol/codec.ts";
-import { MessageType, fromEnvelope } from "../../../src/protocol/messages.ts";
+import { fromEnvelope } from "../../../src/protocol/messages.ts";
 import type { ErrorResponse, Message } from "../../../src/protocol/messages.ts";
 import { fromFailure } from "../../../src/protocol/failure.ts";
 import { CrashWorker } from "../../fixtures/crash-agents.ts";
