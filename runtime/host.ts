@@ -39,7 +39,7 @@ import type { NatsExchangeOptions } from "../src/exchange/nats/nats-exchange-fac
 import { checkPool } from "../src/exchange/nats/nats-layout.ts";
 import { AgentId, EntityRole } from "../src/identifiers.ts";
 import { loadAgentClasses } from "../src/manager/agent-modules.ts";
-import { buildFromArgs, retryDelayMs } from "../src/manager/executor.ts";
+import { buildFromArgs, runConfig } from "../src/manager/executor.ts";
 import { unknownType } from "../src/manager/host-pool-executor.ts";
 import { PoolStore } from "../src/pool/pool-store.ts";
 import type { HostEntry } from "../src/pool/pool-store.ts";
@@ -48,6 +48,7 @@ import type { HostRecord, LaunchRequest, Placement } from "../src/pool/records.t
 import { decodeValue } from "../src/protocol/codec.ts";
 import { toFailure } from "../src/protocol/failure.ts";
 import type { Failure } from "../src/protocol/failure.ts";
+import { agentRetryPolicy, backoffDelayMs, retriesLeft } from "../src/util/backoff.ts";
 import { deferred } from "../src/util/deferred.ts";
 import { silentLogger } from "../src/util/logger.ts";
 import type { Logger } from "../src/util/logger.ts";
@@ -476,8 +477,9 @@ export class RuntimeHost {
   // --- running agents ---
 
   #run(placement: Placement, agentClass: AgentClass): void {
-    const last = placement.attempt >= placement.maxRetries;
-    const config = last ? placement.config : { ...placement.config, terminateOnError: false };
+    const policy = agentRetryPolicy(placement);
+    const last = !retriesLeft(policy, placement.attempt);
+    const config = runConfig(placement.config, policy, placement.attempt);
     const runtime = new AgentEngine(buildFromArgs(agentClass, placement.args), {
       exchangeFactory: this.#factory,
       registration: { agentId: new AgentId(placement.uid, placement.name), agentType: { name: placement.type, chain: placement.chain } },
@@ -509,7 +511,7 @@ export class RuntimeHost {
         await this.#finish(placement, this.#hostId, PlacementState.Completed);
         this.#logger.info(log, "agent completed");
       } else if (failure.retryable) {
-        const delayMs = retryDelayMs(placement.retryBackoffMs, placement.attempt);
+        const delayMs = backoffDelayMs(agentRetryPolicy(placement), placement.attempt);
         const retrying = await this.#store.updatePlacement(this.pool, placement.uid, (current) =>
           this.#owns(current, placement)
             ? { ...current, state: PlacementState.Retrying, attempt: current.attempt + 1, error: placementFailure(failure.error) }
