@@ -36,7 +36,7 @@ import {
 import type { NatsExchange } from "../src/exchange/nats/nats-exchange.ts";
 import { NatsExchangeFactory } from "../src/exchange/nats/nats-exchange-factory.ts";
 import type { NatsExchangeOptions } from "../src/exchange/nats/nats-exchange-factory.ts";
-import { checkPool } from "../src/exchange/nats/nats-layout.ts";
+import { checkPool } from "../src/pool/pool-name.ts";
 import { AgentId, EntityRole } from "../src/identifiers.ts";
 import { loadAgentClasses } from "../src/manager/agent-modules.ts";
 import { buildFromArgs, runConfig } from "../src/manager/executor.ts";

@@ -11,7 +11,7 @@ import type { AgentTypeInfo } from "../agent/agent-type.ts";
 import { AgentAlreadyLaunchedError, AgentDefinitionError, ExecutorError, InvalidConfigError, UnknownAgentTypeError } from "../errors.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import { NatsExchangeFactory } from "../exchange/nats/nats-exchange-factory.ts";
-import { checkPool } from "../exchange/nats/nats-layout.ts";
+import { checkPool } from "../pool/pool-name.ts";
 import { PoolStore } from "../pool/pool-store.ts";
 import { POOL_RECORD_VERSION, PlacementState, encodeLaunchRequest, isFinal } from "../pool/records.ts";
 import type { HostRecord, LaunchRequest, Placement } from "../pool/records.ts";

@@ -7,7 +7,7 @@
 import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
 import type { RuntimeConfig } from "../agent/runtime-config.ts";
 import { MalformedMessageError } from "../errors.ts";
-import { checkPool } from "../exchange/nats/nats-layout.ts";
+import { checkPool } from "./pool-name.ts";
 import { decodeValue, encodeValue } from "../protocol/codec.ts";
 import type { Failure } from "../protocol/failure.ts";
 
