@@ -83,7 +83,7 @@ export { loadAgentClasses, requireAgentClass } from "./manager/agent-modules.ts"
 export { HostPoolExecutor } from "./manager/host-pool-executor.ts";
 export type { HostPoolExecutorOptions } from "./manager/host-pool-executor.ts";
 export type { AgentExecution, AgentExecutor, LaunchSpec, PrepareSpec, RunOutcome } from "./manager/executor.ts";
-export { PlacementState } from "./pool/records.ts";
+export { PlacementState } from "./pool/placement.ts";
 export type { HostRecord, LaunchRequest, Placement } from "./pool/records.ts";
 
 export { PROTOCOL_VERSION } from "./protocol/messages.ts";
