@@ -10,15 +10,12 @@
  * containers can be configured without a command line. Exit codes: 0 done (a host: drained), 1 an
  * error at run time or a forced stop, 2 bad usage or configuration.
  */
-import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { Server } from "node:http";
 import { parseArgs } from "node:util";
-import { credsAuthenticator } from "@nats-io/nats-core";
 import { pino } from "pino";
-import { AcademyError, InvalidConfigError } from "../src/errors.ts";
-import { NatsExchangeFactory } from "../src/exchange/nats/nats-exchange-factory.ts";
-import type { NatsExchangeOptions } from "../src/exchange/nats/nats-exchange-factory.ts";
+import { AcademyError, InvalidConfigError, NatsExchangeFactory } from "../src/index.ts";
+import type { NatsExchangeOptions, PoolBackend } from "../src/index.ts";
 import { CLI_ENV, CLI_OPTIONS } from "./cli-options.ts";
 import { RuntimeHost } from "./host.ts";
 import { formatAge, formatTable, listAgentRows, listHostRows } from "./listing.ts";
@@ -78,25 +75,12 @@ function integerOption(values: Values, name: OptionName): number | undefined {
 
 function exchangeOptions(values: Values): NatsExchangeOptions {
   const servers = option(values, "servers") ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
-  const creds = option(values, "creds");
-  let authenticator;
-  if (creds !== undefined) {
-    try {
-      authenticator = credsAuthenticator(readFileSync(creds));
-    } catch (error) {
-      throw new UsageError(`cannot read --creds ${creds}: ${(error as Error).message}`);
-    }
-  }
   return {
     servers: servers.split(",").map((s) => s.trim()).filter((s) => s !== ""),
     prefix: option(values, "prefix"),
     replicas: integerOption(values, "replicas"),
-    connectionOptions: {
-      name: "academy-cli",
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-      ...(authenticator === undefined ? {} : { authenticator }),
-    },
+    credsFile: option(values, "creds"),
+    connectionOptions: { name: "academy-cli", maxReconnectAttempts: -1, reconnectTimeWait: 250 },
   };
 }
 
@@ -184,10 +168,11 @@ function serveHealth(host: RuntimeHost, port: number): Promise<Server> {
   });
 }
 
-async function withExchange<T>(values: Values, use: (factory: NatsExchangeFactory) => Promise<T>): Promise<T> {
+/** Run `use` with the host pools of the exchange the options name. */
+async function withPools<T>(values: Values, use: (backend: PoolBackend) => Promise<T>): Promise<T> {
   const factory = new NatsExchangeFactory({ ...exchangeOptions(values), retryWindowMs: 5_000 });
   try {
-    return await use(factory);
+    return await use(await factory.poolBackend());
   } finally {
     await factory.close();
   }
@@ -200,7 +185,7 @@ function printRows<T extends object>(values: Values, rows: readonly T[], what: s
 }
 
 async function listHosts(values: Values): Promise<number> {
-  const rows = await withExchange(values, async (f) => listHostRows(await f.context(), { pool: option(values, "pool") }));
+  const rows = await withPools(values, (backend) => listHostRows(backend, { pool: option(values, "pool") }));
   printRows(values, rows, "hosts", [
     ["HOST", (r) => r.hostId],
     ["POOL", (r) => r.pool],
@@ -215,8 +200,8 @@ async function listHosts(values: Values): Promise<number> {
 }
 
 async function listAgents(values: Values): Promise<number> {
-  const rows = await withExchange(values, async (f) =>
-    listAgentRows(await f.context(), { pool: option(values, "pool"), host: values.host, all: values.all }),
+  const rows = await withPools(values, (backend) =>
+    listAgentRows(backend, { pool: option(values, "pool"), host: values.host, all: values.all }),
   );
   printRows(values, rows, "agents", [
     ["AGENT", (r) => r.agentId],
@@ -266,6 +251,11 @@ export async function main(argv: readonly string[]): Promise<number> {
         return 2;
     }
   } catch (error) {
+    if (error instanceof InvalidConfigError && error.option === "credsFile") {
+      // The exchange reads the file; say what went wrong in the command's terms.
+      console.error(`academy: cannot read --creds ${option(values, "creds")}: ${(error.cause as Error | undefined)?.message ?? error.message}`);
+      return 2;
+    }
     if (error instanceof UsageError || error instanceof InvalidConfigError) {
       console.error(`academy: ${error.message}`);
       return 2;

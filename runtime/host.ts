@@ -21,7 +21,6 @@ import { MailboxStatus, mailboxError, terminatedError } from "../src/exchange/ma
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { agentTypeName } from "../src/agent/agent-type.ts";
 import type { AgentClass } from "../src/agent/agent-type.ts";
 import { AgentEngine } from "../src/engine/agent-engine.ts";
@@ -33,22 +32,20 @@ import {
   InvalidConfigError,
   MalformedMessageError,
 } from "../src/errors.ts";
-import type { NatsExchange } from "../src/exchange/nats/nats-exchange.ts";
-import { NatsExchangeFactory } from "../src/exchange/nats/nats-exchange-factory.ts";
-import type { NatsExchangeOptions } from "../src/exchange/nats/nats-exchange-factory.ts";
+import type { ExchangeFactory } from "../src/exchange/exchange-factory.ts";
+import { NatsExchangeFactory } from "../src/index.ts";
+import type { NatsExchangeOptions } from "../src/index.ts";
 import { checkPool } from "../src/pool/pool-name.ts";
 import { AgentId, EntityRole } from "../src/identifiers.ts";
 import { loadAgentClasses } from "../src/manager/agent-modules.ts";
 import { buildFromArgs, runConfig } from "../src/manager/executor.ts";
 import { unknownType } from "../src/manager/host-pool-executor.ts";
-import { PoolStore } from "../src/pool/pool-store.ts";
-import type { HostEntry } from "../src/pool/pool-store.ts";
-import { PlacementState, isFinal } from "../src/pool/placement.ts";
+import type { HostEntry, LaunchBatch, LaunchDelivery, LaunchQueue, PoolBackend } from "../src/pool/pool-backend.ts";
+import { PlacementState, claim, complete, fail, isFinal, placementFailure, reject } from "../src/pool/placement.ts";
 import { POOL_RECORD_VERSION, decodeLaunchRequest } from "../src/pool/records.ts";
 import type { HostRecord, LaunchRequest, Placement } from "../src/pool/records.ts";
+import { requeuePlacement, transitionPlacement } from "../src/pool/transition-placement.ts";
 import { decodeValue } from "../src/protocol/codec.ts";
-import { toFailure } from "../src/protocol/failure.ts";
-import type { Failure } from "../src/protocol/failure.ts";
 import { agentRetryPolicy, backoffDelayMs, retriesLeft } from "../src/util/backoff.ts";
 import { deferred } from "../src/util/deferred.ts";
 import { silentLogger } from "../src/util/logger.ts";
@@ -69,8 +66,11 @@ export interface RuntimeHostOptions {
    * @defaultValue 100
    */
   capacity?: number;
-  /** The exchange: a NATS exchange factory (not closed by the host), or options to make one. */
-  exchange?: NatsExchangeFactory | NatsExchangeOptions;
+  /**
+   * The exchange: a factory that serves host pools (`ExchangeFactory.poolBackend`, such as a
+   * `NatsExchangeFactory`; not closed by the host), or options of a NATS exchange to make one.
+   */
+  exchange?: ExchangeFactory | NatsExchangeOptions;
   /**
    * Display name, shown by `academy hosts`; the host id is made from it.
    * @defaultValue the machine's host name
@@ -125,8 +125,6 @@ const ID_SAFE = /[^A-Za-z0-9_-]+/g;
 const LOST_LAUNCH_AFTER_MS = 60_000;
 const FETCH_BATCH = 64;
 const FETCH_EXPIRES_MS = 2_000;
-/** Characters of an error stack kept in a placement. */
-const MAX_STACK = 4_000;
 
 function positive(value: number | undefined, fallback: number, option: string): number {
   const v = value ?? fallback;
@@ -143,7 +141,7 @@ export class RuntimeHost {
   readonly sweepIntervalMs: number;
   /** Agent classes this host can run, by type name. */
   readonly classes: ReadonlyMap<string, AgentClass>;
-  readonly #factory: NatsExchangeFactory;
+  readonly #factory: ExchangeFactory;
   readonly #ownsFactory: boolean;
   #logger: Logger;
   readonly #baseLogger: Logger;
@@ -152,8 +150,7 @@ export class RuntimeHost {
   readonly #peers = new Map<string, { entry: HostEntry; seenAt: number }>();
   readonly #stopped = deferred<void>();
   #hostId: string;
-  #ctx!: NatsExchange;
-  #store!: PoolStore;
+  #store!: PoolBackend;
   #revision = 0;
   #lastHeartbeat = 0;
   #startedAt = Date.now();
@@ -161,7 +158,7 @@ export class RuntimeHost {
   /** Launches being claimed plus agents running: what counts against capacity. */
   #reserved = 0;
   #slotFreed = deferred<void>();
-  #batch: ConsumerMessages | undefined;
+  #batch: LaunchBatch | undefined;
   #pulling: Promise<void> | undefined;
   #timers: NodeJS.Timeout[] = [];
   #stopWatch: (() => void) | undefined;
@@ -193,11 +190,12 @@ export class RuntimeHost {
     this.classes = classes;
     this.#hostId = newHostId(this.name);
     const exchange = options.exchange ?? {};
-    this.#ownsFactory = !(exchange instanceof NatsExchangeFactory);
+    this.#ownsFactory = !isExchangeFactory(exchange);
     this.#baseLogger = (options.logger ?? silentLogger).child({ pool: this.pool });
     this.#logger = this.#baseLogger.child({ hostId: this.#hostId });
-    this.#factory =
-      exchange instanceof NatsExchangeFactory ? exchange : new NatsExchangeFactory({ ...exchange, logger: exchange.logger ?? this.#baseLogger });
+    this.#factory = isExchangeFactory(exchange)
+      ? exchange
+      : new NatsExchangeFactory({ ...exchange, logger: exchange.logger ?? this.#baseLogger });
   }
 
   /**
@@ -246,7 +244,7 @@ export class RuntimeHost {
 
   /** Whether the host is connected and has heartbeated within its time to live. */
   get healthy(): boolean {
-    return this.#state !== HostState.Stopped && !this.#ctx?.nc.isClosed() && Date.now() - this.#lastHeartbeat < this.hostTtlMs;
+    return this.#state !== HostState.Stopped && this.#store?.isClosed() === false && Date.now() - this.#lastHeartbeat < this.hostTtlMs;
   }
 
   /** Resolves when the host has stopped (drained, or closed). */
@@ -269,9 +267,13 @@ export class RuntimeHost {
   }
 
   async #start(): Promise<void> {
-    this.#ctx = await this.#factory.context();
-    this.#store = await PoolStore.for(this.#ctx);
-    const consumer = await this.#store.poolConsumer(this.pool);
+    if (this.#factory.poolBackend === undefined) {
+      throw new InvalidConfigError("A runtime host needs an exchange that serves host pools (ExchangeFactory.poolBackend), such as a NatsExchangeFactory", {
+        option: "exchange",
+      });
+    }
+    this.#store = await this.#factory.poolBackend();
+    const consumer = await this.#store.launchQueue(this.pool);
     this.#startedAt = Date.now();
     this.#revision = await this.#store.createHost(this.#record());
     this.#lastHeartbeat = Date.now();
@@ -316,7 +318,7 @@ export class RuntimeHost {
 
   // --- taking launches ---
 
-  async #pullLoop(consumer: Awaited<ReturnType<PoolStore["poolConsumer"]>>): Promise<void> {
+  async #pullLoop(consumer: LaunchQueue): Promise<void> {
     while (this.#state === HostState.Serving) {
       const free = this.capacity - this.#reserved;
       if (free <= 0) {
@@ -324,7 +326,7 @@ export class RuntimeHost {
         continue;
       }
       try {
-        this.#batch = await consumer.fetch({ max_messages: Math.min(free, FETCH_BATCH), expires: FETCH_EXPIRES_MS });
+        this.#batch = await consumer.fetch({ max: Math.min(free, FETCH_BATCH), expiresMs: FETCH_EXPIRES_MS });
         for await (const m of this.#batch) {
           if (this.#state !== HostState.Serving) {
             m.nak();
@@ -348,13 +350,13 @@ export class RuntimeHost {
     freed.resolve();
   }
 
-  #onLaunch(m: JsMsg): Promise<void> {
+  #onLaunch(m: LaunchDelivery): Promise<void> {
     const claim = this.#onLaunchClaim(m);
     this.#claims.add(claim);
     return claim.finally(() => this.#claims.delete(claim));
   }
 
-  async #onLaunchClaim(m: JsMsg): Promise<void> {
+  async #onLaunchClaim(m: LaunchDelivery): Promise<void> {
     let started = false;
     try {
       started = await this.#takeLaunch(m);
@@ -376,7 +378,7 @@ export class RuntimeHost {
   }
 
   /** Check and claim a launch request; true if an agent started here (keeping its slot). */
-  async #takeLaunch(m: JsMsg): Promise<boolean> {
+  async #takeLaunch(m: LaunchDelivery): Promise<boolean> {
     let request: LaunchRequest;
     try {
       request = decodeLaunchRequest(m.data);
@@ -410,14 +412,14 @@ export class RuntimeHost {
       return false;
     }
 
-    const status = await this.#ctx.registry.status(request.uid);
+    const status = await this.#store.mailboxStatus(request.uid);
     if (status === MailboxStatus.Missing) {
       await this.#reject(m, request, mailboxError(status, request.uid)!);
       return false;
     }
     if (status === MailboxStatus.Terminated) {
       // Never restart an agent whose mailbox is gone.
-      await this.#finish(request, undefined, PlacementState.Failed, terminatedError(request.uid, EntityRole.Agent));
+      await transitionPlacement(this.#store, this.pool, request.uid, reject(request, placementFailure(terminatedError(request.uid, EntityRole.Agent))));
       m.ack();
       this.#logger.info(log, "launch dropped: the agent's mailbox is terminated");
       return false;
@@ -438,38 +440,24 @@ export class RuntimeHost {
    * without a placement). Undefined if another host has it.
    */
   async #claim(request: LaunchRequest): Promise<Placement | undefined> {
-    const mine = { state: PlacementState.Running, host: this.#hostId, lastHost: this.#hostId, error: undefined } as const;
-    // Usually the launcher wrote the placement: read-and-swap first, create only when there is none.
-    const updated = await this.#store.updatePlacement(this.pool, request.uid, (current) =>
-      current.state === PlacementState.Queued && current.gen === request.gen ? { ...current, ...mine } : undefined,
-    );
-    if (updated !== undefined) return updated.value;
-    return (await this.#store.createPlacement({ ...request, ...mine, updatedAt: Date.now() }))?.value;
+    const claimed = await transitionPlacement(this.#store, this.pool, request.uid, claim(request, this.#hostId));
+    return claimed.ok ? claimed.placement : undefined;
   }
 
   /**
    * Reject a launch request: log the typed error, dead-letter the request, and (when it names an
    * agent) record the failure and terminate the agent's mailbox so its callers are not left waiting.
    */
-  async #reject(m: JsMsg, request: LaunchRequest | undefined, error: Error): Promise<void> {
+  async #reject(m: LaunchDelivery, request: LaunchRequest | undefined, error: Error): Promise<void> {
     this.#logger.error(
-      { err: error, agentId: request?.uid, agentType: request?.type, subject: m.subject, seq: m.info.streamSequence },
+      { err: error, agentId: request?.uid, agentType: request?.type, subject: m.subject, seq: m.seq },
       "launch request rejected",
     );
-    // Kept as Academy-Original-Msg-Id, as for mailbox dead letters.
-    const headers: Array<[string, string]> = [];
-    const msgId = m.headers?.get("Nats-Msg-Id");
-    if (msgId !== undefined && msgId !== "") headers.push(["Msg-Id", msgId]);
-    await this.#ctx.deadLetter(
-      this.#ctx.layout.poolDeadLetterSubject(this.pool),
-      { data: m.data, subject: m.subject, seq: m.info.streamSequence, headers },
-      error,
-      `dl:launch:${m.info.streamSequence}`,
-    );
+    await m.deadLetter(error);
     if (request !== undefined) {
-      const failed = await this.#finish(request, undefined, PlacementState.Failed, error);
-      if (failed && (await this.#ctx.registry.status(request.uid)) === MailboxStatus.Active) {
-        await this.#ctx.terminate(new AgentId(request.uid, request.name));
+      const failed = await transitionPlacement(this.#store, this.pool, request.uid, reject(request, placementFailure(error)));
+      if (failed.ok && (await this.#store.mailboxStatus(request.uid)) === MailboxStatus.Active) {
+        await this.#store.terminateMailbox(new AgentId(request.uid, request.name));
       }
     }
     m.ack();
@@ -508,26 +496,23 @@ export class RuntimeHost {
         this.#logger.info(log, "agent handed back to the pool");
         return;
       }
+      const holder = { host: this.#hostId, gen: placement.gen };
       if (failure === undefined) {
-        await this.#finish(placement, this.#hostId, PlacementState.Completed);
+        await transitionPlacement(this.#store, this.pool, placement.uid, complete(holder));
         this.#logger.info(log, "agent completed");
-      } else if (failure.retryable) {
+        return;
+      }
+      const ended = await transitionPlacement(this.#store, this.pool, placement.uid, fail(holder, placementFailure(failure.error), failure.retryable));
+      if (ended.ok && ended.placement.state === PlacementState.Retrying) {
         const delayMs = backoffDelayMs(agentRetryPolicy(placement), placement.attempt);
-        const retrying = await this.#store.updatePlacement(this.pool, placement.uid, (current) =>
-          this.#owns(current, placement)
-            ? { ...current, state: PlacementState.Retrying, attempt: current.attempt + 1, error: placementFailure(failure.error) }
-            : undefined,
-        );
-        if (retrying === undefined) return;
         this.#logger.warn({ ...log, err: failure.error, attempt: placement.attempt + 1, retryInMs: delayMs }, "agent failed; will restart it on the pool");
-        hosted.placement = retrying.value;
+        hosted.placement = ended.placement;
         await new Promise<void>((resolve) => {
           hosted.retryTimer = setTimeout(resolve, delayMs);
           hosted.wake = resolve;
         });
         if (hosted.handover !== "drop") await this.#requeue(hosted.placement, this.#hostId);
-      } else {
-        await this.#finish(placement, this.#hostId, PlacementState.Failed, failure.error);
+      } else if (ended.ok || !failure.retryable) {
         this.#logger.error({ ...log, err: failure.error }, "agent failed for good");
       }
     } catch (error) {
@@ -538,40 +523,13 @@ export class RuntimeHost {
     }
   }
 
-  /** Whether `current` is still the run `placement` describes, owned by this host. */
-  #owns(current: Placement, placement: Placement): boolean {
-    return current.host === this.#hostId && current.gen === placement.gen && !isFinal(current.state);
-  }
-
-  /**
-   * Record a final state, if the placement is still the one `request` describes (same generation,
-   * held by `host`, or by nobody when `host` is undefined), or create it when there is none.
-   * @returns whether it was written.
-   */
-  async #finish(request: LaunchRequest, host: string | undefined, state: PlacementState, error?: unknown): Promise<boolean> {
-    const fields = { state, host: undefined, error: error === undefined ? undefined : placementFailure(error) };
-    const updated = await this.#store.updatePlacement(this.pool, request.uid, (current) =>
-      current.gen === request.gen && current.host === host && !isFinal(current.state) ? { ...current, ...fields } : undefined,
-    );
-    if (updated !== undefined) return true;
-    if (host !== undefined) return false;
-    return (await this.#store.createPlacement({ ...request, ...fields, updatedAt: Date.now() })) !== undefined;
-  }
-
   /**
    * Queue an agent again for any host of the pool: its placement, held by `host` at this
    * generation, becomes queued at the next generation, then the launch request is published.
    * @returns whether this call requeued it (false if someone else changed it first).
    */
-  async #requeue(placement: Placement, host: string): Promise<boolean> {
-    const queued = await this.#store.updatePlacement(this.pool, placement.uid, (current) =>
-      current.host === host && current.gen === placement.gen && !isFinal(current.state)
-        ? { ...current, state: PlacementState.Queued, host: undefined, gen: current.gen + 1 }
-        : undefined,
-    );
-    if (queued === undefined) return false;
-    await this.#store.publishLaunch(queued.value);
-    return true;
+  #requeue(placement: Placement, host: string): Promise<boolean> {
+    return requeuePlacement(this.#store, placement, { host, gen: placement.gen });
   }
 
   /** Stop agents (their mailboxes kept); `handover` says what happens to each afterwards. */
@@ -808,10 +766,9 @@ export class RuntimeHost {
   }
 }
 
-/** The failure shape of an error, with its stack cut short: placements must stay small. */
-function placementFailure(error: unknown): Failure {
-  const failure = toFailure(error);
-  return failure.stack === undefined || failure.stack.length <= MAX_STACK ? failure : { ...failure, stack: `${failure.stack.slice(0, MAX_STACK)}…` };
+/** Whether the host was given a factory, not options to make one. */
+function isExchangeFactory(exchange: ExchangeFactory | NatsExchangeOptions): exchange is ExchangeFactory {
+  return typeof (exchange as Partial<ExchangeFactory>).createAgentClient === "function";
 }
 
 /** The launch request in `bytes`, if it is one (for rejecting it with its agent named). */

@@ -6,6 +6,7 @@ import type { Transferable } from "node:worker_threads";
 import type { Agent } from "../agent/agent.ts";
 import type { AgentClientOptions, AgentExchangeClient, RequestHandler, UserClientOptions, UserExchangeClient } from "./exchange-client.ts";
 
+import type { PoolBackend } from "../pool/pool-backend.ts";
 import type { AgentRegistration } from "./transport.ts";
 
 
@@ -39,6 +40,11 @@ export interface ExchangeFactory {
     handler: RequestHandler,
     options?: AgentClientOptions,
   ): Promise<AgentExchangeClient>;
+  /**
+   * The storage and queues of host pools on this exchange, for `HostPoolExecutor` and runtime
+   * hosts (optional: an exchange without it cannot serve host pools).
+   */
+  poolBackend?(): Promise<PoolBackend>;
   /** Describe this factory for a worker thread (see {@link WorkerFactoryDescriptor}). */
   forWorker(): WorkerFactoryDescriptor;
   /** Release shared resources (connections). Clients still open keep working until closed. */
