@@ -267,7 +267,7 @@ export class WorkerThreadExecutor implements AgentExecutor, AsyncDisposable {
       args: spec.args,
       registration: encodeValue(spec.registration),
       config,
-      factory: { kind: descriptor.kind, data: descriptor.data },
+      factory: { module: descriptor.module, data: descriptor.data },
       ...(level === "silent" ? {} : { logLevel: level, logBindings: { ...spec.logger.bindings(), attempt } }),
     };
     let worker: Worker;

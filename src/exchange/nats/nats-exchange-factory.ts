@@ -14,7 +14,7 @@ import type { Logger } from "../../util/logger.ts";
 import { AgentExchangeClient, UserExchangeClient } from "../exchange-client.ts";
 import type { AgentClientOptions, RequestHandler } from "../exchange-client.ts";
 
-import type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor } from "../exchange-factory.ts";
+import type { CreateUserClientOptions, ExchangeFactory, RebuildWorkerFactory, WorkerFactoryDescriptor } from "../exchange-factory.ts";
 import type { AgentRegistration } from "../transport.ts";
 import type { PoolBackend } from "../../pool/pool-backend.ts";
 
@@ -241,7 +241,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
         cause: error,
       });
     }
-    return { kind: "nats", data, transfer: [] };
+    return { module: import.meta.url, data, transfer: [] };
   }
 
   /**
@@ -317,3 +317,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     }
   }
 }
+
+/** Rebuilds, in a worker thread, a factory described by {@link NatsExchangeFactory.forWorker}: from its options. */
+export const rebuildWorkerFactory: RebuildWorkerFactory = (data, logger) =>
+  new NatsExchangeFactory({ ...(data as NatsExchangeOptions), logger });
