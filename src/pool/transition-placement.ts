@@ -8,6 +8,9 @@ import type { Holder, Transition, TransitionResult } from "./placement.ts";
 import type { PoolBackend } from "./pool-backend.ts";
 import type { Placement } from "./records.ts";
 
+/** The part of a {@link PoolBackend} that placement transitions use. */
+export type PlacementStore = Pick<PoolBackend, "getPlacement" | "createPlacement" | "compareAndSetPlacement">;
+
 /** Options of {@link transitionPlacement}. */
 export interface TransitionOptions {
   /**
@@ -24,7 +27,7 @@ export interface TransitionOptions {
  * @returns the placement written, or the transition's refusal of the current one.
  */
 export async function transitionPlacement(
-  backend: Pick<PoolBackend, "getPlacement" | "createPlacement" | "compareAndSetPlacement">,
+  backend: PlacementStore,
   pool: string,
   uid: string,
   transition: Transition,
@@ -51,7 +54,11 @@ export async function transitionPlacement(
  * at the next generation), then publish the launch request of that generation.
  * @returns whether this call requeued it (false if someone else changed the placement first).
  */
-export async function requeuePlacement(backend: PoolBackend, placement: Placement, holder: Holder): Promise<boolean> {
+export async function requeuePlacement(
+  backend: PlacementStore & Pick<PoolBackend, "publishLaunch">,
+  placement: Placement,
+  holder: Holder,
+): Promise<boolean> {
   const queued = await transitionPlacement(backend, placement.pool, placement.uid, requeue(holder));
   if (!queued.ok) return false;
   await backend.publishLaunch(queued.placement);
