@@ -14,6 +14,7 @@ import { createServer } from "node:http";
 import type { Server } from "node:http";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
+import type { Logger } from "pino";
 import { AcademyError, InvalidConfigError, NatsExchangeFactory } from "../src/index.ts";
 import type { NatsExchangeOptions, PoolBackend } from "../src/index.ts";
 import { CLI_ENV, CLI_OPTIONS } from "./cli-options.ts";
@@ -100,15 +101,7 @@ async function runHost(values: Values): Promise<number> {
   const exchange = exchangeOptions(values);
   const connectionOptions = { ...exchange.connectionOptions, name: `academy-host-${pool}` };
 
-  // One agent's floating promise must not take down the others: log it and keep serving. An
-  // uncaught exception leaves the process in an unknown state: exit, and the pool restarts the
-  // agents elsewhere once this host is reaped.
-  process.on("unhandledRejection", (reason) => logger.error({ err: reason }, "unhandled rejection (an agent's floating promise?)"));
-  process.on("uncaughtException", (error) => {
-    logger.fatal({ err: error }, "uncaught exception: exiting; the pool restarts this host's agents when it is reaped");
-    logger.flush();
-    process.exit(1);
-  });
+  exitOnCrash(logger);
   const host = await RuntimeHost.start({
     pool,
     modules,
@@ -120,8 +113,32 @@ async function runHost(values: Values): Promise<number> {
     logger,
   });
   const health = healthPort === undefined ? undefined : await serveHealth(host, healthPort);
+  const exitCode = await drainOnSignal(host, logger, graceMs);
+  health?.close();
+  logger.flush();
+  return exitCode;
+}
 
-  const exitCode = await new Promise<number>((resolve) => {
+/**
+ * One agent's floating promise must not take down the others: log it and keep serving. An
+ * uncaught exception leaves the process in an unknown state: exit, and the pool restarts the
+ * agents elsewhere once this host is reaped.
+ */
+function exitOnCrash(logger: Logger): void {
+  process.on("unhandledRejection", (reason) => logger.error({ err: reason }, "unhandled rejection (an agent's floating promise?)"));
+  process.on("uncaughtException", (error) => {
+    logger.fatal({ err: error }, "uncaught exception: exiting; the pool restarts this host's agents when it is reaped");
+    logger.flush();
+    process.exit(1);
+  });
+}
+
+/**
+ * Drain the host at the first SIGTERM or SIGINT. Resolves with the exit code: 0 once drained; 1
+ * if the drain fails, a second signal comes, or `graceMs` passes first.
+ */
+function drainOnSignal(host: RuntimeHost, logger: Logger, graceMs: number): Promise<number> {
+  return new Promise<number>((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals): void => {
       signals++;
@@ -146,9 +163,6 @@ async function runHost(values: Values): Promise<number> {
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
   });
-  health?.close();
-  logger.flush();
-  return exitCode;
 }
 
 /** `/healthz`: connected and heartbeating. `/readyz`: serving (not starting, not draining). */
