@@ -82,17 +82,17 @@ export async function runAgentOnce<A extends Agent>(
   spec: Pick<LaunchSpec<A>, "registration" | "exchangeFactory" | "logger">,
   config: RuntimeConfig,
 ): Promise<RunOutcome> {
-  const runtime = new AgentEngine(source, {
+  const engine = new AgentEngine(source, {
     exchangeFactory: spec.exchangeFactory,
     registration: spec.registration,
     config,
     logger: spec.logger,
   });
   try {
-    await runtime.run();
+    await engine.run();
     return { ok: true };
   } catch (error) {
-    return { ok: false, error, retryable: runtime.retryable };
+    return { ok: false, error, retryable: engine.retryable };
   }
 }
 

@@ -7,7 +7,7 @@
  * the agent modules and find the
  * agent's class by type name, run the agent (`runAgentOnce`), close the factory, post one
  * {@link WorkerReport}, exit. Setup failures (a module that cannot be imported, an unknown type)
- * fail the agent's startup, so the runtime decides about its mailbox as for any startup error.
+ * fail the agent's startup, so the engine decides about its mailbox as for any startup error.
  * An uncaught exception or unhandled rejection (a floating promise in agent code) ends the worker
  * with a `crashed` report.
  */
@@ -56,7 +56,7 @@ export interface WorkerLaunchData {
 export type WorkerReport =
   /** The agent ran and stopped normally. */
   | { readonly type: "succeeded" }
-  /** The run failed; `retryable` is the runtime's verdict. */
+  /** The run failed; `retryable` is the engine's verdict. */
   | { readonly type: "failed"; readonly failure: Failure; readonly retryable: boolean }
   /** An uncaught exception or unhandled rejection ended the worker. */
   | { readonly type: "crashed"; readonly failure: Failure };
@@ -85,7 +85,7 @@ async function rebuildFactory(descriptor: WorkerLaunchData["factory"], logger: L
 }
 
 /**
- * An agent source whose build fails with `error`: the runtime then treats the error as a failed
+ * An agent source whose build fails with `error`: the engine then treats the error as a failed
  * startup (logs it, terminates the mailbox per `terminateOnError`, reports it retryable), exactly
  * as for a constructor that throws. `Agent` stands in for the class that could not be found; it
  * is used only to read the (empty) member list.
