@@ -145,6 +145,7 @@ export class HostPoolExecutor implements AgentExecutor {
     spec.logger.debug({ agentId: agentId.uid, agentType: agentType.name, pool: this.pool, gen: waiter.gen }, "launch request published");
   }
 
+  /** The launch request of a first launch (generation 0, no failed runs). */
   #launchRequest(spec: LaunchSpec): LaunchRequest {
     const { agentId, agentType } = spec.registration;
     return {

@@ -97,6 +97,7 @@ export interface PoolBackend {
 
   // --- placements (key: pool and uid) ---
 
+  /** The placement of agent `uid` on `pool`, with its revision; undefined if there is none. */
   getPlacement(pool: string, uid: string): Promise<Versioned<Placement> | undefined>;
   /**
    * Create a placement; undefined if one exists already.
@@ -124,6 +125,7 @@ export interface PoolBackend {
   updateHost(record: HostRecord, revision: number): Promise<number | undefined>;
   /** Remove a host record (if still at `revision`, when given); false if it had changed. */
   deleteHost(hostId: string, revision?: number): Promise<boolean>;
+  /** A host's record; undefined if it has none (it left, or was reaped). */
   getHost(hostId: string): Promise<HostEntry | undefined>;
   /** Every host record (of `pool`, if given). */
   listHosts(pool?: string): Promise<HostEntry[]>;
