@@ -183,15 +183,16 @@ export class NatsPoolBackend implements PoolBackend {
     const found: HostEntry[] = [];
     await this.ctx.retry("list hosts", async () => {
       found.length = 0;
-      const keys: string[] = [];
+      // A key rewritten while the listing runs (a heartbeat) can be listed twice: keep each once.
+      const keys = new Set<string>();
       // The key listing is a consumer that may stall under load: bounded, then retried.
       await withDeadline(
         (async () => {
-          for await (const key of await this.#hosts.keys()) keys.push(key);
+          for await (const key of await this.#hosts.keys()) keys.add(key);
         })(),
         this.ctx.settings.requestTimeoutMs,
       );
-      for (const entry of await Promise.all(keys.map((key) => this.#hosts.get(key)))) {
+      for (const entry of await Promise.all([...keys].map((key) => this.#hosts.get(key)))) {
         const host = hostEntry(entry);
         if (host !== undefined && (pool === undefined || host.value.pool === pool)) found.push(host);
       }
