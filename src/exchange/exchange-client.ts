@@ -17,13 +17,12 @@ import { AgentId, newTag } from "../identifiers.ts";
 import type { EntityId } from "../identifiers.ts";
 import type { HandleBinder } from "../protocol/codec.ts";
 import { toFailure, fromFailure } from "../protocol/failure.ts";
-import type { Failure } from "../protocol/failure.ts";
 import { MessageType, isRequest, responseRouting } from "../protocol/messages.ts";
-import type { RequestMessage, ResponseMessage } from "../protocol/messages.ts";
+import type { RequestBody, RequestMessage, ResponseBody, ResponseMessage } from "../protocol/messages.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
 import { AgentHandle } from "./handle.ts";
-import type { CallOptions, GiveUp, Handle, HandleClient, RequestBody } from "./handle.ts";
+import type { CallOptions, GiveUp, Handle, HandleClient } from "./handle.ts";
 import type { AgentRegistration, Delivery, ExchangeTransport } from "./transport.ts";
 
 
@@ -49,12 +48,6 @@ export interface RequestDelivery extends Delivery {
 
 /** Receives the requests that reach an agent's mailbox. */
 export type RequestHandler = (delivery: RequestDelivery) => void;
-
-/** A response body: a response message without its routing fields. */
-export type ResponseBody =
-  | { readonly type: typeof MessageType.ActionResponse; readonly result: unknown }
-  | { readonly type: typeof MessageType.SuccessResponse }
-  | { readonly type: typeof MessageType.ErrorResponse; readonly error: Failure };
 
 /** Options shared by both client kinds. */
 export interface ExchangeClientOptions {

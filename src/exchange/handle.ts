@@ -5,7 +5,7 @@ import type { ActionContext, Agent } from "../agent/agent.ts";
 import { ActionCancelledError, PingCancelledError, RequestTimeoutError } from "../errors.ts";
 import type { AgentId } from "../identifiers.ts";
 import { HandleReference } from "../protocol/codec.ts";
-import type { RequestMessage, ResponseMessage } from "../protocol/messages.ts";
+import type { RequestBody, RequestMessage, ResponseMessage } from "../protocol/messages.ts";
 import { MessageType } from "../protocol/messages.ts";
 
 /** Per-call options of a remote call. */
@@ -27,12 +27,6 @@ export interface HandleShutdownOptions {
   /** Give up waiting for the agent's acknowledgement after this many ms. */
   timeoutMs?: number;
 }
-
-/** A request body: a request message without its routing fields. */
-export type RequestBody =
-  | { readonly type: typeof MessageType.ActionRequest; readonly action: string; readonly args: readonly unknown[] }
-  | { readonly type: typeof MessageType.PingRequest }
-  | { readonly type: typeof MessageType.ShutdownRequest; readonly terminate?: boolean | undefined };
 
 /** @internal What a handle needs from its exchange client. */
 export interface HandleClient {

@@ -95,6 +95,18 @@ export type RequestMessage = ActionRequest | PingRequest | CancelRequest | Shutd
 export type ResponseMessage = ActionResponse | SuccessResponse | ErrorResponse;
 export type Message = RequestMessage | ResponseMessage;
 
+/** A request a caller makes: a request message without its routing fields (cancels are sent by clients themselves). */
+export type RequestBody =
+  | { readonly type: typeof MessageType.ActionRequest; readonly action: string; readonly args: readonly unknown[] }
+  | { readonly type: typeof MessageType.PingRequest }
+  | { readonly type: typeof MessageType.ShutdownRequest; readonly terminate?: boolean | undefined };
+
+/** A response body: a response message without its routing fields. */
+export type ResponseBody =
+  | { readonly type: typeof MessageType.ActionResponse; readonly result: unknown }
+  | { readonly type: typeof MessageType.SuccessResponse }
+  | { readonly type: typeof MessageType.ErrorResponse; readonly error: Failure };
+
 const requestTypes: ReadonlySet<string> = new Set([
   MessageType.ActionRequest,
   MessageType.PingRequest,
