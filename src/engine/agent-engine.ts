@@ -15,6 +15,7 @@ import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
 import type { AgentId } from "../identifiers.ts";
+import { runOutsideActionScope } from "../interceptors/action-scope.ts";
 import { deferred } from "../util/deferred.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
@@ -57,7 +58,7 @@ export interface AgentEngineOptions {
 }
 
 /** Why and how the engine shuts down. */
-export interface ShutdownRequest {
+export interface EngineShutdown {
   /** Expected (requested) shutdown, as opposed to a failure. */
   readonly expected: boolean;
   /** Explicit termination decision; undefined lets the config decide. */
@@ -86,7 +87,7 @@ export class AgentEngine<A extends Agent = Agent> {
   readonly #shutdownController = new AbortController();
   /** Resolves true once startup completed, false if shutdown began first. */
   readonly #ready = deferred<boolean>();
-  readonly #shutdownRequested = deferred<ShutdownRequest>();
+  readonly #shutdownRequested = deferred<EngineShutdown>();
   readonly #loopErrors: unknown[] = [];
   #state: EngineState = EngineState.Created;
   #retryable = false;
@@ -110,6 +111,7 @@ export class AgentEngine<A extends Agent = Agent> {
       spec: this.#spec,
       config: this.#config,
       logger: this.#logger,
+      interceptors: options.exchangeFactory.interceptors.agent,
       ready: this.#ready.promise,
       onShutdownRequest: (terminate) => this.requestShutdown({ expected: true, terminate }),
     });
@@ -141,7 +143,7 @@ export class AgentEngine<A extends Agent = Agent> {
    * Ask the engine to shut down. The first request wins. Safe to call at any time, even before
    * startup completes (shutdown then follows startup).
    */
-  requestShutdown(request: ShutdownRequest = { expected: true }): void {
+  requestShutdown(request: EngineShutdown = { expected: true }): void {
     this.#shutdownRequested.resolve(request);
   }
 
@@ -151,7 +153,12 @@ export class AgentEngine<A extends Agent = Agent> {
    * @throws {BadEntityIdError | MailboxTerminatedError} when the agent's mailbox is missing or terminated.
    * @throws the startup error; loop errors (`raiseLoopErrorsOnShutdown`); the shutdown hook's error.
    */
-  async run(): Promise<void> {
+  run(): Promise<void> {
+    // An agent launched from inside an action does not run in that action's scope.
+    return runOutsideActionScope((engine) => engine.#run(), this);
+  }
+
+  async #run(): Promise<void> {
     if (this.#state !== EngineState.Created) throw new AgentStateError("An AgentEngine runs only once");
     this.#state = EngineState.Starting;
     const client = await this.#connect();
@@ -209,7 +216,7 @@ export class AgentEngine<A extends Agent = Agent> {
    * Shut down in Academy's order: shutdown hook (if started), loops stopped, in-flight actions
    * cancelled or awaited, mailbox terminated or kept, client closed; then raise what failed.
    */
-  async #shutdown(request: ShutdownRequest, started: boolean, loops: Promise<void>[]): Promise<void> {
+  async #shutdown(request: EngineShutdown, started: boolean, loops: Promise<void>[]): Promise<void> {
     this.#state = EngineState.Stopping;
     this.#retryable = !request.expected;
     this.#ready.resolve(false);

@@ -10,6 +10,10 @@ import type { ResolvedRuntimeConfig } from "../agent/runtime-config.ts";
 import { ActionCancelledError, ActionInvalidStateError, UnknownActionError } from "../errors.ts";
 import type { AgentExchangeClient, RequestDelivery } from "../exchange/exchange-client.ts";
 import type { AgentId } from "../identifiers.ts";
+import { runInActionScope } from "../interceptors/action-scope.ts";
+import type { ActionScope } from "../interceptors/action-scope.ts";
+import type { ActionInput, AgentInterceptor, InboundRequestInput } from "../interceptors/agent-interceptor.ts";
+import { composeInterceptors } from "../interceptors/interceptors.ts";
 import { toFailure } from "../protocol/failure.ts";
 import { MessageType, assertNever } from "../protocol/messages.ts";
 import type { ActionRequest, CancelRequest, RequestMessage, ResponseBody } from "../protocol/messages.ts";
@@ -27,11 +31,15 @@ export interface DispatcherOptions {
   readonly spec: AgentSpec;
   readonly config: ResolvedRuntimeConfig;
   readonly logger: Logger;
+  /** The agent-side interceptors of the exchange factory, first one outermost. */
+  readonly interceptors: readonly AgentInterceptor[];
   /** Resolves true once startup completed, false if shutdown began first. */
   readonly ready: Promise<boolean>;
   /** A shutdown request was answered: shut the agent down. */
   onShutdownRequest(terminate: boolean | undefined): void;
 }
+
+const SETTLED: Promise<void> = Promise.resolve();
 
 /** An action request being run (or waiting for a slot). */
 interface InFlightAction {
@@ -52,6 +60,10 @@ export class RequestDispatcher {
   readonly #answered = new RecentTags(ANSWERED_MEMORY);
   readonly #slots: ActionSlots;
   readonly #responder: Responder;
+  /** The composed `inboundRequest` hooks, if any interceptor has one. */
+  readonly #inboundRequest: ((input: InboundRequestInput) => RequestMessage) | undefined;
+  /** The composed `action` hooks, if any interceptor has one. */
+  readonly #action: ((input: ActionInput) => Promise<unknown>) | undefined;
   #client: AgentExchangeClient | undefined;
   #agent: Agent | undefined;
   /** Deliveries that arrived before the client was attached; replayed by `attach`. */
@@ -62,7 +74,9 @@ export class RequestDispatcher {
   constructor(options: DispatcherOptions) {
     this.#options = options;
     this.#slots = new ActionSlots(options.config.maxConcurrentActions);
-    this.#responder = new Responder(options.logger);
+    this.#responder = new Responder(options.logger, options.interceptors);
+    this.#inboundRequest = composeInterceptors(options.interceptors, "inboundRequest", (input) => input.request);
+    this.#action = composeInterceptors(options.interceptors, "action", (input) => this.#invoke(input.request, input.args, input.signal));
     void options.ready.then((ready) => {
       this.#ready = ready;
     });
@@ -88,13 +102,30 @@ export class RequestDispatcher {
       this.#early.push(delivery);
       return;
     }
-    const request = delivery.message;
+    let request = delivery.message;
     if (this.#answered.has(request.tag)) {
       delivery.ack();
       return;
     }
     // Stopped: later deliveries stay unacknowledged and return to the mailbox.
     if (!this.#accepting) return;
+    if (request.type === MessageType.ActionRequest) {
+      // A redelivery of a running action is attached to it: one execution, one response.
+      const running = this.#inFlight.get(request.tag);
+      if (running !== undefined) {
+        (running.duplicates ??= []).push(delivery);
+        return;
+      }
+    }
+    const inbound = this.#inboundRequest;
+    if (inbound !== undefined) {
+      try {
+        request = inbound({ request, deliveryCount: delivery.deliveryCount });
+      } catch (error) {
+        void this.#reject(request, delivery, error);
+        return;
+      }
+    }
     switch (request.type) {
       case MessageType.ActionRequest:
         this.#startAction(request, delivery);
@@ -129,11 +160,6 @@ export class RequestDispatcher {
   }
 
   #startAction(request: ActionRequest, delivery: RequestDelivery): void {
-    const existing = this.#inFlight.get(request.tag);
-    if (existing !== undefined) {
-      (existing.duplicates ??= []).push(delivery);
-      return;
-    }
     const entry: InFlightAction = {
       request,
       delivery,
@@ -141,7 +167,7 @@ export class RequestDispatcher {
       controller: new AbortController(),
       started: false,
       answered: false,
-      done: Promise.resolve(),
+      done: SETTLED,
     };
     this.#inFlight.set(request.tag, entry);
     entry.done = this.#runAction(entry);
@@ -164,7 +190,11 @@ export class RequestDispatcher {
       entry.started = true;
       let body: ResponseBody;
       try {
-        body = { type: MessageType.ActionResponse, result: await this.#invoke(entry) };
+        const { request } = entry;
+        const signal = entry.controller.signal;
+        const action = this.#action;
+        const result = action === undefined ? this.#invoke(request, request.args, signal) : action({ request, args: request.args, signal });
+        body = { type: MessageType.ActionResponse, result: await result };
       } catch (error) {
         body = { type: MessageType.ErrorResponse, error: toFailure(error) };
       }
@@ -174,19 +204,29 @@ export class RequestDispatcher {
     }
   }
 
-  /** Call the action's method on the agent with the request's arguments. */
-  #invoke(entry: InFlightAction): Promise<unknown> {
-    const { request } = entry;
+  /**
+   * Call the action's method on the agent (the end of the `action` chain), inside the action's
+   * scope (`currentAction()`); the scope is also the method's `ActionContext` if it takes one.
+   * @throws {UnknownActionError} if the agent has no such action.
+   */
+  #invoke(request: ActionRequest, args: readonly unknown[], signal: AbortSignal): Promise<unknown> {
+    const agentId = this.#options.agentId;
     const spec = this.#options.spec.actions.get(request.action);
     if (spec === undefined) {
-      const agentId = this.#options.agentId;
       throw new UnknownActionError(`Agent ${agentId} has no action '${request.action}'`, { action: request.action, agentId: agentId.uid });
     }
     const agent = this.#agent!;
     const method = (agent as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>)[request.action]!;
-    if (!spec.context) return method.apply(agent, request.args as unknown[]);
-    const context: ActionContext = { source: request.src, tag: request.tag, signal: entry.controller.signal, exchangeClient: this.#client! };
-    return method.apply(agent, [...request.args, context]);
+    const scope: ActionScope & ActionContext = {
+      agentId: agentId.uid,
+      action: request.action,
+      tag: request.tag,
+      source: request.src,
+      headers: request.headers,
+      signal,
+      exchangeClient: this.#client!,
+    };
+    return runInActionScope(scope, method, agent, spec.context ? [...args, scope] : args);
   }
 
   /** Respond once, then acknowledge the request (and any duplicate deliveries of it). */
@@ -212,6 +252,12 @@ export class RequestDispatcher {
     if (!(await this.#responder.answer(request, { type: MessageType.SuccessResponse }, delivery))) return;
     this.#answered.add(request.tag);
     if (request.type === MessageType.ShutdownRequest) this.#options.onShutdownRequest(request.terminate);
+  }
+
+  /** Answer a request an `inboundRequest` interceptor rejected with the error it threw. */
+  async #reject(request: RequestMessage, delivery: RequestDelivery, error: unknown): Promise<void> {
+    const body: ResponseBody = { type: MessageType.ErrorResponse, error: toFailure(error) };
+    if (await this.#responder.answer(request, body, delivery)) this.#answered.add(request.tag);
   }
 
   async #handleCancel(request: CancelRequest, delivery: RequestDelivery): Promise<void> {

@@ -5,7 +5,10 @@
  */
 import { ClientClosedError, ExchangeUnavailableError, PayloadTooLargeError, SerializationError } from "../errors.ts";
 import type { AgentExchangeClient, RequestDelivery } from "../exchange/exchange-client.ts";
+import type { AgentInterceptor, OutboundResponseInput } from "../interceptors/agent-interceptor.ts";
+import { composeInterceptors } from "../interceptors/interceptors.ts";
 import { toFailure } from "../protocol/failure.ts";
+import { isEmptyHeaders } from "../protocol/headers.ts";
 import { MessageType } from "../protocol/messages.ts";
 import type { RequestMessage, ResponseBody } from "../protocol/messages.ts";
 import type { Logger } from "../util/logger.ts";
@@ -13,13 +16,18 @@ import type { Logger } from "../util/logger.ts";
 /** How long a request whose response could not be sent waits before it is delivered again, in ms. */
 export const RESPONSE_RETRY_DELAY_MS = 1000;
 
-/** Sends one agent's responses through its exchange client. */
+/** Sends one agent's responses through its exchange client and the `outboundResponse` interceptors. */
 export class Responder {
   readonly #logger: Logger;
+  /** The composed `outboundResponse` hooks, if any interceptor has one. */
+  readonly #outbound: ((input: OutboundResponseInput) => Promise<void>) | undefined;
   #client: AgentExchangeClient | undefined;
 
-  constructor(logger: Logger) {
+  constructor(logger: Logger, interceptors: readonly AgentInterceptor[]) {
     this.#logger = logger;
+    this.#outbound = composeInterceptors(interceptors, "outboundResponse", (input) =>
+      this.#client!.respond(input.request, input.response, isEmptyHeaders(input.headers) ? undefined : input.headers),
+    );
   }
 
   /** Use `client` from now on (the engine's client, once it is open). */
@@ -55,19 +63,25 @@ export class Responder {
    * true when the response went out or can never go out (then it is logged and dropped).
    */
   async #respond(request: RequestMessage, body: ResponseBody): Promise<boolean> {
-    const client = this.#client!;
     try {
-      await client.respond(request, body);
+      await this.#send(request, body);
       return true;
     } catch (error) {
       if (!(error instanceof PayloadTooLargeError || error instanceof SerializationError)) return this.#undelivered(request, error);
       try {
-        await client.respond(request, { type: MessageType.ErrorResponse, error: toFailure(error) });
+        await this.#send(request, { type: MessageType.ErrorResponse, error: toFailure(error) });
         return true;
       } catch (second) {
         return this.#undelivered(request, second);
       }
     }
+  }
+
+  /** Send a response through the `outboundResponse` interceptors. */
+  #send(request: RequestMessage, body: ResponseBody): Promise<void> {
+    const outbound = this.#outbound;
+    if (outbound === undefined) return this.#client!.respond(request, body);
+    return outbound({ request, response: body, headers: {} });
   }
 
   /** A response that did not go out: retry later only if the exchange was unreachable. */

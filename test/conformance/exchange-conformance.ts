@@ -27,8 +27,17 @@ import {
   WaitTimeoutError,
   action,
   agentTypeInfo,
+  currentAction,
 } from "../../src/index.ts";
-import type { ExchangeFactory, ManagerOptions } from "../../src/index.ts";
+import type {
+  ActionScope,
+  AgentInterceptor,
+  CallerInterceptor,
+  ExchangeFactory,
+  InterceptorOptions,
+  ManagerOptions,
+  MessageHeaders,
+} from "../../src/index.ts";
 import {
   Coordinator,
   Counter,
@@ -38,6 +47,7 @@ import {
   LoopAgent,
   NamedCounter,
   Recorder,
+  ScopeProbe,
   SelfStopper,
   Sleeper,
   SlowStarter,
@@ -45,9 +55,14 @@ import {
   Troublemaker,
 } from "../fixtures/agents.ts";
 
+/** Options the suite passes to a new factory (every exchange's factory takes these). */
+export interface ConformanceFactoryOptions {
+  interceptors?: InterceptorOptions;
+}
+
 /** How the suite gets an isolated exchange for each test. */
 export interface ConformanceTarget {
-  newFactory(): ExchangeFactory;
+  newFactory(options?: ConformanceFactoryOptions): ExchangeFactory;
 }
 
 export function describeConformance(name: string, target: () => ConformanceTarget): void {
@@ -517,6 +532,214 @@ export function describeConformance(name: string, target: () => ConformanceTarge
         await using manager = await open();
         await expect(manager.launch(Counter, { config: { maxConcurrentActions: 0 } })).rejects.toThrow(InvalidConfigError);
         await expect(manager.launch(Counter, { config: { bogus: true } as never })).rejects.toThrow(InvalidConfigError);
+      });
+    });
+
+    describe("interceptors", () => {
+      /** A manager whose factory has these interceptors (both its user client and its agents run them). */
+      async function openWith(interceptors: InterceptorOptions): Promise<Manager> {
+        return Manager.fromExchangeFactory(target().newFactory({ interceptors }));
+      }
+
+      test("a caller-side header reaches agent-side hooks and the action; an agent-side one reaches the caller", async () => {
+        const seen: Record<string, MessageHeaders | undefined> = {};
+        const caller: CallerInterceptor = {
+          outboundRequest(input, next) {
+            if (input.body.type === "action-request") input.headers["x-from-caller"] = input.body.action;
+            return next(input);
+          },
+          inboundResponse(input, next) {
+            seen.response = input.response.headers;
+            next(input);
+          },
+        };
+        const agent: AgentInterceptor = {
+          inboundRequest(input, next) {
+            seen.inbound = input.request.headers;
+            return next(input);
+          },
+          async action(input, next) {
+            seen.action = input.request.headers;
+            return next(input);
+          },
+          outboundResponse(input, next) {
+            input.headers["x-from-agent"] = `answer to ${input.request.tag}`;
+            return next(input);
+          },
+        };
+        await using manager = await openWith({ caller: [caller], agent: [agent] });
+        const probe = await manager.launch(ScopeProbe);
+        const scope = await probe.scope();
+        expect(seen.inbound).toEqual({ "x-from-caller": "scope" });
+        expect(seen.action).toEqual({ "x-from-caller": "scope" });
+        expect(scope.headers).toEqual({ "x-from-caller": "scope" });
+        // The response carries the agent's header only: request headers are never copied.
+        expect(seen.response).toEqual({ "x-from-agent": `answer to ${scope.tag}` });
+        expect(scope.action).toBe("scope");
+        expect(scope.source).toBe(manager.exchangeClient.clientId.uid);
+      });
+
+      test("interceptors run in list order, the first outermost, on both sides", async () => {
+        const order: string[] = [];
+        const callerHook = (name: string): CallerInterceptor => ({
+          async outboundRequest(input, next) {
+            order.push(`${name}: send`);
+            const response = await next(input);
+            order.push(`${name}: sent`);
+            return response;
+          },
+          inboundResponse(input, next) {
+            order.push(`${name}: response`);
+            next(input);
+          },
+        });
+        const agentHook = (name: string): AgentInterceptor => ({
+          inboundRequest(input, next) {
+            order.push(`${name}: request`);
+            return next(input);
+          },
+          async action(input, next) {
+            order.push(`${name}: action`);
+            const result = await next(input);
+            order.push(`${name}: action done`);
+            return result;
+          },
+          outboundResponse(input, next) {
+            order.push(`${name}: respond`);
+            return next(input);
+          },
+        });
+        await using manager = await openWith({ caller: [callerHook("c1"), callerHook("c2")], agent: [agentHook("a1"), agentHook("a2")] });
+        const probe = await manager.launch(ScopeProbe);
+        await probe.args();
+        expect(order).toEqual([
+          "c1: send",
+          "c2: send",
+          "a1: request",
+          "a2: request",
+          "a1: action",
+          "a2: action",
+          "a2: action done",
+          "a1: action done",
+          "a1: respond",
+          "a2: respond",
+          "c1: response",
+          "c2: response",
+          "c2: sent",
+          "c1: sent",
+        ]);
+      });
+
+      test("hooks can change arguments, results and timeouts, and fail a call", async () => {
+        const agent: AgentInterceptor = {
+          async action(input, next) {
+            if (input.request.action !== "args") return next(input);
+            const result = (await next({ ...input, args: [...input.args, "added"] })) as unknown[];
+            return [...result, "wrapped"];
+          },
+        };
+        const caller: CallerInterceptor = {
+          outboundRequest(input, next) {
+            if (input.body.type === "action-request" && input.body.action === "sleep") input.timeoutMs = 50;
+            return next(input);
+          },
+          inboundResponse(input, next) {
+            if (input.response.type === "action-response" && input.response.result === "refuse me") throw new RangeError("refused");
+            next(input);
+          },
+        };
+        await using manager = await openWith({ caller: [caller], agent: [agent] });
+        const probe = await manager.launch(ScopeProbe);
+        expect(await probe.args("given")).toEqual(["given", "added", "wrapped"]);
+        const sleeper = await manager.launch(Sleeper);
+        const error = await sleeper.sleep(60_000).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(RequestTimeoutError);
+        expect((error as RequestTimeoutError).timeoutMs).toBe(50);
+        const echo = await manager.launch(Troublemaker);
+        await expect(echo.echo("refuse me")).rejects.toThrow(RangeError);
+        expect(await echo.echo("fine")).toBe("fine");
+      });
+
+      test("an inboundRequest hook that throws rejects the request: the caller gets the error, nothing runs", async () => {
+        const agent: AgentInterceptor = {
+          inboundRequest(input, next) {
+            if (input.request.headers?.["x-token"] !== "secret") throw new TypeError(`no token for ${input.request.type}`);
+            return next(input);
+          },
+        };
+        let token: string | undefined;
+        const caller: CallerInterceptor = {
+          outboundRequest(input, next) {
+            if (token !== undefined) input.headers["x-token"] = token;
+            return next(input);
+          },
+        };
+        await using manager = await openWith({ caller: [caller], agent: [agent] });
+        const recorder = new Recorder();
+        const handle = await manager.launch(recorder);
+        const error = await handle.record("refused").catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(TypeError);
+        expect((error as Error).message).toBe("no token for action-request");
+        await expect(handle.ping()).rejects.toThrow("no token for ping-request");
+        await expect(handle.shutdown()).rejects.toThrow("no token for shutdown-request");
+        token = "secret";
+        expect(await handle.record("allowed")).toBe(1);
+        expect(recorder.entries).toEqual(["allowed"]);
+        expect(manager.running().map((id) => id.uid)).toEqual([handle.agentId.uid]);
+      });
+
+      test("a request rejected as soon as the agent starts reading its mailbox is answered", async () => {
+        const agent: AgentInterceptor = {
+          inboundRequest(input, next) {
+            if (input.request.type === "action-request" && input.request.action === "record") throw new RangeError("not taking records");
+            return next(input);
+          },
+        };
+        await using manager = await openWith({ agent: [agent] });
+        const registration = await manager.registerAgent(Recorder);
+        const handle = manager.getHandle(registration);
+        // Sent while nobody runs the agent: it is the first thing its new engine receives.
+        const refused = handle.record("early");
+        const recorder = new Recorder();
+        await manager.launch(recorder, { registration });
+        await expect(refused).rejects.toThrow("not taking records");
+        expect(await handle.log()).toEqual([]);
+      });
+
+      test("an action runs in its own scope, which caller-side hooks of the calls it makes can read", async () => {
+        const scopesSeen: Array<ActionScope | undefined> = [];
+        const propagate: CallerInterceptor = {
+          outboundRequest(input, next) {
+            const scope = currentAction();
+            scopesSeen.push(scope);
+            input.headers["x-request-id"] = scope?.headers?.["x-request-id"] ?? `root-${input.tag}`;
+            return next(input);
+          },
+        };
+        const inboundScopes: Array<ActionScope | undefined> = [];
+        const observe: AgentInterceptor = {
+          inboundRequest(input, next) {
+            inboundScopes.push(currentAction());
+            return next(input);
+          },
+        };
+        await using manager = await openWith({ caller: [propagate], agent: [observe] });
+        const probe = new ScopeProbe();
+        const outer = await manager.launch(probe);
+        const inner = await manager.launch(ScopeProbe);
+        const relayed = await outer.relay(inner);
+        const rootId = relayed.headers!["x-request-id"];
+        expect(rootId).toMatch(/^root-/);
+        const innerScope = relayed.inner as { tag: string; headers: Record<string, string> };
+        expect(innerScope.headers).toEqual({ "x-request-id": rootId });
+        expect(innerScope.tag).not.toBe(relayed.tag);
+        // The user's call was made outside any action; the relayed one inside `relay`.
+        expect(scopesSeen.map((scope) => scope?.action)).toEqual([undefined, "relay"]);
+        expect(scopesSeen[1]?.tag).toBe(relayed.tag);
+        // Agents receive requests outside the sender's scope; loops run outside any.
+        expect(inboundScopes).toEqual([undefined, undefined]);
+        expect(await probe.outside.promise).toBeUndefined();
+        expect(currentAction()).toBeUndefined();
       });
     });
 

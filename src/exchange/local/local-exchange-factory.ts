@@ -4,6 +4,9 @@
 import { MailboxStatus, assertMailboxActive } from "../mailbox-status.ts";
 import type { Agent } from "../../agent/agent.ts";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
+import type { CallerInterceptor } from "../../interceptors/caller-interceptor.ts";
+import { resolveInterceptors } from "../../interceptors/interceptors.ts";
+import type { InterceptorOptions, Interceptors } from "../../interceptors/interceptors.ts";
 import { UserId } from "../../identifiers.ts";
 import type { AgentId, EntityId } from "../../identifiers.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
@@ -133,6 +136,12 @@ export class LocalTransport implements ExchangeTransport {
 export interface LocalExchangeFactoryOptions extends LocalExchangeOptions {
   /** @defaultValue silent */
   logger?: Logger;
+  /**
+   * Caller-side and agent-side interceptors (README, *Interceptors*). They do not reach agents
+   * run in worker threads (functions cannot be sent there).
+   * @defaultValue none
+   */
+  interceptors?: InterceptorOptions;
 }
 
 /**
@@ -141,19 +150,22 @@ export interface LocalExchangeFactoryOptions extends LocalExchangeOptions {
  */
 export class LocalExchangeFactory implements ExchangeFactory {
   readonly exchange: LocalExchange;
+  readonly interceptors: Interceptors;
   readonly #logger: Logger;
   /** Ports serving worker threads; each leaves the set when its worker's end closes. */
   readonly #ports = new Set<{ close(): void }>();
 
+  /** @throws {InvalidConfigError} for invalid interceptor lists. */
   constructor(options: LocalExchangeFactoryOptions = {}) {
     this.exchange = new LocalExchange(options);
+    this.interceptors = resolveInterceptors(options.interceptors);
     this.#logger = options.logger ?? silentLogger;
   }
 
   async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
     const userId = UserId.create(options.name);
     this.exchange.registerUser(userId);
-    return UserExchangeClient.open(new LocalTransport(this.exchange, userId, this.#logger), { logger: this.#logger, ...options });
+    return UserExchangeClient.open(new LocalTransport(this.exchange, userId, this.#logger), { logger: this.#logger, ...options }, this.interceptors.caller);
   }
 
   async createAgentClient<A extends Agent>(
@@ -161,7 +173,7 @@ export class LocalExchangeFactory implements ExchangeFactory {
     handler: RequestHandler,
     options: AgentClientOptions = {},
   ): Promise<AgentExchangeClient> {
-    return openAgentClient(this.exchange, registration, handler, { logger: this.#logger, ...options });
+    return openAgentClient(this.exchange, registration, handler, { logger: this.#logger, ...options }, this.interceptors.caller);
   }
 
   forWorker(): WorkerFactoryDescriptor {
@@ -185,7 +197,8 @@ export async function openAgentClient(
   registration: AgentRegistration,
   handler: RequestHandler,
   options: AgentClientOptions & { logger?: Logger },
+  interceptors: readonly CallerInterceptor[],
 ): Promise<AgentExchangeClient> {
   // The transport's listen() checks that the mailbox is active.
-  return AgentExchangeClient.open(new LocalTransport(api, registration.agentId, options.logger), handler, options);
+  return AgentExchangeClient.open(new LocalTransport(api, registration.agentId, options.logger), handler, options, interceptors);
 }

@@ -9,6 +9,8 @@ import type { MessagePort } from "node:worker_threads";
 import type { Agent } from "../../agent/agent.ts";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
 import { ClientClosedError } from "../../errors.ts";
+import { resolveInterceptors } from "../../interceptors/interceptors.ts";
+import type { Interceptors } from "../../interceptors/interceptors.ts";
 import { UserId } from "../../identifiers.ts";
 import type { AgentId } from "../../identifiers.ts";
 import { decodeValue, encodeValue } from "../../protocol/codec.ts";
@@ -240,8 +242,12 @@ export interface LocalPortDescriptorData {
   readonly maxPayload: number;
 }
 
-/** A factory, in a worker thread, for the main thread's in-process exchange. */
+/**
+ * A factory, in a worker thread, for the main thread's in-process exchange. It has no custom
+ * interceptors: those of the main thread's factory are functions, which cannot reach a worker.
+ */
 export class PortExchangeFactory implements ExchangeFactory {
+  readonly interceptors: Interceptors = resolveInterceptors(undefined);
   readonly #api: PortExchangeApi;
   readonly #logger: Logger;
 
@@ -253,7 +259,7 @@ export class PortExchangeFactory implements ExchangeFactory {
   async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
     const userId = UserId.create(options.name);
     await this.#api.registerUser(userId);
-    return UserExchangeClient.open(new LocalTransport(this.#api, userId, this.#logger), { logger: this.#logger, ...options });
+    return UserExchangeClient.open(new LocalTransport(this.#api, userId, this.#logger), { logger: this.#logger, ...options }, this.interceptors.caller);
   }
 
   async createAgentClient<A extends Agent>(
@@ -261,7 +267,7 @@ export class PortExchangeFactory implements ExchangeFactory {
     handler: RequestHandler,
     options: AgentClientOptions = {},
   ): Promise<AgentExchangeClient> {
-    return openAgentClient(this.#api, registration, handler, { logger: this.#logger, ...options });
+    return openAgentClient(this.#api, registration, handler, { logger: this.#logger, ...options }, this.interceptors.caller);
   }
 
   forWorker(): WorkerFactoryDescriptor {

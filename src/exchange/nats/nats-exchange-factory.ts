@@ -7,6 +7,8 @@ import type { ConnectionOptions, NatsConnection } from "@nats-io/nats-core";
 import type { Agent } from "../../agent/agent.ts";
 import { ClientClosedError, ExchangeUnavailableError, InvalidConfigError } from "../../errors.ts";
 import { UserId } from "../../identifiers.ts";
+import { resolveInterceptors } from "../../interceptors/interceptors.ts";
+import type { InterceptorOptions, Interceptors } from "../../interceptors/interceptors.ts";
 import { silentLogger } from "../../util/logger.ts";
 import type { Logger } from "../../util/logger.ts";
 import { AgentExchangeClient, UserExchangeClient } from "../exchange-client.ts";
@@ -110,6 +112,12 @@ export interface NatsExchangeOptions {
    * @defaultValue "mailbox"
    */
   replies?: "mailbox" | "core";
+  /**
+   * Caller-side and agent-side interceptors (README, *Interceptors*). They do not reach agents
+   * run in worker threads (functions cannot be sent there).
+   * @defaultValue none
+   */
+  interceptors?: InterceptorOptions;
   /** @defaultValue silent */
   logger?: Logger;
 }
@@ -162,6 +170,7 @@ function resolveSettings(options: NatsExchangeOptions): NatsSettings {
  */
 export class NatsExchangeFactory implements ExchangeFactory {
   readonly settings: NatsSettings;
+  readonly interceptors: Interceptors;
   readonly #options: NatsExchangeOptions;
   readonly #logger: Logger;
   #context: Promise<NatsExchange> | undefined;
@@ -171,6 +180,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
   constructor(options: NatsExchangeOptions = {}) {
     this.#options = options;
     this.settings = resolveSettings(options);
+    this.interceptors = resolveInterceptors(options.interceptors);
     this.#logger = options.logger ?? silentLogger;
   }
 
@@ -179,7 +189,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     const userId = UserId.create(options.name);
     ctx.view.apply(await ctx.registry.registerUser(userId));
     const transport = new NatsTransport(ctx, userId, this.#logger);
-    return UserExchangeClient.open(transport, { logger: this.#logger, ...options });
+    return UserExchangeClient.open(transport, { logger: this.#logger, ...options }, this.interceptors.caller);
   }
 
   async createAgentClient<A extends Agent>(
@@ -190,7 +200,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     const ctx = await this.#getContext();
     // The transport's listen() checks that the mailbox is active.
     const transport = new NatsTransport(ctx, registration.agentId, this.#logger);
-    return AgentExchangeClient.open(transport, handler, { logger: this.#logger, ...options });
+    return AgentExchangeClient.open(transport, handler, { logger: this.#logger, ...options }, this.interceptors.caller);
   }
 
   /**
@@ -203,7 +213,9 @@ export class NatsExchangeFactory implements ExchangeFactory {
         option: "connection",
       });
     }
-    const data = { ...this.#options, logger: undefined };
+    // Interceptors are functions: they cannot reach a worker, whose factory has none of them.
+    if (this.#options.interceptors !== undefined) this.#logger.warn("custom interceptors do not reach agents in worker threads");
+    const data = { ...this.#options, logger: undefined, interceptors: undefined };
     try {
       structuredClone(data);
     } catch (error) {
