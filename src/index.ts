@@ -82,6 +82,8 @@ export type {
   OutboundResponseNext,
 } from "./interceptors/agent-interceptor.ts";
 export type { InterceptorOptions, Interceptors } from "./interceptors/interceptors.ts";
+export { DEADLINE_HEADER, DEFAULT_CANCEL_WINDOW_MS, currentDeadline, deadlineInterceptors } from "./interceptors/deadline.ts";
+export type { DeadlineOptions } from "./interceptors/deadline.ts";
 export { AgentHandle, isHandle } from "./exchange/handle.ts";
 export type { ActionArgs, ActionName, ActionResult, CallOptions, Handle, HandleShutdownOptions } from "./exchange/handle.ts";
 export { MailboxStatus } from "./exchange/mailbox-status.ts";

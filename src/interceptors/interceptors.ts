@@ -6,6 +6,7 @@
 import { InvalidConfigError } from "../errors.ts";
 import type { AgentInterceptor } from "./agent-interceptor.ts";
 import type { CallerInterceptor } from "./caller-interceptor.ts";
+import { deadlineInterceptors } from "./deadline.ts";
 
 /** Interceptors an exchange factory is given (`interceptors` option). */
 export interface InterceptorOptions {
@@ -64,11 +65,20 @@ export function composeInterceptors<T extends object, K extends keyof T>(
 }
 
 /**
- * The complete lists of a factory's interceptors.
- * @throws {InvalidConfigError} when a list is not an array of objects.
+ * The complete lists of a factory's interceptors: the deadline interceptors first (outermost)
+ * when `deadlines` is on, then `options`' own, in their order.
+ * @param deadlines - the factory's `deadlines` option.
+ * @throws {InvalidConfigError} when a list is not an array of objects, or `deadlines` not a boolean.
  */
-export function resolveInterceptors(options: InterceptorOptions | undefined): Interceptors {
-  return Object.freeze({ caller: checkedList(options?.caller, "caller"), agent: checkedList(options?.agent, "agent") });
+export function resolveInterceptors(options: InterceptorOptions | undefined, deadlines: boolean | undefined = true): Interceptors {
+  if (typeof deadlines !== "boolean") {
+    throw new InvalidConfigError(`deadlines must be true or false (got ${String(deadlines)})`, { option: "deadlines" });
+  }
+  const caller = checkedList(options?.caller, "caller");
+  const agent = checkedList(options?.agent, "agent");
+  if (!deadlines) return Object.freeze({ caller, agent });
+  const builtIn = deadlineInterceptors();
+  return Object.freeze({ caller: Object.freeze([builtIn.caller, ...caller]), agent: Object.freeze([builtIn.agent, ...agent]) });
 }
 
 function checkedList<T>(list: readonly T[] | undefined, side: string): readonly T[] {

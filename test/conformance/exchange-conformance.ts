@@ -6,6 +6,8 @@ import { describe, expect, test } from "vitest";
 import {
   ActionCancelledError,
   Agent,
+  DEADLINE_HEADER,
+  DEFAULT_CANCEL_WINDOW_MS,
   AgentAlreadyLaunchedError,
   AgentDefinitionError,
   AgentId,
@@ -29,6 +31,7 @@ import {
   agentTypeInfo,
   currentAction,
 } from "../../src/index.ts";
+import { setTimeout as sleep } from "node:timers/promises";
 import type {
   ActionScope,
   AgentInterceptor,
@@ -41,6 +44,8 @@ import type {
 import {
   Coordinator,
   Counter,
+  DeadlineProbe,
+  DeadlineRelay,
   FastCounter,
   FlakyStarter,
   Gatekeeper,
@@ -58,6 +63,7 @@ import {
 /** Options the suite passes to a new factory (every exchange's factory takes these). */
 export interface ConformanceFactoryOptions {
   interceptors?: InterceptorOptions;
+  deadlines?: boolean;
 }
 
 /** How the suite gets an isolated exchange for each test. */
@@ -68,6 +74,11 @@ export interface ConformanceTarget {
 export function describeConformance(name: string, target: () => ConformanceTarget): void {
   async function open(options: ManagerOptions = {}): Promise<Manager> {
     return Manager.fromExchangeFactory(target().newFactory(), options);
+  }
+
+  /** A manager whose factory has these interceptors (both its user client and its agents run them). */
+  async function openWith(interceptors: InterceptorOptions): Promise<Manager> {
+    return Manager.fromExchangeFactory(target().newFactory({ interceptors }));
   }
 
   /** Run `fn` with a manager, closing it afterwards whatever agents failed with. */
@@ -536,11 +547,6 @@ export function describeConformance(name: string, target: () => ConformanceTarge
     });
 
     describe("interceptors", () => {
-      /** A manager whose factory has these interceptors (both its user client and its agents run them). */
-      async function openWith(interceptors: InterceptorOptions): Promise<Manager> {
-        return Manager.fromExchangeFactory(target().newFactory({ interceptors }));
-      }
-
       test("a caller-side header reaches agent-side hooks and the action; an agent-side one reaches the caller", async () => {
         const seen: Record<string, MessageHeaders | undefined> = {};
         const caller: CallerInterceptor = {
@@ -740,6 +746,92 @@ export function describeConformance(name: string, target: () => ConformanceTarge
         expect(inboundScopes).toEqual([undefined, undefined]);
         expect(await probe.outside.promise).toBeUndefined();
         expect(currentAction()).toBeUndefined();
+      });
+    });
+
+    describe("deadlines", () => {
+      /** A caller-side interceptor that sets a deadline header on calls of `action`, as a foreign caller would: no timeout, so no cancel. */
+      function foreignDeadline(action: string, deadline: () => number): CallerInterceptor {
+        return {
+          outboundRequest(input, next) {
+            if (input.body.type === "action-request" && input.body.action === action) input.headers[DEADLINE_HEADER] = String(deadline());
+            return next(input);
+          },
+        };
+      }
+
+      /** Wait for the clock to pass `deadline` (the event under test is time itself). */
+      async function pastDeadline(deadline: number): Promise<void> {
+        while (Date.now() <= deadline) await sleep(deadline - Date.now() + 1);
+      }
+
+      test("a caller's timeout travels as a deadline, passed on by an action to the agents it calls, which stop by it", async () => {
+        await using manager = await open();
+        const probe = new DeadlineProbe();
+        const callee = await manager.launch(probe);
+        const relay = new DeadlineRelay();
+        const handle = await manager.launch(relay);
+        const before = Date.now();
+        const error = await handle.with({ timeoutMs: 300 }).relay(callee).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(RequestTimeoutError);
+        expect((error as RequestTimeoutError).timeoutMs).toBe(300);
+        const deadline = (await relay.seen.promise)!;
+        expect(deadline).toBeGreaterThanOrEqual(before + 300 + DEFAULT_CANCEL_WINDOW_MS);
+        expect(deadline).toBeLessThanOrEqual(Date.now() + DEFAULT_CANCEL_WINDOW_MS);
+        // The relay called with no timeout: its call carried its own deadline unchanged...
+        expect(await probe.seen.promise).toBe(deadline);
+        // ...and, its timeout shrunk to match, gave up when the user did (one cancel window before it).
+        const relayed = await relay.outcome.promise;
+        expect(relayed).toBeInstanceOf(RequestTimeoutError);
+        expect((relayed as RequestTimeoutError).timeoutMs).toBeLessThanOrEqual(300);
+        const { at, reason } = await probe.aborted.promise;
+        expect(at).toBeLessThanOrEqual(deadline);
+        expect([ActionCancelledError, RequestTimeoutError].some((type) => reason instanceof type)).toBe(true);
+      });
+
+      test("an action's signal aborts when its deadline passes, with RequestTimeoutError, with no cancel from its caller", async () => {
+        let deadline = 0;
+        await using manager = await openWith({ caller: [foreignDeadline("wait", () => (deadline = Date.now() + 200))] });
+        const probe = new DeadlineProbe();
+        const handle = await manager.launch(probe);
+        const error = await handle.wait().catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(RequestTimeoutError);
+        expect(await probe.seen.promise).toBe(deadline);
+        const { at, reason } = await probe.aborted.promise;
+        expect(reason).toBeInstanceOf(RequestTimeoutError);
+        expect(at).toBeGreaterThanOrEqual(deadline - 1);
+        expect(at).toBeLessThan(deadline + 1000);
+      });
+
+      test("a request queued behind a long action is not run if its deadline passed meanwhile", async () => {
+        let deadline = 0;
+        await using manager = await openWith({ caller: [foreignDeadline("hold", () => (deadline = Date.now() + 200))] });
+        const agent = new Gatekeeper();
+        const handle = await manager.launch(agent, { config: { maxConcurrentActions: 1 } });
+        const running = handle.hold(0);
+        await agent.arrivals[0]!.promise;
+        const queued = handle.hold(1);
+        // Pings skip the queue; answered, the queued request has reached the agent and waits for the slot.
+        expect(await handle.ping()).toBeGreaterThan(0);
+        await pastDeadline(deadline);
+        agent.gates[0]!.resolve();
+        expect(await running).toBe(0);
+        const error = await queued.catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(RequestTimeoutError);
+        expect((error as Error).message).toContain("before it could run");
+        expect(agent.maxRunning).toBe(1);
+        expect(agent.gates[1]).toBeUndefined();
+      });
+
+      test("deadlines are on by default and can be turned off", async () => {
+        await using withDeadlines = await open();
+        const probe = await withDeadlines.launch(ScopeProbe);
+        const scope = await probe.with({ timeoutMs: 5000 }).scope();
+        expect(Number(scope.headers?.[DEADLINE_HEADER])).toBeGreaterThan(Date.now());
+        expect((await probe.scope()).headers).toBeUndefined();
+        await using without = await Manager.fromExchangeFactory(target().newFactory({ deadlines: false }));
+        const bare = await without.launch(ScopeProbe);
+        expect((await bare.with({ timeoutMs: 5000 }).scope()).headers).toBeUndefined();
       });
     });
 

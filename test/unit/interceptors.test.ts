@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { AgentId, InvalidConfigError } from "../../src/index.ts";
+import { AgentId, InvalidConfigError, deadlineInterceptors } from "../../src/index.ts";
 import type { AgentInterceptor, CallerInterceptor } from "../../src/index.ts";
 import { PendingRequests } from "../../src/exchange/pending-requests.ts";
 import type { ResponseSink } from "../../src/exchange/pending-requests.ts";
@@ -38,14 +38,18 @@ describe("composeInterceptors", () => {
     expect(reached).toEqual({ headers: { a: "1", b: "1" }, timeoutMs: 2 });
   });
 
-  test("interceptor lists are checked and copied", () => {
-    const list: AgentInterceptor[] = [{}];
+  test("interceptor lists are checked and copied; the deadline interceptors come first unless turned off", () => {
+    const own: AgentInterceptor = {};
+    const list: AgentInterceptor[] = [own];
     const resolved = resolveInterceptors({ agent: list });
     list.push({});
-    expect(resolved.agent).toHaveLength(1);
-    expect(resolved.caller).toEqual([]);
+    expect(resolved.agent).toEqual([deadlineInterceptors().agent, own]);
+    expect(resolved.caller).toEqual([deadlineInterceptors().caller]);
+    expect(resolveInterceptors({ agent: [own] }, false)).toEqual({ caller: [], agent: [own] });
     expect(() => resolveInterceptors({ caller: [null as never] })).toThrow(InvalidConfigError);
     expect(() => resolveInterceptors({ agent: {} as never })).toThrow(InvalidConfigError);
+    expect(() => resolveInterceptors(undefined, "no" as never)).toThrow(InvalidConfigError);
+    expect(() => deadlineInterceptors({ cancelWindowMs: -1 })).toThrow(InvalidConfigError);
   });
 });
 

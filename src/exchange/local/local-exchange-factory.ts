@@ -23,6 +23,7 @@ import type { AgentRegistration, ExchangeTransport, MailboxHandler } from "../tr
 import { LocalExchange } from "./local-exchange.ts";
 import type { LocalExchangeOptions } from "./local-exchange.ts";
 import { serveLocalExchange } from "./local-exchange-port.ts";
+import type { LocalPortDescriptorData } from "./local-exchange-port.ts";
 
 /** The operations a local transport needs; implemented in-thread and over a worker port. */
 export interface LocalExchangeApi {
@@ -142,6 +143,12 @@ export interface LocalExchangeFactoryOptions extends LocalExchangeOptions {
    * @defaultValue none
    */
   interceptors?: InterceptorOptions;
+  /**
+   * Deadlines: a call's `timeoutMs` travels with it as a deadline that agents honour and pass on
+   * to the calls they make (README, *Deadlines*). Their interceptors run before `interceptors`.
+   * @defaultValue true
+   */
+  deadlines?: boolean;
 }
 
 /**
@@ -152,13 +159,17 @@ export class LocalExchangeFactory implements ExchangeFactory {
   readonly exchange: LocalExchange;
   readonly interceptors: Interceptors;
   readonly #logger: Logger;
+  readonly #deadlines: boolean;
+  readonly #custom: boolean;
   /** Ports serving worker threads; each leaves the set when its worker's end closes. */
   readonly #ports = new Set<{ close(): void }>();
 
-  /** @throws {InvalidConfigError} for invalid interceptor lists. */
+  /** @throws {InvalidConfigError} for invalid interceptor lists or `deadlines`. */
   constructor(options: LocalExchangeFactoryOptions = {}) {
     this.exchange = new LocalExchange(options);
-    this.interceptors = resolveInterceptors(options.interceptors);
+    this.interceptors = resolveInterceptors(options.interceptors, options.deadlines);
+    this.#deadlines = options.deadlines ?? true;
+    this.#custom = options.interceptors !== undefined;
     this.#logger = options.logger ?? silentLogger;
   }
 
@@ -180,7 +191,10 @@ export class LocalExchangeFactory implements ExchangeFactory {
     const served = serveLocalExchange(this.exchange, () => this.#ports.delete(served));
     this.#ports.add(served);
     const { port } = served;
-    return { kind: "local-port", data: { port, maxPayload: this.exchange.maxPayload }, transfer: [port] };
+    // Interceptors are functions: they cannot reach a worker, whose factory has only the deadlines.
+    if (this.#custom) this.#logger.warn("custom interceptors do not reach agents in worker threads");
+    const data: LocalPortDescriptorData = { port, maxPayload: this.exchange.maxPayload, deadlines: this.#deadlines };
+    return { kind: "local-port", data, transfer: [port] };
   }
 
   async close(): Promise<void> {

@@ -240,19 +240,23 @@ export class PortExchangeApi implements LocalExchangeApi {
 export interface LocalPortDescriptorData {
   readonly port: MessagePort;
   readonly maxPayload: number;
+  /** The main thread's factory's `deadlines` option. @defaultValue true */
+  readonly deadlines?: boolean;
 }
 
 /**
- * A factory, in a worker thread, for the main thread's in-process exchange. It has no custom
- * interceptors: those of the main thread's factory are functions, which cannot reach a worker.
+ * A factory, in a worker thread, for the main thread's in-process exchange. It has the deadline
+ * interceptors (if the main thread's factory has) and no others: interceptors are functions,
+ * which cannot reach a worker.
  */
 export class PortExchangeFactory implements ExchangeFactory {
-  readonly interceptors: Interceptors = resolveInterceptors(undefined);
+  readonly interceptors: Interceptors;
   readonly #api: PortExchangeApi;
   readonly #logger: Logger;
 
   constructor(data: LocalPortDescriptorData, logger: Logger = silentLogger) {
     this.#api = new PortExchangeApi(data.port, data.maxPayload);
+    this.interceptors = resolveInterceptors(undefined, data.deadlines ?? true);
     this.#logger = logger;
   }
 

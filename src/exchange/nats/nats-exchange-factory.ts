@@ -118,6 +118,12 @@ export interface NatsExchangeOptions {
    * @defaultValue none
    */
   interceptors?: InterceptorOptions;
+  /**
+   * Deadlines: a call's `timeoutMs` travels with it as a deadline that agents honour and pass on
+   * to the calls they make (README, *Deadlines*). Their interceptors run before `interceptors`.
+   * @defaultValue true
+   */
+  deadlines?: boolean;
   /** @defaultValue silent */
   logger?: Logger;
 }
@@ -180,7 +186,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
   constructor(options: NatsExchangeOptions = {}) {
     this.#options = options;
     this.settings = resolveSettings(options);
-    this.interceptors = resolveInterceptors(options.interceptors);
+    this.interceptors = resolveInterceptors(options.interceptors, options.deadlines);
     this.#logger = options.logger ?? silentLogger;
   }
 
@@ -213,7 +219,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
         option: "connection",
       });
     }
-    // Interceptors are functions: they cannot reach a worker, whose factory has none of them.
+    // Interceptors are functions: they cannot reach a worker, whose factory has only the deadlines.
     if (this.#options.interceptors !== undefined) this.#logger.warn("custom interceptors do not reach agents in worker threads");
     const data = { ...this.#options, logger: undefined, interceptors: undefined };
     try {
