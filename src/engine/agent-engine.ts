@@ -31,6 +31,7 @@ export const EngineState = {
   Stopped: "stopped",
   Failed: "failed",
 } as const;
+/** A lifecycle state of an engine. */
 export type EngineState = (typeof EngineState)[keyof typeof EngineState];
 
 /**

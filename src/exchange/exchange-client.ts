@@ -170,11 +170,16 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
    * @internal Send a request and wait for its response (used by handles), through the
    * `outboundRequest` interceptors.
    */
-  async request(dest: AgentId, body: RequestBody, options: CallOptions): Promise<ResponseMessage> {
-    this.#assertOpen();
-    const outbound = this.#outboundRequest;
-    if (outbound === undefined) return this.#call(dest, body, newTag(), undefined, options.timeoutMs, options.signal);
-    return outbound({ agentId: dest, body, tag: newTag(), headers: {}, timeoutMs: options.timeoutMs, signal: options.signal });
+  request(dest: AgentId, body: RequestBody, options: CallOptions): Promise<ResponseMessage> {
+    // Not async: the chain's promise is returned as it is (an async wrapper would cost ticks per call).
+    try {
+      this.#assertOpen();
+      const outbound = this.#outboundRequest;
+      if (outbound === undefined) return this.#call(dest, body, newTag(), undefined, options.timeoutMs, options.signal);
+      return outbound({ agentId: dest, body, tag: newTag(), headers: {}, timeoutMs: options.timeoutMs, signal: options.signal });
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Send a request and wait for its response: the end of the `outboundRequest` chain. */

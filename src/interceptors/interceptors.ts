@@ -28,9 +28,6 @@ export interface Interceptors {
   readonly agent: readonly AgentInterceptor[];
 }
 
-/** No interceptors at all. */
-export const NO_INTERCEPTORS: Interceptors = Object.freeze({ caller: Object.freeze([]), agent: Object.freeze([]) });
-
 /** A hook: `(input, next) => output`. */
 type Hook<I, O> = (input: I, next: (input: I) => O) => O;
 

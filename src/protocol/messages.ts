@@ -21,6 +21,7 @@ export const MessageType = {
   SuccessResponse: "success-response",
   ErrorResponse: "error-response",
 } as const;
+/** A message type (envelope field `type`). */
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
 /**
@@ -68,38 +69,48 @@ export interface Routing {
   readonly headers?: MessageHeaders | undefined;
 }
 
+/** Call an action: its name and positional arguments. */
 export interface ActionRequest extends Routing {
   readonly type: typeof MessageType.ActionRequest;
   readonly action: string;
   readonly args: readonly unknown[];
 }
+/** Ping: answered with a success once the agent has started. */
 export interface PingRequest extends Routing {
   readonly type: typeof MessageType.PingRequest;
 }
+/** Cancel a running or queued action of the same agent. */
 export interface CancelRequest extends Routing {
   readonly type: typeof MessageType.CancelRequest;
   /** Tag of the action request to cancel. */
   readonly target: string;
 }
+/** Shut the agent down (answered before it starts shutting down). */
 export interface ShutdownRequest extends Routing {
   readonly type: typeof MessageType.ShutdownRequest;
   /** Override the runtime config's termination decision; absent means "let the config decide". */
   readonly terminate?: boolean | undefined;
 }
+/** An action's result. */
 export interface ActionResponse extends Routing {
   readonly type: typeof MessageType.ActionResponse;
   readonly result: unknown;
 }
+/** Success of a ping, cancel or shutdown request. */
 export interface SuccessResponse extends Routing {
   readonly type: typeof MessageType.SuccessResponse;
 }
+/** A failure: what an action threw, or why a request could not be served. */
 export interface ErrorResponse extends Routing {
   readonly type: typeof MessageType.ErrorResponse;
   readonly error: Failure;
 }
 
+/** Any request. */
 export type RequestMessage = ActionRequest | PingRequest | CancelRequest | ShutdownRequest;
+/** Any response. */
 export type ResponseMessage = ActionResponse | SuccessResponse | ErrorResponse;
+/** Any message. */
 export type Message = RequestMessage | ResponseMessage;
 
 /** A request a caller makes: a request message without its routing fields (cancels are sent by clients themselves). */
@@ -121,6 +132,7 @@ const requestTypes: ReadonlySet<string> = new Set([
   MessageType.ShutdownRequest,
 ]);
 
+/** Whether `message` is a request (as opposed to a response). */
 export function isRequest(message: Message): message is RequestMessage {
   return requestTypes.has(message.type);
 }

@@ -18,7 +18,7 @@ import { AgentExchangeClient, UserExchangeClient } from "../exchange-client.ts";
 import type { AgentClientOptions, RequestHandler } from "../exchange-client.ts";
 
 import type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor } from "../exchange-factory.ts";
-import type { AgentRegistration, ExchangeTransport, MailboxHandler } from "../transport.ts";
+import type { AgentRegistration, Delivery, ExchangeTransport, MailboxHandler } from "../transport.ts";
 
 import { LocalExchange } from "./local-exchange.ts";
 import type { LocalExchangeOptions } from "./local-exchange.ts";
@@ -38,6 +38,36 @@ export interface LocalExchangeApi {
   ack(uid: string, token: number): void;
   nak(uid: string, token: number, delayMs?: number): void;
   onTerminated(listener: (uid: string) => void): () => void;
+}
+
+/** A delivery from the in-process exchange, settled once (no closures per message). */
+class LocalDelivery implements Delivery {
+  readonly message: Message;
+  readonly deliveryCount: number;
+  readonly #api: LocalExchangeApi;
+  readonly #uid: string;
+  readonly #token: number;
+  #settled = false;
+
+  constructor(api: LocalExchangeApi, uid: string, token: number, message: Message, deliveryCount: number) {
+    this.#api = api;
+    this.#uid = uid;
+    this.#token = token;
+    this.message = message;
+    this.deliveryCount = deliveryCount;
+  }
+
+  ack(): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#api.ack(this.#uid, this.#token);
+  }
+
+  nak(delayMs?: number): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#api.nak(this.#uid, this.#token, delayMs);
+  }
 }
 
 /** A transport on the in-process exchange, bound to one mailbox. */
@@ -72,21 +102,7 @@ export class LocalTransport implements ExchangeTransport {
           this.#api.ack(uid, token);
           return;
         }
-        let settled = false;
-        handler.deliver({
-          message,
-          deliveryCount,
-          ack: () => {
-            if (settled) return;
-            settled = true;
-            this.#api.ack(uid, token);
-          },
-          nak: (delayMs) => {
-            if (settled) return;
-            settled = true;
-            this.#api.nak(uid, token, delayMs);
-          },
-        });
+        handler.deliver(new LocalDelivery(this.#api, uid, token, message, deliveryCount));
       },
       terminated: () => {
         this.#listening = false;
