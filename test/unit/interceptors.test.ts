@@ -1,5 +1,7 @@
 import { describe, expect, test } from "vitest";
-import { AgentId, InvalidConfigError, deadlineInterceptors } from "../../src/index.ts";
+import { AgentId, InvalidConfigError, LocalExchangeFactory, NatsExchangeFactory, deadlineInterceptors } from "../../src/index.ts";
+import { PortExchangeFactory } from "../../src/exchange/local/local-exchange-port.ts";
+import type { LocalPortDescriptorData } from "../../src/exchange/local/local-exchange-port.ts";
 import type { AgentInterceptor, CallerInterceptor } from "../../src/index.ts";
 import { PendingRequests } from "../../src/exchange/pending-requests.ts";
 import type { ResponseSink } from "../../src/exchange/pending-requests.ts";
@@ -50,6 +52,24 @@ describe("composeInterceptors", () => {
     expect(() => resolveInterceptors({ agent: {} as never })).toThrow(InvalidConfigError);
     expect(() => resolveInterceptors(undefined, "no" as never)).toThrow(InvalidConfigError);
     expect(() => deadlineInterceptors({ cancelWindowMs: -1 })).toThrow(InvalidConfigError);
+  });
+});
+
+describe("interceptors of worker threads' factories", () => {
+  test("a worker's factory has the deadlines (if its main thread's factory has them) and no custom interceptors", async () => {
+    const custom = { caller: [{}], agent: [{}] };
+    for (const deadlines of [true, false]) {
+      const main = new LocalExchangeFactory({ interceptors: custom, deadlines });
+      const worker = new PortExchangeFactory(main.forWorker().data as LocalPortDescriptorData);
+      const expected = deadlines ? { caller: [deadlineInterceptors().caller], agent: [deadlineInterceptors().agent] } : { caller: [], agent: [] };
+      expect(worker.interceptors).toEqual(expected);
+      await worker.close();
+      await main.close();
+      const nats = new NatsExchangeFactory({ interceptors: custom, deadlines });
+      const data = nats.forWorker().data as Record<string, unknown>;
+      expect(data.interceptors).toBeUndefined();
+      expect(new NatsExchangeFactory(structuredClone(data)).interceptors).toEqual(expected);
+    }
   });
 });
 

@@ -26,8 +26,8 @@ import type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor 
 import type { AgentRegistration } from "../transport.ts";
 
 import type { LocalExchange, LocalMailboxSink } from "./local-exchange.ts";
-import { LocalTransport, openAgentClient } from "./local-exchange-factory.ts";
-import type { LocalExchangeApi } from "./local-exchange-factory.ts";
+import { LocalTransport, openAgentClient } from "./local-transport.ts";
+import type { LocalExchangeApi } from "./local-transport.ts";
 
 type Call =
   | { id: number; op: "status"; uid: string }
