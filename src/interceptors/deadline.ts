@@ -112,7 +112,7 @@ class DeadlineWatch {
   readonly #source: AbortSignal;
   readonly #request: ActionRequest;
   readonly #deadline: number;
-  readonly #timer: NodeJS.Timeout;
+  #timer: NodeJS.Timeout;
 
   constructor(source: AbortSignal, request: ActionRequest, deadline: number, remainingMs: number) {
     this.#source = source;
@@ -132,7 +132,14 @@ class DeadlineWatch {
     this.#controller.abort(this.#source.reason);
   }
 
+  /** The timer fired: abort, unless the wall clock has not reached the deadline yet. */
   expire(): void {
+    // Node reads its timer clock once per loop turn, so a timer can fire a little early.
+    const remainingMs = this.#deadline - Date.now();
+    if (remainingMs > 0) {
+      this.#timer = setTimeout(expire, remainingMs, this);
+      return;
+    }
     this.#controller.abort(deadlinePassed(this.#request, this.#deadline, "while it ran"));
   }
 

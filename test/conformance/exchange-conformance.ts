@@ -773,11 +773,13 @@ export function describeConformance(name: string, target: () => ConformanceTarge
         const handle = await manager.launch(relay);
         const before = Date.now();
         const error = await handle.with({ timeoutMs: 300 }).relay(callee).catch((e: unknown) => e);
+        // The user's own timeout, or the relay's call giving up at the same moment and failing the relay first.
         expect(error).toBeInstanceOf(RequestTimeoutError);
-        expect((error as RequestTimeoutError).timeoutMs).toBe(300);
+        expect((error as RequestTimeoutError).timeoutMs).toBeLessThanOrEqual(300);
         const deadline = (await relay.seen.promise)!;
         expect(deadline).toBeGreaterThanOrEqual(before + 300 + DEFAULT_CANCEL_WINDOW_MS);
-        expect(deadline).toBeLessThanOrEqual(Date.now() + DEFAULT_CANCEL_WINDOW_MS);
+        // (Timers may fire a few ms before the wall clock says: Node reads its clock once per loop turn.)
+        expect(deadline).toBeLessThanOrEqual(Date.now() + DEFAULT_CANCEL_WINDOW_MS + 50);
         // The relay called with no timeout: its call carried its own deadline unchanged...
         expect(await probe.seen.promise).toBe(deadline);
         // ...and, its timeout shrunk to match, gave up when the user did (one cancel window before it).
@@ -799,7 +801,7 @@ export function describeConformance(name: string, target: () => ConformanceTarge
         expect(await probe.seen.promise).toBe(deadline);
         const { at, reason } = await probe.aborted.promise;
         expect(reason).toBeInstanceOf(RequestTimeoutError);
-        expect(at).toBeGreaterThanOrEqual(deadline - 1);
+        expect(at).toBeGreaterThanOrEqual(deadline);
         expect(at).toBeLessThan(deadline + 1000);
       });
 
