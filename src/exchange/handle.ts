@@ -53,7 +53,7 @@ export type ActionName<A> = {
 
 type StripContext<P extends readonly unknown[]> = P extends readonly [...infer Rest, ActionContext] ? Rest : P;
 
-/** The arguments a caller passes to action `K` (an `ActionContext` last parameter is supplied by the runtime). */
+/** The arguments a caller passes to action `K` (an `ActionContext` last parameter is supplied by the engine). */
 export type ActionArgs<A, K extends keyof A> = A[K] extends (...args: infer P) => any ? StripContext<P> : never;
 
 /** What action `K` resolves to. */

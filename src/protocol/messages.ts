@@ -88,7 +88,7 @@ export interface CancelRequest extends Routing {
 /** Shut the agent down (answered before it starts shutting down). */
 export interface ShutdownRequest extends Routing {
   readonly type: typeof MessageType.ShutdownRequest;
-  /** Override the runtime config's termination decision; absent means "let the config decide". */
+  /** Override the agent's config (`terminateOnSuccess`) termination decision; absent means "let the config decide". */
   readonly terminate?: boolean | undefined;
 }
 /** An action's result. */
