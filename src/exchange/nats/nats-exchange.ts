@@ -75,6 +75,20 @@ export function kvBucketOptions(settings: NatsSettings): { history: number; repl
   return { history: 1, replicas: settings.replicas, storage: storageType(settings), timeout: settings.requestTimeoutMs };
 }
 
+/**
+ * Create KV bucket `name` if it is missing, and return a handle on it whose reads go to the leader
+ * of the bucket's stream (`STREAM.MSG.GET`). The KV client would otherwise read with a direct get,
+ * which any replica answers, a follower that has not yet applied the latest write included: a read
+ * right after a write (this process's own, or one another process made before telling this one)
+ * could miss it. Writes and watches are the same through either handle; the bucket keeps direct get
+ * enabled for other readers (docs/NATS-LAYOUT.md section 6).
+ */
+export async function openBucket(js: JetStreamClient, name: string, options: ReturnType<typeof kvBucketOptions>): Promise<KV> {
+  const kvm = new Kvm(js);
+  await kvm.create(name, options);
+  return kvm.open(name, { allow_direct: false, timeout: options.timeout });
+}
+
 /** Bytes NATS adds for a header block: `NATS/1.0\r\n`, each `key: value\r\n`, then `\r\n`. */
 function headerBytes(fields: ReadonlyArray<readonly [string, string]>): number {
   let size = 12;
@@ -178,10 +192,9 @@ export class NatsExchange {
         discard: DiscardPolicy.Old,
       }),
     );
-    const kvm = new Kvm(js);
     const bucketOptions = kvBucketOptions(settings);
-    const registryKv = await retry("provision registry bucket", () => kvm.create(layout.registryBucket, bucketOptions));
-    const typesKv = await retry("provision type index bucket", () => kvm.create(layout.typesBucket, bucketOptions));
+    const registryKv = await retry("provision registry bucket", () => openBucket(js, layout.registryBucket, bucketOptions));
+    const typesKv = await retry("provision type index bucket", () => openBucket(js, layout.typesBucket, bucketOptions));
     logger.debug({ prefix: settings.prefix, serverVersion: version }, "NATS exchange ready");
     return new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, logger);
   }

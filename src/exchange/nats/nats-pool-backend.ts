@@ -6,7 +6,6 @@
  * section 14 describes the layout.
  */
 import { DiscardPolicy, RetentionPolicy } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { nanos } from "@nats-io/nats-core";
 import type { MailboxStatus } from "../mailbox-status.ts";
@@ -17,7 +16,7 @@ import type { HostRecord, LaunchRequest, Placement } from "../../pool/records.ts
 import { encodeValue } from "../../protocol/codec.ts";
 import { followKv } from "./kv-follow.ts";
 import { scanLatest } from "./kv-scan.ts";
-import { ensureStream, kvBucketOptions, storageType } from "./nats-exchange.ts";
+import { ensureStream, kvBucketOptions, openBucket, storageType } from "./nats-exchange.ts";
 import type { NatsExchange } from "./nats-exchange.ts";
 import { isWrongLastSequence, withDeadline } from "./nats-errors.ts";
 import { HEADER_ALLOWANCE, launchPending, openLaunchQueue, publishLaunch } from "./nats-launch-queue.ts";
@@ -61,10 +60,10 @@ export class NatsPoolBackend implements PoolBackend {
         discard: DiscardPolicy.Old,
       }),
     );
-    const kvm = new Kvm(js);
     const options = kvBucketOptions(settings);
-    const hosts = await ctx.retry("provision hosts bucket", () => kvm.create(layout.hostsBucket, options));
-    const placements = await ctx.retry("provision placements bucket", () => kvm.create(layout.placementsBucket, options));
+    // Reads go to the leader: a host must see the placement and registration a manager has just written.
+    const hosts = await ctx.retry("provision hosts bucket", () => openBucket(js, layout.hostsBucket, options));
+    const placements = await ctx.retry("provision placements bucket", () => openBucket(js, layout.placementsBucket, options));
     return new NatsPoolBackend(ctx, hosts, placements);
   }
 

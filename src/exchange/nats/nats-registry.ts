@@ -120,7 +120,10 @@ export class NatsRegistry {
     return { registration: { agentId, agentType: type }, entry: { record, revision } };
   }
 
-  /** The record of a mailbox, read from the bucket (not a cache). */
+  /**
+   * The record of a mailbox, read from the bucket (not a cache) at its stream's leader, so that it
+   * reflects every write acknowledged before the call (see `openBucket`).
+   */
   async get(uid: string): Promise<RecordEntry | undefined> {
     const entry = await this.#retry("read registry", () => this.#registry.get(uid));
     if (entry === null || entry.operation !== "PUT") return undefined;
@@ -128,7 +131,7 @@ export class NatsRegistry {
     return record === undefined ? undefined : { record, revision: entry.revision };
   }
 
-  /** A mailbox's status, read from the bucket. */
+  /** A mailbox's status, read from the bucket at its stream's leader. */
   async status(uid: string): Promise<MailboxStatus> {
     return (await this.get(uid))?.record.status ?? MailboxStatus.Missing;
   }
