@@ -38,7 +38,7 @@ Host options:
   --pool <name>          pool to join                        ACADEMY_POOL (required)
   --module <spec>        agent module (path or package)      ACADEMY_MODULES, comma-separated (required)
   --capacity <n>         most agents run at once             ACADEMY_CAPACITY; 100
-  --replicas <n>         replicas of created streams/buckets ACADEMY_REPLICAS; 1
+  --replicas <n>         replicas of created streams/buckets ACADEMY_REPLICAS; 3 on a cluster of 3+
   --name <name>          display name                        ACADEMY_HOST_NAME; the machine's host name
   --heartbeat-ms <ms>    heartbeat interval                  ACADEMY_HEARTBEAT_MS; 2000
   --host-ttl-ms <ms>     silent hosts are reaped after       ACADEMY_HOST_TTL_MS; 6000

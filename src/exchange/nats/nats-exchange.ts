@@ -31,7 +31,8 @@ export const MIN_SERVER_VERSION = "2.9.0";
 /** Resolved JetStream settings of a NATS exchange (see `NatsExchangeOptions` for meanings). */
 export interface NatsSettings {
   readonly prefix: string;
-  readonly replicas: number;
+  /** Replicas of new streams and buckets; undefined: chosen from the cluster's size when provisioning. */
+  readonly replicas: number | undefined;
   readonly storage: "file" | "memory";
   readonly ackWaitMs: number;
   readonly maxDeliveries: number;
@@ -54,6 +55,33 @@ export interface DeadLetterSource {
   readonly headers: ReadonlyArray<readonly [string, string]>;
 }
 
+/** Settings as a connected exchange uses them: the number of replicas is known. */
+export type ResolvedNatsSettings = NatsSettings & { readonly replicas: number };
+
+/** How the replicas of new streams and buckets were chosen (logged at provisioning). */
+export interface ReplicasDecision {
+  readonly replicas: number;
+  /** `option`: the `replicas` option; `cluster size`: from the servers the connected server reports. */
+  readonly source: "option" | "cluster size";
+  /** Servers of the cluster as the connected server reports them (1 when it is not clustered; undefined when it does not say). */
+  readonly clusterServers: number | undefined;
+}
+
+/**
+ * Replicas for new streams and buckets when the `replicas` option is not set: 3 when the server
+ * is in a cluster of three or more servers, else 1. The size is the number of distinct client URLs
+ * the server advertises (`connect_urls` of its INFO, itself included), which nats-server 2.9 sends
+ * to clients of a clustered server unless the cluster sets `no_advertise`; a clustered server that
+ * advertises none has an unknown size, and gets 1 (set `replicas` there).
+ */
+export function replicasForServer(info: { readonly cluster?: string | undefined; readonly connect_urls?: readonly string[] | undefined } | undefined, option?: number): ReplicasDecision {
+  const clustered = info?.cluster !== undefined && info.cluster !== "";
+  const advertised = new Set(info?.connect_urls ?? []).size;
+  const clusterServers = !clustered ? 1 : advertised > 0 ? advertised : undefined;
+  if (option !== undefined) return { replicas: option, source: "option", clusterServers };
+  return { replicas: clusterServers !== undefined && clusterServers >= 3 ? 3 : 1, source: "cluster size", clusterServers };
+}
+
 /** What a mailbox reader hears of its consumer (see `NatsExchange.watchMailbox`). */
 export interface MailboxWatcher {
   /** The consumer was deleted. */
@@ -66,12 +94,12 @@ export interface MailboxWatcher {
 const RECONNECT_CHECKS_AT_ONCE = 32;
 
 /** The JetStream storage type of the settings. */
-export function storageType(settings: NatsSettings): StorageType {
+export function storageType(settings: Pick<NatsSettings, "storage">): StorageType {
   return settings.storage === "memory" ? StorageType.Memory : StorageType.File;
 }
 
 /** Options of every KV bucket the library creates (latest value only). */
-export function kvBucketOptions(settings: NatsSettings): { history: number; replicas: number; storage: StorageType; timeout: number } {
+export function kvBucketOptions(settings: ResolvedNatsSettings): { history: number; replicas: number; storage: StorageType; timeout: number } {
   return { history: 1, replicas: settings.replicas, storage: storageType(settings), timeout: settings.requestTimeoutMs };
 }
 
@@ -114,7 +142,7 @@ export class NatsExchange {
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly layout: NatsLayout;
-  readonly settings: NatsSettings;
+  readonly settings: ResolvedNatsSettings;
   readonly registry: NatsRegistry;
   readonly view: RegistryView;
   readonly logger: Logger;
@@ -128,7 +156,7 @@ export class NatsExchange {
     nc: NatsConnection,
     js: JetStreamClient,
     jsm: JetStreamManager,
-    settings: NatsSettings,
+    settings: ResolvedNatsSettings,
     registryKv: KV,
     typesKv: KV,
     logger: Logger,
@@ -150,7 +178,7 @@ export class NatsExchange {
    * @throws {UnsupportedServerError} for a server older than {@link MIN_SERVER_VERSION} or without JetStream.
    * @throws {InvalidConfigError} if an existing stream has an incompatible configuration.
    */
-  static async open(nc: NatsConnection, settings: NatsSettings, logger: Logger): Promise<NatsExchange> {
+  static async open(nc: NatsConnection, options: NatsSettings, logger: Logger): Promise<NatsExchange> {
     const version = nc.info?.version ?? "0.0.0";
     if (!versionAtLeast(version, MIN_SERVER_VERSION)) {
       throw new UnsupportedServerError(
@@ -162,6 +190,14 @@ export class NatsExchange {
       throw new UnsupportedServerError(`nats-server ${version} has JetStream disabled: start it with -js (or jetstream {} in its config)`, {
         serverVersion: version,
       });
+    }
+    const decision = replicasForServer(nc.info, options.replicas);
+    const settings: ResolvedNatsSettings = Object.freeze({ ...options, replicas: decision.replicas });
+    const log = { prefix: settings.prefix, replicas: decision.replicas, source: decision.source, cluster: nc.info?.cluster, clusterServers: decision.clusterServers };
+    if (decision.source === "cluster size" && decision.clusterServers === undefined) {
+      logger.warn(log, "the server is clustered but does not say how many servers: new streams and buckets get 1 replica (set the replicas option)");
+    } else {
+      logger.info(log, "replicas of new streams and buckets (existing ones are kept as they are)");
     }
     const retry = <T>(what: string, op: () => Promise<T>): Promise<T> =>
       withNatsRetry(op, { windowMs: settings.retryWindowMs, what });
