@@ -16,6 +16,13 @@ import type { AgentRegistration, ExchangeTransport, MailboxHandler } from "../tr
 import type { NatsExchange } from "./nats-exchange.ts";
 import { NatsMailbox } from "./nats-mailbox.ts";
 
+/** Index hits up to this many are always checked with one registry get each. */
+const HIT_GETS_ALWAYS = 64;
+/** More hits than a quarter of the registry's records: load the registry view to check them. */
+const HIT_SHARE_TO_LOAD = 4;
+/** How long a cold discover waits for the registry view to load before checking hits one by one. */
+const VIEW_LOAD_TIMEOUT_MS = 30_000;
+
 export class NatsTransport implements ExchangeTransport {
   readonly mailboxId: EntityId;
   readonly #ctx: NatsExchange;
@@ -107,12 +114,21 @@ export class NatsTransport implements ExchangeTransport {
   }
 
   async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
-    const view = this.#ctx.view;
+    const { view, registry } = this.#ctx;
     const warm = await view.discover(typeName, allowSubclasses);
     if (warm !== undefined) return warm;
-    // Cold: read the index, then start the view for the next calls (loading it meanwhile would
-    // slow this call down).
-    const found = await this.#ctx.registry.discover(typeName, allowSubclasses);
+    // Cold: read the index, check its hits against the registry (the index is only a hint), then
+    // start the view for the next calls (loading it meanwhile would slow this call down). When the
+    // hits are a large part of the registry, loading the view is the cheaper check, and it is
+    // needed next anyway.
+    const hits = await registry.indexHits(typeName, allowSubclasses);
+    if (hits.length > HIT_GETS_ALWAYS && hits.length * HIT_SHARE_TO_LOAD >= (await registry.size())) {
+      view.start();
+      const loaded = await view.discover(typeName, allowSubclasses, VIEW_LOAD_TIMEOUT_MS);
+      if (loaded !== undefined) return loaded;
+    }
+    const { found, records } = await registry.checkHits(hits, typeName, allowSubclasses);
+    for (const entry of records) view.apply(entry);
     view.start();
     return found;
   }

@@ -39,6 +39,7 @@ export class RegistryView {
   readonly #discovered = new Map<string, AgentId[]>();
   readonly #isClosed: () => boolean;
   #waiters: RevisionWaiter[] = [];
+  #syncWaiters: Array<(synced: boolean) => void> = [];
   #appliedRevision = 0;
   #syncTarget = Number.POSITIVE_INFINITY;
   #synced = false;
@@ -72,10 +73,11 @@ export class RegistryView {
 
   /**
    * Active agents of a type, from memory after catching up with the bucket.
+   * @param syncTimeoutMs - how long to wait for the initial load if it has not completed (0: do not wait).
    * @returns undefined when the view cannot answer yet (not synced, or not caught up in time).
    */
-  async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[] | undefined> {
-    if (!this.#synced) return undefined;
+  async discover(typeName: string, allowSubclasses: boolean, syncTimeoutMs = 0): Promise<AgentId[] | undefined> {
+    if (!this.#synced && !(syncTimeoutMs > 0 && (await this.#waitForSync(syncTimeoutMs)))) return undefined;
     const status = await this.#kv.status();
     const target = status.streamInfo.state.last_seq;
     if (!(await this.#waitForRevision(target, CATCH_UP_TIMEOUT_MS))) return undefined;
@@ -112,6 +114,8 @@ export class RegistryView {
     this.#stopWatch?.();
     for (const waiter of this.#waiters) waiter.resolve(false);
     this.#waiters = [];
+    for (const resolve of this.#syncWaiters) resolve(false);
+    this.#syncWaiters = [];
   }
 
   async #watchLoop(): Promise<void> {
@@ -197,7 +201,26 @@ export class RegistryView {
     if (!this.#synced && this.#appliedRevision >= this.#syncTarget) {
       this.#synced = true;
       this.#logger.debug({ records: this.#known.size, revision: this.#appliedRevision }, "registry view synced");
+      for (const resolve of this.#syncWaiters) resolve(true);
+      this.#syncWaiters = [];
     }
+  }
+
+  /** Resolves true once the initial load has completed, false after `timeoutMs` or at close. */
+  #waitForSync(timeoutMs: number): Promise<boolean> {
+    if (this.#synced) return Promise.resolve(true);
+    if (this.#closed) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const settle = (synced: boolean): void => {
+        clearTimeout(timer);
+        resolve(synced);
+      };
+      const timer = setTimeout(() => {
+        this.#syncWaiters = this.#syncWaiters.filter((w) => w !== settle);
+        resolve(false);
+      }, timeoutMs);
+      this.#syncWaiters.push(settle);
+    });
   }
 
   #waitForRevision(revision: number, timeoutMs: number): Promise<boolean> {
