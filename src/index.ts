@@ -93,6 +93,8 @@ export { NatsExchangeFactory } from "./exchange/nats/nats-exchange-factory.ts";
 export type { NatsExchangeOptions } from "./exchange/nats/nats-exchange-factory.ts";
 export { natsLayout } from "./exchange/nats/nats-layout.ts";
 export type { NatsLayout } from "./exchange/nats/nats-layout.ts";
+export { NatsRole, natsPermissions } from "./exchange/nats/nats-permissions.ts";
+export type { NatsPermissionsOptions, NatsUserPermissions } from "./exchange/nats/nats-permissions.ts";
 export type { LocalExchangeFactoryOptions } from "./exchange/local/local-exchange-factory.ts";
 
 export { EVENT_LOOP_EXECUTOR, Manager, ReturnWhen } from "./manager/manager.ts";

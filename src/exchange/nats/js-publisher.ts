@@ -15,6 +15,16 @@ import { JetStreamApiError } from "@nats-io/jetstream";
 import { ClosedConnectionError, NoRespondersError, TimeoutError, createInbox } from "@nats-io/nats-core";
 import type { MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
 
+/**
+ * The connection's inbox prefix (nats.js's `inboxPrefix` connection option, default `_INBOX`).
+ * Every inbox the library creates is under it, as nats.js's own are, so that a user's NATS
+ * permissions can allow it to subscribe to its own inbox subjects only (docs/SECURITY.md).
+ */
+export function connectionInboxPrefix(nc: NatsConnection): string {
+  const prefix = (nc as { options?: { inboxPrefix?: unknown } }).options?.inboxPrefix;
+  return typeof prefix === "string" && prefix !== "" ? prefix : "_INBOX";
+}
+
 interface Waiter {
   readonly subject: string;
   readonly deadline: number;
@@ -37,7 +47,7 @@ export class JetStreamPublisher {
 
   constructor(nc: NatsConnection) {
     this.#nc = nc;
-    this.#prefix = `${createInbox()}.`;
+    this.#prefix = `${createInbox(connectionInboxPrefix(nc))}.`;
     void nc.closed().then(() => this.#failAll(new ClosedConnectionError()));
   }
 

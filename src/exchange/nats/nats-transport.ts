@@ -14,6 +14,7 @@ import type { Logger } from "../../util/logger.ts";
 import type { AgentRegistration, ExchangeTransport, MailboxHandler } from "../transport.ts";
 
 import type { NatsExchange } from "./nats-exchange.ts";
+import { connectionInboxPrefix } from "./js-publisher.ts";
 import { NatsMailbox } from "./nats-mailbox.ts";
 
 /** Index hits up to this many are always checked with one registry get each. */
@@ -70,7 +71,7 @@ export class NatsTransport implements ExchangeTransport {
    */
   #listenForReplies(handler: MailboxHandler, context: HandleBinder): Subscription {
     const settled = (): void => {};
-    return this.#ctx.nc.subscribe(createInbox(), {
+    return this.#ctx.nc.subscribe(createInbox(connectionInboxPrefix(this.#ctx.nc)), {
       callback: (error, msg) => {
         if (error !== null) return;
         let message: Message;
