@@ -4,6 +4,7 @@
  * operator would), and users whose permissions come from `natsPermissions`, each with an inbox
  * prefix of its own (`_INBOX.<user>`). Permission violations are read back from the server's log.
  */
+import { readFile, writeFile } from "node:fs/promises";
 import { natsPermissions } from "../../src/index.ts";
 import type { NatsPermissionsOptions, NatsUserPermissions } from "../../src/index.ts";
 import { startNatsServer } from "../../src/testing/index.ts";
@@ -33,52 +34,60 @@ export interface SecureNats extends AsyncDisposable {
   readonly users: Readonly<Record<string, SecureUser>>;
   /** Every violation logged so far. */
   violations(): Promise<Violation[]>;
+  /** Give users (new or existing) other permissions, and reload the server's configuration (SIGHUP). */
+  reload(users: Record<string, UserSpec>): Promise<void>;
 }
 
 /** Permissions of a user: a role of `natsPermissions` (its `inboxPrefix` is set here), or explicit lists. */
 export type UserSpec = Omit<NatsPermissionsOptions, "inboxPrefix"> | { readonly permissions: NatsUserPermissions };
+
+/** Permissions and inbox prefix of each user, `admin` first. */
+type Specs = Record<string, { inboxPrefix: string; permissions: NatsUserPermissions | undefined }>;
+
+function resolveSpecs(users: Record<string, UserSpec>): Specs {
+  const specs: Specs = { admin: { inboxPrefix: "_INBOX.admin", permissions: undefined } };
+  for (const [user, spec] of Object.entries(users)) {
+    const inboxPrefix = `_INBOX.${user}`;
+    specs[user] = { inboxPrefix, permissions: "permissions" in spec ? spec.permissions : natsPermissions({ ...spec, inboxPrefix }) };
+  }
+  return specs;
+}
+
+/** The `accounts` block of the configuration: one account with JetStream and every user. */
+function accountsConfig(specs: Specs): string {
+  const entries = Object.entries(specs).map(([user, { permissions }]) =>
+    JSON.stringify({ user, password: `${user}-pw`, ...(permissions === undefined ? {} : { permissions }) }),
+  );
+  return ["accounts: {", "  APP: {", "    jetstream: enabled", `    users: [\n      ${entries.join(",\n      ")}\n    ]`, "  }", "}"].join("\n");
+}
 
 /**
  * Start a server whose account has `admin` (no restrictions) and the given users.
  * @param users - by user name (`[a-z0-9]+`): a role for `natsPermissions`, or explicit permissions.
  */
 export async function startSecureNats(users: Record<string, UserSpec>, options: NatsServerOptions = {}): Promise<SecureNats> {
-  const specs: Record<string, { inboxPrefix: string; permissions: NatsUserPermissions | undefined }> = {
-    admin: { inboxPrefix: "_INBOX.admin", permissions: undefined },
-  };
-  for (const [user, spec] of Object.entries(users)) {
-    const inboxPrefix = `_INBOX.${user}`;
-    specs[user] = { inboxPrefix, permissions: "permissions" in spec ? spec.permissions : natsPermissions({ ...spec, inboxPrefix }) };
-  }
-  const entries = Object.entries(specs).map(([user, { permissions }]) =>
-    JSON.stringify({ user, password: `${user}-pw`, ...(permissions === undefined ? {} : { permissions }) }),
-  );
-  const extraConfig = [
-    "accounts: {",
-    "  APP: {",
-    "    jetstream: enabled",
-    `    users: [\n      ${entries.join(",\n      ")}\n    ]`,
-    "  }",
-    "}",
-    options.extraConfig ?? "",
-  ].join("\n");
-  const server = await startNatsServer({ ...options, extraConfig });
-  const made = Object.fromEntries(
-    Object.entries(specs).map(([user, { inboxPrefix, permissions }]) => [
-      user,
-      {
+  let specs = resolveSpecs(users);
+  const extra = options.extraConfig ?? "";
+  const server = await startNatsServer({ ...options, extraConfig: `${accountsConfig(specs)}\n${extra}` });
+  const made = (): Record<string, SecureUser> =>
+    Object.fromEntries(
+      Object.entries(specs).map(([user, { inboxPrefix, permissions }]) => [
         user,
-        pass: `${user}-pw`,
-        inboxPrefix,
-        permissions,
-        connectionOptions: { servers: server.url, user, pass: `${user}-pw`, inboxPrefix },
-      } satisfies SecureUser,
-    ]),
-  );
-  return {
+        {
+          user,
+          pass: `${user}-pw`,
+          inboxPrefix,
+          permissions,
+          connectionOptions: { servers: server.url, user, pass: `${user}-pw`, inboxPrefix },
+        } satisfies SecureUser,
+      ]),
+    );
+  const secure: SecureNats = {
     server,
     url: server.url,
-    users: made,
+    get users() {
+      return made();
+    },
     async violations() {
       const found: Violation[] = [];
       for (const match of (await server.readLog()).matchAll(/(Publish|Subscription) Violation - User "([^"]+)", Subject "([^"]*)"/g)) {
@@ -86,6 +95,24 @@ export async function startSecureNats(users: Record<string, UserSpec>, options: 
       }
       return found;
     },
+    async reload(changed) {
+      specs = { ...specs, ...resolveSpecs(changed) };
+      const config = await readFile(server.configPath, "utf8");
+      const marker = config.indexOf("# extraConfig");
+      await writeFile(server.configPath, `${config.slice(0, marker)}# extraConfig\n${accountsConfig(specs)}\n${extra}\n`, "utf8");
+      const reloadsBefore = countReloads(await server.readLog());
+      process.kill(server.pid!, "SIGHUP");
+      const deadline = Date.now() + 10_000;
+      while (countReloads(await server.readLog()) <= reloadsBefore) {
+        if (Date.now() > deadline) throw new Error("nats-server did not reload its configuration");
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
     [Symbol.asyncDispose]: () => server[Symbol.asyncDispose](),
   };
+  return secure;
+}
+
+function countReloads(log: string): number {
+  return log.split("Reloaded server configuration").length - 1;
 }

@@ -102,10 +102,13 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
       if (options.provision === true) pub.add(`${api}.STREAM.CREATE.${name}`);
     }
   };
-  /** An ordered consumer (a KV watch or scan) on a stream: create, look up, delete when done, flow control. */
+  /**
+   * Ordered consumers (KV watches, key listings, scans) on a stream: created, deleted when nats.js
+   * resets one (after two missed heartbeats or a gap, it deletes the old consumer and makes a new
+   * one), answering flow control.
+   */
   const orderedConsumers = (stream: string): void => {
     pub.add(`${api}.CONSUMER.CREATE.${stream}.>`);
-    pub.add(`${api}.CONSUMER.INFO.${stream}.*`);
     pub.add(`${api}.CONSUMER.DELETE.${stream}.*`);
     pub.add(`$JS.FC.${stream}.>`);
   };
@@ -172,14 +175,17 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
         // Launch requests published (a launch, a hand-over), placements and host records read at
         // the leader, written, watched and scanned.
         for (const pool of options.pools ?? ["*"]) pub.add(pool === "*" ? `${p}.launch.>` : `${p}.launch.${pool}.*`);
-        pub.add(`$KV.${layout.hostsBucket}.*`);
         pub.add(`$KV.${layout.placementsBucket}.>`);
         pub.add(`${api}.STREAM.MSG.GET.${hosts}`);
         pub.add(`${api}.STREAM.MSG.GET.${placements}`);
         orderedConsumers(hosts);
         orderedConsumers(placements);
+        // Listing the hosts' keys looks the listing's consumer up.
+        pub.add(`${api}.CONSUMER.INFO.${hosts}.*`);
       }
       if (options.role === NatsRole.Host) {
+        // Its own record, rewritten at every heartbeat; the records of the hosts it reaps.
+        pub.add(`$KV.${layout.hostsBucket}.*`);
         // The pool's consumer (made by the first host), fetched from and acknowledged; the last
         // request of an agent looked up by the sweep; rejected launches dead-lettered.
         for (const pool of pools) {
