@@ -36,6 +36,7 @@ export const ErrorCode = {
   UnknownAgentType: "UNKNOWN_AGENT_TYPE",
   HostFenced: "HOST_FENCED",
   MailboxContended: "MAILBOX_CONTENDED",
+  PermissionDenied: "PERMISSION_DENIED",
   WaitTimeout: "WAIT_TIMEOUT",
   ErrorGroup: "ERROR_GROUP",
   Remote: "REMOTE_ERROR",
@@ -308,6 +309,25 @@ export class InvalidConfigError extends AcademyError {
   }
 }
 
+/**
+ * The NATS server refused an operation: the connection's user may not publish to, or subscribe
+ * to, `subject` (its permissions, docs/SECURITY.md). Not retried.
+ */
+export class PermissionDeniedError extends AcademyError {
+  override readonly name: string = "PermissionDeniedError";
+  readonly subject: string | undefined;
+  /** `publish` or `subscribe`. */
+  readonly operation: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { subject?: string; operation?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.PermissionDenied });
+    this.subject = options.subject;
+    this.operation = options.operation;
+  }
+  override details(): Record<string, unknown> {
+    return { subject: this.subject, operation: this.operation };
+  }
+}
+
 /** An agent class is defined wrongly (a sync action, a clashing name, launching `Agent` itself). */
 export class AgentDefinitionError extends AcademyError {
   override readonly name: string = "AgentDefinitionError";
@@ -496,6 +516,7 @@ export const errorClasses: ReadonlyMap<
     UnknownAgentTypeError,
     HostFencedError,
     MailboxContendedError,
+    PermissionDeniedError,
     WaitTimeoutError,
     ErrorGroup,
     RemoteError,

@@ -34,6 +34,7 @@ export {
   InvalidClientError,
   InvalidConfigError,
   MailboxContendedError,
+  PermissionDeniedError,
   MailboxTerminatedError,
   MalformedMessageError,
   PayloadTooLargeError,

@@ -49,6 +49,31 @@ export class JetStreamPublisher {
     this.#nc = nc;
     this.#prefix = `${createInbox(connectionInboxPrefix(nc))}.`;
     void nc.closed().then(() => this.#failAll(new ClosedConnectionError()));
+    void this.#watchRefusals();
+  }
+
+  /**
+   * The server refuses a publish or a subscription asynchronously: fail at once the publishes it
+   * concerns (to that subject, or all of them if it is the acknowledgement inbox), instead of
+   * letting them time out and be retried.
+   */
+  async #watchRefusals(): Promise<void> {
+    for await (const status of this.#nc.status()) {
+      if (status.type !== "error") continue;
+      const error = (status as { error?: unknown }).error;
+      const refused = error instanceof Error && error.name === "PermissionViolationError" ? (error as Error & { subject?: string; operation?: string }) : undefined;
+      if (refused === undefined) continue;
+      const inbox = refused.operation === "subscription" && refused.subject === `${this.#prefix}*`;
+      for (const [token, waiter] of this.#waiters) {
+        if (!inbox && waiter.subject !== refused.subject) continue;
+        this.#waiters.delete(token);
+        waiter.reject(refused);
+      }
+      if (inbox) {
+        // Subscribe again on the next publish (the permissions may have been fixed meanwhile).
+        this.#sub = undefined;
+      }
+    }
   }
 
   /**
