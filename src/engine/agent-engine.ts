@@ -7,7 +7,7 @@ import { Agent as AgentBase, bindAgent } from "../agent/agent.ts";
 import type { Agent, AgentContext } from "../agent/agent.ts";
 import type { AgentClass } from "../agent/agent-type.ts";
 import { agentSpec } from "../agent/decorators.ts";
-import type { AgentSpec } from "../agent/decorators.ts";
+import type { AgentSpec, LoopSpec } from "../agent/decorators.ts";
 import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
 import type { ResolvedRuntimeConfig, RuntimeConfig } from "../agent/runtime-config.ts";
 import { ActionCancelledError, AgentStateError, BadEntityIdError, MailboxTerminatedError, raiseErrors } from "../errors.ts";
@@ -19,8 +19,12 @@ import { runOutsideActionScope } from "../interceptors/action-scope.ts";
 import { deferred } from "../util/deferred.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
-import { runLoop } from "./loops.ts";
+import { settleWithin } from "./grace.ts";
+import { LoopState, runLoop } from "./loops.ts";
+import type { LoopRun } from "./loops.ts";
 import { RequestDispatcher } from "./request-dispatcher.ts";
+
+const SETTLED: Promise<void> = Promise.resolve();
 
 /** Lifecycle states of an engine. */
 export const EngineState = {
@@ -163,7 +167,7 @@ export class AgentEngine<A extends Agent = Agent> {
     if (this.#state !== EngineState.Created) throw new AgentStateError("An AgentEngine runs only once");
     this.#state = EngineState.Starting;
     const client = await this.#connect();
-    let loops: Promise<void>[] = [];
+    let loops: LoopRun[] = [];
     try {
       const agent = (this.#agent ??= (this.#source as AgentBuilder<A>).build(client));
       this.#dispatcher.bind(agent);
@@ -177,7 +181,7 @@ export class AgentEngine<A extends Agent = Agent> {
         context,
         requestShutdown: (options) => this.requestShutdown({ expected: true, terminate: options.terminate }),
       });
-      loops = this.#spec.loops.map((spec) => this.#runLoop(agent, spec));
+      loops = this.#spec.loops.map((spec) => this.#startLoop(agent, spec));
       await agent.agentOnStartup();
     } catch (error) {
       this.#logger.error({ err: error }, "agent startup failed");
@@ -217,7 +221,7 @@ export class AgentEngine<A extends Agent = Agent> {
    * Shut down in Academy's order: shutdown hook (if started), loops stopped, in-flight actions
    * cancelled or awaited, mailbox terminated or kept, client closed; then raise what failed.
    */
-  async #shutdown(request: EngineShutdown, started: boolean, loops: Promise<void>[]): Promise<void> {
+  async #shutdown(request: EngineShutdown, started: boolean, loops: LoopRun[]): Promise<void> {
     this.#state = EngineState.Stopping;
     this.#retryable = !request.expected;
     this.#ready.resolve(false);
@@ -233,8 +237,12 @@ export class AgentEngine<A extends Agent = Agent> {
         errors.push(error);
       }
     }
-    await Promise.allSettled(loops);
-    await this.#dispatcher.settle(terminate, request.cancelActions ?? this.#config.cancelActionsOnShutdown);
+    const graceMs = this.#config.shutdownGraceMs;
+    for (const loop of await settleWithin(loops, graceMs)) {
+      loop.state = LoopState.Abandoned;
+      this.#logger.warn({ loop: loop.name, kind: loop.kind, graceMs }, "loop ignored its shutdown signal; abandoned (it may still run to its end)");
+    }
+    await this.#dispatcher.settle(terminate, request.cancelActions ?? this.#config.cancelActionsOnShutdown, graceMs);
 
     const client = this.#client!;
     if (terminate) {
@@ -253,12 +261,25 @@ export class AgentEngine<A extends Agent = Agent> {
     raiseErrors(errors, `Agent ${this.agentId} failed`);
   }
 
+  /** Start a loop; it runs once startup completed. */
+  #startLoop(agent: A, spec: LoopSpec): LoopRun {
+    const run: LoopRun = { name: spec.name, kind: spec.kind, state: LoopState.Waiting, done: SETTLED };
+    run.done = this.#runLoop(agent, spec, run);
+    return run;
+  }
+
   /** Run a loop once startup completed; a failure is recorded and (per config) shuts the agent down. */
-  async #runLoop(agent: A, spec: AgentSpec["loops"][number]): Promise<void> {
-    if (!(await this.#ready.promise)) return;
+  async #runLoop(agent: A, spec: LoopSpec, run: LoopRun): Promise<void> {
+    if (!(await this.#ready.promise)) {
+      run.state = LoopState.Stopped;
+      return;
+    }
+    run.state = LoopState.Running;
     try {
       await runLoop(agent, spec, this.#shutdownController.signal);
+      if (run.state === LoopState.Running) run.state = LoopState.Stopped;
     } catch (error) {
+      if (run.state === LoopState.Running) run.state = LoopState.Failed;
       this.#logger.error({ err: error, loop: spec.name }, "agent loop failed");
       this.#loopErrors.push(error);
       if (this.#config.shutdownOnLoopError) this.requestShutdown({ expected: false });

@@ -19,6 +19,7 @@ import { MessageType, assertNever } from "../protocol/messages.ts";
 import type { ActionRequest, CancelRequest, RequestMessage, ResponseBody } from "../protocol/messages.ts";
 import type { Logger } from "../util/logger.ts";
 import { ActionSlots } from "./action-slots.ts";
+import { settleWithin } from "./grace.ts";
 import { RecentTags } from "./recent-tags.ts";
 import { Responder } from "./responder.ts";
 
@@ -145,9 +146,11 @@ export class RequestDispatcher {
   /**
    * Stop taking requests, then cancel in-flight actions (`cancel`) or let them finish. Actions
    * still waiting for a slot are cancelled only when the mailbox is about to be terminated
-   * (`terminate`); otherwise they return to the mailbox unanswered for the next run.
+   * (`terminate`); otherwise they return to the mailbox unanswered for the next run. Cancelled
+   * actions get `graceMs` to return; those that ignore their signal longer are abandoned (their
+   * callers were answered already).
    */
-  async settle(terminate: boolean, cancel: boolean): Promise<void> {
+  async settle(terminate: boolean, cancel: boolean, graceMs = Number.POSITIVE_INFINITY): Promise<void> {
     this.#accepting = false;
     const entries = [...this.#inFlight.values()];
     if (cancel) {
@@ -156,7 +159,13 @@ export class RequestDispatcher {
     }
     // Wake queued actions: they see the engine is stopping and leave their requests unacknowledged.
     this.#slots.close();
-    await Promise.allSettled(entries.map((entry) => entry.done));
+    const abandoned = await settleWithin(entries, cancel ? graceMs : Number.POSITIVE_INFINITY);
+    for (const entry of abandoned) {
+      this.#options.logger.warn(
+        { action: entry.request.action, tag: entry.request.tag, graceMs },
+        "action ignored its cancellation; abandoned at shutdown (it may still run to its end)",
+      );
+    }
   }
 
   #startAction(request: ActionRequest, delivery: RequestDelivery): void {

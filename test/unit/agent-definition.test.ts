@@ -59,9 +59,14 @@ describe("runtime config", () => {
       terminateOnSuccess: true,
       terminateOnError: true,
       maxConcurrentActions: Number.POSITIVE_INFINITY,
+      shutdownGraceMs: 3000,
     });
     expect(resolveRuntimeConfig({ maxConcurrentActions: 4 }).maxConcurrentActions).toBe(4);
     expect(() => resolveRuntimeConfig({ maxConcurrentActions: 1.5 })).toThrow(InvalidConfigError);
     expect(() => resolveRuntimeConfig({ terminateOnError: "yes" as never })).toThrow(InvalidConfigError);
+    expect(resolveRuntimeConfig({ shutdownGraceMs: 0 }).shutdownGraceMs).toBe(0);
+    expect(resolveRuntimeConfig({ shutdownGraceMs: Number.POSITIVE_INFINITY }).shutdownGraceMs).toBe(Number.POSITIVE_INFINITY);
+    expect(() => resolveRuntimeConfig({ shutdownGraceMs: -1 })).toThrow(InvalidConfigError);
+    expect(() => resolveRuntimeConfig({ shutdownGraceMs: Number.NaN })).toThrow(InvalidConfigError);
   });
 });
