@@ -83,6 +83,8 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   readonly #inboundResponse: ((input: InboundResponseInput) => void) | undefined;
   /** Settles when the previous request has been handed to the transport (keeps sends in call order). */
   #sendOrder: Promise<unknown> = Promise.resolve();
+  /** Tags of requests going out through `post` (sent without a reply address; no response awaited). */
+  readonly #posts = new Set<string>();
   #closing: Promise<void> | undefined;
 
   protected constructor(transport: ExchangeTransport, options: ExchangeClientOptions = {}, interceptors: readonly CallerInterceptor[] = []) {
@@ -95,9 +97,11 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
       release: (call) => this.#pending.remove(call),
       cancel: (call) => this.#sendCancel(call.agentId, call.request.tag),
     };
-    this.#outboundRequest = composeInterceptors(interceptors, "outboundRequest", (input) =>
-      this.#call(input.agentId, input.body, input.tag, isEmptyHeaders(input.headers) ? undefined : input.headers, input.timeoutMs, input.signal),
-    );
+    this.#outboundRequest = composeInterceptors(interceptors, "outboundRequest", (input) => {
+      const headers = isEmptyHeaders(input.headers) ? undefined : input.headers;
+      if (input.body.type !== MessageType.ActionRequest && this.#posts.has(input.tag)) return this.#post(input.agentId, input.body, input.tag, headers);
+      return this.#call(input.agentId, input.body, input.tag, headers, input.timeoutMs, input.signal);
+    });
     this.#inboundResponse = composeInterceptors(interceptors, "inboundResponse", (input) => {
       const sink = this.#pending.get(input.request.tag);
       if (sink !== undefined) this.#pending.receive(sink, input.response);
@@ -180,6 +184,41 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * @internal Send a request without a reply address and without waiting for an answer (used by
+   * `Handle.shutdown`), through the `outboundRequest` interceptors. Resolves once the exchange
+   * has taken the request; the agent handles it whenever it gets to it and answers nobody.
+   * @throws {BadEntityIdError | MailboxTerminatedError} if the destination is missing or terminated.
+   */
+  post(dest: AgentId, body: RequestBody): Promise<void> {
+    try {
+      this.#assertOpen();
+      const tag = newTag();
+      const outbound = this.#outboundRequest;
+      if (outbound === undefined) return this.#post(dest, body, tag, undefined).then(ignore);
+      this.#posts.add(tag);
+      return outbound({ agentId: dest, body, tag, headers: {}, timeoutMs: undefined, signal: undefined })
+        .then(ignore)
+        .finally(() => this.#posts.delete(tag));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Send a request with no reply address (fire-and-forget: the agent answers nobody), in call
+   * order with this client's other requests. Resolves, once the exchange has it, with a success
+   * response made here (what `outboundRequest` hooks see as the call's result).
+   */
+  async #post(dest: AgentId, body: RequestBody, tag: string, headers: MessageHeaders | undefined): Promise<ResponseMessage> {
+    const message = requestMessage(body, tag, dest.uid, undefined, undefined, headers);
+    const deliverable = this.#sendOrder.then(() => this.#assertDeliverable(dest));
+    const sent = deliverable.then(() => this.transport.send(message));
+    this.#sendOrder = sent.catch(ignore);
+    await sent;
+    return { type: MessageType.SuccessResponse, tag, dest: this.clientId.uid, src: dest.uid };
   }
 
   /** Send a request and wait for its response: the end of the `outboundRequest` chain. */

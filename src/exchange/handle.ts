@@ -23,8 +23,6 @@ export interface CallOptions {
 export interface HandleShutdownOptions {
   /** Override the agent's config: terminate its mailbox (`true`) or keep it (`false`). */
   terminate?: boolean;
-  /** Give up waiting for the agent's acknowledgement after this many ms. */
-  timeoutMs?: number;
 }
 
 /** @internal What a handle needs from its exchange client. */
@@ -35,6 +33,8 @@ export interface HandleClient {
    * request is sent.
    */
   request(dest: AgentId, body: RequestBody, options: CallOptions): Promise<ResponseMessage>;
+  /** Send a request that nobody answers; resolves once the exchange has taken it. */
+  post(dest: AgentId, body: RequestBody): Promise<void>;
 }
 
 type HandleApiName = "action" | "invoke" | "with" | "ping" | "shutdown" | "agentId";
@@ -171,15 +171,15 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
   }
 
   /**
-   * Ask the agent to shut down; resolves when the agent has acknowledged (not when it has stopped).
+   * Ask the agent to shut down. Only sends, as Academy's `Handle.shutdown` does: resolves once the
+   * request is in the agent's mailbox, not when the agent has read it or stopped (the agent reads
+   * it after its startup, whenever it runs). To wait for the agent to stop, use
+   * `Manager.shutdown` (blocking by default) or `Manager.wait`.
    * @throws {AgentTerminatedError} if the agent's mailbox is already terminated.
+   * @throws {BadEntityIdError} if the agent does not exist.
    */
   async shutdown(options: HandleShutdownOptions = {}): Promise<void> {
-    await this.client.request(
-      this.agentId,
-      { type: MessageType.ShutdownRequest, terminate: options.terminate },
-      { timeoutMs: options.timeoutMs ?? this.defaults.timeoutMs, signal: this.defaults.signal },
-    );
+    await this.client.post(this.agentId, { type: MessageType.ShutdownRequest, terminate: options.terminate });
   }
 
   override toString(): string {

@@ -13,7 +13,9 @@ import {
 import type { ManagerOptions } from "../../src/index.ts";
 import type { ConformanceTarget } from "./exchange-conformance.ts";
 import {
+  Counter,
   Dawdler,
+  SlowStarter,
   StubbornLoop,
 } from "../fixtures/agents.ts";
 
@@ -79,5 +81,23 @@ export function describeParityConformance(name: string, target: () => Conformanc
       });
     });
 
+
+    describe("handles", () => {
+      test("handle.shutdown() only sends: it returns before a slow startup ends, and for an agent nobody runs yet", async () => {
+        await using manager = await open();
+        const agent = new SlowStarter();
+        const handle = await manager.launch(agent);
+        expect(await settlesWithin(manager.shutdown(handle, { blocking: false }), 2_000)).toBe(true);
+        agent.gate.resolve();
+        await manager.wait([handle], { timeoutMs: 10_000 });
+
+        const registration = await manager.registerAgent(Counter);
+        expect(await settlesWithin(manager.getHandle(registration).shutdown(), 2_000)).toBe(true);
+        // The request waited in the mailbox: the agent shuts down as soon as it runs.
+        const late = await manager.launch(Counter, { registration });
+        await manager.wait([late], { timeoutMs: 10_000 });
+        expect(await manager.exchangeClient.status(registration.agentId)).toBe(MailboxStatus.Terminated);
+      });
+    });
   });
 }
