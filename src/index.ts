@@ -96,7 +96,7 @@ export type { NatsLayout } from "./exchange/nats/nats-layout.ts";
 export type { LocalExchangeFactoryOptions } from "./exchange/local/local-exchange-factory.ts";
 
 export { EVENT_LOOP_EXECUTOR, Manager, ReturnWhen } from "./manager/manager.ts";
-export type { LaunchOptions, ManagerOptions, ManagerShutdownOptions, WaitOptions } from "./manager/manager.ts";
+export type { LaunchOptions, ManagerOptions, ManagerShutdownOptions, WaitOptions, WaitResult } from "./manager/manager.ts";
 export { EventLoopExecutor } from "./manager/event-loop-executor.ts";
 export { WorkerThreadExecutor } from "./manager/worker-thread-executor.ts";
 export type { WorkerThreadExecutorOptions } from "./manager/worker-thread-executor.ts";

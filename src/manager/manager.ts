@@ -123,6 +123,14 @@ export interface WaitOptions {
   timeoutMs?: number;
 }
 
+/** What {@link Manager.wait} returns (Academy's `done` and `pending` sets of `asyncio.wait`). */
+export interface WaitResult {
+  /** The agents that have stopped. */
+  readonly done: AgentId[];
+  /** The agents still running. */
+  readonly pending: AgentId[];
+}
+
 interface LaunchedAgent {
   readonly agentId: AgentId;
   readonly executor: string;
@@ -331,29 +339,30 @@ export class Manager implements AsyncDisposable {
   }
 
   /**
-   * Wait for launched agents to stop.
+   * Wait for launched agents to stop, as Academy's `wait` (and `asyncio.wait`): until all have
+   * stopped (`"all-completed"`), any has (`"first-completed"`), or any has failed or all have
+   * stopped (`"first-exception"`). When `timeoutMs` passes first, the wait returns the agents
+   * stopped so far if the condition allows it (any stopped, for `"first-completed"` and
+   * `"first-exception"`), and raises `WaitTimeoutError` otherwise.
+   * @returns the agents that have stopped and those still running, in the order given.
    * @throws {BadEntityIdError} if this manager did not launch one of them.
-   * @throws {WaitTimeoutError} if `timeoutMs` passes first.
-   * @throws the agents' errors, with `raiseError`.
+   * @throws {WaitTimeoutError} if `timeoutMs` passes with no agent stopped, or (`"all-completed"`)
+   *   with any still running.
+   * @throws the errors of the stopped agents that failed, with `raiseError`.
    */
-  async wait(agents: Iterable<AgentRef>, options: WaitOptions = {}): Promise<void> {
+  async wait(agents: Iterable<AgentRef>, options: WaitOptions = {}): Promise<WaitResult> {
     const targets = [...new Set([...agents].map((a) => this.#lookup(a)))];
-    if (targets.length === 0) return;
+    if (targets.length === 0) return { done: [], pending: [] };
     const returnWhen = options.returnWhen ?? ReturnWhen.AllCompleted;
     const condition = this.#waitCondition(targets, returnWhen);
     if (options.timeoutMs === undefined) {
       await condition;
     } else {
       let timer: NodeJS.Timeout | undefined;
-      const timedOut = await Promise.race([
-        condition.then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), options.timeoutMs);
-        }),
-      ]);
+      await Promise.race([condition, new Promise<void>((resolve) => (timer = setTimeout(resolve, options.timeoutMs)))]);
       clearTimeout(timer);
-      if (timedOut) {
-        const pending = targets.filter((t) => !t.done).length;
+      const pending = targets.filter((t) => !t.done).length;
+      if (pending === targets.length || (pending > 0 && returnWhen === ReturnWhen.AllCompleted)) {
         throw new WaitTimeoutError(`${pending} of ${targets.length} agent(s) still running after ${options.timeoutMs} ms`, {
           timeoutMs: options.timeoutMs,
           pending,
@@ -366,6 +375,7 @@ export class Manager implements AsyncDisposable {
         "Waited agents failed",
       );
     }
+    return { done: targets.filter((t) => t.done).map((t) => t.agentId), pending: targets.filter((t) => !t.done).map((t) => t.agentId) };
   }
 
   /**

@@ -9,6 +9,8 @@ import {
   ActionCancelledError,
   MailboxStatus,
   Manager,
+  ReturnWhen,
+  WaitTimeoutError,
 } from "../../src/index.ts";
 import type { ManagerOptions } from "../../src/index.ts";
 import type { ConformanceTarget } from "./exchange-conformance.ts";
@@ -97,6 +99,21 @@ export function describeParityConformance(name: string, target: () => Conformanc
         const late = await manager.launch(Counter, { registration });
         await manager.wait([late], { timeoutMs: 10_000 });
         expect(await manager.exchangeClient.status(registration.agentId)).toBe(MailboxStatus.Terminated);
+      });
+    });
+    describe("manager", () => {
+      test("wait with first-exception and a timeout returns the done and pending agents when one stopped cleanly", async () => {
+        await using manager = await open();
+        const a = await manager.launch(Counter);
+        const b = await manager.launch(Counter);
+        await manager.shutdown(a);
+        const result = await manager.wait([a, b], { returnWhen: ReturnWhen.FirstException, timeoutMs: 100 });
+        expect(result.done.map((id) => id.uid)).toEqual([a.agentId.uid]);
+        expect(result.pending.map((id) => id.uid)).toEqual([b.agentId.uid]);
+        // Nothing stopped in time: a timeout, whatever returnWhen says.
+        await expect(manager.wait([b], { returnWhen: ReturnWhen.FirstException, timeoutMs: 50 })).rejects.toThrow(WaitTimeoutError);
+        await expect(manager.wait([b], { returnWhen: ReturnWhen.FirstCompleted, timeoutMs: 50 })).rejects.toThrow(WaitTimeoutError);
+        expect((await manager.wait([a], { returnWhen: ReturnWhen.FirstCompleted })).done.map((id) => id.uid)).toEqual([a.agentId.uid]);
       });
     });
   });
