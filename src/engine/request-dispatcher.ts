@@ -7,7 +7,7 @@
 import type { ActionContext, Agent } from "../agent/agent.ts";
 import type { AgentSpec } from "../agent/decorators.ts";
 import type { ResolvedRuntimeConfig } from "../agent/runtime-config.ts";
-import { ActionCancelledError, ActionInvalidStateError, UnknownActionError } from "../errors.ts";
+import { ActionCancelledError, ActionInvalidStateError, PingCancelledError, UnknownActionError } from "../errors.ts";
 import type { AgentExchangeClient, RequestDelivery } from "../exchange/exchange-client.ts";
 import type { AgentId } from "../identifiers.ts";
 import { runInActionScope } from "../interceptors/action-scope.ts";
@@ -42,6 +42,11 @@ export interface DispatcherOptions {
 
 const SETTLED: Promise<void> = Promise.resolve();
 
+/** The answer to a ping that waited for a startup that failed. */
+function startupFailed(agentId: AgentId): PingCancelledError {
+  return new PingCancelledError(`Agent ${agentId} failed to start; the ping was cancelled`, { agentId: agentId.uid });
+}
+
 /** An action request being run (or waiting for a slot). */
 interface InFlightAction {
   readonly request: ActionRequest;
@@ -71,6 +76,8 @@ export class RequestDispatcher {
   #early: RequestDelivery[] | undefined = [];
   #ready = false;
   #accepting = true;
+  /** Pings and shutdowns being handled (waiting for startup, or being answered). */
+  readonly #controls = new Set<Promise<void>>();
 
   constructor(options: DispatcherOptions) {
     this.#options = options;
@@ -132,9 +139,11 @@ export class RequestDispatcher {
         this.#startAction(request, delivery);
         return;
       case MessageType.PingRequest:
-      case MessageType.ShutdownRequest:
-        void this.#handleControl(request, delivery);
+      case MessageType.ShutdownRequest: {
+        const handled = this.#handleControl(request, delivery).finally(() => this.#controls.delete(handled));
+        this.#controls.add(handled);
         return;
+      }
       case MessageType.CancelRequest:
         void this.#handleCancel(request, delivery);
         return;
@@ -159,6 +168,8 @@ export class RequestDispatcher {
     }
     // Wake queued actions: they see the engine is stopping and leave their requests unacknowledged.
     this.#slots.close();
+    // Pings that waited for a startup that failed are being answered: before the mailbox goes.
+    await Promise.allSettled([...this.#controls]);
     const abandoned = await settleWithin(entries, cancel ? graceMs : Number.POSITIVE_INFINITY);
     for (const entry of abandoned) {
       this.#options.logger.warn(
@@ -256,14 +267,18 @@ export class RequestDispatcher {
   }
 
   async #handleControl(request: RequestMessage, delivery: RequestDelivery): Promise<void> {
-    // Before startup completes these wait; if startup never completes they stay in the mailbox.
-    if (!this.#ready && !(await this.#options.ready)) return;
+    // Before startup completes these wait. If startup fails, a ping is answered with
+    // PingCancelledError (Academy cancels its waiting ping); a shutdown stays in the mailbox.
+    if (!this.#ready && !(await this.#options.ready)) {
+      if (request.type === MessageType.PingRequest) await this.#reject(request, delivery, startupFailed(this.#options.agentId));
+      return;
+    }
     if (!(await this.#responder.answer(request, { type: MessageType.SuccessResponse }, delivery))) return;
     this.#answered.add(request.tag);
     if (request.type === MessageType.ShutdownRequest) this.#options.onShutdownRequest(request.terminate);
   }
 
-  /** Answer a request an `inboundRequest` interceptor rejected with the error it threw. */
+  /** Answer a request with an error without running it (an `inboundRequest` interceptor threw it, say). */
   async #reject(request: RequestMessage, delivery: RequestDelivery, error: unknown): Promise<void> {
     const body: ResponseBody = { type: MessageType.ErrorResponse, error: toFailure(error) };
     if (await this.#responder.answer(request, body, delivery)) this.#answered.add(request.tag);

@@ -9,6 +9,7 @@ import {
   ActionCancelledError,
   MailboxStatus,
   Manager,
+  PingCancelledError,
   ReturnWhen,
   WaitTimeoutError,
 } from "../../src/index.ts";
@@ -17,6 +18,7 @@ import type { ConformanceTarget } from "./exchange-conformance.ts";
 import {
   Counter,
   Dawdler,
+  GatedFailure,
   SlowStarter,
   StubbornLoop,
 } from "../fixtures/agents.ts";
@@ -99,6 +101,21 @@ export function describeParityConformance(name: string, target: () => Conformanc
         const late = await manager.launch(Counter, { registration });
         await manager.wait([late], { timeoutMs: 10_000 });
         expect(await manager.exchangeClient.status(registration.agentId)).toBe(MailboxStatus.Terminated);
+      });
+
+      test("a ping waiting for a startup that fails is answered with PingCancelledError", async () => {
+        const manager = await open();
+        try {
+          const agent = new GatedFailure();
+          const handle = await manager.launch(agent);
+          const ping = handle.ping().catch((e: unknown) => e);
+          // A round trip to another agent from the same client: the ping is in the mailbox by now.
+          await (await manager.launch(Counter)).increment();
+          agent.gate.resolve();
+          expect(await ping).toBeInstanceOf(PingCancelledError);
+        } finally {
+          await manager.close().catch(() => undefined);
+        }
       });
     });
     describe("manager", () => {
