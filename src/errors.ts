@@ -17,6 +17,7 @@ export const ErrorCode = {
   PingCancelled: "PING_CANCELLED",
   ActionInvalidState: "ACTION_INVALID_STATE",
   UnknownAction: "UNKNOWN_ACTION",
+  ActionArguments: "ACTION_ARGUMENTS",
   InvalidClient: "INVALID_CLIENT",
   IncompatibleProtocol: "INCOMPATIBLE_PROTOCOL",
   MalformedMessage: "MALFORMED_MESSAGE",
@@ -159,6 +160,24 @@ export class UnknownActionError extends AcademyError {
   readonly agentId: string | undefined;
   constructor(message: string, options: AcademyErrorOptions & { action?: string; agentId?: string } = {}) {
     super(message, { ...options, code: ErrorCode.UnknownAction });
+    this.action = options.action;
+    this.agentId = options.agentId;
+  }
+  override details(): Record<string, unknown> {
+    return { action: this.action, agentId: this.agentId };
+  }
+}
+
+/**
+ * An action was called with more arguments than it takes: an `@action({ context: true })` method
+ * takes at most its declared parameters before the context.
+ */
+export class ActionArgumentsError extends AcademyError {
+  override readonly name: string = "ActionArgumentsError";
+  readonly action: string | undefined;
+  readonly agentId: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { action?: string; agentId?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.ActionArguments });
     this.action = options.action;
     this.agentId = options.agentId;
   }
@@ -477,6 +496,7 @@ export const errorClasses: ReadonlyMap<
     PingCancelledError,
     ActionInvalidStateError,
     UnknownActionError,
+    ActionArgumentsError,
     InvalidClientError,
     IncompatibleProtocolError,
     MalformedMessageError,

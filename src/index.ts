@@ -16,6 +16,7 @@ export type { RuntimeConfig } from "./agent/runtime-config.ts";
 
 export {
   AcademyError,
+  ActionArgumentsError,
   ActionCancelledError,
   ActionInvalidStateError,
   AgentAlreadyLaunchedError,

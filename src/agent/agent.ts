@@ -3,11 +3,14 @@
  */
 import { AgentDefinitionError, AgentStateError } from "../errors.ts";
 import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
+import type { Handle } from "../exchange/handle.ts";
+import type { MessageHeaders } from "../protocol/headers.ts";
 
-import type { AgentId } from "../identifiers.ts";
+import type { AgentId, UserId } from "../identifiers.ts";
 import type { Logger } from "../util/logger.ts";
 import { agentTypeInfo } from "./agent-type.ts";
 import { action, agentSpec } from "./decorators.ts";
+import { parameterList } from "./parameters.ts";
 
 /** What a running agent knows about its surroundings (`this.agentContext`). */
 export interface AgentContext<A extends Agent = Agent> {
@@ -21,14 +24,33 @@ export interface AgentContext<A extends Agent = Agent> {
 }
 
 /**
- * Passed as the extra last argument of actions declared with `@action({ context: true })`.
+ * The action being run and who asked for it (Academy's `ActionContext`): `this.actionContext` in
+ * any action, and the last parameter of actions declared with `@action({ context: true })`.
  */
 export interface ActionContext {
-  /** Uid of the caller's mailbox (absent for fire-and-forget requests from outside). */
-  readonly source: string | undefined;
+  /** The action's name. */
+  readonly action: string;
   /** The request's tag. */
   readonly tag: string;
-  /** Aborts when the caller cancels (timeout, abort signal) or the agent shuts down. */
+  /** Uid of the caller's mailbox (absent for requests from callers without one). */
+  readonly source: string | undefined;
+  /**
+   * The caller's id: an `AgentId` or a `UserId`, as the caller stated its role (the library's
+   * clients always do). Absent when the request has no `src`, or a foreign caller did not say.
+   */
+  readonly sourceId: AgentId | UserId | undefined;
+  /** The caller is an agent (Academy's `is_agent_source`). */
+  readonly isAgentSource: boolean;
+  /** The caller is a user client (Academy's `is_user_source`). */
+  readonly isUserSource: boolean;
+  /**
+   * A handle to the calling agent, bound to this agent's client (Academy's `source_handle`).
+   * @throws {InvalidClientError} when the caller is not an agent (users serve no requests).
+   */
+  readonly sourceHandle: Handle;
+  /** The request's headers, as the caller set them (absent when it set none). */
+  readonly headers: MessageHeaders | undefined;
+  /** Aborts when the caller cancels (timeout, abort signal), the deadline passes, or the agent shuts down. */
   readonly signal: AbortSignal;
   /** The agent's exchange client. */
   readonly exchangeClient: AgentExchangeClient;
@@ -58,6 +80,8 @@ export interface AgentShutdownOptions {
 export interface AgentBinding {
   readonly context: AgentContext;
   requestShutdown(options: AgentShutdownOptions): void;
+  /** The context of the action of this agent running in the current async context, if any. */
+  actionContext(): ActionContext | undefined;
 }
 
 const bindings = new WeakMap<Agent, AgentBinding>();
@@ -105,6 +129,18 @@ export abstract class Agent {
     return this.#binding().context as AgentContext<this>;
   }
 
+  /**
+   * The action of this agent running in the current async context: its name, tag, caller
+   * (`sourceId`, `isAgentSource`, `sourceHandle`), headers and signal. Works in the action and in
+   * everything it calls or awaits; no parameter needed.
+   * @throws {AgentStateError} outside an action of this agent (loops, hooks, other code).
+   */
+  get actionContext(): ActionContext {
+    const context = this.#binding().actionContext();
+    if (context === undefined) throw new AgentStateError("actionContext is only available inside an action of this agent");
+    return context;
+  }
+
   /** Ask the engine to shut this agent down (an expected shutdown). Returns at once. */
   agentShutdown(options: AgentShutdownOptions = {}): void {
     this.#binding().requestShutdown(options);
@@ -132,26 +168,4 @@ export abstract class Agent {
       })),
     };
   }
-}
-
-/** The text between a function's parameter parentheses, e.g. `"by = 1"`. */
-function parameterList(fn: unknown): string {
-  const source = typeof fn === "function" ? Function.prototype.toString.call(fn) : "";
-  const open = source.indexOf("(");
-  if (open < 0) return "";
-  let depth = 0;
-  let quote: string | undefined;
-  for (let i = open; i < source.length; i++) {
-    const ch = source[i]!;
-    if (quote !== undefined) {
-      if (ch === "\\") i++;
-      else if (ch === quote) quote = undefined;
-    } else if (ch === '"' || ch === "'" || ch === "`") quote = ch;
-    else if (ch === "(" || ch === "[" || ch === "{") depth++;
-    else if (ch === ")" || ch === "]" || ch === "}") {
-      depth--;
-      if (depth === 0) return source.slice(open + 1, i).replace(/\s+/g, " ").trim();
-    }
-  }
-  return "";
 }

@@ -4,6 +4,7 @@
  * {@link agentSpec}.
  */
 import { AgentDefinitionError } from "../errors.ts";
+import { parameterList, splitParameters } from "./parameters.ts";
 
 // Node 20 has no Symbol.metadata. tsc only records decorator metadata when it exists, and esbuild
 // falls back to Symbol.for("Symbol.metadata"); install that same symbol so both agree.
@@ -18,8 +19,13 @@ export interface ActionSpec {
   readonly kind: "action";
   readonly name: string;
   readonly description: string | undefined;
-  /** Whether the method receives an {@link ActionContext} as an extra last argument. */
+  /** Whether the method receives an {@link ActionContext} as its last declared parameter. */
   readonly context: boolean;
+  /**
+   * With `context`, the position of the context among the method's arguments: its last declared
+   * parameter, whatever the caller passed before it (omitted arguments are `undefined`).
+   */
+  readonly contextIndex: number;
   readonly method: AsyncMethod;
 }
 
@@ -41,8 +47,9 @@ export interface ActionOptions {
   /** Text returned by `agentDescribe` for this action. */
   description?: string;
   /**
-   * Pass an `ActionContext` (caller, request tag, abort signal, exchange client) as an extra last
-   * argument.
+   * Pass the `ActionContext` (caller, request tag, abort signal, exchange client) as the method's
+   * last declared parameter, whatever the caller passed: `inc(by = 1, ctx?)` called as `inc()`
+   * gets `by = 1`. The same context is `this.actionContext` in any action, without this option.
    * @defaultValue false
    */
   context?: boolean;
@@ -92,6 +99,22 @@ function requireAsync(kind: string, name: string, method: unknown): void {
   }
 }
 
+/**
+ * Where an action declared with `context: true` takes its context: its last declared parameter.
+ * @throws {AgentDefinitionError} if it declares none, or its last one is a rest parameter.
+ */
+function contextParameterIndex(name: string, method: AsyncMethod): number {
+  const parameters = splitParameters(parameterList(method));
+  const last = parameters.at(-1);
+  if (last === undefined) {
+    throw new AgentDefinitionError(`Action '${name}' takes its context (context: true) but declares no parameter for it`);
+  }
+  if (last.startsWith("...")) {
+    throw new AgentDefinitionError(`Action '${name}' takes its context (context: true) in a rest parameter; declare a last parameter for it`);
+  }
+  return parameters.length - 1;
+}
+
 function decorateAction(options: ActionOptions) {
   return function <M extends AsyncMethod>(method: M, context: ClassMethodDecoratorContext): M {
     const name = String(context.name);
@@ -101,7 +124,9 @@ function decorateAction(options: ActionOptions) {
         `Action name '${name}' clashes with a handle method; rename it or pass { allowProtectedName: true }`,
       );
     }
-    record(context, { kind: "action", name, description: options.description, context: options.context === true, method });
+    const withContext = options.context === true;
+    const contextIndex = withContext ? contextParameterIndex(name, method) : -1;
+    record(context, { kind: "action", name, description: options.description, context: withContext, contextIndex, method });
     return method;
   };
 }
@@ -111,9 +136,11 @@ function decorateAction(options: ActionOptions) {
  *
  * ```ts
  * @action async increment(by = 1) { ... }
- * @action({ description: "Add to the count", context: true }) async add(n: number, ctx: ActionContext) { ... }
+ * @action async whoAsked() { return this.actionContext.sourceId; }
+ * @action({ description: "Add to the count", context: true }) async add(n = 1, ctx?: ActionContext) { ... }
  * ```
- * @throws {AgentDefinitionError} when the class is defined, if the method is not async.
+ * @throws {AgentDefinitionError} when the class is defined, if the method is not async, or has
+ *   `context: true` without a last parameter for the context.
  */
 export function action<M extends AsyncMethod>(method: M, context: ClassMethodDecoratorContext): M;
 export function action(

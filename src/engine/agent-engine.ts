@@ -15,10 +15,11 @@ import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
 import type { AgentId } from "../identifiers.ts";
-import { runOutsideActionScope } from "../interceptors/action-scope.ts";
+import { currentAction, runOutsideActionScope } from "../interceptors/action-scope.ts";
 import { deferred } from "../util/deferred.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
+import { EngineActionContext } from "./action-context.ts";
 import { settleWithin } from "./grace.ts";
 import { LoopState, runLoop } from "./loops.ts";
 import type { LoopRun } from "./loops.ts";
@@ -180,6 +181,10 @@ export class AgentEngine<A extends Agent = Agent> {
       bindAgent(agent, {
         context,
         requestShutdown: (options) => this.requestShutdown({ expected: true, terminate: options.terminate }),
+        actionContext: () => {
+          const scope = currentAction();
+          return scope instanceof EngineActionContext && scope.agentId === this.agentId.uid ? scope : undefined;
+        },
       });
       loops = this.#spec.loops.map((spec) => this.#startLoop(agent, spec));
       await agent.agentOnStartup();

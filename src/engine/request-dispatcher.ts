@@ -4,20 +4,20 @@
  * abort them, pings and shutdowns wait for startup. Every request is acknowledged only after its
  * response is out (see {@link Responder}).
  */
-import type { ActionContext, Agent } from "../agent/agent.ts";
+import type { Agent } from "../agent/agent.ts";
 import type { AgentSpec } from "../agent/decorators.ts";
 import type { ResolvedRuntimeConfig } from "../agent/runtime-config.ts";
 import { ActionCancelledError, ActionInvalidStateError, PingCancelledError, UnknownActionError } from "../errors.ts";
 import type { AgentExchangeClient, RequestDelivery } from "../exchange/exchange-client.ts";
 import type { AgentId } from "../identifiers.ts";
 import { runInActionScope } from "../interceptors/action-scope.ts";
-import type { ActionScope } from "../interceptors/action-scope.ts";
 import type { ActionInput, AgentInterceptor, InboundRequestInput } from "../interceptors/agent-interceptor.ts";
 import { composeInterceptors } from "../interceptors/interceptors.ts";
 import { toFailure } from "../protocol/failure.ts";
 import { MessageType, assertNever } from "../protocol/messages.ts";
 import type { ActionRequest, CancelRequest, RequestMessage, ResponseBody } from "../protocol/messages.ts";
 import type { Logger } from "../util/logger.ts";
+import { EngineActionContext, argsWithContext } from "./action-context.ts";
 import { ActionSlots } from "./action-slots.ts";
 import { settleWithin } from "./grace.ts";
 import { RecentTags } from "./recent-tags.ts";
@@ -226,8 +226,10 @@ export class RequestDispatcher {
 
   /**
    * Call the action's method on the agent (the end of the `action` chain), inside the action's
-   * scope (`currentAction()`); the scope is also the method's `ActionContext` if it takes one.
+   * scope (`currentAction()`); the scope is also its `ActionContext` (`this.actionContext`, and
+   * the method's last parameter with `context: true`).
    * @throws {UnknownActionError} if the agent has no such action.
+   * @throws {ActionArgumentsError} for too many arguments before a context parameter.
    */
   #invoke(request: ActionRequest, args: readonly unknown[], signal: AbortSignal): Promise<unknown> {
     const agentId = this.#options.agentId;
@@ -237,16 +239,8 @@ export class RequestDispatcher {
     }
     const agent = this.#agent!;
     const method = (agent as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>)[request.action]!;
-    const scope: ActionScope & ActionContext = {
-      agentId: agentId.uid,
-      action: request.action,
-      tag: request.tag,
-      source: request.src,
-      headers: request.headers,
-      signal,
-      exchangeClient: this.#client!,
-    };
-    return runInActionScope(scope, method, agent, spec.context ? [...args, scope] : args);
+    const scope = new EngineActionContext(agentId.uid, request, signal, this.#client!);
+    return runInActionScope(scope, method, agent, spec.context ? argsWithContext(args, scope, spec.contextIndex, agentId.uid) : args);
   }
 
   /** Respond once, then acknowledge the request (and any duplicate deliveries of it). */

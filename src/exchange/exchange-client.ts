@@ -230,7 +230,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     timeoutMs: number | undefined,
     signal: AbortSignal | undefined,
   ): Promise<ResponseMessage> {
-    const message = requestMessage(body, tag, dest.uid, this.clientId.uid, this.transport.replySubject, headers);
+    const message = requestMessage(body, tag, dest.uid, this.clientId.uid, this.transport.replySubject, headers, this.clientId.role);
     if (signal?.aborted) throw giveUpError("abort", message, signal.reason);
     // Requests from one client reach the exchange in call order (FIFO per mailbox), even while an
     // earlier request's status lookup is still under way.
@@ -362,7 +362,14 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
 
   #sendCancel(dest: AgentId, target: string): void {
     if (this.#closing !== undefined) return;
-    const cancel: RequestMessage = { type: MessageType.CancelRequest, target, tag: newTag(), dest: dest.uid, src: this.clientId.uid };
+    const cancel: RequestMessage = {
+      type: MessageType.CancelRequest,
+      target,
+      tag: newTag(),
+      dest: dest.uid,
+      src: this.clientId.uid,
+      srcRole: this.clientId.role,
+    };
     const send = async (): Promise<void> => {
       // A mailbox that is gone needs no cancel (and must not collect one nobody reads).
       if ((await this.transport.status(dest.uid)) === MailboxStatus.Active) await this.transport.send(cancel);

@@ -51,9 +51,18 @@ export type ActionName<A> = {
 }[keyof A] &
   string;
 
-type StripContext<P extends readonly unknown[]> = P extends readonly [...infer Rest, ActionContext] ? Rest : P;
+/** A parameter list without its last parameter when that is an `ActionContext` (required or optional). */
+type StripContext<P extends readonly unknown[]> = P extends readonly [...infer Rest, ActionContext]
+  ? Rest
+  : P extends readonly [...infer Rest, (ActionContext | undefined)?]
+    ? Rest
+    : P;
 
-/** The arguments a caller passes to action `K` (an `ActionContext` last parameter is supplied by the engine). */
+/**
+ * The arguments a caller passes to action `K`: its parameters without a last `ActionContext`
+ * one, which the engine supplies (`@action({ context: true })`). A call cannot pass a value in
+ * the context's place.
+ */
 export type ActionArgs<A, K extends keyof A> = A[K] extends (...args: infer P) => any ? StripContext<P> : never;
 
 /** What action `K` resolves to. */

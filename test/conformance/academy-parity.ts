@@ -6,20 +6,26 @@
 import { pino } from "pino";
 import { describe, expect, test } from "vitest";
 import {
+  ActionArgumentsError,
   ActionCancelledError,
+  AgentStateError,
+  InvalidClientError,
   MailboxStatus,
   Manager,
   PingCancelledError,
   ReturnWhen,
   WaitTimeoutError,
 } from "../../src/index.ts";
-import type { ManagerOptions } from "../../src/index.ts";
+import type { ActionContext, ManagerOptions } from "../../src/index.ts";
 import type { ConformanceTarget } from "./exchange-conformance.ts";
 import {
+  ContextCounter,
   Counter,
   Dawdler,
   GatedFailure,
   SlowStarter,
+  SourceCaller,
+  SourceProbe,
   StubbornLoop,
 } from "../fixtures/agents.ts";
 
@@ -85,6 +91,47 @@ export function describeParityConformance(name: string, target: () => Conformanc
       });
     });
 
+
+    describe("action context", () => {
+      test("@action({ context: true }) with an omitted optional argument: the context never takes its place", async () => {
+        await using manager = await open();
+        const handle = await manager.launch(ContextCounter);
+        const first = await handle.inc();
+        expect(first.count).toBe(1);
+        expect(typeof first.tag).toBe("string");
+        expect((await handle.inc(5)).count).toBe(6);
+      });
+
+      test("@action({ context: true }) refuses arguments in the context's place", async () => {
+        await using manager = await open();
+        const handle = await manager.launch(ContextCounter);
+        await expect(handle.action("inc", 1, "not a context")).rejects.toThrow(ActionArgumentsError);
+        // @ts-expect-error: the typed proxy takes no argument in the context's place
+        await expect(handle.inc(1, {} as ActionContext)).rejects.toThrow(ActionArgumentsError);
+        expect((await handle.inc(2)).count).toBe(2);
+      });
+
+      test("this.actionContext: the action, and whether its caller is an agent or a user, with a handle to an agent caller", async () => {
+        await using manager = await open();
+        const probe = new SourceProbe();
+        const probeHandle = await manager.launch(probe);
+        const fromUser = await probeHandle.whoCalled();
+        expect(fromUser).toMatchObject({
+          action: "whoCalled",
+          source: manager.exchangeClient.clientId.uid,
+          sourceRole: "user",
+          isAgentSource: false,
+          isUserSource: true,
+        });
+        const caller = await manager.launch(SourceCaller);
+        const fromAgent = await caller.ask(probeHandle);
+        expect(fromAgent).toMatchObject({ source: caller.agentId.uid, sourceRole: "agent", isAgentSource: true, isUserSource: false });
+        expect(fromAgent.tag).not.toBe(fromUser.tag);
+        expect(await caller.askCallBack(probeHandle, 3)).toBe(3);
+        await expect(probeHandle.callBack(1)).rejects.toThrow(InvalidClientError);
+        expect(await probe.outside.promise).toBeInstanceOf(AgentStateError);
+      });
+    });
 
     describe("handles", () => {
       test("handle.shutdown() only sends: it returns before a slow startup ends, and for an agent nobody runs yet", async () => {

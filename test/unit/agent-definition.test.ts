@@ -2,6 +2,8 @@ import { describe, expect, test } from "vitest";
 import { Agent, AgentDefinitionError, InvalidConfigError, action, agentTypeInfo, agentTypeName, resolveRuntimeConfig, timer } from "../../src/index.ts";
 import { tokenToTypeName, typeNameToken } from "../../src/agent/agent-type.ts";
 import { agentSpec } from "../../src/agent/decorators.ts";
+import { splitParameters } from "../../src/agent/parameters.ts";
+import type { ActionContext } from "../../src/index.ts";
 
 class Base extends Agent {
   @action async a(): Promise<number> {
@@ -47,6 +49,38 @@ describe("agent types", () => {
       }
       return Bad;
     }).toThrow(AgentDefinitionError);
+  });
+
+  test("@action({ context: true }) puts the context at the last declared parameter, and needs one", () => {
+    class WithContext extends Agent {
+      @action({ context: true }) async inc(by = 1, _ctx?: ActionContext): Promise<number> {
+        return by;
+      }
+      @action({ context: true }) async pick({ a, b }: { a: number; b: number } = { a: 1, b: 2 }, list = [a, b], _ctx?: ActionContext): Promise<number> {
+        return list.length;
+      }
+    }
+    expect(agentSpec(WithContext).actions.get("inc")?.contextIndex).toBe(1);
+    expect(agentSpec(WithContext).actions.get("pick")?.contextIndex).toBe(2);
+    expect(() => {
+      class NoParameter extends Agent {
+        @action({ context: true }) async inc(): Promise<void> {}
+      }
+      return NoParameter;
+    }).toThrow(/declares no parameter/);
+    expect(() => {
+      class Rest extends Agent {
+        @action({ context: true }) async inc(...args: unknown[]): Promise<number> {
+          return args.length;
+        }
+      }
+      return Rest;
+    }).toThrow(/rest parameter/);
+  });
+
+  test("parameter lists split at top-level commas only", () => {
+    expect(splitParameters("")).toEqual([]);
+    expect(splitParameters("a, b = [1, 2], { c, d } = {}, e = ')', f = `,`,")).toEqual(["a", "b = [1, 2]", "{ c, d } = {}", "e = ')'", "f = `,`"]);
   });
 });
 
