@@ -8,6 +8,7 @@ import { ActionArgumentsError, InvalidClientError } from "../errors.ts";
 import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
 import type { Handle } from "../exchange/handle.ts";
 import { AgentId, EntityRole, UserId } from "../identifiers.ts";
+import { SCOPE_CLIENT } from "../interceptors/action-scope.ts";
 import type { ActionScope } from "../interceptors/action-scope.ts";
 import type { MessageHeaders } from "../protocol/headers.ts";
 import type { ActionRequest } from "../protocol/messages.ts";
@@ -25,6 +26,11 @@ export class EngineActionContext implements ActionScope, ActionContext {
     this.request = request;
     this.signal = signal;
     this.exchangeClient = exchangeClient;
+  }
+
+  /** Handles used in the action send from the agent's client (`exchange/client-scope.ts`). */
+  get [SCOPE_CLIENT](): AgentExchangeClient {
+    return this.exchangeClient;
   }
 
   get action(): string {

@@ -11,6 +11,7 @@ import type { AgentSpec, LoopSpec } from "../agent/decorators.ts";
 import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
 import type { ResolvedRuntimeConfig, RuntimeConfig } from "../agent/runtime-config.ts";
 import { ActionCancelledError, AgentStateError, BadEntityIdError, MailboxTerminatedError, raiseErrors } from "../errors.ts";
+import { runAsAgent } from "../exchange/client-scope.ts";
 import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
@@ -168,6 +169,12 @@ export class AgentEngine<A extends Agent = Agent> {
     if (this.#state !== EngineState.Created) throw new AgentStateError("An AgentEngine runs only once");
     this.#state = EngineState.Starting;
     const client = await this.#connect();
+    // Everything the agent runs from here on (hooks, loops) sends through handles from its client.
+    await runAsAgent(client, (engine) => engine.#serve(client), this);
+  }
+
+  /** Build and start the agent, serve until shutdown is requested, shut down. */
+  async #serve(client: AgentExchangeClient): Promise<void> {
     let loops: LoopRun[] = [];
     try {
       const agent = (this.#agent ??= (this.#source as AgentBuilder<A>).build(client));

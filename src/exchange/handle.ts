@@ -4,6 +4,7 @@
 import type { ActionContext, Agent } from "../agent/agent.ts";
 import type { AgentId } from "../identifiers.ts";
 import { HandleReference } from "../protocol/codec.ts";
+import { currentAgentClient } from "./client-scope.ts";
 import type { RequestBody, ResponseMessage } from "../protocol/messages.ts";
 import { MessageType } from "../protocol/messages.ts";
 
@@ -77,6 +78,8 @@ export type ActionProxy<A> = {
  * A reference to an agent: `handle.increment(3)`, `handle.action("increment", 3)`,
  * `handle.with({ timeoutMs: 500 }).increment(3)`, `handle.ping()`, `handle.shutdown()`.
  * Handles can be passed as action arguments and results; they arrive bound to the receiver.
+ * Inside an agent (its actions, loops and hooks) every handle sends from that agent's own
+ * client, whichever client made it, as in Academy.
  */
 export type Handle<A extends Agent = Agent> = AgentHandle<A> & ActionProxy<A>;
 
@@ -155,7 +158,7 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
    * @throws {ActionCancelledError} when `signal` aborts (a cancel request is sent) or the agent cancels.
    */
   async invoke(name: string, args: readonly unknown[] = [], options: CallOptions = {}): Promise<unknown> {
-    const response = await this.client.request(
+    const response = await (currentAgentClient() ?? this.client).request(
       this.agentId,
       { type: MessageType.ActionRequest, action: name, args },
       callOptions(this.defaults, options),
@@ -175,7 +178,7 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
    */
   async ping(options: CallOptions = {}): Promise<number> {
     const start = performance.now();
-    await this.client.request(this.agentId, { type: MessageType.PingRequest }, callOptions(this.defaults, options));
+    await (currentAgentClient() ?? this.client).request(this.agentId, { type: MessageType.PingRequest }, callOptions(this.defaults, options));
     return performance.now() - start;
   }
 
@@ -188,7 +191,7 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
    * @throws {BadEntityIdError} if the agent does not exist.
    */
   async shutdown(options: HandleShutdownOptions = {}): Promise<void> {
-    await this.client.post(this.agentId, { type: MessageType.ShutdownRequest, terminate: options.terminate });
+    await (currentAgentClient() ?? this.client).post(this.agentId, { type: MessageType.ShutdownRequest, terminate: options.terminate });
   }
 
   override toString(): string {

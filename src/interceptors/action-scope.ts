@@ -23,6 +23,13 @@ export interface ActionScope {
   readonly signal: AbortSignal;
 }
 
+/**
+ * @internal The key under which the engine's scope objects carry the running agent's exchange
+ * client, so that handles used inside an action send from that agent's mailbox
+ * (`exchange/client-scope.ts`). Not part of {@link ActionScope}.
+ */
+export const SCOPE_CLIENT: unique symbol = Symbol("academy.scopeClient");
+
 const storage = new AsyncLocalStorage<ActionScope>();
 
 /**

@@ -19,10 +19,12 @@ import {
 import type { ActionContext, ManagerOptions } from "../../src/index.ts";
 import type { ConformanceTarget } from "./exchange-conformance.ts";
 import {
+  CallerProbe,
   ContextCounter,
   Counter,
   Dawdler,
   GatedFailure,
+  HandleHolder,
   SlowStarter,
   SourceCaller,
   SourceProbe,
@@ -148,6 +150,18 @@ export function describeParityConformance(name: string, target: () => Conformanc
         const late = await manager.launch(Counter, { registration });
         await manager.wait([late], { timeoutMs: 10_000 });
         expect(await manager.exchangeClient.status(registration.agentId)).toBe(MailboxStatus.Terminated);
+      });
+
+      test("a handle stored in an agent before launch(instance) sends from the agent's own mailbox", async () => {
+        await using manager = await open();
+        const probe = await manager.launch(CallerProbe);
+        expect(await probe.caller()).toBe(manager.exchangeClient.clientId.uid);
+        const agent = new HandleHolder(manager.getHandle(probe.agentId));
+        const holder = await manager.launch(agent);
+        expect(await holder.askPeer()).toBe(holder.agentId.uid);
+        expect(await agent.startupCaller.promise).toBe(holder.agentId.uid);
+        // Outside the agent, the same handle still sends from the manager's client.
+        expect(await agent.peer.caller()).toBe(manager.exchangeClient.clientId.uid);
       });
 
       test("a ping waiting for a startup that fails is answered with PingCancelledError", async () => {
