@@ -26,6 +26,7 @@ export const ErrorCode = {
   RequestTimeout: "REQUEST_TIMEOUT",
   DeliveryLimit: "DELIVERY_LIMIT",
   ClientClosed: "CLIENT_CLOSED",
+  SendOnlyClient: "SEND_ONLY_CLIENT",
   ExchangeUnavailable: "EXCHANGE_UNAVAILABLE",
   UnsupportedServer: "UNSUPPORTED_SERVER",
   InvalidConfig: "INVALID_CONFIG",
@@ -288,6 +289,22 @@ export class ClientClosedError extends AcademyError {
   }
 }
 
+/**
+ * A call that waits for an answer (an action, a ping) was made through a client that does not
+ * read its mailbox (`createUserClient({ startListener: false })`).
+ */
+export class SendOnlyClientError extends AcademyError {
+  override readonly name: string = "SendOnlyClientError";
+  readonly entityId: string | undefined;
+  constructor(message: string, options: EntityOptions = {}) {
+    super(message, { ...options, code: ErrorCode.SendOnlyClient });
+    this.entityId = options.entityId;
+  }
+  override details(): Record<string, unknown> {
+    return { entityId: this.entityId };
+  }
+}
+
 /** The exchange could not be reached (server gone, JetStream unavailable) within the retry window. */
 export class ExchangeUnavailableError extends AcademyError {
   override readonly name: string = "ExchangeUnavailableError";
@@ -505,6 +522,7 @@ export const errorClasses: ReadonlyMap<
     RequestTimeoutError,
     DeliveryLimitError,
     ClientClosedError,
+    SendOnlyClientError,
     ExchangeUnavailableError,
     UnsupportedServerError,
     InvalidConfigError,

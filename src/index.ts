@@ -41,6 +41,7 @@ export {
   PingCancelledError,
   RemoteError,
   RequestTimeoutError,
+  SendOnlyClientError,
   SerializationError,
   UnknownActionError,
   UnknownAgentTypeError,
@@ -58,6 +59,8 @@ export type {
   AgentClientOptions,
   DiscoverOptions,
   ExchangeClientOptions,
+  RegisterAgentsEntry,
+  RegisteredAgents,
   RegisterOptions,
   RequestDelivery,
   RequestHandler,
@@ -98,6 +101,7 @@ export type { LocalExchangeFactoryOptions } from "./exchange/local/local-exchang
 
 export { EVENT_LOOP_EXECUTOR, Manager, ReturnWhen } from "./manager/manager.ts";
 export type { LaunchOptions, ManagerOptions, ManagerShutdownOptions, WaitOptions, WaitResult } from "./manager/manager.ts";
+export type { BatchAgent, BatchLaunch } from "./manager/launch-batch.ts";
 export { EventLoopExecutor } from "./manager/event-loop-executor.ts";
 export { WorkerThreadExecutor } from "./manager/worker-thread-executor.ts";
 export type { WorkerThreadExecutorOptions } from "./manager/worker-thread-executor.ts";

@@ -9,6 +9,8 @@ import type { MessageHeaders } from "../protocol/headers.ts";
 import type { AgentId, UserId } from "../identifiers.ts";
 import type { Logger } from "../util/logger.ts";
 import { agentTypeInfo } from "./agent-type.ts";
+import type { AgentClass } from "./agent-type.ts";
+import type { RuntimeConfig } from "./runtime-config.ts";
 import { action, agentSpec } from "./decorators.ts";
 import { parameterList } from "./parameters.ts";
 
@@ -70,6 +72,16 @@ export interface AgentDescription {
   }>;
 }
 
+/** Options of `agentLaunchAlongside`. */
+export interface LaunchAlongsideOptions {
+  /** Constructor arguments (ignored when launching an instance); handles among them arrive bound to the child. */
+  args?: readonly unknown[];
+  /** Display name, used when registering. */
+  name?: string;
+  /** The child's runtime config. @defaultValue `defaultRuntimeConfig` */
+  config?: RuntimeConfig;
+}
+
 /** Options of `agentShutdown`. */
 export interface AgentShutdownOptions {
   /** Override the config's termination decision (`terminateOnSuccess`). */
@@ -82,6 +94,8 @@ export interface AgentBinding {
   requestShutdown(options: AgentShutdownOptions): void;
   /** The context of the action of this agent running in the current async context, if any. */
   actionContext(): ActionContext | undefined;
+  /** Launch an agent alongside this one. */
+  launchAlongside<A extends Agent>(agent: AgentClass<A> | A, options: LaunchAlongsideOptions): Promise<Handle<A>>;
 }
 
 const bindings = new WeakMap<Agent, AgentBinding>();
@@ -144,6 +158,26 @@ export abstract class Agent {
   /** Ask the engine to shut this agent down (an expected shutdown). Returns at once. */
   agentShutdown(options: AgentShutdownOptions = {}): void {
     this.#binding().requestShutdown(options);
+  }
+
+  /**
+   * Launch an agent alongside this one (Academy's `agent_launch_alongside`): registered through
+   * this agent's client and run in this agent's thread, so on whatever runs this agent (the
+   * manager's event loop, its worker thread, its runtime host; a child takes no slot of its own).
+   * Its lifetime is tied to this agent's: when this agent shuts down, after `agentOnShutdown`,
+   * its children are shut down (terminating their mailboxes per their config) and waited for,
+   * and this agent's run fails with their errors, if any.
+   * @returns a handle to the child, bound to this agent's client, at once (its requests wait for
+   *   its startup).
+   * @throws {AgentStateError} before launch, or once this agent is shutting down.
+   * @throws {AgentDefinitionError} for something that is not an agent class or instance.
+   */
+  agentLaunchAlongside<A extends Agent>(agent: AgentClass<A> | A, options: LaunchAlongsideOptions = {}): Promise<Handle<A>> {
+    try {
+      return this.#binding().launchAlongside(agent, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Runs once before any action or loop; requests that arrive earlier wait for it. */

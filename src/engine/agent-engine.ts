@@ -21,6 +21,7 @@ import { deferred } from "../util/deferred.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
 import { EngineActionContext } from "./action-context.ts";
+import { ChildAgents } from "./child-agents.ts";
 import { settleWithin } from "./grace.ts";
 import { LoopState, runLoop } from "./loops.ts";
 import type { LoopRun } from "./loops.ts";
@@ -99,6 +100,8 @@ export class AgentEngine<A extends Agent = Agent> {
   #state: EngineState = EngineState.Created;
   #retryable = false;
   #client: AgentExchangeClient | undefined;
+  /** Agents launched alongside this one in this run; shut down with it. */
+  readonly #children: ChildAgents;
 
   /** @throws {InvalidConfigError} for an invalid `config`. */
   constructor(source: AgentSource<A>, options: AgentEngineOptions) {
@@ -109,10 +112,15 @@ export class AgentEngine<A extends Agent = Agent> {
     this.#registration = options.registration;
     this.#config = resolveRuntimeConfig(options.config);
     this.#spec = agentSpec(source instanceof AgentBase ? (source.constructor as AgentClass<A>) : source.agentClass);
-    this.#logger = (options.logger ?? silentLogger).child({
+    const baseLogger = options.logger ?? silentLogger;
+    this.#logger = baseLogger.child({
       agentId: this.agentId.uid,
       agentType: options.registration.agentType.name,
     });
+    this.#children = new ChildAgents(
+      (source, registration, config) => new AgentEngine(source, { exchangeFactory: this.#factory, registration, config, logger: baseLogger }),
+      this.#logger,
+    );
     this.#dispatcher = new RequestDispatcher({
       agentId: this.agentId,
       spec: this.#spec,
@@ -188,6 +196,7 @@ export class AgentEngine<A extends Agent = Agent> {
       bindAgent(agent, {
         context,
         requestShutdown: (options) => this.requestShutdown({ expected: true, terminate: options.terminate }),
+        launchAlongside: (child, launchOptions) => this.#children.launch(client, child, launchOptions),
         actionContext: () => {
           const scope = currentAction();
           return scope instanceof EngineActionContext && scope.agentId === this.agentId.uid ? scope : undefined;
@@ -249,6 +258,8 @@ export class AgentEngine<A extends Agent = Agent> {
         errors.push(error);
       }
     }
+    // Then the agents launched alongside this one (Academy closes the agent's manager here).
+    errors.push(...(await this.#children.shutdown()));
     const graceMs = this.#config.shutdownGraceMs;
     for (const loop of await settleWithin(loops, graceMs)) {
       loop.state = LoopState.Abandoned;

@@ -40,15 +40,29 @@ export interface HandleClient {
 
 type HandleApiName = "action" | "invoke" | "with" | "ping" | "shutdown" | "agentId";
 
+/**
+ * The names a handle's typed proxy offers: `A`'s public string members, except those inherited
+ * from `Agent` (the built-in actions `agentDescribe` and `agentStats` excepted) and the handle's
+ * own methods. Decided by name only, never by a member's type, so that agents holding handles to
+ * their own type or to each other (a ring, a team) type-check: a member typed `Handle<Self>` would
+ * otherwise need the proxy's names to work out the proxy's names.
+ */
+type ProxyKey<K> = K extends HandleApiName
+  ? never
+  : K extends Exclude<keyof Agent, "agentDescribe" | "agentStats">
+    ? never
+    : K extends string
+      ? K
+      : never;
+
+/** The proxy's member `K`: a call of the action when `A[K]` is an async method, else `never` (not callable). */
+type ProxyMember<A, K extends keyof A> = A[K] extends (...args: any[]) => Promise<any>
+  ? (...args: ActionArgs<A, K>) => Promise<ActionResult<A, K>>
+  : never;
+
 /** Names of `A`'s methods that can be called as actions (async, not inherited from `Agent`). */
 export type ActionName<A> = {
-  [K in keyof A]-?: K extends HandleApiName
-    ? never
-    : K extends Exclude<keyof Agent, "agentDescribe">
-      ? never
-      : A[K] extends (...args: any[]) => Promise<any>
-        ? K
-        : never;
+  [K in keyof A]-?: ProxyKey<K> extends never ? never : A[K] extends (...args: any[]) => Promise<any> ? K : never;
 }[keyof A] &
   string;
 
@@ -69,9 +83,12 @@ export type ActionArgs<A, K extends keyof A> = A[K] extends (...args: infer P) =
 /** What action `K` resolves to. */
 export type ActionResult<A, K extends keyof A> = A[K] extends (...args: any[]) => Promise<infer R> ? R : never;
 
-/** The typed proxy part of a handle: one method per action. */
+/**
+ * The typed proxy part of a handle: one method per action (other public members of the agent
+ * class are there typed `never`, so they cannot be called).
+ */
 export type ActionProxy<A> = {
-  readonly [K in ActionName<A>]: (...args: ActionArgs<A, K>) => Promise<ActionResult<A, K>>;
+  readonly [K in keyof A as ProxyKey<K>]: ProxyMember<A, K>;
 };
 
 /**

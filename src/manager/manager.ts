@@ -18,7 +18,7 @@ import {
   WaitTimeoutError,
   raiseErrors,
 } from "../errors.ts";
-import type { UserExchangeClient } from "../exchange/exchange-client.ts";
+import type { RegisterAgentsEntry, RegisteredAgents, UserExchangeClient } from "../exchange/exchange-client.ts";
 
 import type { CreateUserClientOptions, ExchangeFactory } from "../exchange/exchange-factory.ts";
 import { AgentHandle } from "../exchange/handle.ts";
@@ -27,11 +27,14 @@ import type { Handle } from "../exchange/handle.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
 
 import { AgentId } from "../identifiers.ts";
+import type { UserId } from "../identifiers.ts";
 import { encodeValue } from "../protocol/codec.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
 import { EventLoopExecutor } from "./event-loop-executor.ts";
 import type { AgentExecutor } from "./executor.ts";
+import { launchBatch } from "./launch-batch.ts";
+import type { BatchAgent, BatchLaunch } from "./launch-batch.ts";
 
 /** Name of the executor every manager has unless told otherwise. */
 export const EVENT_LOOP_EXECUTOR = "event-loop";
@@ -151,7 +154,7 @@ export class Manager implements AsyncDisposable {
   readonly #client: UserExchangeClient;
   readonly #factory: ExchangeFactory;
   readonly #executors = new Map<string, AgentExecutor>();
-  readonly #defaultExecutor: string;
+  #defaultExecutor: string;
   readonly #maxRetries: number;
   readonly #retryBackoffMs: number;
   readonly #logger: Logger;
@@ -213,6 +216,43 @@ export class Manager implements AsyncDisposable {
   /** Names of the executors. */
   get executors(): string[] {
     return [...this.#executors.keys()];
+  }
+
+  /** The id of the manager's user client (Academy's `Manager.user_id`). */
+  get userId(): UserId {
+    return this.#client.clientId as UserId;
+  }
+
+  /** The executor `launch` uses when it names none. */
+  get defaultExecutor(): string {
+    return this.#defaultExecutor;
+  }
+
+  /**
+   * Add an executor (Academy's `add_executor`). Executors cannot be removed: agents may run on
+   * them. The manager closes it with the others.
+   * @returns this manager, for chaining.
+   * @throws {InvalidConfigError} if an executor has that name already.
+   * @throws {ClientClosedError} if the manager is closed.
+   */
+  addExecutor(name: string, executor: AgentExecutor): this {
+    this.#assertOpen();
+    if (this.#executors.has(name)) {
+      throw new InvalidConfigError(`An executor named '${name}' exists already`, { option: "executors" });
+    }
+    this.#executors.set(name, executor);
+    return this;
+  }
+
+  /**
+   * Make `name` the executor `launch` uses when it names none (Academy's `set_default_executor`).
+   * @returns this manager, for chaining.
+   * @throws {UnknownExecutorError} if there is no executor of that name.
+   */
+  setDefaultExecutor(name: string): this {
+    if (!this.#executors.has(name)) throw new UnknownExecutorError(`No executor named '${name}'`, { executor: name });
+    this.#defaultExecutor = name;
+    return this;
   }
 
   /**
@@ -312,6 +352,46 @@ export class Manager implements AsyncDisposable {
   async registerAgent<A extends Agent>(agentClass: AgentClass<A>, options: { name?: string } = {}): Promise<AgentRegistration<A>> {
     this.#assertOpen();
     return this.#client.registerAgent(agentClass, options);
+  }
+
+  /**
+   * Register several agents at once (Academy's `register_agents`); all or none.
+   * @returns the registrations, in the order given.
+   */
+  async registerAgents<const T extends ReadonlyArray<AgentClass | RegisterAgentsEntry>>(agents: T): Promise<RegisteredAgents<T>> {
+    this.#assertOpen();
+    return this.#client.registerAgents(agents);
+  }
+
+  /**
+   * Launch several agents whose arguments may hold each other's handles (Academy's
+   * `launch_batch`): every agent is registered first, then each is launched, with `args` or
+   * `args(handles)` (the batch's handles, in order). Works on every executor.
+   *
+   * ```ts
+   * // A ring: each node gets a handle to the next.
+   * const ring = await manager.launchBatch(
+   *   Array.from({ length: 3 }, (_, i) => ({ agent: Node, args: (h: readonly Handle[]) => [h[(i + 1) % 3]] })),
+   * );
+   * ```
+   * @returns the handles, in the order given.
+   * @throws {AgentDefinitionError | UnknownExecutorError} before registering anything.
+   * @throws a launch's error: agents launched before it keep running; the registrations of the
+   *   others are terminated.
+   */
+  async launchBatch<const L extends readonly BatchLaunch[]>(launches: L): Promise<{ -readonly [K in keyof L]: Handle<BatchAgent<L[K]>> }> {
+    this.#assertOpen();
+    const handles = await launchBatch(
+      {
+        executors: this.executors,
+        registerAgents: (agents) => this.registerAgents(agents),
+        getHandle: (registration) => this.getHandle(registration),
+        launch: (agent, options) => this.launch(agent, options),
+        terminateUnlaunched: (registration) => this.#client.terminate(registration.agentId).catch(() => undefined),
+      },
+      launches,
+    );
+    return handles as { -readonly [K in keyof L]: Handle<BatchAgent<L[K]>> };
   }
 
   /** Ids of the agents launched by this manager that have not stopped. */

@@ -9,14 +9,19 @@ import {
   ActionArgumentsError,
   ActionCancelledError,
   AgentStateError,
+  AgentTerminatedError,
+  EventLoopExecutor,
   InvalidClientError,
+  InvalidConfigError,
   MailboxStatus,
   Manager,
   PingCancelledError,
   ReturnWhen,
+  SendOnlyClientError,
+  UnknownExecutorError,
   WaitTimeoutError,
 } from "../../src/index.ts";
-import type { ActionContext, ManagerOptions } from "../../src/index.ts";
+import type { ActionContext, Handle, ManagerOptions } from "../../src/index.ts";
 import type { ConformanceTarget } from "./exchange-conformance.ts";
 import {
   CallerProbe,
@@ -25,6 +30,8 @@ import {
   Dawdler,
   GatedFailure,
   HandleHolder,
+  Parent,
+  RingNode,
   SlowStarter,
   SourceCaller,
   SourceProbe,
@@ -179,6 +186,86 @@ export function describeParityConformance(name: string, target: () => Conformanc
         }
       });
     });
+    describe("Academy APIs", () => {
+      test("launchBatch: a ring whose nodes get each other's handles as launch arguments, in one call", async () => {
+        await using manager = await open();
+        const ring = await manager.launchBatch(
+          Array.from({ length: 3 }, (_, i) => ({ agent: RingNode, name: `node-${i}`, args: (h: readonly Handle[]) => [h[(i + 1) % 3]] })),
+        );
+        expect(ring.map((h) => h.agentId.name)).toEqual(["node-0", "node-1", "node-2"]);
+        expect(await (ring[0] as Handle<RingNode>).pass(5)).toBe(ring[2]!.agentId.uid);
+        // Each node's handle to the next arrived bound to the node itself.
+        expect(await (ring[1] as Handle<RingNode>).whoAmIToNext()).toBe(ring[1]!.agentId.uid);
+        expect(manager.running().length).toBe(3);
+      });
+
+      test("launchBatch refuses a bad entry before registering anything", async () => {
+        await using manager = await open();
+        await expect(
+          manager.launchBatch([{ agent: RingNode, args: (h: readonly Handle[]) => [h[1]] }, { agent: RingNode, executor: "nowhere" }]),
+        ).rejects.toThrow(UnknownExecutorError);
+        expect(await manager.exchangeClient.discover(RingNode)).toEqual([]);
+        expect(manager.running()).toEqual([]);
+      });
+
+      test("agentLaunchAlongside: children run with the parent and are shut down with it", async () => {
+        await using manager = await open();
+        const parent = await manager.launch(Parent);
+        const child = await parent.spawnCounter();
+        expect(child.agentId.name).toBe("child-counter");
+        expect(await child.increment(2)).toBe(2);
+        expect(await parent.incrementChild(3)).toBe(5);
+        const probe = await manager.launch(CallerProbe);
+        const holder = await parent.spawnHolder(probe);
+        // Its launch argument arrived bound to the child itself.
+        expect(await holder.askPeer()).toBe(holder.agentId.uid);
+        const recorder = await parent.spawnRecorder();
+        expect(await recorder.record("x")).toBe(1);
+        // Children belong to their parent, not to the manager.
+        expect(manager.running().map((id) => id.uid).sort()).toEqual([parent.agentId.uid, probe.agentId.uid].sort());
+        await manager.shutdown(parent);
+        for (const id of [child.agentId, holder.agentId, recorder.agentId]) {
+          expect(await manager.exchangeClient.status(id)).toBe(MailboxStatus.Terminated);
+        }
+        await expect(child.increment()).rejects.toThrow(AgentTerminatedError);
+      });
+
+      test("registerAgents, userId, exchangeClient.factory(), addExecutor and setDefaultExecutor", async () => {
+        await using manager = await open();
+        expect(manager.userId.uid).toBe(manager.exchangeClient.clientId.uid);
+        expect(manager.userId.role).toBe("user");
+        expect(manager.exchangeClient.factory()).toBe(manager.exchangeFactory);
+        const [a, b] = await manager.registerAgents([Counter, { agent: Counter, name: "b" }]);
+        expect(b!.agentId.name).toBe("b");
+        expect((await manager.exchangeClient.discover(Counter)).map((id) => id.uid).sort()).toEqual([a!.agentId.uid, b!.agentId.uid].sort());
+        const executor = new EventLoopExecutor();
+        expect(manager.addExecutor("second", executor)).toBe(manager);
+        expect(() => manager.addExecutor("second", executor)).toThrow(InvalidConfigError);
+        expect(() => manager.setDefaultExecutor("nowhere")).toThrow(UnknownExecutorError);
+        expect(manager.setDefaultExecutor("second").defaultExecutor).toBe("second");
+        const counter = await manager.launch(Counter, { registration: a! });
+        expect(await counter.increment(2)).toBe(2);
+      });
+
+      test("createUserClient({ startListener: false }): a send-only client registers, discovers and sends shutdowns, and refuses calls", async () => {
+        await using manager = await open();
+        const sender = await manager.exchangeFactory.createUserClient({ startListener: false });
+        try {
+          expect(sender.listening).toBe(false);
+          const counter = await manager.launch(Counter);
+          expect((await sender.discover(Counter)).map((id) => id.uid)).toEqual([counter.agentId.uid]);
+          await expect(sender.getHandle(counter.agentId).increment()).rejects.toThrow(SendOnlyClientError);
+          await expect(sender.getHandle(counter.agentId).ping()).rejects.toThrow(SendOnlyClientError);
+          await sender.getHandle(counter.agentId).shutdown();
+          await manager.wait([counter], { timeoutMs: 10_000 });
+          expect(await sender.status(counter.agentId)).toBe(MailboxStatus.Terminated);
+        } finally {
+          await sender.close();
+        }
+        expect(await manager.exchangeClient.status(sender.clientId)).toBe(MailboxStatus.Terminated);
+      });
+    });
+
     describe("manager", () => {
       test("wait with first-exception and a timeout returns the done and pending agents when one stopped cleanly", async () => {
         await using manager = await open();

@@ -6,7 +6,7 @@
 import { MailboxStatus, assertMailboxActive } from "../mailbox-status.ts";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
 import type { AgentId, EntityId } from "../../identifiers.ts";
-import type { CallerInterceptor } from "../../interceptors/caller-interceptor.ts";
+import type { ExchangeFactory } from "../exchange-factory.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
 import type { HandleBinder } from "../../protocol/codec.ts";
 import type { Message } from "../../protocol/messages.ts";
@@ -149,8 +149,8 @@ export async function openAgentClient(
   registration: AgentRegistration,
   handler: RequestHandler,
   options: AgentClientOptions & { logger?: Logger },
-  interceptors: readonly CallerInterceptor[],
+  factory: ExchangeFactory,
 ): Promise<AgentExchangeClient> {
   // The transport's listen() checks that the mailbox is active.
-  return AgentExchangeClient.open(new LocalTransport(api, registration.agentId, options.logger), handler, options, interceptors);
+  return AgentExchangeClient.open(new LocalTransport(api, registration.agentId, options.logger), handler, options, factory);
 }
