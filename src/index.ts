@@ -3,7 +3,7 @@
  * JetStream or in process.
  */
 export { Agent } from "./agent/agent.ts";
-export type { ActionContext, AgentContext, AgentDescription, AgentShutdownOptions } from "./agent/agent.ts";
+export type { ActionContext, AgentContext, AgentDescription, AgentShutdownOptions, LaunchAlongsideOptions } from "./agent/agent.ts";
 export { AgentEvent } from "./agent/agent-event.ts";
 export { agentTypeInfo, agentTypeName } from "./agent/agent-type.ts";
 export type { AgentClass, AgentTypeInfo, AgentTypeRef, AnyAgentClass } from "./agent/agent-type.ts";
@@ -11,6 +11,8 @@ export { action, event, loop, timer } from "./agent/decorators.ts";
 export type { ActionOptions } from "./agent/decorators.ts";
 export { AgentEngine, EngineState } from "./engine/agent-engine.ts";
 export type { AgentBuilder, AgentEngineOptions, AgentSource } from "./engine/agent-engine.ts";
+export type { ActionStats, AgentStats, LoopStats } from "./engine/agent-stats.ts";
+export { LoopState } from "./engine/loops.ts";
 export { defaultRuntimeConfig, resolveRuntimeConfig } from "./agent/runtime-config.ts";
 export type { RuntimeConfig } from "./agent/runtime-config.ts";
 

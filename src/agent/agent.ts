@@ -2,6 +2,7 @@
  * The base class of every agent.
  */
 import { AgentDefinitionError, AgentStateError } from "../errors.ts";
+import type { AgentStats } from "../engine/agent-stats.ts";
 import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
 import type { Handle } from "../exchange/handle.ts";
 import type { MessageHeaders } from "../protocol/headers.ts";
@@ -96,6 +97,8 @@ export interface AgentBinding {
   actionContext(): ActionContext | undefined;
   /** Launch an agent alongside this one. */
   launchAlongside<A extends Agent>(agent: AgentClass<A> | A, options: LaunchAlongsideOptions): Promise<Handle<A>>;
+  /** The agent's statistics now. */
+  stats(): AgentStats;
 }
 
 const bindings = new WeakMap<Agent, AgentBinding>();
@@ -201,5 +204,14 @@ export abstract class Agent {
         parameters: parameterList((this as unknown as Record<string, unknown>)[spec.name] ?? spec.method),
       })),
     };
+  }
+
+  /**
+   * Built-in action (Academy's `agent_stats`): per action, calls handled, failed and in flight
+   * with the mean and 99th percentile of their run times; each loop's state; uptime; children.
+   */
+  @action({ description: "Statistics of this agent: calls handled, failed and in flight, run times, loop states, uptime." })
+  async agentStats(): Promise<AgentStats> {
+    return this.#binding().stats();
   }
 }

@@ -21,6 +21,8 @@ import { deferred } from "../util/deferred.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
 import { EngineActionContext } from "./action-context.ts";
+import { ActionStatsRecorder } from "./agent-stats.ts";
+import type { AgentStats } from "./agent-stats.ts";
 import { ChildAgents } from "./child-agents.ts";
 import { settleWithin } from "./grace.ts";
 import { LoopState, runLoop } from "./loops.ts";
@@ -102,6 +104,10 @@ export class AgentEngine<A extends Agent = Agent> {
   #client: AgentExchangeClient | undefined;
   /** Agents launched alongside this one in this run; shut down with it. */
   readonly #children: ChildAgents;
+  readonly #stats: ActionStatsRecorder;
+  #loopRuns: readonly LoopRun[] = [];
+  /** When startup completed (ms since the epoch). */
+  #startedAt: number | undefined;
 
   /** @throws {InvalidConfigError} for an invalid `config`. */
   constructor(source: AgentSource<A>, options: AgentEngineOptions) {
@@ -121,7 +127,9 @@ export class AgentEngine<A extends Agent = Agent> {
       (source, registration, config) => new AgentEngine(source, { exchangeFactory: this.#factory, registration, config, logger: baseLogger }),
       this.#logger,
     );
+    this.#stats = new ActionStatsRecorder(this.#spec.actions.keys());
     this.#dispatcher = new RequestDispatcher({
+      stats: this.#stats,
       agentId: this.agentId,
       spec: this.#spec,
       config: this.#config,
@@ -152,6 +160,36 @@ export class AgentEngine<A extends Agent = Agent> {
   /** Current lifecycle state. */
   get state(): EngineState {
     return this.#state;
+  }
+
+  /**
+   * The agent's statistics now (what its built-in action `agentStats` returns): per action calls
+   * handled, failed and in flight with mean and p99 run times, loop states, uptime. Plain data,
+   * for a metrics exporter to read.
+   */
+  stats(): AgentStats {
+    const actions = this.#stats.snapshot();
+    let handled = 0;
+    let failed = 0;
+    let inFlight = 0;
+    for (const action of Object.values(actions)) {
+      handled += action.handled;
+      failed += action.failed;
+      inFlight += action.inFlight;
+    }
+    return {
+      agentId: this.agentId.uid,
+      agentType: this.#registration.agentType.name,
+      state: this.#state,
+      startedAt: this.#startedAt,
+      uptimeMs: this.#startedAt === undefined ? 0 : Date.now() - this.#startedAt,
+      handled,
+      failed,
+      inFlight,
+      actions,
+      loops: this.#loopRuns.map((loop) => ({ name: loop.name, kind: loop.kind, state: loop.state })),
+      children: this.#children.running,
+    };
   }
 
   /**
@@ -197,12 +235,14 @@ export class AgentEngine<A extends Agent = Agent> {
         context,
         requestShutdown: (options) => this.requestShutdown({ expected: true, terminate: options.terminate }),
         launchAlongside: (child, launchOptions) => this.#children.launch(client, child, launchOptions),
+        stats: () => this.stats(),
         actionContext: () => {
           const scope = currentAction();
           return scope instanceof EngineActionContext && scope.agentId === this.agentId.uid ? scope : undefined;
         },
       });
       loops = this.#spec.loops.map((spec) => this.#startLoop(agent, spec));
+      this.#loopRuns = loops;
       await agent.agentOnStartup();
     } catch (error) {
       this.#logger.error({ err: error }, "agent startup failed");
@@ -212,6 +252,7 @@ export class AgentEngine<A extends Agent = Agent> {
       throw error;
     }
     this.#state = EngineState.Running;
+    this.#startedAt = Date.now();
     this.#ready.resolve(true);
     this.#logger.info("agent started");
     await this.#shutdown(await this.#shutdownRequested.promise, true, loops);

@@ -19,6 +19,7 @@ import type { ActionRequest, CancelRequest, RequestMessage, ResponseBody } from 
 import type { Logger } from "../util/logger.ts";
 import { EngineActionContext, argsWithContext } from "./action-context.ts";
 import { ActionSlots } from "./action-slots.ts";
+import type { ActionStatsRecorder } from "./agent-stats.ts";
 import { settleWithin } from "./grace.ts";
 import { RecentTags } from "./recent-tags.ts";
 import { Responder } from "./responder.ts";
@@ -38,6 +39,8 @@ export interface DispatcherOptions {
   readonly ready: Promise<boolean>;
   /** A shutdown request was answered: shut the agent down. */
   onShutdownRequest(terminate: boolean | undefined): void;
+  /** Counts each action's runs (`agentStats`). */
+  readonly stats?: ActionStatsRecorder;
 }
 
 const SETTLED: Promise<void> = Promise.resolve();
@@ -208,14 +211,18 @@ export class RequestDispatcher {
         return;
       }
       entry.started = true;
+      const { request } = entry;
+      const stats = this.#options.stats;
+      const begun = stats?.begin(request.action) ?? 0;
       let body: ResponseBody;
       try {
-        const { request } = entry;
         const signal = entry.controller.signal;
         const action = this.#action;
         const result = action === undefined ? this.#invoke(request, request.args, signal) : action({ request, args: request.args, signal });
         body = { type: MessageType.ActionResponse, result: await result };
+        stats?.end(request.action, begun, true);
       } catch (error) {
+        stats?.end(request.action, begun, false);
         body = { type: MessageType.ErrorResponse, error: toFailure(error) };
       }
       await this.#answer(entry, body);

@@ -24,6 +24,7 @@ import {
 import type { ActionContext, Handle, ManagerOptions } from "../../src/index.ts";
 import type { ConformanceTarget } from "./exchange-conformance.ts";
 import {
+  Busy,
   CallerProbe,
   ContextCounter,
   Counter,
@@ -228,6 +229,33 @@ export function describeParityConformance(name: string, target: () => Conformanc
           expect(await manager.exchangeClient.status(id)).toBe(MailboxStatus.Terminated);
         }
         await expect(child.increment()).rejects.toThrow(AgentTerminatedError);
+      });
+
+      test("agentStats: calls handled, failed and in flight per action, run times, loop states, uptime", async () => {
+        await using manager = await open();
+        const agent = new Busy();
+        const busy = await manager.launch(agent);
+        for (let i = 0; i < 3; i++) await busy.work(5);
+        await expect(busy.fail()).rejects.toThrow("failed on purpose");
+        const holding = busy.hold();
+        await agent.holding.promise;
+        const stats = await busy.agentStats();
+        expect(stats).toMatchObject({ agentId: busy.agentId.uid, agentType: "Busy", state: "running", children: 0 });
+        expect(stats.startedAt).toBeLessThanOrEqual(Date.now());
+        expect(stats.uptimeMs).toBeGreaterThanOrEqual(0);
+        const work = stats.actions.work!;
+        expect([work.handled, work.failed, work.inFlight]).toEqual([3, 0, 0]);
+        expect(work.meanMs).toBeGreaterThan(1);
+        expect(work.p99Ms).toBeGreaterThanOrEqual(work.meanMs! * 0.9);
+        expect(work.p99Ms).toBeLessThanOrEqual(work.maxMs!);
+        expect(stats.actions.fail).toMatchObject({ handled: 1, failed: 1, inFlight: 0 });
+        expect(stats.actions.hold).toMatchObject({ handled: 0, inFlight: 1, meanMs: undefined, p99Ms: undefined });
+        // The agentStats call itself is running too.
+        expect([stats.handled, stats.failed, stats.inFlight]).toEqual([4, 1, 2]);
+        expect(stats.loops).toEqual([{ name: "watch", kind: "loop", state: "running" }]);
+        agent.gate.resolve();
+        await holding;
+        expect((await busy.agentStats()).actions.hold).toMatchObject({ handled: 1, inFlight: 0 });
       });
 
       test("registerAgents, userId, exchangeClient.factory(), addExecutor and setDefaultExecutor", async () => {

@@ -282,7 +282,7 @@ export function describeConformance(name: string, target: () => ConformanceTarge
         const increment = description.actions.find((a) => a.name === "increment");
         expect(increment?.description).toBe("Add to the count and return it");
         expect(increment?.parameters.replace(/\s/g, "")).toBe("by=1");
-        expect(description.actions.map((a) => a.name).sort()).toEqual(["agentDescribe", "get", "increment"]);
+        expect(description.actions.map((a) => a.name).sort()).toEqual(["agentDescribe", "agentStats", "get", "increment"]);
       });
 
       test("requests that arrive during startup wait until it completes", async () => {

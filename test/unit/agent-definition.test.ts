@@ -36,7 +36,7 @@ describe("agent types", () => {
   });
 
   test("actions are inherited; subclasses add their own", () => {
-    expect([...agentSpec(Leaf).actions.keys()].sort()).toEqual(["a", "agentDescribe", "b"]);
+    expect([...agentSpec(Leaf).actions.keys()].sort()).toEqual(["a", "agentDescribe", "agentStats", "b"]);
     expect(agentSpec(Leaf).actions.get("b")?.description).toBe("b");
   });
 

@@ -49,8 +49,8 @@ describe("typed handles of agents that hold each other's handles", () => {
     expect(await typedLead.roll()).toEqual(["first", "second"]);
     expect(await typedMember.leadName()).toBe("lead");
     expect(await second.tagged()).toBe("t:tagged");
-    const names: Array<ActionName<Member>> = ["name", "leadName", "tagged", "agentDescribe"];
-    expect(names).toHaveLength(4);
+    const names: Array<ActionName<Member>> = ["name", "leadName", "tagged", "agentDescribe", "agentStats"];
+    expect(names).toHaveLength(5);
     // @ts-expect-error: a member holding a handle is no action (the proxy types it never)
     const callLead = (): unknown => typedMember.lead();
     // @ts-expect-error: nor is a plain property an action name
