@@ -11,6 +11,30 @@ import { parameterList, splitParameters } from "./parameters.ts";
 (Symbol as { metadata?: symbol }).metadata ??= Symbol.for("Symbol.metadata");
 
 const SPECS = Symbol("academy.members");
+const DEFINED_AT = Symbol("academy.definedAt");
+
+/**
+ * Where the code that is defining a class is: the first stack frame outside this module (the
+ * class's own module, or its compiler's decorator helpers, which live in the same module).
+ */
+function definitionSite(): string | undefined {
+  const frames = (new Error().stack ?? "").split("\n").slice(1);
+  const here = frames[0]?.match(/\((.*):\d+:\d+\)$/)?.[1] ?? frames[0]?.match(/at (.*):\d+:\d+$/)?.[1];
+  for (const frame of frames) {
+    const location = frame.match(/\((.*:\d+):\d+\)$/)?.[1] ?? frame.match(/at (.*:\d+):\d+$/)?.[1];
+    if (location !== undefined && (here === undefined || !location.startsWith(`${here}:`))) return location;
+  }
+  return undefined;
+}
+
+/** Where a decorated agent class was defined (`file:line`), if known: for error messages. */
+export function classDefinitionSite(cls: object): string | undefined {
+  // Only the class's own metadata: a class without decorators inherits its base class's.
+  if (!Object.prototype.hasOwnProperty.call(cls, Symbol.metadata)) return undefined;
+  const metadata = (cls as { [Symbol.metadata]?: Record<symbol, unknown> })[Symbol.metadata as symbol as typeof Symbol.metadata];
+  if (metadata == null || !Object.prototype.hasOwnProperty.call(metadata, DEFINED_AT)) return undefined;
+  return metadata[DEFINED_AT] as string | undefined;
+}
 
 type AsyncMethod = (this: unknown, ...args: never[]) => Promise<unknown>;
 
@@ -89,7 +113,10 @@ function record(context: ClassMethodDecoratorContext, spec: MemberSpec): void {
   if (metadata === undefined) {
     throw new AgentDefinitionError("Decorator metadata is unavailable; compile with standard (non-experimental) decorators");
   }
-  if (!Object.prototype.hasOwnProperty.call(metadata, SPECS)) metadata[SPECS] = [];
+  if (!Object.prototype.hasOwnProperty.call(metadata, SPECS)) {
+    metadata[SPECS] = [];
+    (metadata as Record<symbol, unknown>)[DEFINED_AT] = definitionSite();
+  }
   metadata[SPECS]!.push(spec);
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { Agent, AgentDefinitionError, InvalidConfigError, action, agentTypeInfo, agentTypeName, resolveRuntimeConfig, timer } from "../../src/index.ts";
+import { Agent, AgentDefinitionError, InvalidConfigError, Manager, action, agentTypeInfo, agentTypeName, resolveRuntimeConfig, timer } from "../../src/index.ts";
 import { tokenToTypeName, typeNameToken } from "../../src/agent/agent-type.ts";
 import { agentSpec } from "../../src/agent/decorators.ts";
 import { splitParameters } from "../../src/agent/parameters.ts";
@@ -102,5 +102,49 @@ describe("runtime config", () => {
     expect(resolveRuntimeConfig({ shutdownGraceMs: Number.POSITIVE_INFINITY }).shutdownGraceMs).toBe(Number.POSITIVE_INFINITY);
     expect(() => resolveRuntimeConfig({ shutdownGraceMs: -1 })).toThrow(InvalidConfigError);
     expect(() => resolveRuntimeConfig({ shutdownGraceMs: Number.NaN })).toThrow(InvalidConfigError);
+  });
+});
+
+describe("type names in one process", () => {
+  /** A fresh class named Twin each call (as two copies of a module, or a bundler's renaming, would make). */
+  function twin(): typeof Agent & (new () => Agent) {
+    class Twin extends Agent {
+      @action async a(): Promise<number> {
+        return 1;
+      }
+    }
+    return Twin;
+  }
+
+  test("a second, different class under a type name is an error naming both; agentType tells them apart", async () => {
+    const first = twin();
+    const second = twin();
+    await using manager = await Manager.fromExchangeFactory();
+    await manager.registerAgent(first);
+    const error = (await manager.registerAgent(second).catch((e: unknown) => e)) as AgentDefinitionError;
+    expect(error).toBeInstanceOf(AgentDefinitionError);
+    expect(error.agentType).toBe("Twin");
+    expect(error.message).toMatch(/'Twin': class Twin \(defined at .*agent-definition\.test\.ts:\d+\) and class Twin \(defined at .*agent-definition\.test\.ts:\d+\)/);
+    await expect(manager.launch(second)).rejects.toThrow(AgentDefinitionError);
+    await expect(manager.exchangeClient.discover(second)).rejects.toThrow(AgentDefinitionError);
+    // The first keeps its name; by name, discover finds its agents only.
+    expect(await manager.exchangeClient.discover("Twin")).toHaveLength(1);
+    // Renamed, the second is a type of its own.
+    const renamed = twin();
+    Object.defineProperty(renamed, "agentType", { value: "acme/Twin.v2" });
+    expect(agentTypeInfo(renamed).chain).toEqual(["acme/Twin.v2", "Agent"]);
+    await manager.launch(renamed);
+  });
+
+  test("two classes declaring one agentType clash too; the same class registers any number of times", async () => {
+    class Left extends Agent {
+      static override agentType = "shared.Name";
+    }
+    class Right extends Agent {
+      static override agentType = "shared.Name";
+    }
+    expect(agentTypeInfo(Left).name).toBe("shared.Name");
+    expect(agentTypeInfo(Left).name).toBe("shared.Name");
+    expect(() => agentTypeInfo(Right)).toThrow(/'shared\.Name': class Left and class Right/);
   });
 });
