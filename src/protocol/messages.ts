@@ -59,6 +59,16 @@ export interface Routing {
   readonly src?: string | undefined;
   /** Core NATS subject to publish the response to instead of the sender's mailbox. */
   readonly replyTo?: string | undefined;
+  /**
+   * The site whose exchange holds the `src` mailbox, on a message that crossed from another site
+   * (envelope key `srcSite`): where the response goes. Absent: the receiver's own site.
+   */
+  readonly srcSite?: string | undefined;
+  /**
+   * The site whose exchange holds the `dest` mailbox, when it is not the sender's own (internal:
+   * it routes the message through the outbox to that site and is not written on the wire).
+   */
+  readonly destSite?: string | undefined;
 }
 
 export interface ActionRequest extends Routing {
@@ -112,6 +122,10 @@ export function isRequest(message: Message): message is RequestMessage {
  */
 export function responseRouting(request: Routing): Routing {
   const dest = request.replyTo === undefined ? (request.src ?? "") : "";
+  // A request from another site is answered there (through the outbox to that site).
+  if (request.srcSite !== undefined && request.replyTo === undefined) {
+    return { tag: request.tag, dest, src: request.dest, replyTo: undefined, destSite: request.srcSite };
+  }
   return { tag: request.tag, dest, src: request.dest, replyTo: request.replyTo };
 }
 
@@ -124,6 +138,7 @@ export function toEnvelope(message: Message): Envelope {
   if (message.dest !== "") envelope.dest = message.dest;
   if (message.src !== undefined) envelope.src = message.src;
   if (message.replyTo !== undefined) envelope.replyTo = message.replyTo;
+  if (message.srcSite !== undefined) envelope.srcSite = message.srcSite;
   switch (message.type) {
     case MessageType.ActionRequest:
       envelope.action = message.action;
@@ -177,7 +192,8 @@ export function fromEnvelope(value: unknown): Message {
   if (replyTo !== undefined && !isValidReplySubject(replyTo)) {
     throw new MalformedMessageError(`Field 'replyTo' must be a literal subject outside '$' namespaces (got ${JSON.stringify(replyTo)})`);
   }
-  const headers: Routing = { tag, dest, src, replyTo };
+  const srcSite = optionalString(e, "srcSite");
+  const headers: Routing = srcSite === undefined ? { tag, dest, src, replyTo } : { tag, dest, src, replyTo, srcSite };
   const type = e.type;
   switch (type) {
     case MessageType.ActionRequest: {

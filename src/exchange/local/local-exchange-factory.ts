@@ -4,6 +4,7 @@
 import { MailboxStatus, assertMailboxActive } from "../mailbox-status.ts";
 import type { Agent } from "../../agent/agent.ts";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
+import { UnknownSiteError } from "../../errors.ts";
 import { UserId } from "../../identifiers.ts";
 import type { AgentId, EntityId } from "../../identifiers.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
@@ -98,10 +99,12 @@ export class LocalTransport implements ExchangeTransport {
   }
 
   async send(message: Message): Promise<void> {
+    if (message.destSite !== undefined) throw noSites(message.destSite);
     await this.#api.send(message.dest, encodeMessage(message));
   }
 
-  async status(uid: string): Promise<MailboxStatus> {
+  async status(uid: string, _fresh?: boolean, site?: string): Promise<MailboxStatus> {
+    if (site !== undefined) throw noSites(site);
     return this.#api.status(uid);
   }
 
@@ -109,11 +112,13 @@ export class LocalTransport implements ExchangeTransport {
     return this.#api.registerAgent(type, name);
   }
 
-  async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
+  async discover(typeName: string, allowSubclasses: boolean, site?: string): Promise<AgentId[]> {
+    if (site !== undefined) throw noSites(site);
     return this.#api.discover(typeName, allowSubclasses);
   }
 
   async terminate(id: EntityId): Promise<void> {
+    if (id.site !== undefined) throw noSites(id.site);
     if (id.uid === this.mailboxId.uid) this.#listening = false;
     await this.#api.terminate(id.uid);
   }
@@ -127,6 +132,11 @@ export class LocalTransport implements ExchangeTransport {
     this.#closed = true;
     await this.stopListening();
   }
+}
+
+/** The in-process exchange has no sites: an id or option naming one is an error. */
+function noSites(site: string): UnknownSiteError {
+  return new UnknownSiteError(`The in-process exchange has no sites; ${site} names one`, { site });
 }
 
 /** Options of {@link LocalExchangeFactory}. */

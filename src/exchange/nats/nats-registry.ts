@@ -71,8 +71,19 @@ export class NatsRegistry {
   readonly #typesStream: string;
   readonly #typesKeys: string;
   readonly #retryWindowMs: number;
+  /** The site put on the ids this registry mints and finds (undefined: none). */
+  readonly #site: string | undefined;
 
-  constructor(registry: KV, types: KV, js: JetStreamClient, jsm: JetStreamManager, typesBucket: string, retryWindowMs: number) {
+  constructor(
+    registry: KV,
+    types: KV,
+    js: JetStreamClient,
+    jsm: JetStreamManager,
+    typesBucket: string,
+    retryWindowMs: number,
+    site?: string,
+  ) {
+    this.#site = site;
     this.#registry = registry;
     this.#types = types;
     this.#js = js;
@@ -99,7 +110,7 @@ export class NatsRegistry {
 
   /** Register an agent mailbox and index it under every type of its ancestry. */
   async registerAgent(type: AgentTypeInfo, name?: string): Promise<{ registration: AgentRegistration; entry: RecordEntry }> {
-    const agentId = AgentId.create(name);
+    const agentId = AgentId.create(name, this.#site);
     const record: MailboxRecord = {
       v: RECORD_VERSION,
       role: EntityRole.Agent,
@@ -175,7 +186,7 @@ export class NatsRegistry {
       for (const [key, value] of await scanLatest(this.#js, this.#typesBucket, `${typeNameToken(typeName)}.*`)) {
         try {
           const [concrete, name] = decodeValue(value) as [string, string | undefined];
-          if (allowSubclasses || concrete === typeName) found.push(new AgentId(key.slice(key.lastIndexOf(".") + 1), name ?? undefined));
+          if (allowSubclasses || concrete === typeName) found.push(new AgentId(key.slice(key.lastIndexOf(".") + 1), name ?? undefined, this.#site));
         } catch {
           // A foreign value in our bucket: not one of our agents.
         }
