@@ -289,6 +289,18 @@ export class NatsExchangeFactory implements ExchangeFactory {
     return this.#getContext();
   }
 
+  /**
+   * Set up the link to another site now, or check that it is set up (docs/EDGE.md). A link is
+   * set up in the background from the factory's first use and tried again every 2 s until the
+   * site answers; once set up it works through outages.
+   * @throws {UnknownSiteError} if `site` is not one of the option `sites`.
+   * @throws {SiteUnreachableError} if the link was never set up and the site does not answer now.
+   */
+  async linkSite(site: string): Promise<void> {
+    const ctx = await this.#getContext();
+    await ctx.link(site).ready();
+  }
+
   /** Close the connection (if the factory opened it). Idempotent. */
   close(): Promise<void> {
     this.#closing ??= this.#close();
