@@ -22,8 +22,9 @@ let cloudManager: Manager;
 
 beforeAll(async () => {
   world = await startEdgeWorld();
+  // Provision s1 (its registry must exist for the cloud to link to it).
   const s1 = world.factory("s1");
-  await using s1Manager = await Manager.fromExchangeFactory(s1);
+  await (await Manager.fromExchangeFactory(s1)).close();
   const cloud = world.factory("cloud", {}, ["s1"]);
   cloudManager = await Manager.fromExchangeFactory(cloud);
   await eventually(() => cloud.linkSite("s1").then(() => true), 15_000, "cloud links to s1");
