@@ -10,15 +10,13 @@
  * containers can be configured without a command line. Exit codes: 0 done (a host: drained), 1 an
  * error at run time or a forced stop, 2 bad usage or configuration.
  */
-import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { Server } from "node:http";
 import { parseArgs } from "node:util";
-import { credsAuthenticator } from "@nats-io/nats-core";
 import { pino } from "pino";
-import { AcademyError, InvalidConfigError } from "../src/errors.ts";
-import { NatsExchangeFactory } from "../src/exchange/nats/nats-exchange-factory.ts";
-import type { NatsExchangeOptions } from "../src/exchange/nats/nats-exchange-factory.ts";
+import type { Logger } from "pino";
+import { AcademyError, InvalidConfigError, NatsExchangeFactory } from "../src/index.ts";
+import type { NatsExchangeOptions, PoolBackend } from "../src/index.ts";
 import { CLI_ENV, CLI_OPTIONS } from "./cli-options.ts";
 import { RuntimeHost } from "./host.ts";
 import { formatAge, formatTable, listAgentRows, listHostRows } from "./listing.ts";
@@ -78,25 +76,12 @@ function integerOption(values: Values, name: OptionName): number | undefined {
 
 function exchangeOptions(values: Values): NatsExchangeOptions {
   const servers = option(values, "servers") ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
-  const creds = option(values, "creds");
-  let authenticator;
-  if (creds !== undefined) {
-    try {
-      authenticator = credsAuthenticator(readFileSync(creds));
-    } catch (error) {
-      throw new UsageError(`cannot read --creds ${creds}: ${(error as Error).message}`);
-    }
-  }
   return {
     servers: servers.split(",").map((s) => s.trim()).filter((s) => s !== ""),
     prefix: option(values, "prefix"),
     replicas: integerOption(values, "replicas"),
-    connectionOptions: {
-      name: "academy-cli",
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-      ...(authenticator === undefined ? {} : { authenticator }),
-    },
+    credsFile: option(values, "creds"),
+    connectionOptions: { name: "academy-cli", maxReconnectAttempts: -1, reconnectTimeWait: 250 },
   };
 }
 
@@ -116,15 +101,7 @@ async function runHost(values: Values): Promise<number> {
   const exchange = exchangeOptions(values);
   const connectionOptions = { ...exchange.connectionOptions, name: `academy-host-${pool}` };
 
-  // One agent's floating promise must not take down the others: log it and keep serving. An
-  // uncaught exception leaves the process in an unknown state: exit, and the pool restarts the
-  // agents elsewhere once this host is reaped.
-  process.on("unhandledRejection", (reason) => logger.error({ err: reason }, "unhandled rejection (an agent's floating promise?)"));
-  process.on("uncaughtException", (error) => {
-    logger.fatal({ err: error }, "uncaught exception: exiting; the pool restarts this host's agents when it is reaped");
-    logger.flush();
-    process.exit(1);
-  });
+  exitOnCrash(logger);
   const host = await RuntimeHost.start({
     pool,
     modules,
@@ -136,8 +113,32 @@ async function runHost(values: Values): Promise<number> {
     logger,
   });
   const health = healthPort === undefined ? undefined : await serveHealth(host, healthPort);
+  const exitCode = await drainOnSignal(host, logger, graceMs);
+  health?.close();
+  logger.flush();
+  return exitCode;
+}
 
-  const exitCode = await new Promise<number>((resolve) => {
+/**
+ * One agent's floating promise must not take down the others: log it and keep serving. An
+ * uncaught exception leaves the process in an unknown state: exit, and the pool restarts the
+ * agents elsewhere once this host is reaped.
+ */
+function exitOnCrash(logger: Logger): void {
+  process.on("unhandledRejection", (reason) => logger.error({ err: reason }, "unhandled rejection (an agent's floating promise?)"));
+  process.on("uncaughtException", (error) => {
+    logger.fatal({ err: error }, "uncaught exception: exiting; the pool restarts this host's agents when it is reaped");
+    logger.flush();
+    process.exit(1);
+  });
+}
+
+/**
+ * Drain the host at the first SIGTERM or SIGINT. Resolves with the exit code: 0 once drained; 1
+ * if the drain fails, a second signal comes, or `graceMs` passes first.
+ */
+function drainOnSignal(host: RuntimeHost, logger: Logger, graceMs: number): Promise<number> {
+  return new Promise<number>((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals): void => {
       signals++;
@@ -162,9 +163,6 @@ async function runHost(values: Values): Promise<number> {
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
   });
-  health?.close();
-  logger.flush();
-  return exitCode;
 }
 
 /** `/healthz`: connected and heartbeating. `/readyz`: serving (not starting, not draining). */
@@ -184,10 +182,11 @@ function serveHealth(host: RuntimeHost, port: number): Promise<Server> {
   });
 }
 
-async function withExchange<T>(values: Values, use: (factory: NatsExchangeFactory) => Promise<T>): Promise<T> {
+/** Run `use` with the host pools of the exchange the options name. */
+async function withPools<T>(values: Values, use: (backend: PoolBackend) => Promise<T>): Promise<T> {
   const factory = new NatsExchangeFactory({ ...exchangeOptions(values), retryWindowMs: 5_000 });
   try {
-    return await use(factory);
+    return await use(await factory.poolBackend());
   } finally {
     await factory.close();
   }
@@ -200,7 +199,7 @@ function printRows<T extends object>(values: Values, rows: readonly T[], what: s
 }
 
 async function listHosts(values: Values): Promise<number> {
-  const rows = await withExchange(values, async (f) => listHostRows(await f.context(), { pool: option(values, "pool") }));
+  const rows = await withPools(values, (backend) => listHostRows(backend, { pool: option(values, "pool") }));
   printRows(values, rows, "hosts", [
     ["HOST", (r) => r.hostId],
     ["POOL", (r) => r.pool],
@@ -215,8 +214,8 @@ async function listHosts(values: Values): Promise<number> {
 }
 
 async function listAgents(values: Values): Promise<number> {
-  const rows = await withExchange(values, async (f) =>
-    listAgentRows(await f.context(), { pool: option(values, "pool"), host: values.host, all: values.all }),
+  const rows = await withPools(values, (backend) =>
+    listAgentRows(backend, { pool: option(values, "pool"), host: values.host, all: values.all }),
   );
   printRows(values, rows, "agents", [
     ["AGENT", (r) => r.agentId],
@@ -266,6 +265,11 @@ export async function main(argv: readonly string[]): Promise<number> {
         return 2;
     }
   } catch (error) {
+    if (error instanceof InvalidConfigError && error.option === "credsFile") {
+      // The exchange reads the file; say what went wrong in the command's terms.
+      console.error(`academy: cannot read --creds ${option(values, "creds")}: ${(error.cause as Error | undefined)?.message ?? error.message}`);
+      return 2;
+    }
     if (error instanceof UsageError || error instanceof InvalidConfigError) {
       console.error(`academy: ${error.message}`);
       return 2;

@@ -1,13 +1,9 @@
 /**
- * What `academy hosts` and `academy agents` show: rows built from the hosts, placements and
- * registry buckets, and a plain-text table for terminals.
+ * What `academy hosts` and `academy agents` show: rows built from a pool backend's host records,
+ * placements and registry, and a plain-text table for terminals.
  */
-import type { NatsExchange } from "../src/exchange/nats/nats-exchange.ts";
-import { scanLatest } from "../src/exchange/nats/kv-scan.ts";
-import { decodeRecord } from "../src/exchange/nats/nats-registry.ts";
-import type { MailboxRecord } from "../src/exchange/nats/nats-registry.ts";
 import { EntityRole } from "../src/identifiers.ts";
-import { PoolStore } from "../src/pool/pool-store.ts";
+import type { PoolBackend } from "../src/pool/pool-backend.ts";
 import type { Placement } from "../src/pool/records.ts";
 
 /** One row of `academy hosts`. */
@@ -44,10 +40,10 @@ export interface AgentRow {
   readonly registeredAt: string;
 }
 
-export async function listHostRows(ctx: NatsExchange, filter: { pool?: string } = {}): Promise<HostRow[]> {
-  const store = await PoolStore.for(ctx);
+/** The hosts `backend` knows (of `filter.pool`, if given), by pool and host id. */
+export async function listHostRows(backend: PoolBackend, filter: { pool?: string } = {}): Promise<HostRow[]> {
   const now = Date.now();
-  return (await store.listHosts(filter.pool))
+  return (await backend.listHosts(filter.pool))
     .map(({ value: h, written }) => {
       const heartbeatAgeMs = Math.max(0, now - written.getTime());
       return {
@@ -69,18 +65,21 @@ export async function listHostRows(ctx: NatsExchange, filter: { pool?: string } 
     .sort((a, b) => a.pool.localeCompare(b.pool) || a.hostId.localeCompare(b.hostId));
 }
 
+/**
+ * The agents `backend`'s registry knows, with their placements: active ones (every one with
+ * `filter.all`), those placed on `filter.pool` or held by `filter.host` when given; by
+ * registration time.
+ */
 export async function listAgentRows(
-  ctx: NatsExchange,
+  backend: PoolBackend,
   filter: { pool?: string; host?: string; all?: boolean } = {},
 ): Promise<AgentRow[]> {
-  const store = await PoolStore.for(ctx);
   const placements = new Map<string, Placement>();
-  for (const p of await store.listPlacements(filter.pool)) {
+  for (const p of await backend.listPlacements(filter.pool)) {
     const known = placements.get(p.uid);
     if (known === undefined || p.updatedAt > known.updatedAt) placements.set(p.uid, p);
   }
-  const latest = await ctx.retry("list agents", () => scanLatest(ctx.js, ctx.layout.registryBucket, ">"));
-  const records: MailboxRecord[] = [...latest.values()].map(decodeRecord).filter((r) => r?.role === EntityRole.Agent) as MailboxRecord[];
+  const records = (await backend.listMailboxes()).filter((r) => r.role === EntityRole.Agent);
   const rows: AgentRow[] = [];
   for (const r of records) {
     const p = placements.get(r.uid);

@@ -87,7 +87,17 @@ export { loadAgentClasses, requireAgentClass } from "./manager/agent-modules.ts"
 export { HostPoolExecutor } from "./manager/host-pool-executor.ts";
 export type { HostPoolExecutorOptions } from "./manager/host-pool-executor.ts";
 export type { AgentExecution, AgentExecutor, LaunchSpec, PrepareSpec, RunOutcome } from "./manager/executor.ts";
-export { PlacementState } from "./pool/records.ts";
+export { PlacementState } from "./pool/placement.ts";
+export type {
+  HostEntry,
+  LaunchBatch,
+  LaunchDelivery,
+  LaunchQueue,
+  MailboxEntry,
+  PoolBackend,
+  StopWatch,
+  Versioned,
+} from "./pool/pool-backend.ts";
 export type { HostRecord, LaunchRequest, Placement } from "./pool/records.ts";
 
 export { PROTOCOL_VERSION } from "./protocol/messages.ts";

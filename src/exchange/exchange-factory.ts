@@ -6,6 +6,8 @@ import type { Transferable } from "node:worker_threads";
 import type { Agent } from "../agent/agent.ts";
 import type { AgentClientOptions, AgentExchangeClient, RequestHandler, UserClientOptions, UserExchangeClient } from "./exchange-client.ts";
 
+import type { PoolBackend } from "../pool/pool-backend.ts";
+import type { Logger } from "../util/logger.ts";
 import type { AgentRegistration } from "./transport.ts";
 
 
@@ -16,14 +18,27 @@ export interface CreateUserClientOptions extends UserClientOptions {
 }
 
 /**
- * A structured-clonable description of a factory, with the objects to transfer alongside it.
- * `kind` selects the rebuilder in the worker (`"nats"`, `"local-port"`).
+ * A structured-clonable description of a factory, with the objects to transfer alongside it. It
+ * names the module that rebuilds the factory, so a worker needs to know no kinds of exchange: the
+ * worker imports `module` and calls its export {@link WORKER_FACTORY_EXPORT} (a
+ * {@link RebuildWorkerFactory}) with `data`.
  */
 export interface WorkerFactoryDescriptor {
-  readonly kind: string;
+  /** URL of the module that rebuilds the factory (as a rule `import.meta.url` of the factory's own module). */
+  readonly module: string;
+  /** What the rebuild function gets (structured-clonable; objects in `transfer` may be inside). */
   readonly data: unknown;
   readonly transfer: readonly Transferable[];
 }
+
+/** The name of the function a {@link WorkerFactoryDescriptor}'s module exports to rebuild the factory. */
+export const WORKER_FACTORY_EXPORT = "rebuildWorkerFactory";
+
+/**
+ * What a worker factory module exports as {@link WORKER_FACTORY_EXPORT}: the factory, in a worker
+ * thread, for the exchange `data` describes.
+ */
+export type RebuildWorkerFactory = (data: unknown, logger: Logger) => ExchangeFactory;
 
 /** Mints exchange clients for one exchange. */
 export interface ExchangeFactory {
@@ -39,6 +54,11 @@ export interface ExchangeFactory {
     handler: RequestHandler,
     options?: AgentClientOptions,
   ): Promise<AgentExchangeClient>;
+  /**
+   * The storage and queues of host pools on this exchange, for `HostPoolExecutor` and runtime
+   * hosts (optional: an exchange without it cannot serve host pools).
+   */
+  poolBackend?(): Promise<PoolBackend>;
   /** Describe this factory for a worker thread (see {@link WorkerFactoryDescriptor}). */
   forWorker(): WorkerFactoryDescriptor;
   /** Release shared resources (connections). Clients still open keep working until closed. */

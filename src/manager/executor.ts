@@ -15,6 +15,8 @@ import type { RuntimeConfig } from "../agent/runtime-config.ts";
 import { AgentEngine } from "../engine/agent-engine.ts";
 import type { AgentSource } from "../engine/agent-engine.ts";
 import { decodeValue } from "../protocol/codec.ts";
+import { agentRetryPolicy, nextRetryDelayMs, retriesLeft } from "../util/backoff.ts";
+import type { RetryPolicy } from "../util/backoff.ts";
 import type { Logger } from "../util/logger.ts";
 
 /** Everything an executor needs to run an agent. */
@@ -80,17 +82,17 @@ export async function runAgentOnce<A extends Agent>(
   spec: Pick<LaunchSpec<A>, "registration" | "exchangeFactory" | "logger">,
   config: RuntimeConfig,
 ): Promise<RunOutcome> {
-  const runtime = new AgentEngine(source, {
+  const engine = new AgentEngine(source, {
     exchangeFactory: spec.exchangeFactory,
     registration: spec.registration,
     config,
     logger: spec.logger,
   });
   try {
-    await runtime.run();
+    await engine.run();
     return { ok: true };
   } catch (error) {
-    return { ok: false, error, retryable: runtime.retryable };
+    return { ok: false, error, retryable: engine.retryable };
   }
 }
 
@@ -105,9 +107,13 @@ export function buildFromArgs<A extends Agent>(agentClass: AgentClass<A>, args: 
   };
 }
 
-/** Delay before retry number `attempt + 1`: `backoffMs` doubled per earlier retry, capped at 30 s. */
-export function retryDelayMs(backoffMs: number, attempt: number): number {
-  return Math.min(backoffMs * 2 ** attempt, 30_000);
+/**
+ * The config of run number `attempt + 1`: a run that may be retried keeps its mailbox on failure
+ * (`terminateOnError: false`), so that the next run can reuse it; the last run uses `config` as
+ * given.
+ */
+export function runConfig(config: RuntimeConfig, policy: RetryPolicy, attempt: number): RuntimeConfig {
+  return retriesLeft(policy, attempt) ? { ...config, terminateOnError: false } : config;
 }
 
 /**
@@ -119,13 +125,13 @@ export async function runWithRetries(
   spec: Pick<LaunchSpec, "config" | "maxRetries" | "retryBackoffMs" | "logger" | "registration">,
   runOnce: (config: RuntimeConfig, attempt: number) => Promise<RunOutcome>,
 ): Promise<void> {
+  const policy = agentRetryPolicy(spec);
   for (let attempt = 0; ; attempt++) {
-    const last = attempt >= spec.maxRetries;
-    const config = last ? spec.config : { ...spec.config, terminateOnError: false };
+    const config = runConfig(spec.config, policy, attempt);
     const outcome = await runOnce(config, attempt);
     if (outcome.ok) return;
-    if (last || !outcome.retryable) throw outcome.error;
-    const delayMs = retryDelayMs(spec.retryBackoffMs, attempt);
+    const delayMs = outcome.retryable ? nextRetryDelayMs(policy, attempt) : undefined;
+    if (delayMs === undefined) throw outcome.error;
     spec.logger.warn(
       { err: outcome.error, agentId: spec.registration.agentId.uid, attempt: attempt + 1, retryInMs: delayMs },
       "agent failed; restarting under the same id",

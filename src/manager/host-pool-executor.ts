@@ -10,11 +10,12 @@ import { Agent } from "../agent/agent.ts";
 import type { AgentTypeInfo } from "../agent/agent-type.ts";
 import { AgentAlreadyLaunchedError, AgentDefinitionError, ExecutorError, InvalidConfigError, UnknownAgentTypeError } from "../errors.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
-import { NatsExchangeFactory } from "../exchange/nats/nats-exchange-factory.ts";
-import { checkPool } from "../exchange/nats/nats-layout.ts";
-import { PoolStore } from "../pool/pool-store.ts";
-import { POOL_RECORD_VERSION, PlacementState, encodeLaunchRequest, isFinal } from "../pool/records.ts";
+import { checkPool } from "../pool/pool-name.ts";
+import type { PoolBackend } from "../pool/pool-backend.ts";
+import { PlacementState, failQueued, isFinal, launch } from "../pool/placement.ts";
+import { POOL_RECORD_VERSION, encodeLaunchRequest } from "../pool/records.ts";
 import type { HostRecord, LaunchRequest, Placement } from "../pool/records.ts";
+import { transitionPlacement } from "../pool/transition-placement.ts";
 import { fromFailure, toFailure } from "../protocol/failure.ts";
 import { EntityRole } from "../identifiers.ts";
 import { deferred } from "../util/deferred.ts";
@@ -38,7 +39,8 @@ interface Waiter {
 }
 
 /**
- * Runs agents on the runtime hosts of one pool. Needs a manager on a {@link NatsExchangeFactory}.
+ * Runs agents on the runtime hosts of one pool. Needs a manager on an exchange that serves host
+ * pools (`ExchangeFactory.poolBackend`: the `NatsExchangeFactory` does).
  *
  * ```ts
  * const manager = await Manager.fromExchangeFactory(new NatsExchangeFactory({ servers }), {
@@ -50,7 +52,7 @@ interface Waiter {
 export class HostPoolExecutor implements AgentExecutor {
   readonly pool: string;
   readonly #waiters = new Map<string, Waiter>();
-  #watching: { factory: ExchangeFactory; store: Promise<PoolStore> } | undefined;
+  #watching: { factory: ExchangeFactory; backend: Promise<PoolBackend> } | undefined;
   #stopWatch: (() => void) | undefined;
   #closed = false;
   #hostsCache: { at: number; hosts: Promise<readonly HostRecord[]> } | undefined;
@@ -63,7 +65,7 @@ export class HostPoolExecutor implements AgentExecutor {
   /**
    * Check the agent can run on this pool before it is registered.
    * @throws {AgentDefinitionError} for an agent instance (a pool launches classes).
-   * @throws {InvalidConfigError} unless the manager's exchange is a NATS exchange.
+   * @throws {InvalidConfigError} unless the manager's exchange serves host pools.
    * @throws {UnknownAgentTypeError} when the pool has hosts and none of them can run the type. A
    *   pool without hosts takes the launch: it waits in the stream until a host joins.
    */
@@ -71,20 +73,20 @@ export class HostPoolExecutor implements AgentExecutor {
     if (typeof spec.agent !== "function" || !(spec.agent.prototype instanceof Agent)) {
       throw new AgentDefinitionError(`Host pool '${this.pool}' launches agent classes, not instances`);
     }
-    const store = await this.#store(spec.exchangeFactory);
+    const backend = await this.#backend(spec.exchangeFactory);
     const runs = (hosts: readonly HostRecord[]): boolean => hosts.some((h) => h.types.includes(spec.agentType.name));
-    let hosts = await this.#hosts(store, false);
-    if (hosts.length > 0 && !runs(hosts)) hosts = await this.#hosts(store, true); // a host may have just joined
+    let hosts = await this.#hosts(backend, false);
+    if (hosts.length > 0 && !runs(hosts)) hosts = await this.#hosts(backend, true); // a host may have just joined
     if (hosts.length > 0 && !runs(hosts)) {
       throw unknownType(spec.agentType, this.pool, `none of its ${hosts.length} host(s) can load it`);
     }
   }
 
   /** The pool's serving hosts, read at most once a second (launching many agents reads it once). */
-  async #hosts(store: PoolStore, fresh: boolean): Promise<readonly HostRecord[]> {
+  async #hosts(backend: PoolBackend, fresh: boolean): Promise<readonly HostRecord[]> {
     const now = Date.now();
     if (fresh || this.#hostsCache === undefined || now - this.#hostsCache.at > HOSTS_CACHE_MS) {
-      const read = store.listHosts(this.pool).then((entries) => entries.map((e) => e.value).filter((h) => !h.draining));
+      const read = backend.listHosts(this.pool).then((entries) => entries.map((e) => e.value).filter((h) => !h.draining));
       this.#hostsCache = { at: now, hosts: read };
       read.catch(() => {
         if (this.#hostsCache?.hosts === read) this.#hostsCache = undefined;
@@ -115,11 +117,38 @@ export class HostPoolExecutor implements AgentExecutor {
 
   async #submit(spec: LaunchSpec, done: Deferred<void>): Promise<void> {
     if (this.#closed) throw new ExecutorError(`The executor of pool '${this.pool}' is closed`, { executor: this.pool });
-    const store = await this.#store(spec.exchangeFactory);
+    const backend = await this.#backend(spec.exchangeFactory);
     const { agentId, agentType } = spec.registration;
     const waiter: Waiter = { gen: Number.POSITIVE_INFINITY, done };
     this.#waiters.set(agentId.uid, waiter);
-    const request: LaunchRequest = {
+    const request = this.#launchRequest(spec);
+    // Leave room for what hosts add to the placement (host ids, a failure): a launch that only just
+    // fits would fail on the host instead.
+    backend.checkSize(encodeLaunchRequest(request).byteLength + PLACEMENT_ROOM, `Launch request of agent ${agentId}`);
+    // An agent registered for this very launch has no placement anywhere: skip the scan (a KV
+    // consumer per launch, most of a launch's cost when thousands are launched at once).
+    const elsewhere = spec.newlyRegistered === true ? undefined : (await backend.placementsOf(agentId.uid)).find((p) => p.pool !== this.pool && !isFinal(p.state));
+    if (elsewhere !== undefined) {
+      throw new AgentAlreadyLaunchedError(`${agentId} is already ${elsewhere.state} on pool '${elsewhere.pool}'`, { agentId: agentId.uid });
+    }
+    // Placed before: relaunch only an agent that has stopped (never start one twice).
+    const placed = await transitionPlacement(backend, this.pool, agentId.uid, launch(request), { createFirst: true });
+    if (!placed.ok) {
+      const busy = placed.current;
+      throw new AgentAlreadyLaunchedError(
+        `${agentId} is already ${busy?.state ?? "placed"} on pool '${this.pool}'${busy?.host === undefined ? "" : ` (host ${busy.host})`}`,
+        { agentId: agentId.uid },
+      );
+    }
+    waiter.gen = placed.placement.gen;
+    await backend.publishLaunch(placed.placement);
+    spec.logger.debug({ agentId: agentId.uid, agentType: agentType.name, pool: this.pool, gen: waiter.gen }, "launch request published");
+  }
+
+  /** The launch request of a first launch (generation 0, no failed runs). */
+  #launchRequest(spec: LaunchSpec): LaunchRequest {
+    const { agentId, agentType } = spec.registration;
+    return {
       v: POOL_RECORD_VERSION,
       uid: agentId.uid,
       name: agentId.name,
@@ -134,38 +163,10 @@ export class HostPoolExecutor implements AgentExecutor {
       retryBackoffMs: spec.retryBackoffMs,
       launchedAt: Date.now(),
     };
-    // Leave room for what hosts add to the placement (host ids, a failure): a launch that only just
-    // fits would fail on the host instead.
-    store.ctx.checkSize(encodeLaunchRequest(request).byteLength + PLACEMENT_ROOM, `Launch request of agent ${agentId}`);
-    // An agent registered for this very launch has no placement anywhere: skip the scan (a KV
-    // consumer per launch, most of a launch's cost when thousands are launched at once).
-    const elsewhere = spec.newlyRegistered === true ? undefined : (await store.placementsOf(agentId.uid)).find((p) => p.pool !== this.pool && !isFinal(p.state));
-    if (elsewhere !== undefined) {
-      throw new AgentAlreadyLaunchedError(`${agentId} is already ${elsewhere.state} on pool '${elsewhere.pool}'`, { agentId: agentId.uid });
-    }
-    let placement = await store.createPlacement({ ...request, state: PlacementState.Queued, updatedAt: Date.now() });
-    // Placed before: relaunch only an agent that has stopped (never start one twice).
-    let busy: Placement | undefined;
-    placement ??= await store.updatePlacement(this.pool, agentId.uid, (current) => {
-      if (!isFinal(current.state)) {
-        busy = current;
-        return undefined;
-      }
-      return { ...current, ...request, gen: current.gen + 1, state: PlacementState.Queued, host: undefined, error: undefined };
-    });
-    if (placement === undefined) {
-      throw new AgentAlreadyLaunchedError(
-        `${agentId} is already ${busy?.state ?? "placed"} on pool '${this.pool}'${busy?.host === undefined ? "" : ` (host ${busy.host})`}`,
-        { agentId: agentId.uid },
-      );
-    }
-    waiter.gen = placement.value.gen;
-    await store.publishLaunch(placement.value);
-    spec.logger.debug({ agentId: agentId.uid, agentType: agentType.name, pool: this.pool, gen: waiter.gen }, "launch request published");
   }
 
-  /** The pool store of the manager's exchange, with the placement watch running. */
-  #store(factory: ExchangeFactory): Promise<PoolStore> {
+  /** The pool backend of the manager's exchange, with the placement watch running. */
+  #backend(factory: ExchangeFactory): Promise<PoolBackend> {
     if (this.#watching !== undefined) {
       if (this.#watching.factory !== factory) {
         return Promise.reject(
@@ -174,31 +175,35 @@ export class HostPoolExecutor implements AgentExecutor {
           }),
         );
       }
-      return this.#watching.store;
+      return this.#watching.backend;
     }
-    if (!(factory instanceof NatsExchangeFactory)) {
+    if (factory.poolBackend === undefined) {
       return Promise.reject(
-        new InvalidConfigError(`Host pool '${this.pool}' needs a manager on a NatsExchangeFactory`, { option: "executors" }),
+        new InvalidConfigError(
+          `Host pool '${this.pool}' needs a manager on an exchange that serves host pools (ExchangeFactory.poolBackend), such as a NatsExchangeFactory`,
+          { option: "executors" },
+        ),
       );
     }
-    const store = (async () => {
-      const ctx = await factory.context();
-      const ready = await PoolStore.for(ctx);
-      const stopWatch = await ready.watchPlacements(this.pool, (placement) => this.#onPlacement(placement));
-      ctx.view.start();
-      const stopListening = ctx.view.onTerminated((uid) => void this.#onTerminated(ready, uid));
-      this.#stopWatch = () => {
-        stopWatch();
-        stopListening();
-      };
-      if (this.#closed) this.#stopWatch();
-      return ready;
-    })();
-    this.#watching = { factory, store };
-    store.catch(() => {
-      if (this.#watching?.store === store) this.#watching = undefined;
+    const backend = this.#follow(factory.poolBackend());
+    this.#watching = { factory, backend };
+    backend.catch(() => {
+      if (this.#watching?.backend === backend) this.#watching = undefined;
     });
-    return store;
+    return backend;
+  }
+
+  /** Follow the pool's placements and the agents' terminations, once the backend is ready. */
+  async #follow(opening: Promise<PoolBackend>): Promise<PoolBackend> {
+    const backend = await opening;
+    const stopWatch = await backend.watchPlacements(this.pool, (placement) => this.#onPlacement(placement));
+    const stopListening = backend.onMailboxTerminated((uid) => void this.#onTerminated(backend, uid));
+    this.#stopWatch = () => {
+      stopWatch();
+      stopListening();
+    };
+    if (this.#closed) this.#stopWatch();
+    return backend;
   }
 
   /**
@@ -206,14 +211,10 @@ export class HostPoolExecutor implements AgentExecutor {
    * it); one still queued will never start, so record it failed here, or its waiters would wait
    * for a host that may never come.
    */
-  async #onTerminated(store: PoolStore, uid: string): Promise<void> {
+  async #onTerminated(backend: PoolBackend, uid: string): Promise<void> {
     if (!this.#waiters.has(uid)) return;
     try {
-      await store.updatePlacement(this.pool, uid, (current) =>
-        current.state === PlacementState.Queued
-          ? { ...current, state: PlacementState.Failed, error: toFailure(terminatedError(uid, EntityRole.Agent)) }
-          : undefined,
-      );
+      await transitionPlacement(backend, this.pool, uid, failQueued(toFailure(terminatedError(uid, EntityRole.Agent))));
     } catch {
       // A host taking the launch later finds the mailbox terminated and records the same.
     }

@@ -3,10 +3,11 @@
  * reports how the run ended. Not part of the public API; only the types below are shared with the
  * executor (as type-only imports, which do not run this module).
  *
- * Steps: rebuild the exchange factory from its descriptor, import the agent modules and find the
+ * Steps: rebuild the exchange factory from its descriptor (importing the module it names), import
+ * the agent modules and find the
  * agent's class by type name, run the agent (`runAgentOnce`), close the factory, post one
  * {@link WorkerReport}, exit. Setup failures (a module that cannot be imported, an unknown type)
- * fail the agent's startup, so the runtime decides about its mailbox as for any startup error.
+ * fail the agent's startup, so the engine decides about its mailbox as for any startup error.
  * An uncaught exception or unhandled rejection (a floating promise in agent code) ends the worker
  * with a `crashed` report.
  */
@@ -18,11 +19,8 @@ import type { AgentClass } from "../agent/agent-type.ts";
 import type { RuntimeConfig } from "../agent/runtime-config.ts";
 import type { AgentSource } from "../engine/agent-engine.ts";
 import { ExecutorError } from "../errors.ts";
-import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
-import { PortExchangeFactory } from "../exchange/local/local-exchange-port.ts";
-import type { LocalPortDescriptorData } from "../exchange/local/local-exchange-port.ts";
-import { NatsExchangeFactory } from "../exchange/nats/nats-exchange-factory.ts";
-import type { NatsExchangeOptions } from "../exchange/nats/nats-exchange-factory.ts";
+import { WORKER_FACTORY_EXPORT } from "../exchange/exchange-factory.ts";
+import type { ExchangeFactory, RebuildWorkerFactory } from "../exchange/exchange-factory.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
 
 import { decodeValue } from "../protocol/codec.ts";
@@ -47,7 +45,7 @@ export interface WorkerLaunchData {
   /** The config of this run. */
   readonly config: RuntimeConfig;
   /** The exchange factory's descriptor, without its transfer list (a port arrives inside `data`). */
-  readonly factory: { readonly kind: string; readonly data: unknown };
+  readonly factory: { readonly module: string; readonly data: unknown };
   /** Pino level of the worker's logger (to stdout); none means silent. */
   readonly logLevel?: string | undefined;
   /** Bindings of the worker's logger (the manager's, plus the worker's). */
@@ -58,38 +56,36 @@ export interface WorkerLaunchData {
 export type WorkerReport =
   /** The agent ran and stopped normally. */
   | { readonly type: "succeeded" }
-  /** The run failed; `retryable` is the runtime's verdict. */
+  /** The run failed; `retryable` is the engine's verdict. */
   | { readonly type: "failed"; readonly failure: Failure; readonly retryable: boolean }
   /** An uncaught exception or unhandled rejection ended the worker. */
   | { readonly type: "crashed"; readonly failure: Failure };
 
 /**
- * Kinds of factory descriptor a worker can rebuild. (Not exported: importing a value from this
- * module would run it.)
+ * The factory, in this worker, for the exchange a descriptor describes: built by the function
+ * the descriptor's module exports.
+ * @throws {ExecutorError} when the module cannot be imported or exports no such function.
  */
-const WorkerFactoryKind = { LocalPort: "local-port", Nats: "nats" } as const;
-
-/**
- * The factory, in this worker, for the exchange a descriptor describes.
- * @throws {ExecutorError} for an unknown kind.
- */
-function rebuildFactory(descriptor: WorkerLaunchData["factory"], logger: Logger): ExchangeFactory {
-  switch (descriptor.kind) {
-    case WorkerFactoryKind.LocalPort:
-      return new PortExchangeFactory(descriptor.data as LocalPortDescriptorData, logger);
-    case WorkerFactoryKind.Nats:
-      return new NatsExchangeFactory({ ...(descriptor.data as NatsExchangeOptions), logger });
-    default:
-      throw new ExecutorError(
-        `A worker cannot rebuild an exchange factory of kind '${descriptor.kind}' ` +
-          `(known: ${Object.values(WorkerFactoryKind).join(", ")})`,
-        { executor: "worker-thread" },
-      );
+async function rebuildFactory(descriptor: WorkerLaunchData["factory"], logger: Logger): Promise<ExchangeFactory> {
+  let rebuild: unknown;
+  try {
+    rebuild = ((await import(descriptor.module)) as Record<string, unknown>)[WORKER_FACTORY_EXPORT];
+  } catch (error) {
+    throw new ExecutorError(`A worker cannot import the exchange factory module ${descriptor.module}`, {
+      executor: "worker-thread",
+      cause: error,
+    });
   }
+  if (typeof rebuild !== "function") {
+    throw new ExecutorError(`The exchange factory module ${descriptor.module} exports no ${WORKER_FACTORY_EXPORT} function`, {
+      executor: "worker-thread",
+    });
+  }
+  return (rebuild as RebuildWorkerFactory)(descriptor.data, logger);
 }
 
 /**
- * An agent source whose build fails with `error`: the runtime then treats the error as a failed
+ * An agent source whose build fails with `error`: the engine then treats the error as a failed
  * startup (logs it, terminates the mailbox per `terminateOnError`, reports it retryable), exactly
  * as for a constructor that throws. `Agent` stands in for the class that could not be found; it
  * is used only to read the (empty) member list.
@@ -112,7 +108,7 @@ function report(outcome: RunOutcome): WorkerReport {
 async function run(data: WorkerLaunchData, logger: Logger, onFinished: () => void): Promise<WorkerReport> {
   let factory: ExchangeFactory;
   try {
-    factory = rebuildFactory(data.factory, logger);
+    factory = await rebuildFactory(data.factory, logger);
   } catch (error) {
     // Without an exchange the mailbox cannot even be reached; a retry would fail the same way.
     (data.factory.data as { port?: MessagePort } | undefined)?.port?.close();

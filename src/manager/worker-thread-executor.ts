@@ -77,11 +77,11 @@ interface LiveWorker {
   readonly exited: Promise<void>;
 }
 
-/** One run in a worker: its outcome, and whether the agent's runtime got to report it. */
+/** One run in a worker: its outcome, and whether the agent's engine got to report it. */
 interface WorkerRun {
   readonly outcome: RunOutcome;
   /**
-   * The runtime reported the outcome itself, having already settled the mailbox per the config.
+   * The engine reported the outcome itself, having already settled the mailbox per the config.
    * When false (the worker died, or never ran the agent), the executor settles it.
    */
   readonly reported: boolean;
@@ -103,7 +103,7 @@ interface WorkerRun {
  * an uncaught exception, running out of memory under `resourceLimits`) is a failed, retryable run
  * with an {@link ExecutorError}; requests it was handling go back to the mailbox (at-least-once)
  * and reach the next run. When the last run ends that way and the agent's `terminateOnError` is
- * set, the executor terminates the mailbox itself, as the runtime would have, so that callers get
+ * set, the executor terminates the mailbox itself, as the engine would have, so that callers get
  * `AgentTerminatedError` rather than wait forever.
  *
  * ```ts
@@ -267,7 +267,7 @@ export class WorkerThreadExecutor implements AgentExecutor, AsyncDisposable {
       args: spec.args,
       registration: encodeValue(spec.registration),
       config,
-      factory: { kind: descriptor.kind, data: descriptor.data },
+      factory: { module: descriptor.module, data: descriptor.data },
       ...(level === "silent" ? {} : { logLevel: level, logBindings: { ...spec.logger.bindings(), attempt } }),
     };
     let worker: Worker;
@@ -351,8 +351,8 @@ export class WorkerThreadExecutor implements AgentExecutor, AsyncDisposable {
   }
 
   /**
-   * After a last run that the agent's runtime did not report (the worker died, or never ran the
-   * agent), terminate the mailbox when the config says so, as the runtime would have.
+   * After a last run that the agent's engine did not report (the worker died, or never ran the
+   * agent), terminate the mailbox when the config says so, as the engine would have.
    */
   async #settleMailbox(spec: LaunchSpec, logger: Logger): Promise<void> {
     if (!resolveRuntimeConfig(spec.config).terminateOnError) return;

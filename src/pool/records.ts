@@ -2,14 +2,15 @@
  * What runtime hosts and host-pool executors exchange through NATS: launch requests (messages on
  * the launch stream), placements (one KV record per launched agent) and host records (one KV
  * record per host). All CBOR maps with a version field `v`; docs/PROTOCOL.md describes them for
- * other systems that publish launch requests.
+ * other systems that publish launch requests. How a placement may change is `placement.ts`.
  */
 import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
 import type { RuntimeConfig } from "../agent/runtime-config.ts";
 import { MalformedMessageError } from "../errors.ts";
-import { checkPool } from "../exchange/nats/nats-layout.ts";
+import { checkPool } from "./pool-name.ts";
 import { decodeValue, encodeValue } from "../protocol/codec.ts";
 import type { Failure } from "../protocol/failure.ts";
+import { PlacementState } from "./placement.ts";
 
 /** Version of launch requests, placements and host records. */
 export const POOL_RECORD_VERSION = 1;
@@ -38,26 +39,6 @@ export interface LaunchRequest {
   readonly retryBackoffMs: number;
   /** When it was first launched, ms since the epoch. */
   readonly launchedAt: number;
-}
-
-/** Where a launched agent is in its life. */
-export const PlacementState = {
-  /** A launch request is in the stream, waiting for a host with capacity. */
-  Queued: "queued",
-  /** A host took it and runs it. */
-  Running: "running",
-  /** A run failed; the host waits out the backoff, then queues it again. */
-  Retrying: "retrying",
-  /** Stopped normally (final). */
-  Completed: "completed",
-  /** Failed for good: the last run failed, or the launch was rejected (final). */
-  Failed: "failed",
-} as const;
-export type PlacementState = (typeof PlacementState)[keyof typeof PlacementState];
-
-/** States after which an agent is not restarted (except by a new launch). */
-export function isFinal(state: PlacementState): boolean {
-  return state === PlacementState.Completed || state === PlacementState.Failed;
 }
 
 /** The placement record of a launched agent (key `<pool>.<uid>` in the placements bucket). */

@@ -5,13 +5,13 @@ import { describe, expect, test } from "vitest";
 import { InvalidConfigError, MalformedMessageError, natsLayout } from "../../src/index.ts";
 import {
   POOL_RECORD_VERSION,
-  PlacementState,
   decodeHostRecord,
   decodeLaunchRequest,
   decodePlacement,
   encodeLaunchRequest,
 } from "../../src/pool/records.ts";
 import type { LaunchRequest } from "../../src/pool/records.ts";
+import { PlacementState } from "../../src/pool/placement.ts";
 import { encodeValue } from "../../src/protocol/codec.ts";
 
 const valid: LaunchRequest = {

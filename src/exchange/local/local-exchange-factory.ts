@@ -20,7 +20,7 @@ import type { AgentRegistration, ExchangeTransport, MailboxHandler } from "../tr
 
 import { LocalExchange } from "./local-exchange.ts";
 import type { LocalExchangeOptions } from "./local-exchange.ts";
-import { serveLocalExchange } from "./local-exchange-port.ts";
+import { PORT_FACTORY_MODULE, serveLocalExchange } from "./local-exchange-port.ts";
 
 /** The operations a local transport needs; implemented in-thread and over a worker port. */
 export interface LocalExchangeApi {
@@ -178,7 +178,7 @@ export class LocalExchangeFactory implements ExchangeFactory {
     const served = serveLocalExchange(this.exchange, () => this.#ports.delete(served));
     this.#ports.add(served);
     const { port } = served;
-    return { kind: "local-port", data: { port, maxPayload: this.exchange.maxPayload }, transfer: [port] };
+    return { module: PORT_FACTORY_MODULE, data: { port, maxPayload: this.exchange.maxPayload }, transfer: [port] };
   }
 
   async close(): Promise<void> {

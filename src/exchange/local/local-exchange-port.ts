@@ -20,7 +20,7 @@ import { UserExchangeClient } from "../exchange-client.ts";
 
 import type { AgentClientOptions, AgentExchangeClient, RequestHandler } from "../exchange-client.ts";
 
-import type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor } from "../exchange-factory.ts";
+import type { CreateUserClientOptions, ExchangeFactory, RebuildWorkerFactory, WorkerFactoryDescriptor } from "../exchange-factory.ts";
 import type { AgentRegistration } from "../transport.ts";
 
 import type { LocalExchange, LocalMailboxSink } from "./local-exchange.ts";
@@ -234,7 +234,10 @@ export class PortExchangeApi implements LocalExchangeApi {
   }
 }
 
-/** The data of a `"local-port"` worker factory descriptor. */
+/** The module that rebuilds a local exchange's factory in a worker thread (this one). */
+export const PORT_FACTORY_MODULE = import.meta.url;
+
+/** The data of a local exchange's worker factory descriptor. */
 export interface LocalPortDescriptorData {
   readonly port: MessagePort;
   readonly maxPayload: number;
@@ -273,3 +276,6 @@ export class PortExchangeFactory implements ExchangeFactory {
   }
 }
 
+/** Rebuilds, in a worker thread, a factory described by `LocalExchangeFactory.forWorker`: on its port. */
+export const rebuildWorkerFactory: RebuildWorkerFactory = (data, logger) =>
+  new PortExchangeFactory(data as LocalPortDescriptorData, logger);

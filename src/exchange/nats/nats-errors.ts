@@ -5,6 +5,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { TimeoutError } from "@nats-io/nats-core";
 import { ClientClosedError, ExchangeUnavailableError } from "../../errors.ts";
+import { NATS_RETRY, nextRetryDelayMs } from "../../util/backoff.ts";
+import type { RetryPolicy } from "../../util/backoff.ts";
 
 /** Names of nats.js errors that mean "try again shortly" (server restarting, leader election). */
 const TRANSIENT_NAMES: ReadonlySet<string> = new Set([
@@ -83,7 +85,8 @@ export interface RetryOptions {
  * `ExchangeUnavailableError`; others pass through unchanged.
  */
 export async function withNatsRetry<T>(operation: () => Promise<T>, options: RetryOptions): Promise<T> {
-  const deadline = Date.now() + options.windowMs;
+  const startedAt = Date.now();
+  const policy: RetryPolicy = { ...NATS_RETRY, windowMs: options.windowMs };
   for (let attempt = 0; ; attempt++) {
     try {
       return await operation();
@@ -92,8 +95,8 @@ export async function withNatsRetry<T>(operation: () => Promise<T>, options: Ret
         throw new ClientClosedError(`NATS connection closed during ${options.what}`, { cause: error });
       }
       if (!isTransientNatsError(error)) throw error;
-      const delayMs = Math.min(25 * 2 ** attempt, 1000);
-      if (Date.now() + delayMs > deadline) {
+      const delayMs = nextRetryDelayMs(policy, attempt, Date.now() - startedAt);
+      if (delayMs === undefined) {
         throw new ExchangeUnavailableError(
           `NATS did not answer ${options.what} within ${options.windowMs} ms: ${(error as Error).message}`,
           { cause: error, subject: options.subject },

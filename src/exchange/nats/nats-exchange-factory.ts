@@ -2,8 +2,10 @@
  * The NATS JetStream exchange factory. One connection per factory (opened on first use and
  * shared by all its clients); in a worker thread the factory is rebuilt from its options.
  */
+import { readFileSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
-import type { ConnectionOptions, NatsConnection } from "@nats-io/nats-core";
+import { credsAuthenticator } from "@nats-io/nats-core";
+import type { Authenticator, ConnectionOptions, NatsConnection } from "@nats-io/nats-core";
 import type { Agent } from "../../agent/agent.ts";
 import { ClientClosedError, ExchangeUnavailableError, InvalidConfigError } from "../../errors.ts";
 import { UserId } from "../../identifiers.ts";
@@ -12,12 +14,14 @@ import type { Logger } from "../../util/logger.ts";
 import { AgentExchangeClient, UserExchangeClient } from "../exchange-client.ts";
 import type { AgentClientOptions, RequestHandler } from "../exchange-client.ts";
 
-import type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor } from "../exchange-factory.ts";
+import type { CreateUserClientOptions, ExchangeFactory, RebuildWorkerFactory, WorkerFactoryDescriptor } from "../exchange-factory.ts";
 import type { AgentRegistration } from "../transport.ts";
+import type { PoolBackend } from "../../pool/pool-backend.ts";
 
 import { NatsExchange } from "./nats-exchange.ts";
 import type { NatsSettings, NatsSiteSettings } from "./nats-exchange.ts";
 import { checkDomain, checkSite, natsLayout } from "./nats-layout.ts";
+import { NatsPoolBackend } from "./nats-pool-backend.ts";
 import { NatsTransport } from "./nats-transport.ts";
 
 
@@ -34,6 +38,12 @@ export interface NatsExchangeOptions {
    * @defaultValue reconnect forever, every 250 ms
    */
   connectionOptions?: Omit<ConnectionOptions, "servers">;
+  /**
+   * Path of a NATS credentials file (a user JWT and its NKey seed, as `nsc` writes them), read
+   * when the factory is created. A path, unlike an authenticator in `connectionOptions`, reaches
+   * worker threads (each reads the file). Takes precedence over `connectionOptions.authenticator`.
+   */
+  credsFile?: string;
   /**
    * Use this connection instead of opening one. It is not closed by the factory, and the factory
    * cannot be shared with worker threads.
@@ -222,6 +232,23 @@ function resolveSites(value: ReadonlyArray<NatsSiteOptions>): readonly NatsSiteS
 }
 
 /**
+ * An authenticator with the credentials in `path`.
+ * @throws {InvalidConfigError} (option `credsFile`, the read error as `cause`) if it cannot be read.
+ */
+function credsFileAuthenticator(path: string): Authenticator {
+  let creds: Uint8Array;
+  try {
+    creds = readFileSync(path);
+  } catch (error) {
+    throw new InvalidConfigError(`Cannot read the NATS credentials file ${path}: ${(error as Error).message}`, {
+      option: "credsFile",
+      cause: error,
+    });
+  }
+  return credsAuthenticator(creds);
+}
+
+/**
  * Mints clients of the NATS JetStream exchange. Mailboxes are JetStream subjects, registration and
  * the type index live in KV buckets, delivery is at-least-once (see docs/NATS-LAYOUT.md).
  */
@@ -229,14 +256,16 @@ export class NatsExchangeFactory implements ExchangeFactory {
   readonly settings: NatsSettings;
   readonly #options: NatsExchangeOptions;
   readonly #logger: Logger;
+  readonly #authenticator: Authenticator | undefined;
   #context: Promise<NatsExchange> | undefined;
   #closing: Promise<void> | undefined;
 
-  /** @throws {InvalidConfigError} for invalid options. */
+  /** @throws {InvalidConfigError} for invalid options, or a `credsFile` that cannot be read. */
   constructor(options: NatsExchangeOptions = {}) {
     this.#options = options;
     this.settings = resolveSettings(options);
     this.#logger = options.logger ?? silentLogger;
+    this.#authenticator = options.credsFile === undefined ? undefined : credsFileAuthenticator(options.credsFile);
   }
 
   async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
@@ -277,12 +306,20 @@ export class NatsExchangeFactory implements ExchangeFactory {
         cause: error,
       });
     }
-    return { kind: "nats", data, transfer: [] };
+    return { module: import.meta.url, data, transfer: [] };
   }
 
   /**
-   * The factory's shared connection state, opened on first use (for host pools, which build on
-   * the same connection and streams). Internal: not part of the public API.
+   * Host pools on this exchange's connection: the launch stream, pool consumers, and the hosts and
+   * placements buckets (docs/NATS-LAYOUT.md section 14), provisioned on first use.
+   */
+  async poolBackend(): Promise<PoolBackend> {
+    return NatsPoolBackend.for(await this.#getContext());
+  }
+
+  /**
+   * The factory's shared connection state, opened on first use. Internal (tests and the NATS
+   * exchange's own modules): not part of the public API.
    * @internal
    */
   context(): Promise<NatsExchange> {
@@ -340,6 +377,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
           // a round trip's CPU; our errors name the operation instead (see docs/BENCHMARKS.md).
           noAsyncTraces: true,
           ...this.#options.connectionOptions,
+          ...(this.#authenticator === undefined ? {} : { authenticator: this.#authenticator }),
           servers,
         });
       } catch (error) {
@@ -356,3 +394,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     }
   }
 }
+
+/** Rebuilds, in a worker thread, a factory described by {@link NatsExchangeFactory.forWorker}: from its options. */
+export const rebuildWorkerFactory: RebuildWorkerFactory = (data, logger) =>
+  new NatsExchangeFactory({ ...(data as NatsExchangeOptions), logger });

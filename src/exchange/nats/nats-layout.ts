@@ -3,6 +3,7 @@
  * one prefix so that several deployments can share an account. docs/NATS-LAYOUT.md describes it.
  */
 import { InvalidConfigError } from "../../errors.ts";
+import { checkPool } from "../../pool/pool-name.ts";
 
 /** Names derived from a prefix. */
 export interface NatsLayout {
@@ -63,7 +64,6 @@ export interface NatsLayout {
 
 const PREFIX = /^[A-Za-z0-9_-]{1,48}$/;
 const UID = /^[A-Za-z0-9_-]{1,64}$/;
-const POOL = /^[A-Za-z0-9_-]{1,32}$/;
 
 /**
  * The layout for `prefix`.
@@ -104,19 +104,6 @@ export function natsLayout(prefix: string): NatsLayout {
     inboxStream: (site) => `${prefix}_in_${checkSite(site)}`,
     relayConsumer: "relay",
   };
-}
-
-/**
- * Check a pool name: it becomes a subject token, a consumer name and a key prefix.
- * @throws {InvalidConfigError} unless it is 1-32 characters of `[A-Za-z0-9_-]`.
- */
-export function checkPool(pool: string): string {
-  if (typeof pool !== "string" || !POOL.test(pool)) {
-    throw new InvalidConfigError(`A pool name must be 1-32 characters of [A-Za-z0-9_-] (got ${JSON.stringify(pool)})`, {
-      option: "pool",
-    });
-  }
-  return pool;
 }
 
 /**

@@ -14,7 +14,7 @@ import {
   PlacementState,
 } from "../../../src/index.ts";
 import { HostState, RuntimeHost } from "../../../runtime/index.ts";
-import { PoolStore } from "../../../src/pool/pool-store.ts";
+import { NatsPoolBackend } from "../../../src/exchange/nats/nats-pool-backend.ts";
 import { POOL_RECORD_VERSION } from "../../../src/pool/records.ts";
 import { encodeValue } from "../../../src/protocol/codec.ts";
 import { PoolCounter } from "../../fixtures/host-agents.ts";
@@ -43,7 +43,7 @@ describe("embedded runtime hosts", () => {
       await using user = await factory.createUserClient();
       const { agentId, agentType } = await user.registerAgent(PoolCounter);
       // A placement left running by a host that is gone (its record too): no reaper saw it die.
-      const store = await PoolStore.for(await factory.context());
+      const store = await NatsPoolBackend.for(await factory.context());
       await store.createPlacement({
         v: POOL_RECORD_VERSION,
         uid: agentId.uid,

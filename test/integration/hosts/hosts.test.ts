@@ -20,7 +20,7 @@ import {
   natsLayout,
 } from "../../../src/index.ts";
 import type { Handle, Placement } from "../../../src/index.ts";
-import { PoolStore } from "../../../src/pool/pool-store.ts";
+import { NatsPoolBackend } from "../../../src/exchange/nats/nats-pool-backend.ts";
 import { POOL_RECORD_VERSION } from "../../../src/pool/records.ts";
 import type { LaunchRequest } from "../../../src/pool/records.ts";
 import { encodeValue } from "../../../src/protocol/codec.ts";
@@ -80,7 +80,7 @@ async function pool(options: { maxRetries?: number } = {}): Promise<Pool & Async
       return host;
     },
     async placements() {
-      return (await PoolStore.for(await factory.context())).listPlacements(poolName);
+      return (await NatsPoolBackend.for(await factory.context())).listPlacements(poolName);
     },
     async [Symbol.asyncDispose]() {
       // Stop the agents while their hosts still run (close waits for them), but never hang here:
@@ -279,7 +279,7 @@ describe("runtime hosts", () => {
     await using p = await pool();
     const host = await p.start();
     const ctx = await p.factory.context();
-    const store = await PoolStore.for(ctx);
+    const store = await NatsPoolBackend.for(ctx);
     const registration = await p.manager.registerAgent(PoolCounter);
     const request: LaunchRequest = {
       ...launchRequest(registration.agentId.uid, p.pool),
@@ -331,7 +331,7 @@ describe("runtime hosts", () => {
     const host = await p.start();
     const [h] = await launchAll(p, 1);
     await h!.where();
-    const store = await PoolStore.for(await p.factory.context());
+    const store = await NatsPoolBackend.for(await p.factory.context());
     const placement = (await p.placements())[0]!;
     // The same request again, past the stream's duplicate window (a different message id).
     await jetstream(nc).publish(natsLayout(p.prefix).launchSubject(p.pool, placement.uid), encodeValue({ ...placement }), {

@@ -1,0 +1,162 @@
+/**
+ * Liveness and fencing: a host writes its record when it joins the pool and rewrites it at every
+ * heartbeat (compare-and-set on the revision it last wrote), and follows every host record to
+ * know its peers. A host that finds its record changed or gone, or cannot heartbeat for its time
+ * to live, is fenced: it stops the agents it held, rejoins under a new id, and reaps its own old
+ * record if nobody else did. docs/HOSTS.md 5.1 and 5.3.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { ClientClosedError, HostFencedError } from "../src/errors.ts";
+import type { StopWatch } from "../src/pool/pool-backend.ts";
+import type { HostAgents } from "./host-agents.ts";
+import { HostState } from "./host-core.ts";
+import type { HostCore } from "./host-core.ts";
+import type { Peers } from "./host-peers.ts";
+import type { HostReaper } from "./host-reaper.ts";
+
+/** The heartbeat and host record of one host. */
+export class HostLiveness {
+  readonly #core: HostCore;
+  readonly #peers: Peers;
+  readonly #agents: HostAgents;
+  readonly #reaper: HostReaper;
+  /** The revision of this host's record that it last wrote. */
+  #revision = 0;
+  #lastHeartbeat = 0;
+  #heartbeating: Promise<void> | undefined;
+  #stopWatch: StopWatch | undefined;
+  /** Aborted when the host leaves: ends the heartbeat loop. */
+  readonly #leaving = new AbortController();
+
+  constructor(core: HostCore, peers: Peers, agents: HostAgents, reaper: HostReaper) {
+    this.#core = core;
+    this.#peers = peers;
+    this.#agents = agents;
+    this.#reaper = reaper;
+  }
+
+  /** When a heartbeat last got through (ms since the epoch). */
+  get lastHeartbeat(): number {
+    return this.#lastHeartbeat;
+  }
+
+  /** Write this host's record and start following the others'. */
+  async join(): Promise<void> {
+    const { backend } = this.#core;
+    this.#core.startedAt = Date.now();
+    this.#revision = await backend.createHost(this.#core.record());
+    this.#lastHeartbeat = Date.now();
+    this.#stopWatch = await backend.watchHosts(
+      (entry) => this.#peers.observe(entry, this.#core.hostId),
+      (hostId) => this.#peers.remove(hostId),
+    );
+  }
+
+  /** Heartbeat every `heartbeatMs` until the host leaves. */
+  start(): void {
+    this.#heartbeating = this.#heartbeatLoop();
+  }
+
+  /** Rewrite the record now (a draining host tells managers and peers at once); best effort. */
+  async announce(): Promise<void> {
+    await this.#core.backend.updateHost(this.#core.record(), this.#revision).then(
+      (revision) => {
+        if (revision !== undefined) this.#revision = revision;
+      },
+      () => undefined,
+    );
+  }
+
+  /** Stop heartbeating and remove this host's record (if that fails, the record is reaped). */
+  async leave(): Promise<void> {
+    this.#leaving.abort();
+    await this.#heartbeating;
+    await this.#core.backend.deleteHost(this.#core.hostId, this.#revision).catch((error: unknown) => {
+      this.#core.logger.warn({ err: error }, "could not remove this host's record (it will be reaped)");
+    });
+  }
+
+  /** Stop following the other hosts' records. */
+  stopWatching(): void {
+    this.#stopWatch?.();
+  }
+
+  async #heartbeatLoop(): Promise<void> {
+    const { signal } = this.#leaving;
+    while (!signal.aborted) {
+      await sleep(this.#core.settings.heartbeatMs, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) return;
+      await this.#heartbeat();
+    }
+  }
+
+  async #heartbeat(): Promise<void> {
+    const core = this.#core;
+    try {
+      const revision = await core.backend.updateHost(core.record(), this.#revision);
+      if (revision === undefined) {
+        await this.#fence("another host reaped this one (its heartbeats were late)");
+        return;
+      }
+      this.#revision = revision;
+      this.#lastHeartbeat = Date.now();
+    } catch (error) {
+      if (core.state === HostState.Stopped) return;
+      const silentMs = Date.now() - this.#lastHeartbeat;
+      core.logger.warn({ err: error, silentMs }, "heartbeat failed");
+      if (silentMs >= core.settings.hostTtlMs && core.state === HostState.Serving) {
+        await this.#fence(`no heartbeat got through for ${silentMs} ms`);
+      }
+    }
+  }
+
+  /**
+   * This host lost its place: other hosts restart (or are about to restart) its agents. Stop them
+   * without touching their placements or mailboxes, then rejoin the pool under a new id.
+   */
+  async #fence(reason: string): Promise<void> {
+    const core = this.#core;
+    const fencedRevision = this.#revision;
+    const error = new HostFencedError(`Host ${core.hostId} left the pool: ${reason}`, { hostId: core.hostId });
+    core.logger.error({ err: error, agents: core.agents.size }, "host fenced; stopping its agents and rejoining the pool");
+    // Launches claimed from now on are claimed under the new id, and their agents keep running.
+    const oldId = core.renew();
+    const stopping = this.#agents.stop("drop", (agent) => agent.placement.host === oldId);
+    await this.#rejoin(oldId);
+    await stopping;
+    await this.#reapOwnRecord(oldId, fencedRevision);
+  }
+
+  /** Create this host's record under its new id, trying again every heartbeat while it serves. */
+  async #rejoin(previousHostId: string): Promise<void> {
+    const core = this.#core;
+    while (core.state === HostState.Serving) {
+      try {
+        this.#revision = await core.backend.createHost(core.record());
+        this.#lastHeartbeat = Date.now();
+        core.logger.info({ previousHostId }, "host rejoined the pool");
+        return;
+      } catch (rejoinError) {
+        if (rejoinError instanceof ClientClosedError) return;
+        core.logger.warn({ err: rejoinError }, "could not rejoin the pool; retrying");
+        await sleep(core.settings.heartbeatMs);
+      }
+    }
+  }
+
+  /**
+   * Nobody may be left to reap a fenced host's old record (a lone host that lost NATS for a
+   * while): reap it here, once its agents have stopped, and queue them again.
+   */
+  async #reapOwnRecord(oldId: string, revision: number): Promise<void> {
+    const core = this.#core;
+    try {
+      if (await core.backend.deleteHost(oldId, revision)) {
+        const requeued = await this.#reaper.requeueOrphans((p) => p.host === oldId);
+        core.logger.info({ previousHostId: oldId, agents: requeued }, "agents of the fenced host queued again");
+      }
+    } catch (reapError) {
+      core.logger.warn({ err: reapError, previousHostId: oldId }, "could not reap the fenced host's old record");
+    }
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * The options of a runtime host, and their resolution: defaults, and the checks made before the
+ * host connects.
+ */
+import { hostname } from "node:os";
+import type { AgentClass } from "../src/agent/agent-type.ts";
+import { InvalidConfigError } from "../src/errors.ts";
+import type { ExchangeFactory } from "../src/exchange/exchange-factory.ts";
+import type { NatsExchangeOptions } from "../src/index.ts";
+import { checkPool } from "../src/pool/pool-name.ts";
+import type { Logger } from "../src/util/logger.ts";
+import type { HostSettings } from "./host-core.ts";
+
+/** Options of `RuntimeHost.start`. */
+export interface RuntimeHostOptions {
+  /** The pool to join (`[A-Za-z0-9_-]`, 1-32 characters). */
+  pool: string;
+  /** Modules exporting the agent classes this host runs (paths, `file:` URLs, package names). */
+  modules?: ReadonlyArray<string | URL>;
+  /** Agent classes to run besides those of `modules` (for hosts embedded in a program). */
+  classes?: ReadonlyArray<AgentClass>;
+  /**
+   * Most agents this host runs at once; further launches wait in the stream for another host or
+   * a free slot.
+   * @defaultValue 100
+   */
+  capacity?: number;
+  /**
+   * The exchange: a factory that serves host pools (`ExchangeFactory.poolBackend`, such as a
+   * `NatsExchangeFactory`; not closed by the host), or options of a NATS exchange to make one.
+   */
+  exchange?: ExchangeFactory | NatsExchangeOptions;
+  /**
+   * Display name, shown by `academy hosts`; the host id is made from it.
+   * @defaultValue the machine's host name
+   */
+  name?: string;
+  /**
+   * Interval of heartbeats (and of checks for silent hosts), in ms.
+   * @defaultValue 2_000
+   */
+  heartbeatMs?: number;
+  /**
+   * A host silent this long is reaped and its agents restarted on other hosts, in ms. A host that
+   * cannot heartbeat this long stops its agents itself (their mailboxes kept), since others are
+   * about to restart them. Failover takes up to this plus one heartbeat plus the agents' startup.
+   * @defaultValue 6_000
+   */
+  hostTtlMs?: number;
+  /**
+   * Interval of the orphan sweep (placements whose host is gone, launches lost between two
+   * writes), done by one host of the pool, in ms.
+   * @defaultValue 30_000
+   */
+  sweepIntervalMs?: number;
+  /** @defaultValue silent */
+  logger?: Logger;
+}
+
+function positive(value: number | undefined, fallback: number, option: string): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < 1) throw new InvalidConfigError(`${option} must be a positive integer (got ${v})`, { option });
+  return v;
+}
+
+/**
+ * The host's options with their defaults, checked.
+ * @throws {InvalidConfigError} for a bad pool name, a count that is not a positive integer, or a
+ *   time to live shorter than two heartbeats.
+ */
+export function resolveSettings(options: RuntimeHostOptions, classes: ReadonlyMap<string, AgentClass>): HostSettings {
+  const settings: HostSettings = {
+    pool: checkPool(options.pool),
+    name: options.name ?? hostname(),
+    capacity: positive(options.capacity, 100, "capacity"),
+    heartbeatMs: positive(options.heartbeatMs, 2_000, "heartbeatMs"),
+    hostTtlMs: positive(options.hostTtlMs, 6_000, "hostTtlMs"),
+    sweepIntervalMs: positive(options.sweepIntervalMs, 30_000, "sweepIntervalMs"),
+    classes,
+  };
+  if (settings.hostTtlMs < 2 * settings.heartbeatMs) {
+    throw new InvalidConfigError(`hostTtlMs (${settings.hostTtlMs}) must be at least twice heartbeatMs (${settings.heartbeatMs})`, {
+      option: "hostTtlMs",
+    });
+  }
+  return settings;
+}

@@ -1,0 +1,110 @@
+/**
+ * Launch requests on NATS: the work-queue stream `<p>_launches` and each pool's durable pull
+ * consumer `pool-<pool>`, which the hosts of the pool share (docs/NATS-LAYOUT.md 14.2, 14.3), and
+ * dead letters of rejected requests (14.6).
+ */
+import type { Consumer, ConsumerConfig, ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
+import { nanos } from "@nats-io/nats-core";
+import { InvalidConfigError } from "../../errors.ts";
+import type { LaunchBatch, LaunchDelivery, LaunchQueue } from "../../pool/pool-backend.ts";
+import { encodeLaunchRequest } from "../../pool/records.ts";
+import type { LaunchRequest } from "../../pool/records.ts";
+import type { NatsExchange } from "./nats-exchange.ts";
+import { isConsumerNotFound } from "./nats-errors.ts";
+
+/** Room left for the NATS headers of a launch request or KV write (message id, KV operation). */
+export const HEADER_ALLOWANCE = 256;
+
+/** Put a launch request on the stream, de-duplicated by agent and generation (`launch:<uid>:<gen>`). */
+export async function publishLaunch(ctx: NatsExchange, request: LaunchRequest): Promise<void> {
+  const { layout, js, settings } = ctx;
+  const subject = layout.launchSubject(request.pool, request.uid);
+  const data = encodeLaunchRequest(request);
+  ctx.checkSize(data.byteLength + HEADER_ALLOWANCE, `Launch request of agent ${request.uid}`);
+  await ctx.retry("publish launch request", () =>
+    js.publish(subject, data, { msgID: `launch:${request.uid}:${request.gen}`, timeout: settings.requestTimeoutMs }),
+  );
+}
+
+/** Whether a launch request for agent `uid` is waiting in the stream. */
+export async function launchPending(ctx: NatsExchange, pool: string, uid: string): Promise<boolean> {
+  const { layout, jsm } = ctx;
+  const stored = await ctx.retry("read launch stream", () =>
+    jsm.streams.getMessage(layout.launchStream, { last_by_subj: layout.launchSubject(pool, uid) }),
+  );
+  return stored !== null;
+}
+
+/**
+ * The queue of `pool`: its durable consumer, created if missing.
+ * @throws {InvalidConfigError} if a consumer of that name exists with another filter.
+ */
+export async function openLaunchQueue(ctx: NatsExchange, pool: string): Promise<LaunchQueue> {
+  const consumer = await poolConsumer(ctx, pool);
+  return {
+    async fetch({ max, expiresMs }) {
+      return launchBatch(ctx, pool, await consumer.fetch({ max_messages: max, expires: expiresMs }));
+    },
+  };
+}
+
+async function poolConsumer(ctx: NatsExchange, pool: string): Promise<Consumer> {
+  const { layout, jsm, js } = ctx;
+  const name = layout.poolConsumer(pool);
+  const config: Partial<ConsumerConfig> = {
+    durable_name: name,
+    filter_subject: layout.poolSubjects(pool),
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    // A host acknowledges a launch as soon as it has claimed it (one KV write): a short wait is plenty.
+    ack_wait: nanos(30_000),
+    max_deliver: -1,
+    max_ack_pending: 10_000,
+    max_waiting: 4096,
+  };
+  await ctx.retry("provision pool consumer", async () => {
+    try {
+      const info = await jsm.consumers.info(layout.launchStream, name);
+      if (info.config.filter_subject !== config.filter_subject) {
+        throw new InvalidConfigError(
+          `Consumer ${name} on ${layout.launchStream} filters ${String(info.config.filter_subject)}, not ${config.filter_subject}`,
+          { option: "pool" },
+        );
+      }
+    } catch (error) {
+      if (!isConsumerNotFound(error)) throw error; // not found: create it
+      await jsm.consumers.add(layout.launchStream, config);
+    }
+  });
+  return js.consumers.get(layout.launchStream, name);
+}
+
+function launchBatch(ctx: NatsExchange, pool: string, messages: ConsumerMessages): LaunchBatch {
+  return {
+    stop: () => messages.stop(),
+    async *[Symbol.asyncIterator]() {
+      for await (const m of messages) yield launchDelivery(ctx, pool, m);
+    },
+  };
+}
+
+function launchDelivery(ctx: NatsExchange, pool: string, m: JsMsg): LaunchDelivery {
+  const seq = m.info.streamSequence;
+  return {
+    data: m.data,
+    subject: m.subject,
+    seq,
+    ack: () => m.ack(),
+    nak: (delayMs) => m.nak(delayMs),
+    term: () => m.term(),
+    working: () => m.working(),
+    async deadLetter(error) {
+      // Kept as Academy-Original-Msg-Id, as for mailbox dead letters.
+      const headers: Array<[string, string]> = [];
+      const msgId = m.headers?.get("Nats-Msg-Id");
+      if (msgId !== undefined && msgId !== "") headers.push(["Msg-Id", msgId]);
+      await ctx.deadLetter(ctx.layout.poolDeadLetterSubject(pool), { data: m.data, subject: m.subject, seq, headers }, error, `dl:launch:${seq}`);
+    },
+  };
+}

@@ -1,0 +1,254 @@
+/**
+ * Host pools on NATS ({@link PoolBackend}): the launch stream and pool consumers
+ * (`nats-launch-queue.ts`), the hosts and placements KV buckets, and the registry reads of hosts
+ * and listings. Provisioned on first use by a host, a host-pool executor or a listing (clients
+ * that use no pool never create them), once per exchange connection. docs/NATS-LAYOUT.md
+ * section 14 describes the layout.
+ */
+import { DiscardPolicy, RetentionPolicy } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { KV, KvEntry } from "@nats-io/kv";
+import { nanos } from "@nats-io/nats-core";
+import type { MailboxStatus } from "../mailbox-status.ts";
+import type { AgentId } from "../../identifiers.ts";
+import type { HostEntry, LaunchQueue, MailboxEntry, PoolBackend, StopWatch, Versioned } from "../../pool/pool-backend.ts";
+import { decodeHostRecord, decodePlacement } from "../../pool/records.ts";
+import type { HostRecord, LaunchRequest, Placement } from "../../pool/records.ts";
+import { encodeValue } from "../../protocol/codec.ts";
+import { followKv } from "./kv-follow.ts";
+import { scanLatest } from "./kv-scan.ts";
+import { ensureStream, kvBucketOptions, storageType } from "./nats-exchange.ts";
+import type { NatsExchange } from "./nats-exchange.ts";
+import { isWrongLastSequence, withDeadline } from "./nats-errors.ts";
+import { HEADER_ALLOWANCE, launchPending, openLaunchQueue, publishLaunch } from "./nats-launch-queue.ts";
+import { decodeRecord } from "./nats-registry.ts";
+
+const backends = new WeakMap<NatsExchange, Promise<NatsPoolBackend>>();
+
+/** Host pools on the streams and buckets of one NATS exchange connection. */
+export class NatsPoolBackend implements PoolBackend {
+  readonly ctx: NatsExchange;
+  readonly #hosts: KV;
+  readonly #placements: KV;
+
+  private constructor(ctx: NatsExchange, hosts: KV, placements: KV) {
+    this.ctx = ctx;
+    this.#hosts = hosts;
+    this.#placements = placements;
+  }
+
+  /** The backend of an exchange connection, provisioned on first use. */
+  static for(ctx: NatsExchange): Promise<NatsPoolBackend> {
+    let backend = backends.get(ctx);
+    if (backend === undefined) {
+      backend = NatsPoolBackend.#open(ctx);
+      backends.set(ctx, backend);
+      backend.catch(() => backends.delete(ctx));
+    }
+    return backend;
+  }
+
+  static async #open(ctx: NatsExchange): Promise<NatsPoolBackend> {
+    const { settings, layout, jsm, js } = ctx;
+    await ctx.retry("provision launch stream", () =>
+      ensureStream(jsm, ctx.logger, {
+        name: layout.launchStream,
+        subjects: [layout.launchSubjects],
+        retention: RetentionPolicy.Workqueue,
+        storage: storageType(settings),
+        num_replicas: settings.replicas,
+        duplicate_window: nanos(settings.duplicateWindowMs),
+        discard: DiscardPolicy.Old,
+      }),
+    );
+    const kvm = new Kvm(js);
+    const options = kvBucketOptions(settings);
+    const hosts = await ctx.retry("provision hosts bucket", () => kvm.create(layout.hostsBucket, options));
+    const placements = await ctx.retry("provision placements bucket", () => kvm.create(layout.placementsBucket, options));
+    return new NatsPoolBackend(ctx, hosts, placements);
+  }
+
+  // --- launches ---
+
+  publishLaunch(request: LaunchRequest): Promise<void> {
+    return publishLaunch(this.ctx, request);
+  }
+
+  launchPending(pool: string, uid: string): Promise<boolean> {
+    return launchPending(this.ctx, pool, uid);
+  }
+
+  launchQueue(pool: string): Promise<LaunchQueue> {
+    return openLaunchQueue(this.ctx, pool);
+  }
+
+  checkSize(size: number, what: string): void {
+    this.ctx.checkSize(size, what);
+  }
+
+  // --- placements ---
+
+  async getPlacement(pool: string, uid: string): Promise<Versioned<Placement> | undefined> {
+    const entry = await this.ctx.retry("read placement", () => this.#placements.get(this.ctx.layout.placementKey(pool, uid)));
+    return placementEntry(entry);
+  }
+
+  async createPlacement(placement: Placement): Promise<Versioned<Placement> | undefined> {
+    const key = this.ctx.layout.placementKey(placement.pool, placement.uid);
+    const data = encodeValue(placement);
+    this.ctx.checkSize(data.byteLength + HEADER_ALLOWANCE, `Placement of agent ${placement.uid} (its launch arguments included)`);
+    try {
+      const revision = await this.ctx.retry("create placement", () => this.#placements.create(key, data));
+      return { value: placement, revision };
+    } catch (error) {
+      if (isWrongLastSequence(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async compareAndSetPlacement(placement: Placement, revision: number): Promise<number | undefined> {
+    const key = this.ctx.layout.placementKey(placement.pool, placement.uid);
+    try {
+      return await this.ctx.retry("update placement", () => this.#placements.update(key, encodeValue(placement), revision));
+    } catch (error) {
+      if (isWrongLastSequence(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async placementsOf(uid: string): Promise<Placement[]> {
+    return this.#scanPlacements("read placements", this.ctx.layout.placementsOf(uid));
+  }
+
+  async listPlacements(pool?: string): Promise<Placement[]> {
+    return this.#scanPlacements("list placements", pool === undefined ? ">" : `${pool}.*`);
+  }
+
+  async #scanPlacements(what: string, keyFilter: string): Promise<Placement[]> {
+    const latest = await this.ctx.retry(what, () => scanLatest(this.ctx.js, this.ctx.layout.placementsBucket, keyFilter));
+    return [...latest.values()].map(decodePlacement).filter((p) => p !== undefined);
+  }
+
+  async watchPlacements(pool: string, onChange: (placement: Placement) => void, options: { current?: boolean } = {}): Promise<StopWatch> {
+    // Resume from a known revision even when the first watch fails before delivering anything.
+    let resumeFrom: number | undefined;
+    if (options.current !== true) {
+      const status = await this.ctx.retry("read placements bucket", () => this.#placements.status());
+      resumeFrom = status.streamInfo.state.last_seq + 1;
+    }
+    return followKv(
+      this.ctx,
+      "placements",
+      // With `current`, the watch first delivers every placement's latest value.
+      () => this.#placements.watch({ key: `${pool}.*`, ...(resumeFrom !== undefined && { resumeFromRevision: resumeFrom }) }),
+      (entry) => {
+        resumeFrom = entry.revision + 1;
+        if (entry.operation !== "PUT") return;
+        const placement = decodePlacement(entry.value);
+        if (placement !== undefined) onChange(placement);
+      },
+    );
+  }
+
+  // --- hosts ---
+
+  createHost(record: HostRecord): Promise<number> {
+    return this.ctx.retry("register host", () => this.#hosts.create(record.hostId, encodeValue(record)));
+  }
+
+  async updateHost(record: HostRecord, revision: number): Promise<number | undefined> {
+    try {
+      return await this.#hosts.update(record.hostId, encodeValue(record), revision);
+    } catch (error) {
+      if (isWrongLastSequence(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async deleteHost(hostId: string, revision?: number): Promise<boolean> {
+    try {
+      await this.ctx.retry("remove host", () => this.#hosts.delete(hostId, revision === undefined ? undefined : { previousSeq: revision }));
+      return true;
+    } catch (error) {
+      if (isWrongLastSequence(error)) return false;
+      throw error;
+    }
+  }
+
+  async getHost(hostId: string): Promise<HostEntry | undefined> {
+    return hostEntry(await this.ctx.retry("read host", () => this.#hosts.get(hostId)));
+  }
+
+  async listHosts(pool?: string): Promise<HostEntry[]> {
+    const found: HostEntry[] = [];
+    await this.ctx.retry("list hosts", async () => {
+      found.length = 0;
+      // A key rewritten while the listing runs (a heartbeat) can be listed twice: keep each once.
+      const keys = new Set<string>();
+      // The key listing is a consumer that may stall under load: bounded, then retried.
+      await withDeadline(
+        (async () => {
+          for await (const key of await this.#hosts.keys()) keys.add(key);
+        })(),
+        this.ctx.settings.requestTimeoutMs,
+      );
+      for (const entry of await Promise.all([...keys].map((key) => this.#hosts.get(key)))) {
+        const host = hostEntry(entry);
+        if (host !== undefined && (pool === undefined || host.value.pool === pool)) found.push(host);
+      }
+    });
+    return found;
+  }
+
+  watchHosts(onPut: (entry: HostEntry) => void, onRemove: (hostId: string) => void): Promise<StopWatch> {
+    return followKv(
+      this.ctx,
+      "hosts",
+      () => this.#hosts.watch({ key: ">" }),
+      (entry) => {
+        if (entry.operation !== "PUT") {
+          onRemove(entry.key);
+          return;
+        }
+        const host = hostEntry(entry);
+        if (host !== undefined) onPut(host);
+      },
+    );
+  }
+
+  // --- the registry ---
+
+  mailboxStatus(uid: string): Promise<MailboxStatus> {
+    return this.ctx.registry.status(uid);
+  }
+
+  terminateMailbox(id: AgentId): Promise<void> {
+    return this.ctx.terminate(id);
+  }
+
+  onMailboxTerminated(listener: (uid: string) => void): StopWatch {
+    this.ctx.view.start();
+    return this.ctx.view.onTerminated(listener);
+  }
+
+  async listMailboxes(): Promise<MailboxEntry[]> {
+    const latest = await this.ctx.retry("list agents", () => scanLatest(this.ctx.js, this.ctx.layout.registryBucket, ">"));
+    return [...latest.values()].map(decodeRecord).filter((r) => r !== undefined);
+  }
+
+  isClosed(): boolean {
+    return this.ctx.nc.isClosed();
+  }
+}
+
+function placementEntry(entry: KvEntry | null): Versioned<Placement> | undefined {
+  if (entry === null || entry.operation !== "PUT") return undefined;
+  const value = decodePlacement(entry.value);
+  return value === undefined ? undefined : { value, revision: entry.revision };
+}
+
+function hostEntry(entry: KvEntry | null): HostEntry | undefined {
+  if (entry === null || entry.operation !== "PUT") return undefined;
+  const value = decodeHostRecord(entry.value);
+  return value === undefined ? undefined : { value, revision: entry.revision, written: entry.created };
+}

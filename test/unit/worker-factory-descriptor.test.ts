@@ -1,0 +1,65 @@
+/**
+ * Exchange factories describe themselves for worker threads: the descriptor names the module that
+ * rebuilds the factory, so workers know no kinds of exchange. And NATS credentials travel as a
+ * file path, which worker threads can use. No network: factories connect on first use only.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, test } from "vitest";
+import { InvalidConfigError, LocalExchangeFactory, NatsExchangeFactory } from "../../src/index.ts";
+import { WORKER_FACTORY_EXPORT } from "../../src/exchange/exchange-factory.ts";
+import type { ExchangeFactory, RebuildWorkerFactory, WorkerFactoryDescriptor } from "../../src/exchange/exchange-factory.ts";
+import { silentLogger } from "../../src/util/logger.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "worker-factory-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** What a worker does with a descriptor: import its module and call the rebuild function. */
+async function rebuild(descriptor: WorkerFactoryDescriptor): Promise<ExchangeFactory> {
+  const module = (await import(descriptor.module)) as Record<string, unknown>;
+  const rebuildFactory = module[WORKER_FACTORY_EXPORT] as RebuildWorkerFactory;
+  expect(typeof rebuildFactory).toBe("function");
+  return rebuildFactory(structuredClone(descriptor.data, { transfer: [...descriptor.transfer] }), silentLogger);
+}
+
+describe("worker factory descriptors", () => {
+  test("a NATS factory is rebuilt from its options by the module it names, credentials file included", async () => {
+    const credsFile = join(dir, "user.creds");
+    writeFileSync(credsFile, "-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n");
+    const factory = new NatsExchangeFactory({ servers: "nats://127.0.0.1:1", prefix: "wfd", credsFile, replicas: 3 });
+    const descriptor = factory.forWorker();
+    expect(descriptor.module).toMatch(/nats-exchange-factory\.(ts|js)$/);
+    expect(descriptor.data).toMatchObject({ credsFile, prefix: "wfd" });
+    const rebuilt = await rebuild(descriptor);
+    expect(rebuilt).toBeInstanceOf(NatsExchangeFactory);
+    expect((rebuilt as NatsExchangeFactory).settings).toMatchObject({ prefix: "wfd", replicas: 3 });
+    await rebuilt.close();
+  });
+
+  test("a local factory is rebuilt on its port by the module it names", async () => {
+    const factory = new LocalExchangeFactory();
+    const descriptor = factory.forWorker();
+    expect(descriptor.module).toMatch(/local-exchange-port\.(ts|js)$/);
+    const rebuilt = await rebuild(descriptor);
+    expect(rebuilt.constructor.name).toBe("PortExchangeFactory");
+    await rebuilt.close();
+    await factory.close();
+  });
+
+  test("a credentials file that cannot be read is a configuration error naming the option", () => {
+    const missing = join(dir, "missing.creds");
+    const error = (() => {
+      try {
+        new NatsExchangeFactory({ credsFile: missing });
+        return undefined;
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(error).toBeInstanceOf(InvalidConfigError);
+    expect(error).toMatchObject({ option: "credsFile" });
+    expect((error as Error).message).toContain(missing);
+    expect(((error as Error).cause as NodeJS.ErrnoException).code).toBe("ENOENT");
+  });
+});
