@@ -111,6 +111,17 @@ export class NatsRegistry {
   /** Register an agent mailbox and index it under every type of its ancestry. */
   async registerAgent(type: AgentTypeInfo, name?: string): Promise<{ registration: AgentRegistration; entry: RecordEntry }> {
     const agentId = AgentId.create(name, this.#site);
+    const entry = await this.registerAgentAs(agentId, type);
+    return { registration: { agentId, agentType: type }, entry: entry! };
+  }
+
+  /**
+   * Register an agent mailbox under an id chosen elsewhere (an agent launched from another site:
+   * its launch request names it), unless a record exists already.
+   * @returns the new record; undefined if the uid was registered before (left as it is).
+   */
+  async registerAgentAs(agentId: AgentId, type: AgentTypeInfo): Promise<RecordEntry | undefined> {
+    const name = agentId.name;
     const record: MailboxRecord = {
       v: RECORD_VERSION,
       role: EntityRole.Agent,
@@ -121,14 +132,20 @@ export class NatsRegistry {
       status: MailboxStatus.Active,
       registeredAt: Date.now(),
     };
-    const revision = await this.#retry("register agent", () => this.#registry.create(agentId.uid, encodeValue(record)));
+    let revision: number;
+    try {
+      revision = await this.#retry("register agent", () => this.#registry.create(agentId.uid, encodeValue(record)));
+    } catch (error) {
+      if (isWrongLastSequence(error)) return undefined;
+      throw error;
+    }
     const indexValue = encodeValue(name === undefined ? [type.name] : [type.name, name]);
     await Promise.all(
       [...new Set(type.chain)].map((t) =>
         this.#retry("index agent type", () => this.#types.put(`${typeNameToken(t)}.${agentId.uid}`, indexValue)),
       ),
     );
-    return { registration: { agentId, agentType: type }, entry: { record, revision } };
+    return { record, revision };
   }
 
   /** The record of a mailbox, read from the bucket (not a cache). */

@@ -13,13 +13,16 @@
  * | `mbox.<uid>`, mailbox active | `<p>.mbox.<uid>`, same payload and headers |
  * | `mbox.<uid>`, a request, mailbox missing or terminated | not stored; answered with `BadEntityIdError` / `MailboxTerminatedError` to the sender's site |
  * | `mbox.<uid>`, a response, mailbox missing or terminated | dropped: its caller is gone |
+ * | `launch.<pool>.<uid>`, a valid launch request for that pool and agent | the agent registered here if it is not (uid, name, type, ancestry from the request), then `<p>.launch.<pool>.<uid>` |
  * | anything else | dead-lettered on `<p>.dlq.relay.<site>` |
  */
 import type { Consumer, ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { headers as natsHeaders, nanos } from "@nats-io/nats-core";
 import { setTimeout as sleep } from "node:timers/promises";
-import { MalformedMessageError, UnknownSiteError } from "../../errors.ts";
+import { InvalidConfigError, MalformedMessageError, UnknownSiteError } from "../../errors.ts";
+import { AgentId } from "../../identifiers.ts";
+import { decodeLaunchRequest } from "../../pool/records.ts";
 import { decodeMessage } from "../../protocol/codec.ts";
 import { toFailure } from "../../protocol/failure.ts";
 import { MessageType, NatsHeader, isRequest, responseRouting } from "../../protocol/messages.ts";
@@ -27,6 +30,7 @@ import type { Logger } from "../../util/logger.ts";
 import { MailboxStatus, mailboxError } from "../mailbox-status.ts";
 import type { NatsExchange, NatsSiteSettings } from "./nats-exchange.ts";
 import { isConsumerNotFound } from "./nats-errors.ts";
+import { NatsPoolBackend } from "./nats-pool-backend.ts";
 
 /** Delay before a relay starts again after its consumer failed, in ms. */
 const RESTART_DELAY_MS = 500;
@@ -137,8 +141,48 @@ export class NatsRelay {
       await this.#storeMailboxMessage(m, rest);
       return;
     }
-    const error = new MalformedMessageError(`Message from site ${this.#site.name} on ${m.subject} has no known destination`, { subject: m.subject });
-    await exchange.deadLetter(`${exchange.layout.prefix}.dlq.relay.${this.#site.name}`, { data: m.data, subject: m.subject, seq: m.info.streamSequence, headers: [] }, error, `dl:relay:${this.#site.name}:${m.info.streamSequence}`);
+    const [pool = "", uid = "", ...more] = rest.split(".");
+    let error: Error = new MalformedMessageError(`Message from site ${this.#site.name} on ${m.subject} has no known destination`, { subject: m.subject });
+    if (kind === "launch" && more.length === 0) {
+      try {
+        await this.#storeLaunch(m, pool, uid);
+        return;
+      } catch (launchError) {
+        // A request no host could read: keep it aside rather than block the inbox on it.
+        if (!(launchError instanceof MalformedMessageError || launchError instanceof InvalidConfigError)) throw launchError;
+        error = launchError;
+      }
+    }
+    const headers: Array<[string, string]> = [];
+    const msgId = m.headers?.get(NatsHeader.MsgId);
+    if (msgId !== undefined && msgId !== "") headers.push(["Msg-Id", msgId]);
+    await exchange.deadLetter(
+      `${exchange.layout.prefix}.dlq.relay.${this.#site.name}`,
+      { data: m.data, subject: m.subject, seq: m.info.streamSequence, headers },
+      error,
+      `dl:relay:${this.#site.name}:${m.info.streamSequence}`,
+    );
+  }
+
+  /**
+   * A launch request for a pool of this site: register the agent it names (an agent launched from
+   * another site is registered here, where its mailbox lives), then queue the request for the
+   * pool's hosts. Its placement is written by the host that takes it.
+   * @throws {MalformedMessageError} for a request that is not valid for this pool and agent.
+   */
+  async #storeLaunch(m: JsMsg, pool: string, uid: string): Promise<void> {
+    const exchange = this.#exchange;
+    const request = decodeLaunchRequest(m.data);
+    const subject = exchange.layout.launchSubject(pool, uid);
+    if (request.pool !== pool || request.uid !== uid) {
+      throw new MalformedMessageError(`Launch request for ${request.uid} on pool ${request.pool} arrived as ${m.subject}`, { subject: m.subject });
+    }
+    const registered = await exchange.registry.registerAgentAs(new AgentId(uid, request.name, exchange.site), { name: request.type, chain: request.chain });
+    if (registered !== undefined) exchange.view.apply(registered);
+    await NatsPoolBackend.for(exchange);
+    const headers = natsHeaders();
+    headers.set(NatsHeader.MsgId, m.headers?.get(NatsHeader.MsgId) || `launch:${uid}:${request.gen}`);
+    await exchange.publishStored(subject, m.data, headers);
   }
 
   async #storeMailboxMessage(m: JsMsg, uid: string): Promise<void> {
