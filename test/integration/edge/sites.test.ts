@@ -91,7 +91,21 @@ describe("sites that cannot be used", () => {
     await s1Manager.shutdown(handle, { blocking: true });
   });
 
-  test("a site first started with its uplink down works on its own and links to the cloud once the uplink returns", async () => {
+  test("a site first started with its uplink down works on its own and links to the cloud once the uplink returns, creating its link with 2.9 fields only", async () => {
+    // Every JetStream create request either server gets from now on, as sent.
+    const creates: Array<{ subject: string; body: Record<string, unknown> }> = [];
+    for (const server of ["cloud", "s2"] as const) {
+      const nc = await world.connection(server);
+      for (const subject of ["$JS.API.STREAM.CREATE.>", "$JS.API.CONSUMER.>"]) {
+        nc.subscribe(subject, {
+          callback: (_error, msg) => {
+            if (msg.subject.includes(".INFO.") || msg.data.length === 0) return;
+            creates.push({ subject: msg.subject, body: msg.json<Record<string, unknown>>() });
+          },
+        });
+      }
+      await nc.flush();
+    }
     const site = world.topology.site("s2");
     site.cut();
     await site.waitForLinkDown();
@@ -112,6 +126,15 @@ describe("sites that cannot be used", () => {
     const toCloud = s2Manager.exchangeClient.getHandle(cloudLedger.agentId);
     expect(await toCloud.record("s2", 7)).toBe(7);
     expect(await cloud2.exchangeClient.getHandle(local.agentId).record("cloud", 8)).toBe(8);
+    // Outboxes, inboxes, KV mirrors and relay consumers of both links were created, with nothing
+    // a 2.9 server would drop silently (an unfiltered consumer on a work queue is the worst case).
+    const streamsMade = creates.filter((c) => c.subject.startsWith("$JS.API.STREAM.CREATE.")).map((c) => c.subject.split(".").pop());
+    expect(streamsMade).toEqual(expect.arrayContaining(["s2_out_cloud", "s2_in_cloud", "KV_cloud_registry", "KV_cloud_types", "cloud_out_s2", "cloud_in_s2", "KV_s2_registry", "KV_s2_types"]));
+    expect(creates.some((c) => c.subject.includes(".relay"))).toBe(true);
+    const newer = ["subject_transform", "subject_transforms", "metadata", "filter_subjects", "compression", "first_seq", "allow_msg_ttl", "subject_delete_marker_ttl", "priority_groups", "priority_policy", "pause_until", "allow_atomic", "allow_msg_schedules", "allow_msg_counter"];
+    const found = (value: unknown): string[] =>
+      value === null || typeof value !== "object" ? [] : Object.entries(value).flatMap(([key, inner]) => (newer.includes(key) ? [key] : found(inner)));
+    for (const create of creates) expect(found(create.body), create.subject).toEqual([]);
     await cloud2.shutdown(cloudLedger, { blocking: true });
     await s2Manager.shutdown(local, { blocking: true });
   }, 60_000);
