@@ -54,7 +54,7 @@ export interface AgentShutdownOptions {
   terminate?: boolean;
 }
 
-/** @internal What the runtime attaches to a running agent. */
+/** @internal What the engine attaches to a running agent. */
 export interface AgentBinding {
   readonly context: AgentContext;
   requestShutdown(options: AgentShutdownOptions): void;
@@ -62,7 +62,7 @@ export interface AgentBinding {
 
 const bindings = new WeakMap<Agent, AgentBinding>();
 
-/** @internal Attach (or detach, with `undefined`) the runtime to an agent instance. */
+/** @internal Attach (or detach, with `undefined`) the engine to an agent instance. */
 export function bindAgent(agent: Agent, binding: AgentBinding | undefined): void {
   if (binding === undefined) bindings.delete(agent);
   else if (bindings.has(agent)) throw new AgentStateError("This agent instance is already running");
@@ -85,7 +85,7 @@ export abstract class Agent {
 
   #binding(): AgentBinding {
     const binding = bindings.get(this);
-    if (binding === undefined) throw new AgentStateError("The agent is not running (no runtime is attached yet)");
+    if (binding === undefined) throw new AgentStateError("The agent is not running (no engine is attached yet)");
     return binding;
   }
 
@@ -105,7 +105,7 @@ export abstract class Agent {
     return this.#binding().context as AgentContext<this>;
   }
 
-  /** Ask the runtime to shut this agent down (an expected shutdown). Returns at once. */
+  /** Ask the engine to shut this agent down (an expected shutdown). Returns at once. */
   agentShutdown(options: AgentShutdownOptions = {}): void {
     this.#binding().requestShutdown(options);
   }

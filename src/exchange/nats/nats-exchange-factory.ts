@@ -9,6 +9,8 @@ import type { Authenticator, ConnectionOptions, NatsConnection } from "@nats-io/
 import type { Agent } from "../../agent/agent.ts";
 import { ClientClosedError, ExchangeUnavailableError, InvalidConfigError } from "../../errors.ts";
 import { UserId } from "../../identifiers.ts";
+import { resolveInterceptors } from "../../interceptors/interceptors.ts";
+import type { InterceptorOptions, Interceptors } from "../../interceptors/interceptors.ts";
 import { silentLogger } from "../../util/logger.ts";
 import type { Logger } from "../../util/logger.ts";
 import { AgentExchangeClient, UserExchangeClient } from "../exchange-client.ts";
@@ -148,6 +150,18 @@ export interface NatsExchangeOptions {
    * @defaultValue 1_073_741_824 (1 GiB)
    */
   outboxMaxBytes?: number;
+  /**
+   * Caller-side and agent-side interceptors (README, *Interceptors*). They do not reach agents
+   * run in worker threads (functions cannot be sent there).
+   * @defaultValue none
+   */
+  interceptors?: InterceptorOptions;
+  /**
+   * Deadlines: a call's `timeoutMs` travels with it as a deadline that agents honour and pass on
+   * to the calls they make (README, *Deadlines*). Their interceptors run before `interceptors`.
+   * @defaultValue true
+   */
+  deadlines?: boolean;
   /** @defaultValue silent */
   logger?: Logger;
 }
@@ -254,6 +268,7 @@ function credsFileAuthenticator(path: string): Authenticator {
  */
 export class NatsExchangeFactory implements ExchangeFactory {
   readonly settings: NatsSettings;
+  readonly interceptors: Interceptors;
   readonly #options: NatsExchangeOptions;
   readonly #logger: Logger;
   readonly #authenticator: Authenticator | undefined;
@@ -264,6 +279,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
   constructor(options: NatsExchangeOptions = {}) {
     this.#options = options;
     this.settings = resolveSettings(options);
+    this.interceptors = resolveInterceptors(options.interceptors, options.deadlines);
     this.#logger = options.logger ?? silentLogger;
     this.#authenticator = options.credsFile === undefined ? undefined : credsFileAuthenticator(options.credsFile);
   }
@@ -273,7 +289,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     const userId = UserId.create(options.name, ctx.site);
     ctx.view.apply(await ctx.registry.registerUser(userId));
     const transport = new NatsTransport(ctx, userId, this.#logger);
-    return UserExchangeClient.open(transport, { logger: this.#logger, ...options });
+    return UserExchangeClient.open(transport, { logger: this.#logger, ...options }, this.interceptors.caller);
   }
 
   async createAgentClient<A extends Agent>(
@@ -284,7 +300,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     const ctx = await this.#getContext();
     // The transport's listen() checks that the mailbox is active.
     const transport = new NatsTransport(ctx, registration.agentId, this.#logger);
-    return AgentExchangeClient.open(transport, handler, { logger: this.#logger, ...options });
+    return AgentExchangeClient.open(transport, handler, { logger: this.#logger, ...options }, this.interceptors.caller);
   }
 
   /**
@@ -297,7 +313,9 @@ export class NatsExchangeFactory implements ExchangeFactory {
         option: "connection",
       });
     }
-    const data = { ...this.#options, logger: undefined };
+    // Interceptors are functions: they cannot reach a worker, whose factory has only the deadlines.
+    if (this.#options.interceptors !== undefined) this.#logger.warn("custom interceptors do not reach agents in worker threads");
+    const data = { ...this.#options, logger: undefined, interceptors: undefined };
     try {
       structuredClone(data);
     } catch (error) {

@@ -119,7 +119,7 @@ describe("calls across sites through an outage", () => {
     console.log(`edge catch-up, both servers restarted: ${catchUpMs} ms`);
   }, 120_000);
 
-  test("a caller that gave up gets RequestTimeoutError; the late answer reaches no other call", async () => {
+  test("a caller that gave up gets RequestTimeoutError; the request, late past its deadline, is refused, and that answer reaches no other call", async () => {
     const site = world.topology.site("s1");
     const ledger = new SiteLedger();
     const handle = await s1Manager.launch(ledger);
@@ -128,6 +128,7 @@ describe("calls across sites through an outage", () => {
     await expect(patient.getHandle(handle.agentId).record("warm", 0)).resolves.toBe(0);
     site.cut();
     await site.waitForLinkDown();
+    const answersBefore = await stored("cloud", "cloud_in_s1");
     await expect(patient.getHandle(handle.agentId).with({ timeoutMs: 300 }).record("patient", 1)).rejects.toBeInstanceOf(RequestTimeoutError);
     await expect(gone.getHandle(handle.agentId).with({ timeoutMs: 300 }).record("gone", 1)).rejects.toBeInstanceOf(RequestTimeoutError);
     const goneId = gone.clientId;
@@ -136,13 +137,16 @@ describe("calls across sites through an outage", () => {
     await site.waitForLink();
     // The same client's next call gets its own answer, not the late one.
     await expect(patient.getHandle(handle.agentId).record("patient", 2)).resolves.toBe(2);
-    await eventually(async () => ledger.seen.get("gone")?.length === 1, 10_000, "the stored request of the closed client ran");
-    // Its answer came back and was dropped: the relay found the caller's mailbox terminated.
+    // Both stored requests reached the agent after their deadlines (timeout plus the cancel
+    // window): it refused them instead of running them, and its answers came back to the cloud.
     const jsm = await world.jsm("cloud");
     await eventually(async () => {
       const relay = await jsm.consumers.info("cloud_in_s1", "relay");
-      return relay.num_pending === 0 && relay.num_ack_pending === 0;
-    }, 10_000, "the cloud's relay has taken every answer");
+      return relay.num_pending === 0 && relay.num_ack_pending === 0 && (await stored("cloud", "cloud_in_s1")) >= answersBefore + 3;
+    }, 10_000, "the answers came back and the cloud's relay has taken them");
+    expect(ledger.seen.get("gone")).toBeUndefined();
+    expect(ledger.seen.get("patient")).toEqual([2]);
+    // The closed client's answer was dropped: the relay found its mailbox terminated.
     const left = await jsm.streams.getMessage("cloud_mailboxes", { last_by_subj: `cloud.mbox.${goneId.uid}` }).catch(() => null);
     expect(left).toBeNull();
     await patient.close();
