@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { MailboxStatus, Manager } from "../../../src/index.ts";
 import type { AgentId, NatsExchangeFactory } from "../../../src/index.ts";
-import { CloudLedger, Ledger, SiteLedger } from "../../fixtures/edge-agents.ts";
+import { Caller, CloudLedger, Ledger, SiteLedger } from "../../fixtures/edge-agents.ts";
 import { eventually, startEdgeWorld } from "../../support/edge.ts";
 import type { EdgeWorld } from "../../support/edge.ts";
 
@@ -29,6 +29,28 @@ afterAll(async () => {
 });
 
 const uids = (ids: readonly AgentId[]): string[] => ids.map((id) => id.uid).sort();
+
+describe("handles across sites", () => {
+  test("a handle passed from the cloud to a site agent, or back, is called on its own site", async () => {
+    const [cloudManager, s1Manager] = managers as [Manager, Manager, Manager];
+    const cloudLedger = new CloudLedger();
+    const siteLedger = new SiteLedger();
+    const atCloud = await cloudManager.launch(cloudLedger);
+    const atSite = await s1Manager.launch(siteLedger);
+    const callerAtSite = await s1Manager.launch(Caller);
+    const callerAtCloud = await cloudManager.launch(Caller);
+    // The cloud hands the site agent a handle to a cloud agent; the site agent calls it.
+    const viaSite = cloudManager.exchangeClient.getHandle(callerAtSite.agentId);
+    expect(await viaSite.callBack(atCloud, 5)).toEqual({ site: "cloud", answer: 5 });
+    expect(cloudLedger.seen.get("callback")).toEqual([5]);
+    // And back: a site agent's handle, passed to a cloud agent by a site client.
+    const viaCloud = s1Manager.exchangeClient.getHandle(callerAtCloud.agentId);
+    expect(await viaCloud.callBack(atSite, 7)).toEqual({ site: "s1", answer: 7 });
+    expect(siteLedger.seen.get("callback")).toEqual([7]);
+    for (const h of [atCloud, callerAtCloud]) await cloudManager.shutdown(h, { blocking: true });
+    for (const h of [atSite, callerAtSite]) await s1Manager.shutdown(h, { blocking: true });
+  }, 60_000);
+});
 
 describe("discover and status across sites", () => {
   test("the cloud discovers the agents of both sites by type, subclasses included, and calls them", async () => {
