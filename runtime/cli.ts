@@ -205,7 +205,8 @@ function serveHealth(host: RuntimeHost, port: number): Promise<Server> {
 
 /** Run `use` with the host pools of the exchange the options name. */
 async function withPools<T>(values: Values, use: (backend: PoolBackend) => Promise<T>): Promise<T> {
-  const factory = new NatsExchangeFactory({ ...exchangeOptions(values), retryWindowMs: 5_000 });
+  // A listing is short-lived: it leaves relaying to the site's long-running processes.
+  const factory = new NatsExchangeFactory({ ...exchangeOptions(values), retryWindowMs: 5_000, relay: false });
   try {
     return await use(await factory.poolBackend());
   } finally {

@@ -95,7 +95,11 @@ describe("names and options", () => {
     expect(() => new NatsExchangeFactory({ domain: "h.b" })).toThrow(InvalidConfigError);
     expect(() => new NatsExchangeFactory({ domain: "hub", sites: [{ name: "", domain: "x" }] })).toThrow(InvalidConfigError);
     expect(() => new NatsExchangeFactory({ domain: "hub", outboxMaxAgeMs: 0 })).toThrow(InvalidConfigError);
-    const settings = new NatsExchangeFactory({ prefix: "cloud", domain: "hub", sites: [site] }).settings;
-    expect([settings.domain, settings.sites, settings.outboxMaxAgeMs]).toEqual(["hub", [site], 86_400_000]);
+    expect(() => new NatsExchangeFactory({ relay: "no" as unknown as boolean })).toThrow(/relay must be a boolean/);
+    const factory = new NatsExchangeFactory({ prefix: "cloud", domain: "hub", sites: [site] });
+    const settings = factory.settings;
+    expect([settings.domain, settings.sites, settings.outboxMaxAgeMs, settings.relay]).toEqual(["hub", [site], 86_400_000, true]);
+    // Worker threads keep the sites but leave relaying to their parent process.
+    expect(factory.forWorker().data).toMatchObject({ domain: "hub", sites: [site], relay: false });
   });
 });

@@ -151,6 +151,14 @@ export interface NatsExchangeOptions {
    */
   outboxMaxBytes?: number;
   /**
+   * Whether this process relays what the other sites of `sites` send to this one into its
+   * mailboxes and launch stream. The relays of a site share one consumer, so any number may run;
+   * turn it off in short-lived processes (a listing, a script), which would otherwise hold a
+   * message while they exit. Worker-thread factories never relay (their parent process does).
+   * @defaultValue true
+   */
+  relay?: boolean;
+  /**
    * Caller-side and agent-side interceptors (README, *Interceptors*). They do not reach agents
    * run in worker threads (functions cannot be sent there).
    * @defaultValue none
@@ -191,6 +199,7 @@ const DEFAULTS: NatsSettings = Object.freeze({
   sites: [],
   outboxMaxAgeMs: 24 * 3_600_000,
   outboxMaxBytes: 1024 * 1024 * 1024,
+  relay: true,
 });
 
 function resolveSettings(options: NatsExchangeOptions): NatsSettings {
@@ -211,6 +220,9 @@ function resolveSettings(options: NatsExchangeOptions): NatsSettings {
       settings.domain = checkDomain(value as string);
     } else if (key === "sites") {
       settings.sites = resolveSites(value as ReadonlyArray<NatsSiteOptions>);
+    } else if (key === "relay") {
+      if (typeof value !== "boolean") throw new InvalidConfigError(`relay must be a boolean (got ${String(value)})`, { option: key });
+      settings.relay = value;
     } else {
       if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
         throw new InvalidConfigError(`${key} must be a positive integer (got ${String(value)})`, { option: key });
@@ -315,7 +327,8 @@ export class NatsExchangeFactory implements ExchangeFactory {
     }
     // Interceptors are functions: they cannot reach a worker, whose factory has only the deadlines.
     if (this.#options.interceptors !== undefined) this.#logger.warn("custom interceptors do not reach agents in worker threads");
-    const data = { ...this.#options, logger: undefined, interceptors: undefined };
+    // The parent process relays for its site; its workers need not.
+    const data = { ...this.#options, logger: undefined, interceptors: undefined, relay: false };
     try {
       structuredClone(data);
     } catch (error) {

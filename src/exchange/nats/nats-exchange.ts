@@ -49,6 +49,8 @@ export interface NatsSettings {
   readonly sites: readonly NatsSiteSettings[];
   readonly outboxMaxAgeMs: number;
   readonly outboxMaxBytes: number;
+  /** Whether this process relays the other sites' messages into this one. */
+  readonly relay: boolean;
 }
 
 /** A remote site: its name (prefix) and JetStream domain. */

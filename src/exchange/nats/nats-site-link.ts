@@ -48,7 +48,8 @@ const SETUP_RETRY_MS = 2_000;
 interface Mirrors {
   readonly registry: NatsRegistry;
   readonly view: RegistryView;
-  readonly relay: NatsRelay;
+  /** Undefined in a process that does not relay (option `relay: false`). */
+  readonly relay: NatsRelay | undefined;
 }
 
 export class NatsSiteLink {
@@ -161,7 +162,7 @@ export class NatsSiteLink {
 
   async #stop(mirrors: Mirrors): Promise<void> {
     mirrors.view.close();
-    await mirrors.relay.close();
+    await mirrors.relay?.close();
   }
 
   #context(): { site: string; domain: string } {
@@ -220,8 +221,8 @@ export class NatsSiteLink {
       for (const listener of [...this.#terminationListeners]) listener(uid);
     });
     view.start();
-    const relay = new NatsRelay(exchange, site, this.#logger);
-    relay.start();
+    const relay = settings.relay ? new NatsRelay(exchange, site, this.#logger) : undefined;
+    relay?.start();
     return { registry, view, relay };
   }
 
