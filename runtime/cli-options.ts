@@ -6,6 +6,9 @@ export const CLI_OPTIONS = {
   servers: { type: "string" },
   prefix: { type: "string" },
   creds: { type: "string" },
+  site: { type: "string" },
+  domain: { type: "string" },
+  "remote-site": { type: "string", multiple: true },
   pool: { type: "string" },
   module: { type: "string", multiple: true },
   capacity: { type: "string" },
@@ -23,11 +26,14 @@ export const CLI_OPTIONS = {
   version: { type: "boolean", short: "v" },
 } as const;
 
-/** Environment variable of each option that has one (`module` reads a comma-separated list). */
+/** Environment variable of each option that has one (`module` and `remote-site` read comma-separated lists). */
 export const CLI_ENV: Readonly<Partial<Record<keyof typeof CLI_OPTIONS, string>>> = {
   servers: "ACADEMY_SERVERS",
   prefix: "ACADEMY_PREFIX",
   creds: "ACADEMY_CREDS",
+  site: "ACADEMY_SITE",
+  domain: "ACADEMY_DOMAIN",
+  "remote-site": "ACADEMY_REMOTE_SITES",
   pool: "ACADEMY_POOL",
   module: "ACADEMY_MODULES",
   capacity: "ACADEMY_CAPACITY",

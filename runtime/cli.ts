@@ -26,6 +26,7 @@ const USAGE = `academy ${libraryVersion()}: agents on NATS JetStream
 
 Usage:
   academy host   --pool <name> --module <spec> [--module <spec> ...] [options]
+  academy host   --site <name> --remote-site cloud:hub --pool <name> --module <spec>   a host at an edge site
   academy hosts  [--pool <name>] [--json] [connection options]
   academy agents [--pool <name>] [--host <host id>] [--all] [--json] [connection options]
 
@@ -33,6 +34,10 @@ Connection options (every command):
   --servers <urls>       NATS URLs, comma-separated         ACADEMY_SERVERS (or NATS_URL); nats://127.0.0.1:4222
   --prefix <prefix>      prefix of streams and buckets      ACADEMY_PREFIX; academy
   --creds <file>         NATS credentials file               ACADEMY_CREDS
+  --site <name>          this process's site (docs/EDGE.md): ACADEMY_SITE
+                         prefix <name> in JetStream domain --domain
+  --domain <domain>      the site's JetStream domain         ACADEMY_DOMAIN; the site's name
+  --remote-site <name[:domain]>  another site reached (repeat) ACADEMY_REMOTE_SITES, comma-separated
 
 Host options:
   --pool <name>          pool to join                        ACADEMY_POOL (required)
@@ -74,13 +79,34 @@ function integerOption(values: Values, name: OptionName): number | undefined {
   return value;
 }
 
+/** Values of a repeatable option, else its environment variable as a comma-separated list. */
+function listOption(values: Values, name: "module" | "remote-site"): string[] {
+  const given = values[name];
+  const env = CLI_ENV[name];
+  const list = given ?? (env === undefined ? "" : (process.env[env] ?? "")).split(",");
+  return list.map((item) => item.trim()).filter((item) => item !== "");
+}
+
 function exchangeOptions(values: Values): NatsExchangeOptions {
   const servers = option(values, "servers") ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+  const site = option(values, "site");
+  const prefix = option(values, "prefix");
+  if (site !== undefined && prefix !== undefined && prefix !== site) {
+    throw new UsageError(`--site ${site} is the prefix ${site}; it cannot go with --prefix ${prefix}`);
+  }
+  const domain = option(values, "domain") ?? site;
+  const sites = listOption(values, "remote-site").map((spec) => {
+    const [name = "", siteDomain = name] = spec.split(":");
+    return { name, domain: siteDomain };
+  });
+  if (sites.length > 0 && domain === undefined) throw new UsageError("--remote-site needs --site (or --domain): this process's own site");
   return {
     servers: servers.split(",").map((s) => s.trim()).filter((s) => s !== ""),
-    prefix: option(values, "prefix"),
+    prefix: site ?? prefix,
     replicas: integerOption(values, "replicas"),
     credsFile: option(values, "creds"),
+    ...(domain !== undefined && { domain }),
+    ...(sites.length > 0 && { sites }),
     connectionOptions: { name: "academy-cli", maxReconnectAttempts: -1, reconnectTimeWait: 250 },
   };
 }
@@ -88,12 +114,7 @@ function exchangeOptions(values: Values): NatsExchangeOptions {
 async function runHost(values: Values): Promise<number> {
   const pool = option(values, "pool");
   if (pool === undefined) throw new UsageError("academy host needs --pool <name> (or ACADEMY_POOL)");
-  const modules = [
-    ...(values.module ?? []),
-    ...(values.module === undefined ? (process.env.ACADEMY_MODULES ?? "").split(",") : []),
-  ]
-    .map((m) => m.trim())
-    .filter((m) => m !== "");
+  const modules = listOption(values, "module");
   if (modules.length === 0) throw new UsageError("academy host needs --module <spec> (or ACADEMY_MODULES)");
   const logger = pino({ level: option(values, "log-level") ?? "info", base: { pid: process.pid } });
   const graceMs = integerOption(values, "grace-ms") ?? 30_000;
@@ -184,7 +205,8 @@ function serveHealth(host: RuntimeHost, port: number): Promise<Server> {
 
 /** Run `use` with the host pools of the exchange the options name. */
 async function withPools<T>(values: Values, use: (backend: PoolBackend) => Promise<T>): Promise<T> {
-  const factory = new NatsExchangeFactory({ ...exchangeOptions(values), retryWindowMs: 5_000 });
+  // A listing is short-lived: it leaves relaying to the site's long-running processes.
+  const factory = new NatsExchangeFactory({ ...exchangeOptions(values), retryWindowMs: 5_000, relay: false });
   try {
     return await use(await factory.poolBackend());
   } finally {

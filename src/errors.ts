@@ -36,6 +36,10 @@ export const ErrorCode = {
   UnknownAgentType: "UNKNOWN_AGENT_TYPE",
   HostFenced: "HOST_FENCED",
   MailboxContended: "MAILBOX_CONTENDED",
+  ForeignSite: "FOREIGN_SITE",
+  SiteUnreachable: "SITE_UNREACHABLE",
+  UnknownSite: "UNKNOWN_SITE",
+  CrossSiteOperation: "CROSS_SITE_OPERATION",
   WaitTimeout: "WAIT_TIMEOUT",
   ErrorGroup: "ERROR_GROUP",
   Remote: "REMOTE_ERROR",
@@ -418,6 +422,86 @@ export class MailboxContendedError extends AcademyError {
   }
 }
 
+interface SiteOptions extends AcademyErrorOptions {
+  /** The site (its prefix) concerned. */
+  site?: string;
+  /** The JetStream domain the site lives in, when known. */
+  domain?: string;
+}
+
+/**
+ * A factory was asked to provision a site that does not live in the JetStream domain of the
+ * server it is connected to (its `domain` option names another domain, or the site's registry is
+ * a read-only mirror there). Nothing was created: a factory provisions only in its own domain.
+ */
+export class ForeignSiteError extends AcademyError {
+  override readonly name: string = "ForeignSiteError";
+  readonly site: string | undefined;
+  readonly domain: string | undefined;
+  /** The JetStream domain of the server the factory is connected to ("" for none). */
+  readonly serverDomain: string | undefined;
+  constructor(message: string, options: SiteOptions & { serverDomain?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.ForeignSite });
+    this.site = options.site;
+    this.domain = options.domain;
+    this.serverDomain = options.serverDomain;
+  }
+  override details(): Record<string, unknown> {
+    return { site: this.site, domain: this.domain, serverDomain: this.serverDomain };
+  }
+}
+
+/**
+ * A remote site was needed and its link has never been set up, because its JetStream domain does
+ * not answer (an uplink down since this process first named it, a wrong domain) or holds no such
+ * site. Nothing was created for it; the link is set up once the site answers. Once set up, a link
+ * survives outages: sends are stored and forwarded, reads come from local mirrors.
+ */
+export class SiteUnreachableError extends AcademyError {
+  override readonly name: string = "SiteUnreachableError";
+  readonly site: string | undefined;
+  readonly domain: string | undefined;
+  constructor(message: string, options: SiteOptions = {}) {
+    super(message, { ...options, code: ErrorCode.SiteUnreachable });
+    this.site = options.site;
+    this.domain = options.domain;
+  }
+  override details(): Record<string, unknown> {
+    return { site: this.site, domain: this.domain };
+  }
+}
+
+/** An id, handle or option names a site this exchange has no link to (not in its `sites`). */
+export class UnknownSiteError extends AcademyError {
+  override readonly name: string = "UnknownSiteError";
+  readonly site: string | undefined;
+  constructor(message: string, options: SiteOptions = {}) {
+    super(message, { ...options, code: ErrorCode.UnknownSite });
+    this.site = options.site;
+  }
+  override details(): Record<string, unknown> {
+    return { site: this.site };
+  }
+}
+
+/**
+ * An operation that only the site owning a mailbox can do (terminate it) was asked of another
+ * site. Ask a process of that site, or send the agent a shutdown request.
+ */
+export class CrossSiteOperationError extends AcademyError {
+  override readonly name: string = "CrossSiteOperationError";
+  readonly site: string | undefined;
+  readonly entityId: string | undefined;
+  constructor(message: string, options: SiteOptions & { entityId?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.CrossSiteOperation });
+    this.site = options.site;
+    this.entityId = options.entityId;
+  }
+  override details(): Record<string, unknown> {
+    return { site: this.site, entityId: this.entityId };
+  }
+}
+
 /** `Manager.wait` / `Manager.shutdown` ran out of time. */
 export class WaitTimeoutError extends AcademyError {
   override readonly name: string = "WaitTimeoutError";
@@ -496,6 +580,10 @@ export const errorClasses: ReadonlyMap<
     UnknownAgentTypeError,
     HostFencedError,
     MailboxContendedError,
+    ForeignSiteError,
+    SiteUnreachableError,
+    UnknownSiteError,
+    CrossSiteOperationError,
     WaitTimeoutError,
     ErrorGroup,
     RemoteError,

@@ -3,7 +3,7 @@
  * handles and match responses to them, answer the requests that reach them, and expose the
  * registry (register, discover, status, terminate).
  */
-import { MailboxStatus, assertMailboxActive, terminatedError } from "./mailbox-status.ts";
+import { MailboxStatus, assertMailboxActive, assertSendable, isSendable, terminatedError } from "./mailbox-status.ts";
 import type { Agent } from "../agent/agent.ts";
 import { agentTypeInfo, typeRefName } from "../agent/agent-type.ts";
 import type { AgentClass, AgentTypeRef } from "../agent/agent-type.ts";
@@ -36,6 +36,13 @@ export interface DiscoverOptions {
    * @defaultValue true
    */
   allowSubclasses?: boolean;
+  /**
+   * Which sites to look on (docs/EDGE.md): site names, or `"all"` for this exchange's own site
+   * and every site it reaches. Other sites are read from local mirrors of their registries:
+   * eventually consistent, also while their uplink is down.
+   * @defaultValue this exchange's own site only
+   */
+  sites?: readonly string[] | "all";
 }
 
 /** Options of `registerAgent`. */
@@ -120,13 +127,23 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
    */
   async discover(type: AgentTypeRef, options: DiscoverOptions = {}): Promise<AgentId[]> {
     this.#assertOpen();
-    return this.transport.discover(typeRefName(type), options.allowSubclasses ?? true);
+    const typeName = typeRefName(type);
+    const allowSubclasses = options.allowSubclasses ?? true;
+    if (options.sites === undefined) return this.transport.discover(typeName, allowSubclasses);
+    const own = this.transport.site;
+    const sites = options.sites === "all" ? [own, ...(this.transport.remoteSites ?? [])] : options.sites;
+    const found = await Promise.all(sites.map((site) => this.transport.discover(typeName, allowSubclasses, site === own ? undefined : site)));
+    return found.flat();
   }
 
-  /** Status of a mailbox: `missing`, `active` or `terminated`, as the exchange has it now. */
+  /**
+   * Status of a mailbox: `missing`, `active` or `terminated`, as the exchange has it now. A
+   * mailbox of another site is read from the local mirror of its registry (eventually
+   * consistent; docs/EDGE.md).
+   */
   async status(id: EntityId): Promise<MailboxStatus> {
     this.#assertOpen();
-    return this.transport.status(id.uid, true);
+    return this.transport.status(id.uid, true, id.site);
   }
 
   /**
@@ -191,7 +208,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     timeoutMs: number | undefined,
     signal: AbortSignal | undefined,
   ): Promise<ResponseMessage> {
-    const message = requestMessage(body, tag, dest.uid, this.clientId.uid, this.transport.replySubject, headers);
+    const message = requestMessage(body, tag, dest.uid, this.clientId.uid, this.transport.replySubject, headers, dest.site);
     if (signal?.aborted) throw giveUpError("abort", message, signal.reason);
     // Requests from one client reach the exchange in call order (FIFO per mailbox), even while an
     // earlier request's status lookup is still under way.
@@ -221,8 +238,8 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   async respond(request: RequestMessage, body: ResponseBody, headers?: MessageHeaders): Promise<void> {
     if (request.src === undefined && request.replyTo === undefined) return;
     if (request.replyTo === undefined) {
-      const status = await this.transport.status(request.src!);
-      if (status !== MailboxStatus.Active) {
+      const status = await this.transport.status(request.src!, false, request.srcSite);
+      if (!isSendable(status, this.#isRemote(request.srcSite))) {
         this.logger.debug({ tag: request.tag, dest: request.src, status }, "dropping response to inactive mailbox");
         return;
       }
@@ -318,15 +335,28 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 
   async #assertDeliverable(dest: AgentId): Promise<void> {
-    assertMailboxActive(await this.transport.status(dest.uid), dest);
+    if (dest.site === undefined) assertMailboxActive(await this.transport.status(dest.uid), dest);
+    else assertSendable(await this.transport.status(dest.uid, false, dest.site), dest, this.#isRemote(dest.site));
+  }
+
+  /** Whether `site` is another site than this client's exchange's own. */
+  #isRemote(site: string | undefined): boolean {
+    return site !== undefined && site !== this.transport.site;
   }
 
   #sendCancel(dest: AgentId, target: string): void {
     if (this.#closing !== undefined) return;
-    const cancel: RequestMessage = { type: MessageType.CancelRequest, target, tag: newTag(), dest: dest.uid, src: this.clientId.uid };
+    const cancel: RequestMessage = {
+      type: MessageType.CancelRequest,
+      target,
+      tag: newTag(),
+      dest: dest.uid,
+      src: this.clientId.uid,
+      ...(dest.site !== undefined && { destSite: dest.site }),
+    };
     const send = async (): Promise<void> => {
       // A mailbox that is gone needs no cancel (and must not collect one nobody reads).
-      if ((await this.transport.status(dest.uid)) === MailboxStatus.Active) await this.transport.send(cancel);
+      if (isSendable(await this.transport.status(dest.uid, false, dest.site), this.#isRemote(dest.site))) await this.transport.send(cancel);
     };
     void send().catch((error: unknown) => {
       this.logger.debug({ err: error, dest: dest.uid, target }, "cancel request not sent");

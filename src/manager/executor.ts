@@ -65,6 +65,12 @@ export interface AgentExecutor {
    * @throws the reason it cannot.
    */
   prepare?(spec: PrepareSpec): Promise<void>;
+  /**
+   * Register a new agent where this executor runs it (optional): an executor that runs agents on
+   * another site names the agent on that site, which registers it when the launch arrives.
+   * Undefined (or no such method): the manager registers the agent with its own exchange client.
+   */
+  register?(spec: PrepareSpec & { readonly name?: string | undefined }): Promise<AgentRegistration | undefined>;
   /** Start running an agent; returns at once. */
   execute<A extends Agent>(spec: LaunchSpec<A>): AgentExecution;
   /** Release the executor's resources (after its agents have stopped). */

@@ -249,6 +249,11 @@ export class Manager implements AsyncDisposable {
       exchangeFactory: this.#factory,
     });
     const registered = registration === undefined;
+    if (registration === undefined && executor.register !== undefined) {
+      // An executor of another site names the agent there.
+      const spec = { agent, agentType: agentTypeInfo(agentClass), exchangeFactory: this.#factory, name: options.name };
+      registration = (await executor.register(spec)) as AgentRegistration<A> | undefined;
+    }
     registration ??= await this.#client.registerAgent(agentClass, { name: options.name });
     const agentId = registration.agentId;
     const execution = executor.execute({

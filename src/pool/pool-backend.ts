@@ -77,10 +77,30 @@ export type StopWatch = () => void;
  * Methods retry through transient outages and then throw `ExchangeUnavailableError`.
  */
 export interface PoolBackend {
+  /**
+   * The site whose pools these are (docs/EDGE.md), when the exchange has a site identity: the
+   * ids of agents run on them carry it. Undefined on a single-site exchange.
+   */
+  readonly site: string | undefined;
+
   // --- launches ---
 
   /** Put a launch request in its pool's queue, stored once per agent and generation. */
   publishLaunch(request: LaunchRequest): Promise<void>;
+  /**
+   * Put a launch request in the queue of `request.pool` on another site (docs/EDGE.md): stored
+   * here in the outbox to that site and forwarded when its uplink allows, however long that takes.
+   * That site registers the agent (uid, name, type and ancestry from the request) and queues the
+   * request for its hosts; the placement is written there only.
+   * @throws {UnknownSiteError} if the backend's exchange does not reach `site`.
+   * @throws {SiteUnreachableError} if the link to `site` was never set up and it does not answer.
+   */
+  publishRemoteLaunch(site: string, request: LaunchRequest): Promise<void>;
+  /**
+   * Call `listener` with the uid of every mailbox of another site seen terminated from now on
+   * (read from the local mirror of that site's registry), until stopped.
+   */
+  onRemoteMailboxTerminated(site: string, listener: (uid: string) => void): StopWatch;
   /** Whether a launch request for agent `uid` is waiting in `pool`'s queue. */
   launchPending(pool: string, uid: string): Promise<boolean>;
   /**

@@ -21,8 +21,8 @@ import type { AgentRegistration } from "../transport.ts";
 import type { PoolBackend } from "../../pool/pool-backend.ts";
 
 import { NatsExchange } from "./nats-exchange.ts";
-import type { NatsSettings } from "./nats-exchange.ts";
-import { natsLayout } from "./nats-layout.ts";
+import type { NatsSettings, NatsSiteSettings } from "./nats-exchange.ts";
+import { checkDomain, checkSite, natsLayout } from "./nats-layout.ts";
 import { NatsPoolBackend } from "./nats-pool-backend.ts";
 import { NatsTransport } from "./nats-transport.ts";
 
@@ -123,6 +123,42 @@ export interface NatsExchangeOptions {
    */
   replies?: "mailbox" | "core";
   /**
+   * The JetStream domain this factory's site lives in (a site is a prefix on its own domain; see
+   * docs/EDGE.md). When set, the factory checks on connecting that the server serves JetStream in
+   * this domain and fails with `ForeignSiteError`, creating nothing, if it does not; ids it mints
+   * carry the site (its prefix), so they stay valid when passed to other sites. Required with
+   * `sites`.
+   * @defaultValue none: the server's JetStream, whatever its domain (single-site behaviour)
+   */
+  domain?: string;
+  /**
+   * Other sites this factory reaches: calls and launches to their agents are stored in a local
+   * outbox and forwarded when the link is up; their registries are read from local mirrors. Each
+   * site is named by its prefix and lives in its own JetStream domain. Every process of a site that
+   * lists another site relays that site's messages into its own mailboxes.
+   * @defaultValue none
+   */
+  sites?: ReadonlyArray<NatsSiteOptions>;
+  /**
+   * How long messages to another site are kept in the outbox (and in the receiving site's inbox)
+   * in ms: the longest outage after which nothing sent during it is lost (docs/EDGE.md).
+   * @defaultValue 86_400_000 (24 h)
+   */
+  outboxMaxAgeMs?: number;
+  /**
+   * Most bytes kept in each outbox and inbox; past it the oldest messages are dropped.
+   * @defaultValue 1_073_741_824 (1 GiB)
+   */
+  outboxMaxBytes?: number;
+  /**
+   * Whether this process relays what the other sites of `sites` send to this one into its
+   * mailboxes and launch stream. The relays of a site share one consumer, so any number may run;
+   * turn it off in short-lived processes (a listing, a script), which would otherwise hold a
+   * message while they exit. Worker-thread factories never relay (their parent process does).
+   * @defaultValue true
+   */
+  relay?: boolean;
+  /**
    * Caller-side and agent-side interceptors (README, *Interceptors*). They do not reach agents
    * run in worker threads (functions cannot be sent there).
    * @defaultValue none
@@ -138,6 +174,14 @@ export interface NatsExchangeOptions {
   logger?: Logger;
 }
 
+/** A site another site reaches (see `NatsExchangeOptions.sites`). */
+export interface NatsSiteOptions {
+  /** The site's name: its prefix. */
+  name: string;
+  /** The JetStream domain its servers serve. */
+  domain: string;
+}
+
 const DEFAULTS: NatsSettings = Object.freeze({
   prefix: "academy",
   replicas: 1,
@@ -151,6 +195,11 @@ const DEFAULTS: NatsSettings = Object.freeze({
   consumerInactiveMs: 3_600_000,
   deadLetterMaxAgeMs: 7 * 24 * 3_600_000,
   replies: "mailbox",
+  domain: undefined,
+  sites: [],
+  outboxMaxAgeMs: 24 * 3_600_000,
+  outboxMaxBytes: 1024 * 1024 * 1024,
+  relay: true,
 });
 
 function resolveSettings(options: NatsExchangeOptions): NatsSettings {
@@ -167,6 +216,13 @@ function resolveSettings(options: NatsExchangeOptions): NatsSettings {
     } else if (key === "replies") {
       if (value !== "mailbox" && value !== "core") throw new InvalidConfigError(`replies must be "mailbox" or "core"`, { option: key });
       settings.replies = value;
+    } else if (key === "domain") {
+      settings.domain = checkDomain(value as string);
+    } else if (key === "sites") {
+      settings.sites = resolveSites(value as ReadonlyArray<NatsSiteOptions>);
+    } else if (key === "relay") {
+      if (typeof value !== "boolean") throw new InvalidConfigError(`relay must be a boolean (got ${String(value)})`, { option: key });
+      settings.relay = value;
     } else {
       if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
         throw new InvalidConfigError(`${key} must be a positive integer (got ${String(value)})`, { option: key });
@@ -174,10 +230,31 @@ function resolveSettings(options: NatsExchangeOptions): NatsSettings {
       (settings as Record<string, unknown>)[key] = value;
     }
   }
+  if (settings.sites.length > 0) {
+    if (settings.domain === undefined) {
+      throw new InvalidConfigError("sites needs domain: the JetStream domain of this factory's own site", { option: "domain" });
+    }
+    for (const site of settings.sites) {
+      if (site.name === settings.prefix || site.domain === settings.domain) {
+        throw new InvalidConfigError(`Site ${site.name} (domain ${site.domain}) is this factory's own site or domain`, { option: "sites" });
+      }
+    }
+  }
   if (![1, 3, 5].includes(settings.replicas)) {
     throw new InvalidConfigError(`replicas must be 1, 3 or 5 (got ${settings.replicas})`, { option: "replicas" });
   }
   return Object.freeze(settings);
+}
+
+function resolveSites(value: ReadonlyArray<NatsSiteOptions>): readonly NatsSiteSettings[] {
+  if (!Array.isArray(value)) throw new InvalidConfigError("sites must be an array of { name, domain }", { option: "sites" });
+  const sites = value.map((site: NatsSiteOptions) => Object.freeze({ name: checkSite(site?.name), domain: checkDomain(site?.domain, "sites") }));
+  for (const [i, site] of sites.entries()) {
+    if (sites.findIndex((s) => s.name === site.name || s.domain === site.domain) !== i) {
+      throw new InvalidConfigError(`sites lists ${site.name} or its domain ${site.domain} twice`, { option: "sites" });
+    }
+  }
+  return Object.freeze(sites);
 }
 
 /**
@@ -221,7 +298,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
 
   async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
     const ctx = await this.#getContext();
-    const userId = UserId.create(options.name);
+    const userId = UserId.create(options.name, ctx.site);
     ctx.view.apply(await ctx.registry.registerUser(userId));
     const transport = new NatsTransport(ctx, userId, this.#logger);
     return UserExchangeClient.open(transport, { logger: this.#logger, ...options }, this.interceptors.caller);
@@ -250,7 +327,8 @@ export class NatsExchangeFactory implements ExchangeFactory {
     }
     // Interceptors are functions: they cannot reach a worker, whose factory has only the deadlines.
     if (this.#options.interceptors !== undefined) this.#logger.warn("custom interceptors do not reach agents in worker threads");
-    const data = { ...this.#options, logger: undefined, interceptors: undefined };
+    // The parent process relays for its site; its workers need not.
+    const data = { ...this.#options, logger: undefined, interceptors: undefined, relay: false };
     try {
       structuredClone(data);
     } catch (error) {
@@ -279,6 +357,18 @@ export class NatsExchangeFactory implements ExchangeFactory {
     return this.#getContext();
   }
 
+  /**
+   * Set up the link to another site now, or check that it is set up (docs/EDGE.md). A link is
+   * set up in the background from the factory's first use and tried again every 2 s until the
+   * site answers; once set up it works through outages.
+   * @throws {UnknownSiteError} if `site` is not one of the option `sites`.
+   * @throws {SiteUnreachableError} if the link was never set up and the site does not answer now.
+   */
+  async linkSite(site: string): Promise<void> {
+    const ctx = await this.#getContext();
+    await ctx.link(site).ready();
+  }
+
   /** Close the connection (if the factory opened it). Idempotent. */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -289,7 +379,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     const pending = this.#context;
     if (pending === undefined) return;
     const ctx = await pending.catch(() => undefined);
-    ctx?.view.close();
+    await ctx?.close();
     if (ctx !== undefined && this.#options.connection === undefined) await ctx.nc.close();
   }
 

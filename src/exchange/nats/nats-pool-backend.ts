@@ -20,7 +20,7 @@ import { scanLatest } from "./kv-scan.ts";
 import { ensureStream, kvBucketOptions, storageType } from "./nats-exchange.ts";
 import type { NatsExchange } from "./nats-exchange.ts";
 import { isWrongLastSequence, withDeadline } from "./nats-errors.ts";
-import { HEADER_ALLOWANCE, launchPending, openLaunchQueue, publishLaunch } from "./nats-launch-queue.ts";
+import { HEADER_ALLOWANCE, launchPending, openLaunchQueue, publishLaunch, publishRemoteLaunch } from "./nats-launch-queue.ts";
 import { decodeRecord } from "./nats-registry.ts";
 
 const backends = new WeakMap<NatsExchange, Promise<NatsPoolBackend>>();
@@ -28,11 +28,13 @@ const backends = new WeakMap<NatsExchange, Promise<NatsPoolBackend>>();
 /** Host pools on the streams and buckets of one NATS exchange connection. */
 export class NatsPoolBackend implements PoolBackend {
   readonly ctx: NatsExchange;
+  readonly site: string | undefined;
   readonly #hosts: KV;
   readonly #placements: KV;
 
   private constructor(ctx: NatsExchange, hosts: KV, placements: KV) {
     this.ctx = ctx;
+    this.site = ctx.site;
     this.#hosts = hosts;
     this.#placements = placements;
   }
@@ -72,6 +74,16 @@ export class NatsPoolBackend implements PoolBackend {
 
   publishLaunch(request: LaunchRequest): Promise<void> {
     return publishLaunch(this.ctx, request);
+  }
+
+  publishRemoteLaunch(site: string, request: LaunchRequest): Promise<void> {
+    return publishRemoteLaunch(this.ctx, site, request);
+  }
+
+  onRemoteMailboxTerminated(site: string, listener: (uid: string) => void): StopWatch {
+    const link = this.ctx.link(site);
+    link.start();
+    return link.onTerminated(listener);
   }
 
   launchPending(pool: string, uid: string): Promise<boolean> {

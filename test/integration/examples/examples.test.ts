@@ -6,6 +6,7 @@ import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, test } from "vitest";
+import { edgeExample } from "../../../examples/edge.ts";
 import { quickstart } from "../../../examples/quickstart.ts";
 import { startTestNats } from "../../support/nats.ts";
 
@@ -37,6 +38,18 @@ describe("examples", () => {
     expect(out).toMatch(/coordinator\.fanOut\(10\)\s+\[15,10\]/);
     expect(out).toMatch(/Done\.$/m);
   });
+
+  test("the edge example: a call from the cloud is stored while the site's uplink is down and answered after", async () => {
+    const lines: string[] = [];
+    expect(await edgeExample((line) => lines.push(line))).toBe(111);
+    expect(lines).toEqual([
+      expect.stringMatching(/lives at site floor$/),
+      "cloud -> site, link up: 1",
+      "site -> site, uplink down: 101",
+      "the cloud still discovers 1 press(es) at the site (from its mirror)",
+      "cloud -> site, answered after the uplink returned: 111",
+    ]);
+  }, 60_000);
 
   test("the quick start runs as written", async () => {
     await using nats = await startTestNats();
