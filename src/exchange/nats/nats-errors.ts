@@ -56,6 +56,11 @@ export function isConsumerNotFound(error: unknown): boolean {
   return isJsApiError(error, JsApiCode.ConsumerNotFound);
 }
 
+/** The stream has no such message (a read or delete of a sequence that is not there). */
+export function isNoMessageFound(error: unknown): boolean {
+  return isJsApiError(error, JsApiCode.NoMessageFound);
+}
+
 /** The stream does not exist. */
 export function isStreamNotFound(error: unknown): boolean {
   return isJsApiError(error, JsApiCode.StreamNotFound);

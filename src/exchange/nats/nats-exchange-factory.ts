@@ -23,6 +23,8 @@ import { NatsExchange } from "./nats-exchange.ts";
 import type { NatsSettings } from "./nats-exchange.ts";
 import { natsLayout } from "./nats-layout.ts";
 import { NatsPoolBackend } from "./nats-pool-backend.ts";
+import { NatsDeadLetters } from "./nats-dead-letters.ts";
+import type { DeadLetterStore } from "../dead-letters.ts";
 import { NatsTransport } from "./nats-transport.ts";
 
 
@@ -253,6 +255,11 @@ export class NatsExchangeFactory implements ExchangeFactory {
    */
   async poolBackend(): Promise<PoolBackend> {
     return NatsPoolBackend.for(await this.#getContext());
+  }
+
+  /** The dead-letter stream of this exchange (docs/NATS-LAYOUT.md), on the factory's connection. */
+  async deadLetters(): Promise<DeadLetterStore> {
+    return new NatsDeadLetters(await this.#getContext());
   }
 
   /**

@@ -16,7 +16,7 @@ import { decodeHostRecord, decodePlacement } from "../../pool/records.ts";
 import type { HostRecord, LaunchRequest, Placement } from "../../pool/records.ts";
 import { encodeValue } from "../../protocol/codec.ts";
 import { followKv } from "./kv-follow.ts";
-import { scanLatest } from "./kv-scan.ts";
+import { scanLatest, scanLatestEntries } from "./kv-scan.ts";
 import { ensureStream, kvBucketOptions, notFound, openBucket, storageType } from "./nats-exchange.ts";
 import type { NatsExchange } from "./nats-exchange.ts";
 import { isWrongLastSequence, withDeadline } from "./nats-errors.ts";
@@ -270,8 +270,37 @@ export class NatsPoolBackend implements PoolBackend {
   }
 
   async listMailboxes(): Promise<MailboxEntry[]> {
-    const latest = await this.ctx.retry("list agents", () => scanLatest(this.ctx.js, this.ctx.layout.registryBucket, ">"));
-    return [...latest.values()].map(decodeRecord).filter((r) => r !== undefined);
+    const latest = await this.ctx.retry("list agents", () => scanLatestEntries(this.ctx.js, this.ctx.layout.registryBucket, ">"));
+    const entries: MailboxEntry[] = [];
+    for (const { value, revision } of latest.values()) {
+      const record = decodeRecord(value);
+      if (record !== undefined) entries.push({ ...record, revision });
+    }
+    return entries;
+  }
+
+  deleteMailbox(uid: string, revision: number): Promise<boolean> {
+    return this.#deleteKey(this.ctx.registry.bucket, this.ctx.layout.registryBucket, uid, revision, "remove mailbox record");
+  }
+
+  deletePlacement(pool: string, uid: string, revision: number): Promise<boolean> {
+    if (this.#placementsKv === undefined) return Promise.resolve(false);
+    return this.#deleteKey(this.#placementsKv, this.ctx.layout.placementsBucket, this.ctx.layout.placementKey(pool, uid), revision, "remove placement");
+  }
+
+  /**
+   * Delete a key if still at `revision` (compare-and-set), then purge its subject so that not even
+   * a delete marker is left (watchers have seen the delete).
+   */
+  async #deleteKey(kv: KV, bucket: string, key: string, revision: number, what: string): Promise<boolean> {
+    try {
+      await this.ctx.retry(what, () => kv.delete(key, { previousSeq: revision }));
+    } catch (error) {
+      if (isWrongLastSequence(error)) return false;
+      throw error;
+    }
+    await this.ctx.retry(what, () => this.ctx.jsm.streams.purge(`KV_${bucket}`, { filter: `$KV.${bucket}.${key}` }));
+    return true;
   }
 
   isClosed(): boolean {
