@@ -9,7 +9,8 @@ import { AgentDefinitionError } from "../errors.ts";
 // falls back to Symbol.for("Symbol.metadata"); install that same symbol so both agree.
 (Symbol as { metadata?: symbol }).metadata ??= Symbol.for("Symbol.metadata");
 
-const SPECS = Symbol("academy.members");
+// Registered, so that every copy of this library in a process reads the members the others record.
+const SPECS = Symbol.for("academy-nats.members");
 
 type AsyncMethod = (this: unknown, ...args: never[]) => Promise<unknown>;
 

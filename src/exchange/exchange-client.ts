@@ -12,7 +12,7 @@ import {
   ClientClosedError,
   InvalidClientError,
 } from "../errors.ts";
-import { Agent as AgentBase } from "../agent/agent.ts";
+import { isAgentBase } from "../agent/agent.ts";
 import { AgentId, newTag } from "../identifiers.ts";
 import type { EntityId } from "../identifiers.ts";
 import type { HandleBinder } from "../protocol/codec.ts";
@@ -137,7 +137,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
    */
   async registerAgent<A extends Agent>(agentClass: AgentClass<A>, options: RegisterOptions = {}): Promise<AgentRegistration<A>> {
     this.#assertOpen();
-    if ((agentClass as unknown) === AgentBase) throw new AgentDefinitionError("Agent itself cannot be registered; subclass it");
+    if (isAgentBase(agentClass)) throw new AgentDefinitionError("Agent itself cannot be registered; subclass it");
     const registration = await this.transport.registerAgent(agentTypeInfo(agentClass), options.name);
     this.logger.debug({ agentId: registration.agentId.uid, agentType: registration.agentType.name }, "registered agent");
     return registration as AgentRegistration<A>;

@@ -6,7 +6,7 @@
  * agent is not the one that started it (failover, retries on another host).
  */
 import { terminatedError } from "../exchange/mailbox-status.ts";
-import { Agent } from "../agent/agent.ts";
+import { isAgentSubclass } from "../agent/agent.ts";
 import type { AgentTypeInfo } from "../agent/agent-type.ts";
 import { AgentAlreadyLaunchedError, AgentDefinitionError, ExecutorError, InvalidConfigError, UnknownAgentTypeError } from "../errors.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
@@ -70,7 +70,7 @@ export class HostPoolExecutor implements AgentExecutor {
    *   pool without hosts takes the launch: it waits in the stream until a host joins.
    */
   async prepare(spec: PrepareSpec): Promise<void> {
-    if (typeof spec.agent !== "function" || !(spec.agent.prototype instanceof Agent)) {
+    if (typeof spec.agent !== "string" && !isAgentSubclass(spec.agent)) {
       throw new AgentDefinitionError(`Host pool '${this.pool}' launches agent classes, not instances`);
     }
     const backend = await this.#backend(spec.exchangeFactory);

@@ -2,7 +2,8 @@
  * The manager: launches agents on executors, waits for them, restarts failed ones, shuts them
  * down. Mirrors Academy's `Manager`.
  */
-import { Agent } from "../agent/agent.ts";
+import type { Agent } from "../agent/agent.ts";
+import { describeValue, isAgentBase, isAgentInstance, isAgentSubclass } from "../agent/agent.ts";
 import { agentTypeInfo } from "../agent/agent-type.ts";
 import type { AgentClass } from "../agent/agent-type.ts";
 import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
@@ -222,9 +223,11 @@ export class Manager implements AsyncDisposable {
   async launch<A extends Agent>(agent: AgentClass<A> | A, options: LaunchOptions<A> = {}): Promise<Handle<A>> {
     this.#assertOpen();
     const isClass = typeof agent === "function";
-    if (isClass ? !(agent.prototype instanceof Agent) : !(agent instanceof Agent)) {
+    if (isClass ? !isAgentSubclass(agent) : !isAgentInstance(agent)) {
       throw new AgentDefinitionError(
-        (agent as unknown) === Agent ? "Agent itself cannot be launched; subclass it" : "launch() takes an Agent subclass or instance",
+        isAgentBase(agent)
+          ? "Agent itself cannot be launched; subclass it"
+          : `launch() takes an Agent subclass or instance, got ${describeValue(agent)}`,
       );
     }
     const executorName = options.executor ?? this.#defaultExecutor;
