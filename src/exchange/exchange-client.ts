@@ -6,7 +6,7 @@
 import { MailboxStatus, assertMailboxActive, terminatedError } from "./mailbox-status.ts";
 import type { Agent } from "../agent/agent.ts";
 import { agentTypeInfo, typeRefName } from "../agent/agent-type.ts";
-import type { AgentClass, AgentTypeRef } from "../agent/agent-type.ts";
+import type { AgentClass, AgentTypeInfo, AgentTypeRef } from "../agent/agent-type.ts";
 import {
   AgentDefinitionError,
   ClientClosedError,
@@ -132,13 +132,17 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 
   /**
-   * Register a new agent (and its mailbox) of the given class, recording its type and ancestry.
-   * @throws {AgentDefinitionError} for `Agent` itself or a class that does not extend it.
+   * Register a new agent (and its mailbox) of the given class, recording its type and ancestry;
+   * or of the given type (name and ancestry), for agents launched by type name where their class
+   * is not loaded.
+   * @throws {AgentDefinitionError} for `Agent` itself, a class that does not extend it, or a type
+   *   whose ancestry does not start with its name and end with `"Agent"`.
    */
-  async registerAgent<A extends Agent>(agentClass: AgentClass<A>, options: RegisterOptions = {}): Promise<AgentRegistration<A>> {
+  async registerAgent<A extends Agent>(agent: AgentClass<A> | AgentTypeInfo, options: RegisterOptions = {}): Promise<AgentRegistration<A>> {
     this.#assertOpen();
-    if (isAgentBase(agentClass)) throw new AgentDefinitionError("Agent itself cannot be registered; subclass it");
-    const registration = await this.transport.registerAgent(agentTypeInfo(agentClass), options.name);
+    if (isAgentBase(agent)) throw new AgentDefinitionError("Agent itself cannot be registered; subclass it");
+    const type = typeof agent === "function" ? agentTypeInfo(agent) : checkTypeInfo(agent);
+    const registration = await this.transport.registerAgent(type, options.name);
     this.logger.debug({ agentId: registration.agentId.uid, agentType: registration.agentType.name }, "registered agent");
     return registration as AgentRegistration<A>;
   }
@@ -320,6 +324,18 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     }, this.#terminationGraceMs);
     timer.unref();
   }
+}
+
+/** A type given by name and ancestry, checked as registration records it. */
+function checkTypeInfo(type: AgentTypeInfo): AgentTypeInfo {
+  const { name, chain } = type ?? {};
+  const valid =
+    typeof name === "string" && name !== "" && name !== "Agent" && Array.isArray(chain) && chain.length >= 2 &&
+    chain[0] === name && chain.at(-1) === "Agent" && chain.every((t) => typeof t === "string" && t !== "");
+  if (!valid) {
+    throw new AgentDefinitionError(`An agent type needs a name and its ancestry from that name to "Agent" (got ${JSON.stringify(type)})`);
+  }
+  return { name, chain: [...chain] };
 }
 
 /** Options of user clients. */

@@ -210,7 +210,8 @@ export class WorkerThreadExecutor implements AgentExecutor, AsyncDisposable {
           { executor: EXECUTOR },
         );
       }
-      const agentType = agentTypeName(spec.agent as AgentClass);
+      // A type name is what the worker looks up anyway.
+      const agentType = typeof spec.agent === "string" ? spec.agent : agentTypeName(spec.agent as AgentClass);
       await this.#acquire();
       try {
         await runWithRetries(spec, async (config, attempt) => {
