@@ -136,6 +136,8 @@ export interface WaitOptions {
 interface LaunchedAgent {
   readonly agentId: AgentId;
   readonly executor: string;
+  /** Detached: no longer this manager's (its end is neither logged nor raised). */
+  detached?: boolean;
   /** Settles when the agent stops; never rejects. */
   readonly settled: Promise<void>;
   done: boolean;
@@ -314,7 +316,7 @@ export class Manager implements AsyncDisposable {
           launched.done = true;
           launched.failed = true;
           launched.error = error;
-          this.#logger.error({ err: error, agentId: agentId.uid }, "agent failed");
+          if (launched.detached !== true) this.#logger.error({ err: error, agentId: agentId.uid }, "agent failed");
         },
       ),
     };
@@ -332,6 +334,20 @@ export class Manager implements AsyncDisposable {
   async registerAgent<A extends Agent>(agentClass: AgentClass<A>, options: { name?: string } = {}): Promise<AgentRegistration<A>> {
     this.#assertOpen();
     return this.#client.registerAgent(agentClass, options);
+  }
+
+  /**
+   * Stop managing a launched agent: `close()` neither shuts it down nor waits for it, and
+   * `running`, `wait` and `shutdown` no longer know it. For agents meant to outlive the launching
+   * program, such as those `academy launch` puts on a host pool (they run on until shut down
+   * through a handle). An agent in this process's event loop or worker threads still stops when
+   * its executor closes.
+   * @throws {BadEntityIdError} if this manager did not launch the agent.
+   */
+  detach(agent: AgentRef): void {
+    const launched = this.#lookup(agent);
+    launched.detached = true;
+    this.#agents.delete(launched.agentId.uid);
   }
 
   /** Ids of the agents launched by this manager that have not stopped. */
