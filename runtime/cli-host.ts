@@ -1,7 +1,10 @@
 /**
  * `academy host`: run a runtime host until a signal drains it. Every port is bound before the host
- * joins its pool, so a port in use fails the start (exit code 2) before any agent is claimed.
+ * joins its pool, so a port in use fails the start (exit code 2) before any agent is claimed. A
+ * host started through npm or npx drains when that wrapper goes away (see {@link whenOrphaned});
+ * `--pid-file` gives operators the host's own pid to signal.
  */
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { Server } from "node:http";
 import { pino } from "pino";
@@ -23,6 +26,7 @@ export interface HostValues extends ConnectionValues {
   graceMs?: string;
   healthPort?: string;
   logLevel?: string;
+  pidFile?: string;
 }
 
 /** Run a host until it is drained (exit code 0) or forced to stop (1). */
@@ -60,10 +64,75 @@ export async function runHost(values: HostValues): Promise<number> {
     throw error;
   }
   health?.attach(host);
+  const pidFile = values.pidFile === undefined ? undefined : writePidFile(values.pidFile);
   const exitCode = await drainOnSignal(host, logger, graceMs);
   health?.server.close();
+  if (pidFile !== undefined) rmSync(pidFile, { force: true });
   logger.flush();
   return exitCode;
+}
+
+/** Write this process's pid to `path` (for `kill $(cat path)`, which reaches the host whatever started it). */
+function writePidFile(path: string): string {
+  try {
+    writeFileSync(path, `${process.pid}\n`);
+  } catch (error) {
+    throw new UsageError(`--pid-file ${path}: cannot write it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  return path;
+}
+
+/** How often a host started by npm or npx checks that its wrapper is still there. */
+const PARENT_CHECK_MS = 1_000;
+
+/**
+ * A host started through `npx academy` or `npm run academy` runs under wrapper processes (npm, a
+ * shell) that do not pass SIGTERM on: `kill <npm's pid>` leaves the host running without it, and
+ * the host would never drain. Such a host (npm sets `npm_command` or `npm_lifecycle_event` in its
+ * environment) watches the npm process (found among its ancestors through /proc where there is
+ * one, else its parent) and drains when it is gone, as for a signal. Hosts started by node
+ * directly, a container runtime or a service manager are not affected.
+ */
+function whenOrphaned(onOrphaned: () => void): void {
+  if (process.env.npm_command === undefined && process.env.npm_lifecycle_event === undefined) return;
+  const parent = process.ppid;
+  const wrapper = npmAncestor() ?? parent;
+  const timer = setInterval(() => {
+    if (process.ppid === parent && isAlive(wrapper)) return;
+    clearInterval(timer);
+    onOrphaned();
+  }, PARENT_CHECK_MS);
+  timer.unref();
+}
+
+/** The nearest ancestor running npm or npx (Linux: read from /proc), if any. */
+function npmAncestor(): number | undefined {
+  let pid = process.ppid;
+  for (let depth = 0; depth < 6 && pid > 1; depth++) {
+    const cmdline = readProc(pid, "cmdline")?.split("\0").join(" ");
+    if (cmdline === undefined) return undefined;
+    if (/\bnpm(-cli\.js|x-cli\.js)?\b|\bnpx\b|npm (exec|run)/.test(cmdline)) return pid;
+    pid = Number(readProc(pid, "stat")?.replace(/^.*\) /s, "").split(" ")[1] ?? 0);
+  }
+  return undefined;
+}
+
+/** Whether `pid` runs (a zombie, dead but not yet reaped, does not). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  return readProc(pid, "stat")?.replace(/^.*\) /s, "").startsWith("Z") !== true;
+}
+
+function readProc(pid: number, file: string): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, "utf8");
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -109,6 +178,13 @@ function drainOnSignal(host: RuntimeHost, logger: Logger, graceMs: number): Prom
     };
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
+    whenOrphaned(() => {
+      logger.warn(
+        { wrapper: process.env.npm_command ?? process.env.npm_lifecycle_event },
+        "the npm or npx process that started this host is gone (its signals do not reach the host): draining; run hosts with node directly",
+      );
+      onSignal("SIGTERM");
+    });
   });
 }
 

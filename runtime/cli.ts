@@ -95,7 +95,7 @@ function program(output: Output, result: { code: number; json: boolean }): Comma
   };
 
   command<HostValues>(root, "host", "serve a pool until SIGTERM: run the agents its launches ask for", [
-    "pool", "module", "capacity", "replicas", "name", "heartbeat-ms", "host-ttl-ms", "grace-ms", "health-port", "log-level",
+    "pool", "module", "capacity", "replicas", "name", "heartbeat-ms", "host-ttl-ms", "grace-ms", "health-port", "pid-file", "log-level",
   ], (values) => runHost(values as HostValues)).addHelpText("after", HOST_HELP);
 
   command(root, "hosts", "list hosts: pool, state (serving, draining, late), load, heartbeat age, machine, version", ["pool", "json"], async (values) => {

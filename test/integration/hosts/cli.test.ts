@@ -13,7 +13,12 @@ import { MailboxStatus, NatsExchangeFactory, natsLayout } from "../../../src/ind
 import { encodeMessage, encodeValue } from "../../../src/protocol/codec.ts";
 import { MessageType } from "../../../src/protocol/messages.ts";
 import { startNatsServer } from "../../../src/testing/index.ts";
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { AddressInfo } from "node:net";
 import { HOST_AGENTS, runCli, spawnHost } from "../../support/host-process.ts";
 import type { HostProcess } from "../../support/host-process.ts";
@@ -116,6 +121,35 @@ describe("academy host", () => {
       taken.close();
     }
   });
+});
+
+describe("academy host under npm", () => {
+  test("killing the npm wrapper of a host drains the host (its signals never reach it); --pid-file names the host itself", async () => {
+    const prefix = newPrefix();
+    const pidFile = join(tmpdir(), `academy-host-${process.pid}-${serial}.pid`);
+    const npm = spawn("npm", ["run", "--silent", "academy", "--", "host", "--servers", nats.url, "--prefix", prefix, "--pool", "wrapped", "--module", HOST_AGENTS, "--pid-file", pidFile], {
+      cwd: fileURLToPath(new URL("../../../", import.meta.url)),
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    let logs = "";
+    npm.stdout!.on("data", (chunk: Buffer) => (logs += chunk.toString()));
+    try {
+      await expect.poll(() => logs.includes('"msg":"host ready"'), { timeout: 30_000 }).toBe(true);
+      const hostPid = Number(readFileSync(pidFile, "utf8").trim());
+      expect(hostPid).not.toBe(npm.pid);
+      npm.kill("SIGKILL"); // the wrapper dies without passing anything on
+      await expect.poll(() => logs.includes('"msg":"host drained and stopped"'), { timeout: 20_000 }).toBe(true);
+      await expect.poll(() => existsSync(pidFile), { timeout: 5_000 }).toBe(false);
+      expect(json<unknown[]>(["hosts", "--servers", nats.url, "--prefix", prefix])).toEqual([]);
+    } finally {
+      try {
+        process.kill(-npm.pid!, "SIGKILL");
+      } catch {
+        // the group is gone
+      }
+    }
+  }, 90_000);
 });
 
 describe("academy commands on a pool", () => {
