@@ -7,8 +7,8 @@ export type { ActionContext, AgentContext, AgentDescription, AgentShutdownOption
 export { AgentEvent } from "./agent/agent-event.ts";
 export { agentTypeInfo, agentTypeName } from "./agent/agent-type.ts";
 export type { AgentClass, AgentTypeInfo, AgentTypeRef, AnyAgentClass } from "./agent/agent-type.ts";
-export { action, event, loop, timer } from "./agent/decorators.ts";
-export type { ActionOptions } from "./agent/decorators.ts";
+export { action, defineAgent, event, loop, timer } from "./agent/decorators.ts";
+export type { ActionOptions, AgentDefinition, AgentMethodDecorator, ExperimentalDecoratorsNotSupported } from "./agent/decorators.ts";
 export { AgentEngine, EngineState } from "./engine/agent-engine.ts";
 export type { AgentBuilder, AgentEngineOptions, AgentSource } from "./engine/agent-engine.ts";
 export { defaultRuntimeConfig, resolveRuntimeConfig } from "./agent/runtime-config.ts";
