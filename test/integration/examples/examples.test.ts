@@ -38,8 +38,12 @@ describe("examples", () => {
     expect(out).toMatch(/Done\.$/m);
   });
 
-  test("the quick start runs as written", async () => {
+  test("the quick start runs as written and prints each step", async () => {
     await using nats = await startTestNats();
-    await quickstart(nats.url, { connectionOptions: nats.connectionOptions });
+    const lines: string[] = [];
+    await quickstart(nats.url, { connectionOptions: nats.connectionOptions }, (...values) => lines.push(values.join(" ")));
+    expect(lines.slice(0, 4)).toEqual(["increment(2) -> 2", "increment(3) -> 5", "Counter agents: 2", "exactly Counter: 1"]);
+    expect(lines[4]).toMatch(/^ping: \d+\.\d ms$/);
+    expect(lines[5]).toBe("counter shut down");
   });
 });
