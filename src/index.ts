@@ -68,10 +68,13 @@ export type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor 
 export { AgentHandle, isHandle } from "./exchange/handle.ts";
 export type { ActionArgs, ActionName, ActionResult, CallOptions, Handle, HandleShutdownOptions } from "./exchange/handle.ts";
 export { MailboxStatus } from "./exchange/mailbox-status.ts";
+export { DeadLetterKind, ReplayRefusal } from "./exchange/dead-letters.ts";
+export type { DeadLetter, DeadLetterFilter, DeadLetterStore, ReplayResult } from "./exchange/dead-letters.ts";
 export type { AgentRegistration, Delivery, ExchangeTransport, MailboxHandler } from "./exchange/transport.ts";
 export { LocalExchangeFactory } from "./exchange/local/local-exchange-factory.ts";
 export { NatsExchangeFactory } from "./exchange/nats/nats-exchange-factory.ts";
 export type { NatsExchangeOptions } from "./exchange/nats/nats-exchange-factory.ts";
+export type { NatsAuthOptions, NatsTlsFiles } from "./exchange/nats/nats-auth.ts";
 export { natsLayout } from "./exchange/nats/nats-layout.ts";
 export type { NatsLayout } from "./exchange/nats/nats-layout.ts";
 export type { LocalExchangeFactoryOptions } from "./exchange/local/local-exchange-factory.ts";
@@ -97,5 +100,7 @@ export type {
   Versioned,
 } from "./pool/pool-backend.ts";
 export type { HostRecord, LaunchRequest, Placement } from "./pool/records.ts";
+export { MIN_COLLECTABLE_AGE_MS, collectGarbage, planCollection } from "./pool/garbage-collection.ts";
+export type { Collectable, CollectionPlan, CollectionPolicy, CollectionReport, Kept } from "./pool/garbage-collection.ts";
 
 export { PROTOCOL_VERSION } from "./protocol/messages.ts";
