@@ -65,6 +65,27 @@ export type {
   UserClientOptions,
 } from "./exchange/exchange-client.ts";
 export type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor } from "./exchange/exchange-factory.ts";
+export { currentAction } from "./interceptors/action-scope.ts";
+export type { ActionScope } from "./interceptors/action-scope.ts";
+export type {
+  CallerInterceptor,
+  InboundResponseInput,
+  InboundResponseNext,
+  OutboundRequestInput,
+  OutboundRequestNext,
+} from "./interceptors/caller-interceptor.ts";
+export type {
+  ActionInput,
+  ActionNext,
+  AgentInterceptor,
+  InboundRequestInput,
+  InboundRequestNext,
+  OutboundResponseInput,
+  OutboundResponseNext,
+} from "./interceptors/agent-interceptor.ts";
+export type { InterceptorOptions, Interceptors } from "./interceptors/interceptors.ts";
+export { DEADLINE_HEADER, DEFAULT_CANCEL_WINDOW_MS, currentDeadline, deadlineInterceptors } from "./interceptors/deadline.ts";
+export type { DeadlineOptions } from "./interceptors/deadline.ts";
 export { AgentHandle, isHandle } from "./exchange/handle.ts";
 export type { ActionArgs, ActionName, ActionResult, CallOptions, Handle, HandleShutdownOptions } from "./exchange/handle.ts";
 export { MailboxStatus } from "./exchange/mailbox-status.ts";
@@ -103,4 +124,22 @@ export type { HostRecord, LaunchRequest, Placement } from "./pool/records.ts";
 export { MIN_COLLECTABLE_AGE_MS, collectGarbage, planCollection } from "./pool/garbage-collection.ts";
 export type { Collectable, CollectionPlan, CollectionPolicy, CollectionReport, Kept } from "./pool/garbage-collection.ts";
 
-export { PROTOCOL_VERSION } from "./protocol/messages.ts";
+export { MessageType, PROTOCOL_VERSION } from "./protocol/messages.ts";
+export type {
+  ActionRequest,
+  ActionResponse,
+  CancelRequest,
+  ErrorResponse,
+  Message,
+  PingRequest,
+  RequestBody,
+  RequestMessage,
+  ResponseBody,
+  ResponseMessage,
+  Routing,
+  ShutdownRequest,
+  SuccessResponse,
+} from "./protocol/messages.ts";
+export { HeaderLimits, RESERVED_HEADER_PREFIX } from "./protocol/headers.ts";
+export type { MessageHeaders } from "./protocol/headers.ts";
+export type { Failure } from "./protocol/failure.ts";

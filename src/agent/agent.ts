@@ -54,7 +54,7 @@ export interface AgentShutdownOptions {
   terminate?: boolean;
 }
 
-/** @internal What the runtime attaches to a running agent. */
+/** @internal What the engine attaches to a running agent. */
 export interface AgentBinding {
   readonly context: AgentContext;
   requestShutdown(options: AgentShutdownOptions): void;
@@ -75,7 +75,7 @@ const bindings: WeakMap<Agent, AgentBinding> = ((globalThis as Record<symbol, un
  */
 const AGENT_BRAND = Symbol.for("academy-nats.Agent");
 
-/** @internal Attach (or detach, with `undefined`) the runtime to an agent instance. */
+/** @internal Attach (or detach, with `undefined`) the engine to an agent instance. */
 export function bindAgent(agent: Agent, binding: AgentBinding | undefined): void {
   if (binding === undefined) bindings.delete(agent);
   else if (bindings.has(agent)) throw new AgentStateError("This agent instance is already running");
@@ -98,7 +98,7 @@ export abstract class Agent {
 
   #binding(): AgentBinding {
     const binding = bindings.get(this);
-    if (binding === undefined) throw new AgentStateError("The agent is not running (no runtime is attached yet)");
+    if (binding === undefined) throw new AgentStateError("The agent is not running (no engine is attached yet)");
     return binding;
   }
 
@@ -118,7 +118,7 @@ export abstract class Agent {
     return this.#binding().context as AgentContext<this>;
   }
 
-  /** Ask the runtime to shut this agent down (an expected shutdown). Returns at once. */
+  /** Ask the engine to shut this agent down (an expected shutdown). Returns at once. */
   agentShutdown(options: AgentShutdownOptions = {}): void {
     this.#binding().requestShutdown(options);
   }

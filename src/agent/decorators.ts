@@ -1,6 +1,6 @@
 /**
  * Standard (TC39) decorators that declare an agent's actions, loops, timers and event handlers.
- * They record what they decorate in the class's decorator metadata; the runtime reads it back with
+ * They record what they decorate in the class's decorator metadata; the engine reads it back with
  * {@link agentSpec}.
  */
 import { AgentDefinitionError } from "../errors.ts";

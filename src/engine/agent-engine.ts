@@ -1,45 +1,28 @@
 /**
- * The runtime of one agent run: connects the agent to its mailbox, gates requests on startup,
- * runs actions (acknowledging each request only after its response is out), runs loops, and
- * shuts down in Academy's order.
+ * The engine that runs one agent once: connects the agent to its mailbox, starts it in Academy's
+ * order, hands its requests to a {@link RequestDispatcher}, runs its loops, and shuts down in
+ * Academy's order.
  */
-import { setTimeout as sleep } from "node:timers/promises";
-import {
-  ActionCancelledError,
-  ActionInvalidStateError,
-  AgentDefinitionError,
-  AgentStateError,
-  BadEntityIdError,
-  ClientClosedError,
-  ExchangeUnavailableError,
-  MailboxTerminatedError,
-  PayloadTooLargeError,
-  SerializationError,
-  UnknownActionError,
-  raiseErrors,
-} from "../errors.ts";
-import type { AgentExchangeClient, RequestDelivery, ResponseBody } from "../exchange/exchange-client.ts";
-
+import { Agent as AgentBase, bindAgent } from "../agent/agent.ts";
+import type { Agent, AgentContext } from "../agent/agent.ts";
+import type { AgentClass } from "../agent/agent-type.ts";
+import { agentSpec } from "../agent/decorators.ts";
+import type { AgentSpec } from "../agent/decorators.ts";
+import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
+import type { ResolvedRuntimeConfig, RuntimeConfig } from "../agent/runtime-config.ts";
+import { ActionCancelledError, AgentStateError, BadEntityIdError, MailboxTerminatedError, raiseErrors } from "../errors.ts";
+import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
-
 import type { AgentId } from "../identifiers.ts";
-import { toFailure } from "../protocol/failure.ts";
-import { MessageType, assertNever } from "../protocol/messages.ts";
-import type { ActionRequest, CancelRequest, RequestMessage } from "../protocol/messages.ts";
+import { runOutsideActionScope } from "../interceptors/action-scope.ts";
 import { deferred } from "../util/deferred.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
-import { Agent as AgentBase, bindAgent } from "../agent/agent.ts";
-import type { AgentClass } from "../agent/agent-type.ts";
-import type { ActionContext, Agent, AgentContext } from "../agent/agent.ts";
-import { AgentEvent } from "../agent/agent-event.ts";
-import { agentSpec } from "../agent/decorators.ts";
-import type { AgentSpec, LoopSpec } from "../agent/decorators.ts";
-import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
-import type { ResolvedRuntimeConfig, RuntimeConfig } from "../agent/runtime-config.ts";
+import { runLoop } from "./loops.ts";
+import { RequestDispatcher } from "./request-dispatcher.ts";
 
-/** Lifecycle states of a runtime. */
+/** Lifecycle states of an engine. */
 export const EngineState = {
   Created: "created",
   Starting: "starting",
@@ -48,6 +31,7 @@ export const EngineState = {
   Stopped: "stopped",
   Failed: "failed",
 } as const;
+/** A lifecycle state of an engine. */
 export type EngineState = (typeof EngineState)[keyof typeof EngineState];
 
 /**
@@ -64,15 +48,18 @@ export type AgentSource<A extends Agent = Agent> = A | AgentBuilder<A>;
 
 /** Options of {@link AgentEngine}. */
 export interface AgentEngineOptions {
+  /** The exchange to run on; its agent-side interceptors apply to the agent's requests. */
   readonly exchangeFactory: ExchangeFactory;
+  /** The agent's registration (its id and type). */
   readonly registration: AgentRegistration;
+  /** @defaultValue `defaultRuntimeConfig` */
   readonly config?: RuntimeConfig;
   /** @defaultValue silent */
   readonly logger?: Logger;
 }
 
-/** Why and how the runtime shuts down. */
-export interface ShutdownRequest {
+/** Why and how the engine shuts down. */
+export interface EngineShutdown {
   /** Expected (requested) shutdown, as opposed to a failure. */
   readonly expected: boolean;
   /** Explicit termination decision; undefined lets the config decide. */
@@ -83,20 +70,6 @@ export interface ShutdownRequest {
    */
   readonly cancelActions?: boolean | undefined;
 }
-
-interface InFlightAction {
-  readonly request: ActionRequest;
-  readonly delivery: RequestDelivery;
-  /** Further deliveries of the same request (redeliveries while it runs); acked with it. */
-  readonly duplicates: RequestDelivery[];
-  readonly controller: AbortController;
-  started: boolean;
-  answered: boolean;
-  done: Promise<void>;
-}
-
-const COMPLETED_MEMORY = 1024;
-const RESPONSE_RETRY_DELAY_MS = 1000;
 
 /**
  * Runs one agent once. `run()` resolves when the agent has shut down; it rejects with the startup
@@ -111,20 +84,17 @@ export class AgentEngine<A extends Agent = Agent> {
   readonly #config: ResolvedRuntimeConfig;
   readonly #spec: AgentSpec;
   readonly #logger: Logger;
+  readonly #dispatcher: RequestDispatcher;
   readonly #shutdownController = new AbortController();
   /** Resolves true once startup completed, false if shutdown began first. */
   readonly #ready = deferred<boolean>();
-  readonly #shutdownRequested = deferred<ShutdownRequest>();
-  readonly #inFlight = new Map<string, InFlightAction>();
-  readonly #completed = new Set<string>();
+  readonly #shutdownRequested = deferred<EngineShutdown>();
   readonly #loopErrors: unknown[] = [];
-  readonly #slotWaiters: Array<() => void> = [];
-  #runningActions = 0;
-  #accepting = true;
   #state: EngineState = EngineState.Created;
   #retryable = false;
   #client: AgentExchangeClient | undefined;
 
+  /** @throws {InvalidConfigError} for an invalid `config`. */
   constructor(source: AgentSource<A>, options: AgentEngineOptions) {
     this.#source = source;
     this.#agent = source instanceof AgentBase ? source : undefined;
@@ -136,6 +106,15 @@ export class AgentEngine<A extends Agent = Agent> {
     this.#logger = (options.logger ?? silentLogger).child({
       agentId: this.agentId.uid,
       agentType: options.registration.agentType.name,
+    });
+    this.#dispatcher = new RequestDispatcher({
+      agentId: this.agentId,
+      spec: this.#spec,
+      config: this.#config,
+      logger: this.#logger,
+      interceptors: options.exchangeFactory.interceptors.agent,
+      ready: this.#ready.promise,
+      onShutdownRequest: (terminate) => this.requestShutdown({ expected: true, terminate }),
     });
   }
 
@@ -162,51 +141,44 @@ export class AgentEngine<A extends Agent = Agent> {
   }
 
   /**
-   * Ask the runtime to shut down. The first request wins. Safe to call at any time, even before
+   * Ask the engine to shut down. The first request wins. Safe to call at any time, even before
    * startup completes (shutdown then follows startup).
    */
-  requestShutdown(request: ShutdownRequest = { expected: true }): void {
+  requestShutdown(request: EngineShutdown = { expected: true }): void {
     this.#shutdownRequested.resolve(request);
   }
 
   /**
    * Run the agent until it shuts down. Single use.
+   * @throws {AgentStateError} when called a second time.
+   * @throws {BadEntityIdError | MailboxTerminatedError} when the agent's mailbox is missing or terminated.
    * @throws the startup error; loop errors (`raiseLoopErrorsOnShutdown`); the shutdown hook's error.
    */
-  async run(): Promise<void> {
+  run(): Promise<void> {
+    // An agent launched from inside an action does not run in that action's scope.
+    return runOutsideActionScope((engine) => engine.#run(), this);
+  }
+
+  async #run(): Promise<void> {
     if (this.#state !== EngineState.Created) throw new AgentStateError("An AgentEngine runs only once");
     this.#state = EngineState.Starting;
-    try {
-      this.#client = await this.#factory.createAgentClient(this.#registration, (d) => this.#onRequest(d), {
-        logger: this.#logger,
-        onTerminated: () => {
-          this.#logger.info("mailbox terminated; shutting down");
-          this.requestShutdown({ expected: true, terminate: false });
-        },
-      });
-    } catch (error) {
-      this.#state = EngineState.Failed;
-      // A missing or terminated mailbox will not come back; anything else (the exchange being
-      // unreachable) may.
-      this.#retryable = !(error instanceof BadEntityIdError || error instanceof MailboxTerminatedError);
-      throw error;
-    }
-    const client = this.#client;
+    const client = await this.#connect();
     let loops: Promise<void>[] = [];
     try {
-      this.#agent ??= (this.#source as AgentBuilder<A>).build(client);
+      const agent = (this.#agent ??= (this.#source as AgentBuilder<A>).build(client));
+      this.#dispatcher.bind(agent);
       const context: AgentContext<A> = {
         agentId: this.agentId,
         exchangeClient: client,
         logger: this.#logger,
         shutdownSignal: this.#shutdownController.signal,
       };
-      bindAgent(this.#agent, {
+      bindAgent(agent, {
         context,
         requestShutdown: (options) => this.requestShutdown({ expected: true, terminate: options.terminate }),
       });
-      loops = this.#spec.loops.map((spec) => this.#runLoop(spec));
-      await this.#agent.agentOnStartup();
+      loops = this.#spec.loops.map((spec) => this.#runLoop(agent, spec));
+      await agent.agentOnStartup();
     } catch (error) {
       this.#logger.error({ err: error }, "agent startup failed");
       await this.#shutdown({ expected: false }, false, loops).catch((shutdownError: unknown) => {
@@ -220,7 +192,32 @@ export class AgentEngine<A extends Agent = Agent> {
     await this.#shutdown(await this.#shutdownRequested.promise, true, loops);
   }
 
-  async #shutdown(request: ShutdownRequest, started: boolean, loops: Promise<void>[]): Promise<void> {
+  /** Open the agent's exchange client; its mailbox's requests go to the dispatcher. */
+  async #connect(): Promise<AgentExchangeClient> {
+    try {
+      this.#client = await this.#factory.createAgentClient(this.#registration, (delivery) => this.#dispatcher.onRequest(delivery), {
+        logger: this.#logger,
+        onTerminated: () => {
+          this.#logger.info("mailbox terminated; shutting down");
+          this.requestShutdown({ expected: true, terminate: false });
+        },
+      });
+    } catch (error) {
+      this.#state = EngineState.Failed;
+      // A missing or terminated mailbox will not come back; anything else (the exchange being
+      // unreachable) may.
+      this.#retryable = !(error instanceof BadEntityIdError || error instanceof MailboxTerminatedError);
+      throw error;
+    }
+    this.#dispatcher.attach(this.#client);
+    return this.#client;
+  }
+
+  /**
+   * Shut down in Academy's order: shutdown hook (if started), loops stopped, in-flight actions
+   * cancelled or awaited, mailbox terminated or kept, client closed; then raise what failed.
+   */
+  async #shutdown(request: EngineShutdown, started: boolean, loops: Promise<void>[]): Promise<void> {
     this.#state = EngineState.Stopping;
     this.#retryable = !request.expected;
     this.#ready.resolve(false);
@@ -237,9 +234,7 @@ export class AgentEngine<A extends Agent = Agent> {
       }
     }
     await Promise.allSettled(loops);
-    // Stop taking requests: later deliveries stay unacknowledged and return to the mailbox.
-    this.#accepting = false;
-    await this.#settleActions(terminate, request.cancelActions ?? this.#config.cancelActionsOnShutdown);
+    await this.#dispatcher.settle(terminate, request.cancelActions ?? this.#config.cancelActionsOnShutdown);
 
     const client = this.#client!;
     if (terminate) {
@@ -258,249 +253,12 @@ export class AgentEngine<A extends Agent = Agent> {
     raiseErrors(errors, `Agent ${this.agentId} failed`);
   }
 
-  /** Cancel or await in-flight actions, per config; queued ones return to the mailbox unless terminating. */
-  async #settleActions(terminate: boolean, cancel: boolean): Promise<void> {
-    const entries = [...this.#inFlight.values()];
-    if (cancel) {
-      await Promise.all(
-        entries
-          .filter((entry) => entry.started || terminate)
-          .map((entry) => this.#cancel(entry, `Agent ${this.agentId} shut down during the action`)),
-      );
-    }
-    // Wake queued actions: they see the runtime is stopping and leave their requests unacknowledged.
-    for (const wake of this.#slotWaiters.splice(0)) wake();
-    await Promise.allSettled(entries.map((entry) => entry.done));
-  }
-
-  #onRequest(delivery: RequestDelivery): void {
-    const request = delivery.message;
-    if (this.#completed.has(request.tag)) {
-      delivery.ack();
-      return;
-    }
-    if (!this.#accepting) return;
-    switch (request.type) {
-      case MessageType.ActionRequest: {
-        const existing = this.#inFlight.get(request.tag);
-        if (existing !== undefined) {
-          existing.duplicates.push(delivery);
-          return;
-        }
-        const entry: InFlightAction = {
-          request,
-          delivery,
-          duplicates: [],
-          controller: new AbortController(),
-          started: false,
-          answered: false,
-          done: Promise.resolve(),
-        };
-        this.#inFlight.set(request.tag, entry);
-        entry.done = this.#handleAction(entry);
-        return;
-      }
-      case MessageType.PingRequest:
-      case MessageType.ShutdownRequest:
-        void this.#handleControl(request, delivery);
-        return;
-      case MessageType.CancelRequest:
-        void this.#handleCancel(request, delivery);
-        return;
-      default:
-        assertNever(request);
-    }
-  }
-
-  async #handleAction(entry: InFlightAction): Promise<void> {
-    if (!(await this.#ready.promise) && !entry.answered) {
-      this.#release(entry);
-      return;
-    }
-    await this.#acquireSlot();
-    if (entry.answered || !this.#accepting) {
-      this.#releaseSlot();
-      if (!entry.answered) this.#release(entry);
-      return;
-    }
-    entry.started = true;
-    const { request } = entry;
-    try {
-      if (!this.#spec.actions.has(request.action)) {
-        throw new UnknownActionError(`Agent ${this.agentId} has no action '${request.action}'`, {
-          action: request.action,
-          agentId: this.agentId.uid,
-        });
-      }
-      const spec = this.#spec.actions.get(request.action)!;
-      const method = (this.agent as unknown as Record<string, (...args: unknown[]) => unknown>)[request.action]!;
-      const args = spec.context ? [...request.args, this.#actionContext(entry)] : [...request.args];
-      const result = await method.apply(this.agent, args);
-      await this.#answer(entry, { type: MessageType.ActionResponse, result });
-    } catch (error) {
-      await this.#answer(entry, { type: MessageType.ErrorResponse, error: toFailure(error) });
-    } finally {
-      this.#releaseSlot();
-    }
-  }
-
-  #actionContext(entry: InFlightAction): ActionContext {
-    return {
-      source: entry.request.src,
-      tag: entry.request.tag,
-      signal: entry.controller.signal,
-      exchangeClient: this.#client!,
-    };
-  }
-
-  /** Respond once, then acknowledge the request (and any duplicate deliveries of it). */
-  async #answer(entry: InFlightAction, body: ResponseBody): Promise<void> {
-    if (entry.answered) return;
-    entry.answered = true;
-    const delivered = await this.#respond(entry.request, body);
-    if (!delivered) {
-      // The response could not be published: leave the request to be delivered again.
-      entry.delivery.nak(RESPONSE_RETRY_DELAY_MS);
-      for (const duplicate of entry.duplicates) duplicate.nak(RESPONSE_RETRY_DELAY_MS);
-      this.#inFlight.delete(entry.request.tag);
-      return;
-    }
-    entry.delivery.ack();
-    for (const duplicate of entry.duplicates) duplicate.ack();
-    this.#inFlight.delete(entry.request.tag);
-    this.#remember(entry.request.tag);
-  }
-
-  /** Forget a request without answering: it returns to the mailbox when the client closes. */
-  #release(entry: InFlightAction): void {
-    this.#inFlight.delete(entry.request.tag);
-  }
-
-  /**
-   * Publish a response. Results too large or not encodable are replaced by the error.
-   * @returns false when the exchange was unreachable (the request should be delivered again);
-   * true when the response went out or can never go out (then it is logged and dropped).
-   */
-  async #respond(request: RequestMessage, body: ResponseBody): Promise<boolean> {
-    const client = this.#client!;
-    try {
-      await client.respond(request, body);
-      return true;
-    } catch (error) {
-      if (!(error instanceof PayloadTooLargeError || error instanceof SerializationError)) return this.#undelivered(request, error);
-      try {
-        await client.respond(request, { type: MessageType.ErrorResponse, error: toFailure(error) });
-        return true;
-      } catch (second) {
-        return this.#undelivered(request, second);
-      }
-    }
-  }
-
-  /** A response that did not go out: retry later only if the exchange was unreachable. */
-  #undelivered(request: RequestMessage, error: unknown): boolean {
-    if (error instanceof ExchangeUnavailableError || error instanceof ClientClosedError) {
-      this.#logger.warn({ err: error, tag: request.tag }, "could not send response; the request will be delivered again");
-      return false;
-    }
-    this.#logger.error({ err: error, tag: request.tag }, "response cannot be delivered; dropped");
-    return true;
-  }
-
-  async #handleControl(request: RequestMessage, delivery: RequestDelivery): Promise<void> {
-    // Before startup completes these wait; if startup never completes they stay in the mailbox.
+  /** Run a loop once startup completed; a failure is recorded and (per config) shuts the agent down. */
+  async #runLoop(agent: A, spec: AgentSpec["loops"][number]): Promise<void> {
     if (!(await this.#ready.promise)) return;
-    const delivered = await this.#respond(request, { type: MessageType.SuccessResponse });
-    if (!delivered) {
-      delivery.nak(RESPONSE_RETRY_DELAY_MS);
-      return;
-    }
-    delivery.ack();
-    this.#remember(request.tag);
-    if (request.type === MessageType.ShutdownRequest) {
-      this.requestShutdown({ expected: true, terminate: request.terminate });
-    }
-  }
-
-  async #handleCancel(request: CancelRequest, delivery: RequestDelivery): Promise<void> {
-    const target = this.#inFlight.get(request.target);
-    let body: ResponseBody;
-    if (target !== undefined && !target.answered) {
-      await this.#cancel(target, `Action '${target.request.action}' was cancelled by the caller`);
-      body = { type: MessageType.SuccessResponse };
-    } else {
-      const error = new ActionInvalidStateError(`No running action with tag ${request.target}`, { tag: request.target });
-      body = { type: MessageType.ErrorResponse, error: toFailure(error) };
-    }
-    if (await this.#respond(request, body)) {
-      delivery.ack();
-      this.#remember(request.tag);
-    } else delivery.nak(RESPONSE_RETRY_DELAY_MS);
-  }
-
-  /** Abort the action's signal and answer its caller with `ActionCancelledError`. */
-  async #cancel(entry: InFlightAction, reason: string): Promise<void> {
-    if (entry.answered) return;
-    const error = new ActionCancelledError(reason, { agentId: this.agentId.uid, tag: entry.request.tag });
-    entry.controller.abort(error);
-    await this.#answer(entry, { type: MessageType.ErrorResponse, error: toFailure(error) });
-  }
-
-  async #acquireSlot(): Promise<void> {
-    while (this.#runningActions >= this.#config.maxConcurrentActions && this.#accepting) {
-      await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
-    }
-    this.#runningActions++;
-  }
-
-  #releaseSlot(): void {
-    this.#runningActions--;
-    this.#slotWaiters.shift()?.();
-  }
-
-  #remember(tag: string): void {
-    this.#completed.add(tag);
-    if (this.#completed.size > COMPLETED_MEMORY) {
-      this.#completed.delete(this.#completed.values().next().value!);
-    }
-  }
-
-  async #runLoop(spec: LoopSpec): Promise<void> {
-    if (!(await this.#ready.promise)) return;
-    const signal = this.#shutdownController.signal;
-    const agent = this.agent as unknown as Record<string, unknown>;
-    const method = agent[spec.name] as (...args: unknown[]) => Promise<unknown>;
     try {
-      switch (spec.kind) {
-        case "loop":
-          await method.call(this.agent, signal);
-          break;
-        case "timer":
-          while (!signal.aborted) {
-            try {
-              await sleep(spec.intervalMs, undefined, { signal });
-            } catch {
-              break;
-            }
-            await method.call(this.agent);
-          }
-          break;
-        case "event": {
-          const event = agent[spec.event!];
-          if (!(event instanceof AgentEvent)) {
-            throw new AgentDefinitionError(`@event handler '${spec.name}' waits on '${spec.event}', which is not an AgentEvent`);
-          }
-          while (await event.wait(signal)) {
-            event.clear();
-            await method.call(this.agent);
-          }
-          break;
-        }
-        default:
-          assertNever(spec.kind);
-      }
+      await runLoop(agent, spec, this.#shutdownController.signal);
     } catch (error) {
-      if (signal.aborted && (error === signal.reason || (error as Error)?.name === "AbortError")) return;
       this.#logger.error({ err: error, loop: spec.name }, "agent loop failed");
       this.#loopErrors.push(error);
       if (this.#config.shutdownOnLoopError) this.requestShutdown({ expected: false });

@@ -7,25 +7,27 @@ import { MailboxStatus, assertMailboxActive, terminatedError } from "./mailbox-s
 import type { Agent } from "../agent/agent.ts";
 import { agentTypeInfo, typeRefName } from "../agent/agent-type.ts";
 import type { AgentClass, AgentTypeInfo, AgentTypeRef } from "../agent/agent-type.ts";
-import {
-  AgentDefinitionError,
-  ClientClosedError,
-  InvalidClientError,
-} from "../errors.ts";
+import { AgentDefinitionError, ClientClosedError, InvalidClientError } from "../errors.ts";
 import { isAgentBase } from "../agent/agent.ts";
 import { AgentId, newTag } from "../identifiers.ts";
 import type { EntityId } from "../identifiers.ts";
+import { currentAction, runOutsideActionScope } from "../interceptors/action-scope.ts";
+import type { CallerInterceptor, InboundResponseInput, OutboundRequestInput } from "../interceptors/caller-interceptor.ts";
+import { composeInterceptors } from "../interceptors/interceptors.ts";
 import type { HandleBinder } from "../protocol/codec.ts";
-import { toFailure, fromFailure } from "../protocol/failure.ts";
-import type { Failure } from "../protocol/failure.ts";
-import { MessageType, isRequest, responseRouting } from "../protocol/messages.ts";
-import type { RequestMessage, ResponseMessage } from "../protocol/messages.ts";
+import { toFailure } from "../protocol/failure.ts";
+import { isEmptyHeaders } from "../protocol/headers.ts";
+import type { MessageHeaders } from "../protocol/headers.ts";
+import { MessageType, isRequest, requestMessage, responseMessage } from "../protocol/messages.ts";
+import type { RequestBody, RequestMessage, ResponseBody, ResponseMessage } from "../protocol/messages.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
 import { AgentHandle } from "./handle.ts";
-import type { CallOptions, GiveUp, Handle, HandleClient, RequestBody } from "./handle.ts";
+import type { CallOptions, Handle, HandleClient } from "./handle.ts";
+import { PendingCall, giveUpError } from "./pending-call.ts";
+import type { CallOwner } from "./pending-call.ts";
+import { PendingRequests } from "./pending-requests.ts";
 import type { AgentRegistration, Delivery, ExchangeTransport } from "./transport.ts";
-
 
 /** Options of `discover`. */
 export interface DiscoverOptions {
@@ -50,12 +52,6 @@ export interface RequestDelivery extends Delivery {
 /** Receives the requests that reach an agent's mailbox. */
 export type RequestHandler = (delivery: RequestDelivery) => void;
 
-/** A response body: a response message without its routing fields. */
-export type ResponseBody =
-  | { readonly type: typeof MessageType.ActionResponse; readonly result: unknown }
-  | { readonly type: typeof MessageType.SuccessResponse }
-  | { readonly type: typeof MessageType.ErrorResponse; readonly error: Failure };
-
 /** Options shared by both client kinds. */
 export interface ExchangeClientOptions {
   /** @defaultValue silent */
@@ -68,12 +64,7 @@ export interface ExchangeClientOptions {
   terminationGraceMs?: number;
 }
 
-interface PendingRequest {
-  readonly dest: AgentId;
-  resolve(response: ResponseMessage): void;
-  reject(error: Error): void;
-}
-
+function ignore(): void {}
 
 /** Base of user and agent exchange clients. Create clients through an `ExchangeFactory`. */
 export abstract class ExchangeClient implements HandleBinder, HandleClient {
@@ -81,20 +72,36 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   readonly clientId: EntityId;
   protected readonly transport: ExchangeTransport;
   protected readonly logger: Logger;
-  readonly #pending = new Map<string, PendingRequest>();
+  readonly #pending = new PendingRequests();
   readonly #handles = new Map<string, AgentHandle>();
   readonly #unsubscribeTerminated: () => void;
   readonly #terminationGraceMs: number;
+  readonly #callOwner: CallOwner;
+  /** The composed `outboundRequest` hooks, if any interceptor has one. */
+  readonly #outboundRequest: ((input: OutboundRequestInput) => Promise<ResponseMessage>) | undefined;
+  /** The composed `inboundResponse` hooks, if any interceptor has one. */
+  readonly #inboundResponse: ((input: InboundResponseInput) => void) | undefined;
   /** Settles when the previous request has been handed to the transport (keeps sends in call order). */
   #sendOrder: Promise<unknown> = Promise.resolve();
   #closing: Promise<void> | undefined;
 
-  protected constructor(transport: ExchangeTransport, options: ExchangeClientOptions = {}) {
+  protected constructor(transport: ExchangeTransport, options: ExchangeClientOptions = {}, interceptors: readonly CallerInterceptor[] = []) {
     this.clientId = transport.mailboxId;
     this.transport = transport;
     this.logger = (options.logger ?? silentLogger).child({ clientId: transport.mailboxId.uid });
     this.#terminationGraceMs = options.terminationGraceMs ?? 1000;
     this.#unsubscribeTerminated = transport.onTerminated((uid) => this.#onMailboxTerminated(uid));
+    this.#callOwner = {
+      release: (call) => this.#pending.remove(call),
+      cancel: (call) => this.#sendCancel(call.agentId, call.request.tag),
+    };
+    this.#outboundRequest = composeInterceptors(interceptors, "outboundRequest", (input) =>
+      this.#call(input.agentId, input.body, input.tag, isEmptyHeaders(input.headers) ? undefined : input.headers, input.timeoutMs, input.signal),
+    );
+    this.#inboundResponse = composeInterceptors(interceptors, "inboundResponse", (input) => {
+      const sink = this.#pending.get(input.request.tag);
+      if (sink !== undefined) this.#pending.receive(sink, input.response);
+    });
   }
 
   /** Whether `close()` has been called. */
@@ -163,57 +170,59 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     return handle as unknown as Handle<A>;
   }
 
-  /** @internal Send a request and wait for its response (used by handles). */
-  async request(dest: AgentId, body: RequestBody, options: CallOptions, giveUp: GiveUp): Promise<ResponseMessage> {
-    this.#assertOpen();
-    const replyTo = this.transport.replySubject;
-    const message = { ...body, tag: newTag(), dest: dest.uid, src: this.clientId.uid, ...(replyTo !== undefined && { replyTo }) } as RequestMessage;
-    const { signal, timeoutMs } = options;
-    if (signal?.aborted) throw giveUp("abort", message, signal.reason);
+  /**
+   * @internal Send a request and wait for its response (used by handles), through the
+   * `outboundRequest` interceptors.
+   */
+  request(dest: AgentId, body: RequestBody, options: CallOptions): Promise<ResponseMessage> {
+    // Not async: the chain's promise is returned as it is (an async wrapper would cost ticks per call).
+    try {
+      this.#assertOpen();
+      const outbound = this.#outboundRequest;
+      if (outbound === undefined) return this.#call(dest, body, newTag(), undefined, options.timeoutMs, options.signal);
+      return outbound({ agentId: dest, body, tag: newTag(), headers: {}, timeoutMs: options.timeoutMs, signal: options.signal });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Send a request and wait for its response: the end of the `outboundRequest` chain. */
+  async #call(
+    dest: AgentId,
+    body: RequestBody,
+    tag: string,
+    headers: MessageHeaders | undefined,
+    timeoutMs: number | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<ResponseMessage> {
+    const message = requestMessage(body, tag, dest.uid, this.clientId.uid, this.transport.replySubject, headers);
+    if (signal?.aborted) throw giveUpError("abort", message, signal.reason);
     // Requests from one client reach the exchange in call order (FIFO per mailbox), even while an
     // earlier request's status lookup is still under way.
     const deliverable = this.#sendOrder.then(() => this.#assertDeliverable(dest));
-    this.#sendOrder = deliverable.catch(() => undefined);
+    this.#sendOrder = deliverable.catch(ignore);
     await deliverable;
+    const call = new PendingCall(this.#callOwner, message, dest, timeoutMs, signal);
+    this.#pending.add(call);
+    call.start();
+    void this.#send(call);
+    return call.promise;
+  }
 
-    return new Promise<ResponseMessage>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const cleanup = (): void => {
-        if (timer !== undefined) clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        this.#pending.delete(message.tag);
-      };
-      const pending: PendingRequest = {
-        dest,
-        resolve: (response) => {
-          cleanup();
-          resolve(response);
-        },
-        reject: (error) => {
-          cleanup();
-          reject(error);
-        },
-      };
-      const abandon = (reason: "timeout" | "abort", cause: unknown): void => {
-        if (this.#pending.get(message.tag) !== pending) return;
-        pending.reject(giveUp(reason, message, cause));
-        if (message.type === MessageType.ActionRequest) this.#sendCancel(dest, message.tag);
-      };
-      const onAbort = (): void => abandon("abort", signal?.reason);
-      this.#pending.set(message.tag, pending);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      if (timeoutMs !== undefined) timer = setTimeout(() => abandon("timeout", timeoutMs), timeoutMs);
-      this.transport.send(message).catch((error: unknown) => {
-        if (this.#pending.get(message.tag) === pending) pending.reject(error as Error);
-      });
-    });
+  /** Hand a pending call's request to the transport; a failure to send fails the call. */
+  async #send(call: PendingCall): Promise<void> {
+    try {
+      await this.transport.send(call.request);
+    } catch (error) {
+      this.#pending.fail(call, error);
+    }
   }
 
   /**
    * @internal Answer a request (no-op for requests without a reply address; dropped when the
-   * requester's mailbox is gone).
+   * requester's mailbox is gone). The response carries `headers` only: never the request's.
    */
-  async respond(request: RequestMessage, body: ResponseBody): Promise<void> {
+  async respond(request: RequestMessage, body: ResponseBody, headers?: MessageHeaders): Promise<void> {
     if (request.src === undefined && request.replyTo === undefined) return;
     if (request.replyTo === undefined) {
       const status = await this.transport.status(request.src!);
@@ -222,7 +231,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
         return;
       }
     }
-    await this.transport.send({ ...body, ...responseRouting(request), src: this.clientId.uid } as ResponseMessage);
+    await this.transport.send(responseMessage(request, body, this.clientId.uid, headers));
   }
 
   /** Requests that reach this client's mailbox. */
@@ -231,21 +240,37 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   /** Runs first in `close()`. */
   protected async beforeClose(): Promise<void> {}
 
-  /** The mailbox handler: responses resolve pending requests, requests go to `handleRequest`. */
+  /**
+   * The mailbox handler: requests go to `handleRequest`; each response goes, through the
+   * `inboundResponse` interceptors, to the pending request it answers.
+   */
   protected deliver(delivery: Delivery): void {
+    // Whatever opened the transport (an action, say) is not the scope its deliveries run in.
+    if (currentAction() !== undefined) {
+      runOutsideActionScope((d) => this.deliver(d), delivery);
+      return;
+    }
     const message = delivery.message;
     if (isRequest(message)) {
       this.handleRequest(delivery as RequestDelivery);
       return;
     }
     delivery.ack();
-    const pending = this.#pending.get(message.tag);
-    if (pending === undefined) {
+    const sink = this.#pending.get(message.tag);
+    if (sink === undefined) {
       this.logger.debug({ tag: message.tag, type: message.type }, "response to no pending request (late or duplicate)");
       return;
     }
-    if (message.type === MessageType.ErrorResponse) pending.reject(fromFailure(message.error));
-    else pending.resolve(message);
+    const inbound = this.#inboundResponse;
+    if (inbound === undefined) {
+      this.#pending.receive(sink, message);
+      return;
+    }
+    try {
+      inbound({ request: sink.request, response: message });
+    } catch (error) {
+      this.#pending.fail(sink, error);
+    }
   }
 
   /** Start receiving this client's mailbox. */
@@ -274,10 +299,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
       ["stop listening", () => this.transport.stopListening()],
       [
         "fail pending requests",
-        () => {
-          const error = new ClientClosedError(`Client ${this.clientId} was closed`);
-          for (const pending of [...this.#pending.values()]) pending.reject(error);
-        },
+        () => this.#pending.failAll(new ClientClosedError(`Client ${this.clientId} was closed`)),
       ],
       ["unsubscribe", () => this.#unsubscribeTerminated()],
       ["close transport", () => this.transport.close()],
@@ -316,12 +338,8 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 
   #onMailboxTerminated(uid: string): void {
-    if (![...this.#pending.values()].some((p) => p.dest.uid === uid)) return;
-    const timer = setTimeout(() => {
-      for (const pending of [...this.#pending.values()]) {
-        if (pending.dest.uid === uid) pending.reject(terminatedError(pending.dest));
-      }
-    }, this.#terminationGraceMs);
+    if (!this.#pending.waitsOn(uid)) return;
+    const timer = setTimeout(() => this.#pending.failWaitingOn(uid, (sink) => terminatedError(sink.agentId)), this.#terminationGraceMs);
     timer.unref();
   }
 }
@@ -346,8 +364,12 @@ export type UserClientOptions = ExchangeClientOptions;
  */
 export class UserExchangeClient extends ExchangeClient {
   /** @internal Use `ExchangeFactory.createUserClient`. */
-  static async open(transport: ExchangeTransport, options: UserClientOptions = {}): Promise<UserExchangeClient> {
-    const client = new UserExchangeClient(transport, options);
+  static async open(
+    transport: ExchangeTransport,
+    options: UserClientOptions = {},
+    interceptors: readonly CallerInterceptor[] = [],
+  ): Promise<UserExchangeClient> {
+    const client = new UserExchangeClient(transport, options, interceptors);
     try {
       await client.startListening();
     } catch (error) {
@@ -383,8 +405,13 @@ export interface AgentClientOptions extends ExchangeClientOptions {
 export class AgentExchangeClient extends ExchangeClient {
   readonly #handler: RequestHandler;
 
-  private constructor(transport: ExchangeTransport, handler: RequestHandler, options: AgentClientOptions) {
-    super(transport, options);
+  private constructor(
+    transport: ExchangeTransport,
+    handler: RequestHandler,
+    options: AgentClientOptions,
+    interceptors: readonly CallerInterceptor[],
+  ) {
+    super(transport, options, interceptors);
     this.#handler = handler;
   }
 
@@ -393,8 +420,9 @@ export class AgentExchangeClient extends ExchangeClient {
     transport: ExchangeTransport,
     handler: RequestHandler,
     options: AgentClientOptions = {},
+    interceptors: readonly CallerInterceptor[] = [],
   ): Promise<AgentExchangeClient> {
-    const client = new AgentExchangeClient(transport, handler, options);
+    const client = new AgentExchangeClient(transport, handler, options, interceptors);
     try {
       await client.startListening(options.onTerminated);
     } catch (error) {

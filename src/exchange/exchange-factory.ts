@@ -4,6 +4,7 @@
  */
 import type { Transferable } from "node:worker_threads";
 import type { Agent } from "../agent/agent.ts";
+import type { Interceptors } from "../interceptors/interceptors.ts";
 import type { AgentClientOptions, AgentExchangeClient, RequestHandler, UserClientOptions, UserExchangeClient } from "./exchange-client.ts";
 
 import type { PoolBackend } from "../pool/pool-backend.ts";
@@ -43,6 +44,11 @@ export type RebuildWorkerFactory = (data: unknown, logger: Logger) => ExchangeFa
 
 /** Mints exchange clients for one exchange. */
 export interface ExchangeFactory {
+  /**
+   * The factory's interceptors: every client it makes runs the caller-side ones; an engine that
+   * runs an agent on this exchange runs the agent-side ones.
+   */
+  readonly interceptors: Interceptors;
   /** A new user client with its own (new) mailbox. */
   createUserClient(options?: CreateUserClientOptions): Promise<UserExchangeClient>;
   /**

@@ -2,10 +2,9 @@
  * Handles: references to an agent anywhere, through which its actions are called.
  */
 import type { ActionContext, Agent } from "../agent/agent.ts";
-import { ActionCancelledError, PingCancelledError, RequestTimeoutError } from "../errors.ts";
 import type { AgentId } from "../identifiers.ts";
 import { HandleReference } from "../protocol/codec.ts";
-import type { RequestMessage, ResponseMessage } from "../protocol/messages.ts";
+import type { RequestBody, ResponseMessage } from "../protocol/messages.ts";
 import { MessageType } from "../protocol/messages.ts";
 
 /** Per-call options of a remote call. */
@@ -28,23 +27,15 @@ export interface HandleShutdownOptions {
   timeoutMs?: number;
 }
 
-/** A request body: a request message without its routing fields. */
-export type RequestBody =
-  | { readonly type: typeof MessageType.ActionRequest; readonly action: string; readonly args: readonly unknown[] }
-  | { readonly type: typeof MessageType.PingRequest }
-  | { readonly type: typeof MessageType.ShutdownRequest; readonly terminate?: boolean | undefined };
-
 /** @internal What a handle needs from its exchange client. */
 export interface HandleClient {
   /**
-   * Send a request to `dest` and wait for its response. On timeout or abort, `onGiveUp` decides
-   * the error; for actions a cancel request is sent.
+   * Send a request to `dest` and wait for its response. On timeout or abort the call rejects
+   * (`RequestTimeoutError`, `ActionCancelledError` or `PingCancelledError`); for actions a cancel
+   * request is sent.
    */
-  request(dest: AgentId, body: RequestBody, options: CallOptions, onGiveUp: GiveUp): Promise<ResponseMessage>;
+  request(dest: AgentId, body: RequestBody, options: CallOptions): Promise<ResponseMessage>;
 }
-
-/** @internal Builds the error a call rejects with when it gives up. */
-export type GiveUp = (reason: "timeout" | "abort", request: RequestMessage, cause: unknown) => Error;
 
 type HandleApiName = "action" | "invoke" | "with" | "ping" | "shutdown" | "agentId";
 
@@ -62,7 +53,7 @@ export type ActionName<A> = {
 
 type StripContext<P extends readonly unknown[]> = P extends readonly [...infer Rest, ActionContext] ? Rest : P;
 
-/** The arguments a caller passes to action `K` (an `ActionContext` last parameter is supplied by the runtime). */
+/** The arguments a caller passes to action `K` (an `ActionContext` last parameter is supplied by the engine). */
 export type ActionArgs<A, K extends keyof A> = A[K] extends (...args: infer P) => any ? StripContext<P> : never;
 
 /** What action `K` resolves to. */
@@ -98,31 +89,15 @@ function isActionProperty(prop: string): boolean {
   return !NOT_ACTIONS.has(prop) && !prop.startsWith("$$") && !prop.startsWith("@@") && !prop.startsWith("__");
 }
 
-const giveUpAction: GiveUp = (reason, request, cause) => {
-  const name = request.type === MessageType.ActionRequest ? request.action : request.type;
-  return reason === "timeout"
-    ? new RequestTimeoutError(`Action '${name}' on ${request.dest} timed out; a cancel request was sent`, {
-        agentId: request.dest,
-        operation: name,
-        timeoutMs: cause as number,
-      })
-    : new ActionCancelledError(`Action '${name}' on ${request.dest} was aborted by the caller`, {
-        agentId: request.dest,
-        tag: request.tag,
-        cause,
-      });
-};
-
-const giveUpControl: GiveUp = (reason, request, cause) => {
-  const operation = request.type === MessageType.PingRequest ? "ping" : "shutdown";
-  return reason === "timeout"
-    ? new RequestTimeoutError(`${operation} request to ${request.dest} timed out`, {
-        agentId: request.dest,
-        operation,
-        timeoutMs: cause as number,
-      })
-    : new PingCancelledError(`${operation} request to ${request.dest} was aborted`, { agentId: request.dest, cause });
-};
+/**
+ * A call's options: a handle's `defaults`, overridden by `options` (no copy when `options` is
+ * empty, the common case). A function, not a method: handles are proxies, which have no private
+ * members of their class.
+ */
+function callOptions(defaults: CallOptions, options: CallOptions): CallOptions {
+  for (const _ in options) return { ...defaults, ...options };
+  return defaults;
+}
 
 /**
  * The handle class behind {@link Handle}. Construct handles with `client.getHandle(id)` or
@@ -174,8 +149,7 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
     const response = await this.client.request(
       this.agentId,
       { type: MessageType.ActionRequest, action: name, args },
-      { ...this.defaults, ...options },
-      giveUpAction,
+      callOptions(this.defaults, options),
     );
     return response.type === MessageType.ActionResponse ? response.result : undefined;
   }
@@ -192,7 +166,7 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
    */
   async ping(options: CallOptions = {}): Promise<number> {
     const start = performance.now();
-    await this.client.request(this.agentId, { type: MessageType.PingRequest }, { ...this.defaults, ...options }, giveUpControl);
+    await this.client.request(this.agentId, { type: MessageType.PingRequest }, callOptions(this.defaults, options));
     return performance.now() - start;
   }
 
@@ -205,7 +179,6 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
       this.agentId,
       { type: MessageType.ShutdownRequest, terminate: options.terminate },
       { timeoutMs: options.timeoutMs ?? this.defaults.timeoutMs, signal: this.defaults.signal },
-      giveUpControl,
     );
   }
 

@@ -10,6 +10,7 @@
 import { Encoder, addExtension } from "cbor-x";
 import { MalformedMessageError, SerializationError } from "../errors.ts";
 import { AgentId, UserId } from "../identifiers.ts";
+import { headersProblem } from "./headers.ts";
 import { fromEnvelope, toEnvelope } from "./messages.ts";
 import type { Message } from "./messages.ts";
 
@@ -129,9 +130,14 @@ export function decodeValue(bytes: Uint8Array, context?: HandleBinder): unknown 
 
 /**
  * Encode a message as its versioned envelope.
- * @throws {SerializationError} when an argument or result cannot be encoded.
+ * @throws {SerializationError} when an argument or result cannot be encoded, or the headers are
+ * not a valid headers map (`HeaderLimits`).
  */
 export function encodeMessage(message: Message): Uint8Array {
+  if (message.headers !== undefined) {
+    const problem = headersProblem(message.headers);
+    if (problem !== undefined) throw new SerializationError(`Message headers ${problem}`);
+  }
   if (message.type === "action-request") {
     for (const arg of message.args) {
       if (typeof arg === "function") throw new SerializationError(`Action '${message.action}' got a function argument`);

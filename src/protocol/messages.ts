@@ -5,6 +5,8 @@
 import { IncompatibleProtocolError, MalformedMessageError } from "../errors.ts";
 import type { Failure } from "./failure.ts";
 import { isFailure } from "./failure.ts";
+import { headersProblem } from "./headers.ts";
+import type { MessageHeaders } from "./headers.ts";
 
 /** The protocol version this library writes and reads (envelope field `v`). */
 export const PROTOCOL_VERSION = 1;
@@ -19,6 +21,7 @@ export const MessageType = {
   SuccessResponse: "success-response",
   ErrorResponse: "error-response",
 } as const;
+/** A message type (envelope field `type`). */
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
 /**
@@ -59,41 +62,68 @@ export interface Routing {
   readonly src?: string | undefined;
   /** Core NATS subject to publish the response to instead of the sender's mailbox. */
   readonly replyTo?: string | undefined;
+  /**
+   * Message headers (envelope key `headers`), set and read by interceptors. Never copied from a
+   * request to its response. Absent when there are none.
+   */
+  readonly headers?: MessageHeaders | undefined;
 }
 
+/** Call an action: its name and positional arguments. */
 export interface ActionRequest extends Routing {
   readonly type: typeof MessageType.ActionRequest;
   readonly action: string;
   readonly args: readonly unknown[];
 }
+/** Ping: answered with a success once the agent has started. */
 export interface PingRequest extends Routing {
   readonly type: typeof MessageType.PingRequest;
 }
+/** Cancel a running or queued action of the same agent. */
 export interface CancelRequest extends Routing {
   readonly type: typeof MessageType.CancelRequest;
   /** Tag of the action request to cancel. */
   readonly target: string;
 }
+/** Shut the agent down (answered before it starts shutting down). */
 export interface ShutdownRequest extends Routing {
   readonly type: typeof MessageType.ShutdownRequest;
-  /** Override the runtime config's termination decision; absent means "let the config decide". */
+  /** Override the agent's config (`terminateOnSuccess`) termination decision; absent means "let the config decide". */
   readonly terminate?: boolean | undefined;
 }
+/** An action's result. */
 export interface ActionResponse extends Routing {
   readonly type: typeof MessageType.ActionResponse;
   readonly result: unknown;
 }
+/** Success of a ping, cancel or shutdown request. */
 export interface SuccessResponse extends Routing {
   readonly type: typeof MessageType.SuccessResponse;
 }
+/** A failure: what an action threw, or why a request could not be served. */
 export interface ErrorResponse extends Routing {
   readonly type: typeof MessageType.ErrorResponse;
   readonly error: Failure;
 }
 
+/** Any request. */
 export type RequestMessage = ActionRequest | PingRequest | CancelRequest | ShutdownRequest;
+/** Any response. */
 export type ResponseMessage = ActionResponse | SuccessResponse | ErrorResponse;
+/** Any message. */
 export type Message = RequestMessage | ResponseMessage;
+
+/** A request a caller makes: a request message without its routing fields (cancels are sent by clients themselves). */
+export type RequestBody =
+  | { readonly type: typeof MessageType.ActionRequest; readonly action: string; readonly args: readonly unknown[] }
+  | { readonly type: typeof MessageType.PingRequest }
+  | { readonly type: typeof MessageType.ShutdownRequest; readonly terminate?: boolean | undefined };
+
+/** A response body: a response message without its routing fields. */
+export type ResponseBody =
+  | { readonly type: typeof MessageType.ActionResponse; readonly result: unknown }
+  | { readonly type: typeof MessageType.SuccessResponse }
+  | { readonly type: typeof MessageType.ErrorResponse; readonly error: Failure };
 
 const requestTypes: ReadonlySet<string> = new Set([
   MessageType.ActionRequest,
@@ -102,6 +132,7 @@ const requestTypes: ReadonlySet<string> = new Set([
   MessageType.ShutdownRequest,
 ]);
 
+/** Whether `message` is a request (as opposed to a response). */
 export function isRequest(message: Message): message is RequestMessage {
   return requestTypes.has(message.type);
 }
@@ -115,6 +146,49 @@ export function responseRouting(request: Routing): Routing {
   return { tag: request.tag, dest, src: request.dest, replyTo: request.replyTo };
 }
 
+/**
+ * A request message from its body and routing fields (no spreads: this runs once per call).
+ * @param headers - omitted from the message when undefined.
+ */
+export function requestMessage(
+  body: RequestBody,
+  tag: string,
+  dest: string,
+  src: string | undefined,
+  replyTo: string | undefined,
+  headers: MessageHeaders | undefined,
+): RequestMessage {
+  switch (body.type) {
+    case MessageType.ActionRequest:
+      return { type: body.type, tag, dest, src, replyTo, headers, action: body.action, args: body.args };
+    case MessageType.PingRequest:
+      return { type: body.type, tag, dest, src, replyTo, headers };
+    case MessageType.ShutdownRequest:
+      return { type: body.type, tag, dest, src, replyTo, headers, terminate: body.terminate };
+    default:
+      return assertNever(body);
+  }
+}
+
+/**
+ * The response to `request` with `body`, addressed back to its sender (see {@link responseRouting}),
+ * from `src`. Request headers are not copied: `headers` are the response's own.
+ */
+export function responseMessage(request: Routing, body: ResponseBody, src: string, headers: MessageHeaders | undefined): ResponseMessage {
+  const replyTo = request.replyTo;
+  const dest = replyTo === undefined ? (request.src ?? "") : "";
+  switch (body.type) {
+    case MessageType.ActionResponse:
+      return { type: body.type, tag: request.tag, dest, src, replyTo, headers, result: body.result };
+    case MessageType.SuccessResponse:
+      return { type: body.type, tag: request.tag, dest, src, replyTo, headers };
+    case MessageType.ErrorResponse:
+      return { type: body.type, tag: request.tag, dest, src, replyTo, headers, error: body.error };
+    default:
+      return assertNever(body);
+  }
+}
+
 /** The wire form: a CBOR map with these keys (absent optional fields are omitted). */
 export type Envelope = { v: number; type: string; tag: string } & Record<string, unknown>;
 
@@ -124,6 +198,7 @@ export function toEnvelope(message: Message): Envelope {
   if (message.dest !== "") envelope.dest = message.dest;
   if (message.src !== undefined) envelope.src = message.src;
   if (message.replyTo !== undefined) envelope.replyTo = message.replyTo;
+  if (message.headers !== undefined) envelope.headers = message.headers;
   switch (message.type) {
     case MessageType.ActionRequest:
       envelope.action = message.action;
@@ -177,36 +252,44 @@ export function fromEnvelope(value: unknown): Message {
   if (replyTo !== undefined && !isValidReplySubject(replyTo)) {
     throw new MalformedMessageError(`Field 'replyTo' must be a literal subject outside '$' namespaces (got ${JSON.stringify(replyTo)})`);
   }
-  const headers: Routing = { tag, dest, src, replyTo };
+  const headers = optionalHeaders(e.headers);
   const type = e.type;
   switch (type) {
     case MessageType.ActionRequest: {
       const action = requireString(e, "action");
       const args = e.args ?? [];
       if (!Array.isArray(args)) throw new MalformedMessageError("Field 'args' must be an array");
-      return { ...headers, type, action, args };
+      return { type, tag, dest, src, replyTo, headers, action, args };
     }
     case MessageType.PingRequest:
-      return { ...headers, type };
+      return { type, tag, dest, src, replyTo, headers };
     case MessageType.CancelRequest:
-      return { ...headers, type, target: requireString(e, "target") };
+      return { type, tag, dest, src, replyTo, headers, target: requireString(e, "target") };
     case MessageType.ShutdownRequest: {
       const terminate = e.terminate ?? undefined;
       if (terminate !== undefined && typeof terminate !== "boolean") {
         throw new MalformedMessageError("Field 'terminate' must be a boolean or absent");
       }
-      return { ...headers, type, terminate };
+      return { type, tag, dest, src, replyTo, headers, terminate };
     }
     case MessageType.ActionResponse:
-      return { ...headers, type, result: e.result };
+      return { type, tag, dest, src, replyTo, headers, result: e.result };
     case MessageType.SuccessResponse:
-      return { ...headers, type };
+      return { type, tag, dest, src, replyTo, headers };
     case MessageType.ErrorResponse:
       if (!isFailure(e.error)) throw new MalformedMessageError("Field 'error' must be a failure map");
-      return { ...headers, type, error: e.error };
+      return { type, tag, dest, src, replyTo, headers, error: e.error };
     default:
       throw new MalformedMessageError(`Unknown message type ${JSON.stringify(type)}`);
   }
+}
+
+/** The `headers` key: absent or null means none; anything else must be a valid headers map. */
+function optionalHeaders(value: unknown): MessageHeaders | undefined {
+  if (value === undefined || value === null) return undefined;
+  const problem = headersProblem(value);
+  if (problem !== undefined) throw new MalformedMessageError(`Field 'headers' ${problem}`);
+  return value as MessageHeaders;
 }
 
 function requireString(e: Record<string, unknown>, key: string): string {

@@ -6,6 +6,8 @@ import { describe, expect, test } from "vitest";
 import {
   ActionCancelledError,
   Agent,
+  DEADLINE_HEADER,
+  DEFAULT_CANCEL_WINDOW_MS,
   AgentAlreadyLaunchedError,
   AgentDefinitionError,
   AgentId,
@@ -27,17 +29,30 @@ import {
   WaitTimeoutError,
   action,
   agentTypeInfo,
+  currentAction,
 } from "../../src/index.ts";
-import type { ExchangeFactory, ManagerOptions } from "../../src/index.ts";
+import { setTimeout as sleep } from "node:timers/promises";
+import type {
+  ActionScope,
+  AgentInterceptor,
+  CallerInterceptor,
+  ExchangeFactory,
+  InterceptorOptions,
+  ManagerOptions,
+  MessageHeaders,
+} from "../../src/index.ts";
 import {
   Coordinator,
   Counter,
+  DeadlineProbe,
+  DeadlineRelay,
   FastCounter,
   FlakyStarter,
   Gatekeeper,
   LoopAgent,
   NamedCounter,
   Recorder,
+  ScopeProbe,
   SelfStopper,
   Sleeper,
   SlowStarter,
@@ -45,14 +60,25 @@ import {
   Troublemaker,
 } from "../fixtures/agents.ts";
 
+/** Options the suite passes to a new factory (every exchange's factory takes these). */
+export interface ConformanceFactoryOptions {
+  interceptors?: InterceptorOptions;
+  deadlines?: boolean;
+}
+
 /** How the suite gets an isolated exchange for each test. */
 export interface ConformanceTarget {
-  newFactory(): ExchangeFactory;
+  newFactory(options?: ConformanceFactoryOptions): ExchangeFactory;
 }
 
 export function describeConformance(name: string, target: () => ConformanceTarget): void {
   async function open(options: ManagerOptions = {}): Promise<Manager> {
     return Manager.fromExchangeFactory(target().newFactory(), options);
+  }
+
+  /** A manager whose factory has these interceptors (both its user client and its agents run them). */
+  async function openWith(interceptors: InterceptorOptions): Promise<Manager> {
+    return Manager.fromExchangeFactory(target().newFactory({ interceptors }));
   }
 
   /** Run `fn` with a manager, closing it afterwards whatever agents failed with. */
@@ -517,6 +543,297 @@ export function describeConformance(name: string, target: () => ConformanceTarge
         await using manager = await open();
         await expect(manager.launch(Counter, { config: { maxConcurrentActions: 0 } })).rejects.toThrow(InvalidConfigError);
         await expect(manager.launch(Counter, { config: { bogus: true } as never })).rejects.toThrow(InvalidConfigError);
+      });
+    });
+
+    describe("interceptors", () => {
+      test("a caller-side header reaches agent-side hooks and the action; an agent-side one reaches the caller", async () => {
+        const seen: Record<string, MessageHeaders | undefined> = {};
+        const caller: CallerInterceptor = {
+          outboundRequest(input, next) {
+            if (input.body.type === "action-request") input.headers["x-from-caller"] = input.body.action;
+            return next(input);
+          },
+          inboundResponse(input, next) {
+            seen.response = input.response.headers;
+            next(input);
+          },
+        };
+        const agent: AgentInterceptor = {
+          inboundRequest(input, next) {
+            seen.inbound = input.request.headers;
+            return next(input);
+          },
+          async action(input, next) {
+            seen.action = input.request.headers;
+            return next(input);
+          },
+          outboundResponse(input, next) {
+            input.headers["x-from-agent"] = `answer to ${input.request.tag}`;
+            return next(input);
+          },
+        };
+        await using manager = await openWith({ caller: [caller], agent: [agent] });
+        const probe = await manager.launch(ScopeProbe);
+        const scope = await probe.scope();
+        expect(seen.inbound).toEqual({ "x-from-caller": "scope" });
+        expect(seen.action).toEqual({ "x-from-caller": "scope" });
+        expect(scope.headers).toEqual({ "x-from-caller": "scope" });
+        // The response carries the agent's header only: request headers are never copied.
+        expect(seen.response).toEqual({ "x-from-agent": `answer to ${scope.tag}` });
+        expect(scope.action).toBe("scope");
+        expect(scope.source).toBe(manager.exchangeClient.clientId.uid);
+      });
+
+      test("interceptors run in list order, the first outermost, on both sides", async () => {
+        const order: string[] = [];
+        const callerHook = (name: string): CallerInterceptor => ({
+          async outboundRequest(input, next) {
+            order.push(`${name}: send`);
+            const response = await next(input);
+            order.push(`${name}: sent`);
+            return response;
+          },
+          inboundResponse(input, next) {
+            order.push(`${name}: response`);
+            next(input);
+          },
+        });
+        const agentHook = (name: string): AgentInterceptor => ({
+          inboundRequest(input, next) {
+            order.push(`${name}: request`);
+            return next(input);
+          },
+          async action(input, next) {
+            order.push(`${name}: action`);
+            const result = await next(input);
+            order.push(`${name}: action done`);
+            return result;
+          },
+          outboundResponse(input, next) {
+            order.push(`${name}: respond`);
+            return next(input);
+          },
+        });
+        await using manager = await openWith({ caller: [callerHook("c1"), callerHook("c2")], agent: [agentHook("a1"), agentHook("a2")] });
+        const probe = await manager.launch(ScopeProbe);
+        await probe.args();
+        expect(order).toEqual([
+          "c1: send",
+          "c2: send",
+          "a1: request",
+          "a2: request",
+          "a1: action",
+          "a2: action",
+          "a2: action done",
+          "a1: action done",
+          "a1: respond",
+          "a2: respond",
+          "c1: response",
+          "c2: response",
+          "c2: sent",
+          "c1: sent",
+        ]);
+      });
+
+      test("hooks can change arguments, results and timeouts, and fail a call", async () => {
+        const agent: AgentInterceptor = {
+          async action(input, next) {
+            if (input.request.action !== "args") return next(input);
+            const result = (await next({ ...input, args: [...input.args, "added"] })) as unknown[];
+            return [...result, "wrapped"];
+          },
+        };
+        const caller: CallerInterceptor = {
+          outboundRequest(input, next) {
+            if (input.body.type === "action-request" && input.body.action === "sleep") input.timeoutMs = 50;
+            return next(input);
+          },
+          inboundResponse(input, next) {
+            if (input.response.type === "action-response" && input.response.result === "refuse me") throw new RangeError("refused");
+            next(input);
+          },
+        };
+        await using manager = await openWith({ caller: [caller], agent: [agent] });
+        const probe = await manager.launch(ScopeProbe);
+        expect(await probe.args("given")).toEqual(["given", "added", "wrapped"]);
+        const sleeper = await manager.launch(Sleeper);
+        const error = await sleeper.sleep(60_000).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(RequestTimeoutError);
+        expect((error as RequestTimeoutError).timeoutMs).toBe(50);
+        const echo = await manager.launch(Troublemaker);
+        await expect(echo.echo("refuse me")).rejects.toThrow(RangeError);
+        expect(await echo.echo("fine")).toBe("fine");
+      });
+
+      test("an inboundRequest hook that throws rejects the request: the caller gets the error, nothing runs", async () => {
+        const agent: AgentInterceptor = {
+          inboundRequest(input, next) {
+            if (input.request.headers?.["x-token"] !== "secret") throw new TypeError(`no token for ${input.request.type}`);
+            return next(input);
+          },
+        };
+        let token: string | undefined;
+        const caller: CallerInterceptor = {
+          outboundRequest(input, next) {
+            if (token !== undefined) input.headers["x-token"] = token;
+            return next(input);
+          },
+        };
+        await using manager = await openWith({ caller: [caller], agent: [agent] });
+        const recorder = new Recorder();
+        const handle = await manager.launch(recorder);
+        const error = await handle.record("refused").catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(TypeError);
+        expect((error as Error).message).toBe("no token for action-request");
+        await expect(handle.ping()).rejects.toThrow("no token for ping-request");
+        await expect(handle.shutdown()).rejects.toThrow("no token for shutdown-request");
+        token = "secret";
+        expect(await handle.record("allowed")).toBe(1);
+        expect(recorder.entries).toEqual(["allowed"]);
+        expect(manager.running().map((id) => id.uid)).toEqual([handle.agentId.uid]);
+      });
+
+      test("a request rejected as soon as the agent starts reading its mailbox is answered", async () => {
+        const agent: AgentInterceptor = {
+          inboundRequest(input, next) {
+            if (input.request.type === "action-request" && input.request.action === "record") throw new RangeError("not taking records");
+            return next(input);
+          },
+        };
+        await using manager = await openWith({ agent: [agent] });
+        const registration = await manager.registerAgent(Recorder);
+        const handle = manager.getHandle(registration);
+        // Sent while nobody runs the agent: it is the first thing its new engine receives.
+        const refused = handle.record("early");
+        const recorder = new Recorder();
+        await manager.launch(recorder, { registration });
+        await expect(refused).rejects.toThrow("not taking records");
+        expect(await handle.log()).toEqual([]);
+      });
+
+      test("an action runs in its own scope, which caller-side hooks of the calls it makes can read", async () => {
+        const scopesSeen: Array<ActionScope | undefined> = [];
+        const propagate: CallerInterceptor = {
+          outboundRequest(input, next) {
+            const scope = currentAction();
+            scopesSeen.push(scope);
+            input.headers["x-request-id"] = scope?.headers?.["x-request-id"] ?? `root-${input.tag}`;
+            return next(input);
+          },
+        };
+        const inboundScopes: Array<ActionScope | undefined> = [];
+        const observe: AgentInterceptor = {
+          inboundRequest(input, next) {
+            inboundScopes.push(currentAction());
+            return next(input);
+          },
+        };
+        await using manager = await openWith({ caller: [propagate], agent: [observe] });
+        const probe = new ScopeProbe();
+        const outer = await manager.launch(probe);
+        const inner = await manager.launch(ScopeProbe);
+        const relayed = await outer.relay(inner);
+        const rootId = relayed.headers!["x-request-id"];
+        expect(rootId).toMatch(/^root-/);
+        const innerScope = relayed.inner as { tag: string; headers: Record<string, string> };
+        expect(innerScope.headers).toEqual({ "x-request-id": rootId });
+        expect(innerScope.tag).not.toBe(relayed.tag);
+        // The user's call was made outside any action; the relayed one inside `relay`.
+        expect(scopesSeen.map((scope) => scope?.action)).toEqual([undefined, "relay"]);
+        expect(scopesSeen[1]?.tag).toBe(relayed.tag);
+        // Agents receive requests outside the sender's scope; loops run outside any.
+        expect(inboundScopes).toEqual([undefined, undefined]);
+        expect(await probe.outside.promise).toBeUndefined();
+        expect(currentAction()).toBeUndefined();
+      });
+    });
+
+    describe("deadlines", () => {
+      /** A caller-side interceptor that sets a deadline header on calls of `action`, as a foreign caller would: no timeout, so no cancel. */
+      function foreignDeadline(action: string, deadline: () => number): CallerInterceptor {
+        return {
+          outboundRequest(input, next) {
+            if (input.body.type === "action-request" && input.body.action === action) input.headers[DEADLINE_HEADER] = String(deadline());
+            return next(input);
+          },
+        };
+      }
+
+      /** Wait for the clock to pass `deadline` (the event under test is time itself). */
+      async function pastDeadline(deadline: number): Promise<void> {
+        while (Date.now() <= deadline) await sleep(deadline - Date.now() + 1);
+      }
+
+      test("a caller's timeout travels as a deadline, passed on by an action to the agents it calls, which stop by it", async () => {
+        await using manager = await open();
+        const probe = new DeadlineProbe();
+        const callee = await manager.launch(probe);
+        const relay = new DeadlineRelay();
+        const handle = await manager.launch(relay);
+        const before = Date.now();
+        const error = await handle.with({ timeoutMs: 300 }).relay(callee).catch((e: unknown) => e);
+        // The user's own timeout, or the relay's call giving up at the same moment and failing the relay first.
+        expect(error).toBeInstanceOf(RequestTimeoutError);
+        expect((error as RequestTimeoutError).timeoutMs).toBeLessThanOrEqual(300);
+        const deadline = (await relay.seen.promise)!;
+        expect(deadline).toBeGreaterThanOrEqual(before + 300 + DEFAULT_CANCEL_WINDOW_MS);
+        // (Timers may fire a few ms before the wall clock says: Node reads its clock once per loop turn.)
+        expect(deadline).toBeLessThanOrEqual(Date.now() + DEFAULT_CANCEL_WINDOW_MS + 50);
+        // The relay called with no timeout: its call carried its own deadline unchanged...
+        expect(await probe.seen.promise).toBe(deadline);
+        // ...and, its timeout shrunk to match, gave up when the user did (one cancel window before it).
+        const relayed = await relay.outcome.promise;
+        expect(relayed).toBeInstanceOf(RequestTimeoutError);
+        expect((relayed as RequestTimeoutError).timeoutMs).toBeLessThanOrEqual(300);
+        const { at, reason } = await probe.aborted.promise;
+        expect(at).toBeLessThanOrEqual(deadline);
+        expect([ActionCancelledError, RequestTimeoutError].some((type) => reason instanceof type)).toBe(true);
+      });
+
+      test("an action's signal aborts when its deadline passes, with RequestTimeoutError, with no cancel from its caller", async () => {
+        let deadline = 0;
+        await using manager = await openWith({ caller: [foreignDeadline("wait", () => (deadline = Date.now() + 200))] });
+        const probe = new DeadlineProbe();
+        const handle = await manager.launch(probe);
+        const error = await handle.wait().catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(RequestTimeoutError);
+        expect(await probe.seen.promise).toBe(deadline);
+        const { at, reason } = await probe.aborted.promise;
+        expect(reason).toBeInstanceOf(RequestTimeoutError);
+        expect(at).toBeGreaterThanOrEqual(deadline);
+        expect(at).toBeLessThan(deadline + 1000);
+      });
+
+      test("a request queued behind a long action is not run if its deadline passed meanwhile", async () => {
+        let deadline = 0;
+        await using manager = await openWith({ caller: [foreignDeadline("hold", () => (deadline = Date.now() + 200))] });
+        const agent = new Gatekeeper();
+        const handle = await manager.launch(agent, { config: { maxConcurrentActions: 1 } });
+        const running = handle.hold(0);
+        await agent.arrivals[0]!.promise;
+        const queued = handle.hold(1);
+        // Pings skip the queue; answered, the queued request has reached the agent and waits for the slot.
+        expect(await handle.ping()).toBeGreaterThan(0);
+        await pastDeadline(deadline);
+        agent.gates[0]!.resolve();
+        expect(await running).toBe(0);
+        const error = await queued.catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(RequestTimeoutError);
+        expect((error as Error).message).toContain("before it could run");
+        expect(agent.maxRunning).toBe(1);
+        expect(agent.gates[1]).toBeUndefined();
+      });
+
+      test("deadlines are on by default and can be turned off", async () => {
+        await using withDeadlines = await open();
+        const probe = await withDeadlines.launch(ScopeProbe);
+        const scope = await probe.with({ timeoutMs: 5000 }).scope();
+        expect(Number(scope.headers?.[DEADLINE_HEADER])).toBeGreaterThan(Date.now());
+        expect((await probe.scope()).headers).toBeUndefined();
+        await using without = await Manager.fromExchangeFactory(target().newFactory({ deadlines: false }));
+        const bare = await without.launch(ScopeProbe);
+        expect((await bare.with({ timeoutMs: 5000 }).scope()).headers).toBeUndefined();
       });
     });
 

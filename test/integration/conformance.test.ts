@@ -20,6 +20,8 @@ function factory(options: NatsExchangeOptions = {}): NatsExchangeFactory {
   return new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: `t${process.pid}_${++counter}`, ...options });
 }
 
-describeConformance("NATS JetStream exchange", () => ({ newFactory: () => factory() }));
+describeConformance("NATS JetStream exchange", () => ({ newFactory: (options) => factory(options) }));
 
-describeConformance("NATS JetStream exchange, replies over core NATS", () => ({ newFactory: () => factory({ replies: "core" }) }));
+describeConformance("NATS JetStream exchange, replies over core NATS", () => ({
+  newFactory: (options) => factory({ ...options, replies: "core" }),
+}));

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "vitest";
 import { AgentId, IncompatibleProtocolError, MalformedMessageError, SerializationError, UserId } from "../../src/index.ts";
 import { HandleReference, decodeMessage, decodeValue, encodeMessage, encodeValue } from "../../src/protocol/codec.ts";
-import { PROTOCOL_VERSION, fromEnvelope, isValidReplySubject, toEnvelope } from "../../src/protocol/messages.ts";
+import { HeaderLimits } from "../../src/protocol/headers.ts";
+import { PROTOCOL_VERSION, fromEnvelope, isValidReplySubject, requestMessage, responseMessage, toEnvelope } from "../../src/protocol/messages.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 
 const request: Message = { type: "action-request", tag: "t1", dest: "a1", src: "u1", action: "increment", args: [2] };
@@ -45,6 +46,64 @@ describe("envelope", () => {
     for (const bad of ["", "a.*", "a.>", "$JS.API.STREAM.DELETE.x", "$SYS.x", "a..b", ".a", "a b"]) {
       expect(isValidReplySubject(bad)).toBe(false);
     }
+  });
+});
+
+describe("message headers", () => {
+  const headers = { "academy-deadline": "1700000000000", "x-trace": "abc" };
+
+  test("every message type carries headers through CBOR; without them the key is absent", () => {
+    const messages: Message[] = [
+      { ...request, headers },
+      { type: "ping-request", tag: "t2", dest: "a1", headers },
+      { type: "cancel-request", tag: "t3", dest: "a1", src: "u1", target: "t1", headers },
+      { type: "shutdown-request", tag: "t4", dest: "a1", src: "u1", headers },
+      { type: "action-response", tag: "t1", dest: "u1", src: "a1", result: 1, headers },
+      { type: "success-response", tag: "t2", dest: "u1", src: "a1", headers },
+      { type: "error-response", tag: "t3", dest: "u1", src: "a1", error: { type: "Error", message: "m" }, headers },
+    ];
+    for (const message of messages) {
+      expect(decodeMessage(encodeMessage(message)).headers).toEqual(headers);
+      expect(toEnvelope(message).headers).toEqual(headers);
+    }
+    expect("headers" in toEnvelope(request)).toBe(false);
+    expect(decodeMessage(encodeMessage(request)).headers).toBeUndefined();
+    const nullHeaders = { v: 1, type: "ping-request", tag: "t", dest: "d", headers: null };
+    expect(fromEnvelope(nullHeaders).headers).toBeUndefined();
+  });
+
+  test("invalid header maps are MalformedMessageError on decode and SerializationError on encode", () => {
+    const many = Object.fromEntries(Array.from({ length: HeaderLimits.maxEntries + 1 }, (_, i) => [`h${i}`, "v"]));
+    const bad: unknown[] = [
+      "text",
+      ["a", "b"],
+      new Map([["a", "b"]]),
+      { a: 1 },
+      { a: null },
+      { "": "empty name" },
+      { ["n".repeat(HeaderLimits.maxNameLength + 1)]: "v" },
+      { a: "v".repeat(HeaderLimits.maxValueLength + 1) },
+      many,
+    ];
+    for (const value of bad) {
+      expect(() => fromEnvelope({ v: 1, type: "ping-request", tag: "t", dest: "d", headers: value })).toThrow(MalformedMessageError);
+      expect(() => encodeMessage({ ...request, headers: value } as Message)).toThrow(SerializationError);
+    }
+    const atLimits = Object.fromEntries(
+      Array.from({ length: HeaderLimits.maxEntries }, (_, i) => [`${i}`.padEnd(HeaderLimits.maxNameLength, "n"), "v".repeat(HeaderLimits.maxValueLength)]),
+    );
+    expect(decodeMessage(encodeMessage({ ...request, headers: atLimits })).headers).toEqual(atLimits);
+    // CBOR maps decode without a prototype to pollute; foreign bytes with a header map decode alike.
+    expect(decodeMessage(encodeValue({ v: 1, type: "ping-request", tag: "t", dest: "d", headers: { a: "b" } })).headers).toEqual({ a: "b" });
+  });
+
+  test("a response never copies its request's headers", () => {
+    const withHeaders = requestMessage({ type: "action-request", action: "a", args: [] }, "t9", "a1", "u1", undefined, headers);
+    expect(withHeaders.headers).toEqual(headers);
+    const response = responseMessage(withHeaders, { type: "action-response", result: 1 }, "a1", undefined);
+    expect(response).toEqual({ type: "action-response", tag: "t9", dest: "u1", src: "a1", replyTo: undefined, headers: undefined, result: 1 });
+    const own = responseMessage(withHeaders, { type: "success-response" }, "a1", { "x-own": "1" });
+    expect(decodeMessage(encodeMessage(own)).headers).toEqual({ "x-own": "1" });
   });
 });
 

@@ -1,138 +1,38 @@
 /**
- * Clients of the in-process exchange: the transport bound to one mailbox, and the factory.
+ * The in-process exchange's factory.
  */
-import { MailboxStatus, assertMailboxActive } from "../mailbox-status.ts";
 import type { Agent } from "../../agent/agent.ts";
-import type { AgentTypeInfo } from "../../agent/agent-type.ts";
+import { resolveInterceptors } from "../../interceptors/interceptors.ts";
+import type { InterceptorOptions, Interceptors } from "../../interceptors/interceptors.ts";
 import { UserId } from "../../identifiers.ts";
-import type { AgentId, EntityId } from "../../identifiers.ts";
-import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
-import type { HandleBinder } from "../../protocol/codec.ts";
-import type { Message } from "../../protocol/messages.ts";
 import { silentLogger } from "../../util/logger.ts";
 import type { Logger } from "../../util/logger.ts";
-import { AgentExchangeClient, UserExchangeClient } from "../exchange-client.ts";
-import type { AgentClientOptions, RequestHandler } from "../exchange-client.ts";
-
+import { UserExchangeClient } from "../exchange-client.ts";
+import type { AgentClientOptions, AgentExchangeClient, RequestHandler } from "../exchange-client.ts";
 import type { CreateUserClientOptions, ExchangeFactory, WorkerFactoryDescriptor } from "../exchange-factory.ts";
-import type { AgentRegistration, ExchangeTransport, MailboxHandler } from "../transport.ts";
-
+import type { AgentRegistration } from "../transport.ts";
 import { LocalExchange } from "./local-exchange.ts";
 import type { LocalExchangeOptions } from "./local-exchange.ts";
 import { PORT_FACTORY_MODULE, serveLocalExchange } from "./local-exchange-port.ts";
-
-/** The operations a local transport needs; implemented in-thread and over a worker port. */
-export interface LocalExchangeApi {
-  readonly maxPayload: number;
-  status(uid: string): MailboxStatus | Promise<MailboxStatus>;
-  registerAgent(type: AgentTypeInfo, name?: string): AgentRegistration | Promise<AgentRegistration>;
-  discover(typeName: string, allowSubclasses: boolean): AgentId[] | Promise<AgentId[]>;
-  send(dest: string, bytes: Uint8Array): void | Promise<void>;
-  terminate(uid: string): void | Promise<void>;
-  attach(uid: string, sink: { deliver(bytes: Uint8Array, deliveryCount: number, token: number): void; terminated(): void }): void | Promise<void>;
-  detach(uid: string): void | Promise<void>;
-  ack(uid: string, token: number): void;
-  nak(uid: string, token: number, delayMs?: number): void;
-  onTerminated(listener: (uid: string) => void): () => void;
-}
-
-/** A transport on the in-process exchange, bound to one mailbox. */
-export class LocalTransport implements ExchangeTransport {
-  readonly mailboxId: EntityId;
-  readonly #api: LocalExchangeApi;
-  readonly #logger: Logger;
-  #listening = false;
-  #closed = false;
-
-  constructor(api: LocalExchangeApi, mailboxId: EntityId, logger: Logger = silentLogger) {
-    this.#api = api;
-    this.mailboxId = mailboxId;
-    this.#logger = logger;
-  }
-
-  get maxPayload(): number {
-    return this.#api.maxPayload;
-  }
-
-  async listen(handler: MailboxHandler, context: HandleBinder): Promise<void> {
-    const uid = this.mailboxId.uid;
-    assertMailboxActive(await this.#api.status(uid), this.mailboxId);
-    this.#listening = true;
-    await this.#api.attach(uid, {
-      deliver: (bytes, deliveryCount, token) => {
-        let message: Message;
-        try {
-          message = decodeMessage(bytes, context);
-        } catch (error) {
-          this.#logger.warn({ err: error }, "dropping undecodable message");
-          this.#api.ack(uid, token);
-          return;
-        }
-        let settled = false;
-        handler.deliver({
-          message,
-          deliveryCount,
-          ack: () => {
-            if (settled) return;
-            settled = true;
-            this.#api.ack(uid, token);
-          },
-          nak: (delayMs) => {
-            if (settled) return;
-            settled = true;
-            this.#api.nak(uid, token, delayMs);
-          },
-        });
-      },
-      terminated: () => {
-        this.#listening = false;
-        handler.terminated();
-      },
-    });
-  }
-
-  async stopListening(): Promise<void> {
-    if (!this.#listening) return;
-    this.#listening = false;
-    await this.#api.detach(this.mailboxId.uid);
-  }
-
-  async send(message: Message): Promise<void> {
-    await this.#api.send(message.dest, encodeMessage(message));
-  }
-
-  async status(uid: string): Promise<MailboxStatus> {
-    return this.#api.status(uid);
-  }
-
-  async registerAgent(type: AgentTypeInfo, name?: string): Promise<AgentRegistration> {
-    return this.#api.registerAgent(type, name);
-  }
-
-  async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
-    return this.#api.discover(typeName, allowSubclasses);
-  }
-
-  async terminate(id: EntityId): Promise<void> {
-    if (id.uid === this.mailboxId.uid) this.#listening = false;
-    await this.#api.terminate(id.uid);
-  }
-
-  onTerminated(listener: (uid: string) => void): () => void {
-    return this.#api.onTerminated(listener);
-  }
-
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await this.stopListening();
-  }
-}
+import type { LocalPortDescriptorData } from "./local-exchange-port.ts";
+import { LocalTransport, openAgentClient } from "./local-transport.ts";
 
 /** Options of {@link LocalExchangeFactory}. */
 export interface LocalExchangeFactoryOptions extends LocalExchangeOptions {
   /** @defaultValue silent */
   logger?: Logger;
+  /**
+   * Caller-side and agent-side interceptors (README, *Interceptors*). They do not reach agents
+   * run in worker threads (functions cannot be sent there).
+   * @defaultValue none
+   */
+  interceptors?: InterceptorOptions;
+  /**
+   * Deadlines: a call's `timeoutMs` travels with it as a deadline that agents honour and pass on
+   * to the calls they make (README, *Deadlines*). Their interceptors run before `interceptors`.
+   * @defaultValue true
+   */
+  deadlines?: boolean;
 }
 
 /**
@@ -141,19 +41,26 @@ export interface LocalExchangeFactoryOptions extends LocalExchangeOptions {
  */
 export class LocalExchangeFactory implements ExchangeFactory {
   readonly exchange: LocalExchange;
+  readonly interceptors: Interceptors;
   readonly #logger: Logger;
+  readonly #deadlines: boolean;
+  readonly #custom: boolean;
   /** Ports serving worker threads; each leaves the set when its worker's end closes. */
   readonly #ports = new Set<{ close(): void }>();
 
+  /** @throws {InvalidConfigError} for invalid interceptor lists or `deadlines`. */
   constructor(options: LocalExchangeFactoryOptions = {}) {
     this.exchange = new LocalExchange(options);
+    this.interceptors = resolveInterceptors(options.interceptors, options.deadlines);
+    this.#deadlines = options.deadlines ?? true;
+    this.#custom = options.interceptors !== undefined;
     this.#logger = options.logger ?? silentLogger;
   }
 
   async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
     const userId = UserId.create(options.name);
     this.exchange.registerUser(userId);
-    return UserExchangeClient.open(new LocalTransport(this.exchange, userId, this.#logger), { logger: this.#logger, ...options });
+    return UserExchangeClient.open(new LocalTransport(this.exchange, userId, this.#logger), { logger: this.#logger, ...options }, this.interceptors.caller);
   }
 
   async createAgentClient<A extends Agent>(
@@ -161,31 +68,20 @@ export class LocalExchangeFactory implements ExchangeFactory {
     handler: RequestHandler,
     options: AgentClientOptions = {},
   ): Promise<AgentExchangeClient> {
-    return openAgentClient(this.exchange, registration, handler, { logger: this.#logger, ...options });
+    return openAgentClient(this.exchange, registration, handler, { logger: this.#logger, ...options }, this.interceptors.caller);
   }
 
   forWorker(): WorkerFactoryDescriptor {
     const served = serveLocalExchange(this.exchange, () => this.#ports.delete(served));
     this.#ports.add(served);
     const { port } = served;
-    return { module: PORT_FACTORY_MODULE, data: { port, maxPayload: this.exchange.maxPayload }, transfer: [port] };
+    // Interceptors are functions: they cannot reach a worker, whose factory has only the deadlines.
+    if (this.#custom) this.#logger.warn("custom interceptors do not reach agents in worker threads");
+    const data: LocalPortDescriptorData = { port, maxPayload: this.exchange.maxPayload, deadlines: this.#deadlines };
+    return { module: PORT_FACTORY_MODULE, data, transfer: [port] };
   }
 
   async close(): Promise<void> {
     for (const served of [...this.#ports]) served.close();
   }
-}
-
-/**
- * An agent client on a local exchange API (in-thread or over a port).
- * @throws {BadEntityIdError | AgentTerminatedError} unless the agent's mailbox is active.
- */
-export async function openAgentClient(
-  api: LocalExchangeApi,
-  registration: AgentRegistration,
-  handler: RequestHandler,
-  options: AgentClientOptions & { logger?: Logger },
-): Promise<AgentExchangeClient> {
-  // The transport's listen() checks that the mailbox is active.
-  return AgentExchangeClient.open(new LocalTransport(api, registration.agentId, options.logger), handler, options);
 }

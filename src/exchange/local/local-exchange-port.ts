@@ -9,6 +9,8 @@ import type { MessagePort } from "node:worker_threads";
 import type { Agent } from "../../agent/agent.ts";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
 import { ClientClosedError } from "../../errors.ts";
+import { resolveInterceptors } from "../../interceptors/interceptors.ts";
+import type { Interceptors } from "../../interceptors/interceptors.ts";
 import { UserId } from "../../identifiers.ts";
 import type { AgentId } from "../../identifiers.ts";
 import { decodeValue, encodeValue } from "../../protocol/codec.ts";
@@ -24,8 +26,8 @@ import type { CreateUserClientOptions, ExchangeFactory, RebuildWorkerFactory, Wo
 import type { AgentRegistration } from "../transport.ts";
 
 import type { LocalExchange, LocalMailboxSink } from "./local-exchange.ts";
-import { LocalTransport, openAgentClient } from "./local-exchange-factory.ts";
-import type { LocalExchangeApi } from "./local-exchange-factory.ts";
+import { LocalTransport, openAgentClient } from "./local-transport.ts";
+import type { LocalExchangeApi } from "./local-transport.ts";
 
 type Call =
   | { id: number; op: "status"; uid: string }
@@ -241,22 +243,30 @@ export const PORT_FACTORY_MODULE = import.meta.url;
 export interface LocalPortDescriptorData {
   readonly port: MessagePort;
   readonly maxPayload: number;
+  /** The main thread's factory's `deadlines` option. @defaultValue true */
+  readonly deadlines?: boolean;
 }
 
-/** A factory, in a worker thread, for the main thread's in-process exchange. */
+/**
+ * A factory, in a worker thread, for the main thread's in-process exchange. It has the deadline
+ * interceptors (if the main thread's factory has) and no others: interceptors are functions,
+ * which cannot reach a worker.
+ */
 export class PortExchangeFactory implements ExchangeFactory {
+  readonly interceptors: Interceptors;
   readonly #api: PortExchangeApi;
   readonly #logger: Logger;
 
   constructor(data: LocalPortDescriptorData, logger: Logger = silentLogger) {
     this.#api = new PortExchangeApi(data.port, data.maxPayload);
+    this.interceptors = resolveInterceptors(undefined, data.deadlines ?? true);
     this.#logger = logger;
   }
 
   async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
     const userId = UserId.create(options.name);
     await this.#api.registerUser(userId);
-    return UserExchangeClient.open(new LocalTransport(this.#api, userId, this.#logger), { logger: this.#logger, ...options });
+    return UserExchangeClient.open(new LocalTransport(this.#api, userId, this.#logger), { logger: this.#logger, ...options }, this.interceptors.caller);
   }
 
   async createAgentClient<A extends Agent>(
@@ -264,7 +274,7 @@ export class PortExchangeFactory implements ExchangeFactory {
     handler: RequestHandler,
     options: AgentClientOptions = {},
   ): Promise<AgentExchangeClient> {
-    return openAgentClient(this.#api, registration, handler, { logger: this.#logger, ...options });
+    return openAgentClient(this.#api, registration, handler, { logger: this.#logger, ...options }, this.interceptors.caller);
   }
 
   forWorker(): WorkerFactoryDescriptor {

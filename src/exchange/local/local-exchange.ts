@@ -10,6 +10,7 @@ import { MailboxStatus, terminatedError } from "../mailbox-status.ts";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
 import { BadEntityIdError, PayloadTooLargeError } from "../../errors.ts";
 import { AgentId } from "../../identifiers.ts";
+import { runOutsideActionScope } from "../../interceptors/action-scope.ts";
 import type { EntityId } from "../../identifiers.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
 import { toFailure } from "../../protocol/failure.ts";
@@ -49,6 +50,8 @@ interface Mailbox {
   readonly unacked: Map<number, StoredMessage>;
   sink: LocalMailboxSink | undefined;
   pumping: boolean;
+  /** Delivers the queue to the sink; scheduled as a microtask (one function per mailbox). */
+  readonly pump: () => void;
 }
 
 /** The shared state of one in-process exchange. */
@@ -169,7 +172,17 @@ export class LocalExchange {
   }
 
   #newMailbox(id: EntityId, type: AgentTypeInfo | undefined): Mailbox {
-    return { id, type, status: MailboxStatus.Active, queue: [], unacked: new Map(), sink: undefined, pumping: false };
+    const mailbox: Mailbox = {
+      id,
+      type,
+      status: MailboxStatus.Active,
+      queue: [],
+      unacked: new Map(),
+      sink: undefined,
+      pumping: false,
+      pump: () => this.#pump(mailbox),
+    };
+    return mailbox;
   }
 
   #answerTerminated(id: EntityId, bytes: Uint8Array): void {
@@ -191,15 +204,18 @@ export class LocalExchange {
   #schedulePump(mailbox: Mailbox): void {
     if (mailbox.pumping || mailbox.sink === undefined || mailbox.queue.length === 0) return;
     mailbox.pumping = true;
-    queueMicrotask(() => {
-      mailbox.pumping = false;
-      // Deliver in order; a sink may detach (or the mailbox terminate) while we deliver.
-      while (mailbox.sink !== undefined && mailbox.queue.length > 0) {
-        const stored = mailbox.queue.shift()!;
-        stored.deliveryCount++;
-        mailbox.unacked.set(stored.token, stored);
-        mailbox.sink.deliver(stored.bytes, stored.deliveryCount, stored.token);
-      }
-    });
+    // Not in the sender's action scope: the receiver must not see another agent's action as its own.
+    runOutsideActionScope(queueMicrotask, mailbox.pump);
+  }
+
+  #pump(mailbox: Mailbox): void {
+    mailbox.pumping = false;
+    // Deliver in order; a sink may detach (or the mailbox terminate) while we deliver.
+    while (mailbox.sink !== undefined && mailbox.queue.length > 0) {
+      const stored = mailbox.queue.shift()!;
+      stored.deliveryCount++;
+      mailbox.unacked.set(stored.token, stored);
+      mailbox.sink.deliver(stored.bytes, stored.deliveryCount, stored.token);
+    }
   }
 }

@@ -8,6 +8,8 @@ import type { Agent } from "../../agent/agent.ts";
 import { AuthenticationError, ClientClosedError, ExchangeUnavailableError, InvalidConfigError } from "../../errors.ts";
 import { UserId } from "../../identifiers.ts";
 import { redactUrls } from "../../util/redact.ts";
+import { resolveInterceptors } from "../../interceptors/interceptors.ts";
+import type { InterceptorOptions, Interceptors } from "../../interceptors/interceptors.ts";
 import { silentLogger } from "../../util/logger.ts";
 import type { Logger } from "../../util/logger.ts";
 import { AgentExchangeClient, UserExchangeClient } from "../exchange-client.ts";
@@ -132,6 +134,18 @@ export interface NatsExchangeOptions extends NatsAuthOptions {
    * @defaultValue "mailbox"
    */
   replies?: "mailbox" | "core";
+  /**
+   * Caller-side and agent-side interceptors (README, *Interceptors*). They do not reach agents
+   * run in worker threads (functions cannot be sent there).
+   * @defaultValue none
+   */
+  interceptors?: InterceptorOptions;
+  /**
+   * Deadlines: a call's `timeoutMs` travels with it as a deadline that agents honour and pass on
+   * to the calls they make (README, *Deadlines*). Their interceptors run before `interceptors`.
+   * @defaultValue true
+   */
+  deadlines?: boolean;
   /** @defaultValue silent */
   logger?: Logger;
 }
@@ -184,6 +198,7 @@ function resolveSettings(options: NatsExchangeOptions): NatsSettings {
  */
 export class NatsExchangeFactory implements ExchangeFactory {
   readonly settings: NatsSettings;
+  readonly interceptors: Interceptors;
   readonly #options: NatsExchangeOptions;
   readonly #logger: Logger;
   readonly #auth: ResolvedAuth;
@@ -199,6 +214,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
   constructor(options: NatsExchangeOptions = {}) {
     this.#options = options;
     this.settings = resolveSettings(options);
+    this.interceptors = resolveInterceptors(options.interceptors, options.deadlines);
     this.#logger = options.logger ?? silentLogger;
     const servers = options.servers ?? "nats://127.0.0.1:4222";
     const fromUrls = splitUrlCredentials(typeof servers === "string" ? [servers] : servers);
@@ -212,7 +228,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     const userId = UserId.create(options.name);
     ctx.view.apply(await ctx.registry.registerUser(userId));
     const transport = new NatsTransport(ctx, userId, this.#logger);
-    return UserExchangeClient.open(transport, { logger: this.#logger, ...options });
+    return UserExchangeClient.open(transport, { logger: this.#logger, ...options }, this.interceptors.caller);
   }
 
   async createAgentClient<A extends Agent>(
@@ -223,7 +239,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     const ctx = await this.#getContext();
     // The transport's listen() checks that the mailbox is active.
     const transport = new NatsTransport(ctx, registration.agentId, this.#logger);
-    return AgentExchangeClient.open(transport, handler, { logger: this.#logger, ...options });
+    return AgentExchangeClient.open(transport, handler, { logger: this.#logger, ...options }, this.interceptors.caller);
   }
 
   /**
@@ -236,7 +252,9 @@ export class NatsExchangeFactory implements ExchangeFactory {
         option: "connection",
       });
     }
-    const data = { ...this.#options, logger: undefined };
+    // Interceptors are functions: they cannot reach a worker, whose factory has only the deadlines.
+    if (this.#options.interceptors !== undefined) this.#logger.warn("custom interceptors do not reach agents in worker threads");
+    const data = { ...this.#options, logger: undefined, interceptors: undefined };
     try {
       structuredClone(data);
     } catch (error) {

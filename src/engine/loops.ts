@@ -1,0 +1,61 @@
+/**
+ * Running an agent's background members: `@loop` methods, `@timer` methods and `@event` handlers,
+ * from the end of startup until the shutdown signal aborts.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Agent } from "../agent/agent.ts";
+import { AgentEvent } from "../agent/agent-event.ts";
+import type { LoopSpec } from "../agent/decorators.ts";
+import { AgentDefinitionError } from "../errors.ts";
+import { assertNever } from "../protocol/messages.ts";
+
+type Method = (...args: unknown[]) => Promise<unknown>;
+
+/**
+ * Run one loop, timer or event handler of `agent` until `signal` aborts.
+ * @returns once the member returned, or its wait was aborted.
+ * @throws what the member threw, or {@link AgentDefinitionError} for an `@event` handler whose
+ * property holds no `AgentEvent`. An abort at shutdown is not an error.
+ */
+export async function runLoop(agent: Agent, spec: LoopSpec, signal: AbortSignal): Promise<void> {
+  const members = agent as unknown as Record<string, unknown>;
+  const method = members[spec.name] as Method;
+  try {
+    switch (spec.kind) {
+      case "loop":
+        await method.call(agent, signal);
+        break;
+      case "timer":
+        await runTimer(agent, method, spec.intervalMs!, signal);
+        break;
+      case "event": {
+        const event = members[spec.event!];
+        if (!(event instanceof AgentEvent)) {
+          throw new AgentDefinitionError(`@event handler '${spec.name}' waits on '${spec.event}', which is not an AgentEvent`);
+        }
+        while (await event.wait(signal)) {
+          event.clear();
+          await method.call(agent);
+        }
+        break;
+      }
+      default:
+        assertNever(spec.kind);
+    }
+  } catch (error) {
+    if (signal.aborted && (error === signal.reason || (error as Error)?.name === "AbortError")) return;
+    throw error;
+  }
+}
+
+/** Call `method` every `intervalMs`, the first time one interval from now, until `signal` aborts. */
+async function runTimer(agent: Agent, method: Method, intervalMs: number, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted) {
+    try {
+      await sleep(intervalMs, undefined, { signal });
+    } catch {
+      return;
+    }
+    await method.call(agent);
+  }
+}

@@ -1,0 +1,275 @@
+/**
+ * The requests that reach one agent: each is run or answered once (duplicates and redeliveries
+ * are recognised by tag), actions take a concurrency slot and run with an abort signal, cancels
+ * abort them, pings and shutdowns wait for startup. Every request is acknowledged only after its
+ * response is out (see {@link Responder}).
+ */
+import type { ActionContext, Agent } from "../agent/agent.ts";
+import type { AgentSpec } from "../agent/decorators.ts";
+import type { ResolvedRuntimeConfig } from "../agent/runtime-config.ts";
+import { ActionCancelledError, ActionInvalidStateError, UnknownActionError } from "../errors.ts";
+import type { AgentExchangeClient, RequestDelivery } from "../exchange/exchange-client.ts";
+import type { AgentId } from "../identifiers.ts";
+import { runInActionScope } from "../interceptors/action-scope.ts";
+import type { ActionScope } from "../interceptors/action-scope.ts";
+import type { ActionInput, AgentInterceptor, InboundRequestInput } from "../interceptors/agent-interceptor.ts";
+import { composeInterceptors } from "../interceptors/interceptors.ts";
+import { toFailure } from "../protocol/failure.ts";
+import { MessageType, assertNever } from "../protocol/messages.ts";
+import type { ActionRequest, CancelRequest, RequestMessage, ResponseBody } from "../protocol/messages.ts";
+import type { Logger } from "../util/logger.ts";
+import { ActionSlots } from "./action-slots.ts";
+import { RecentTags } from "./recent-tags.ts";
+import { Responder } from "./responder.ts";
+
+/** How many answered tags an agent remembers to recognise redeliveries. */
+const ANSWERED_MEMORY = 1024;
+
+/** What the dispatcher needs from the engine that owns it. */
+export interface DispatcherOptions {
+  readonly agentId: AgentId;
+  readonly spec: AgentSpec;
+  readonly config: ResolvedRuntimeConfig;
+  readonly logger: Logger;
+  /** The agent-side interceptors of the exchange factory, first one outermost. */
+  readonly interceptors: readonly AgentInterceptor[];
+  /** Resolves true once startup completed, false if shutdown began first. */
+  readonly ready: Promise<boolean>;
+  /** A shutdown request was answered: shut the agent down. */
+  onShutdownRequest(terminate: boolean | undefined): void;
+}
+
+const SETTLED: Promise<void> = Promise.resolve();
+
+/** An action request being run (or waiting for a slot). */
+interface InFlightAction {
+  readonly request: ActionRequest;
+  readonly delivery: RequestDelivery;
+  /** Further deliveries of the same request (redeliveries while it runs); acked with it. */
+  duplicates: RequestDelivery[] | undefined;
+  readonly controller: AbortController;
+  started: boolean;
+  answered: boolean;
+  done: Promise<void>;
+}
+
+/** Routes one agent's requests and answers them. */
+export class RequestDispatcher {
+  readonly #options: DispatcherOptions;
+  readonly #inFlight = new Map<string, InFlightAction>();
+  readonly #answered = new RecentTags(ANSWERED_MEMORY);
+  readonly #slots: ActionSlots;
+  readonly #responder: Responder;
+  /** The composed `inboundRequest` hooks, if any interceptor has one. */
+  readonly #inboundRequest: ((input: InboundRequestInput) => RequestMessage) | undefined;
+  /** The composed `action` hooks, if any interceptor has one. */
+  readonly #action: ((input: ActionInput) => Promise<unknown>) | undefined;
+  #client: AgentExchangeClient | undefined;
+  #agent: Agent | undefined;
+  /** Deliveries that arrived before the client was attached; replayed by `attach`. */
+  #early: RequestDelivery[] | undefined = [];
+  #ready = false;
+  #accepting = true;
+
+  constructor(options: DispatcherOptions) {
+    this.#options = options;
+    this.#slots = new ActionSlots(options.config.maxConcurrentActions);
+    this.#responder = new Responder(options.logger, options.interceptors);
+    this.#inboundRequest = composeInterceptors(options.interceptors, "inboundRequest", (input) => input.request);
+    this.#action = composeInterceptors(options.interceptors, "action", (input) => this.#invoke(input.request, input.args, input.signal));
+    void options.ready.then((ready) => {
+      this.#ready = ready;
+    });
+  }
+
+  /** The agent's client is open: answer through it (and handle what arrived before). */
+  attach(client: AgentExchangeClient): void {
+    this.#client = client;
+    this.#responder.attach(client);
+    const early = this.#early ?? [];
+    this.#early = undefined;
+    for (const delivery of early) this.onRequest(delivery);
+  }
+
+  /** The agent is built: actions run on it (once startup completes). */
+  bind(agent: Agent): void {
+    this.#agent = agent;
+  }
+
+  /** The handler of the agent's mailbox: every request delivered to it. Never throws. */
+  onRequest(delivery: RequestDelivery): void {
+    if (this.#early !== undefined) {
+      this.#early.push(delivery);
+      return;
+    }
+    let request = delivery.message;
+    if (this.#answered.has(request.tag)) {
+      delivery.ack();
+      return;
+    }
+    // Stopped: later deliveries stay unacknowledged and return to the mailbox.
+    if (!this.#accepting) return;
+    if (request.type === MessageType.ActionRequest) {
+      // A redelivery of a running action is attached to it: one execution, one response.
+      const running = this.#inFlight.get(request.tag);
+      if (running !== undefined) {
+        (running.duplicates ??= []).push(delivery);
+        return;
+      }
+    }
+    const inbound = this.#inboundRequest;
+    if (inbound !== undefined) {
+      try {
+        request = inbound({ request, deliveryCount: delivery.deliveryCount });
+      } catch (error) {
+        void this.#reject(request, delivery, error);
+        return;
+      }
+    }
+    switch (request.type) {
+      case MessageType.ActionRequest:
+        this.#startAction(request, delivery);
+        return;
+      case MessageType.PingRequest:
+      case MessageType.ShutdownRequest:
+        void this.#handleControl(request, delivery);
+        return;
+      case MessageType.CancelRequest:
+        void this.#handleCancel(request, delivery);
+        return;
+      default:
+        assertNever(request);
+    }
+  }
+
+  /**
+   * Stop taking requests, then cancel in-flight actions (`cancel`) or let them finish. Actions
+   * still waiting for a slot are cancelled only when the mailbox is about to be terminated
+   * (`terminate`); otherwise they return to the mailbox unanswered for the next run.
+   */
+  async settle(terminate: boolean, cancel: boolean): Promise<void> {
+    this.#accepting = false;
+    const entries = [...this.#inFlight.values()];
+    if (cancel) {
+      const reason = `Agent ${this.#options.agentId} shut down during the action`;
+      await Promise.all(entries.filter((entry) => entry.started || terminate).map((entry) => this.#cancel(entry, reason)));
+    }
+    // Wake queued actions: they see the engine is stopping and leave their requests unacknowledged.
+    this.#slots.close();
+    await Promise.allSettled(entries.map((entry) => entry.done));
+  }
+
+  #startAction(request: ActionRequest, delivery: RequestDelivery): void {
+    const entry: InFlightAction = {
+      request,
+      delivery,
+      duplicates: undefined,
+      controller: new AbortController(),
+      started: false,
+      answered: false,
+      done: SETTLED,
+    };
+    this.#inFlight.set(request.tag, entry);
+    entry.done = this.#runAction(entry);
+  }
+
+  async #runAction(entry: InFlightAction): Promise<void> {
+    if (!this.#ready && !(await this.#options.ready) && !entry.answered) {
+      // Startup never completed: leave the request in the mailbox.
+      this.#inFlight.delete(entry.request.tag);
+      return;
+    }
+    const waiting = this.#slots.acquire();
+    if (waiting !== undefined) await waiting;
+    try {
+      if (entry.answered || !this.#accepting) {
+        // Forget it unanswered: it returns to the mailbox when the client closes.
+        if (!entry.answered) this.#inFlight.delete(entry.request.tag);
+        return;
+      }
+      entry.started = true;
+      let body: ResponseBody;
+      try {
+        const { request } = entry;
+        const signal = entry.controller.signal;
+        const action = this.#action;
+        const result = action === undefined ? this.#invoke(request, request.args, signal) : action({ request, args: request.args, signal });
+        body = { type: MessageType.ActionResponse, result: await result };
+      } catch (error) {
+        body = { type: MessageType.ErrorResponse, error: toFailure(error) };
+      }
+      await this.#answer(entry, body);
+    } finally {
+      this.#slots.release();
+    }
+  }
+
+  /**
+   * Call the action's method on the agent (the end of the `action` chain), inside the action's
+   * scope (`currentAction()`); the scope is also the method's `ActionContext` if it takes one.
+   * @throws {UnknownActionError} if the agent has no such action.
+   */
+  #invoke(request: ActionRequest, args: readonly unknown[], signal: AbortSignal): Promise<unknown> {
+    const agentId = this.#options.agentId;
+    const spec = this.#options.spec.actions.get(request.action);
+    if (spec === undefined) {
+      throw new UnknownActionError(`Agent ${agentId} has no action '${request.action}'`, { action: request.action, agentId: agentId.uid });
+    }
+    const agent = this.#agent!;
+    const method = (agent as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>)[request.action]!;
+    const scope: ActionScope & ActionContext = {
+      agentId: agentId.uid,
+      action: request.action,
+      tag: request.tag,
+      source: request.src,
+      headers: request.headers,
+      signal,
+      exchangeClient: this.#client!,
+    };
+    return runInActionScope(scope, method, agent, spec.context ? [...args, scope] : args);
+  }
+
+  /** Respond once, then acknowledge the request (and any duplicate deliveries of it). */
+  async #answer(entry: InFlightAction, body: ResponseBody): Promise<void> {
+    if (entry.answered) return;
+    entry.answered = true;
+    const acked = await this.#responder.answer(entry.request, body, entry.delivery, entry.duplicates);
+    this.#inFlight.delete(entry.request.tag);
+    if (acked) this.#answered.add(entry.request.tag);
+  }
+
+  /** Abort the action's signal and answer its caller with `ActionCancelledError`. */
+  async #cancel(entry: InFlightAction, reason: string): Promise<void> {
+    if (entry.answered) return;
+    const error = new ActionCancelledError(reason, { agentId: this.#options.agentId.uid, tag: entry.request.tag });
+    entry.controller.abort(error);
+    await this.#answer(entry, { type: MessageType.ErrorResponse, error: toFailure(error) });
+  }
+
+  async #handleControl(request: RequestMessage, delivery: RequestDelivery): Promise<void> {
+    // Before startup completes these wait; if startup never completes they stay in the mailbox.
+    if (!this.#ready && !(await this.#options.ready)) return;
+    if (!(await this.#responder.answer(request, { type: MessageType.SuccessResponse }, delivery))) return;
+    this.#answered.add(request.tag);
+    if (request.type === MessageType.ShutdownRequest) this.#options.onShutdownRequest(request.terminate);
+  }
+
+  /** Answer a request an `inboundRequest` interceptor rejected with the error it threw. */
+  async #reject(request: RequestMessage, delivery: RequestDelivery, error: unknown): Promise<void> {
+    const body: ResponseBody = { type: MessageType.ErrorResponse, error: toFailure(error) };
+    if (await this.#responder.answer(request, body, delivery)) this.#answered.add(request.tag);
+  }
+
+  async #handleCancel(request: CancelRequest, delivery: RequestDelivery): Promise<void> {
+    const target = this.#inFlight.get(request.target);
+    let body: ResponseBody;
+    if (target !== undefined && !target.answered) {
+      await this.#cancel(target, `Action '${target.request.action}' was cancelled by the caller`);
+      body = { type: MessageType.SuccessResponse };
+    } else {
+      const error = new ActionInvalidStateError(`No running action with tag ${request.target}`, { tag: request.target });
+      body = { type: MessageType.ErrorResponse, error: toFailure(error) };
+    }
+    if (await this.#responder.answer(request, body, delivery)) this.#answered.add(request.tag);
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * Interceptors as an exchange factory holds them, and how a chain of hooks is composed: once,
+ * when a client or an engine is made, so that a call costs one function call per hook and
+ * nothing when there is none.
+ */
+import { InvalidConfigError } from "../errors.ts";
+import type { AgentInterceptor } from "./agent-interceptor.ts";
+import type { CallerInterceptor } from "./caller-interceptor.ts";
+import { deadlineInterceptors } from "./deadline.ts";
+
+/** Interceptors an exchange factory is given (`interceptors` option). */
+export interface InterceptorOptions {
+  /**
+   * Hooks of every exchange client the factory makes (users' and agents'), first one outermost.
+   * @defaultValue none
+   */
+  caller?: readonly CallerInterceptor[];
+  /**
+   * Hooks of every agent run on the factory's exchange, first one outermost.
+   * @defaultValue none
+   */
+  agent?: readonly AgentInterceptor[];
+}
+
+/** The complete interceptor lists of an exchange factory, built-in ones (deadlines) first. */
+export interface Interceptors {
+  readonly caller: readonly CallerInterceptor[];
+  readonly agent: readonly AgentInterceptor[];
+}
+
+/** A hook: `(input, next) => output`. */
+type Hook<I, O> = (input: I, next: (input: I) => O) => O;
+
+/** The hooks named `K` of interceptors of type `T`, as functions of `(input, next)`. */
+type HookOf<T, K extends keyof T> = NonNullable<T[K]> extends Hook<infer I, infer O> ? Hook<I, O> : never;
+
+/** The function a chain of hooks named `K` composes to. */
+export type Chain<T, K extends keyof T> = HookOf<T, K> extends Hook<infer I, infer O> ? (input: I) => O : never;
+
+/**
+ * Compose the hooks named `method` of `interceptors` around `terminal` (the first interceptor is
+ * the outermost), as the Temporal SDK's `composeInterceptors` does, once.
+ * @returns the chain, or `undefined` when no interceptor has the hook (then call the terminal
+ * directly, with no input object to build).
+ */
+export function composeInterceptors<T extends object, K extends keyof T>(
+  interceptors: readonly T[],
+  method: K,
+  terminal: Chain<T, K>,
+): Chain<T, K> | undefined {
+  let next = terminal as (input: unknown) => unknown;
+  let composed = false;
+  for (let i = interceptors.length - 1; i >= 0; i--) {
+    const interceptor = interceptors[i]!;
+    const hook = interceptor[method] as Hook<unknown, unknown> | undefined;
+    if (hook === undefined) continue;
+    const inner = next;
+    next = (input) => hook.call(interceptor, input, inner);
+    composed = true;
+  }
+  return composed ? (next as Chain<T, K>) : undefined;
+}
+
+/**
+ * The complete lists of a factory's interceptors: the deadline interceptors first (outermost)
+ * when `deadlines` is on, then `options`' own, in their order.
+ * @param deadlines - the factory's `deadlines` option.
+ * @throws {InvalidConfigError} when a list is not an array of objects, or `deadlines` not a boolean.
+ */
+export function resolveInterceptors(options: InterceptorOptions | undefined, deadlines: boolean | undefined = true): Interceptors {
+  if (typeof deadlines !== "boolean") {
+    throw new InvalidConfigError(`deadlines must be true or false (got ${String(deadlines)})`, { option: "deadlines" });
+  }
+  const caller = checkedList(options?.caller, "caller");
+  const agent = checkedList(options?.agent, "agent");
+  if (!deadlines) return Object.freeze({ caller, agent });
+  const builtIn = deadlineInterceptors();
+  return Object.freeze({ caller: Object.freeze([builtIn.caller, ...caller]), agent: Object.freeze([builtIn.agent, ...agent]) });
+}
+
+function checkedList<T>(list: readonly T[] | undefined, side: string): readonly T[] {
+  if (list === undefined) return Object.freeze([]);
+  if (!Array.isArray(list) || list.some((interceptor) => typeof interceptor !== "object" || interceptor === null)) {
+    throw new InvalidConfigError(`interceptors.${side} must be an array of interceptor objects`, { option: "interceptors" });
+  }
+  return Object.freeze([...list]);
+}
