@@ -93,15 +93,19 @@ export interface ResolveOptions {
 }
 
 /**
- * The agent `ref` names: an agent id (uid), else the display name of one active agent, else the
- * type of one active agent (`discover`, subclasses included).
+ * The agent `ref` names: an agent id (uid; one registry read), else the display name of one active
+ * agent (a registry listing), else the type of one active agent (`discover`, subclasses included).
  * @throws {NotFoundError} when nothing matches.
  * @throws {UsageError} when several agents match (their ids are listed).
  */
 export async function resolveAgent(backend: PoolBackend, client: UserExchangeClient, ref: string, options: ResolveOptions = {}): Promise<AgentId> {
+  // An id is one registry read; names need the registry listing.
+  let idStatus: MailboxStatus = MailboxStatus.Missing;
+  if (UID.test(ref)) {
+    idStatus = await backend.mailboxStatus(ref);
+    if (idStatus === MailboxStatus.Active || (idStatus === MailboxStatus.Terminated && options.terminated === true)) return new AgentId(ref);
+  }
   const records = await backend.listMailboxes();
-  const byId = UID.test(ref) ? records.find((r) => r.uid === ref && r.role === "agent") : undefined;
-  if (byId !== undefined && (byId.status === MailboxStatus.Active || options.terminated === true)) return new AgentId(byId.uid, byId.name ?? undefined);
   const named = records.filter((r) => r.role === "agent" && r.status === MailboxStatus.Active && r.name === ref).map((r) => new AgentId(r.uid, r.name ?? undefined));
   const typed = await client.discover(ref);
   const found = new Map([...named, ...typed].map((id) => [id.uid, id]));
@@ -112,6 +116,6 @@ export async function resolveAgent(backend: PoolBackend, client: UserExchangeCli
       `'${ref}' names ${ids.length} active agents (${ids.slice(0, 10).join(", ")}${ids.length > 10 ? ", ..." : ""}): give one agent id`,
     );
   }
-  if (byId !== undefined) throw new NotFoundError(`agent ${ref} is ${byId.status}`);
+  if (idStatus !== MailboxStatus.Missing) throw new NotFoundError(`agent ${ref} is ${idStatus}`);
   throw new NotFoundError(`no active agent has the id, name or type '${ref}'`);
 }
