@@ -26,6 +26,8 @@ export const ErrorCode = {
   DeliveryLimit: "DELIVERY_LIMIT",
   ClientClosed: "CLIENT_CLOSED",
   ExchangeUnavailable: "EXCHANGE_UNAVAILABLE",
+  Authentication: "AUTHENTICATION",
+  ExchangeNotFound: "EXCHANGE_NOT_FOUND",
   UnsupportedServer: "UNSUPPORTED_SERVER",
   InvalidConfig: "INVALID_CONFIG",
   AgentDefinition: "AGENT_DEFINITION",
@@ -283,6 +285,38 @@ export class ExchangeUnavailableError extends AcademyError {
   }
   override details(): Record<string, unknown> {
     return { subject: this.subject };
+  }
+}
+
+/**
+ * The server refused the credentials (unknown user, wrong password or token, an nkey or creds file
+ * it does not accept, an expired user JWT). Retrying with the same credentials cannot succeed.
+ */
+export class AuthenticationError extends AcademyError {
+  override readonly name: string = "AuthenticationError";
+  constructor(message: string, options: AcademyErrorOptions = {}) {
+    super(message, { ...options, code: ErrorCode.Authentication });
+  }
+}
+
+/**
+ * The exchange's streams or buckets do not exist under this prefix, and the client was told not
+ * to create them (a read-only tool, such as the `academy` command's listings): most often a
+ * mistyped prefix, or a server no exchange has used yet.
+ */
+export class ExchangeNotFoundError extends AcademyError {
+  override readonly name: string = "ExchangeNotFoundError";
+  /** The prefix looked for. */
+  readonly prefix: string | undefined;
+  /** The stream or bucket found missing. */
+  readonly resource: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { prefix?: string; resource?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.ExchangeNotFound });
+    this.prefix = options.prefix;
+    this.resource = options.resource;
+  }
+  override details(): Record<string, unknown> {
+    return { prefix: this.prefix, resource: this.resource };
   }
 }
 
@@ -570,6 +604,8 @@ export const errorClasses: ReadonlyMap<
     DeliveryLimitError,
     ClientClosedError,
     ExchangeUnavailableError,
+    AuthenticationError,
+    ExchangeNotFoundError,
     UnsupportedServerError,
     InvalidConfigError,
     AgentDefinitionError,

@@ -4,7 +4,8 @@
  * other processes.
  */
 import { AgentDefinitionError } from "../errors.ts";
-import { Agent } from "./agent.ts";
+import type { Agent } from "./agent.ts";
+import { isAgentBase } from "./agent.ts";
 
 /** Any concrete (constructible) agent class. */
 export type AgentClass<A extends Agent = Agent> = new (...args: any[]) => A;
@@ -27,7 +28,7 @@ export interface AgentTypeInfo {
  */
 export function agentTypeName(cls: AnyAgentClass): string {
   // Compilers may rename the base class (esbuild emits `_Agent` for decorated classes).
-  if (cls === Agent) return "Agent";
+  if (isAgentBase(cls)) return "Agent";
   const declared = Object.prototype.hasOwnProperty.call(cls, "agentType")
     ? (cls as { agentType?: unknown }).agentType
     : undefined;
@@ -59,7 +60,7 @@ export function agentTypeInfo(cls: AnyAgentClass): AgentTypeInfo {
       throw new AgentDefinitionError(`${(cls as { name?: string }).name ?? String(cls)} does not extend Agent`);
     }
     chain.push(agentTypeName(c as AnyAgentClass));
-    if (c === Agent) break;
+    if (isAgentBase(c)) break;
     c = Object.getPrototypeOf(c);
   }
   const info: AgentTypeInfo = { name: chain[0]!, chain };

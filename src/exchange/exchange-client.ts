@@ -6,9 +6,9 @@
 import { MailboxStatus, assertMailboxActive, assertSendable, isSendable, terminatedError } from "./mailbox-status.ts";
 import type { Agent } from "../agent/agent.ts";
 import { agentTypeInfo, typeRefName } from "../agent/agent-type.ts";
-import type { AgentClass, AgentTypeRef } from "../agent/agent-type.ts";
+import type { AgentClass, AgentTypeInfo, AgentTypeRef } from "../agent/agent-type.ts";
 import { AgentDefinitionError, ClientClosedError, InvalidClientError } from "../errors.ts";
-import { Agent as AgentBase } from "../agent/agent.ts";
+import { isAgentBase } from "../agent/agent.ts";
 import { AgentId, newTag } from "../identifiers.ts";
 import type { EntityId } from "../identifiers.ts";
 import { currentAction, runOutsideActionScope } from "../interceptors/action-scope.ts";
@@ -156,13 +156,17 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 
   /**
-   * Register a new agent (and its mailbox) of the given class, recording its type and ancestry.
-   * @throws {AgentDefinitionError} for `Agent` itself or a class that does not extend it.
+   * Register a new agent (and its mailbox) of the given class, recording its type and ancestry;
+   * or of the given type (name and ancestry), for agents launched by type name where their class
+   * is not loaded.
+   * @throws {AgentDefinitionError} for `Agent` itself, a class that does not extend it, or a type
+   *   whose ancestry does not start with its name and end with `"Agent"`.
    */
-  async registerAgent<A extends Agent>(agentClass: AgentClass<A>, options: RegisterOptions = {}): Promise<AgentRegistration<A>> {
+  async registerAgent<A extends Agent>(agent: AgentClass<A> | AgentTypeInfo, options: RegisterOptions = {}): Promise<AgentRegistration<A>> {
     this.#assertOpen();
-    if ((agentClass as unknown) === AgentBase) throw new AgentDefinitionError("Agent itself cannot be registered; subclass it");
-    const registration = await this.transport.registerAgent(agentTypeInfo(agentClass), options.name);
+    if (isAgentBase(agent)) throw new AgentDefinitionError("Agent itself cannot be registered; subclass it");
+    const type = typeof agent === "function" ? agentTypeInfo(agent) : checkTypeInfo(agent);
+    const registration = await this.transport.registerAgent(type, options.name);
     this.logger.debug({ agentId: registration.agentId.uid, agentType: registration.agentType.name }, "registered agent");
     return registration as AgentRegistration<A>;
   }
@@ -368,6 +372,18 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     const timer = setTimeout(() => this.#pending.failWaitingOn(uid, (sink) => terminatedError(sink.agentId)), this.#terminationGraceMs);
     timer.unref();
   }
+}
+
+/** A type given by name and ancestry, checked as registration records it. */
+function checkTypeInfo(type: AgentTypeInfo): AgentTypeInfo {
+  const { name, chain } = type ?? {};
+  const valid =
+    typeof name === "string" && name !== "" && name !== "Agent" && Array.isArray(chain) && chain.length >= 2 &&
+    chain[0] === name && chain.at(-1) === "Agent" && chain.every((t) => typeof t === "string" && t !== "");
+  if (!valid) {
+    throw new AgentDefinitionError(`An agent type needs a name and its ancestry from that name to "Agent" (got ${JSON.stringify(type)})`);
+  }
+  return { name, chain: [...chain] };
 }
 
 /** Options of user clients. */

@@ -6,7 +6,7 @@
  * agent is not the one that started it (failover, retries on another host).
  */
 import { terminatedError } from "../exchange/mailbox-status.ts";
-import { Agent } from "../agent/agent.ts";
+import { isAgentSubclass } from "../agent/agent.ts";
 import type { AgentTypeInfo } from "../agent/agent-type.ts";
 import { AgentAlreadyLaunchedError, AgentDefinitionError, ExecutorError, InvalidConfigError, UnknownAgentTypeError } from "../errors.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
@@ -95,13 +95,13 @@ export class HostPoolExecutor implements AgentExecutor {
 
   /**
    * Check the agent can run on this pool before it is registered.
-   * @throws {AgentDefinitionError} for an agent instance (a pool launches classes).
+   * @throws {AgentDefinitionError} for an agent instance (a pool launches classes, or type names).
    * @throws {InvalidConfigError} unless the manager's exchange serves host pools.
    * @throws {UnknownAgentTypeError} when the pool has hosts and none of them can run the type. A
    *   pool without hosts takes the launch: it waits in the stream until a host joins.
    */
   async prepare(spec: PrepareSpec): Promise<void> {
-    if (typeof spec.agent !== "function" || !(spec.agent.prototype instanceof Agent)) {
+    if (typeof spec.agent !== "string" && !isAgentSubclass(spec.agent)) {
       throw new AgentDefinitionError(`Host pool '${this.pool}' launches agent classes, not instances`);
     }
     const backend = await this.#backend(spec.exchangeFactory);
@@ -113,6 +113,29 @@ export class HostPoolExecutor implements AgentExecutor {
     if (hosts.length > 0 && !runs(hosts)) {
       throw unknownType(spec.agentType, this.pool, `none of its ${hosts.length} host(s) can load it`);
     }
+  }
+
+  /**
+   * The type named `typeName` as the pool's hosts have it: its ancestry from a host that lists it.
+   * @throws {UnknownAgentTypeError} when no serving host of the pool lists the type (a launch by
+   *   name needs one: the ancestry the registration records comes from the hosts).
+   */
+  async resolveType(typeName: string, exchangeFactory: ExchangeFactory): Promise<AgentTypeInfo> {
+    const backend = await this.#backend(exchangeFactory);
+    const hosts = await this.#hosts(backend, true);
+    const host = hosts.find((h) => h.types.includes(typeName));
+    if (host === undefined) {
+      throw unknownType(
+        typeName,
+        this.pool,
+        hosts.length === 0
+          ? "the pool has no serving host, and a launch by type name takes the type's ancestry from the hosts"
+          : `none of its ${hosts.length} host(s) lists it`,
+      );
+    }
+    // Hosts older than the chains field: the type and Agent (discover by a base type misses it).
+    const chain = host.chains?.[typeName] ?? [typeName, "Agent"];
+    return { name: typeName, chain: [...chain] };
   }
 
   /** The pool's serving hosts, read at most once a second (launching many agents reads it once). */

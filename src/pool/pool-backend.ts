@@ -66,6 +66,10 @@ export interface MailboxEntry {
   readonly status: MailboxStatus;
   /** Registration time, ms since the epoch. */
   readonly registeredAt: number;
+  /** Termination time, ms since the epoch (terminated mailboxes). */
+  readonly terminatedAt?: number | undefined;
+  /** The record's revision (the compare-and-set token of {@link PoolBackend.deleteMailbox}). */
+  readonly revision: number;
 }
 
 /** Stops a watch. */
@@ -126,6 +130,8 @@ export interface PoolBackend {
   createPlacement(placement: Placement): Promise<Versioned<Placement> | undefined>;
   /** Replace a placement if it is still at `revision`; the new revision, or undefined if it changed. */
   compareAndSetPlacement(placement: Placement, revision: number): Promise<number | undefined>;
+  /** Remove a placement if it is still at `revision`; false if it changed or is gone. */
+  deletePlacement(pool: string, uid: string, revision: number): Promise<boolean>;
   /** Every placement of `pool` (of every pool without one), latest values. */
   listPlacements(pool?: string): Promise<Placement[]>;
   /** The placements of agent `uid`, on every pool. */
@@ -165,6 +171,11 @@ export interface PoolBackend {
   onMailboxTerminated(listener: (uid: string) => void): StopWatch;
   /** Every mailbox record. */
   listMailboxes(): Promise<MailboxEntry[]>;
+  /**
+   * Remove a mailbox's record if it is still at `revision` (garbage collection of terminated
+   * mailboxes: afterwards the mailbox reads as `missing`); false if it changed or is gone.
+   */
+  deleteMailbox(uid: string, revision: number): Promise<boolean>;
 
   /** Whether the backend's connection is closed for good. */
   isClosed(): boolean;

@@ -2,13 +2,12 @@
  * The NATS JetStream exchange factory. One connection per factory (opened on first use and
  * shared by all its clients); in a worker thread the factory is rebuilt from its options.
  */
-import { readFileSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
-import { credsAuthenticator } from "@nats-io/nats-core";
-import type { Authenticator, ConnectionOptions, NatsConnection } from "@nats-io/nats-core";
+import type { ConnectionOptions, NatsConnection } from "@nats-io/nats-core";
 import type { Agent } from "../../agent/agent.ts";
-import { ClientClosedError, ExchangeUnavailableError, InvalidConfigError } from "../../errors.ts";
+import { AuthenticationError, ClientClosedError, ExchangeUnavailableError, InvalidConfigError } from "../../errors.ts";
 import { UserId } from "../../identifiers.ts";
+import { redactUrls } from "../../util/redact.ts";
 import { resolveInterceptors } from "../../interceptors/interceptors.ts";
 import type { InterceptorOptions, Interceptors } from "../../interceptors/interceptors.ts";
 import { silentLogger } from "../../util/logger.ts";
@@ -20,32 +19,45 @@ import type { CreateUserClientOptions, ExchangeFactory, RebuildWorkerFactory, Wo
 import type { AgentRegistration } from "../transport.ts";
 import type { PoolBackend } from "../../pool/pool-backend.ts";
 
+import { isAuthenticationError, resolveAuth, splitUrlCredentials } from "./nats-auth.ts";
+import type { NatsAuthOptions, ResolvedAuth } from "./nats-auth.ts";
 import { NatsExchange } from "./nats-exchange.ts";
 import type { NatsSettings, NatsSiteSettings } from "./nats-exchange.ts";
 import { checkDomain, checkSite, natsLayout } from "./nats-layout.ts";
 import { NatsPoolBackend } from "./nats-pool-backend.ts";
+import { NatsDeadLetters } from "./nats-dead-letters.ts";
+import type { DeadLetterStore } from "../dead-letters.ts";
 import { NatsTransport } from "./nats-transport.ts";
 
 
-/** Options of {@link NatsExchangeFactory}. */
-export interface NatsExchangeOptions {
+/**
+ * Options of {@link NatsExchangeFactory}. The credentials ({@link NatsAuthOptions}: `user` and
+ * `password`, `token`, `nkeySeedFile`, `credsFile`, `tls`) are plain strings and paths, read when
+ * the factory is created; unlike an authenticator in `connectionOptions`, they reach worker-thread
+ * agents (each worker reads the files again), and they take precedence over the same settings in
+ * `connectionOptions`.
+ */
+export interface NatsExchangeOptions extends NatsAuthOptions {
   /**
-   * Server URL(s).
+   * Server URL(s). A URL may carry a user and password (`nats://alice:secret@host:4222`) or a
+   * token; this library never logs or prints them (see `redactUrls`).
    * @defaultValue "nats://127.0.0.1:4222"
    */
   servers?: string | string[];
   /**
-   * Further nats.js connection options (credentials, TLS, name, reconnect policy). Must be
-   * structured-clonable to be used by worker-thread agents.
+   * Further nats.js connection options (name, reconnect policy, ...). Must be structured-clonable
+   * to be used by worker-thread agents: give credentials with the options above, not as an
+   * `authenticator` function.
    * @defaultValue reconnect forever, every 250 ms
    */
   connectionOptions?: Omit<ConnectionOptions, "servers">;
   /**
-   * Path of a NATS credentials file (a user JWT and its NKey seed, as `nsc` writes them), read
-   * when the factory is created. A path, unlike an authenticator in `connectionOptions`, reaches
-   * worker threads (each reads the file). Takes precedence over `connectionOptions.authenticator`.
+   * Create the streams and buckets when they are missing. `false` uses them as they are and fails
+   * with `ExchangeNotFoundError` (naming the prefix) when one is missing: for tools that only
+   * read or operate an existing exchange, where a mistyped prefix must not create a new one.
+   * @defaultValue true
    */
-  credsFile?: string;
+  provision?: boolean;
   /**
    * Use this connection instead of opening one. It is not closed by the factory, and the factory
    * cannot be shared with worker threads.
@@ -258,23 +270,6 @@ function resolveSites(value: ReadonlyArray<NatsSiteOptions>): readonly NatsSiteS
 }
 
 /**
- * An authenticator with the credentials in `path`.
- * @throws {InvalidConfigError} (option `credsFile`, the read error as `cause`) if it cannot be read.
- */
-function credsFileAuthenticator(path: string): Authenticator {
-  let creds: Uint8Array;
-  try {
-    creds = readFileSync(path);
-  } catch (error) {
-    throw new InvalidConfigError(`Cannot read the NATS credentials file ${path}: ${(error as Error).message}`, {
-      option: "credsFile",
-      cause: error,
-    });
-  }
-  return credsAuthenticator(creds);
-}
-
-/**
  * Mints clients of the NATS JetStream exchange. Mailboxes are JetStream subjects, registration and
  * the type index live in KV buckets, delivery is at-least-once (see docs/NATS-LAYOUT.md).
  */
@@ -283,17 +278,26 @@ export class NatsExchangeFactory implements ExchangeFactory {
   readonly interceptors: Interceptors;
   readonly #options: NatsExchangeOptions;
   readonly #logger: Logger;
-  readonly #authenticator: Authenticator | undefined;
+  readonly #auth: ResolvedAuth;
+  /** The server URLs, without credentials. */
+  readonly #servers: string[];
   #context: Promise<NatsExchange> | undefined;
   #closing: Promise<void> | undefined;
 
-  /** @throws {InvalidConfigError} for invalid options, or a `credsFile` that cannot be read. */
+  /**
+   * @throws {InvalidConfigError} for invalid options: also several ways to authenticate at once, or
+   *   a credentials or TLS file that cannot be read or is malformed (`option` names it).
+   */
   constructor(options: NatsExchangeOptions = {}) {
     this.#options = options;
     this.settings = resolveSettings(options);
     this.interceptors = resolveInterceptors(options.interceptors, options.deadlines);
     this.#logger = options.logger ?? silentLogger;
-    this.#authenticator = options.credsFile === undefined ? undefined : credsFileAuthenticator(options.credsFile);
+    const servers = options.servers ?? "nats://127.0.0.1:4222";
+    const fromUrls = splitUrlCredentials(typeof servers === "string" ? [servers] : servers);
+    this.#servers = fromUrls.servers;
+    const explicit = (["user", "token", "nkeySeedFile", "credsFile"] as const).some((key) => options[key] !== undefined);
+    this.#auth = resolveAuth(explicit ? options : { ...options, ...fromUrls.auth });
   }
 
   async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
@@ -342,10 +346,16 @@ export class NatsExchangeFactory implements ExchangeFactory {
 
   /**
    * Host pools on this exchange's connection: the launch stream, pool consumers, and the hosts and
-   * placements buckets (docs/NATS-LAYOUT.md section 14), provisioned on first use.
+   * placements buckets (docs/NATS-LAYOUT.md section 14), provisioned on first use (unless
+   * `provision` is false: then a pool that never had a host reads as empty).
    */
   async poolBackend(): Promise<PoolBackend> {
     return NatsPoolBackend.for(await this.#getContext());
+  }
+
+  /** The dead-letter stream of this exchange (docs/NATS-LAYOUT.md), on the factory's connection. */
+  async deadLetters(): Promise<DeadLetterStore> {
+    return new NatsDeadLetters(await this.#getContext());
   }
 
   /**
@@ -398,7 +408,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     let nc = this.#options.connection;
     const owned = nc === undefined;
     if (nc === undefined) {
-      const servers = this.#options.servers ?? "nats://127.0.0.1:4222";
+      const servers = this.#servers;
       try {
         nc = await connect({
           name: "academy-nats",
@@ -408,17 +418,20 @@ export class NatsExchangeFactory implements ExchangeFactory {
           // a round trip's CPU; our errors name the operation instead (see docs/BENCHMARKS.md).
           noAsyncTraces: true,
           ...this.#options.connectionOptions,
-          ...(this.#authenticator === undefined ? {} : { authenticator: this.#authenticator }),
+          ...this.#auth,
           servers,
         });
       } catch (error) {
-        throw new ExchangeUnavailableError(`Could not connect to NATS at ${String(servers)}: ${(error as Error).message}`, {
-          cause: error,
-        });
+        const where = redactUrls(String(servers));
+        const reason = redactUrls((error as Error)?.message ?? String(error));
+        if (isAuthenticationError(error)) {
+          throw new AuthenticationError(`NATS at ${where} refused the credentials: ${reason}`, { cause: error });
+        }
+        throw new ExchangeUnavailableError(`Could not connect to NATS at ${where}: ${reason}`, { cause: error });
       }
     }
     try {
-      return await NatsExchange.open(nc, this.settings, this.#logger);
+      return await NatsExchange.open(nc, this.settings, this.#logger, { provision: this.#options.provision ?? true });
     } catch (error) {
       if (owned) await nc.close().catch(() => undefined);
       throw error;

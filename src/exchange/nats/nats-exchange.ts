@@ -10,7 +10,7 @@ import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
 import { headers as natsHeaders, nanos } from "@nats-io/nats-core";
 import type { MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
-import { ForeignSiteError, InvalidConfigError, MalformedMessageError, PayloadTooLargeError, UnknownSiteError, UnsupportedServerError } from "../../errors.ts";
+import { ExchangeNotFoundError, ForeignSiteError, InvalidConfigError, MalformedMessageError, PayloadTooLargeError, UnknownSiteError, UnsupportedServerError } from "../../errors.ts";
 import { EntityRole } from "../../identifiers.ts";
 import type { AgentId, EntityId } from "../../identifiers.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
@@ -128,6 +128,8 @@ export class NatsExchange {
   readonly site: string | undefined;
   /** Links to the other sites, by name (empty for a single-site exchange). */
   readonly links: ReadonlyMap<string, NatsSiteLink>;
+  /** Whether missing streams and buckets are created (else they are `ExchangeNotFoundError`s). */
+  readonly provisioning: Provisioning;
   readonly #mailboxWatchers = new Map<string, MailboxWatcher>();
   readonly #publisher: JetStreamPublisher;
   #advisories: Subscription | undefined;
@@ -140,8 +142,10 @@ export class NatsExchange {
     registryKv: KV,
     typesKv: KV,
     logger: Logger,
+    provisioning: Provisioning,
   ) {
     this.nc = nc;
+    this.provisioning = provisioning;
     this.js = js;
     this.jsm = jsm;
     this.settings = settings;
@@ -156,11 +160,18 @@ export class NatsExchange {
   }
 
   /**
-   * Check the server and provision the streams and buckets (idempotent; safe to race).
+   * Check the server and provision the streams and buckets (idempotent; safe to race); with
+   * `provision: false`, only check that they exist.
    * @throws {UnsupportedServerError} for a server older than {@link MIN_SERVER_VERSION} or without JetStream.
    * @throws {InvalidConfigError} if an existing stream has an incompatible configuration.
+   * @throws {ExchangeNotFoundError} with `provision: false`, when a stream or bucket is missing.
    */
-  static async open(nc: NatsConnection, settings: NatsSettings, logger: Logger): Promise<NatsExchange> {
+  static async open(
+    nc: NatsConnection,
+    settings: NatsSettings,
+    logger: Logger,
+    options: { readonly provision?: boolean } = {},
+  ): Promise<NatsExchange> {
     const version = nc.info?.version ?? "0.0.0";
     if (!versionAtLeast(version, MIN_SERVER_VERSION)) {
       throw new UnsupportedServerError(
@@ -189,6 +200,7 @@ export class NatsExchange {
         );
       }
     }
+    const provision: Provisioning = { provision: options.provision ?? true, prefix: settings.prefix };
 
     await retry("provision mailbox stream", () =>
       ensureStream(jsm, logger, {
@@ -199,7 +211,7 @@ export class NatsExchange {
         num_replicas: settings.replicas,
         duplicate_window: nanos(settings.duplicateWindowMs),
         discard: DiscardPolicy.Old,
-      }, () => assertNotMirrored(jsm, layout.registryBucket, settings.prefix)),
+      }, () => assertNotMirrored(jsm, layout.registryBucket, settings.prefix), provision),
     );
     await retry("provision dead-letter stream", () =>
       ensureStream(jsm, logger, {
@@ -210,14 +222,14 @@ export class NatsExchange {
         num_replicas: settings.replicas,
         max_age: nanos(settings.deadLetterMaxAgeMs),
         discard: DiscardPolicy.Old,
-      }),
+      }, undefined, provision),
     );
     const kvm = new Kvm(js);
     const bucketOptions = kvBucketOptions(settings);
-    const registryKv = await retry("provision registry bucket", () => kvm.create(layout.registryBucket, bucketOptions));
-    const typesKv = await retry("provision type index bucket", () => kvm.create(layout.typesBucket, bucketOptions));
+    const registryKv = await retry("provision registry bucket", () => openBucket(kvm, jsm, layout.registryBucket, bucketOptions, provision));
+    const typesKv = await retry("provision type index bucket", () => openBucket(kvm, jsm, layout.typesBucket, bucketOptions, provision));
     logger.debug({ prefix: settings.prefix, serverVersion: version }, "NATS exchange ready");
-    const exchange = new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, logger);
+    const exchange = new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, logger, provision);
     for (const link of exchange.links.values()) link.start();
     return exchange;
   }
@@ -492,17 +504,56 @@ async function assertNotMirrored(jsm: JetStreamManager, registryBucket: string, 
  * Create a stream, or check that the existing one is compatible (same retention, covers our
  * subjects). Another process may create it at the same moment: adding twice is fine.
  */
+/** Whether to create what is missing, and the prefix to name when not. */
+export interface Provisioning {
+  readonly provision: boolean;
+  readonly prefix: string;
+}
+
+/** The error for a stream or bucket that is missing and not to be created. */
+export function notFound(prefix: string, resource: string): ExchangeNotFoundError {
+  return new ExchangeNotFoundError(
+    `No exchange with prefix '${prefix}' on this NATS server (${resource} does not exist): check the prefix; ` +
+      "the streams and buckets are created by the first manager or host that uses it",
+    { prefix, resource },
+  );
+}
+
+/**
+ * A KV bucket: created if missing (an existing one is used as it is), or, without provisioning,
+ * opened if it exists.
+ * @throws {ExchangeNotFoundError} without provisioning, when the bucket does not exist.
+ */
+export async function openBucket(
+  kvm: Kvm,
+  jsm: JetStreamManager,
+  name: string,
+  options: ReturnType<typeof kvBucketOptions>,
+  provisioning: Provisioning,
+): Promise<KV> {
+  if (provisioning.provision) return kvm.create(name, options);
+  try {
+    await jsm.streams.info(`KV_${name}`);
+  } catch (error) {
+    if (isStreamNotFound(error)) throw notFound(provisioning.prefix, `bucket ${name}`);
+    throw error;
+  }
+  return kvm.open(name, { timeout: options.timeout });
+}
+
 export async function ensureStream(
   jsm: JetStreamManager,
   logger: Logger,
   config: Partial<StreamConfig> & { name: string },
   beforeCreate?: () => Promise<void>,
+  provisioning?: Provisioning,
 ): Promise<void> {
   let existing;
   try {
     existing = await jsm.streams.info(config.name);
   } catch (error) {
     if (!isStreamNotFound(error)) throw error;
+    if (provisioning?.provision === false) throw notFound(provisioning.prefix, `stream ${config.name}`);
     await beforeCreate?.();
     try {
       await jsm.streams.add(config);

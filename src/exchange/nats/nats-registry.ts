@@ -94,6 +94,11 @@ export class NatsRegistry {
     this.#retryWindowMs = retryWindowMs;
   }
 
+  /** The registry bucket (for maintenance: garbage collection of terminated records). */
+  get bucket(): KV {
+    return this.#registry;
+  }
+
   /** Register a user mailbox. */
   async registerUser(id: EntityId): Promise<RecordEntry> {
     const record: MailboxRecord = {
