@@ -22,6 +22,7 @@ const SCENARIOS: Record<string, () => Promise<{ default: Scenario }>> = {
   discover: () => import("./scenarios/discover.ts"),
   footprint: () => import("./scenarios/footprint.ts"),
   failover: () => import("./scenarios/failover.ts"),
+  edge: () => import("./scenarios/edge.ts"),
 };
 
 const { values } = parseArgs({

@@ -31,7 +31,7 @@ export class HostAgents {
     const last = !retriesLeft(policy, placement.attempt);
     const engine = new AgentEngine(buildFromArgs(agentClass, placement.args), {
       exchangeFactory: factory,
-      registration: { agentId: new AgentId(placement.uid, placement.name), agentType: { name: placement.type, chain: placement.chain } },
+      registration: { agentId: new AgentId(placement.uid, placement.name, this.#core.backend.site), agentType: { name: placement.type, chain: placement.chain } },
       config: runConfig(placement.config, policy, placement.attempt),
       logger,
     });

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
+import { agentTypeInfo } from "../src/agent/agent-type.ts";
 import type { AgentClass } from "../src/agent/agent-type.ts";
 import type { AgentEngine } from "../src/engine/agent-engine.ts";
 import type { ExchangeFactory } from "../src/exchange/exchange-factory.ts";
@@ -162,6 +163,7 @@ export class HostCore {
       capacity: settings.capacity,
       load: this.load,
       types: [...settings.classes.keys()],
+      chains: Object.fromEntries([...settings.classes].map(([name, cls]) => [name, agentTypeInfo(cls).chain])),
       startedAt: this.startedAt,
       heartbeatAt: Date.now(),
       heartbeatMs: settings.heartbeatMs,

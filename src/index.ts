@@ -7,8 +7,8 @@ export type { ActionContext, AgentContext, AgentDescription, AgentShutdownOption
 export { AgentEvent } from "./agent/agent-event.ts";
 export { agentTypeInfo, agentTypeName } from "./agent/agent-type.ts";
 export type { AgentClass, AgentTypeInfo, AgentTypeRef, AnyAgentClass } from "./agent/agent-type.ts";
-export { action, event, loop, timer } from "./agent/decorators.ts";
-export type { ActionOptions } from "./agent/decorators.ts";
+export { action, defineAgent, event, loop, timer } from "./agent/decorators.ts";
+export type { ActionOptions, AgentDefinition, AgentMethodDecorator, ExperimentalDecoratorsNotSupported } from "./agent/decorators.ts";
 export { AgentEngine, EngineState } from "./engine/agent-engine.ts";
 export type { AgentBuilder, AgentEngineOptions, AgentSource } from "./engine/agent-engine.ts";
 export type { ActionStats, AgentStats, LoopStats } from "./engine/agent-stats.ts";
@@ -25,13 +25,17 @@ export {
   AgentDefinitionError,
   AgentStateError,
   AgentTerminatedError,
+  AuthenticationError,
   BadEntityIdError,
   ClientClosedError,
+  CrossSiteOperationError,
   DeliveryLimitError,
   ErrorCode,
   ErrorGroup,
+  ExchangeNotFoundError,
   ExchangeUnavailableError,
   ExecutorError,
+  ForeignSiteError,
   HostFencedError,
   IncompatibleProtocolError,
   InvalidClientError,
@@ -45,9 +49,11 @@ export {
   RequestTimeoutError,
   SendOnlyClientError,
   SerializationError,
+  SiteUnreachableError,
   UnknownActionError,
   UnknownAgentTypeError,
   UnknownExecutorError,
+  UnknownSiteError,
   UnsupportedServerError,
   UserTerminatedError,
   WaitTimeoutError,
@@ -93,10 +99,13 @@ export type { DeadlineOptions } from "./interceptors/deadline.ts";
 export { AgentHandle, isHandle } from "./exchange/handle.ts";
 export type { ActionArgs, ActionName, ActionResult, CallOptions, Handle, HandleShutdownOptions } from "./exchange/handle.ts";
 export { MailboxStatus } from "./exchange/mailbox-status.ts";
+export { DeadLetterKind, ReplayRefusal } from "./exchange/dead-letters.ts";
+export type { DeadLetter, DeadLetterFilter, DeadLetterStore, ReplayResult } from "./exchange/dead-letters.ts";
 export type { AgentRegistration, Delivery, ExchangeTransport, MailboxHandler } from "./exchange/transport.ts";
 export { LocalExchangeFactory } from "./exchange/local/local-exchange-factory.ts";
 export { NatsExchangeFactory } from "./exchange/nats/nats-exchange-factory.ts";
 export type { NatsExchangeOptions } from "./exchange/nats/nats-exchange-factory.ts";
+export type { NatsAuthOptions, NatsTlsFiles } from "./exchange/nats/nats-auth.ts";
 export { natsLayout } from "./exchange/nats/nats-layout.ts";
 export type { NatsLayout } from "./exchange/nats/nats-layout.ts";
 export type { LocalExchangeFactoryOptions } from "./exchange/local/local-exchange-factory.ts";
@@ -123,6 +132,8 @@ export type {
   Versioned,
 } from "./pool/pool-backend.ts";
 export type { HostRecord, LaunchRequest, Placement } from "./pool/records.ts";
+export { MIN_COLLECTABLE_AGE_MS, collectGarbage, planCollection } from "./pool/garbage-collection.ts";
+export type { Collectable, CollectionPlan, CollectionPolicy, CollectionReport, Kept } from "./pool/garbage-collection.ts";
 
 export { MessageType, PROTOCOL_VERSION } from "./protocol/messages.ts";
 export type {

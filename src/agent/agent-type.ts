@@ -4,7 +4,8 @@
  * other processes.
  */
 import { AgentDefinitionError } from "../errors.ts";
-import { Agent } from "./agent.ts";
+import type { Agent } from "./agent.ts";
+import { isAgentBase } from "./agent.ts";
 import { classDefinitionSite } from "./decorators.ts";
 
 /** Any concrete (constructible) agent class. */
@@ -28,7 +29,7 @@ export interface AgentTypeInfo {
  */
 export function agentTypeName(cls: AnyAgentClass): string {
   // Compilers may rename the base class (esbuild emits `_Agent` for decorated classes).
-  if (cls === Agent) return "Agent";
+  if (isAgentBase(cls)) return "Agent";
   const declared = Object.prototype.hasOwnProperty.call(cls, "agentType")
     ? (cls as { agentType?: unknown }).agentType
     : undefined;
@@ -94,7 +95,7 @@ export function agentTypeInfo(cls: AnyAgentClass): AgentTypeInfo {
     }
     const name = agentTypeName(c as AnyAgentClass);
     chain.push(name);
-    if (c === Agent) break;
+    if (isAgentBase(c)) break;
     claimTypeName(name, c as AnyAgentClass);
     c = Object.getPrototypeOf(c);
   }

@@ -101,7 +101,20 @@ export interface AgentBinding {
   stats(): AgentStats;
 }
 
-const bindings = new WeakMap<Agent, AgentBinding>();
+/**
+ * The runtime bindings of running agents. Shared by every copy of this library in the process
+ * (through a registered symbol on `globalThis`), so an agent whose class extends another copy's
+ * `Agent` (an application importing both the package and the sources) reads its own id and context.
+ */
+const bindings: WeakMap<Agent, AgentBinding> = ((globalThis as Record<symbol, unknown>)[Symbol.for("academy-nats.agentBindings")] ??=
+  new WeakMap<Agent, AgentBinding>()) as WeakMap<Agent, AgentBinding>;
+
+/**
+ * The brand of `Agent`, its subclasses and their instances: a registered symbol, so that every
+ * copy of this library in a process recognises the agents of the others (where `instanceof` sees
+ * two different `Agent` classes).
+ */
+const AGENT_BRAND = Symbol.for("academy-nats.Agent");
 
 /** @internal Attach (or detach, with `undefined`) the engine to an agent instance. */
 export function bindAgent(agent: Agent, binding: AgentBinding | undefined): void {
@@ -214,4 +227,39 @@ export abstract class Agent {
   async agentStats(): Promise<AgentStats> {
     return this.#binding().stats();
   }
+}
+
+for (const target of [Agent, Agent.prototype]) Object.defineProperty(target, AGENT_BRAND, { value: true });
+
+/** Whether `value` is `Agent` itself, of this or another copy of the library. */
+export function isAgentBase(value: unknown): boolean {
+  return typeof value === "function" && Object.prototype.hasOwnProperty.call(value, AGENT_BRAND);
+}
+
+/** Whether `value` is a class extending `Agent` (of any copy of the library), not `Agent` itself. */
+export function isAgentSubclass(value: unknown): value is abstract new (...args: never[]) => Agent {
+  return typeof value === "function" && (value as unknown as Record<symbol, unknown>)[AGENT_BRAND] === true && !isAgentBase(value);
+}
+
+/** Whether `value` is an instance of an `Agent` subclass (of any copy of the library). */
+export function isAgentInstance(value: unknown): value is Agent {
+  return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[AGENT_BRAND] === true;
+}
+
+/**
+ * What a value is, in words, for errors about something that should have been an agent class:
+ * `a class 'Foo' that does not extend Agent`, `the string "Foo"`, `an instance of Bar`, `undefined`.
+ */
+export function describeValue(value: unknown): string {
+  if (value === undefined || value === null) return String(value);
+  if (typeof value === "function") {
+    const name = value.name === "" ? "an anonymous function" : `'${value.name}'`;
+    return /^class[\s{]/.test(Function.prototype.toString.call(value)) ? `the class ${name}, which does not extend Agent` : `the function ${name}, which is not an Agent subclass`;
+  }
+  if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
+  if (typeof value === "object") {
+    const ctor = (value as { constructor?: { name?: string } }).constructor?.name;
+    return ctor === undefined || ctor === "Object" ? "a plain object" : `an instance of ${ctor}, which is not an agent`;
+  }
+  return `${typeof value} ${String(value)}`;
 }

@@ -51,9 +51,14 @@ export class EngineActionContext implements ActionScope, ActionContext {
 
   get sourceId(): AgentId | UserId | undefined {
     if (this.#sourceId === null) {
-      const { src, srcRole } = this.request;
+      const { src, srcRole, srcSite } = this.request;
+      // A caller on another site (docs/EDGE.md) keeps its site, so its handle reaches it there.
       this.#sourceId =
-        src === undefined || srcRole === undefined ? undefined : srcRole === EntityRole.Agent ? new AgentId(src) : new UserId(src);
+        src === undefined || srcRole === undefined
+          ? undefined
+          : srcRole === EntityRole.Agent
+            ? new AgentId(src, undefined, srcSite)
+            : new UserId(src, undefined, srcSite);
     }
     return this.#sourceId;
   }

@@ -5,7 +5,8 @@
  * parent's worker thread, the parent's runtime host), and shut down, and waited for, when the
  * parent shuts down.
  */
-import { Agent } from "../agent/agent.ts";
+import { describeValue, isAgentInstance, isAgentSubclass } from "../agent/agent.ts";
+import type { Agent } from "../agent/agent.ts";
 import type { LaunchAlongsideOptions } from "../agent/agent.ts";
 import type { AgentClass } from "../agent/agent-type.ts";
 import type { RuntimeConfig } from "../agent/runtime-config.ts";
@@ -61,8 +62,8 @@ export class ChildAgents {
   async launch<A extends Agent>(client: AgentExchangeClient, agent: AgentClass<A> | A, options: LaunchAlongsideOptions): Promise<Handle<A>> {
     if (this.#closed) throw new AgentStateError("The agent is shutting down; it launches no more agents alongside it");
     const isClass = typeof agent === "function";
-    if (isClass ? !(agent.prototype instanceof Agent) : !(agent instanceof Agent)) {
-      throw new AgentDefinitionError("agentLaunchAlongside() takes an Agent subclass or instance");
+    if (isClass ? !isAgentSubclass(agent) : !isAgentInstance(agent)) {
+      throw new AgentDefinitionError(`agentLaunchAlongside() takes an Agent subclass or instance (got ${describeValue(agent)})`);
     }
     const agentClass = (isClass ? agent : agent.constructor) as AgentClass<A>;
     // Encoded as for any launch: the child gets copies, and handles among them bound to its client.

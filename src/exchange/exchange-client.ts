@@ -3,12 +3,12 @@
  * handles and match responses to them, answer the requests that reach them, and expose the
  * registry (register, discover, status, terminate).
  */
-import { MailboxStatus, assertMailboxActive, terminatedError } from "./mailbox-status.ts";
+import { MailboxStatus, assertMailboxActive, assertSendable, isSendable, terminatedError } from "./mailbox-status.ts";
 import type { Agent } from "../agent/agent.ts";
 import { agentTypeInfo, typeRefName } from "../agent/agent-type.ts";
-import type { AgentClass, AgentTypeRef } from "../agent/agent-type.ts";
+import type { AgentClass, AgentTypeInfo, AgentTypeRef } from "../agent/agent-type.ts";
 import { AgentDefinitionError, ClientClosedError, InvalidClientError, SendOnlyClientError } from "../errors.ts";
-import { Agent as AgentBase } from "../agent/agent.ts";
+import { isAgentBase } from "../agent/agent.ts";
 import { AgentId, newTag } from "../identifiers.ts";
 import type { EntityId } from "../identifiers.ts";
 import { currentAction, runOutsideActionScope } from "../interceptors/action-scope.ts";
@@ -37,6 +37,13 @@ export interface DiscoverOptions {
    * @defaultValue true
    */
   allowSubclasses?: boolean;
+  /**
+   * Which sites to look on (docs/EDGE.md): site names, or `"all"` for this exchange's own site
+   * and every site it reaches. Other sites are read from local mirrors of their registries:
+   * eventually consistent, also while their uplink is down.
+   * @defaultValue this exchange's own site only
+   */
+  sites?: readonly string[] | "all";
 }
 
 /** Options of `registerAgent`. */
@@ -156,13 +163,23 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
    */
   async discover(type: AgentTypeRef, options: DiscoverOptions = {}): Promise<AgentId[]> {
     this.#assertOpen();
-    return this.transport.discover(typeRefName(type), options.allowSubclasses ?? true);
+    const typeName = typeRefName(type);
+    const allowSubclasses = options.allowSubclasses ?? true;
+    if (options.sites === undefined) return this.transport.discover(typeName, allowSubclasses);
+    const own = this.transport.site;
+    const sites = options.sites === "all" ? [own, ...(this.transport.remoteSites ?? [])] : options.sites;
+    const found = await Promise.all(sites.map((site) => this.transport.discover(typeName, allowSubclasses, site === own ? undefined : site)));
+    return found.flat();
   }
 
-  /** Status of a mailbox: `missing`, `active` or `terminated`, as the exchange has it now. */
+  /**
+   * Status of a mailbox: `missing`, `active` or `terminated`, as the exchange has it now. A
+   * mailbox of another site is read from the local mirror of its registry (eventually
+   * consistent; docs/EDGE.md).
+   */
   async status(id: EntityId): Promise<MailboxStatus> {
     this.#assertOpen();
-    return this.transport.status(id.uid, true);
+    return this.transport.status(id.uid, true, id.site);
   }
 
   /**
@@ -175,13 +192,17 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 
   /**
-   * Register a new agent (and its mailbox) of the given class, recording its type and ancestry.
-   * @throws {AgentDefinitionError} for `Agent` itself or a class that does not extend it.
+   * Register a new agent (and its mailbox) of the given class, recording its type and ancestry;
+   * or of the given type (name and ancestry), for agents launched by type name where their class
+   * is not loaded.
+   * @throws {AgentDefinitionError} for `Agent` itself, a class that does not extend it, or a type
+   *   whose ancestry does not start with its name and end with `"Agent"`.
    */
-  async registerAgent<A extends Agent>(agentClass: AgentClass<A>, options: RegisterOptions = {}): Promise<AgentRegistration<A>> {
+  async registerAgent<A extends Agent>(agent: AgentClass<A> | AgentTypeInfo, options: RegisterOptions = {}): Promise<AgentRegistration<A>> {
     this.#assertOpen();
-    if ((agentClass as unknown) === AgentBase) throw new AgentDefinitionError("Agent itself cannot be registered; subclass it");
-    const registration = await this.transport.registerAgent(agentTypeInfo(agentClass), options.name);
+    if (isAgentBase(agent)) throw new AgentDefinitionError("Agent itself cannot be registered; subclass it");
+    const type = typeof agent === "function" ? agentTypeInfo(agent) : checkTypeInfo(agent);
+    const registration = await this.transport.registerAgent(type, options.name);
     this.logger.debug({ agentId: registration.agentId.uid, agentType: registration.agentType.name }, "registered agent");
     return registration as AgentRegistration<A>;
   }
@@ -269,7 +290,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
    * response made here (what `outboundRequest` hooks see as the call's result).
    */
   async #post(dest: AgentId, body: RequestBody, tag: string, headers: MessageHeaders | undefined): Promise<ResponseMessage> {
-    const message = requestMessage(body, tag, dest.uid, undefined, undefined, headers);
+    const message = requestMessage(body, tag, dest.uid, undefined, undefined, headers, dest.site);
     const deliverable = this.#sendOrder.then(() => this.#assertDeliverable(dest));
     const sent = deliverable.then(() => this.transport.send(message));
     this.#sendOrder = sent.catch(ignore);
@@ -286,7 +307,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     timeoutMs: number | undefined,
     signal: AbortSignal | undefined,
   ): Promise<ResponseMessage> {
-    const message = requestMessage(body, tag, dest.uid, this.clientId.uid, this.transport.replySubject, headers, this.clientId.role);
+    const message = requestMessage(body, tag, dest.uid, this.clientId.uid, this.transport.replySubject, headers, dest.site, this.clientId.role);
     if (signal?.aborted) throw giveUpError("abort", message, signal.reason);
     // Requests from one client reach the exchange in call order (FIFO per mailbox), even while an
     // earlier request's status lookup is still under way.
@@ -316,8 +337,8 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   async respond(request: RequestMessage, body: ResponseBody, headers?: MessageHeaders): Promise<void> {
     if (request.src === undefined && request.replyTo === undefined) return;
     if (request.replyTo === undefined) {
-      const status = await this.transport.status(request.src!);
-      if (status !== MailboxStatus.Active) {
+      const status = await this.transport.status(request.src!, false, request.srcSite);
+      if (!isSendable(status, this.#isRemote(request.srcSite))) {
         this.logger.debug({ tag: request.tag, dest: request.src, status }, "dropping response to inactive mailbox");
         return;
       }
@@ -414,7 +435,13 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 
   async #assertDeliverable(dest: AgentId): Promise<void> {
-    assertMailboxActive(await this.transport.status(dest.uid), dest);
+    if (dest.site === undefined) assertMailboxActive(await this.transport.status(dest.uid), dest);
+    else assertSendable(await this.transport.status(dest.uid, false, dest.site), dest, this.#isRemote(dest.site));
+  }
+
+  /** Whether `site` is another site than this client's exchange's own. */
+  #isRemote(site: string | undefined): boolean {
+    return site !== undefined && site !== this.transport.site;
   }
 
   #sendCancel(dest: AgentId, target: string): void {
@@ -426,10 +453,11 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
       dest: dest.uid,
       src: this.clientId.uid,
       srcRole: this.clientId.role,
+      ...(dest.site !== undefined && { destSite: dest.site }),
     };
     const send = async (): Promise<void> => {
       // A mailbox that is gone needs no cancel (and must not collect one nobody reads).
-      if ((await this.transport.status(dest.uid)) === MailboxStatus.Active) await this.transport.send(cancel);
+      if (isSendable(await this.transport.status(dest.uid, false, dest.site), this.#isRemote(dest.site))) await this.transport.send(cancel);
     };
     void send().catch((error: unknown) => {
       this.logger.debug({ err: error, dest: dest.uid, target }, "cancel request not sent");
@@ -441,6 +469,18 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     const timer = setTimeout(() => this.#pending.failWaitingOn(uid, (sink) => terminatedError(sink.agentId)), this.#terminationGraceMs);
     timer.unref();
   }
+}
+
+/** A type given by name and ancestry, checked as registration records it. */
+function checkTypeInfo(type: AgentTypeInfo): AgentTypeInfo {
+  const { name, chain } = type ?? {};
+  const valid =
+    typeof name === "string" && name !== "" && name !== "Agent" && Array.isArray(chain) && chain.length >= 2 &&
+    chain[0] === name && chain.at(-1) === "Agent" && chain.every((t) => typeof t === "string" && t !== "");
+  if (!valid) {
+    throw new AgentDefinitionError(`An agent type needs a name and its ancestry from that name to "Agent" (got ${JSON.stringify(type)})`);
+  }
+  return { name, chain: [...chain] };
 }
 
 /** Options of user clients. */

@@ -8,6 +8,7 @@ import type { Interceptors } from "../interceptors/interceptors.ts";
 import type { AgentClientOptions, AgentExchangeClient, RequestHandler, UserClientOptions, UserExchangeClient } from "./exchange-client.ts";
 
 import type { PoolBackend } from "../pool/pool-backend.ts";
+import type { DeadLetterStore } from "./dead-letters.ts";
 import type { Logger } from "../util/logger.ts";
 import type { AgentRegistration } from "./transport.ts";
 
@@ -65,6 +66,11 @@ export interface ExchangeFactory {
    * hosts (optional: an exchange without it cannot serve host pools).
    */
   poolBackend?(): Promise<PoolBackend>;
+  /**
+   * The messages this exchange set aside (optional: an exchange without it keeps none an operator
+   * can reach), for the `academy dlq` command and other operator tools.
+   */
+  deadLetters?(): Promise<DeadLetterStore>;
   /** Describe this factory for a worker thread (see {@link WorkerFactoryDescriptor}). */
   forWorker(): WorkerFactoryDescriptor;
   /** Release shared resources (connections). Clients still open keep working until closed. */

@@ -4,7 +4,8 @@
  * registered first, so every id exists; then each is launched with arguments that may hold its
  * siblings' handles, on any executor (handles travel as ids and arrive bound to each agent).
  */
-import { Agent } from "../agent/agent.ts";
+import { describeValue, isAgentInstance, isAgentSubclass } from "../agent/agent.ts";
+import type { Agent } from "../agent/agent.ts";
 import type { AgentClass } from "../agent/agent-type.ts";
 import type { RuntimeConfig } from "../agent/runtime-config.ts";
 import { AgentDefinitionError, UnknownExecutorError } from "../errors.ts";
@@ -54,8 +55,8 @@ export interface BatchManager {
 export async function launchBatch(manager: BatchManager, launches: readonly BatchLaunch[]): Promise<Handle[]> {
   for (const entry of launches) {
     const isClass = typeof entry.agent === "function";
-    if (isClass ? !((entry.agent as AgentClass).prototype instanceof Agent) : !(entry.agent instanceof Agent)) {
-      throw new AgentDefinitionError("launchBatch() takes Agent subclasses or instances");
+    if (isClass ? !isAgentSubclass(entry.agent) : !isAgentInstance(entry.agent)) {
+      throw new AgentDefinitionError(`launchBatch() takes Agent subclasses or instances (got ${describeValue(entry.agent)})`);
     }
     if (entry.executor !== undefined && !manager.executors.includes(entry.executor)) {
       throw new UnknownExecutorError(`No executor named '${entry.executor}'`, { executor: entry.executor });

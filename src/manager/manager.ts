@@ -2,9 +2,10 @@
  * The manager: launches agents on executors, waits for them, restarts failed ones, shuts them
  * down. Mirrors Academy's `Manager`.
  */
-import { Agent } from "../agent/agent.ts";
+import type { Agent } from "../agent/agent.ts";
+import { describeValue, isAgentBase, isAgentInstance, isAgentSubclass } from "../agent/agent.ts";
 import { agentTypeInfo } from "../agent/agent-type.ts";
-import type { AgentClass } from "../agent/agent-type.ts";
+import type { AgentClass, AgentTypeInfo } from "../agent/agent-type.ts";
 import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
 import type { RuntimeConfig } from "../agent/runtime-config.ts";
 import {
@@ -14,6 +15,7 @@ import {
   ClientClosedError,
   InvalidConfigError,
   MailboxTerminatedError,
+  RequestTimeoutError,
   UnknownExecutorError,
   WaitTimeoutError,
   raiseErrors,
@@ -65,6 +67,14 @@ export interface ManagerOptions {
    * @defaultValue 100
    */
   retryBackoffMs?: number;
+  /**
+   * How long `close()` waits for its agents to acknowledge the shutdown and stop, in ms. Agents on
+   * a host pool need a host to stop them: with none serving the pool they would never stop. When
+   * the time passes, `close()` logs which agents it still waits for, closes the executors (which
+   * stops waiting for them), finishes closing and throws `WaitTimeoutError`.
+   * @defaultValue 60_000
+   */
+  closeTimeoutMs?: number;
   /** @defaultValue silent */
   logger?: Logger;
 }
@@ -137,6 +147,8 @@ export interface WaitResult {
 interface LaunchedAgent {
   readonly agentId: AgentId;
   readonly executor: string;
+  /** Detached: no longer this manager's (its end is neither logged nor raised). */
+  detached?: boolean;
   /** Settles when the agent stops; never rejects. */
   readonly settled: Promise<void>;
   done: boolean;
@@ -157,6 +169,7 @@ export class Manager implements AsyncDisposable {
   #defaultExecutor: string;
   readonly #maxRetries: number;
   readonly #retryBackoffMs: number;
+  readonly #closeTimeoutMs: number;
   readonly #logger: Logger;
   readonly #agents = new Map<string, LaunchedAgent>();
   /** Set by `fromExchangeFactory`, which creates the client and so owns the factory's lifetime. */
@@ -182,6 +195,7 @@ export class Manager implements AsyncDisposable {
     }
     this.#maxRetries = checkCount(options.maxRetries ?? 0, "maxRetries");
     this.#retryBackoffMs = checkCount(options.retryBackoffMs ?? 100, "retryBackoffMs");
+    this.#closeTimeoutMs = checkCount(options.closeTimeoutMs ?? 60_000, "closeTimeoutMs");
   }
 
   /**
@@ -267,12 +281,25 @@ export class Manager implements AsyncDisposable {
    *   when no host of the pool can run it, `ExchangeUnavailableError` when the launch cannot be
    *   stored, `AgentAlreadyLaunchedError` when the agent runs on the pool already).
    */
-  async launch<A extends Agent>(agent: AgentClass<A> | A, options: LaunchOptions<A> = {}): Promise<Handle<A>> {
+  async launch<A extends Agent>(agent: AgentClass<A> | A, options?: LaunchOptions<A>): Promise<Handle<A>>;
+  /**
+   * Launch an agent by type name, on an executor that finds agent classes by name where it runs
+   * them (a `HostPoolExecutor`): for launchers that do not load the class, such as
+   * `academy launch <type> --pool <pool>`. The type's ancestry comes from the executor (the
+   * pool's hosts), so `discover` by a base type finds the agent.
+   * @throws {AgentDefinitionError} if the executor cannot launch by type name.
+   * @throws {UnknownAgentTypeError} if the executor knows no such type.
+   */
+  async launch(agentType: string, options?: LaunchOptions): Promise<Handle<Agent>>;
+  async launch<A extends Agent>(agent: AgentClass<A> | A | string, options: LaunchOptions<A> = {}): Promise<Handle<A>> {
     this.#assertOpen();
+    const byName = typeof agent === "string";
     const isClass = typeof agent === "function";
-    if (isClass ? !(agent.prototype instanceof Agent) : !(agent instanceof Agent)) {
+    if (!byName && (isClass ? !isAgentSubclass(agent) : !isAgentInstance(agent))) {
       throw new AgentDefinitionError(
-        (agent as unknown) === Agent ? "Agent itself cannot be launched; subclass it" : "launch() takes an Agent subclass or instance",
+        isAgentBase(agent)
+          ? "Agent itself cannot be launched; subclass it"
+          : `launch() takes an Agent subclass or instance, got ${describeValue(agent)}`,
       );
     }
     const executorName = options.executor ?? this.#defaultExecutor;
@@ -280,10 +307,17 @@ export class Manager implements AsyncDisposable {
     if (executor === undefined) {
       throw new UnknownExecutorError(`No executor named '${executorName}'`, { executor: executorName });
     }
+    if (byName && executor.resolveType === undefined) {
+      throw new AgentDefinitionError(
+        `Executor '${executorName}' runs agent classes: launch the class, or launch '${agent}' by name on a host pool executor`,
+      );
+    }
     const config = resolveRuntimeConfig(options.config);
-    const args = encodeValue(isClass ? [...(options.args ?? [])] : []);
+    const args = encodeValue(isClass || byName ? [...(options.args ?? [])] : []);
     const maxRetries = checkCount(options.maxRetries ?? this.#maxRetries, "maxRetries");
-    const agentClass = (isClass ? agent : agent.constructor) as AgentClass<A>;
+    const agentType: AgentTypeInfo =
+      options.registration?.agentType ??
+      (byName ? await executor.resolveType!(agent, this.#factory) : agentTypeInfo((isClass ? agent : agent.constructor) as AgentClass<A>));
 
     let registration = options.registration;
     if (registration !== undefined && this.#agents.has(registration.agentId.uid)) {
@@ -291,13 +325,14 @@ export class Manager implements AsyncDisposable {
         agentId: registration.agentId.uid,
       });
     }
-    await executor.prepare?.({
-      agent,
-      agentType: registration?.agentType ?? agentTypeInfo(agentClass),
-      exchangeFactory: this.#factory,
-    });
+    await executor.prepare?.({ agent, agentType, exchangeFactory: this.#factory });
     const registered = registration === undefined;
-    registration ??= await this.#client.registerAgent(agentClass, { name: options.name });
+    if (registration === undefined && executor.register !== undefined) {
+      // An executor of another site names the agent there.
+      const spec = { agent, agentType, exchangeFactory: this.#factory, name: options.name };
+      registration = (await executor.register(spec)) as AgentRegistration<A> | undefined;
+    }
+    registration ??= await this.#client.registerAgent<A>(agentType, { name: options.name });
     const agentId = registration.agentId;
     const execution = executor.execute({
       agent,
@@ -334,7 +369,7 @@ export class Manager implements AsyncDisposable {
           launched.done = true;
           launched.failed = true;
           launched.error = error;
-          this.#logger.error({ err: error, agentId: agentId.uid }, "agent failed");
+          if (launched.detached !== true) this.#logger.error({ err: error, agentId: agentId.uid }, "agent failed");
         },
       ),
     };
@@ -392,6 +427,20 @@ export class Manager implements AsyncDisposable {
       launches,
     );
     return handles as { -readonly [K in keyof L]: Handle<BatchAgent<L[K]>> };
+  }
+
+  /**
+   * Stop managing a launched agent: `close()` neither shuts it down nor waits for it, and
+   * `running`, `wait` and `shutdown` no longer know it. For agents meant to outlive the launching
+   * program, such as those `academy launch` puts on a host pool (they run on until shut down
+   * through a handle). An agent in this process's event loop or worker threads still stops when
+   * its executor closes.
+   * @throws {BadEntityIdError} if this manager did not launch the agent.
+   */
+  detach(agent: AgentRef): void {
+    const launched = this.#lookup(agent);
+    launched.detached = true;
+    this.#agents.delete(launched.agentId.uid);
   }
 
   /** Ids of the agents launched by this manager that have not stopped. */
@@ -459,9 +508,11 @@ export class Manager implements AsyncDisposable {
   }
 
   /**
-   * Shut every running agent down and wait for them, close the user client (terminating its
-   * mailbox) and the executors and the factory, then raise the errors agents failed with.
-   * Idempotent.
+   * Shut every running agent down and wait for them (at most `closeTimeoutMs`), close the user
+   * client (terminating its mailbox) and the executors and the factory, then raise the errors
+   * agents failed with. Idempotent.
+   * @throws {WaitTimeoutError} (possibly in an `ErrorGroup`) when agents were still running at
+   *   the deadline; everything was closed all the same.
    */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -474,20 +525,41 @@ export class Manager implements AsyncDisposable {
 
   async #close(): Promise<void> {
     const launched = [...this.#agents.values()];
-    await Promise.all(
-      launched
-        .filter((a) => !a.done)
-        .map(async (a) => {
-          try {
-            await this.getHandle(a.agentId).shutdown();
-          } catch (error) {
-            if (!(error instanceof MailboxTerminatedError)) {
-              this.#logger.warn({ err: error, agentId: a.agentId.uid }, "could not ask agent to shut down");
-            }
+    const running = launched.filter((a) => !a.done);
+    const deadline = Date.now() + this.#closeTimeoutMs;
+    if (running.length > 0) {
+      this.#logger.info(
+        { agents: running.map((a) => a.agentId.uid), executors: [...new Set(running.map((a) => a.executor))], timeoutMs: this.#closeTimeoutMs },
+        "closing: waiting for agents to stop (agents on a host pool need a host serving the pool)",
+      );
+    }
+    const stopped = Promise.all([
+      ...running.map(async (a) => {
+        try {
+          await this.getHandle(a.agentId).shutdown();
+        } catch (error) {
+          if (!(error instanceof MailboxTerminatedError) && !(error instanceof RequestTimeoutError)) {
+            this.#logger.warn({ err: error, agentId: a.agentId.uid }, "could not ask agent to shut down");
           }
-        }),
-    );
-    await Promise.all(launched.map((a) => a.settled));
+        }
+      }),
+      ...launched.map((a) => a.settled),
+    ]);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      stopped.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), Math.max(0, deadline - Date.now()));
+      }),
+    ]);
+    clearTimeout(timer);
+    const pending = launched.filter((a) => !a.done);
+    if (timedOut) {
+      this.#logger.warn(
+        { agents: pending.map((a) => a.agentId.uid), executors: [...new Set(pending.map((a) => a.executor))], timeoutMs: this.#closeTimeoutMs },
+        "close timed out: agents still running; closing their executors without waiting for them",
+      );
+    }
     await this.#client.close();
     for (const [name, executor] of this.#executors) {
       try {
@@ -497,10 +569,16 @@ export class Manager implements AsyncDisposable {
       }
     }
     if (this.#ownsFactory) await this.#factory.close();
-    raiseErrors(
-      launched.filter((a) => a.failed).map((a) => a.error),
-      "Agents failed",
-    );
+    const errors = launched.filter((a) => a.failed && !pending.includes(a)).map((a) => a.error);
+    if (timedOut) {
+      errors.push(
+        new WaitTimeoutError(`Manager.close(): ${pending.length} agent(s) still running after ${this.#closeTimeoutMs} ms: ${pending.map((a) => a.agentId.uid).join(", ")}`, {
+          timeoutMs: this.#closeTimeoutMs,
+          pending: pending.length,
+        }),
+      );
+    }
+    raiseErrors(errors, "Agents failed");
   }
 
   #waitCondition(targets: LaunchedAgent[], returnWhen: ReturnWhen): Promise<void> {

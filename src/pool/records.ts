@@ -66,6 +66,12 @@ export interface HostRecord {
   readonly load: number;
   /** Type names it can run (every agent class its modules export). */
   readonly types: readonly string[];
+  /**
+   * The ancestry of each type in `types` (own name first, ending with "Agent"), for launches by
+   * type name, which register the agent without its class. Optional: hosts of version 0.1.0 do
+   * not write it.
+   */
+  readonly chains?: Readonly<Record<string, readonly string[]>> | undefined;
   readonly startedAt: number;
   /** The host's clock at this heartbeat, ms since the epoch. */
   readonly heartbeatAt: number;

@@ -3,7 +3,8 @@
  * passed as an argument or result arrives usable on the other side.
  *
  * Tags (first-come-first-served range, see docs/PROTOCOL.md):
- * - 44032: agent id, content `[uid]` or `[uid, name]`
+ * - 44032: agent id, content `[uid]`, `[uid, name]`, or `[uid, name or null, site]` for an id
+ *   that names its site (version-1 readers ignore the third item)
  * - 44033: user id, same content
  * - 44034: handle to an agent, same content as an agent id
  */
@@ -26,17 +27,29 @@ export interface HandleBinder {
   getHandle(agentId: AgentId): HandleReference;
 }
 
-type IdContent = [string] | [string, string];
+type IdContent = [string] | [string, string] | [string, string | null, string];
 
-function idContent(id: { uid: string; name: string | undefined }): IdContent {
+interface IdFields {
+  uid: string;
+  name: string | undefined;
+  site: string | undefined;
+}
+
+function idContent(id: IdFields): IdContent {
+  if (id.site !== undefined) return [id.uid, id.name ?? null, id.site];
   return id.name === undefined ? [id.uid] : [id.uid, id.name];
 }
 
-function readIdContent(data: unknown): { uid: string; name: string | undefined } {
-  if (!Array.isArray(data) || typeof data[0] !== "string" || (data[1] != null && typeof data[1] !== "string")) {
+function readIdContent(data: unknown): IdFields {
+  if (
+    !Array.isArray(data) ||
+    typeof data[0] !== "string" ||
+    (data[1] != null && typeof data[1] !== "string") ||
+    (data[2] != null && typeof data[2] !== "string")
+  ) {
     throw new MalformedMessageError("Malformed id tag content");
   }
-  return { uid: data[0], name: (data[1] as string | null | undefined) ?? undefined };
+  return { uid: data[0], name: (data[1] as string | null | undefined) ?? undefined, site: (data[2] as string | null | undefined) ?? undefined };
 }
 
 /** The client whose messages are being decoded; set only during a synchronous decode call. */
@@ -62,8 +75,8 @@ addTag({
     encode(idContent(handle.agentId));
   },
   decode(data: unknown) {
-    const { uid, name } = readIdContent(data);
-    const id = new AgentId(uid, name);
+    const { uid, name, site } = readIdContent(data);
+    const id = new AgentId(uid, name, site);
     return decodeContext === undefined ? id : decodeContext.getHandle(id);
   },
 });
@@ -74,8 +87,8 @@ addTag({
     encode(idContent(id));
   },
   decode(data: unknown) {
-    const { uid, name } = readIdContent(data);
-    return new AgentId(uid, name);
+    const { uid, name, site } = readIdContent(data);
+    return new AgentId(uid, name, site);
   },
 });
 addTag({
@@ -85,8 +98,8 @@ addTag({
     encode(idContent(id));
   },
   decode(data: unknown) {
-    const { uid, name } = readIdContent(data);
-    return new UserId(uid, name);
+    const { uid, name, site } = readIdContent(data);
+    return new UserId(uid, name, site);
   },
 });
 

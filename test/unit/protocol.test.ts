@@ -109,7 +109,7 @@ describe("message headers", () => {
 
 describe("srcRole", () => {
   test("a request states its sender's role; absent, null and the two roles read back; anything else is malformed", () => {
-    const fromAgent = requestMessage({ type: "ping-request" }, "t1", "a1", "a2", undefined, undefined, "agent");
+    const fromAgent = requestMessage({ type: "ping-request" }, "t1", "a1", "a2", undefined, undefined, undefined, "agent");
     expect(decodeValue(encodeMessage(fromAgent))).toMatchObject({ src: "a2", srcRole: "agent" });
     expect(decodeMessage(encodeMessage(fromAgent)).srcRole).toBe("agent");
     const unstated = requestMessage({ type: "ping-request" }, "t1", "a1", "u1", undefined, undefined);

@@ -71,8 +71,19 @@ export class NatsRegistry {
   readonly #typesStream: string;
   readonly #typesKeys: string;
   readonly #retryWindowMs: number;
+  /** The site put on the ids this registry mints and finds (undefined: none). */
+  readonly #site: string | undefined;
 
-  constructor(registry: KV, types: KV, js: JetStreamClient, jsm: JetStreamManager, typesBucket: string, retryWindowMs: number) {
+  constructor(
+    registry: KV,
+    types: KV,
+    js: JetStreamClient,
+    jsm: JetStreamManager,
+    typesBucket: string,
+    retryWindowMs: number,
+    site?: string,
+  ) {
+    this.#site = site;
     this.#registry = registry;
     this.#types = types;
     this.#js = js;
@@ -81,6 +92,11 @@ export class NatsRegistry {
     this.#typesStream = `KV_${typesBucket}`;
     this.#typesKeys = `$KV.${typesBucket}`;
     this.#retryWindowMs = retryWindowMs;
+  }
+
+  /** The registry bucket (for maintenance: garbage collection of terminated records). */
+  get bucket(): KV {
+    return this.#registry;
   }
 
   /** Register a user mailbox. */
@@ -99,7 +115,18 @@ export class NatsRegistry {
 
   /** Register an agent mailbox and index it under every type of its ancestry. */
   async registerAgent(type: AgentTypeInfo, name?: string): Promise<{ registration: AgentRegistration; entry: RecordEntry }> {
-    const agentId = AgentId.create(name);
+    const agentId = AgentId.create(name, this.#site);
+    const entry = await this.registerAgentAs(agentId, type);
+    return { registration: { agentId, agentType: type }, entry: entry! };
+  }
+
+  /**
+   * Register an agent mailbox under an id chosen elsewhere (an agent launched from another site:
+   * its launch request names it), unless a record exists already.
+   * @returns the new record; undefined if the uid was registered before (left as it is).
+   */
+  async registerAgentAs(agentId: AgentId, type: AgentTypeInfo): Promise<RecordEntry | undefined> {
+    const name = agentId.name;
     const record: MailboxRecord = {
       v: RECORD_VERSION,
       role: EntityRole.Agent,
@@ -110,14 +137,20 @@ export class NatsRegistry {
       status: MailboxStatus.Active,
       registeredAt: Date.now(),
     };
-    const revision = await this.#retry("register agent", () => this.#registry.create(agentId.uid, encodeValue(record)));
+    let revision: number;
+    try {
+      revision = await this.#retry("register agent", () => this.#registry.create(agentId.uid, encodeValue(record)));
+    } catch (error) {
+      if (isWrongLastSequence(error)) return undefined;
+      throw error;
+    }
     const indexValue = encodeValue(name === undefined ? [type.name] : [type.name, name]);
     await Promise.all(
       [...new Set(type.chain)].map((t) =>
         this.#retry("index agent type", () => this.#types.put(`${typeNameToken(t)}.${agentId.uid}`, indexValue)),
       ),
     );
-    return { registration: { agentId, agentType: type }, entry: { record, revision } };
+    return { record, revision };
   }
 
   /** The record of a mailbox, read from the bucket (not a cache). */
@@ -175,7 +208,7 @@ export class NatsRegistry {
       for (const [key, value] of await scanLatest(this.#js, this.#typesBucket, `${typeNameToken(typeName)}.*`)) {
         try {
           const [concrete, name] = decodeValue(value) as [string, string | undefined];
-          if (allowSubclasses || concrete === typeName) found.push(new AgentId(key.slice(key.lastIndexOf(".") + 1), name ?? undefined));
+          if (allowSubclasses || concrete === typeName) found.push(new AgentId(key.slice(key.lastIndexOf(".") + 1), name ?? undefined, this.#site));
         } catch {
           // A foreign value in our bucket: not one of our agents.
         }

@@ -286,16 +286,16 @@ describe.each(exchanges)("WorkerThreadExecutor on the $name exchange", ({ create
     }
   });
 
-  test("an agent type the modules do not export fails with AgentDefinitionError", async () => {
+  test("launching an agent type the modules do not export fails at launch with AgentDefinitionError", async () => {
     const { manager } = await workerManager(create());
     try {
-      const handle = await manager.launch(NotInModules);
-      const pending = settled(handle.with({ timeoutMs: 20_000 }).hello());
-      const error = await waitError(manager, [handle]);
+      const error = (await manager.launch(NotInModules).catch((e: unknown) => e)) as Error;
       expect(error).toBeInstanceOf(AgentDefinitionError);
       expect((error as AgentDefinitionError).agentType).toBe("NotInModules");
       expect(error.message).toContain("worker-agents.ts");
-      expect(await pending).toBeInstanceOf(AgentTerminatedError);
+      // Refused before registration: no mailbox was made for it.
+      expect(await manager.exchangeClient.discover(NotInModules)).toEqual([]);
+      expect(manager.running()).toEqual([]);
     } finally {
       await manager.close().catch(() => undefined);
     }
@@ -325,12 +325,12 @@ describe("WorkerThreadExecutor", () => {
     }
   });
 
-  test("an agent module that cannot be imported fails the agent with ExecutorError", async () => {
+  test("an agent module that cannot be imported fails the launch itself with the import error", async () => {
     const { manager } = await workerManager(new LocalExchangeFactory(), { modules: [AGENTS, BROKEN_AGENTS] });
     try {
-      const handle = await manager.launch(Counter);
-      const error = await waitError(manager, [handle]);
+      const error = (await manager.launch(Counter).catch((e: unknown) => e)) as Error;
       expect(error).toBeInstanceOf(ExecutorError);
+      expect(await manager.exchangeClient.discover(Counter)).toEqual([]);
       expect(error.message).toContain("broken-agent-module.ts");
       expect((error.cause as Error).message).toBe("broken on purpose");
     } finally {
