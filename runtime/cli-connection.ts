@@ -16,8 +16,8 @@ export interface ConnectionValues {
   prefix?: string;
   site?: string;
   domain?: string;
-  /** Repeated `--remote-site`; the variable's value is one comma-separated item. */
-  remoteSite?: string[];
+  /** Repeated `--remote-site` (a list), or the variable's comma-separated value (a string). */
+  remoteSite?: string[] | string;
   creds?: string;
   user?: string;
   password?: string;
@@ -40,7 +40,8 @@ export function exchangeOptions(values: ConnectionValues, name = "academy-cli"):
     throw new UsageError(`--site ${site} is the prefix ${site}; it cannot go with --prefix ${prefix}`);
   }
   const domain = values.domain ?? site;
-  const sites = (values.remoteSite ?? [])
+  const sites = [values.remoteSite ?? []]
+    .flat()
     .flatMap((spec) => spec.split(","))
     .map((spec) => spec.trim())
     .filter((spec) => spec !== "")
