@@ -177,10 +177,18 @@ export class Manager implements AsyncDisposable {
   #closing: Promise<void> | undefined;
 
   /**
-   * Prefer {@link Manager.fromExchangeFactory}. The manager owns (and closes) `client` and its
-   * executors; it closes `factory` only when it created the client itself.
+   * A manager around a user client, as Academy's `Manager(exchange_client, executors)`: its agents
+   * get their clients from the client's factory (`client.factory()`). Prefer
+   * {@link Manager.fromExchangeFactory}. The manager owns (and closes) `client` and its executors;
+   * it closes the factory only when it created the client itself.
    */
-  constructor(client: UserExchangeClient, factory: ExchangeFactory, options: ManagerOptions = {}) {
+  constructor(client: UserExchangeClient, options?: ManagerOptions);
+  /** @deprecated the factory is `client.factory()`; pass `(client, options)`. */
+  constructor(client: UserExchangeClient, factory: ExchangeFactory, options?: ManagerOptions);
+  constructor(client: UserExchangeClient, factoryOrOptions?: ExchangeFactory | ManagerOptions, maybeOptions?: ManagerOptions) {
+    const factoryGiven = factoryOrOptions !== undefined && typeof (factoryOrOptions as ExchangeFactory).createUserClient === "function";
+    const factory = factoryGiven ? (factoryOrOptions as ExchangeFactory) : client.factory();
+    const options: ManagerOptions = (factoryGiven ? maybeOptions : (factoryOrOptions as ManagerOptions | undefined)) ?? {};
     this.#client = client;
     this.#factory = factory;
     this.#logger = (options.logger ?? silentLogger).child({ manager: client.clientId.uid });
@@ -208,7 +216,7 @@ export class Manager implements AsyncDisposable {
   ): Promise<Manager> {
     const client = await factory.createUserClient({ logger: options.logger, ...options.client });
     try {
-      const manager = new Manager(client, factory, options);
+      const manager = new Manager(client, options);
       manager.#ownsFactory = true;
       return manager;
     } catch (error) {

@@ -263,6 +263,11 @@ export function describeParityConformance(name: string, target: () => Conformanc
         expect(manager.userId.uid).toBe(manager.exchangeClient.clientId.uid);
         expect(manager.userId.role).toBe("user");
         expect(manager.exchangeClient.factory()).toBe(manager.exchangeFactory);
+        // As Academy's Manager(exchange_client): the factory comes from the client.
+        const second = new Manager(await manager.exchangeFactory.createUserClient(), { maxRetries: 1 });
+        expect(second.exchangeFactory).toBe(manager.exchangeFactory);
+        expect(await (await second.launch(Counter)).increment(1)).toBe(1);
+        await second.close();
         const [a, b] = await manager.registerAgents([Counter, { agent: Counter, name: "b" }]);
         expect(b!.agentId.name).toBe("b");
         expect((await manager.exchangeClient.discover(Counter)).map((id) => id.uid).sort()).toEqual([a!.agentId.uid, b!.agentId.uid].sort());
