@@ -5,22 +5,18 @@
  * their client up in a context variable). So a handle an agent was given before it ran, say one
  * stored in an instance passed to `launch`, calls as the agent and not as whoever made it.
  */
-import { AsyncLocalStorage } from "node:async_hooks";
-import { SCOPE_CLIENT, currentAction } from "../interceptors/action-scope.ts";
+import { currentScopeClient, runInAgentScope } from "../interceptors/action-scope.ts";
 import type { HandleClient } from "./handle.ts";
 
-const storage = new AsyncLocalStorage<HandleClient>();
-
 /**
- * The client of the agent whose code runs in the current async context: the running action's
- * (its scope carries it), else the one the agent's engine runs under; undefined outside agents.
+ * The client of the agent whose code runs in the current async context: the running action's, or
+ * the agent's (its engine runs it in a scope of its own); undefined outside agents.
  */
 export function currentAgentClient(): HandleClient | undefined {
-  const action = currentAction() as { readonly [SCOPE_CLIENT]?: HandleClient } | undefined;
-  return action?.[SCOPE_CLIENT] ?? storage.getStore();
+  return currentScopeClient() as HandleClient | undefined;
 }
 
 /** @internal Call `fn(arg)` as the agent whose client is `client` (the engine runs an agent this way). */
 export function runAsAgent<T, R>(client: HandleClient, fn: (arg: T) => R, arg: T): R {
-  return storage.run(client, fn, arg);
+  return runInAgentScope(client, fn, arg);
 }

@@ -11,7 +11,7 @@ import { AgentDefinitionError, ClientClosedError, InvalidClientError, SendOnlyCl
 import { isAgentBase } from "../agent/agent.ts";
 import { AgentId, newTag } from "../identifiers.ts";
 import type { EntityId } from "../identifiers.ts";
-import { currentAction, runOutsideActionScope } from "../interceptors/action-scope.ts";
+import { inAnyScope, runOutsideActionScope } from "../interceptors/action-scope.ts";
 import type { InboundResponseInput, OutboundRequestInput } from "../interceptors/caller-interceptor.ts";
 import { composeInterceptors } from "../interceptors/interceptors.ts";
 import type { HandleBinder } from "../protocol/codec.ts";
@@ -358,7 +358,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
    */
   protected deliver(delivery: Delivery): void {
     // Whatever opened the transport (an action, say) is not the scope its deliveries run in.
-    if (currentAction() !== undefined) {
+    if (inAnyScope()) {
       runOutsideActionScope((d) => this.deliver(d), delivery);
       return;
     }
