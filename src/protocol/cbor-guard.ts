@@ -1,0 +1,348 @@
+/**
+ * A one-pass check of CBOR bytes before cbor-x decodes them, so that no input costs more than
+ * linear time (with a small constant) to decode. `decodeValue` (codec.ts) runs it on every path:
+ * mailboxes, launch requests, KV records, dead letters, worker messages.
+ *
+ * cbor-x 1.6.9 gives some inputs superlinear or explosive cost, and some a large constant per
+ * byte (figures from bench/decoder.ts on a 2-core machine):
+ * - a bignum (tag 2/3) is built byte by byte with BigInt shifts: 100 KB take about 1 s, 1 MiB
+ *   minutes (quadratic);
+ * - record definitions (tags 0xdff9-0xffff, 105) are kept in the decoder across messages: one
+ *   message changes how later ones decode, and ids without bound grow memory;
+ * - value sharing (tags 28/29) and packed values (tags 51, 6, the prefix/suffix ranges) turn a
+ *   few hundred bytes into a value exponentially larger, or copy arrays per reference (80 KB
+ *   take 10 s);
+ * - V8 hashes numbers and bigints in a `Set` or `Map` without a seed, so keys chosen to collide
+ *   make a tag 258/259 collection quadratic (40,000 bigint keys: 5 s);
+ * - nesting a few thousand levels deep overflows the stack;
+ * - some items cost far more than their size: an `Error` (tag 27) about 9 µs for 5 bytes, an
+ *   empty byte string or typed array 0.2-0.7 µs for 1-3 bytes.
+ *
+ * The check refuses the first kinds outright, bounds bignums and depth, and charges every item an
+ * estimated cost (cbor-cost.ts) against a budget proportional to the input's size. It allocates
+ * nothing per item: a few typed arrays, one slot per nesting level, are reused by every call. What it accepts and
+ * refuses is specified in docs/PROTOCOL.md section 4.4; keep both in step.
+ */
+import { MalformedMessageError } from "../errors.ts";
+import { Cost, EMPTY_SHAPE, beginEstimate, collectionKeyCost, objectKeyCost, shapeAfterKey } from "./cbor-cost.ts";
+
+/** What the guard accepts; see docs/PROTOCOL.md section 4.4. */
+export const CborLimits = {
+  /**
+   * Largest magnitude of a bignum (tags 2 and 3), in bytes: integers up to 512 bits. cbor-x builds
+   * a bignum with one BigInt shift per byte, so its cost grows with the square of its length; at
+   * 64 bytes it still costs about as much per byte as a small integer does.
+   */
+  maxBignumBytes: 64,
+  /** Deepest nesting of arrays, maps and tags (cbor-x overflows the stack at a few thousand). */
+  maxDepth: 256,
+  /**
+   * Decode budget per byte of input, in cost units. One unit is about the cost of decoding a
+   * small integer (30-40 ns on the reference machine), the cheapest item and at least one byte
+   * long, so any input made of numbers, strings and plain values fits.
+   */
+  costPerByte: 1,
+  /** Budget of every input, whatever its size, so that small messages may hold a few costly items. */
+  minCost: 65_536,
+} as const;
+
+/**
+ * What a nesting level (frame) holds. Plain constants rather than an object so that the hot loop
+ * reads no properties; frames from `MAP` up need a check of each item, tag frames (`TAG_*`, from
+ * `TAG_GENERIC` up) hold one item.
+ */
+const ROOT = 0;
+const ARRAY = 1;
+/** A map read as an object (the default). */
+const MAP = 2;
+/** The array of a `Set` (tag 258): every item is a key. */
+const SET_ARRAY = 3;
+/** The map of a `Map` (tag 259): keys of any type. */
+const JS_MAP = 4;
+/** The array of an `Error`/`RegExp` (tag 27): text strings only. */
+const TEXTS = 5;
+/** The array of a decimal fraction or bigfloat (tags 4, 5): integers or bignums. */
+const NUMBERS = 6;
+const TAG_GENERIC = 7;
+const TAG_DATE_TEXT = 8;
+const TAG_DATE_NUMBER = 9;
+const TAG_BIGNUM = 10;
+const TAG_DECIMAL = 11;
+const TAG_ERROR = 12;
+const TAG_SET = 13;
+const TAG_MAP = 14;
+const TAG_TYPED_ARRAY = 15;
+const TAG_ID = 16;
+
+/** Tags of the typed arrays cbor-x 1.6.9 decodes (RFC 8746; big-endian ones are 4 less). */
+const TYPED_ARRAY_TAGS = new Set([64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 77, 78, 79, 81, 82, 85, 86]);
+
+/**
+ * Why a tag is refused, or undefined when it is not. These are the tags cbor-x 1.6.9 gives a
+ * meaning this library does not use: each builds state or references with which one message can
+ * make its decoded value, or the decoder, far larger than its bytes. (Tags 25 and 256, string
+ * references, are not implemented by cbor-x 1.6.9; they are refused so that an upgrade cannot
+ * bring them in.)
+ */
+function refusedTag(tag: number): string | undefined {
+  if (tag === 6 || tag === 51) return "packed values (cbor-x packing)";
+  if ((tag >= 216 && tag <= 223) || (tag >= 225 && tag <= 255) || (tag >= 27647 && tag <= 32767) || (tag >= 1811939328 && tag <= 2147483647)) {
+    return "packed prefix or suffix reference";
+  }
+  if (tag === 14 || tag === 15) return "bundled string reference";
+  if (tag === 25 || tag === 256) return "string reference";
+  if (tag === 28 || tag === 29) return "shared value (value sharing)";
+  if (tag === 105 || (tag >= 0xdff9 && tag <= 0xffff)) return "record definition or bundled strings (cbor-x records)";
+  if (tag === 0x53687264) return "shared data (cbor-x records)";
+  return undefined;
+}
+
+/** The frame a tag opens, or throws when the tag is refused. */
+function tagFrame(tag: number, offset: number): number {
+  switch (tag) {
+    case 0:
+      return TAG_DATE_TEXT;
+    case 1:
+      return TAG_DATE_NUMBER;
+    case 2:
+    case 3:
+      return TAG_BIGNUM;
+    case 4:
+    case 5:
+      return TAG_DECIMAL;
+    case 27:
+      return TAG_ERROR;
+    case 258:
+      return TAG_SET;
+    case 259:
+      return TAG_MAP;
+    case 44032:
+    case 44033:
+    case 44034:
+      return TAG_ID;
+  }
+  if (TYPED_ARRAY_TAGS.has(tag)) return TAG_TYPED_ARRAY;
+  const refused = refusedTag(tag);
+  if (refused !== undefined) fail(offset, `tag ${tag} (${refused}) is not accepted`);
+  return TAG_GENERIC;
+}
+
+/** Cost of a tag beyond {@link Cost.tag}, by the frame it opens. */
+function tagCost(frame: number): number {
+  switch (frame) {
+    case TAG_DATE_TEXT:
+    case TAG_DATE_NUMBER:
+      return Cost.date;
+    case TAG_BIGNUM:
+      return Cost.bignum;
+    case TAG_DECIMAL:
+      return Cost.decimal;
+    case TAG_ERROR:
+      return Cost.error;
+    case TAG_SET:
+    case TAG_MAP:
+      return Cost.collection;
+    case TAG_TYPED_ARRAY:
+      return Cost.typedArray;
+    case TAG_ID:
+      return Cost.id;
+    default:
+      return 0;
+  }
+}
+
+/**
+ * Checks the content of a tag whose cbor-x extension would misread other content or pay dearly
+ * for it. @returns the content's cost beyond its own item's.
+ */
+function checkTagContent(frame: number, start: number, major: number, info: number, arg: number): number {
+  switch (frame) {
+    case TAG_DATE_TEXT:
+      if (major !== 3) fail(start, "a date (tag 0) holds a text string");
+      break;
+    case TAG_DATE_NUMBER:
+      if (!(major < 2 && info < 27) && !(major === 7 && info >= 25 && info <= 27)) fail(start, "a date (tag 1) holds an integer below 2^32 or a float");
+      break;
+    case TAG_BIGNUM:
+      if (major !== 2) fail(start, "a bignum (tag 2, 3) holds a byte string");
+      if (arg > CborLimits.maxBignumBytes) fail(start, `a bignum of ${arg} bytes; at most ${CborLimits.maxBignumBytes} are accepted`);
+      return arg;
+    case TAG_DECIMAL:
+      if (major !== 4 || arg !== 2) fail(start, "a decimal fraction or bigfloat (tag 4, 5) holds an array of two items");
+      break;
+    case TAG_ERROR:
+      if (major !== 4 || (arg !== 2 && arg !== 3)) fail(start, "an Error or RegExp (tag 27) holds an array of two or three text strings");
+      break;
+    case TAG_SET:
+      if (major !== 4) fail(start, "a Set (tag 258) holds an array");
+      break;
+    case TAG_MAP:
+      if (major !== 5) fail(start, "a Map (tag 259) holds a map");
+      break;
+    case TAG_TYPED_ARRAY:
+      if (major !== 2) fail(start, "a typed array (RFC 8746 tag) holds a byte string");
+      return Math.floor(arg / 8);
+  }
+  return 0;
+}
+
+function fail(offset: number, reason: string): never {
+  throw new MalformedMessageError(`CBOR refused at byte ${offset}: ${reason}`);
+}
+
+function readUint32(bytes: Uint8Array, pos: number): number {
+  return ((bytes[pos]! << 24) >>> 0) + ((bytes[pos + 1]! << 16) | (bytes[pos + 2]! << 8) | bytes[pos + 3]!);
+}
+
+// One slot per nesting level, shared by every call (the scan is synchronous and calls out to nothing).
+const kinds = new Uint8Array(CborLimits.maxDepth + 1);
+/** Items left in the frame; -1 for indefinite length. */
+const remaining = new Float64Array(CborLimits.maxDepth + 1);
+/** Items of the frame read so far (even: a map key is next). */
+const counts = new Float64Array(CborLimits.maxDepth + 1);
+/** Of an object: its shape (cbor-cost.ts); of a Set or Map: its keys that V8 hashes without a seed. */
+const keyState = new Int32Array(CborLimits.maxDepth + 1);
+
+/**
+ * Check that `bytes` hold exactly one CBOR item that cbor-x decodes in linear time with a small
+ * constant; docs/PROTOCOL.md section 4.4 lists what is accepted. One pass, no allocation per item.
+ * @returns the estimated decode cost, in units of about one small integer (see {@link CborLimits}).
+ * @throws {MalformedMessageError} naming the refused item and its byte offset: not well-formed,
+ *   truncated or followed by more bytes; a refused tag or simple value; a bignum beyond
+ *   {@link CborLimits.maxBignumBytes}; nesting beyond {@link CborLimits.maxDepth}; a tag whose
+ *   content cbor-x would misread; or an estimated cost beyond the input's budget,
+ *   `max(minCost, costPerByte * bytes.length)`.
+ */
+export function scanCbor(bytes: Uint8Array): number {
+  return scan(bytes, Math.max(CborLimits.minCost, bytes.length * CborLimits.costPerByte));
+}
+
+/**
+ * The estimated decode cost of `bytes` without a budget, for measurement (bench/decoder.ts):
+ * every other check of {@link scanCbor} applies.
+ * @throws {MalformedMessageError} as {@link scanCbor}, except for the budget.
+ */
+export function estimateCborCost(bytes: Uint8Array): number {
+  return scan(bytes, Infinity);
+}
+
+function scan(bytes: Uint8Array, budget: number): number {
+  beginEstimate();
+  const end = bytes.length;
+  let cost = 0;
+  let pos = 0;
+  let top = 0;
+  kinds[0] = ROOT;
+  remaining[0] = 1;
+  counts[0] = 0;
+  for (;;) {
+    if (pos >= end) fail(pos, end === 0 ? "no data" : "truncated: an item is missing");
+    const start = pos;
+    const initial = bytes[pos++]!;
+    if (initial === 0xff) {
+      if (remaining[top] !== -1) fail(start, "break (0xff) outside an indefinite-length array or map");
+      if ((kinds[top] === MAP || kinds[top] === JS_MAP) && counts[top]! % 2 === 1) fail(start, "indefinite-length map ends after a key");
+      top--;
+    } else {
+      const major = initial >> 5;
+      const info = initial & 0x1f;
+      let arg = info;
+      if (info >= 24) {
+        if (info > 27) {
+          if (info !== 31) fail(start, `reserved additional information ${info}`);
+          if (major !== 4 && major !== 5) fail(start, `indefinite length is not accepted for major type ${major}`);
+          arg = -1;
+        } else {
+          const size = 1 << (info - 24);
+          if (size > end - pos) fail(start, "truncated: an item's argument is missing");
+          // Integers and floats need only their size; lengths and tag numbers need their value.
+          if (major === 0 || major === 1 || major === 7) arg = size === 1 ? bytes[pos]! : 0;
+          else if (size === 1) arg = bytes[pos]!;
+          else if (size === 2) arg = (bytes[pos]! << 8) | bytes[pos + 1]!;
+          else if (size === 4) arg = readUint32(bytes, pos);
+          else arg = readUint32(bytes, pos) * 0x1_0000_0000 + readUint32(bytes, pos + 4);
+          pos += size;
+        }
+      }
+
+      // What the enclosing frame expects of this item, and the cost of storing it as a key.
+      const parent = kinds[top]!;
+      let objectKey = false;
+      if (parent >= MAP) {
+        if (parent >= TAG_GENERIC) cost += checkTagContent(parent, start, major, info, arg);
+        else if (parent === MAP) objectKey = counts[top]! % 2 === 0;
+        else if (parent === SET_ARRAY || (parent === JS_MAP && counts[top]! % 2 === 0)) {
+          cost += collectionKeyCost(major < 2 || major > 5 ? keyState[top]!++ : -1);
+        } else if (parent === TEXTS) {
+          if (major !== 3) fail(start, "an Error or RegExp (tag 27) holds text strings only");
+        } else if (major > 1 && !(major === 6 && (arg === 2 || arg === 3))) {
+          fail(start, "a decimal fraction or bigfloat (tag 4, 5) holds integers or bignums only");
+        }
+      }
+
+      let opened = -1;
+      switch (major) {
+        case 0:
+        case 1:
+          cost += info === 27 ? Cost.int64 : Cost.scalar;
+          break;
+        case 2:
+        case 3:
+          if (arg > end - pos) fail(start, `truncated: a string of ${arg} bytes has ${end - pos} left`);
+          pos += arg;
+          cost += major === 2 ? Cost.bytes : Cost.text + (arg < 2 ? arg : 2);
+          break;
+        case 4:
+          if (arg > end - pos) fail(start, `truncated: an array of ${arg} items has ${end - pos} bytes left`);
+          cost += Cost.array;
+          if (arg !== 0) opened = parent === TAG_SET ? SET_ARRAY : parent === TAG_ERROR ? TEXTS : parent === TAG_DECIMAL ? NUMBERS : ARRAY;
+          break;
+        case 5:
+          if (arg > (end - pos) / 2) fail(start, `truncated: a map of ${arg} entries has ${end - pos} bytes left`);
+          cost += Cost.map;
+          if (arg !== 0) {
+            opened = parent === TAG_MAP ? JS_MAP : MAP;
+            arg = arg === -1 ? -1 : arg * 2;
+          }
+          break;
+        case 6:
+          if (arg > 0xffff_ffff) fail(start, "tag number beyond 32 bits");
+          opened = tagFrame(arg, start);
+          cost += Cost.tag + tagCost(opened);
+          arg = 1;
+          break;
+        default:
+          // Major type 7: false, true, null, undefined and floats; every other simple value is refused.
+          if ((info < 20 || info > 23) && (info < 25 || info > 27)) fail(start, `simple value ${info === 24 ? arg : info} is not accepted`);
+          cost += Cost.scalar;
+      }
+      if (objectKey) {
+        // A key that is a whole item here (not an array, map or tag) is hashed into the object's shape.
+        const known = opened === -1;
+        const shape = shapeAfterKey(keyState[top]!, counts[top]! / 2, bytes, start, known ? pos : start);
+        keyState[top] = shape;
+        cost += objectKeyCost(shape, counts[top]! / 2, known) + (major === 3 ? 0 : Cost.nonTextKey);
+      }
+      if (cost > budget) fail(start, `decoding would cost more than the budget of ${budget} units for ${end} bytes`);
+      if (opened !== -1) {
+        if (top === CborLimits.maxDepth) fail(start, `nesting deeper than ${CborLimits.maxDepth}`);
+        top++;
+        kinds[top] = opened;
+        remaining[top] = arg;
+        counts[top] = 0;
+        keyState[top] = opened === MAP ? EMPTY_SHAPE : 0;
+        continue;
+      }
+    }
+    // An item is complete: count it in its frame, and close every frame it completes.
+    for (;;) {
+      counts[top]!++;
+      if (remaining[top] === -1 || --remaining[top]! > 0) break;
+      if (top === 0) {
+        if (pos !== end) fail(pos, `${end - pos} bytes after the end of the item`);
+        return cost;
+      }
+      top--;
+    }
+  }
+}
