@@ -271,11 +271,14 @@ function scan(bytes: Uint8Array, budget: number): number {
       if (parent >= MAP) {
         if (parent >= TAG_GENERIC) cost += checkTagContent(parent, start, major, info, arg);
         else if (parent === MAP) objectKey = counts[top]! % 2 === 0;
-        else if (parent === SET_ARRAY || (parent === JS_MAP && counts[top]! % 2 === 0)) {
-          cost += collectionKeyCost(major < 2 || major > 5 ? keyState[top]!++ : -1);
+        else if (parent === SET_ARRAY || parent === JS_MAP) {
+          if (parent === SET_ARRAY || counts[top]! % 2 === 0) {
+            cost += collectionKeyCost(major < 2 || major > 5 ? keyState[top]!++ : -1, major < 2 && info < 27);
+          }
         } else if (parent === TEXTS) {
           if (major !== 3) fail(start, "an Error or RegExp (tag 27) holds text strings only");
         } else if (major > 1 && !(major === 6 && (arg === 2 || arg === 3))) {
+          // NUMBERS, the array of a decimal fraction or bigfloat.
           fail(start, "a decimal fraction or bigfloat (tag 4, 5) holds integers or bignums only");
         }
       }
