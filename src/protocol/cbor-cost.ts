@@ -97,7 +97,13 @@ export function beginEstimate(): void {
  */
 export function shapeAfterKey(shape: number, index: number, bytes: Uint8Array, start: number, end: number): number {
   let h = index < FAST_KEYS ? shape : SEED;
-  for (let i = start; i < end; i++) h = Math.imul(h ^ bytes[i]!, 0x0100_0193);
+  let i = start;
+  // Four bytes a step; the key's header byte (with its length) is part of the range.
+  for (; i + 4 <= end; i += 4) {
+    h = Math.imul(h ^ (bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24)), 0x0100_0193);
+    h ^= h >>> 13;
+  }
+  for (; i < end; i++) h = Math.imul(h ^ bytes[i]!, 0x0100_0193);
   h ^= h >>> 15;
   h = Math.imul(h, 0x2c1b_3c6d);
   return h ^ (h >>> 12);

@@ -194,32 +194,41 @@ function readUint32(bytes: Uint8Array, pos: number): number {
   return ((bytes[pos]! << 24) >>> 0) + ((bytes[pos + 1]! << 16) | (bytes[pos + 2]! << 8) | bytes[pos + 3]!);
 }
 
-// One slot per nesting level, shared by every call (the scan is synchronous and calls out to nothing).
+// The frames below the top one, one slot per nesting level, shared by every call (the scan is
+// synchronous and calls out to nothing). The top frame lives in local variables of `scan`.
 const kinds = new Uint8Array(CborLimits.maxDepth + 1);
-/** Items left in the frame; -1 for indefinite length. */
-const remaining = new Float64Array(CborLimits.maxDepth + 1);
+/**
+ * Items left in the frame; -1 for indefinite length. Int32 (and so are the counts): every item
+ * takes at least a byte, and lengths are checked against the bytes left before they are stored.
+ */
+const remaining = new Int32Array(CborLimits.maxDepth + 1);
 /** Items of the frame read so far (even: a map key is next). */
-const counts = new Float64Array(CborLimits.maxDepth + 1);
+const counts = new Int32Array(CborLimits.maxDepth + 1);
 /** Of an object: its shape (cbor-cost.ts); of a Set or Map: its keys that V8 hashes without a seed. */
-const keyState = new Int32Array(CborLimits.maxDepth + 1);
+const keyStates = new Int32Array(CborLimits.maxDepth + 1);
+
+/**
+ * Inputs up to this size are not charged for new object shapes: that saves hashing every key of
+ * the typical message, and at most costs about 0.5 ms (some 450 objects of new shapes).
+ */
+const SHAPES_FROM_BYTES = 4096;
 
 /**
  * Check that `bytes` hold exactly one CBOR item that cbor-x decodes in linear time with a small
  * constant; docs/PROTOCOL.md section 4.4 lists what is accepted. One pass, no allocation per item.
- * @returns the estimated decode cost, in units of about one small integer (see {@link CborLimits}).
  * @throws {MalformedMessageError} naming the refused item and its byte offset: not well-formed,
  *   truncated or followed by more bytes; a refused tag or simple value; a bignum beyond
  *   {@link CborLimits.maxBignumBytes}; nesting beyond {@link CborLimits.maxDepth}; a tag whose
  *   content cbor-x would misread; or an estimated cost beyond the input's budget,
  *   `max(minCost, costPerByte * bytes.length)`.
  */
-export function scanCbor(bytes: Uint8Array): number {
-  return scan(bytes, Math.max(CborLimits.minCost, bytes.length * CborLimits.costPerByte));
+export function scanCbor(bytes: Uint8Array): void {
+  scan(bytes, Math.max(CborLimits.minCost, bytes.length * CborLimits.costPerByte));
 }
 
 /**
- * The estimated decode cost of `bytes` without a budget, for measurement (bench/decoder.ts):
- * every other check of {@link scanCbor} applies.
+ * The estimated decode cost of `bytes`, in units of about one small integer (see
+ * {@link CborLimits}), for measurement (bench/decoder.ts): {@link scanCbor} without the budget.
  * @throws {MalformedMessageError} as {@link scanCbor}, except for the budget.
  */
 export function estimateCborCost(bytes: Uint8Array): number {
@@ -229,20 +238,44 @@ export function estimateCborCost(bytes: Uint8Array): number {
 function scan(bytes: Uint8Array, budget: number): number {
   beginEstimate();
   const end = bytes.length;
+  const shapes = end > SHAPES_FROM_BYTES;
   let cost = 0;
   let pos = 0;
   let top = 0;
-  kinds[0] = ROOT;
-  remaining[0] = 1;
-  counts[0] = 0;
+  // The top frame: its kind, items left (-1: indefinite), items read, key state.
+  let kind = ROOT;
+  let left = 1;
+  let count = 0;
+  let keyState = 0;
   for (;;) {
     if (pos >= end) fail(pos, end === 0 ? "no data" : "truncated: an item is missing");
     const start = pos;
     const initial = bytes[pos++]!;
-    if (initial === 0xff) {
-      if (remaining[top] !== -1) fail(start, "break (0xff) outside an indefinite-length array or map");
-      if ((kinds[top] === MAP || kinds[top] === JS_MAP) && counts[top]! % 2 === 1) fail(start, "indefinite-length map ends after a key");
+    if (
+      kind <= MAP &&
+      (initial < 0x18 || (initial >= 0x60 && initial < 0x78) || (initial >= 0xf4 && initial <= 0xf7)) &&
+      (kind !== MAP || (count & 1) === 1 || !shapes)
+    ) {
+      // The most common items, in short: a small integer, short text or simple value in an array
+      // or object (not a key whose shape is to be estimated). Checked against the budget with
+      // the next item, or at the end.
+      if (initial >= 0x60) {
+        if (initial < 0x78) {
+          const length = initial - 0x60;
+          if (length > end - pos) fail(start, `truncated: a string of ${length} bytes has ${end - pos} left`);
+          pos += length;
+          cost += Cost.text + (length < 2 ? length : 2);
+        } else cost += Cost.scalar;
+      } else cost += Cost.scalar;
+      if (kind === MAP && (count & 1) === 0) cost += Cost.entry + (initial >= 0x60 && initial < 0x78 ? 0 : Cost.nonTextKey);
+    } else if (initial === 0xff) {
+      if (left !== -1) fail(start, "break (0xff) outside an indefinite-length array or map");
+      if ((kind === MAP || kind === JS_MAP) && (count & 1) === 1) fail(start, "indefinite-length map ends after a key");
       top--;
+      kind = kinds[top]!;
+      left = remaining[top]!;
+      count = counts[top]!;
+      keyState = keyStates[top]!;
     } else {
       const major = initial >> 5;
       const info = initial & 0x1f;
@@ -266,16 +299,15 @@ function scan(bytes: Uint8Array, budget: number): number {
       }
 
       // What the enclosing frame expects of this item, and the cost of storing it as a key.
-      const parent = kinds[top]!;
       let objectKey = false;
-      if (parent >= MAP) {
-        if (parent >= TAG_GENERIC) cost += checkTagContent(parent, start, major, info, arg);
-        else if (parent === MAP) objectKey = counts[top]! % 2 === 0;
-        else if (parent === SET_ARRAY || parent === JS_MAP) {
-          if (parent === SET_ARRAY || counts[top]! % 2 === 0) {
-            cost += collectionKeyCost(major < 2 || major > 5 ? keyState[top]!++ : -1, major < 2 && info < 27);
+      if (kind >= MAP) {
+        if (kind >= TAG_GENERIC) cost += checkTagContent(kind, start, major, info, arg);
+        else if (kind === MAP) objectKey = (count & 1) === 0;
+        else if (kind === SET_ARRAY || kind === JS_MAP) {
+          if (kind === SET_ARRAY || (count & 1) === 0) {
+            cost += collectionKeyCost(major < 2 || major > 5 ? keyState++ : -1, major < 2 && info < 27);
           }
-        } else if (parent === TEXTS) {
+        } else if (kind === TEXTS) {
           if (major !== 3) fail(start, "an Error or RegExp (tag 27) holds text strings only");
         } else if (major > 1 && !(major === 6 && (arg === 2 || arg === 3))) {
           // NUMBERS, the array of a decimal fraction or bigfloat.
@@ -298,14 +330,14 @@ function scan(bytes: Uint8Array, budget: number): number {
         case 4:
           if (arg > end - pos) fail(start, `truncated: an array of ${arg} items has ${end - pos} bytes left`);
           cost += Cost.array;
-          if (arg !== 0) opened = parent === TAG_SET ? SET_ARRAY : parent === TAG_ERROR ? TEXTS : parent === TAG_DECIMAL ? NUMBERS : ARRAY;
+          if (arg !== 0) opened = kind === TAG_SET ? SET_ARRAY : kind === TAG_ERROR ? TEXTS : kind === TAG_DECIMAL ? NUMBERS : ARRAY;
           break;
         case 5:
           if (arg > (end - pos) / 2) fail(start, `truncated: a map of ${arg} entries has ${end - pos} bytes left`);
           cost += Cost.map;
           if (arg !== 0) {
-            opened = parent === TAG_MAP ? JS_MAP : MAP;
-            arg = arg === -1 ? -1 : arg * 2;
+            opened = kind === TAG_MAP ? JS_MAP : MAP;
+            if (arg !== -1) arg *= 2;
           }
           break;
         case 6:
@@ -320,32 +352,43 @@ function scan(bytes: Uint8Array, budget: number): number {
           cost += Cost.scalar;
       }
       if (objectKey) {
-        // A key that is a whole item here (not an array, map or tag) is hashed into the object's shape.
-        const known = opened === -1;
-        const shape = shapeAfterKey(keyState[top]!, counts[top]! / 2, bytes, start, known ? pos : start);
-        keyState[top] = shape;
-        cost += objectKeyCost(shape, counts[top]! / 2, known) + (major === 3 ? 0 : Cost.nonTextKey);
+        if (major !== 3) cost += Cost.nonTextKey;
+        if (shapes) {
+          // A key that is a whole item here (not an array, map or tag) is hashed into the object's shape.
+          const whole = opened === -1;
+          keyState = shapeAfterKey(keyState, count >> 1, bytes, start, whole ? pos : start);
+          cost += objectKeyCost(keyState, count >> 1, whole);
+        } else cost += Cost.entry;
       }
       if (cost > budget) fail(start, `decoding would cost more than the budget of ${budget} units for ${end} bytes`);
       if (opened !== -1) {
         if (top === CborLimits.maxDepth) fail(start, `nesting deeper than ${CborLimits.maxDepth}`);
+        kinds[top] = kind;
+        remaining[top] = left;
+        counts[top] = count;
+        keyStates[top] = keyState;
         top++;
-        kinds[top] = opened;
-        remaining[top] = arg;
-        counts[top] = 0;
-        keyState[top] = opened === MAP ? EMPTY_SHAPE : 0;
+        kind = opened;
+        left = arg;
+        count = 0;
+        keyState = opened === MAP ? EMPTY_SHAPE : 0;
         continue;
       }
     }
     // An item is complete: count it in its frame, and close every frame it completes.
     for (;;) {
-      counts[top]!++;
-      if (remaining[top] === -1 || --remaining[top]! > 0) break;
+      count++;
+      if (left === -1 || --left > 0) break;
       if (top === 0) {
         if (pos !== end) fail(pos, `${end - pos} bytes after the end of the item`);
+        if (cost > budget) fail(start, `decoding would cost more than the budget of ${budget} units for ${end} bytes`);
         return cost;
       }
       top--;
+      kind = kinds[top]!;
+      left = remaining[top]!;
+      count = counts[top]!;
+      keyState = keyStates[top]!;
     }
   }
 }
