@@ -18,13 +18,15 @@
  * - some items cost far more than their size: an `Error` (tag 27) about 9 µs for 5 bytes, an
  *   empty byte string or typed array 0.2-0.7 µs for 1-3 bytes.
  *
- * The check refuses the first kinds outright, bounds bignums and depth, and charges every item an
- * estimated cost (cbor-cost.ts) against a budget proportional to the input's size. It allocates
- * nothing per item: a few typed arrays, one slot per nesting level, are reused by every call. What it accepts and
+ * The check refuses the first kinds outright (which tags, and what their content must be:
+ * cbor-tags.ts), bounds bignums and depth, and charges every item an estimated cost
+ * (cbor-cost.ts) against a budget proportional to the input's size. It allocates nothing per
+ * item: a few typed arrays, one slot per nesting level, are reused by every call. What it accepts and
  * refuses is specified in docs/PROTOCOL.md section 4.4; keep both in step.
  */
 import { MalformedMessageError } from "../errors.ts";
 import { Cost, EMPTY_SHAPE, beginEstimate, collectionKeyCost, objectKeyCost, shapeAfterKey } from "./cbor-cost.ts";
+import { MAX_BIGNUM_BYTES, TagClass, classifyTag, tagContentCost, tagContentProblem, tagCost } from "./cbor-tags.ts";
 
 /** What the guard accepts; see docs/PROTOCOL.md section 4.4. */
 export const CborLimits = {
@@ -33,7 +35,7 @@ export const CborLimits = {
    * a bignum with one BigInt shift per byte, so its cost grows with the square of its length; at
    * 64 bytes it still costs about as much per byte as a small integer does.
    */
-  maxBignumBytes: 64,
+  maxBignumBytes: MAX_BIGNUM_BYTES,
   /** Deepest nesting of arrays, maps and tags (cbor-x overflows the stack at a few thousand). */
   maxDepth: 256,
   /**
@@ -47,9 +49,9 @@ export const CborLimits = {
 } as const;
 
 /**
- * What a nesting level (frame) holds. Plain constants rather than an object so that the hot loop
- * reads no properties; frames from `MAP` up need a check of each item, tag frames (`TAG_*`, from
- * `TAG_GENERIC` up) hold one item.
+ * What a nesting level (frame) holds. Plain numbers rather than an object so that the hot loop
+ * reads no properties. Frames from `MAP` up need a check of each item; tag frames, from
+ * `TAG_FRAME` up, hold the one item of a tag whose class (cbor-tags.ts) is `kind - TAG_FRAME`.
  */
 const ROOT = 0;
 const ARRAY = 1;
@@ -63,128 +65,11 @@ const JS_MAP = 4;
 const TEXTS = 5;
 /** The array of a decimal fraction or bigfloat (tags 4, 5): integers or bignums. */
 const NUMBERS = 6;
-const TAG_GENERIC = 7;
-const TAG_DATE_TEXT = 8;
-const TAG_DATE_NUMBER = 9;
-const TAG_BIGNUM = 10;
-const TAG_DECIMAL = 11;
-const TAG_ERROR = 12;
-const TAG_SET = 13;
-const TAG_MAP = 14;
-const TAG_TYPED_ARRAY = 15;
-const TAG_ID = 16;
-
-/** Tags of the typed arrays cbor-x 1.6.9 decodes (RFC 8746; big-endian ones are 4 less). */
-const TYPED_ARRAY_TAGS = new Set([64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 77, 78, 79, 81, 82, 85, 86]);
-
-/**
- * Why a tag is refused, or undefined when it is not. These are the tags cbor-x 1.6.9 gives a
- * meaning this library does not use: each builds state or references with which one message can
- * make its decoded value, or the decoder, far larger than its bytes. (Tags 25 and 256, string
- * references, are not implemented by cbor-x 1.6.9; they are refused so that an upgrade cannot
- * bring them in.)
- */
-function refusedTag(tag: number): string | undefined {
-  if (tag === 6 || tag === 51) return "packed values (cbor-x packing)";
-  if ((tag >= 216 && tag <= 223) || (tag >= 225 && tag <= 255) || (tag >= 27647 && tag <= 32767) || (tag >= 1811939328 && tag <= 2147483647)) {
-    return "packed prefix or suffix reference";
-  }
-  if (tag === 14 || tag === 15) return "bundled string reference";
-  if (tag === 25 || tag === 256) return "string reference";
-  if (tag === 28 || tag === 29) return "shared value (value sharing)";
-  if (tag === 105 || (tag >= 0xdff9 && tag <= 0xffff)) return "record definition or bundled strings (cbor-x records)";
-  if (tag === 0x53687264) return "shared data (cbor-x records)";
-  return undefined;
-}
-
-/** The frame a tag opens, or throws when the tag is refused. */
-function tagFrame(tag: number, offset: number): number {
-  switch (tag) {
-    case 0:
-      return TAG_DATE_TEXT;
-    case 1:
-      return TAG_DATE_NUMBER;
-    case 2:
-    case 3:
-      return TAG_BIGNUM;
-    case 4:
-    case 5:
-      return TAG_DECIMAL;
-    case 27:
-      return TAG_ERROR;
-    case 258:
-      return TAG_SET;
-    case 259:
-      return TAG_MAP;
-    case 44032:
-    case 44033:
-    case 44034:
-      return TAG_ID;
-  }
-  if (TYPED_ARRAY_TAGS.has(tag)) return TAG_TYPED_ARRAY;
-  const refused = refusedTag(tag);
-  if (refused !== undefined) fail(offset, `tag ${tag} (${refused}) is not accepted`);
-  return TAG_GENERIC;
-}
-
-/** Cost of a tag beyond {@link Cost.tag}, by the frame it opens. */
-function tagCost(frame: number): number {
-  switch (frame) {
-    case TAG_DATE_TEXT:
-    case TAG_DATE_NUMBER:
-      return Cost.date;
-    case TAG_BIGNUM:
-      return Cost.bignum;
-    case TAG_DECIMAL:
-      return Cost.decimal;
-    case TAG_ERROR:
-      return Cost.error;
-    case TAG_SET:
-    case TAG_MAP:
-      return Cost.collection;
-    case TAG_TYPED_ARRAY:
-      return Cost.typedArray;
-    case TAG_ID:
-      return Cost.id;
-    default:
-      return 0;
-  }
-}
-
-/**
- * Checks the content of a tag whose cbor-x extension would misread other content or pay dearly
- * for it. @returns the content's cost beyond its own item's.
- */
-function checkTagContent(frame: number, start: number, major: number, info: number, arg: number): number {
-  switch (frame) {
-    case TAG_DATE_TEXT:
-      if (major !== 3) fail(start, "a date (tag 0) holds a text string");
-      break;
-    case TAG_DATE_NUMBER:
-      if (!(major < 2 && info < 27) && !(major === 7 && info >= 25 && info <= 27)) fail(start, "a date (tag 1) holds an integer below 2^32 or a float");
-      break;
-    case TAG_BIGNUM:
-      if (major !== 2) fail(start, "a bignum (tag 2, 3) holds a byte string");
-      if (arg > CborLimits.maxBignumBytes) fail(start, `a bignum of ${arg} bytes; at most ${CborLimits.maxBignumBytes} are accepted`);
-      return arg;
-    case TAG_DECIMAL:
-      if (major !== 4 || arg !== 2) fail(start, "a decimal fraction or bigfloat (tag 4, 5) holds an array of two items");
-      break;
-    case TAG_ERROR:
-      if (major !== 4 || (arg !== 2 && arg !== 3)) fail(start, "an Error or RegExp (tag 27) holds an array of two or three text strings");
-      break;
-    case TAG_SET:
-      if (major !== 4) fail(start, "a Set (tag 258) holds an array");
-      break;
-    case TAG_MAP:
-      if (major !== 5) fail(start, "a Map (tag 259) holds a map");
-      break;
-    case TAG_TYPED_ARRAY:
-      if (major !== 2) fail(start, "a typed array (RFC 8746 tag) holds a byte string");
-      return Math.floor(arg / 8);
-  }
-  return 0;
-}
+const TAG_FRAME = 7;
+const TAG_DECIMAL = TAG_FRAME + TagClass.Decimal;
+const TAG_ERROR = TAG_FRAME + TagClass.ErrorLike;
+const TAG_SET = TAG_FRAME + TagClass.Set;
+const TAG_MAP = TAG_FRAME + TagClass.Map;
 
 function fail(offset: number, reason: string): never {
   throw new MalformedMessageError(`CBOR refused at byte ${offset}: ${reason}`);
@@ -301,7 +186,11 @@ function scan(bytes: Uint8Array, budget: number): number {
       // What the enclosing frame expects of this item, and the cost of storing it as a key.
       let objectKey = false;
       if (kind >= MAP) {
-        if (kind >= TAG_GENERIC) cost += checkTagContent(kind, start, major, info, arg);
+        if (kind >= TAG_FRAME) {
+          const problem = tagContentProblem(kind - TAG_FRAME, major, info, arg);
+          if (problem !== undefined) fail(start, problem);
+          cost += tagContentCost(kind - TAG_FRAME, arg);
+        }
         else if (kind === MAP) objectKey = (count & 1) === 0;
         else if (kind === SET_ARRAY || kind === JS_MAP) {
           if (kind === SET_ARRAY || (count & 1) === 0) {
@@ -340,12 +229,15 @@ function scan(bytes: Uint8Array, budget: number): number {
             if (arg !== -1) arg *= 2;
           }
           break;
-        case 6:
+        case 6: {
           if (arg > 0xffff_ffff) fail(start, "tag number beyond 32 bits");
-          opened = tagFrame(arg, start);
-          cost += Cost.tag + tagCost(opened);
+          const tagClass = classifyTag(arg);
+          if (typeof tagClass === "string") fail(start, tagClass);
+          cost += Cost.tag + tagCost(tagClass);
+          opened = TAG_FRAME + tagClass;
           arg = 1;
           break;
+        }
         default:
           // Major type 7: false, true, null, undefined and floats; every other simple value is refused.
           if ((info < 20 || info > 23) && (info < 25 || info > 27)) fail(start, `simple value ${info === 24 ? arg : info} is not accepted`);
