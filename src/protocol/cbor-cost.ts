@@ -71,14 +71,23 @@ const FAST_KEYS = 16;
 const INT_KEY_SHIFT = 4;
 const OTHER_KEY_SHIFT = 2;
 
+/**
+ * Hashes of the (shape, key) pairs seen in this scan: open addressing, up to {@link PROBES} slots
+ * from the hash's own. An entry is current when its generation is this scan's; nothing is cleared
+ * between scans. With a few hundred distinct shapes, as real payloads have, the probes make the
+ * estimate independent of the hash seed in practice (a pair is lost only when five fall in four
+ * slots), so that sender and receiver agree. When the slots of a pair are all taken, it replaces
+ * the first: past a few thousand pairs (a large dictionary, a flood of new shapes) the estimate
+ * forgets some, and only charges more.
+ */
 const CACHE_SIZE = 4096;
-/** Hashes of (shape, key) pairs seen in this scan, direct-mapped; stale unless the generation matches. */
+const PROBES = 4;
 const seen = new Int32Array(CACHE_SIZE);
 const seenGeneration = new Int32Array(CACHE_SIZE);
 let generation = 0;
 /**
- * A seed per process, so that a sender cannot choose keys whose hashes collide with keys seen
- * before (a collision only makes the estimate low; the cost stays linear).
+ * A seed per process, so that a sender cannot choose keys whose hashes equal those of keys seen
+ * before, making new shapes look seen (the estimate would be low; the cost still linear).
  */
 const SEED = (Math.random() * 0x1_0000_0000) | 0;
 
@@ -114,11 +123,20 @@ export function shapeAfterKey(shape: number, index: number, bytes: Uint8Array, s
  * are arrays, maps or tags (cbor-x refuses them as keys, except bignums): they count as new.
  */
 export function objectKeyCost(shape: number, index: number, known: boolean): number {
-  const slot = shape & (CACHE_SIZE - 1);
-  if (known && seen[slot] === shape && seenGeneration[slot] === generation) return Cost.entry;
-  seen[slot] = shape;
-  seenGeneration[slot] = generation;
-  return Cost.entry + (index < FAST_KEYS ? Cost.newShape : Cost.newKey);
+  const fresh = Cost.entry + (index < FAST_KEYS ? Cost.newShape : Cost.newKey);
+  if (!known) return fresh;
+  for (let probe = 0; probe < PROBES; probe++) {
+    const slot = (shape + probe) & (CACHE_SIZE - 1);
+    if (seenGeneration[slot] !== generation) {
+      seen[slot] = shape;
+      seenGeneration[slot] = generation;
+      return fresh;
+    }
+    if (seen[slot] === shape) return Cost.entry;
+  }
+  // All taken by other pairs: this one replaces the first.
+  seen[shape & (CACHE_SIZE - 1)] = shape;
+  return fresh;
 }
 
 /**
