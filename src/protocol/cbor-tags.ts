@@ -28,8 +28,10 @@ export const TagClass = {
   Map: 7,
   /** RFC 8746 typed arrays. */
   TypedArray: 8,
-  /** Tags 44032-44034: agent id, user id, handle (checked by their codec extension). */
+  /** Tags 44032, 44033: agent id, user id (checked by their codec extension). */
   Id: 9,
+  /** Tag 44034: a handle, bound by the receiving client (checked by its codec extension). */
+  Handle: 10,
 } as const;
 export type TagClass = (typeof TagClass)[keyof typeof TagClass];
 
@@ -77,8 +79,9 @@ export function classifyTag(tag: number): TagClass | string {
       return TagClass.Map;
     case 44032:
     case 44033:
-    case 44034:
       return TagClass.Id;
+    case 44034:
+      return TagClass.Handle;
   }
   if (TYPED_ARRAY_TAGS.has(tag)) return TagClass.TypedArray;
   const refused = refusal(tag);
@@ -104,6 +107,8 @@ export function tagCost(tagClass: number): number {
       return Cost.typedArray;
     case TagClass.Id:
       return Cost.id;
+    case TagClass.Handle:
+      return Cost.handle;
     default:
       return 0;
   }

@@ -191,6 +191,12 @@ export const INPUT_CLASSES: readonly InputClass[] = [
   { name: "maps {0: 0}, dense", verdict: "refused", build: (size) => repeated(Buffer.from([0xa1, 0x00, 0x00]), size) },
   { name: "empty arrays, dense", verdict: "refused", build: (size) => repeated(Buffer.from([0x80]), size) },
   { name: "empty Sets (tag 258), dense", verdict: "refused", build: (size) => repeated(Buffer.from([0xd9, 0x01, 0x02, 0x80]), size) },
+  {
+    // The cost is the receiving client's, which makes a handle per new id (the bench decodes without one).
+    name: "handles (tag 44034) of new ids",
+    verdict: "refused",
+    build: (size) => filled(size, (i) => (i % 2 ? text(`padding-${i % 10}`) : tag(44034, array([text(i.toString(36))])))),
+  },
 
   { name: "one byte string", verdict: "decoded", build: (size) => bytes(Buffer.alloc(size - 5, 7)) },
   { name: "one text string, non-ASCII", verdict: "decoded", build: (size) => text("é".repeat(Math.floor((size - 5) / 2))) },
