@@ -190,9 +190,9 @@ function scan(bytes: Uint8Array, budget: number): number {
           const problem = tagContentProblem(kind - TAG_FRAME, major, info, arg);
           if (problem !== undefined) fail(start, problem);
           cost += tagContentCost(kind - TAG_FRAME, arg);
-        }
-        else if (kind === MAP) objectKey = (count & 1) === 0;
-        else if (kind === SET_ARRAY || kind === JS_MAP) {
+        } else if (kind === MAP) {
+          objectKey = (count & 1) === 0;
+        } else if (kind === SET_ARRAY || kind === JS_MAP) {
           if (kind === SET_ARRAY || (count & 1) === 0) {
             cost += collectionKeyCost(major < 2 || major > 5 ? keyState++ : -1, major < 2 && info < 27);
           }
