@@ -184,6 +184,8 @@ export const INPUT_CLASSES: readonly InputClass[] = [
   { name: "nested tags (55799...)", verdict: "refused", build: (size) => cat(Buffer.alloc(size - 1 - ((size - 1) % 3)).fill(Buffer.from([0xd9, 0xd9, 0xf7])), uint(0)) },
   { name: "array of 2^32-1 items, no data", verdict: "refused", build: () => Buffer.from([0x9a, 0xff, 0xff, 0xff, 0xff, 0x00]) },
   { name: "Errors (tag 27), dense", verdict: "refused", build: (size) => repeated(Buffer.from([0xd8, 0x1b, 0x82, 0x60, 0x60]), size) },
+  { name: "RegExps (tag 27), dense", verdict: "refused", build: (size) => repeated(tag(27, array([text("RegExp"), text("a"), text("")])), size) },
+  { name: "decimal fractions (tag 4), dense", verdict: "refused", build: (size) => repeated(Buffer.from([0xc4, 0x82, 0x21, 0x19, 0x6a, 0xb3]), size) },
   { name: "empty byte strings, dense", verdict: "refused", build: (size) => repeated(Buffer.from([0x40]), size) },
   { name: "empty Float64Arrays (tag 86), dense", verdict: "refused", build: (size) => repeated(Buffer.from([0xd8, 0x56, 0x40]), size) },
   { name: "Dates (tag 1), dense", verdict: "refused", build: (size) => repeated(Buffer.from([0xc1, 0x00]), size) },
@@ -202,6 +204,8 @@ export const INPUT_CLASSES: readonly InputClass[] = [
   { name: "one text string, non-ASCII", verdict: "decoded", build: (size) => text("é".repeat(Math.floor((size - 5) / 2))) },
   { name: "integers 0-23, dense", verdict: "decoded", build: (size) => filled(size, (i) => uint(i % 24)) },
   { name: "float64s", verdict: "decoded", build: (size) => filled(size, (i) => cat(Buffer.from([0xfb]), f64(i + 0.5))) },
+  { name: "half floats", verdict: "decoded", build: (size) => repeated(Buffer.from([0xf9, 0x3e, 0x00]), size) },
+  { name: "unknown tags (cbor-x Tag objects)", verdict: "decoded", build: (size) => repeated(Buffer.from([0xd8, 0x64, 0x00]), size) },
   { name: "short strings", verdict: "decoded", build: (size) => filled(size, (i) => text(ascii(i))) },
   {
     name: "records {id, name, ok}",
