@@ -60,7 +60,7 @@ const unguarded = (): Decoder => new Decoder({ useRecords: false, mapsAsObjects:
 
 describe("refused: superlinear or explosive constructs", () => {
   test("a bignum over 64 bytes, at any size (unguarded: 1 MiB takes minutes)", () => {
-    // Unguarded: 100 KiB took 1.1-1.8 s, quadratic, so 1 MiB takes about 2-3 minutes.
+    // Unguarded: 100 KiB took 1.1-2.3 s, quadratic, so 1 MiB takes about 2-4 minutes (8 MiB, hours).
     expectRefused(tag(2, bytes(Buffer.alloc(MiB, 0xff))), /byte 1: a bignum of 1048576 bytes; at most 64/);
     expectRefused(tag(3, bytes(Buffer.alloc(65, 1))), /bignum of 65 bytes/);
     // cbor-x reads any byte-length content, so a typed array around the bytes must not get past.
@@ -123,7 +123,7 @@ describe("refused: superlinear or explosive constructs", () => {
   });
 
   test("Sets and Maps of keys chosen to collide in V8's unseeded number hash (unguarded: 30-70 s at 1 MiB)", () => {
-    // Unguarded: 200 KiB of colliding bigints took 0.8-1.2 s, 64 KiB of colliding int32 0.2 s; both quadratic.
+    // Unguarded: 200 KiB of colliding bigints took 0.8-1.4 s, 64 KiB of colliding int32 0.2-0.3 s; both quadratic.
     expectRefused(tag(258, filled(MiB, collidingBignum)), /budget/);
     const keys = collidingInt32(65536);
     expectRefused(tag(258, filled(MiB, (i) => int(keys[i]!))), /budget/);
