@@ -8,7 +8,8 @@
  *    time without the guard (the median of the same rounds at 1 MiB, once at 8 MiB; measured at
  *    a smaller size and scaled, marked ~, where it would take minutes), and how the guard's cost
  *    estimate tracks cbor-x's best time (ns per unit);
- * 2. mutated valid messages of about 1 MiB (seeded): the worst time to decode or refuse one;
+ * 2. mutated valid messages of about 1 MiB (seeded): the worst time to decode or refuse one
+ *    (each the best of three runs);
  * 3. typical messages of 83 B to 753 B: the scan's cost per message against cbor-x's decode.
  *
  * Targets: every class decoded or refused as expected, within 50 ms per MiB (median of the
@@ -185,7 +186,10 @@ let fuzzWorstInput = "";
 const outcomes = { decoded: 0, refusedByScan: 0, refusedByDecoder: 0, otherVersion: 0 };
 for (let i = 0; i < fuzzCount; i++) {
   const input = mutate(seeds[i % seeds.length]!, random);
-  const { ms, error } = time(() => decodeMessage(input));
+  // The best of three runs: the input's cost, not a stall of the shared machine.
+  const first = time(() => decodeMessage(input));
+  const { error } = first;
+  const ms = Math.min(first.ms, time(() => decodeMessage(input)).ms, time(() => decodeMessage(input)).ms);
   if (ms > fuzzWorst) {
     fuzzWorst = ms;
     fuzzWorstInput = `input ${i} (seed ${i % seeds.length}, ${input.length} bytes)`;
@@ -199,7 +203,7 @@ for (let i = 0; i < fuzzCount; i++) {
 }
 const fuzzMet = fuzzWorst <= 50;
 if (!fuzzMet) failures.push(`fuzz: worst ${fmt(fuzzWorst)} ms, ${fuzzWorstInput}`);
-console.log(`\nMutated valid messages of about 1 MiB (${fuzzCount}, seeded): decodeMessage\n`);
+console.log(`\nMutated valid messages of about 1 MiB (${fuzzCount}, seeded): decodeMessage, the best of three runs each\n`);
 console.log(
   formatTable(
     ["inputs", "decoded", "refused by the scan", "refused by cbor-x", "other version", "worst ms", "target"],
