@@ -11,6 +11,7 @@
 import { Encoder, addExtension } from "cbor-x";
 import { MalformedMessageError, SerializationError } from "../errors.ts";
 import { AgentId, UserId } from "../identifiers.ts";
+import { scanCbor } from "./cbor-guard.ts";
 import { headersProblem } from "./headers.ts";
 import { fromEnvelope, toEnvelope } from "./messages.ts";
 import type { Message } from "./messages.ts";
@@ -112,23 +113,35 @@ const cbor = new Encoder({
 } as ConstructorParameters<typeof Encoder>[0]);
 
 /**
- * Encode any value.
- * @throws {SerializationError} when the value cannot be encoded (functions, cycles, huge bigints).
+ * Encode any value. The bytes are checked as a receiver checks them (`scanCbor`), so that a value
+ * no receiver would accept fails here rather than on the other side.
+ * @throws {SerializationError} when the value cannot be encoded (functions, cycles), or when
+ *   receivers would refuse it (a bigint beyond 512 bits, nesting deeper than 256, too costly to
+ *   decode for its size: docs/PROTOCOL.md section 4.4).
  */
 export function encodeValue(value: unknown): Uint8Array {
   if (typeof value === "function") throw new SerializationError("Functions cannot be sent");
+  let bytes: Uint8Array;
   try {
-    return cbor.encode(value);
+    bytes = cbor.encode(value);
   } catch (error) {
     throw new SerializationError(`Value cannot be encoded as CBOR: ${(error as Error).message}`, { cause: error });
   }
+  try {
+    scanCbor(bytes);
+  } catch (error) {
+    throw new SerializationError(`Receivers would refuse this value: ${(error as Error).message}`, { cause: error });
+  }
+  return bytes;
 }
 
 /**
- * Decode a value; handles inside it are bound to `context`.
- * @throws {MalformedMessageError} when the bytes are not valid CBOR.
+ * Decode a value; handles inside it are bound to `context`. The bytes are checked first
+ * (`scanCbor`, docs/PROTOCOL.md section 4.4) so that no input takes more than linear time.
+ * @throws {MalformedMessageError} when the bytes are not valid CBOR, or are refused by the check.
  */
 export function decodeValue(bytes: Uint8Array, context?: HandleBinder): unknown {
+  scanCbor(bytes);
   const previous = decodeContext;
   decodeContext = context;
   try {
