@@ -16,10 +16,13 @@ import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
 import type { AgentId } from "../identifiers.ts";
 import { runOutsideActionScope } from "../interceptors/action-scope.ts";
+import type { AgentInterceptor } from "../interceptors/agent-interceptor.ts";
+import { composeInterceptors } from "../interceptors/interceptors.ts";
 import { deferred } from "../util/deferred.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
 import { runLoop } from "./loops.ts";
+import type { EventRunner } from "./loops.ts";
 import { RequestDispatcher } from "./request-dispatcher.ts";
 
 /** Lifecycle states of an engine. */
@@ -56,6 +59,12 @@ export interface AgentEngineOptions {
   readonly config?: RuntimeConfig;
   /** @defaultValue silent */
   readonly logger?: Logger;
+  /**
+   * Agent-side interceptors for this agent only, after (inside) the factory's: a runtime host
+   * counts the actions of the agents it runs this way, whatever factory it was given.
+   * @defaultValue none
+   */
+  readonly interceptors?: readonly AgentInterceptor[];
 }
 
 /** Why and how the engine shuts down. */
@@ -85,6 +94,7 @@ export class AgentEngine<A extends Agent = Agent> {
   readonly #spec: AgentSpec;
   readonly #logger: Logger;
   readonly #dispatcher: RequestDispatcher;
+  readonly #events: EventRunner;
   readonly #shutdownController = new AbortController();
   /** Resolves true once startup completed, false if shutdown began first. */
   readonly #ready = deferred<boolean>();
@@ -107,12 +117,20 @@ export class AgentEngine<A extends Agent = Agent> {
       agentId: this.agentId.uid,
       agentType: options.registration.agentType.name,
     });
+    const own = options.interceptors ?? [];
+    const interceptors = own.length === 0 ? options.exchangeFactory.interceptors.agent : [...options.exchangeFactory.interceptors.agent, ...own];
+    this.#events = {
+      agentId: this.agentId.uid,
+      agentType: options.registration.agentType.name,
+      chain: composeInterceptors(interceptors, "event", (input) => this.#runHandler(input.handler)),
+    };
     this.#dispatcher = new RequestDispatcher({
       agentId: this.agentId,
+      agentType: options.registration.agentType.name,
       spec: this.#spec,
       config: this.#config,
       logger: this.#logger,
-      interceptors: options.exchangeFactory.interceptors.agent,
+      interceptors,
       ready: this.#ready.promise,
       onShutdownRequest: (terminate) => this.requestShutdown({ expected: true, terminate }),
     });
@@ -253,11 +271,17 @@ export class AgentEngine<A extends Agent = Agent> {
     raiseErrors(errors, `Agent ${this.agentId} failed`);
   }
 
+  /** Run an event handler of the agent (the end of the `event` interceptor chain). */
+  async #runHandler(handler: string): Promise<void> {
+    const agent = this.agent as unknown as Record<string, () => Promise<unknown>>;
+    await agent[handler]!.call(agent);
+  }
+
   /** Run a loop once startup completed; a failure is recorded and (per config) shuts the agent down. */
   async #runLoop(agent: A, spec: AgentSpec["loops"][number]): Promise<void> {
     if (!(await this.#ready.promise)) return;
     try {
-      await runLoop(agent, spec, this.#shutdownController.signal);
+      await runLoop(agent, spec, this.#shutdownController.signal, this.#events);
     } catch (error) {
       this.#logger.error({ err: error, loop: spec.name }, "agent loop failed");
       this.#loopErrors.push(error);
