@@ -18,6 +18,7 @@ import type { AgentId } from "../identifiers.ts";
 import { runOutsideActionScope } from "../interceptors/action-scope.ts";
 import type { AgentInterceptor } from "../interceptors/agent-interceptor.ts";
 import { composeInterceptors } from "../interceptors/interceptors.ts";
+import { runOutsideTrace } from "../interceptors/tracing.ts";
 import { deferred } from "../util/deferred.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
@@ -173,8 +174,9 @@ export class AgentEngine<A extends Agent = Agent> {
    * @throws the startup error; loop errors (`raiseLoopErrorsOnShutdown`); the shutdown hook's error.
    */
   run(): Promise<void> {
-    // An agent launched from inside an action does not run in that action's scope.
-    return runOutsideActionScope((engine) => engine.#run(), this);
+    // An agent launched from inside an action does not run in that action's scope, nor in the
+    // trace of whatever launched it.
+    return runOutsideActionScope((engine) => runOutsideTrace((e) => e.#run(), engine), this);
   }
 
   async #run(): Promise<void> {

@@ -76,12 +76,18 @@ export function extractTraceContext(headers: MessageHeaders | undefined): Contex
  * `code`, else its name) and the outcome (`timeout`, `cancelled` or `error`).
  */
 export function endSpanWithError(span: Span, error: unknown): void {
-  const err = error as { code?: unknown; name?: unknown; message?: unknown } | undefined;
-  const type = typeof err?.code === "string" ? err.code : typeof err?.name === "string" ? err.name : "Error";
+  const err = error as { message?: unknown } | undefined;
+  const type = errorTypeOf(error);
   span.setAttributes({ "error.type": type, [TraceAttribute.Outcome]: outcomeOf(type) });
   if (error instanceof Error) span.recordException(error);
   span.setStatus({ code: SpanStatusCode.ERROR, message: typeof err?.message === "string" ? err.message : String(error) });
   span.end();
+}
+
+/** What kind of error `error` is: its `code` (this library's errors have one), else its name, else `Error`. */
+export function errorTypeOf(error: unknown): string {
+  const err = error as { code?: unknown; name?: unknown } | undefined;
+  return typeof err?.code === "string" ? err.code : typeof err?.name === "string" ? err.name : "Error";
 }
 
 /** `timeout`, `cancelled` or `error`, from an error code or name. */
@@ -98,10 +104,10 @@ export function endSpanOk(span: Span): void {
 }
 
 /**
- * Run `fn` in a span named `name` (started with `options`, as a child of `parent` or of the
- * active context), ended when `fn` settles: as failed if it throws, else with the outcome
+ * Run `fn` in a span named `name` (started with `options`, as a child of `parent`, else of
+ * {@link currentTraceContext}), ended when `fn` settles: as failed if it throws, else with the outcome
  * `fn`'s result gives (`ok` unless `outcome` says otherwise). Without an SDK, `fn` runs alone.
- * @param fn - gets the span, to add attributes.
+ * @param fn - gets the span (undefined without an SDK), to add attributes and to inject its context.
  */
 export async function inSpan<T>(
   name: string,
@@ -111,7 +117,7 @@ export async function inSpan<T>(
   outcome?: (result: T) => string,
 ): Promise<T> {
   if (!tracingInstalled()) return fn(undefined);
-  const ctx = parent ?? context.active();
+  const ctx = parent ?? currentTraceContext();
   const span = academyTracer().startSpan(name, options, ctx);
   let result: T;
   try {
@@ -126,6 +132,14 @@ export async function inSpan<T>(
 }
 
 /**
+ * Call `fn(arg)` outside any trace: agents start this way, so that their loops and the calls those
+ * make do not join the trace of whatever launched them.
+ */
+export function runOutsideTrace<T, R>(fn: (arg: T) => R, arg: T): R {
+  return context.with(ROOT_CONTEXT, fn, undefined, arg);
+}
+
+/**
  * The spans of the actions running now, by agent and tag: the parent of the calls those actions
  * make when no context manager carries the active span through their awaits.
  */
@@ -135,8 +149,11 @@ function actionKey(agentId: string, tag: string): string {
   return `${agentId} ${tag}`;
 }
 
-/** The parent of a span made now: the active span, else the span of the action running here. */
-function parentContext(): Context {
+/**
+ * The context to make a span in now: the active context when it holds a span, else (no context
+ * manager carried it here) the span of the action running in this async context, if any.
+ */
+export function currentTraceContext(): Context {
   const active = context.active();
   if (trace.getSpan(active) !== undefined) return active;
   const scope = currentAction();
@@ -173,7 +190,7 @@ class CallerTracing implements CallerInterceptor {
       [TraceAttribute.Tag]: input.tag,
     };
     if (this.#system !== undefined) attributes["messaging.system"] = this.#system;
-    const parent = parentContext();
+    const parent = currentTraceContext();
     const span = academyTracer().startSpan(`send ${action}`, { kind: SpanKind.CLIENT, attributes }, parent);
     const ctx = trace.setSpan(parent, span);
     injectTraceContext(ctx, input.headers);
