@@ -17,7 +17,7 @@ import { AgentMetrics } from "../src/interceptors/metrics.ts";
 import type { Logger } from "../src/util/logger.ts";
 
 /** At most this often (ms) a host reads mailbox and dead-letter statistics for a scrape. */
-export const STATS_MAX_AGE_MS = 5_000;
+export const STATS_MAX_AGE_MS = 2_000;
 /** A scrape waits at most this long (ms) for fresh statistics, then reports the last ones read. */
 const STATS_WAIT_MS = 2_000;
 /** Mailbox reads at once. */
