@@ -52,6 +52,10 @@ export const CLI_OPTIONS = {
   "pid-file": { flags: "--pid-file <path>", env: "ACADEMY_PID_FILE", description: "write the host's pid here (signal that pid, not a wrapper's), removed at exit" },
   "log-level": { flags: "--log-level <level>", env: "ACADEMY_LOG_LEVEL", description: "pino level of the JSON logs on stdout (default: info)", choices: LOG_LEVELS },
 
+  // --- dashboard ---
+  port: { flags: "--port <port>", env: "ACADEMY_DASHBOARD_PORT", description: "port of the dashboard (default: 8080; 0 picks a free one)" },
+  bind: { flags: "--bind <address>", env: "ACADEMY_DASHBOARD_BIND", description: "address to listen on, e.g. 0.0.0.0 for other machines (default: 127.0.0.1)" },
+
   // --- listings ---
   host: { flags: "--host <host id>", env: "ACADEMY_HOST", description: "only the agents of this host" },
   all: { flags: "--all", env: "ACADEMY_ALL", description: "terminated agents too" },

@@ -156,7 +156,7 @@ class HostGauges {
     const first = [...this.hosts].find((h) => h.stats !== undefined);
     if (first !== undefined) {
       try {
-        deadLetters = await first.stats!.deadLetterCount();
+        deadLetters = (await first.stats!.deadLetters()).count;
       } catch (error) {
         first.logger.debug({ err: error }, "could not read the dead-letter count");
       }

@@ -25,6 +25,14 @@ export interface ExchangeStats {
   mailboxDepths(): Promise<Map<string, number>>;
   /** The deliveries of the mailbox `uid`; undefined when it has no reader now. */
   mailboxDeliveries(uid: string): Promise<MailboxDeliveries | undefined>;
-  /** Dead letters kept now (mailbox and launch letters). */
-  deadLetterCount(): Promise<number>;
+  /** The dead letters kept now (mailbox and launch letters). */
+  deadLetters(): Promise<DeadLetterStats>;
+}
+
+/** How many dead letters an exchange keeps. */
+export interface DeadLetterStats {
+  /** Letters kept now. */
+  readonly count: number;
+  /** The id of the newest letter ever set aside (0 if none): letters after it are new. */
+  readonly lastId: number;
 }

@@ -4,7 +4,7 @@
  * mailbox's depth), a mailbox's deliveries from its consumer's info, dead letters from the
  * dead-letter stream's message count. Read-only: nothing is created.
  */
-import type { ExchangeStats, MailboxDeliveries } from "../exchange-stats.ts";
+import type { DeadLetterStats, ExchangeStats, MailboxDeliveries } from "../exchange-stats.ts";
 import { isConsumerNotFound, isStreamNotFound } from "./nats-errors.ts";
 import type { NatsExchange } from "./nats-exchange.ts";
 
@@ -36,13 +36,13 @@ export class NatsExchangeStats implements ExchangeStats {
     }
   }
 
-  async deadLetterCount(): Promise<number> {
+  async deadLetters(): Promise<DeadLetterStats> {
     const { jsm, layout } = this.#ctx;
     try {
       const info = await this.#ctx.retry("read dead letters", () => jsm.streams.info(layout.deadLetterStream));
-      return info.state.messages;
+      return { count: info.state.messages, lastId: info.state.last_seq };
     } catch (error) {
-      if (isStreamNotFound(error)) return 0;
+      if (isStreamNotFound(error)) return { count: 0, lastId: 0 };
       throw error;
     }
   }
