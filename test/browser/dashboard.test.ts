@@ -80,7 +80,7 @@ describe.skipIf(chromiumPath === undefined)(`academy dashboard in ${chromiumPath
     });
     await page.goto(url);
     // Marks this page load: a reload would lose it.
-    await page.evaluate(() => ((window as unknown as { loadMark: number }).loadMark = 42));
+    await page.evaluate("window.loadMark = 42");
     await page.waitForSelector('[data-testid="live"]:text("live")', { timeout: 5_000 });
     await page.waitForSelector(`tr[data-host-id="${hostA.hostId}"]`, { timeout: 5_000 });
     await page.waitForSelector(`tr[data-host-id="${hostB.hostId}"]`, { timeout: 5_000 });
@@ -152,8 +152,8 @@ describe.skipIf(chromiumPath === undefined)(`academy dashboard in ${chromiumPath
     calling = false;
     await load;
     // Never reloaded, no script errors, nothing injected.
-    expect(await page.evaluate(() => (window as unknown as { loadMark?: number }).loadMark)).toBe(42);
-    expect(await page.evaluate(() => document.body.dataset.pwned)).toBeUndefined();
+    expect(await page.evaluate("window.loadMark")).toBe(42);
+    expect(await page.evaluate("document.body.dataset.pwned")).toBeUndefined();
     expect(scriptErrors).toEqual([]);
     await page.close();
   });
