@@ -23,6 +23,7 @@ const SCENARIOS: Record<string, () => Promise<{ default: Scenario }>> = {
   footprint: () => import("./scenarios/footprint.ts"),
   failover: () => import("./scenarios/failover.ts"),
   edge: () => import("./scenarios/edge.ts"),
+  tracing: () => import("./scenarios/tracing.ts"),
 };
 
 const { values } = parseArgs({

@@ -46,7 +46,7 @@ h2 .count { font-weight: 400; color: var(--muted); margin-left: 6px; }
 .tile .value.alert { color: var(--alert); }
 .tile .of { font-size: 16px; color: var(--muted); font-weight: 400; }
 .spark { width: 100%; height: 24px; }
-.spark polyline { fill: none; stroke: var(--accent); stroke-width: 1.5; }
+.spark polyline { fill: none; stroke: var(--accent); stroke-width: 1.5; vector-effect: non-scaling-stroke; }
 .status { color: var(--muted); margin: 8px 2px 0; font-size: 12px; }
 table { width: 100%; border-collapse: collapse; }
 th { text-align: left; font-size: 12px; color: var(--muted); font-weight: 500; border-bottom: 1px solid var(--line); padding: 6px 8px; }

@@ -57,11 +57,11 @@ function renderSummary(view: DashboardView): string {
 
 /** A small line of the last minute's actions per second. */
 function sparkline(history: readonly number[]): string {
-  if (history.length < 2) return '<svg class="spark" viewBox="0 0 120 24" aria-hidden="true"></svg>';
+  if (history.length < 2) return '<svg class="spark" viewBox="0 0 120 24" preserveAspectRatio="none" aria-hidden="true"></svg>';
   const max = Math.max(1, ...history);
   const step = 120 / (history.length - 1);
   const points = history.map((v, i) => `${(i * step).toFixed(1)},${(23 - (v / max) * 22).toFixed(1)}`).join(" ");
-  return `<svg class="spark" viewBox="0 0 120 24" aria-hidden="true"><polyline points="${points}"/></svg>`;
+  return `<svg class="spark" viewBox="0 0 120 24" preserveAspectRatio="none" aria-hidden="true"><polyline points="${points}"/></svg>`;
 }
 
 function renderHosts(hosts: readonly HostView[]): string {
@@ -124,9 +124,14 @@ ${rows}
 
 function letterRow(l: LetterView): string {
   return `<tr data-letter-id="${l.id}">
-  <td class="num">${l.id}</td><td>${escapeHtml(l.kind)}</td><td><code>${escapeHtml(l.where)}</code></td><td>${escapeHtml(new Date(l.time).toISOString())}</td>
+  <td class="num">${l.id}</td><td>${escapeHtml(l.kind)}</td><td><code>${escapeHtml(l.where)}</code></td><td class="num">${escapeHtml(timeOfDay(l.time))}</td>
   <td>${cell(l.reason)}</td><td class="error">${cell(l.error)}</td>
 </tr>`;
+}
+
+/** A time as `2026-11-26 16:08:40Z` (UTC). */
+function timeOfDay(ms: number): string {
+  return `${new Date(ms).toISOString().slice(0, 19).replace("T", " ")}Z`;
 }
 
 /** The whole page: every section rendered now, then kept up to date by `/dashboard.js` over `/events`. */

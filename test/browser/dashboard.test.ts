@@ -5,8 +5,9 @@
  * killed leaves the hosts table, a dead letter is listed, actions per second move. User data is
  * shown as text, never as markup. Skipped, saying why, only where no Chromium can be found.
  *
- * With ACADEMY_DASHBOARD_SCREENSHOT=<path.png> it saves a screenshot of the page there (how
- * docs/dashboard.png was made).
+ * With ACADEMY_DASHBOARD_SCREENSHOT=<path.png>, a second test runs a small deployment (three
+ * hosts on two pools, agents of several types, one that fails, load, two dead letters) and saves
+ * a screenshot of the page there: how docs/dashboard.png was made.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,16 +21,19 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { HostPoolExecutor, Manager, NatsExchangeFactory, natsLayout } from "../../src/index.ts";
 import { findFreePorts } from "../../src/testing/index.ts";
-import { Busy } from "../fixtures/observed-agents.ts";
+import { Clock, Counter, Echo } from "../../examples/agents.ts";
+import { AlwaysFailing } from "../fixtures/host-agents.ts";
+import { Back, Busy, Front } from "../fixtures/observed-agents.ts";
 import { spawnScript } from "../support/child-agent.ts";
 import type { ChildAgent } from "../support/child-agent.ts";
 import { CHROMIUM_INSTALL_HINT, chromiumLaunchOptions, findChromium } from "../support/chromium.ts";
-import { CLI, spawnHost } from "../support/host-process.ts";
+import { CLI, HOST_AGENTS, spawnHost } from "../support/host-process.ts";
 import type { HostProcess } from "../support/host-process.ts";
 import { startTestNats } from "../support/nats.ts";
 import type { TestNats } from "../support/nats.ts";
 
 const OBSERVED_AGENTS = fileURLToPath(new URL("../fixtures/observed-agents.ts", import.meta.url));
+const EXAMPLE_AGENTS = fileURLToPath(new URL("../../examples/agents.ts", import.meta.url));
 const chromiumPath = findChromium();
 if (chromiumPath === undefined) console.warn(`dashboard browser test skipped: ${CHROMIUM_INSTALL_HINT}`);
 
@@ -130,12 +134,6 @@ describe.skipIf(chromiumPath === undefined)(`academy dashboard in ${chromiumPath
       await nc.close();
     }
 
-    const screenshot = process.env.ACADEMY_DASHBOARD_SCREENSHOT;
-    if (screenshot !== undefined && screenshot !== "") {
-      await sleep(2_500); // a few seconds of history for the sparkline
-      await page.screenshot({ path: screenshot, fullPage: true });
-    }
-
     // Kill the host that runs the agent: its row goes once the other host reaps it.
     const victim = (await row.innerText()).includes(hostA.hostId) ? hostA : hostB;
     const survivor = victim === hostA ? hostB : hostA;
@@ -156,5 +154,62 @@ describe.skipIf(chromiumPath === undefined)(`academy dashboard in ${chromiumPath
     expect(await page.evaluate("document.body.dataset.pwned")).toBeUndefined();
     expect(scriptErrors).toEqual([]);
     await page.close();
+  });
+
+  const screenshot = process.env.ACADEMY_DASHBOARD_SCREENSHOT;
+  test.runIf(screenshot !== undefined && screenshot !== "")("a screenshot of a small deployment, for the docs", async () => {
+    const docsPrefix = `shot${process.pid}`;
+    const modules = [OBSERVED_AGENTS, EXAMPLE_AGENTS, HOST_AGENTS];
+    const hosts = [
+      await spawnHost({ servers: nats.url, prefix: docsPrefix, pool: "web", modules, name: "web-1" }),
+      await spawnHost({ servers: nats.url, prefix: docsPrefix, pool: "web", modules, name: "web-2" }),
+      await spawnHost({ servers: nats.url, prefix: docsPrefix, pool: "batch", modules, name: "batch-1", capacity: 20 }),
+    ];
+    children.push(...hosts);
+    const [port] = await findFreePorts(1);
+    const dashboard = spawnScript(CLI, ["dashboard", "--servers", nats.url, "--prefix", docsPrefix, "--port", String(port)]);
+    children.push(dashboard);
+    const url = /(http:\/\/\S+)/.exec(await dashboard.waitFor(/^academy dashboard: http/, 30_000))![1]!;
+    await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory({ servers: nats.url, prefix: docsPrefix }), {
+      executors: { web: new HostPoolExecutor({ pool: "web" }), batch: new HostPoolExecutor({ pool: "batch" }) },
+    });
+    const counters = await Promise.all([1, 2, 3].map((i) => manager.launch(Counter, { executor: "web", name: `counter-${i}`, args: [0] })));
+    const back = await manager.launch(Back, { executor: "batch", name: "pricing" });
+    const front = await manager.launch(Front, { executor: "web", name: "checkout", args: [back] });
+    const echo = await manager.launch(Echo, { executor: "web", name: "echo" });
+    const clock = await manager.launch(Clock, { executor: "batch", name: "clock" });
+    const busy = await manager.launch(Busy, { executor: "batch", name: "reports", config: { maxConcurrentActions: 1 } });
+    const importer = await manager.launch(AlwaysFailing, { executor: "batch", name: "importer" });
+    let calling = true;
+    const load = Promise.all([
+      ...counters.map(async (c) => {
+        while (calling) await c.increment(1);
+      }),
+      (async () => {
+        while (calling) await front.relay(1);
+      })(),
+    ]);
+    const slow = Array.from({ length: 6 }, () => busy.slow(12_000));
+    const nc = await connect({ servers: nats.url });
+    await jetstream(nc).publish(natsLayout(docsPrefix).mailboxSubject(counters[0]!.agentId.uid), new TextEncoder().encode("not a message"));
+    await nc.close();
+    // A launch of a type no host has: rejected, dead-lettered.
+    const launcher = new NatsExchangeFactory({ servers: nats.url, prefix: docsPrefix });
+    await (await launcher.poolBackend()).publishLaunch({
+      v: 1, uid: "5e0d3c1a-7a53-4c5e-9a0e-3f0c2b9d1e77", type: "Mystery", chain: ["Mystery", "Agent"], pool: "web", gen: 0, attempt: 0,
+      args: new Uint8Array([0x80]), config: {}, maxRetries: 0, retryBackoffMs: 100, launchedAt: Date.now(),
+    });
+    await launcher.close();
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
+    await page.goto(url);
+    await page.waitForSelector('table[data-testid="letters"] tr[data-letter-id]', { timeout: 10_000 });
+    await sleep(8_000); // history for the sparkline, depths of the slow mailbox
+    await page.screenshot({ path: screenshot!, fullPage: true });
+    calling = false;
+    await load;
+    await page.close();
+    // The deployment goes with the hosts (killed after the tests): the manager leaves its agents.
+    for (const agent of [...counters, back, front, echo, clock, busy, importer]) manager.detach(agent);
+    void Promise.allSettled(slow);
   });
 });
