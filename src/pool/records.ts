@@ -93,7 +93,7 @@ export interface HostRecord {
   /**
    * Counts since the host started, as of this heartbeat: actions its agents ran to an end, and
    * those that failed (for rates, such as `academy dashboard`'s actions per second). Optional:
-   * hosts before 0.2 do not write it.
+   * hosts of 0.1.0 do not write it.
    */
   readonly stats?: HostStats | undefined;
 }
