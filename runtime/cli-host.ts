@@ -11,6 +11,7 @@ import type { Server } from "node:http";
 import { pino } from "pino";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import type { Logger } from "pino";
+import { flushTraces } from "../src/interceptors/tracing.ts";
 import { RuntimeHost } from "./host.ts";
 import type { ConnectionValues } from "./cli-connection.ts";
 import { exchangeOptions } from "./cli-connection.ts";
@@ -73,6 +74,8 @@ export async function runHost(values: HostValues): Promise<number> {
   const pidFile = values.pidFile === undefined ? undefined : writePidFile(values.pidFile);
   const exitCode = await drainOnSignal(host, logger, graceMs);
   health?.server.close();
+  // An OpenTelemetry SDK the process was started with (node --import) exports its last spans.
+  await flushTraces();
   if (pidFile !== undefined) rmSync(pidFile, { force: true });
   logger.flush();
   return exitCode;

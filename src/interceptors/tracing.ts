@@ -52,6 +52,27 @@ export function tracingInstalled(): boolean {
   return !(provider instanceof ProxyTracerProvider) || provider.getDelegate() !== NOOP_PROVIDER;
 }
 
+/**
+ * Export the spans the installed SDK still holds (its tracer provider's `forceFlush`, when it has
+ * one), waiting at most `timeoutMs`: a process about to exit calls it so that its last spans are
+ * not lost. Does nothing without an SDK; never throws.
+ */
+export async function flushTraces(timeoutMs = 2_000): Promise<void> {
+  if (!tracingInstalled()) return;
+  const provider = trace.getTracerProvider() as { getDelegate?: () => unknown };
+  const sdk = (typeof provider.getDelegate === "function" ? provider.getDelegate() : provider) as { forceFlush?: () => Promise<void> };
+  if (typeof sdk.forceFlush !== "function") return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    sdk.forceFlush().catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+      timer.unref();
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
 /** This library's tracer, from the global tracer provider (a no-op until an SDK is installed). */
 export function academyTracer(): Tracer {
   return trace.getTracer(TRACER_NAME);

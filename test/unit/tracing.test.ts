@@ -6,7 +6,8 @@
 import { SpanKind, SpanStatusCode, context, trace } from "@opentelemetry/api";
 import { afterEach, describe, expect, test } from "vitest";
 import { Agent, LocalExchangeFactory, Manager, action } from "../../src/index.ts";
-import { tracingInstalled } from "../../src/interceptors/tracing.ts";
+import { flushTraces, tracingInstalled } from "../../src/interceptors/tracing.ts";
+import { BasicTracerProvider, BatchSpanProcessor, InMemorySpanExporter } from "@opentelemetry/sdk-trace-base";
 import { Coordinator, Counter, ScopeProbe, Sleeper, Ticker, Troublemaker } from "../fixtures/agents.ts";
 import { installTestTracing, parentOf } from "../support/otel.ts";
 import type { TestTracing } from "../support/otel.ts";
@@ -164,5 +165,21 @@ describe("tracing", () => {
     });
     const send = tracing.span("send scope");
     expect(headers?.traceparent).toBe(`00-${send.spanContext().traceId}-${send.spanContext().spanId}-01`);
+  });
+
+  test("flushTraces exports what a batching SDK still holds (a host calls it before exiting); without an SDK it does nothing", async () => {
+    await flushTraces(); // no SDK: returns at once
+    const exporter = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(exporter, { scheduledDelayMillis: 60_000 })] });
+    trace.setGlobalTracerProvider(provider);
+    try {
+      trace.getTracer("app").startSpan("pending").end();
+      expect(exporter.getFinishedSpans()).toHaveLength(0);
+      await flushTraces();
+      expect(exporter.getFinishedSpans().map((span) => span.name)).toEqual(["pending"]);
+    } finally {
+      await provider.shutdown();
+      trace.disable();
+    }
   });
 });
