@@ -68,7 +68,7 @@ export default async function tracingCost(ctx: BenchContext): Promise<ScenarioRe
     targets:
       noSdk === undefined
         ? []
-        : [{ name: "tracing on without an SDK, CPU per call vs off", goal: "<= +5%", measured: pct(noSdk), met: noSdk <= off * 1.05 }],
+        : [{ name: "tracing on without an SDK, CPU per call vs off", goal: "<= +10%", measured: pct(noSdk), met: noSdk <= off * 1.1 }],
     notes: [
       "Two spans per call (send and handle), the trace context injected into the request's headers and extracted by the agent.",
       ...(preinstalled ? ["This run installed an SDK for every scenario (--tracing): the no-SDK row cannot be measured."] : []),
