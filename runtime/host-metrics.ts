@@ -49,6 +49,8 @@ interface StatsSnapshot {
 /** The gauges of one registry and the hosts they read. */
 class HostGauges {
   readonly hosts = new Set<HostGaugeSource>();
+  /** The library version, for `academy_host_info`. */
+  version = "";
   #snapshot: StatsSnapshot = { at: 0, mailboxes: new Map(), deadLetters: undefined };
   #refreshing: Promise<void> | undefined;
 
@@ -120,9 +122,6 @@ class HostGauges {
       },
     });
   }
-
-  /** The library version, for `academy_host_info`. */
-  version = "";
 
   /** Statistics no older than {@link STATS_MAX_AGE_MS}, or the last ones if reading takes longer than a scrape should wait. */
   async #fresh(): Promise<StatsSnapshot> {
