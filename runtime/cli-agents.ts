@@ -152,13 +152,16 @@ export async function status(output: Output, ref: string, values: AgentValues): 
   );
 }
 
-/** `academy shutdown <agent>`: ask it to stop (it acknowledges, then shuts down). */
+/**
+ * `academy shutdown <agent>`: ask it to stop. Only sends, as `Handle.shutdown` does: the request
+ * is in the agent's mailbox when this returns; the agent reads it once started, then stops.
+ */
 export async function shutdown(output: Output, ref: string, values: AgentValues): Promise<number> {
   if (values.terminate === true && values.keepMailbox === true) throw new UsageError("give --terminate or --keep-mailbox, not both");
   const terminate = values.terminate === true ? true : values.keepMailbox === true ? false : undefined;
   return withAgent(values, ref, async (agentId, client) => {
-    await client.getHandle(agentId).shutdown({ terminate, timeoutMs: timeoutMs(values) });
-    output.out(values.json === true ? toJson({ agentId: agentId.uid, shutdown: "acknowledged" }) : `${agentId.uid}: shutting down`);
+    await client.getHandle(agentId).shutdown({ terminate });
+    output.out(values.json === true ? toJson({ agentId: agentId.uid, shutdown: "requested" }) : `${agentId.uid}: shutdown requested`);
     return ExitCode.Ok;
   });
 }

@@ -153,7 +153,7 @@ function program(output: Output, result: { code: number; json: boolean }): Comma
   command(root, "launch <type> [args...]", "launch an agent of a type on a host pool and print its id (args: JSON values)", ["pool", "args", "agent-name", "max-retries", "json"], (type, args, values) =>
     launch(output, type as string, args as string[], values as AgentValues),
   );
-  command(root, "shutdown <agent>", "ask an agent to shut down (it acknowledges, then stops)", ["terminate", "keep-mailbox", "timeout-ms", "json"], (agent, values) =>
+  command(root, "shutdown <agent>", "ask an agent to shut down (the request is sent; the agent stops once it reads it)", ["terminate", "keep-mailbox", "json"], (agent, values) =>
     shutdown(output, agent as string, values as AgentValues),
   );
   command(root, "terminate <agent>", "terminate an agent's mailbox: requests waiting in it are answered with an error", ["json"], (agent, values) =>

@@ -17,6 +17,7 @@ export const ErrorCode = {
   PingCancelled: "PING_CANCELLED",
   ActionInvalidState: "ACTION_INVALID_STATE",
   UnknownAction: "UNKNOWN_ACTION",
+  ActionArguments: "ACTION_ARGUMENTS",
   InvalidClient: "INVALID_CLIENT",
   IncompatibleProtocol: "INCOMPATIBLE_PROTOCOL",
   MalformedMessage: "MALFORMED_MESSAGE",
@@ -25,6 +26,7 @@ export const ErrorCode = {
   RequestTimeout: "REQUEST_TIMEOUT",
   DeliveryLimit: "DELIVERY_LIMIT",
   ClientClosed: "CLIENT_CLOSED",
+  SendOnlyClient: "SEND_ONLY_CLIENT",
   ExchangeUnavailable: "EXCHANGE_UNAVAILABLE",
   Authentication: "AUTHENTICATION",
   ExchangeNotFound: "EXCHANGE_NOT_FOUND",
@@ -173,6 +175,24 @@ export class UnknownActionError extends AcademyError {
   }
 }
 
+/**
+ * An action was called with more arguments than it takes: an `@action({ context: true })` method
+ * takes at most its declared parameters before the context.
+ */
+export class ActionArgumentsError extends AcademyError {
+  override readonly name: string = "ActionArgumentsError";
+  readonly action: string | undefined;
+  readonly agentId: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { action?: string; agentId?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.ActionArguments });
+    this.action = options.action;
+    this.agentId = options.agentId;
+  }
+  override details(): Record<string, unknown> {
+    return { action: this.action, agentId: this.agentId };
+  }
+}
+
 /** A request was sent to a user client's mailbox; only agents serve requests. */
 export class InvalidClientError extends AcademyError {
   override readonly name: string = "InvalidClientError";
@@ -272,6 +292,22 @@ export class ClientClosedError extends AcademyError {
   override readonly name: string = "ClientClosedError";
   constructor(message: string, options: AcademyErrorOptions = {}) {
     super(message, { ...options, code: ErrorCode.ClientClosed });
+  }
+}
+
+/**
+ * A call that waits for an answer (an action, a ping) was made through a client that does not
+ * read its mailbox (`createUserClient({ startListener: false })`).
+ */
+export class SendOnlyClientError extends AcademyError {
+  override readonly name: string = "SendOnlyClientError";
+  readonly entityId: string | undefined;
+  constructor(message: string, options: EntityOptions = {}) {
+    super(message, { ...options, code: ErrorCode.SendOnlyClient });
+    this.entityId = options.entityId;
+  }
+  override details(): Record<string, unknown> {
+    return { entityId: this.entityId };
   }
 }
 
@@ -595,6 +631,7 @@ export const errorClasses: ReadonlyMap<
     PingCancelledError,
     ActionInvalidStateError,
     UnknownActionError,
+    ActionArgumentsError,
     InvalidClientError,
     IncompatibleProtocolError,
     MalformedMessageError,
@@ -603,6 +640,7 @@ export const errorClasses: ReadonlyMap<
     RequestTimeoutError,
     DeliveryLimitError,
     ClientClosedError,
+    SendOnlyClientError,
     ExchangeUnavailableError,
     AuthenticationError,
     ExchangeNotFoundError,

@@ -3,7 +3,7 @@
  * JetStream or in process.
  */
 export { Agent } from "./agent/agent.ts";
-export type { ActionContext, AgentContext, AgentDescription, AgentShutdownOptions } from "./agent/agent.ts";
+export type { ActionContext, AgentContext, AgentDescription, AgentShutdownOptions, LaunchAlongsideOptions } from "./agent/agent.ts";
 export { AgentEvent } from "./agent/agent-event.ts";
 export { agentTypeInfo, agentTypeName } from "./agent/agent-type.ts";
 export type { AgentClass, AgentTypeInfo, AgentTypeRef, AnyAgentClass } from "./agent/agent-type.ts";
@@ -11,11 +11,14 @@ export { action, defineAgent, event, loop, timer } from "./agent/decorators.ts";
 export type { ActionOptions, AgentDefinition, AgentMethodDecorator, ExperimentalDecoratorsNotSupported } from "./agent/decorators.ts";
 export { AgentEngine, EngineState } from "./engine/agent-engine.ts";
 export type { AgentBuilder, AgentEngineOptions, AgentSource } from "./engine/agent-engine.ts";
+export type { ActionStats, AgentStats, LoopStats } from "./engine/agent-stats.ts";
+export { LoopState } from "./engine/loops.ts";
 export { defaultRuntimeConfig, resolveRuntimeConfig } from "./agent/runtime-config.ts";
 export type { RuntimeConfig } from "./agent/runtime-config.ts";
 
 export {
   AcademyError,
+  ActionArgumentsError,
   ActionCancelledError,
   ActionInvalidStateError,
   AgentAlreadyLaunchedError,
@@ -44,6 +47,7 @@ export {
   PingCancelledError,
   RemoteError,
   RequestTimeoutError,
+  SendOnlyClientError,
   SerializationError,
   SiteUnreachableError,
   UnknownActionError,
@@ -63,6 +67,8 @@ export type {
   AgentClientOptions,
   DiscoverOptions,
   ExchangeClientOptions,
+  RegisterAgentsEntry,
+  RegisteredAgents,
   RegisterOptions,
   RequestDelivery,
   RequestHandler,
@@ -110,7 +116,8 @@ export type { NatsLayout } from "./exchange/nats/nats-layout.ts";
 export type { LocalExchangeFactoryOptions } from "./exchange/local/local-exchange-factory.ts";
 
 export { EVENT_LOOP_EXECUTOR, Manager, ReturnWhen } from "./manager/manager.ts";
-export type { LaunchOptions, ManagerOptions, ManagerShutdownOptions, WaitOptions } from "./manager/manager.ts";
+export type { LaunchOptions, ManagerOptions, ManagerShutdownOptions, WaitOptions, WaitResult } from "./manager/manager.ts";
+export type { BatchAgent, BatchLaunch } from "./manager/launch-batch.ts";
 export { EventLoopExecutor } from "./manager/event-loop-executor.ts";
 export { WorkerThreadExecutor } from "./manager/worker-thread-executor.ts";
 export type { WorkerThreadExecutorOptions } from "./manager/worker-thread-executor.ts";

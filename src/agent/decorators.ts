@@ -4,6 +4,7 @@
  * {@link agentSpec}.
  */
 import { AgentDefinitionError } from "../errors.ts";
+import { parameterList, splitParameters } from "./parameters.ts";
 
 // Node 20 has no Symbol.metadata. tsc only records decorator metadata when it exists, and esbuild
 // falls back to Symbol.for("Symbol.metadata"); install that same symbol so both agree.
@@ -11,6 +12,30 @@ import { AgentDefinitionError } from "../errors.ts";
 
 // Registered, so that every copy of this library in a process reads the members the others record.
 const SPECS = Symbol.for("academy-nats.members");
+const DEFINED_AT = Symbol.for("academy-nats.definedAt");
+
+/**
+ * Where the code that is defining a class is: the first stack frame outside this module (the
+ * class's own module, or its compiler's decorator helpers, which live in the same module).
+ */
+function definitionSite(): string | undefined {
+  const frames = (new Error().stack ?? "").split("\n").slice(1);
+  const here = frames[0]?.match(/\((.*):\d+:\d+\)$/)?.[1] ?? frames[0]?.match(/at (.*):\d+:\d+$/)?.[1];
+  for (const frame of frames) {
+    const location = frame.match(/\((.*:\d+):\d+\)$/)?.[1] ?? frame.match(/at (.*:\d+):\d+$/)?.[1];
+    if (location !== undefined && (here === undefined || !location.startsWith(`${here}:`))) return location;
+  }
+  return undefined;
+}
+
+/** Where an agent class was defined (`file:line`), if known (it has members of its own): for error messages. */
+export function classDefinitionSite(cls: object): string | undefined {
+  // Only the class's own metadata: a class without members of its own inherits its base class's.
+  if (!Object.prototype.hasOwnProperty.call(cls, Symbol.metadata)) return undefined;
+  const metadata = (cls as { [Symbol.metadata]?: Record<symbol, unknown> })[Symbol.metadata as symbol as typeof Symbol.metadata];
+  if (metadata == null || !Object.prototype.hasOwnProperty.call(metadata, DEFINED_AT)) return undefined;
+  return metadata[DEFINED_AT] as string | undefined;
+}
 
 type AsyncMethod = (this: unknown, ...args: never[]) => Promise<unknown>;
 
@@ -19,8 +44,13 @@ export interface ActionSpec {
   readonly kind: "action";
   readonly name: string;
   readonly description: string | undefined;
-  /** Whether the method receives an {@link ActionContext} as an extra last argument. */
+  /** Whether the method receives an {@link ActionContext} as its last declared parameter. */
   readonly context: boolean;
+  /**
+   * With `context`, the position of the context among the method's arguments: its last declared
+   * parameter, whatever the caller passed before it (omitted arguments are `undefined`).
+   */
+  readonly contextIndex: number;
   readonly method: AsyncMethod;
 }
 
@@ -42,8 +72,9 @@ export interface ActionOptions {
   /** Text returned by `agentDescribe` for this action. */
   description?: string;
   /**
-   * Pass an `ActionContext` (caller, request tag, abort signal, exchange client) as an extra last
-   * argument.
+   * Pass the `ActionContext` (caller, request tag, abort signal, exchange client) as the method's
+   * last declared parameter, whatever the caller passed: `inc(by = 1, ctx?)` called as `inc()`
+   * gets `by = 1`. The same context is `this.actionContext` in any action, without this option.
    * @defaultValue false
    */
   context?: boolean;
@@ -110,7 +141,10 @@ function record(context: ClassMethodDecoratorContext, spec: MemberSpec): void {
 }
 
 function addSpec(metadata: Record<symbol, MemberSpec[]>, spec: MemberSpec): void {
-  if (!Object.prototype.hasOwnProperty.call(metadata, SPECS)) metadata[SPECS] = [];
+  if (!Object.prototype.hasOwnProperty.call(metadata, SPECS)) {
+    metadata[SPECS] = [];
+    (metadata as Record<symbol, unknown>)[DEFINED_AT] = definitionSite();
+  }
   metadata[SPECS]!.push(spec);
 }
 
@@ -120,13 +154,31 @@ function requireAsync(kind: string, name: string, method: unknown): void {
   }
 }
 
+/**
+ * Where an action declared with `context: true` takes its context: its last declared parameter.
+ * @throws {AgentDefinitionError} if it declares none, or its last one is a rest parameter.
+ */
+function contextParameterIndex(name: string, method: unknown): number {
+  const parameters = splitParameters(parameterList(method));
+  const last = parameters.at(-1);
+  if (last === undefined) {
+    throw new AgentDefinitionError(`Action '${name}' takes its context (context: true) but declares no parameter for it`);
+  }
+  if (last.startsWith("...")) {
+    throw new AgentDefinitionError(`Action '${name}' takes its context (context: true) in a rest parameter; declare a last parameter for it`);
+  }
+  return parameters.length - 1;
+}
+
 /** The spec of an action named `name`, checked. */
 function actionSpec(name: string, method: unknown, options: ActionOptions): ActionSpec {
   requireAsync("action", name, method);
   if (PROTECTED_NAMES.has(name) && options.allowProtectedName !== true) {
     throw new AgentDefinitionError(`Action name '${name}' clashes with a handle method; rename it or pass { allowProtectedName: true }`);
   }
-  return { kind: "action", name, description: options.description, context: options.context === true, method: method as AsyncMethod };
+  const context = options.context === true;
+  const contextIndex = context ? contextParameterIndex(name, method) : -1;
+  return { kind: "action", name, description: options.description, context, contextIndex, method: method as AsyncMethod };
 }
 
 function decorateAction(options: ActionOptions): AgentMethodDecorator {
@@ -142,11 +194,13 @@ function decorateAction(options: ActionOptions): AgentMethodDecorator {
  *
  * ```ts
  * @action async increment(by = 1) { ... }
- * @action({ description: "Add to the count", context: true }) async add(n: number, ctx: ActionContext) { ... }
+ * @action async whoAsked() { return this.actionContext.sourceId; }
+ * @action({ description: "Add to the count", context: true }) async add(n = 1, ctx?: ActionContext) { ... }
  * ```
  * Standard decorators only: code compiled with `experimentalDecorators` gets an
  * `AgentDefinitionError` saying so (and TypeScript a type error naming the setting).
- * @throws {AgentDefinitionError} when the class is defined, if the method is not async.
+ * @throws {AgentDefinitionError} when the class is defined, if the method is not async, or has
+ *   `context: true` without a last parameter for the context.
  */
 export function action<M extends AsyncMethod>(method: M, context: ClassMethodDecoratorContext): M;
 export function action(options: ActionOptions): AgentMethodDecorator;

@@ -12,6 +12,30 @@ import { assertNever } from "../protocol/messages.ts";
 
 type Method = (...args: unknown[]) => Promise<unknown>;
 
+/** What a loop, timer or event handler of a running agent is doing. */
+export const LoopState = {
+  /** Waiting for startup to complete. */
+  Waiting: "waiting",
+  Running: "running",
+  /** Returned (at shutdown, or by itself). */
+  Stopped: "stopped",
+  /** Threw. */
+  Failed: "failed",
+  /** Ignored its shutdown signal past the grace period; the engine stopped waiting for it. */
+  Abandoned: "abandoned",
+} as const;
+/** What a loop is doing. */
+export type LoopState = (typeof LoopState)[keyof typeof LoopState];
+
+/** One loop, timer or event handler of a running agent, as the engine follows it. */
+export interface LoopRun {
+  readonly name: string;
+  readonly kind: LoopSpec["kind"];
+  state: LoopState;
+  /** Settles when the member has returned or thrown. */
+  done: Promise<void>;
+}
+
 /** Who runs one event handler: the agent's `event` interceptors, around the handler. */
 export interface EventRunner {
   readonly agentId: string;

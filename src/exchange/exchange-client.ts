@@ -7,12 +7,12 @@ import { MailboxStatus, assertMailboxActive, assertSendable, isSendable, termina
 import type { Agent } from "../agent/agent.ts";
 import { agentTypeInfo, typeRefName } from "../agent/agent-type.ts";
 import type { AgentClass, AgentTypeInfo, AgentTypeRef } from "../agent/agent-type.ts";
-import { AgentDefinitionError, ClientClosedError, InvalidClientError } from "../errors.ts";
+import { AgentDefinitionError, ClientClosedError, InvalidClientError, SendOnlyClientError } from "../errors.ts";
 import { isAgentBase } from "../agent/agent.ts";
 import { AgentId, newTag } from "../identifiers.ts";
 import type { EntityId } from "../identifiers.ts";
-import { currentAction, runOutsideActionScope } from "../interceptors/action-scope.ts";
-import type { CallerInterceptor, InboundResponseInput, OutboundRequestInput } from "../interceptors/caller-interceptor.ts";
+import { inAnyScope, runOutsideActionScope } from "../interceptors/action-scope.ts";
+import type { InboundResponseInput, OutboundRequestInput } from "../interceptors/caller-interceptor.ts";
 import { composeInterceptors } from "../interceptors/interceptors.ts";
 import type { HandleBinder } from "../protocol/codec.ts";
 import { toFailure } from "../protocol/failure.ts";
@@ -24,6 +24,7 @@ import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
 import { AgentHandle } from "./handle.ts";
 import type { CallOptions, Handle, HandleClient } from "./handle.ts";
+import type { ExchangeFactory } from "./exchange-factory.ts";
 import { PendingCall, giveUpError } from "./pending-call.ts";
 import type { CallOwner } from "./pending-call.ts";
 import { PendingRequests } from "./pending-requests.ts";
@@ -50,6 +51,19 @@ export interface RegisterOptions {
   /** Display name of the agent. */
   name?: string;
 }
+
+/** An agent to register with `registerAgents`: its class and, optionally, a display name. */
+export interface RegisterAgentsEntry<A extends Agent = Agent> {
+  readonly agent: AgentClass<A>;
+  readonly name?: string | undefined;
+}
+
+/** The registrations `registerAgents` returns for `T`, each typed by its class. */
+export type RegisteredAgents<T extends ReadonlyArray<AgentClass | RegisterAgentsEntry>> = {
+  -readonly [K in keyof T]: AgentRegistration<
+    T[K] extends AgentClass<infer A> ? A : T[K] extends { readonly agent: AgentClass<infer A> } ? A : Agent
+  >;
+};
 
 /** A delivery of a request. */
 export interface RequestDelivery extends Delivery {
@@ -79,6 +93,9 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   readonly clientId: EntityId;
   protected readonly transport: ExchangeTransport;
   protected readonly logger: Logger;
+  readonly #factory: ExchangeFactory;
+  /** Set once the client reads its mailbox; a user client made with `startListener: false` never does. */
+  #listening = false;
   readonly #pending = new PendingRequests();
   readonly #handles = new Map<string, AgentHandle>();
   readonly #unsubscribeTerminated: () => void;
@@ -90,11 +107,15 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   readonly #inboundResponse: ((input: InboundResponseInput) => void) | undefined;
   /** Settles when the previous request has been handed to the transport (keeps sends in call order). */
   #sendOrder: Promise<unknown> = Promise.resolve();
+  /** Tags of requests going out through `post` (sent without a reply address; no response awaited). */
+  readonly #posts = new Set<string>();
   #closing: Promise<void> | undefined;
 
-  protected constructor(transport: ExchangeTransport, options: ExchangeClientOptions = {}, interceptors: readonly CallerInterceptor[] = []) {
+  protected constructor(transport: ExchangeTransport, options: ExchangeClientOptions, factory: ExchangeFactory) {
+    const interceptors = factory.interceptors.caller;
     this.clientId = transport.mailboxId;
     this.transport = transport;
+    this.#factory = factory;
     this.logger = (options.logger ?? silentLogger).child({ clientId: transport.mailboxId.uid });
     this.#terminationGraceMs = options.terminationGraceMs ?? 1000;
     this.#unsubscribeTerminated = transport.onTerminated((uid) => this.#onMailboxTerminated(uid));
@@ -102,13 +123,28 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
       release: (call) => this.#pending.remove(call),
       cancel: (call) => this.#sendCancel(call.agentId, call.request.tag),
     };
-    this.#outboundRequest = composeInterceptors(interceptors, "outboundRequest", (input) =>
-      this.#call(input.agentId, input.body, input.tag, isEmptyHeaders(input.headers) ? undefined : input.headers, input.timeoutMs, input.signal),
-    );
+    this.#outboundRequest = composeInterceptors(interceptors, "outboundRequest", (input) => {
+      const headers = isEmptyHeaders(input.headers) ? undefined : input.headers;
+      if (input.body.type !== MessageType.ActionRequest && this.#posts.has(input.tag)) return this.#post(input.agentId, input.body, input.tag, headers);
+      return this.#call(input.agentId, input.body, input.tag, headers, input.timeoutMs, input.signal);
+    });
     this.#inboundResponse = composeInterceptors(interceptors, "inboundResponse", (input) => {
       const sink = this.#pending.get(input.request.tag);
       if (sink !== undefined) this.#pending.receive(sink, input.response);
     });
+  }
+
+  /**
+   * The factory that made this client (Academy's `ExchangeClient.factory()`): make more clients
+   * for the same exchange with it.
+   */
+  factory(): ExchangeFactory {
+    return this.#factory;
+  }
+
+  /** Whether the client reads its mailbox (false for a user client made with `startListener: false`). */
+  get listening(): boolean {
+    return this.#listening;
   }
 
   /** Whether `close()` has been called. */
@@ -172,6 +208,25 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 
   /**
+   * Register several agents at once (Academy's `register_agents`), all or none: if one cannot be
+   * registered, those that were are terminated and the error is raised.
+   * @returns the registrations, in the order given.
+   * @throws {AgentDefinitionError} for `Agent` itself or a class that does not extend it.
+   */
+  async registerAgents<const T extends ReadonlyArray<AgentClass | RegisterAgentsEntry>>(agents: T): Promise<RegisteredAgents<T>>;
+  async registerAgents(agents: ReadonlyArray<AgentClass | RegisterAgentsEntry>): Promise<AgentRegistration[]> {
+    this.#assertOpen();
+    const entries = agents.map((entry) => (typeof entry === "function" ? { agent: entry, name: undefined } : entry));
+    const results = await Promise.allSettled(entries.map((entry) => this.registerAgent(entry.agent, entry.name === undefined ? {} : { name: entry.name })));
+    const failure = results.find((result) => result.status === "rejected");
+    if (failure === undefined) return results.map((result) => (result as PromiseFulfilledResult<AgentRegistration>).value);
+    await Promise.all(
+      results.map((result) => (result.status === "fulfilled" ? this.transport.terminate(result.value.agentId).catch(ignore) : undefined)),
+    );
+    throw failure.reason;
+  }
+
+  /**
    * A handle to an agent, bound to this client (requests go out from this client's mailbox).
    * @throws {TypeError} if `agentId` is not an `AgentId`.
    */
@@ -195,12 +250,52 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     // Not async: the chain's promise is returned as it is (an async wrapper would cost ticks per call).
     try {
       this.#assertOpen();
+      if (!this.#listening) {
+        throw new SendOnlyClientError(`Client ${this.clientId} does not read its mailbox (startListener: false): it cannot wait for answers`, {
+          entityId: this.clientId.uid,
+        });
+      }
       const outbound = this.#outboundRequest;
       if (outbound === undefined) return this.#call(dest, body, newTag(), undefined, options.timeoutMs, options.signal);
       return outbound({ agentId: dest, body, tag: newTag(), headers: {}, timeoutMs: options.timeoutMs, signal: options.signal });
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * @internal Send a request without a reply address and without waiting for an answer (used by
+   * `Handle.shutdown`), through the `outboundRequest` interceptors. Resolves once the exchange
+   * has taken the request; the agent handles it whenever it gets to it and answers nobody.
+   * @throws {BadEntityIdError | MailboxTerminatedError} if the destination is missing or terminated.
+   */
+  post(dest: AgentId, body: RequestBody): Promise<void> {
+    try {
+      this.#assertOpen();
+      const tag = newTag();
+      const outbound = this.#outboundRequest;
+      if (outbound === undefined) return this.#post(dest, body, tag, undefined).then(ignore);
+      this.#posts.add(tag);
+      return outbound({ agentId: dest, body, tag, headers: {}, timeoutMs: undefined, signal: undefined })
+        .then(ignore)
+        .finally(() => this.#posts.delete(tag));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Send a request with no reply address (fire-and-forget: the agent answers nobody), in call
+   * order with this client's other requests. Resolves, once the exchange has it, with a success
+   * response made here (what `outboundRequest` hooks see as the call's result).
+   */
+  async #post(dest: AgentId, body: RequestBody, tag: string, headers: MessageHeaders | undefined): Promise<ResponseMessage> {
+    const message = requestMessage(body, tag, dest.uid, undefined, undefined, headers, dest.site);
+    const deliverable = this.#sendOrder.then(() => this.#assertDeliverable(dest));
+    const sent = deliverable.then(() => this.transport.send(message));
+    this.#sendOrder = sent.catch(ignore);
+    await sent;
+    return { type: MessageType.SuccessResponse, tag, dest: this.clientId.uid, src: dest.uid };
   }
 
   /** Send a request and wait for its response: the end of the `outboundRequest` chain. */
@@ -212,7 +307,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     timeoutMs: number | undefined,
     signal: AbortSignal | undefined,
   ): Promise<ResponseMessage> {
-    const message = requestMessage(body, tag, dest.uid, this.clientId.uid, this.transport.replySubject, headers, dest.site);
+    const message = requestMessage(body, tag, dest.uid, this.clientId.uid, this.transport.replySubject, headers, dest.site, this.clientId.role);
     if (signal?.aborted) throw giveUpError("abort", message, signal.reason);
     // Requests from one client reach the exchange in call order (FIFO per mailbox), even while an
     // earlier request's status lookup is still under way.
@@ -263,7 +358,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
    */
   protected deliver(delivery: Delivery): void {
     // Whatever opened the transport (an action, say) is not the scope its deliveries run in.
-    if (currentAction() !== undefined) {
+    if (inAnyScope()) {
       runOutsideActionScope((d) => this.deliver(d), delivery);
       return;
     }
@@ -299,6 +394,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
       },
       this,
     );
+    this.#listening = true;
   }
 
   /**
@@ -356,6 +452,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
       tag: newTag(),
       dest: dest.uid,
       src: this.clientId.uid,
+      srcRole: this.clientId.role,
       ...(dest.site !== undefined && { destSite: dest.site }),
     };
     const send = async (): Promise<void> => {
@@ -387,21 +484,26 @@ function checkTypeInfo(type: AgentTypeInfo): AgentTypeInfo {
 }
 
 /** Options of user clients. */
-export type UserClientOptions = ExchangeClientOptions;
+export interface UserClientOptions extends ExchangeClientOptions {
+  /**
+   * Read the client's mailbox (Academy's `start_listener`). A client that does not (a send-only
+   * client: no mailbox consumer) can register, discover, check status, terminate and send
+   * shutdowns (`handle.shutdown()`), but not make calls that wait for an answer (actions, pings:
+   * `SendOnlyClientError`). Its mailbox exists all the same and is terminated when it closes.
+   * @defaultValue true
+   */
+  startListener?: boolean;
+}
 
 /**
  * A user's client: sends requests to agents. Closing it terminates its mailbox.
  */
 export class UserExchangeClient extends ExchangeClient {
   /** @internal Use `ExchangeFactory.createUserClient`. */
-  static async open(
-    transport: ExchangeTransport,
-    options: UserClientOptions = {},
-    interceptors: readonly CallerInterceptor[] = [],
-  ): Promise<UserExchangeClient> {
-    const client = new UserExchangeClient(transport, options, interceptors);
+  static async open(transport: ExchangeTransport, options: UserClientOptions, factory: ExchangeFactory): Promise<UserExchangeClient> {
+    const client = new UserExchangeClient(transport, options, factory);
     try {
-      await client.startListening();
+      if (options.startListener ?? true) await client.startListening();
     } catch (error) {
       await transport.close();
       throw error;
@@ -435,13 +537,8 @@ export interface AgentClientOptions extends ExchangeClientOptions {
 export class AgentExchangeClient extends ExchangeClient {
   readonly #handler: RequestHandler;
 
-  private constructor(
-    transport: ExchangeTransport,
-    handler: RequestHandler,
-    options: AgentClientOptions,
-    interceptors: readonly CallerInterceptor[],
-  ) {
-    super(transport, options, interceptors);
+  private constructor(transport: ExchangeTransport, handler: RequestHandler, options: AgentClientOptions, factory: ExchangeFactory) {
+    super(transport, options, factory);
     this.#handler = handler;
   }
 
@@ -449,10 +546,10 @@ export class AgentExchangeClient extends ExchangeClient {
   static async open(
     transport: ExchangeTransport,
     handler: RequestHandler,
-    options: AgentClientOptions = {},
-    interceptors: readonly CallerInterceptor[] = [],
+    options: AgentClientOptions,
+    factory: ExchangeFactory,
   ): Promise<AgentExchangeClient> {
-    const client = new AgentExchangeClient(transport, handler, options, interceptors);
+    const client = new AgentExchangeClient(transport, handler, options, factory);
     try {
       await client.startListening(options.onTerminated);
     } catch (error) {

@@ -20,7 +20,7 @@ import {
   WaitTimeoutError,
   raiseErrors,
 } from "../errors.ts";
-import type { UserExchangeClient } from "../exchange/exchange-client.ts";
+import type { RegisterAgentsEntry, RegisteredAgents, UserExchangeClient } from "../exchange/exchange-client.ts";
 
 import type { CreateUserClientOptions, ExchangeFactory } from "../exchange/exchange-factory.ts";
 import { AgentHandle } from "../exchange/handle.ts";
@@ -29,11 +29,14 @@ import type { Handle } from "../exchange/handle.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
 
 import { AgentId } from "../identifiers.ts";
+import type { UserId } from "../identifiers.ts";
 import { encodeValue } from "../protocol/codec.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
 import { EventLoopExecutor } from "./event-loop-executor.ts";
 import type { AgentExecutor } from "./executor.ts";
+import { launchBatch } from "./launch-batch.ts";
+import type { BatchAgent, BatchLaunch } from "./launch-batch.ts";
 
 /** Name of the executor every manager has unless told otherwise. */
 export const EVENT_LOOP_EXECUTOR = "event-loop";
@@ -133,6 +136,14 @@ export interface WaitOptions {
   timeoutMs?: number;
 }
 
+/** What {@link Manager.wait} returns (Academy's `done` and `pending` sets of `asyncio.wait`). */
+export interface WaitResult {
+  /** The agents that have stopped. */
+  readonly done: AgentId[];
+  /** The agents still running. */
+  readonly pending: AgentId[];
+}
+
 interface LaunchedAgent {
   readonly agentId: AgentId;
   readonly executor: string;
@@ -155,7 +166,7 @@ export class Manager implements AsyncDisposable {
   readonly #client: UserExchangeClient;
   readonly #factory: ExchangeFactory;
   readonly #executors = new Map<string, AgentExecutor>();
-  readonly #defaultExecutor: string;
+  #defaultExecutor: string;
   readonly #maxRetries: number;
   readonly #retryBackoffMs: number;
   readonly #closeTimeoutMs: number;
@@ -166,10 +177,18 @@ export class Manager implements AsyncDisposable {
   #closing: Promise<void> | undefined;
 
   /**
-   * Prefer {@link Manager.fromExchangeFactory}. The manager owns (and closes) `client` and its
-   * executors; it closes `factory` only when it created the client itself.
+   * A manager around a user client, as Academy's `Manager(exchange_client, executors)`: its agents
+   * get their clients from the client's factory (`client.factory()`). Prefer
+   * {@link Manager.fromExchangeFactory}. The manager owns (and closes) `client` and its executors;
+   * it closes the factory only when it created the client itself.
    */
-  constructor(client: UserExchangeClient, factory: ExchangeFactory, options: ManagerOptions = {}) {
+  constructor(client: UserExchangeClient, options?: ManagerOptions);
+  /** @deprecated the factory is `client.factory()`; pass `(client, options)`. */
+  constructor(client: UserExchangeClient, factory: ExchangeFactory, options?: ManagerOptions);
+  constructor(client: UserExchangeClient, factoryOrOptions?: ExchangeFactory | ManagerOptions, maybeOptions?: ManagerOptions) {
+    const factoryGiven = factoryOrOptions !== undefined && typeof (factoryOrOptions as ExchangeFactory).createUserClient === "function";
+    const factory = factoryGiven ? (factoryOrOptions as ExchangeFactory) : client.factory();
+    const options: ManagerOptions = (factoryGiven ? maybeOptions : (factoryOrOptions as ManagerOptions | undefined)) ?? {};
     this.#client = client;
     this.#factory = factory;
     this.#logger = (options.logger ?? silentLogger).child({ manager: client.clientId.uid });
@@ -197,7 +216,7 @@ export class Manager implements AsyncDisposable {
   ): Promise<Manager> {
     const client = await factory.createUserClient({ logger: options.logger, ...options.client });
     try {
-      const manager = new Manager(client, factory, options);
+      const manager = new Manager(client, options);
       manager.#ownsFactory = true;
       return manager;
     } catch (error) {
@@ -219,6 +238,43 @@ export class Manager implements AsyncDisposable {
   /** Names of the executors. */
   get executors(): string[] {
     return [...this.#executors.keys()];
+  }
+
+  /** The id of the manager's user client (Academy's `Manager.user_id`). */
+  get userId(): UserId {
+    return this.#client.clientId as UserId;
+  }
+
+  /** The executor `launch` uses when it names none. */
+  get defaultExecutor(): string {
+    return this.#defaultExecutor;
+  }
+
+  /**
+   * Add an executor (Academy's `add_executor`). Executors cannot be removed: agents may run on
+   * them. The manager closes it with the others.
+   * @returns this manager, for chaining.
+   * @throws {InvalidConfigError} if an executor has that name already.
+   * @throws {ClientClosedError} if the manager is closed.
+   */
+  addExecutor(name: string, executor: AgentExecutor): this {
+    this.#assertOpen();
+    if (this.#executors.has(name)) {
+      throw new InvalidConfigError(`An executor named '${name}' exists already`, { option: "executors" });
+    }
+    this.#executors.set(name, executor);
+    return this;
+  }
+
+  /**
+   * Make `name` the executor `launch` uses when it names none (Academy's `set_default_executor`).
+   * @returns this manager, for chaining.
+   * @throws {UnknownExecutorError} if there is no executor of that name.
+   */
+  setDefaultExecutor(name: string): this {
+    if (!this.#executors.has(name)) throw new UnknownExecutorError(`No executor named '${name}'`, { executor: name });
+    this.#defaultExecutor = name;
+    return this;
   }
 
   /**
@@ -342,6 +398,46 @@ export class Manager implements AsyncDisposable {
   }
 
   /**
+   * Register several agents at once (Academy's `register_agents`); all or none.
+   * @returns the registrations, in the order given.
+   */
+  async registerAgents<const T extends ReadonlyArray<AgentClass | RegisterAgentsEntry>>(agents: T): Promise<RegisteredAgents<T>> {
+    this.#assertOpen();
+    return this.#client.registerAgents(agents);
+  }
+
+  /**
+   * Launch several agents whose arguments may hold each other's handles (Academy's
+   * `launch_batch`): every agent is registered first, then each is launched, with `args` or
+   * `args(handles)` (the batch's handles, in order). Works on every executor.
+   *
+   * ```ts
+   * // A ring: each node gets a handle to the next.
+   * const ring = await manager.launchBatch(
+   *   Array.from({ length: 3 }, (_, i) => ({ agent: Node, args: (h: readonly Handle[]) => [h[(i + 1) % 3]] })),
+   * );
+   * ```
+   * @returns the handles, in the order given.
+   * @throws {AgentDefinitionError | UnknownExecutorError} before registering anything.
+   * @throws a launch's error: agents launched before it keep running; the registrations of the
+   *   others are terminated.
+   */
+  async launchBatch<const L extends readonly BatchLaunch[]>(launches: L): Promise<{ -readonly [K in keyof L]: Handle<BatchAgent<L[K]>> }> {
+    this.#assertOpen();
+    const handles = await launchBatch(
+      {
+        executors: this.executors,
+        registerAgents: (agents) => this.registerAgents(agents),
+        getHandle: (registration) => this.getHandle(registration),
+        launch: (agent, options) => this.launch(agent, options),
+        terminateUnlaunched: (registration) => this.#client.terminate(registration.agentId).catch(() => undefined),
+      },
+      launches,
+    );
+    return handles as { -readonly [K in keyof L]: Handle<BatchAgent<L[K]>> };
+  }
+
+  /**
    * Stop managing a launched agent: `close()` neither shuts it down nor waits for it, and
    * `running`, `wait` and `shutdown` no longer know it. For agents meant to outlive the launching
    * program, such as those `academy launch` puts on a host pool (they run on until shut down
@@ -380,29 +476,30 @@ export class Manager implements AsyncDisposable {
   }
 
   /**
-   * Wait for launched agents to stop.
+   * Wait for launched agents to stop, as Academy's `wait` (and `asyncio.wait`): until all have
+   * stopped (`"all-completed"`), any has (`"first-completed"`), or any has failed or all have
+   * stopped (`"first-exception"`). When `timeoutMs` passes first, the wait returns the agents
+   * stopped so far if the condition allows it (any stopped, for `"first-completed"` and
+   * `"first-exception"`), and raises `WaitTimeoutError` otherwise.
+   * @returns the agents that have stopped and those still running, in the order given.
    * @throws {BadEntityIdError} if this manager did not launch one of them.
-   * @throws {WaitTimeoutError} if `timeoutMs` passes first.
-   * @throws the agents' errors, with `raiseError`.
+   * @throws {WaitTimeoutError} if `timeoutMs` passes with no agent stopped, or (`"all-completed"`)
+   *   with any still running.
+   * @throws the errors of the stopped agents that failed, with `raiseError`.
    */
-  async wait(agents: Iterable<AgentRef>, options: WaitOptions = {}): Promise<void> {
+  async wait(agents: Iterable<AgentRef>, options: WaitOptions = {}): Promise<WaitResult> {
     const targets = [...new Set([...agents].map((a) => this.#lookup(a)))];
-    if (targets.length === 0) return;
+    if (targets.length === 0) return { done: [], pending: [] };
     const returnWhen = options.returnWhen ?? ReturnWhen.AllCompleted;
     const condition = this.#waitCondition(targets, returnWhen);
     if (options.timeoutMs === undefined) {
       await condition;
     } else {
       let timer: NodeJS.Timeout | undefined;
-      const timedOut = await Promise.race([
-        condition.then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), options.timeoutMs);
-        }),
-      ]);
+      await Promise.race([condition, new Promise<void>((resolve) => (timer = setTimeout(resolve, options.timeoutMs)))]);
       clearTimeout(timer);
-      if (timedOut) {
-        const pending = targets.filter((t) => !t.done).length;
+      const pending = targets.filter((t) => !t.done).length;
+      if (pending === targets.length || (pending > 0 && returnWhen === ReturnWhen.AllCompleted)) {
         throw new WaitTimeoutError(`${pending} of ${targets.length} agent(s) still running after ${options.timeoutMs} ms`, {
           timeoutMs: options.timeoutMs,
           pending,
@@ -415,6 +512,7 @@ export class Manager implements AsyncDisposable {
         "Waited agents failed",
       );
     }
+    return { done: targets.filter((t) => t.done).map((t) => t.agentId), pending: targets.filter((t) => !t.done).map((t) => t.agentId) };
   }
 
   /**
@@ -446,7 +544,7 @@ export class Manager implements AsyncDisposable {
     const stopped = Promise.all([
       ...running.map(async (a) => {
         try {
-          await this.getHandle(a.agentId).shutdown({ timeoutMs: Math.max(1, deadline - Date.now()) });
+          await this.getHandle(a.agentId).shutdown();
         } catch (error) {
           if (!(error instanceof MailboxTerminatedError) && !(error instanceof RequestTimeoutError)) {
             this.#logger.warn({ err: error, agentId: a.agentId.uid }, "could not ask agent to shut down");

@@ -7,6 +7,7 @@ import type { Failure } from "./failure.ts";
 import { isFailure } from "./failure.ts";
 import { headersProblem } from "./headers.ts";
 import type { MessageHeaders } from "./headers.ts";
+import { EntityRole } from "../identifiers.ts";
 
 /** The protocol version this library writes and reads (envelope field `v`). */
 export const PROTOCOL_VERSION = 1;
@@ -60,6 +61,11 @@ export interface Routing {
   readonly dest: string;
   /** Uid of the sender's mailbox; responses go there unless `replyTo` is set. Absent: no reply. */
   readonly src?: string | undefined;
+  /**
+   * Requests: whether `src` is an agent's or a user's mailbox, as the sender states it (envelope
+   * key `srcRole`); absent when unstated. Read by `ActionContext.isAgentSource`.
+   */
+  readonly srcRole?: EntityRole | undefined;
   /** Core NATS subject to publish the response to instead of the sender's mailbox. */
   readonly replyTo?: string | undefined;
   /**
@@ -173,14 +179,15 @@ export function requestMessage(
   replyTo: string | undefined,
   headers: MessageHeaders | undefined,
   destSite?: string,
+  srcRole?: EntityRole,
 ): RequestMessage {
   switch (body.type) {
     case MessageType.ActionRequest:
-      return { type: body.type, tag, dest, src, replyTo, headers, destSite, action: body.action, args: body.args };
+      return { type: body.type, tag, dest, src, srcRole, replyTo, headers, destSite, action: body.action, args: body.args };
     case MessageType.PingRequest:
-      return { type: body.type, tag, dest, src, replyTo, headers, destSite };
+      return { type: body.type, tag, dest, src, srcRole, replyTo, headers, destSite };
     case MessageType.ShutdownRequest:
-      return { type: body.type, tag, dest, src, replyTo, headers, destSite, terminate: body.terminate };
+      return { type: body.type, tag, dest, src, srcRole, replyTo, headers, destSite, terminate: body.terminate };
     default:
       return assertNever(body);
   }
@@ -215,6 +222,7 @@ export function toEnvelope(message: Message): Envelope {
   const envelope: Envelope = { v: PROTOCOL_VERSION, type: message.type, tag: message.tag };
   if (message.dest !== "") envelope.dest = message.dest;
   if (message.src !== undefined) envelope.src = message.src;
+  if (message.srcRole !== undefined) envelope.srcRole = message.srcRole;
   if (message.replyTo !== undefined) envelope.replyTo = message.replyTo;
   if (message.srcSite !== undefined) envelope.srcSite = message.srcSite;
   if (message.headers !== undefined) envelope.headers = message.headers;
@@ -267,6 +275,7 @@ export function fromEnvelope(value: unknown): Message {
   // Requests name their mailbox; responses to a replyTo subject have none.
   const dest = response ? (optionalString(e, "dest") ?? "") : requireString(e, "dest");
   const src = optionalString(e, "src");
+  const srcRole = optionalRole(e.srcRole);
   const replyTo = optionalString(e, "replyTo");
   if (replyTo !== undefined && !isValidReplySubject(replyTo)) {
     throw new MalformedMessageError(`Field 'replyTo' must be a literal subject outside '$' namespaces (got ${JSON.stringify(replyTo)})`);
@@ -279,18 +288,18 @@ export function fromEnvelope(value: unknown): Message {
       const action = requireString(e, "action");
       const args = e.args ?? [];
       if (!Array.isArray(args)) throw new MalformedMessageError("Field 'args' must be an array");
-      return { type, tag, dest, src, replyTo, headers, srcSite, action, args };
+      return { type, tag, dest, src, srcRole, replyTo, headers, srcSite, action, args };
     }
     case MessageType.PingRequest:
-      return { type, tag, dest, src, replyTo, headers, srcSite };
+      return { type, tag, dest, src, srcRole, replyTo, headers, srcSite };
     case MessageType.CancelRequest:
-      return { type, tag, dest, src, replyTo, headers, srcSite, target: requireString(e, "target") };
+      return { type, tag, dest, src, srcRole, replyTo, headers, srcSite, target: requireString(e, "target") };
     case MessageType.ShutdownRequest: {
       const terminate = e.terminate ?? undefined;
       if (terminate !== undefined && typeof terminate !== "boolean") {
         throw new MalformedMessageError("Field 'terminate' must be a boolean or absent");
       }
-      return { type, tag, dest, src, replyTo, headers, srcSite, terminate };
+      return { type, tag, dest, src, srcRole, replyTo, headers, srcSite, terminate };
     }
     case MessageType.ActionResponse:
       return { type, tag, dest, src, replyTo, headers, srcSite, result: e.result };
@@ -302,6 +311,13 @@ export function fromEnvelope(value: unknown): Message {
     default:
       throw new MalformedMessageError(`Unknown message type ${JSON.stringify(type)}`);
   }
+}
+
+/** The `srcRole` key: absent or null means unstated; otherwise `"agent"` or `"user"`. */
+function optionalRole(value: unknown): EntityRole | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (value === EntityRole.Agent || value === EntityRole.User) return value;
+  throw new MalformedMessageError(`Field 'srcRole' must be "agent", "user" or absent (got ${JSON.stringify(value)})`);
 }
 
 /** The `headers` key: absent or null means none; anything else must be a valid headers map. */

@@ -69,7 +69,7 @@ export class LocalExchangeFactory implements ExchangeFactory {
   async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
     const userId = UserId.create(options.name);
     this.exchange.registerUser(userId);
-    return UserExchangeClient.open(new LocalTransport(this.exchange, userId, this.#logger), { logger: this.#logger, ...options }, this.interceptors.caller);
+    return UserExchangeClient.open(new LocalTransport(this.exchange, userId, this.#logger), { logger: this.#logger, ...options }, this);
   }
 
   async createAgentClient<A extends Agent>(
@@ -77,7 +77,7 @@ export class LocalExchangeFactory implements ExchangeFactory {
     handler: RequestHandler,
     options: AgentClientOptions = {},
   ): Promise<AgentExchangeClient> {
-    return openAgentClient(this.exchange, registration, handler, { logger: this.#logger, ...options }, this.interceptors.caller);
+    return openAgentClient(this.exchange, registration, handler, { logger: this.#logger, ...options }, this);
   }
 
   forWorker(): WorkerFactoryDescriptor {

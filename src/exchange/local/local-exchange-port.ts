@@ -268,7 +268,7 @@ export class PortExchangeFactory implements ExchangeFactory {
   async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
     const userId = UserId.create(options.name);
     await this.#api.registerUser(userId);
-    return UserExchangeClient.open(new LocalTransport(this.#api, userId, this.#logger), { logger: this.#logger, ...options }, this.interceptors.caller);
+    return UserExchangeClient.open(new LocalTransport(this.#api, userId, this.#logger), { logger: this.#logger, ...options }, this);
   }
 
   async createAgentClient<A extends Agent>(
@@ -276,7 +276,7 @@ export class PortExchangeFactory implements ExchangeFactory {
     handler: RequestHandler,
     options: AgentClientOptions = {},
   ): Promise<AgentExchangeClient> {
-    return openAgentClient(this.#api, registration, handler, { logger: this.#logger, ...options }, this.interceptors.caller);
+    return openAgentClient(this.#api, registration, handler, { logger: this.#logger, ...options }, this);
   }
 
   forWorker(): WorkerFactoryDescriptor {

@@ -7,7 +7,7 @@ import { MailboxStatus, assertMailboxActive } from "../mailbox-status.ts";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
 import { UnknownSiteError } from "../../errors.ts";
 import type { AgentId, EntityId } from "../../identifiers.ts";
-import type { CallerInterceptor } from "../../interceptors/caller-interceptor.ts";
+import type { ExchangeFactory } from "../exchange-factory.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
 import type { HandleBinder } from "../../protocol/codec.ts";
 import type { Message } from "../../protocol/messages.ts";
@@ -159,8 +159,8 @@ export async function openAgentClient(
   registration: AgentRegistration,
   handler: RequestHandler,
   options: AgentClientOptions & { logger?: Logger },
-  interceptors: readonly CallerInterceptor[],
+  factory: ExchangeFactory,
 ): Promise<AgentExchangeClient> {
   // The transport's listen() checks that the mailbox is active.
-  return AgentExchangeClient.open(new LocalTransport(api, registration.agentId, options.logger), handler, options, interceptors);
+  return AgentExchangeClient.open(new LocalTransport(api, registration.agentId, options.logger), handler, options, factory);
 }

@@ -315,7 +315,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     const userId = UserId.create(options.name, ctx.site);
     ctx.view.apply(await ctx.registry.registerUser(userId));
     const transport = new NatsTransport(ctx, userId, this.#logger);
-    return UserExchangeClient.open(transport, { logger: this.#logger, ...options }, this.interceptors.caller);
+    return UserExchangeClient.open(transport, { logger: this.#logger, ...options }, this);
   }
 
   async createAgentClient<A extends Agent>(
@@ -326,7 +326,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     const ctx = await this.#getContext();
     // The transport's listen() checks that the mailbox is active.
     const transport = new NatsTransport(ctx, registration.agentId, this.#logger);
-    return AgentExchangeClient.open(transport, handler, { logger: this.#logger, ...options }, this.interceptors.caller);
+    return AgentExchangeClient.open(transport, handler, { logger: this.#logger, ...options }, this);
   }
 
   /**

@@ -10,7 +10,6 @@ import { edgeExample } from "../../../examples/edge.ts";
 import { main as cpuWorkers } from "../../../examples/cpu-workers.ts";
 import { startService } from "../../../examples/embedded-host.ts";
 import { main as pipeline } from "../../../examples/pipeline.ts";
-import { quickstart } from "../../../examples/quickstart.ts";
 import { main as supervisor } from "../../../examples/supervisor.ts";
 import { LocalExchangeFactory, NatsExchangeFactory } from "../../../src/index.ts";
 import { startTestNats } from "../../support/nats.ts";
@@ -55,15 +54,6 @@ describe("examples", () => {
       "cloud -> site, answered after the uplink returned: 111",
     ]);
   }, 60_000);
-
-  test("the quick start runs as written and prints each step", async () => {
-    await using nats = await startTestNats();
-    const lines: string[] = [];
-    await quickstart(nats.url, { connectionOptions: nats.connectionOptions }, (...values) => lines.push(values.join(" ")));
-    expect(lines.slice(0, 4)).toEqual(["increment(2) -> 2", "increment(3) -> 5", "Counter agents: 2", "exactly Counter: 1"]);
-    expect(lines[4]).toMatch(/^ping: \d+\.\d ms$/);
-    expect(lines[5]).toBe("counter shut down");
-  });
 });
 
 describe("examples people start from", () => {

@@ -192,7 +192,7 @@ describe("academy commands on a pool", () => {
     expect(badType.status).toBe(1);
     expect(badType.stderr).toContain("UNKNOWN_AGENT_TYPE");
 
-    expect(json(["shutdown", id, "--keep-mailbox", ...base])).toMatchObject({ agentId: id, shutdown: "acknowledged" });
+    expect(json(["shutdown", id, "--keep-mailbox", ...base])).toMatchObject({ agentId: id, shutdown: "requested" });
     expect(json(["terminate", id, ...base])).toMatchObject({ agentId: id, status: "terminated" });
     expect(json(["status", id, ...base])).toMatchObject({ status: "terminated" });
     // Terminated, or not there at all: exit 3.
