@@ -2,13 +2,16 @@
  * `academy host`: run a runtime host until a signal drains it. Every port is bound before the host
  * joins its pool, so a port in use fails the start (exit code 2) before any agent is claimed. A
  * host started through npm or npx drains when that wrapper goes away (see {@link whenOrphaned});
- * `--pid-file` gives operators the host's own pid to signal.
+ * `--pid-file` gives operators the host's own pid to signal. `--health-port` serves `/healthz`,
+ * `/readyz` and the host's Prometheus metrics at `/metrics`.
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { Server } from "node:http";
 import { pino } from "pino";
+import { Registry, collectDefaultMetrics } from "prom-client";
 import type { Logger } from "pino";
+import { flushTraces } from "../src/interceptors/tracing.ts";
 import { RuntimeHost } from "./host.ts";
 import type { ConnectionValues } from "./cli-connection.ts";
 import { exchangeOptions } from "./cli-connection.ts";
@@ -42,7 +45,11 @@ export async function runHost(values: HostValues): Promise<number> {
   const graceMs = integerOption(values.graceMs, "grace-ms") ?? 30_000;
   const healthPort = integerOption(values.healthPort, "health-port");
   const exchange = exchangeOptions(values, `academy-host-${pool}`);
+  // The host's metrics, with the process's (CPU, memory, event loop lag), served at /metrics.
+  const metrics = new Registry();
+  collectDefaultMetrics({ register: metrics });
   const options = {
+    metrics,
     pool,
     modules,
     capacity: integerOption(values.capacity, "capacity"),
@@ -54,7 +61,7 @@ export async function runHost(values: HostValues): Promise<number> {
   };
 
   // Bind first: a port in use must fail the start before the host claims any launch.
-  const health = healthPort === undefined ? undefined : await serveHealth(healthPort);
+  const health = healthPort === undefined ? undefined : await serveHealth(healthPort, metrics);
   exitOnCrash(logger);
   let host: RuntimeHost;
   try {
@@ -67,6 +74,8 @@ export async function runHost(values: HostValues): Promise<number> {
   const pidFile = values.pidFile === undefined ? undefined : writePidFile(values.pidFile);
   const exitCode = await drainOnSignal(host, logger, graceMs);
   health?.server.close();
+  // An OpenTelemetry SDK the process was started with (node --import) exports its last spans.
+  await flushTraces();
   if (pidFile !== undefined) rmSync(pidFile, { force: true });
   logger.flush();
   return exitCode;
@@ -196,11 +205,19 @@ interface HealthServer {
 
 /**
  * `/healthz`: connected and heartbeating. `/readyz`: serving (not starting, not draining).
+ * `/metrics`: the host's metrics, in Prometheus's text format.
  * @throws {UsageError} if the port cannot be bound (in use, not permitted).
  */
-async function serveHealth(port: number): Promise<HealthServer> {
+async function serveHealth(port: number, metrics: Registry): Promise<HealthServer> {
   let host: RuntimeHost | undefined;
   const server = createServer((req, res) => {
+    if (req.url === "/metrics") {
+      metrics.metrics().then(
+        (text) => res.writeHead(200, { "content-type": metrics.contentType }).end(text),
+        (error: unknown) => res.writeHead(500, { "content-type": "text/plain" }).end(`cannot collect metrics: ${(error as Error)?.message ?? String(error)}\n`),
+      );
+      return;
+    }
     const ok =
       req.url === "/healthz" ? host?.healthy === true : req.url === "/readyz" ? host?.state === "serving" && host.healthy : undefined;
     if (ok === undefined) {

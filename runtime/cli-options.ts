@@ -48,9 +48,13 @@ export const CLI_OPTIONS = {
   "heartbeat-ms": { flags: "--heartbeat-ms <ms>", env: "ACADEMY_HEARTBEAT_MS", description: "heartbeat interval (default: 2000)" },
   "host-ttl-ms": { flags: "--host-ttl-ms <ms>", env: "ACADEMY_HOST_TTL_MS", description: "silent hosts are reaped after this long (default: 6000)" },
   "grace-ms": { flags: "--grace-ms <ms>", env: "ACADEMY_GRACE_MS", description: "drain deadline after SIGTERM (default: 30000)" },
-  "health-port": { flags: "--health-port <port>", env: "ACADEMY_HEALTH_PORT", description: "serve /healthz and /readyz on this port" },
+  "health-port": { flags: "--health-port <port>", env: "ACADEMY_HEALTH_PORT", description: "serve /healthz, /readyz and /metrics (Prometheus) on this port" },
   "pid-file": { flags: "--pid-file <path>", env: "ACADEMY_PID_FILE", description: "write the host's pid here (signal that pid, not a wrapper's), removed at exit" },
   "log-level": { flags: "--log-level <level>", env: "ACADEMY_LOG_LEVEL", description: "pino level of the JSON logs on stdout (default: info)", choices: LOG_LEVELS },
+
+  // --- dashboard ---
+  port: { flags: "--port <port>", env: "ACADEMY_DASHBOARD_PORT", description: "port of the dashboard (default: 8080; 0 picks a free one)" },
+  bind: { flags: "--bind <address>", env: "ACADEMY_DASHBOARD_BIND", description: "address to listen on, e.g. 0.0.0.0 for other machines (default: 127.0.0.1)" },
 
   // --- listings ---
   host: { flags: "--host <host id>", env: "ACADEMY_HOST", description: "only the agents of this host" },

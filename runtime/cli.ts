@@ -10,6 +10,7 @@
  *   academy launch <type> --pool <pool> [args...]          launch an agent on a host pool, by type name
  *   academy dlq list | show | replay | purge               dead letters
  *   academy gc [--older-than 7d] [--dry-run]               delete records of long-terminated mailboxes
+ *   academy dashboard [--port 8080] [--bind 127.0.0.1]     serve a live page of the deployment
  *
  * Every option also reads an `ACADEMY_*` environment variable, so that containers can be
  * configured without a command line. Exit codes: see `cli-output.ts` (0 done, 1 run-time error, 2
@@ -26,6 +27,8 @@ import { FLAG_OF_OPTION, withExchange } from "./cli-connection.ts";
 import type { ConnectionValues } from "./cli-connection.ts";
 import { listLetters, purgeLetters, replayLetters, showLetter } from "./cli-dlq.ts";
 import type { DlqValues } from "./cli-dlq.ts";
+import { runDashboard } from "./cli-dashboard.ts";
+import type { DashboardValues } from "./cli-dashboard.ts";
 import { gc } from "./cli-gc.ts";
 import type { GcValues } from "./cli-gc.ts";
 import { runHost } from "./cli-host.ts";
@@ -97,6 +100,10 @@ function program(output: Output, result: { code: number; json: boolean }): Comma
   command<HostValues>(root, "host", "serve a pool until SIGTERM: run the agents its launches ask for", [
     "pool", "module", "capacity", "replicas", "name", "heartbeat-ms", "host-ttl-ms", "grace-ms", "health-port", "pid-file", "log-level",
   ], (values) => runHost(values as HostValues)).addHelpText("after", HOST_HELP);
+
+  command<DashboardValues>(root, "dashboard", "serve a live page of hosts, agents, dead letters and actions per second until SIGTERM", ["port", "bind", "log-level", "json"], (values) =>
+    runDashboard(output, values as DashboardValues),
+  );
 
   command(root, "hosts", "list hosts: pool, state (serving, draining, late), load, heartbeat age, machine, version", ["pool", "json"], async (values) => {
     const v = values as ConnectionValues & { pool?: string; json?: boolean };

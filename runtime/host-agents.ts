@@ -34,6 +34,7 @@ export class HostAgents {
       registration: { agentId: new AgentId(placement.uid, placement.name, this.#core.backend.site), agentType: { name: placement.type, chain: placement.chain } },
       config: runConfig(placement.config, policy, placement.attempt),
       logger,
+      interceptors: [this.#core.metrics.agent],
     });
     const hosted: HostedAgent = { placement, engine, handover: undefined, retryTimer: undefined, finished: Promise.resolve() };
     this.#core.agents.set(placement.uid, hosted);

@@ -96,6 +96,11 @@ export type {
 export type { InterceptorOptions, Interceptors } from "./interceptors/interceptors.ts";
 export { DEADLINE_HEADER, DEFAULT_CANCEL_WINDOW_MS, currentDeadline, deadlineInterceptors } from "./interceptors/deadline.ts";
 export type { DeadlineOptions } from "./interceptors/deadline.ts";
+export { TRACER_NAME, TraceAttribute, flushTraces, tracingInterceptors } from "./interceptors/tracing.ts";
+export type { TracingOptions } from "./interceptors/tracing.ts";
+export { ACTION_DURATION_BUCKETS, AgentMetrics, metricsInterceptors } from "./interceptors/metrics.ts";
+export type { EventInput, EventNext } from "./interceptors/agent-interceptor.ts";
+export type { DeadLetterStats, ExchangeStats, MailboxDeliveries } from "./exchange/exchange-stats.ts";
 export { AgentHandle, isHandle } from "./exchange/handle.ts";
 export type { ActionArgs, ActionName, ActionResult, CallOptions, Handle, HandleShutdownOptions } from "./exchange/handle.ts";
 export { MailboxStatus } from "./exchange/mailbox-status.ts";
@@ -131,7 +136,7 @@ export type {
   StopWatch,
   Versioned,
 } from "./pool/pool-backend.ts";
-export type { HostRecord, LaunchRequest, Placement } from "./pool/records.ts";
+export type { HostRecord, HostStats, LaunchRequest, Placement } from "./pool/records.ts";
 export { MIN_COLLECTABLE_AGE_MS, collectGarbage, planCollection } from "./pool/garbage-collection.ts";
 export type { Collectable, CollectionPlan, CollectionPolicy, CollectionReport, Kept } from "./pool/garbage-collection.ts";
 

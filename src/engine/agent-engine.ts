@@ -17,6 +17,9 @@ import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
 import type { AgentId } from "../identifiers.ts";
 import { currentAction, runOutsideActionScope } from "../interceptors/action-scope.ts";
+import type { AgentInterceptor } from "../interceptors/agent-interceptor.ts";
+import { composeInterceptors } from "../interceptors/interceptors.ts";
+import { runOutsideTrace } from "../interceptors/tracing.ts";
 import { deferred } from "../util/deferred.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
@@ -26,7 +29,7 @@ import type { AgentStats } from "./agent-stats.ts";
 import { ChildAgents } from "./child-agents.ts";
 import { settleWithin } from "./grace.ts";
 import { LoopState, runLoop } from "./loops.ts";
-import type { LoopRun } from "./loops.ts";
+import type { EventRunner, LoopRun } from "./loops.ts";
 import { RequestDispatcher } from "./request-dispatcher.ts";
 
 const SETTLED: Promise<void> = Promise.resolve();
@@ -65,6 +68,12 @@ export interface AgentEngineOptions {
   readonly config?: RuntimeConfig;
   /** @defaultValue silent */
   readonly logger?: Logger;
+  /**
+   * Agent-side interceptors for this agent only, after (inside) the factory's: a runtime host
+   * counts the actions of the agents it runs this way, whatever factory it was given.
+   * @defaultValue none
+   */
+  readonly interceptors?: readonly AgentInterceptor[];
 }
 
 /** Why and how the engine shuts down. */
@@ -94,6 +103,7 @@ export class AgentEngine<A extends Agent = Agent> {
   readonly #spec: AgentSpec;
   readonly #logger: Logger;
   readonly #dispatcher: RequestDispatcher;
+  readonly #events: EventRunner;
   readonly #shutdownController = new AbortController();
   /** Resolves true once startup completed, false if shutdown began first. */
   readonly #ready = deferred<boolean>();
@@ -123,18 +133,27 @@ export class AgentEngine<A extends Agent = Agent> {
       agentId: this.agentId.uid,
       agentType: options.registration.agentType.name,
     });
+    const own = options.interceptors ?? [];
+    const interceptors = own.length === 0 ? options.exchangeFactory.interceptors.agent : [...options.exchangeFactory.interceptors.agent, ...own];
+    this.#events = {
+      agentId: this.agentId.uid,
+      agentType: options.registration.agentType.name,
+      chain: composeInterceptors(interceptors, "event", (input) => this.#runHandler(input.handler)),
+    };
     this.#children = new ChildAgents(
-      (source, registration, config) => new AgentEngine(source, { exchangeFactory: this.#factory, registration, config, logger: baseLogger }),
+      (source, registration, config) =>
+        new AgentEngine(source, { exchangeFactory: this.#factory, registration, config, logger: baseLogger, interceptors: options.interceptors }),
       this.#logger,
     );
     this.#stats = new ActionStatsRecorder(this.#spec.actions.keys());
     this.#dispatcher = new RequestDispatcher({
       stats: this.#stats,
       agentId: this.agentId,
+      agentType: options.registration.agentType.name,
       spec: this.#spec,
       config: this.#config,
       logger: this.#logger,
-      interceptors: options.exchangeFactory.interceptors.agent,
+      interceptors,
       ready: this.#ready.promise,
       onShutdownRequest: (terminate) => this.requestShutdown({ expected: true, terminate }),
     });
@@ -207,8 +226,9 @@ export class AgentEngine<A extends Agent = Agent> {
    * @throws the startup error; loop errors (`raiseLoopErrorsOnShutdown`); the shutdown hook's error.
    */
   run(): Promise<void> {
-    // An agent launched from inside an action does not run in that action's scope.
-    return runOutsideActionScope((engine) => engine.#run(), this);
+    // An agent launched from inside an action does not run in that action's scope, nor in the
+    // trace of whatever launched it.
+    return runOutsideActionScope((engine) => runOutsideTrace((e) => e.#run(), engine), this);
   }
 
   async #run(): Promise<void> {
@@ -332,6 +352,12 @@ export class AgentEngine<A extends Agent = Agent> {
     return run;
   }
 
+  /** Run an event handler of the agent (the end of the `event` interceptor chain). */
+  async #runHandler(handler: string): Promise<void> {
+    const agent = this.agent as unknown as Record<string, () => Promise<unknown>>;
+    await agent[handler]!.call(agent);
+  }
+
   /** Run a loop once startup completed; a failure is recorded and (per config) shuts the agent down. */
   async #runLoop(agent: A, spec: LoopSpec, run: LoopRun): Promise<void> {
     if (!(await this.#ready.promise)) {
@@ -340,7 +366,7 @@ export class AgentEngine<A extends Agent = Agent> {
     }
     run.state = LoopState.Running;
     try {
-      await runLoop(agent, spec, this.#shutdownController.signal);
+      await runLoop(agent, spec, this.#shutdownController.signal, this.#events);
       if (run.state === LoopState.Running) run.state = LoopState.Stopped;
     } catch (error) {
       if (run.state === LoopState.Running) run.state = LoopState.Failed;

@@ -30,6 +30,8 @@ const ANSWERED_MEMORY = 1024;
 /** What the dispatcher needs from the engine that owns it. */
 export interface DispatcherOptions {
   readonly agentId: AgentId;
+  /** The agent's type name (for interceptors). */
+  readonly agentType: string;
   readonly spec: AgentSpec;
   readonly config: ResolvedRuntimeConfig;
   readonly logger: Logger;
@@ -218,7 +220,10 @@ export class RequestDispatcher {
       try {
         const signal = entry.controller.signal;
         const action = this.#action;
-        const result = action === undefined ? this.#invoke(request, request.args, signal) : action({ request, args: request.args, signal });
+        const result =
+          action === undefined
+            ? this.#invoke(request, request.args, signal)
+            : action({ request, agentType: this.#options.agentType, args: request.args, signal });
         body = { type: MessageType.ActionResponse, result: await result };
         stats?.end(request.action, begun, true);
       } catch (error) {

@@ -53,6 +53,8 @@ export interface DeadLetterFilter {
   readonly since?: Date;
   /** Letters set aside before this time. */
   readonly before?: Date;
+  /** Letters with an id greater than this (set aside after it): for following new letters. */
+  readonly after?: number;
   /**
    * Most letters returned (the oldest first).
    * @defaultValue no limit

@@ -9,6 +9,7 @@ import type { AgentClientOptions, AgentExchangeClient, RequestHandler, UserClien
 
 import type { PoolBackend } from "../pool/pool-backend.ts";
 import type { DeadLetterStore } from "./dead-letters.ts";
+import type { ExchangeStats } from "./exchange-stats.ts";
 import type { Logger } from "../util/logger.ts";
 import type { AgentRegistration } from "./transport.ts";
 
@@ -71,6 +72,11 @@ export interface ExchangeFactory {
    * can reach), for the `academy dlq` command and other operator tools.
    */
   deadLetters?(): Promise<DeadLetterStore>;
+  /**
+   * Queue statistics of this exchange (optional): mailbox depths and deliveries, dead letters; for
+   * the metrics of runtime hosts and for `academy dashboard`.
+   */
+  stats?(): Promise<ExchangeStats>;
   /** Describe this factory for a worker thread (see {@link WorkerFactoryDescriptor}). */
   forWorker(): WorkerFactoryDescriptor;
   /** Release shared resources (connections). Clients still open keep working until closed. */

@@ -17,6 +17,10 @@ import { POOL_RECORD_VERSION, encodeLaunchRequest } from "../pool/records.ts";
 import type { HostRecord, LaunchRequest, Placement } from "../pool/records.ts";
 import { transitionPlacement } from "../pool/transition-placement.ts";
 import { fromFailure, toFailure } from "../protocol/failure.ts";
+import { isEmptyHeaders } from "../protocol/headers.ts";
+import type { MessageHeaders } from "../protocol/headers.ts";
+import { SpanKind, context, trace } from "@opentelemetry/api";
+import { TraceAttribute, inSpan, injectTraceContext } from "../interceptors/tracing.ts";
 import { AgentId, EntityRole } from "../identifiers.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
 import { deferred } from "../util/deferred.ts";
@@ -171,13 +175,28 @@ export class HostPoolExecutor implements AgentExecutor {
     this.#waiters.clear();
   }
 
-  async #submit(spec: LaunchSpec, done: Deferred<void>): Promise<void> {
+  /** Queue the agent on the pool, in a `launch <type>` span whose context the request carries. */
+  #submit(spec: LaunchSpec, done: Deferred<void>): Promise<void> {
+    const { agentId, agentType } = spec.registration;
+    const attributes = {
+      [TraceAttribute.AgentId]: agentId.uid,
+      [TraceAttribute.AgentType]: agentType.name,
+      [TraceAttribute.Pool]: this.pool,
+    };
+    return inSpan(`launch ${agentType.name}`, { kind: SpanKind.PRODUCER, attributes }, (span) => {
+      const headers: Record<string, string> = {};
+      if (span !== undefined) injectTraceContext(trace.setSpan(context.active(), span), headers);
+      return this.#queue(spec, done, isEmptyHeaders(headers) ? undefined : headers);
+    });
+  }
+
+  async #queue(spec: LaunchSpec, done: Deferred<void>, headers: MessageHeaders | undefined): Promise<void> {
     if (this.#closed) throw new ExecutorError(`The executor of pool '${this.pool}' is closed`, { executor: this.pool });
     const backend = await this.#backend(spec.exchangeFactory);
     const { agentId, agentType } = spec.registration;
     const waiter: Waiter = { gen: Number.POSITIVE_INFINITY, done };
     this.#waiters.set(agentId.uid, waiter);
-    const request = this.#launchRequest(spec);
+    const request = this.#launchRequest(spec, headers);
     // Leave room for what hosts add to the placement (host ids, a failure): a launch that only just
     // fits would fail on the host instead.
     backend.checkSize(encodeLaunchRequest(request).byteLength + PLACEMENT_ROOM, `Launch request of agent ${agentId}`);
@@ -213,9 +232,10 @@ export class HostPoolExecutor implements AgentExecutor {
   }
 
   /** The launch request of a first launch (generation 0, no failed runs). */
-  #launchRequest(spec: LaunchSpec): LaunchRequest {
+  #launchRequest(spec: LaunchSpec, headers: MessageHeaders | undefined): LaunchRequest {
     const { agentId, agentType } = spec.registration;
     return {
+      ...(headers !== undefined && { headers }),
       v: POOL_RECORD_VERSION,
       uid: agentId.uid,
       name: agentId.name,

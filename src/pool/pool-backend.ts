@@ -137,11 +137,11 @@ export interface PoolBackend {
   /** The placements of agent `uid`, on every pool. */
   placementsOf(uid: string): Promise<Placement[]>;
   /**
-   * Call `onChange` for every placement of `pool` written from now on (with `current`: first for
-   * the latest value of each existing one), until stopped; a failed watch resumes where it
-   * stopped. Resolves once the watch is in place.
+   * Call `onChange` for every placement of `pool` (of every pool when undefined) written from now
+   * on (with `current`: first for the latest value of each existing one), until stopped; a failed
+   * watch resumes where it stopped. Resolves once the watch is in place.
    */
-  watchPlacements(pool: string, onChange: (placement: Placement) => void, options?: { readonly current?: boolean }): Promise<StopWatch>;
+  watchPlacements(pool: string | undefined, onChange: (placement: Placement) => void, options?: { readonly current?: boolean }): Promise<StopWatch>;
 
   // --- host records (key: host id) ---
 
@@ -171,6 +171,12 @@ export interface PoolBackend {
   onMailboxTerminated(listener: (uid: string) => void): StopWatch;
   /** Every mailbox record. */
   listMailboxes(): Promise<MailboxEntry[]>;
+  /**
+   * Follow the registry: `onPut` for every mailbox record (the current ones first, then each
+   * write), `onRemove` when a record is removed (garbage collection), until stopped. Resolves once
+   * the watch is in place.
+   */
+  watchMailboxes(onPut: (entry: MailboxEntry) => void, onRemove: (uid: string) => void): Promise<StopWatch>;
   /**
    * Remove a mailbox's record if it is still at `revision` (garbage collection of terminated
    * mailboxes: afterwards the mailbox reads as `missing`); false if it changed or is gone.

@@ -46,7 +46,7 @@ export class NatsDeadLetters implements DeadLetterStore {
             : layout.deadLetterSubjects;
     const found: DeadLetter[] = [];
     const limit = filter.limit ?? Number.POSITIVE_INFINITY;
-    for (let seq = 1; found.length < limit; ) {
+    for (let seq = Math.max(1, Math.floor((filter.after ?? 0) + 1)); found.length < limit; ) {
       const stored = await this.#read({ seq, next_by_subj: subject });
       if (stored === undefined) break;
       seq = stored.seq + 1;

@@ -26,6 +26,8 @@ import type { NatsSettings, NatsSiteSettings } from "./nats-exchange.ts";
 import { checkDomain, checkSite, natsLayout } from "./nats-layout.ts";
 import { NatsPoolBackend } from "./nats-pool-backend.ts";
 import { NatsDeadLetters } from "./nats-dead-letters.ts";
+import { NatsExchangeStats } from "./nats-exchange-stats.ts";
+import type { ExchangeStats } from "../exchange-stats.ts";
 import type { DeadLetterStore } from "../dead-letters.ts";
 import { NatsTransport } from "./nats-transport.ts";
 
@@ -182,6 +184,14 @@ export interface NatsExchangeOptions extends NatsAuthOptions {
    * @defaultValue true
    */
   deadlines?: boolean;
+  /**
+   * Tracing: calls, actions and event handlers make OpenTelemetry spans (`messaging.system:
+   * nats`), and calls carry their trace context to the agents in the message headers (README,
+   * *Tracing*). Nothing is recorded until the application installs an OpenTelemetry SDK. Their
+   * interceptors run first. A plain boolean, so worker-thread agents get it too.
+   * @defaultValue true
+   */
+  tracing?: boolean;
   /** @defaultValue silent */
   logger?: Logger;
 }
@@ -291,7 +301,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
   constructor(options: NatsExchangeOptions = {}) {
     this.#options = options;
     this.settings = resolveSettings(options);
-    this.interceptors = resolveInterceptors(options.interceptors, options.deadlines);
+    this.interceptors = resolveInterceptors(options.interceptors, { deadlines: options.deadlines, tracing: options.tracing, messagingSystem: "nats" });
     this.#logger = options.logger ?? silentLogger;
     const servers = options.servers ?? "nats://127.0.0.1:4222";
     const fromUrls = splitUrlCredentials(typeof servers === "string" ? [servers] : servers);
@@ -329,7 +339,8 @@ export class NatsExchangeFactory implements ExchangeFactory {
         option: "connection",
       });
     }
-    // Interceptors are functions: they cannot reach a worker, whose factory has only the deadlines.
+    // Interceptors are functions: they cannot reach a worker, whose factory has only the built-in
+    // ones (deadlines, tracing: plain options, cloned below).
     if (this.#options.interceptors !== undefined) this.#logger.warn("custom interceptors do not reach agents in worker threads");
     // The parent process relays for its site; its workers need not.
     const data = { ...this.#options, logger: undefined, interceptors: undefined, relay: false };
@@ -356,6 +367,14 @@ export class NatsExchangeFactory implements ExchangeFactory {
   /** The dead-letter stream of this exchange (docs/NATS-LAYOUT.md), on the factory's connection. */
   async deadLetters(): Promise<DeadLetterStore> {
     return new NatsDeadLetters(await this.#getContext());
+  }
+
+  /**
+   * Queue statistics from the exchange's streams and consumers (mailbox depths and deliveries,
+   * dead letters), on the factory's connection. Each call is one or a few server requests.
+   */
+  async stats(): Promise<ExchangeStats> {
+    return new NatsExchangeStats(await this.#getContext());
   }
 
   /**

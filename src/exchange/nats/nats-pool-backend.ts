@@ -177,7 +177,7 @@ export class NatsPoolBackend implements PoolBackend {
     return [...latest.values()].map(decodePlacement).filter((p) => p !== undefined);
   }
 
-  async watchPlacements(pool: string, onChange: (placement: Placement) => void, options: { current?: boolean } = {}): Promise<StopWatch> {
+  async watchPlacements(pool: string | undefined, onChange: (placement: Placement) => void, options: { current?: boolean } = {}): Promise<StopWatch> {
     // Resume from a known revision even when the first watch fails before delivering anything.
     let resumeFrom: number | undefined;
     if (options.current !== true) {
@@ -188,7 +188,7 @@ export class NatsPoolBackend implements PoolBackend {
       this.ctx,
       "placements",
       // With `current`, the watch first delivers every placement's latest value.
-      () => this.#placements.watch({ key: `${pool}.*`, ...(resumeFrom !== undefined && { resumeFromRevision: resumeFrom }) }),
+      () => this.#placements.watch({ key: pool === undefined ? ">" : `${pool}.*`, ...(resumeFrom !== undefined && { resumeFromRevision: resumeFrom }) }),
       (entry) => {
         resumeFrom = entry.revision + 1;
         if (entry.operation !== "PUT") return;
@@ -289,6 +289,22 @@ export class NatsPoolBackend implements PoolBackend {
       if (record !== undefined) entries.push({ ...record, revision });
     }
     return entries;
+  }
+
+  watchMailboxes(onPut: (entry: MailboxEntry) => void, onRemove: (uid: string) => void): Promise<StopWatch> {
+    return followKv(
+      this.ctx,
+      "registry",
+      () => this.ctx.registry.bucket.watch({ key: ">" }),
+      (entry) => {
+        if (entry.operation !== "PUT") {
+          onRemove(entry.key);
+          return;
+        }
+        const record = decodeRecord(entry.value);
+        if (record !== undefined) onPut({ ...record, revision: entry.revision });
+      },
+    );
   }
 
   deleteMailbox(uid: string, revision: number): Promise<boolean> {
