@@ -97,7 +97,14 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   /** Set once the client reads its mailbox; a user client made with `startListener: false` never does. */
   #listening = false;
   readonly #pending = new PendingRequests();
-  readonly #handles = new Map<string, AgentHandle>();
+  /**
+   * Handles by agent uid, held weakly: one handle per agent while anything holds it, and no growth
+   * from the ids that decoded messages carry (a hostile sender could otherwise fill it).
+   */
+  readonly #handles = new Map<string, WeakRef<AgentHandle>>();
+  readonly #forgetHandle = new FinalizationRegistry<string>((uid) => {
+    if (this.#handles.get(uid)?.deref() === undefined) this.#handles.delete(uid);
+  });
   readonly #unsubscribeTerminated: () => void;
   readonly #terminationGraceMs: number;
   readonly #callOwner: CallOwner;
@@ -234,12 +241,18 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     if (!(agentId instanceof AgentId)) {
       throw new TypeError(`A handle needs an AgentId, got ${Object.prototype.toString.call(agentId)}`);
     }
-    let handle = this.#handles.get(agentId.uid);
+    let handle = this.#handles.get(agentId.uid)?.deref();
     if (handle === undefined) {
       handle = new AgentHandle(agentId, this) as unknown as AgentHandle;
-      this.#handles.set(agentId.uid, handle);
+      this.#handles.set(agentId.uid, new WeakRef(handle));
+      this.#forgetHandle.register(handle, agentId.uid);
     }
     return handle as unknown as Handle<A>;
+  }
+
+  /** @internal Handles this client holds now (for tests of the cache's bound). */
+  get cachedHandles(): number {
+    return this.#handles.size;
   }
 
   /**
