@@ -26,10 +26,12 @@ function esbuildTypeScript(): Plugin {
 }
 
 /**
- * Two projects, both run by `npm test`:
+ * Three projects, all run by `npm test`:
  * - unit: no network, no child processes, seconds (`npm run test:unit`);
  * - integration: real nats-server processes spawned by the test fixture on random ports
- *   (`npm run test:integration`).
+ *   (`npm run test:integration`);
+ * - browser: the dashboard in the system's headless Chromium (`npm run test:browser`; skipped,
+ *   saying why, where no Chromium can be found).
  */
 export default defineConfig({
   plugins: [esbuildTypeScript()],
@@ -44,6 +46,10 @@ export default defineConfig({
       {
         extends: true,
         test: { name: "integration", include: ["test/integration/**/*.test.ts"], testTimeout: 30_000, hookTimeout: 60_000 },
+      },
+      {
+        extends: true,
+        test: { name: "browser", include: ["test/browser/**/*.test.ts"], testTimeout: 90_000, hookTimeout: 60_000 },
       },
     ],
   },

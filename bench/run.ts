@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only roundTrip,discover]`: measures the runtime against bare
+ * `npm run bench [-- --quick] [-- --only roundTrip,discover] [-- --tracing]`: measures the runtime against bare
  * NATS on this machine, side by side in one run. Starts its own nats-server (JetStream, temporary
  * store, random port), runs each scenario, prints a table per scenario and the targets, and writes
  * bench/results/latest.json (machine, versions, every figure and ratio). docs/BENCHMARKS.md
@@ -22,6 +22,8 @@ const SCENARIOS: Record<string, () => Promise<{ default: Scenario }>> = {
   discover: () => import("./scenarios/discover.ts"),
   footprint: () => import("./scenarios/footprint.ts"),
   failover: () => import("./scenarios/failover.ts"),
+  edge: () => import("./scenarios/edge.ts"),
+  tracing: () => import("./scenarios/tracing.ts"),
 };
 
 const { values } = parseArgs({
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     quick: { type: "boolean", default: false },
     only: { type: "string" },
     out: { type: "string" },
+    tracing: { type: "boolean", default: false },
   },
 });
 const quick = values.quick ?? false;
@@ -48,6 +51,9 @@ function packageVersion(name: string): string {
     return "unknown";
   }
 }
+
+// With --tracing, an OpenTelemetry SDK records every span (and drops it): what tracing costs.
+const tracing = values.tracing === true ? (await import("./lib/tracing.ts")).installBenchTracing() : undefined;
 
 const started = Date.now();
 // 1 MiB payloads plus envelope and headers exceed NATS's default max_payload of 1 MiB.
@@ -70,7 +76,7 @@ const ctx: BenchContext = {
   },
 };
 
-console.log(`academy-nats benchmarks (${quick ? "quick" : "full"} run): nats-server ${serverVersion}, Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}`);
+console.log(`academy-nats benchmarks (${quick ? "quick" : "full"} run${tracing === undefined ? "" : ", tracing recorded"}): nats-server ${serverVersion}, Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}`);
 const results: Record<string, ScenarioResult & { durationMs: number }> = {};
 for (const name of only) {
   const scenarioStart = Date.now();
@@ -91,6 +97,7 @@ if (targets.length > 0) {
 const report = {
   date: new Date().toISOString(),
   quick,
+  tracing: tracing !== undefined,
   durationMs: Date.now() - started,
   machine: {
     os: `${osType()} ${release()}`,
@@ -109,6 +116,10 @@ const report = {
   scenarios: Object.fromEntries(Object.entries(results).map(([name, r]) => [name, { title: r.title, durationMs: r.durationMs, figures: r.figures, table: { headers: r.headers, rows: r.rows }, targets: r.targets, notes: r.notes ?? [] }])),
   targets,
 };
+if (tracing !== undefined) {
+  await tracing.shutdown();
+  console.log(`\nTracing: ${tracing.exported()} spans recorded and exported (dropped).`);
+}
 const out = values.out ?? fileURLToPath(new URL("./results/latest.json", import.meta.url));
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);

@@ -1,5 +1,6 @@
 /**
- * The README's quick start, runnable: `npx tsx examples/quickstart.ts nats://127.0.0.1:4222`.
+ * The README's quick start, runnable: `npx tsx examples/quickstart.ts [nats://127.0.0.1:4222]`
+ * (NATS_URL works too). It prints what each step returns.
  */
 import { Agent, Manager, NatsExchangeFactory, action, loop, timer } from "../src/index.ts";
 import type { NatsExchangeOptions } from "../src/index.ts";
@@ -25,18 +26,27 @@ export class Counter extends Agent {
 }
 export class FastCounter extends Counter {}
 
-/** `options`: anything else the connection needs (credentials); the README shows just `servers`. */
-export async function quickstart(servers: string, options: NatsExchangeOptions = {}): Promise<void> {
+/**
+ * Run the quick start on the NATS server at `servers`, printing each result with `print`.
+ * @param options - anything else the connection needs (credentials); the README shows just `servers`.
+ */
+export async function quickstart(
+  servers: string,
+  options: NatsExchangeOptions = {},
+  print: (...values: unknown[]) => void = console.log,
+): Promise<void> {
   await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory({ ...options, servers }));
   const counter = await manager.launch(Counter); // Handle<Counter>
-  await counter.action("increment", 2); // 2
-  await counter.increment(3); // 5: typed proxy over the agent's actions
-  await manager.exchangeClient.discover(Counter); // ids of Counter and FastCounter agents
-  await manager.exchangeClient.discover(Counter, { allowSubclasses: false });
-  await counter.ping(); // round-trip time in ms
+  print("increment(2) ->", await counter.action("increment", 2)); // 2
+  print("increment(3) ->", await counter.increment(3)); // 5: typed proxy over the agent's actions
+  await manager.launch(FastCounter);
+  print("Counter agents:", (await manager.exchangeClient.discover(Counter)).length); // 2: Counter and FastCounter
+  print("exactly Counter:", (await manager.exchangeClient.discover(Counter, { allowSubclasses: false })).length); // 1
+  print(`ping: ${(await counter.ping()).toFixed(1)} ms`); // round-trip time
   await manager.shutdown(counter, { blocking: true });
+  print("counter shut down");
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  await quickstart(process.argv[2] ?? "nats://127.0.0.1:4222");
+  await quickstart(process.argv[2] ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222");
 }

@@ -1,285 +1,226 @@
 #!/usr/bin/env node
 /**
- * `academy`: the command line of academy-nats.
+ * `academy`: the command line of academy-nats (parsed by commander; `academy help` lists every
+ * command, option and environment variable).
  *
- *   academy host   --pool <name> --module <spec> [--capacity n] ...   serve a pool until SIGTERM
- *   academy hosts  [--pool <name>] [--json]                            list hosts
- *   academy agents [--pool <name>] [--host <id>] [--all] [--json]      list agents
+ *   academy host --pool <name> --module <spec> [...]      serve a pool until SIGTERM
+ *   academy hosts | agents                                 list hosts, agents
+ *   academy call | ping | describe | shutdown <agent>      talk to an agent (through a handle)
+ *   academy discover <type> | status | terminate <agent>   the registry (through the exchange client)
+ *   academy launch <type> --pool <pool> [args...]          launch an agent on a host pool, by type name
+ *   academy dlq list | show | replay | purge               dead letters
+ *   academy gc [--older-than 7d] [--dry-run]               delete records of long-terminated mailboxes
+ *   academy dashboard [--port 8080] [--bind 127.0.0.1]     serve a live page of the deployment
  *
- * Every option also reads an environment variable (ACADEMY_<OPTION>, see `academy help`), so that
- * containers can be configured without a command line. Exit codes: 0 done (a host: drained), 1 an
- * error at run time or a forced stop, 2 bad usage or configuration.
+ * Every option also reads an `ACADEMY_*` environment variable, so that containers can be
+ * configured without a command line. Exit codes: see `cli-output.ts` (0 done, 1 run-time error, 2
+ * usage, 3 not found, 4 credentials refused, 5 timeout). Only `host` creates streams and buckets;
+ * every other command opens the exchange as it is (a mistyped `--prefix` is exit code 3).
  */
-import { createServer } from "node:http";
-import type { Server } from "node:http";
-import { parseArgs } from "node:util";
-import { pino } from "pino";
-import type { Logger } from "pino";
-import { AcademyError, InvalidConfigError, NatsExchangeFactory } from "../src/index.ts";
-import type { NatsExchangeOptions, PoolBackend } from "../src/index.ts";
-import { CLI_ENV, CLI_OPTIONS } from "./cli-options.ts";
-import { RuntimeHost } from "./host.ts";
-import { formatAge, formatTable, listAgentRows, listHostRows } from "./listing.ts";
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Command, CommanderError } from "commander";
+import { InvalidConfigError } from "../src/index.ts";
+import { callAction, describe, discover, launch, ping, shutdown, status, terminate } from "./cli-agents.ts";
+import type { AgentValues } from "./cli-agents.ts";
+import { FLAG_OF_OPTION, withExchange } from "./cli-connection.ts";
+import type { ConnectionValues } from "./cli-connection.ts";
+import { listLetters, purgeLetters, replayLetters, showLetter } from "./cli-dlq.ts";
+import type { DlqValues } from "./cli-dlq.ts";
+import { runDashboard } from "./cli-dashboard.ts";
+import type { DashboardValues } from "./cli-dashboard.ts";
+import { gc } from "./cli-gc.ts";
+import type { GcValues } from "./cli-gc.ts";
+import { runHost } from "./cli-host.ts";
+import type { HostValues } from "./cli-host.ts";
+import { CONNECTION_OPTIONS, cliOption, normaliseEnv } from "./cli-options.ts";
+import type { OptionName } from "./cli-options.ts";
+import { ExitCode, UsageError, printRows, processOutput, reportError } from "./cli-output.ts";
+import type { Output } from "./cli-output.ts";
+import { formatAge, listAgentRows, listHostRows } from "./listing.ts";
 import { libraryVersion } from "./version.ts";
 
-const USAGE = `academy ${libraryVersion()}: agents on NATS JetStream
+const AFTER_HELP = `
+Agents are named by id, by display name, or by type (when one active agent matches).
+Every option also reads the environment variable shown with it; NATS_URL stands in for ACADEMY_SERVERS.
 
-Usage:
-  academy host   --pool <name> --module <spec> [--module <spec> ...] [options]
-  academy hosts  [--pool <name>] [--json] [connection options]
-  academy agents [--pool <name>] [--host <host id>] [--all] [--json] [connection options]
+Exit codes:
+  0  done (a host: drained)
+  1  an error at run time (the action raised, NATS unreachable, a forced stop)
+  2  bad usage or configuration
+  3  not found: no such agent, mailbox, dead letter, or no exchange under --prefix; or the agent is terminated
+  4  the NATS server refused the credentials
+  5  timed out waiting for an agent
 
-Connection options (every command):
-  --servers <urls>       NATS URLs, comma-separated         ACADEMY_SERVERS (or NATS_URL); nats://127.0.0.1:4222
-  --prefix <prefix>      prefix of streams and buckets      ACADEMY_PREFIX; academy
-  --creds <file>         NATS credentials file               ACADEMY_CREDS
+Only 'academy host' creates streams and buckets; the other commands use the exchange as it is.
+Run hosts with node directly (node dist/runtime/cli.js host ...), not through npx or npm run:
+a signal sent to a wrapper does not reach the host, which then never drains.`;
 
-Host options:
-  --pool <name>          pool to join                        ACADEMY_POOL (required)
-  --module <spec>        agent module (path or package)      ACADEMY_MODULES, comma-separated (required)
-  --capacity <n>         most agents run at once             ACADEMY_CAPACITY; 100
-  --replicas <n>         replicas of created streams/buckets ACADEMY_REPLICAS; 3 on a cluster of 3+
-  --name <name>          display name                        ACADEMY_HOST_NAME; the machine's host name
-  --heartbeat-ms <ms>    heartbeat interval                  ACADEMY_HEARTBEAT_MS; 2000
-  --host-ttl-ms <ms>     silent hosts are reaped after       ACADEMY_HOST_TTL_MS; 6000
-  --grace-ms <ms>        drain deadline after SIGTERM        ACADEMY_GRACE_MS; 30000
-  --health-port <port>   serve /healthz and /readyz          ACADEMY_HEALTH_PORT
-  --log-level <level>    pino level                          ACADEMY_LOG_LEVEL; info
-
+const HOST_HELP = `
 SIGTERM (or SIGINT) drains a host: it takes no new launches, hands its agents to the other hosts of
 the pool, and exits 0. A second signal, or --grace-ms passing, forces the exit (code 1); the pool
-then restarts the remaining agents after --host-ttl-ms.
-`;
+then restarts the remaining agents after --host-ttl-ms.`;
 
-type Values = ReturnType<typeof parseArgs<{ options: typeof CLI_OPTIONS; allowPositionals: true }>>["values"];
-type OptionName = keyof typeof CLI_OPTIONS;
-
-/** A problem with the command line or its configuration (exit code 2). */
-class UsageError extends Error {}
-
-/** Option value, else its environment variable ({@link CLI_ENV}), else undefined. */
-function option(values: Values, name: OptionName): string | undefined {
-  const value = values[name];
-  if (typeof value === "string") return value;
-  const env = CLI_ENV[name];
-  const fromEnv = env === undefined ? undefined : process.env[env];
-  return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
+/** Add `names` to `command`, and the connection options. */
+function withOptions(command: Command, names: readonly OptionName[], mandatory: readonly OptionName[] = []): Command {
+  for (const name of [...names, ...CONNECTION_OPTIONS]) command.addOption(cliOption(name, { mandatory: mandatory.includes(name) }));
+  return command;
 }
 
-function integerOption(values: Values, name: OptionName): number | undefined {
-  const text = option(values, name);
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 0) throw new UsageError(`--${name} must be a non-negative integer (got ${JSON.stringify(text)})`);
-  return value;
-}
+/** The program, with each command's action storing its exit code in `result`. */
+function program(output: Output, result: { code: number; json: boolean }): Command {
+  const root = new Command("academy")
+    .description(`academy ${libraryVersion()}: agents on NATS JetStream`)
+    .version(libraryVersion(), "-v, --version", "print the version")
+    .helpOption("-h, --help", "print help")
+    .helpCommand("help [command]", "print help for a command")
+    .addHelpText("after", AFTER_HELP)
+    .showHelpAfterError("(academy help <command> lists its options)")
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => output.out(s.trimEnd()), writeErr: (s) => output.err(s.trimEnd()) });
 
-function exchangeOptions(values: Values): NatsExchangeOptions {
-  const servers = option(values, "servers") ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
-  return {
-    servers: servers.split(",").map((s) => s.trim()).filter((s) => s !== ""),
-    prefix: option(values, "prefix"),
-    replicas: integerOption(values, "replicas"),
-    credsFile: option(values, "creds"),
-    connectionOptions: { name: "academy-cli", maxReconnectAttempts: -1, reconnectTimeWait: 250 },
+  /** A subcommand whose action returns its exit code. */
+  const command = <V extends ConnectionValues & { json?: boolean }>(
+    parent: Command,
+    spec: string,
+    description: string,
+    options: readonly OptionName[],
+    run: (...args: unknown[]) => Promise<number>,
+  ): Command => {
+    const sub = withOptions(parent.command(spec).description(description), options);
+    sub.exitOverride().configureOutput({ writeOut: (s) => output.out(s.trimEnd()), writeErr: (s) => output.err(s.trimEnd()) });
+    sub.action(async (...args: unknown[]) => {
+      const values = args.at(-2) as V;
+      result.json = values.json === true;
+      result.code = await run(...args);
+    });
+    return sub;
   };
-}
 
-async function runHost(values: Values): Promise<number> {
-  const pool = option(values, "pool");
-  if (pool === undefined) throw new UsageError("academy host needs --pool <name> (or ACADEMY_POOL)");
-  const modules = [
-    ...(values.module ?? []),
-    ...(values.module === undefined ? (process.env.ACADEMY_MODULES ?? "").split(",") : []),
-  ]
-    .map((m) => m.trim())
-    .filter((m) => m !== "");
-  if (modules.length === 0) throw new UsageError("academy host needs --module <spec> (or ACADEMY_MODULES)");
-  const logger = pino({ level: option(values, "log-level") ?? "info", base: { pid: process.pid } });
-  const graceMs = integerOption(values, "grace-ms") ?? 30_000;
-  const healthPort = integerOption(values, "health-port");
-  const exchange = exchangeOptions(values);
-  const connectionOptions = { ...exchange.connectionOptions, name: `academy-host-${pool}` };
+  command<HostValues>(root, "host", "serve a pool until SIGTERM: run the agents its launches ask for", [
+    "pool", "module", "capacity", "replicas", "name", "heartbeat-ms", "host-ttl-ms", "grace-ms", "health-port", "pid-file", "log-level",
+  ], (values) => runHost(values as HostValues)).addHelpText("after", HOST_HELP);
 
-  exitOnCrash(logger);
-  const host = await RuntimeHost.start({
-    pool,
-    modules,
-    capacity: integerOption(values, "capacity"),
-    name: option(values, "name"),
-    heartbeatMs: integerOption(values, "heartbeat-ms"),
-    hostTtlMs: integerOption(values, "host-ttl-ms"),
-    exchange: { ...exchange, connectionOptions, logger },
-    logger,
-  });
-  const health = healthPort === undefined ? undefined : await serveHealth(host, healthPort);
-  const exitCode = await drainOnSignal(host, logger, graceMs);
-  health?.close();
-  logger.flush();
-  return exitCode;
-}
-
-/**
- * One agent's floating promise must not take down the others: log it and keep serving. An
- * uncaught exception leaves the process in an unknown state: exit, and the pool restarts the
- * agents elsewhere once this host is reaped.
- */
-function exitOnCrash(logger: Logger): void {
-  process.on("unhandledRejection", (reason) => logger.error({ err: reason }, "unhandled rejection (an agent's floating promise?)"));
-  process.on("uncaughtException", (error) => {
-    logger.fatal({ err: error }, "uncaught exception: exiting; the pool restarts this host's agents when it is reaped");
-    logger.flush();
-    process.exit(1);
-  });
-}
-
-/**
- * Drain the host at the first SIGTERM or SIGINT. Resolves with the exit code: 0 once drained; 1
- * if the drain fails, a second signal comes, or `graceMs` passes first.
- */
-function drainOnSignal(host: RuntimeHost, logger: Logger, graceMs: number): Promise<number> {
-  return new Promise<number>((resolve) => {
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      signals++;
-      if (signals > 1) {
-        logger.warn({ signal }, "second signal: forcing exit; the pool restarts the remaining agents when this host is reaped");
-        resolve(1);
-        return;
-      }
-      logger.info({ signal, graceMs }, "draining");
-      setTimeout(() => {
-        logger.warn({ graceMs }, "drain grace time passed: forcing exit; the pool restarts the remaining agents when this host is reaped");
-        resolve(1);
-      }, graceMs).unref();
-      host.drain().then(
-        () => resolve(0),
-        (error: unknown) => {
-          logger.error({ err: error }, "drain failed");
-          resolve(1);
-        },
-      );
-    };
-    process.on("SIGTERM", onSignal);
-    process.on("SIGINT", onSignal);
-  });
-}
-
-/** `/healthz`: connected and heartbeating. `/readyz`: serving (not starting, not draining). */
-function serveHealth(host: RuntimeHost, port: number): Promise<Server> {
-  const server = createServer((req, res) => {
-    const ok = req.url === "/healthz" ? host.healthy : req.url === "/readyz" ? host.state === "serving" && host.healthy : undefined;
-    if (ok === undefined) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(ok ? 200 : 503, { "content-type": "application/json" });
-    res.end(JSON.stringify({ hostId: host.hostId, state: host.state, healthy: host.healthy, load: host.load, capacity: host.capacity }));
-  });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, () => resolve(server));
-  });
-}
-
-/** Run `use` with the host pools of the exchange the options name. */
-async function withPools<T>(values: Values, use: (backend: PoolBackend) => Promise<T>): Promise<T> {
-  const factory = new NatsExchangeFactory({ ...exchangeOptions(values), retryWindowMs: 5_000 });
-  try {
-    return await use(await factory.poolBackend());
-  } finally {
-    await factory.close();
-  }
-}
-
-/** Print rows as JSON (`--json`) or as a table. */
-function printRows<T extends object>(values: Values, rows: readonly T[], what: string, columns: Parameters<typeof formatTable<T>>[1]): void {
-  if (values.json === true) console.log(JSON.stringify(rows, null, 2));
-  else console.log(rows.length === 0 ? `no ${what}` : formatTable(rows, columns));
-}
-
-async function listHosts(values: Values): Promise<number> {
-  const rows = await withPools(values, (backend) => listHostRows(backend, { pool: option(values, "pool") }));
-  printRows(values, rows, "hosts", [
-    ["HOST", (r) => r.hostId],
-    ["POOL", (r) => r.pool],
-    ["STATE", (r) => r.state],
-    ["LOAD", (r) => `${r.load}/${r.capacity}`],
-    ["HEARTBEAT", (r) => `${formatAge(r.heartbeatAgeMs)} ago`],
-    ["UP SINCE", (r) => r.startedAt],
-    ["MACHINE", (r) => `${r.hostname}:${r.pid}`],
-    ["VERSION", (r) => r.version],
-  ]);
-  return 0;
-}
-
-async function listAgents(values: Values): Promise<number> {
-  const rows = await withPools(values, (backend) =>
-    listAgentRows(backend, { pool: option(values, "pool"), host: values.host, all: values.all }),
+  command<DashboardValues>(root, "dashboard", "serve a live page of hosts, agents, dead letters and actions per second until SIGTERM", ["port", "bind", "log-level", "json"], (values) =>
+    runDashboard(output, values as DashboardValues),
   );
-  printRows(values, rows, "agents", [
-    ["AGENT", (r) => r.agentId],
-    ["NAME", (r) => r.name],
-    ["TYPE", (r) => r.type],
-    ["STATUS", (r) => r.status],
-    ["PLACEMENT", (r) => r.placement],
-    ["POOL", (r) => r.pool],
-    ["HOST", (r) => r.host],
-    ["RETRIES", (r) => r.attempt],
-  ]);
-  return 0;
+
+  command(root, "hosts", "list hosts: pool, state (serving, draining, late), load, heartbeat age, machine, version", ["pool", "json"], async (values) => {
+    const v = values as ConnectionValues & { pool?: string; json?: boolean };
+    const rows = await withExchange(v, async (factory) => listHostRows(await factory.poolBackend(), { pool: v.pool }));
+    printRows(output, v.json === true, rows, "hosts", [
+      ["HOST", (r) => r.hostId],
+      ["POOL", (r) => r.pool],
+      ["STATE", (r) => r.state],
+      ["LOAD", (r) => `${r.load}/${r.capacity}`],
+      ["HEARTBEAT", (r) => `${formatAge(r.heartbeatAgeMs)} ago`],
+      ["UP SINCE", (r) => r.startedAt],
+      ["MACHINE", (r) => `${r.hostname}:${r.pid}`],
+      ["VERSION", (r) => r.version],
+    ]);
+    return ExitCode.Ok;
+  });
+
+  command(root, "agents", "list agents: mailbox status, placement state, pool, host, retries", ["pool", "host", "all", "json"], async (values) => {
+    const v = values as ConnectionValues & { pool?: string; host?: string; all?: boolean; json?: boolean };
+    const rows = await withExchange(v, async (factory) => listAgentRows(await factory.poolBackend(), { pool: v.pool, host: v.host, all: v.all }));
+    printRows(output, v.json === true, rows, "agents", [
+      ["AGENT", (r) => r.agentId],
+      ["NAME", (r) => r.name],
+      ["TYPE", (r) => r.type],
+      ["STATUS", (r) => r.status],
+      ["PLACEMENT", (r) => r.placement],
+      ["POOL", (r) => r.pool],
+      ["HOST", (r) => r.host],
+      ["RETRIES", (r) => r.attempt],
+    ]);
+    return ExitCode.Ok;
+  });
+
+  command(root, "call <agent> <action> [args...]", "call an action and print what it returns (args: JSON values; text that is not JSON is a string)", ["args", "timeout-ms", "json"], (agent, action, args, values) =>
+    callAction(output, agent as string, action as string, args as string[], values as AgentValues),
+  );
+  command(root, "ping <agent>", "ping an agent: the round trip in ms", ["timeout-ms", "json"], (agent, values) => ping(output, agent as string, values as AgentValues));
+  command(root, "describe <agent>", "an agent's type, ancestry and actions (its agentDescribe action)", ["timeout-ms", "json"], (agent, values) =>
+    describe(output, agent as string, values as AgentValues),
+  );
+  command(root, "discover <type>", "ids of the active agents of a type (and of its subclasses)", ["no-subclasses", "json"], (type, values) =>
+    discover(output, type as string, values as AgentValues),
+  );
+  command(root, "status <agent>", "an agent's mailbox status (active, terminated), and its placement on a pool", ["json"], (agent, values) =>
+    status(output, agent as string, values as AgentValues),
+  );
+  command(root, "launch <type> [args...]", "launch an agent of a type on a host pool and print its id (args: JSON values)", ["pool", "args", "agent-name", "max-retries", "json"], (type, args, values) =>
+    launch(output, type as string, args as string[], values as AgentValues),
+  );
+  command(root, "shutdown <agent>", "ask an agent to shut down (the request is sent; the agent stops once it reads it)", ["terminate", "keep-mailbox", "json"], (agent, values) =>
+    shutdown(output, agent as string, values as AgentValues),
+  );
+  command(root, "terminate <agent>", "terminate an agent's mailbox: requests waiting in it are answered with an error", ["json"], (agent, values) =>
+    terminate(output, agent as string, values as AgentValues),
+  );
+
+  const dlq = root.command("dlq").description("dead letters: mailbox messages and launch requests that could not be handled").exitOverride();
+  const filters: OptionName[] = ["kind", "agent", "pool", "reason", "since", "before"];
+  command(dlq, "list", "list dead letters, oldest first", [...filters, "limit", "json"], (values) => listLetters(output, values as DlqValues));
+  command(dlq, "show <id>", "one dead letter: headers and decoded body", ["json"], (id, values) => showLetter(output, id as string, values as DlqValues));
+  command(dlq, "replay [ids...]", "put dead letters back in their mailbox or launch queue (kept when the mailbox is not active)", [...filters, "limit", "all-matching", "dry-run", "json"], (ids, values) =>
+    replayLetters(output, ids as string[], values as DlqValues),
+  );
+  command(dlq, "purge [ids...]", "remove dead letters for good", [...filters, "limit", "all-matching", "dry-run", "json"], (ids, values) =>
+    purgeLetters(output, ids as string[], values as DlqValues),
+  );
+
+  command(root, "gc", "delete the records of mailboxes terminated long ago, and their agents' final placements (see docs/OPERATIONS.md)", ["older-than", "agents-only", "dry-run", "json"], (values) =>
+    gc(output, values as GcValues),
+  );
+  return root;
 }
 
-export async function main(argv: readonly string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: [...argv], options: CLI_OPTIONS, allowPositionals: true, strict: true });
-  } catch (error) {
-    console.error(`academy: ${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  const [command, ...extra] = positionals;
-  if (values.version === true) {
-    console.log(libraryVersion());
-    return 0;
-  }
-  if (values.help === true || command === undefined || command === "help") {
-    console.log(USAGE);
-    return command === undefined && values.help !== true ? 2 : 0;
-  }
-  if (extra.length > 0) {
-    console.error(`academy: unexpected argument ${JSON.stringify(extra[0])}\n\n${USAGE}`);
-    return 2;
+/**
+ * Run the command line `argv` (without `node` and the script); returns the exit code.
+ * @param output - where to print (the process's stdout and stderr by default).
+ */
+export async function main(argv: readonly string[], output: Output = processOutput): Promise<number> {
+  normaliseEnv(process.env);
+  const result = { code: ExitCode.Ok as number, json: argv.includes("--json") || process.env.ACADEMY_JSON !== undefined };
+  const root = program(output, result);
+  if (argv.length === 0) {
+    root.outputHelp();
+    return ExitCode.Usage;
   }
   try {
-    switch (command) {
-      case "host":
-        return await runHost(values);
-      case "hosts":
-        return await listHosts(values);
-      case "agents":
-        return await listAgents(values);
-      default:
-        console.error(`academy: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
-        return 2;
-    }
+    await root.parseAsync([...argv], { from: "user" });
+    return result.code;
   } catch (error) {
-    if (error instanceof InvalidConfigError && error.option === "credsFile") {
-      // The exchange reads the file; say what went wrong in the command's terms.
-      console.error(`academy: cannot read --creds ${option(values, "creds")}: ${(error.cause as Error | undefined)?.message ?? error.message}`);
-      return 2;
+    if (error instanceof CommanderError) return error.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
+    if (error instanceof InvalidConfigError && error.option !== undefined && FLAG_OF_OPTION[error.option] !== undefined) {
+      // The exchange read the option's file or value; say what went wrong in the command's terms.
+      const flag = FLAG_OF_OPTION[error.option]!;
+      const cause = (error.cause as Error | undefined)?.message;
+      return reportError(output, new UsageError(/^Cannot read/.test(error.message) && cause !== undefined ? `cannot read ${flag} ${fileOf(error.message)}: ${cause}` : `${flag}: ${error.message}`), result.json);
     }
-    if (error instanceof UsageError || error instanceof InvalidConfigError) {
-      console.error(`academy: ${error.message}`);
-      return 2;
-    }
-    const code = error instanceof AcademyError ? ` [${error.code}]` : "";
-    console.error(`academy: ${(error as Error)?.name ?? "Error"}${code}: ${(error as Error)?.message ?? String(error)}`);
-    return 1;
+    return reportError(output, error, result.json);
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
-// Open handles (a NATS connection being closed, timers) must not keep a finished command alive.
-setTimeout(() => process.exit(), 100).unref();
+/** The path in "Cannot read the <what> <path>: <reason>". */
+function fileOf(message: string): string {
+  const m = /^Cannot read the .*? (\S+): /.exec(message);
+  return m?.[1] ?? "";
+}
+
+/** Whether this module is the program being run (the bin through its link, node, tsx), not an import. */
+function isMain(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) {
+  process.exitCode = await main(process.argv.slice(2));
+  // Open handles (a NATS connection being closed, timers) must not keep a finished command alive.
+  setTimeout(() => process.exit(), 100).unref();
+}

@@ -31,9 +31,10 @@ export class HostAgents {
     const last = !retriesLeft(policy, placement.attempt);
     const engine = new AgentEngine(buildFromArgs(agentClass, placement.args), {
       exchangeFactory: factory,
-      registration: { agentId: new AgentId(placement.uid, placement.name), agentType: { name: placement.type, chain: placement.chain } },
+      registration: { agentId: new AgentId(placement.uid, placement.name, this.#core.backend.site), agentType: { name: placement.type, chain: placement.chain } },
       config: runConfig(placement.config, policy, placement.attempt),
       logger,
+      interceptors: [this.#core.metrics.agent],
     });
     const hosted: HostedAgent = { placement, engine, handover: undefined, retryTimer: undefined, finished: Promise.resolve() };
     this.#core.agents.set(placement.uid, hosted);

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
+import { agentTypeInfo } from "../src/agent/agent-type.ts";
 import type { AgentClass } from "../src/agent/agent-type.ts";
 import type { AgentEngine } from "../src/engine/agent-engine.ts";
 import type { ExchangeFactory } from "../src/exchange/exchange-factory.ts";
@@ -13,6 +14,7 @@ import { POOL_RECORD_VERSION } from "../src/pool/records.ts";
 import type { HostRecord, Placement } from "../src/pool/records.ts";
 import { deferred } from "../src/util/deferred.ts";
 import type { Logger } from "../src/util/logger.ts";
+import type { HostMetrics } from "./host-metrics.ts";
 import { libraryVersion } from "./version.ts";
 
 /** Life of a host. */
@@ -104,16 +106,19 @@ export class HostCore {
   readonly factory: ExchangeFactory;
   readonly agents = new Map<string, HostedAgent>();
   readonly slots: Slots;
+  /** The host's metrics (and the interceptor that counts its agents' actions). */
+  readonly metrics: HostMetrics;
   state: HostState = HostState.Starting;
   startedAt = Date.now();
   readonly #baseLogger: Logger;
   #hostId: string;
   #logger: Logger;
 
-  constructor(settings: HostSettings, backend: PoolBackend, factory: ExchangeFactory, logger: Logger) {
+  constructor(settings: HostSettings, backend: PoolBackend, factory: ExchangeFactory, logger: Logger, metrics: HostMetrics) {
     this.settings = settings;
     this.backend = backend;
     this.factory = factory;
+    this.metrics = metrics;
     this.slots = new Slots(settings.capacity);
     this.#baseLogger = logger;
     this.#hostId = newHostId(settings.name);
@@ -162,12 +167,14 @@ export class HostCore {
       capacity: settings.capacity,
       load: this.load,
       types: [...settings.classes.keys()],
+      chains: Object.fromEntries([...settings.classes].map(([name, cls]) => [name, agentTypeInfo(cls).chain])),
       startedAt: this.startedAt,
       heartbeatAt: Date.now(),
       heartbeatMs: settings.heartbeatMs,
       ttlMs: settings.hostTtlMs,
       draining: this.state === HostState.Draining,
       version: libraryVersion(),
+      stats: { actions: this.metrics.agent.handled, failed: this.metrics.agent.failed },
     };
   }
 }

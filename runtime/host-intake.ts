@@ -15,9 +15,12 @@ import { decodeLaunchRequest } from "../src/pool/records.ts";
 import type { LaunchRequest, Placement } from "../src/pool/records.ts";
 import { transitionPlacement } from "../src/pool/transition-placement.ts";
 import { decodeValue } from "../src/protocol/codec.ts";
+import { SpanKind } from "@opentelemetry/api";
+import { TraceAttribute, extractTraceContext, inSpan } from "../src/interceptors/tracing.ts";
 import type { HostAgents } from "./host-agents.ts";
 import { HostState } from "./host-core.ts";
 import type { HostCore } from "./host-core.ts";
+import type { LaunchOutcome } from "./host-metrics.ts";
 
 const FETCH_BATCH = 64;
 const FETCH_EXPIRES_MS = 2_000;
@@ -86,11 +89,38 @@ export class HostIntake {
     }
   }
 
-  /** Take one launch request with a slot reserved for it; the slot is kept only if its agent starts. */
+  /**
+   * Take one launch request with a slot reserved for it; the slot is kept only if its agent
+   * starts. In a `claim <type>` span, a child of the launch's (its context travels in the
+   * request's headers); counted by outcome.
+   */
   async #onLaunch(m: LaunchDelivery): Promise<void> {
-    let started = false;
+    const request = tryDecode(m.data);
+    const { hostId, settings, metrics } = this.#core;
+    const attributes = {
+      [TraceAttribute.Pool]: settings.pool,
+      [TraceAttribute.HostId]: hostId,
+      ...(request !== undefined && {
+        [TraceAttribute.AgentId]: request.uid,
+        [TraceAttribute.AgentType]: request.type,
+        [TraceAttribute.Generation]: request.gen,
+      }),
+    };
+    const outcome = await inSpan(
+      `claim ${request?.type ?? "launch"}`,
+      { kind: SpanKind.CONSUMER, attributes },
+      () => this.#settle(m),
+      extractTraceContext(request?.headers),
+      (settled) => settled,
+    );
+    metrics.launch(request?.type, outcome);
+  }
+
+  /** Take a launch request; what became of it. Never throws. */
+  async #settle(m: LaunchDelivery): Promise<LaunchOutcome> {
+    let outcome: LaunchOutcome = "retried";
     try {
-      started = await this.#take(m);
+      outcome = await this.#take(m);
     } catch (error) {
       if (error instanceof ExchangeUnavailableError || error instanceof ClientClosedError || !(error instanceof AcademyError)) {
         // NATS trouble while claiming: let the request come back (to this host or another).
@@ -98,51 +128,56 @@ export class HostIntake {
         m.nak(1_000);
       } else {
         // A typed error (a placement too large to store, say) will not go away by retrying.
-        await this.#reject(m, tryDecode(m.data), error).catch((rejectError: unknown) => {
-          this.#core.logger.warn({ err: rejectError, subject: m.subject }, "could not reject launch request; it will be redelivered");
-          m.nak(1_000);
-        });
+        outcome = await this.#reject(m, tryDecode(m.data), error).then(
+          () => "rejected" as const,
+          (rejectError: unknown) => {
+            this.#core.logger.warn({ err: rejectError, subject: m.subject }, "could not reject launch request; it will be redelivered");
+            m.nak(1_000);
+            return "retried" as const;
+          },
+        );
       }
     } finally {
-      if (!started) this.#core.slots.release();
+      if (outcome !== "claimed") this.#core.slots.release();
     }
+    return outcome;
   }
 
-  /** Check and claim a launch request; true if an agent started here (keeping its slot). */
-  async #take(m: LaunchDelivery): Promise<boolean> {
+  /** Check and claim a launch request; `claimed` if an agent started here (keeping its slot). */
+  async #take(m: LaunchDelivery): Promise<LaunchOutcome> {
     const runnable = await this.#check(m);
-    if (runnable === undefined) return false;
+    if (typeof runnable === "string") return runnable;
     const { request, agentClass } = runnable;
     const { backend, logger } = this.#core;
     const log = { agentId: request.uid, agentType: request.type, gen: request.gen };
     const status = await backend.mailboxStatus(request.uid);
     if (status === MailboxStatus.Missing) {
       await this.#reject(m, request, mailboxError(status, request.uid)!);
-      return false;
+      return "rejected";
     }
     if (status === MailboxStatus.Terminated) {
       // Never restart an agent whose mailbox is gone.
       await transitionPlacement(backend, request.pool, request.uid, reject(request, placementFailure(terminatedError(request.uid, EntityRole.Agent))));
       m.ack();
       logger.info(log, "launch dropped: the agent's mailbox is terminated");
-      return false;
+      return "dropped";
     }
     const claimed = await this.#claim(request);
     m.ack();
     if (claimed === undefined) {
       logger.debug(log, "launch request is a duplicate or stale; dropped");
-      return false;
+      return "stale";
     }
     this.#agents.start(claimed, agentClass);
-    return true;
+    return "claimed";
   }
 
   /**
    * Check a launch request's form, pool, type and arguments (the mailbox is checked next). A
    * request this host cannot run is rejected, or handed back for a host of the pool that can.
-   * @returns what to run, or undefined when the request was dealt with.
+   * @returns what to run, or what became of the request when it was dealt with.
    */
-  async #check(m: LaunchDelivery): Promise<Runnable | undefined> {
+  async #check(m: LaunchDelivery): Promise<Runnable | "rejected" | "deferred"> {
     const { pool, classes } = this.#core.settings;
     let request: LaunchRequest;
     try {
@@ -150,22 +185,22 @@ export class HostIntake {
       if (request.pool !== pool) throw new MalformedMessageError(`Launch request for pool '${request.pool}' arrived on pool '${pool}'`);
     } catch (error) {
       await this.#reject(m, undefined, error as Error);
-      return undefined;
+      return "rejected";
     }
     const agentClass = classes.get(request.type);
     if (agentClass === undefined) {
       if (await this.#peerRuns(request.type)) {
         // A heterogeneous pool: another host loads this type; let it have the request.
         m.nak(250);
-        return undefined;
+        return "deferred";
       }
       await this.#reject(m, request, unknownType(request.type, pool, `this host's modules export ${[...classes.keys()].join(", ")}`));
-      return undefined;
+      return "rejected";
     }
     const argsError = checkArgs(request.args);
     if (argsError !== undefined) {
       await this.#reject(m, request, argsError);
-      return undefined;
+      return "rejected";
     }
     return { request, agentClass };
   }
@@ -182,6 +217,7 @@ export class HostIntake {
    */
   async #claim(request: LaunchRequest): Promise<Placement | undefined> {
     const claimed = await transitionPlacement(this.#core.backend, request.pool, request.uid, claim(request, this.#core.hostId));
+    this.#core.metrics.claim(request.type, claimed.ok);
     return claimed.ok ? claimed.placement : undefined;
   }
 

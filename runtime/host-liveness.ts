@@ -119,6 +119,7 @@ export class HostLiveness {
     const fencedRevision = this.#revision;
     const error = new HostFencedError(`Host ${core.hostId} left the pool: ${reason}`, { hostId: core.hostId });
     core.logger.error({ err: error, agents: core.agents.size }, "host fenced; stopping its agents and rejoining the pool");
+    core.metrics.fenced();
     // Launches claimed from now on are claimed under the new id, and their agents keep running.
     const oldId = core.renew();
     const stopping = this.#agents.stop("drop", (agent) => agent.placement.host === oldId);
@@ -153,6 +154,7 @@ export class HostLiveness {
     try {
       if (await core.backend.deleteHost(oldId, revision)) {
         const requeued = await this.#reaper.requeueOrphans((p) => p.host === oldId);
+        core.metrics.requeuedAfterFencing(requeued);
         core.logger.info({ previousHostId: oldId, agents: requeued }, "agents of the fenced host queued again");
       }
     } catch (reapError) {

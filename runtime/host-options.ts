@@ -9,6 +9,7 @@ import type { ExchangeFactory } from "../src/exchange/exchange-factory.ts";
 import type { NatsExchangeOptions } from "../src/index.ts";
 import { checkPool } from "../src/pool/pool-name.ts";
 import type { Logger } from "../src/util/logger.ts";
+import type { Registry } from "prom-client";
 import type { HostSettings } from "./host-core.ts";
 
 /** Options of `RuntimeHost.start`. */
@@ -53,6 +54,13 @@ export interface RuntimeHostOptions {
    * @defaultValue 30_000
    */
   sweepIntervalMs?: number;
+  /**
+   * The Prometheus registry (`prom-client`) to put the host's metrics on, for a program that
+   * serves its own `/metrics` (several hosts may share one). The host's `metrics` property
+   * returns it.
+   * @defaultValue a registry of the host's own
+   */
+  metrics?: Registry;
   /** @defaultValue silent */
   logger?: Logger;
 }

@@ -8,6 +8,8 @@ import { isFinal, PlacementState } from "../src/pool/placement.ts";
 import type { StopWatch } from "../src/pool/pool-backend.ts";
 import type { Placement } from "../src/pool/records.ts";
 import { requeuePlacement } from "../src/pool/transition-placement.ts";
+import { ROOT_CONTEXT } from "@opentelemetry/api";
+import { TraceAttribute, inSpan } from "../src/interceptors/tracing.ts";
 import { HostState } from "./host-core.ts";
 import type { HostCore } from "./host-core.ts";
 import type { Peers } from "./host-peers.ts";
@@ -88,13 +90,20 @@ export class HostReaper {
    * listed, and the next check tries again.
    */
   async #reap(hostId: string, revision: number, silentMs: number): Promise<void> {
-    const { backend, logger } = this.#core;
+    const { backend, logger, metrics, settings } = this.#core;
     try {
       const reaped = await backend.deleteHost(hostId, revision);
       this.#peers.forget(hostId, revision);
       if (!reaped) return; // it heartbeated after all, or another host reaped it
       logger.warn({ deadHost: hostId, silentMs }, "reaped a silent host; restarting its agents");
-      const requeued = await this.requeueOrphans((p) => p.host === hostId);
+      // A span of its own (a root): what a failover did, for whoever looks at traces.
+      const attributes = { [TraceAttribute.HostId]: hostId, [TraceAttribute.Pool]: settings.pool, "academy.host.silent_ms": silentMs };
+      const requeued = await inSpan(`reap ${hostId}`, { attributes }, async (span) => {
+        const count = await this.requeueOrphans((p) => p.host === hostId);
+        span?.setAttribute("academy.agents.requeued", count);
+        return count;
+      }, ROOT_CONTEXT);
+      metrics.failover(requeued);
       logger.info({ deadHost: hostId, agents: requeued }, "agents of the reaped host queued again");
     } catch (error) {
       logger.warn({ err: error, deadHost: hostId }, "could not reap host; trying again");

@@ -21,6 +21,7 @@
  * This file is the façade: start, drain, and the wiring of the parts; the state they share is
  * `host-core.ts`, the options `host-options.ts`.
  */
+import { Registry } from "prom-client";
 import { agentTypeName } from "../src/agent/agent-type.ts";
 import type { AgentClass } from "../src/agent/agent-type.ts";
 import { InvalidConfigError } from "../src/errors.ts";
@@ -34,6 +35,7 @@ import { silentLogger } from "../src/util/logger.ts";
 import { HostAgents } from "./host-agents.ts";
 import { HostCore, HostState } from "./host-core.ts";
 import { HostIntake } from "./host-intake.ts";
+import { HostMetrics } from "./host-metrics.ts";
 import { HostLiveness } from "./host-liveness.ts";
 import { resolveSettings } from "./host-options.ts";
 import type { RuntimeHostOptions } from "./host-options.ts";
@@ -99,9 +101,10 @@ export class RuntimeHost {
     const exchange = options.exchange ?? {};
     const owned = !isExchangeFactory(exchange);
     const factory = isExchangeFactory(exchange) ? exchange : new NatsExchangeFactory({ ...exchange, logger: exchange.logger ?? logger });
+    const metrics = new HostMetrics(options.metrics ?? new Registry(), libraryVersion());
     let host: RuntimeHost | undefined;
     try {
-      host = new RuntimeHost(new HostCore(settings, await poolBackendOf(factory), factory, logger), owned);
+      host = new RuntimeHost(new HostCore(settings, await poolBackendOf(factory), factory, logger, metrics), owned);
       await host.#serve();
     } catch (error) {
       if (host !== undefined) await host.#shutdownConnection();
@@ -122,6 +125,14 @@ export class RuntimeHost {
   /** Agents running here. */
   get load(): number {
     return this.#core.load;
+  }
+
+  /**
+   * The Prometheus registry holding the host's metrics (`RuntimeHostOptions.metrics`, else its
+   * own): serve `await host.metrics.metrics()` with content type `host.metrics.contentType`.
+   */
+  get metrics(): Registry {
+    return this.#core.metrics.registry;
   }
 
   /** Uids of the agents this host runs (or holds in retry backoff). */
@@ -162,7 +173,30 @@ export class RuntimeHost {
     this.#liveness.start();
     this.#reaper.start();
     this.#intake.start(queue);
+    await this.#measure();
     core.logger.info({ capacity: this.capacity, types: [...this.classes.keys()], version: libraryVersion() }, "host ready");
+  }
+
+  /** Let the metrics read this host when scraped. */
+  async #measure(): Promise<void> {
+    const core = this.#core;
+    const liveness = this.#liveness;
+    const stats = await core.factory.stats?.().catch((error: unknown) => {
+      core.logger.warn({ err: error }, "no exchange statistics: mailbox and dead-letter metrics are left out");
+      return undefined;
+    });
+    core.metrics.attach({
+      get hostId() {
+        return core.hostId;
+      },
+      pool: this.pool,
+      capacity: this.capacity,
+      load: () => core.load,
+      lastHeartbeat: () => liveness.lastHeartbeat,
+      agents: () => [...core.agents.values()].map((a) => ({ uid: a.placement.uid, type: a.placement.type })),
+      stats,
+      logger: core.logger,
+    });
   }
 
   async #drain(): Promise<void> {
@@ -184,6 +218,7 @@ export class RuntimeHost {
   }
 
   async #shutdownConnection(): Promise<void> {
+    this.#core.metrics.detach();
     this.#liveness.stopWatching();
     this.#reaper.stop();
     if (this.#ownsFactory) await this.#core.factory.close().catch(() => undefined);

@@ -1,6 +1,6 @@
 /**
  * What `academy hosts` and `academy agents` show: rows built from a pool backend's host records,
- * placements and registry, and a plain-text table for terminals.
+ * placements and registry (printed by the command as tables: `cli-output.ts`).
  */
 import { EntityRole } from "../src/identifiers.ts";
 import type { PoolBackend } from "../src/pool/pool-backend.ts";
@@ -99,17 +99,6 @@ export async function listAgentRows(
     });
   }
   return rows.sort((a, b) => a.registeredAt.localeCompare(b.registeredAt) || a.agentId.localeCompare(b.agentId));
-}
-
-/** Rows as an aligned plain-text table (columns in `columns` order; missing values as `-`). */
-export function formatTable<T extends object>(rows: readonly T[], columns: ReadonlyArray<readonly [string, (row: T) => unknown]>): string {
-  const cells = rows.map((row) => columns.map(([, get]) => {
-    const value = get(row);
-    return value === undefined || value === null || value === "" ? "-" : String(value);
-  }));
-  const widths = columns.map(([title], i) => Math.max(title.length, ...cells.map((c) => c[i]!.length)));
-  const line = (values: readonly string[]): string => values.map((v, i) => v.padEnd(widths[i]!)).join("  ").trimEnd();
-  return [line(columns.map(([title]) => title)), ...cells.map(line)].join("\n");
 }
 
 /** A duration in ms as `850ms`, `4.2s`, `3m10s`, `2h05m`. */

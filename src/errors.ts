@@ -17,6 +17,7 @@ export const ErrorCode = {
   PingCancelled: "PING_CANCELLED",
   ActionInvalidState: "ACTION_INVALID_STATE",
   UnknownAction: "UNKNOWN_ACTION",
+  ActionArguments: "ACTION_ARGUMENTS",
   InvalidClient: "INVALID_CLIENT",
   IncompatibleProtocol: "INCOMPATIBLE_PROTOCOL",
   MalformedMessage: "MALFORMED_MESSAGE",
@@ -25,7 +26,10 @@ export const ErrorCode = {
   RequestTimeout: "REQUEST_TIMEOUT",
   DeliveryLimit: "DELIVERY_LIMIT",
   ClientClosed: "CLIENT_CLOSED",
+  SendOnlyClient: "SEND_ONLY_CLIENT",
   ExchangeUnavailable: "EXCHANGE_UNAVAILABLE",
+  Authentication: "AUTHENTICATION",
+  ExchangeNotFound: "EXCHANGE_NOT_FOUND",
   UnsupportedServer: "UNSUPPORTED_SERVER",
   InvalidConfig: "INVALID_CONFIG",
   AgentDefinition: "AGENT_DEFINITION",
@@ -36,6 +40,10 @@ export const ErrorCode = {
   UnknownAgentType: "UNKNOWN_AGENT_TYPE",
   HostFenced: "HOST_FENCED",
   MailboxContended: "MAILBOX_CONTENDED",
+  ForeignSite: "FOREIGN_SITE",
+  SiteUnreachable: "SITE_UNREACHABLE",
+  UnknownSite: "UNKNOWN_SITE",
+  CrossSiteOperation: "CROSS_SITE_OPERATION",
   PermissionDenied: "PERMISSION_DENIED",
   WaitTimeout: "WAIT_TIMEOUT",
   ErrorGroup: "ERROR_GROUP",
@@ -168,6 +176,24 @@ export class UnknownActionError extends AcademyError {
   }
 }
 
+/**
+ * An action was called with more arguments than it takes: an `@action({ context: true })` method
+ * takes at most its declared parameters before the context.
+ */
+export class ActionArgumentsError extends AcademyError {
+  override readonly name: string = "ActionArgumentsError";
+  readonly action: string | undefined;
+  readonly agentId: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { action?: string; agentId?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.ActionArguments });
+    this.action = options.action;
+    this.agentId = options.agentId;
+  }
+  override details(): Record<string, unknown> {
+    return { action: this.action, agentId: this.agentId };
+  }
+}
+
 /** A request was sent to a user client's mailbox; only agents serve requests. */
 export class InvalidClientError extends AcademyError {
   override readonly name: string = "InvalidClientError";
@@ -270,6 +296,22 @@ export class ClientClosedError extends AcademyError {
   }
 }
 
+/**
+ * A call that waits for an answer (an action, a ping) was made through a client that does not
+ * read its mailbox (`createUserClient({ startListener: false })`).
+ */
+export class SendOnlyClientError extends AcademyError {
+  override readonly name: string = "SendOnlyClientError";
+  readonly entityId: string | undefined;
+  constructor(message: string, options: EntityOptions = {}) {
+    super(message, { ...options, code: ErrorCode.SendOnlyClient });
+    this.entityId = options.entityId;
+  }
+  override details(): Record<string, unknown> {
+    return { entityId: this.entityId };
+  }
+}
+
 /** The exchange could not be reached (server gone, JetStream unavailable) within the retry window. */
 export class ExchangeUnavailableError extends AcademyError {
   override readonly name: string = "ExchangeUnavailableError";
@@ -280,6 +322,38 @@ export class ExchangeUnavailableError extends AcademyError {
   }
   override details(): Record<string, unknown> {
     return { subject: this.subject };
+  }
+}
+
+/**
+ * The server refused the credentials (unknown user, wrong password or token, an nkey or creds file
+ * it does not accept, an expired user JWT). Retrying with the same credentials cannot succeed.
+ */
+export class AuthenticationError extends AcademyError {
+  override readonly name: string = "AuthenticationError";
+  constructor(message: string, options: AcademyErrorOptions = {}) {
+    super(message, { ...options, code: ErrorCode.Authentication });
+  }
+}
+
+/**
+ * The exchange's streams or buckets do not exist under this prefix, and the client was told not
+ * to create them (a read-only tool, such as the `academy` command's listings): most often a
+ * mistyped prefix, or a server no exchange has used yet.
+ */
+export class ExchangeNotFoundError extends AcademyError {
+  override readonly name: string = "ExchangeNotFoundError";
+  /** The prefix looked for. */
+  readonly prefix: string | undefined;
+  /** The stream or bucket found missing. */
+  readonly resource: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { prefix?: string; resource?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.ExchangeNotFound });
+    this.prefix = options.prefix;
+    this.resource = options.resource;
+  }
+  override details(): Record<string, unknown> {
+    return { prefix: this.prefix, resource: this.resource };
   }
 }
 
@@ -438,6 +512,86 @@ export class MailboxContendedError extends AcademyError {
   }
 }
 
+interface SiteOptions extends AcademyErrorOptions {
+  /** The site (its prefix) concerned. */
+  site?: string;
+  /** The JetStream domain the site lives in, when known. */
+  domain?: string;
+}
+
+/**
+ * A factory was asked to provision a site that does not live in the JetStream domain of the
+ * server it is connected to (its `domain` option names another domain, or the site's registry is
+ * a read-only mirror there). Nothing was created: a factory provisions only in its own domain.
+ */
+export class ForeignSiteError extends AcademyError {
+  override readonly name: string = "ForeignSiteError";
+  readonly site: string | undefined;
+  readonly domain: string | undefined;
+  /** The JetStream domain of the server the factory is connected to ("" for none). */
+  readonly serverDomain: string | undefined;
+  constructor(message: string, options: SiteOptions & { serverDomain?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.ForeignSite });
+    this.site = options.site;
+    this.domain = options.domain;
+    this.serverDomain = options.serverDomain;
+  }
+  override details(): Record<string, unknown> {
+    return { site: this.site, domain: this.domain, serverDomain: this.serverDomain };
+  }
+}
+
+/**
+ * A remote site was needed and its link has never been set up, because its JetStream domain does
+ * not answer (an uplink down since this process first named it, a wrong domain) or holds no such
+ * site. Nothing was created for it; the link is set up once the site answers. Once set up, a link
+ * survives outages: sends are stored and forwarded, reads come from local mirrors.
+ */
+export class SiteUnreachableError extends AcademyError {
+  override readonly name: string = "SiteUnreachableError";
+  readonly site: string | undefined;
+  readonly domain: string | undefined;
+  constructor(message: string, options: SiteOptions = {}) {
+    super(message, { ...options, code: ErrorCode.SiteUnreachable });
+    this.site = options.site;
+    this.domain = options.domain;
+  }
+  override details(): Record<string, unknown> {
+    return { site: this.site, domain: this.domain };
+  }
+}
+
+/** An id, handle or option names a site this exchange has no link to (not in its `sites`). */
+export class UnknownSiteError extends AcademyError {
+  override readonly name: string = "UnknownSiteError";
+  readonly site: string | undefined;
+  constructor(message: string, options: SiteOptions = {}) {
+    super(message, { ...options, code: ErrorCode.UnknownSite });
+    this.site = options.site;
+  }
+  override details(): Record<string, unknown> {
+    return { site: this.site };
+  }
+}
+
+/**
+ * An operation that only the site owning a mailbox can do (terminate it) was asked of another
+ * site. Ask a process of that site, or send the agent a shutdown request.
+ */
+export class CrossSiteOperationError extends AcademyError {
+  override readonly name: string = "CrossSiteOperationError";
+  readonly site: string | undefined;
+  readonly entityId: string | undefined;
+  constructor(message: string, options: SiteOptions & { entityId?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.CrossSiteOperation });
+    this.site = options.site;
+    this.entityId = options.entityId;
+  }
+  override details(): Record<string, unknown> {
+    return { site: this.site, entityId: this.entityId };
+  }
+}
+
 /** `Manager.wait` / `Manager.shutdown` ran out of time. */
 export class WaitTimeoutError extends AcademyError {
   override readonly name: string = "WaitTimeoutError";
@@ -497,6 +651,7 @@ export const errorClasses: ReadonlyMap<
     PingCancelledError,
     ActionInvalidStateError,
     UnknownActionError,
+    ActionArgumentsError,
     InvalidClientError,
     IncompatibleProtocolError,
     MalformedMessageError,
@@ -505,7 +660,10 @@ export const errorClasses: ReadonlyMap<
     RequestTimeoutError,
     DeliveryLimitError,
     ClientClosedError,
+    SendOnlyClientError,
     ExchangeUnavailableError,
+    AuthenticationError,
+    ExchangeNotFoundError,
     UnsupportedServerError,
     InvalidConfigError,
     AgentDefinitionError,
@@ -516,6 +674,10 @@ export const errorClasses: ReadonlyMap<
     UnknownAgentTypeError,
     HostFencedError,
     MailboxContendedError,
+    ForeignSiteError,
+    SiteUnreachableError,
+    UnknownSiteError,
+    CrossSiteOperationError,
     PermissionDeniedError,
     WaitTimeoutError,
     ErrorGroup,

@@ -15,10 +15,18 @@ abstract class BaseEntityId {
   readonly uid: string;
   /** Optional display name; not part of identity. */
   readonly name: string | undefined;
+  /**
+   * The site (the prefix of an exchange on its own JetStream domain) whose exchange holds the
+   * mailbox; `undefined` means the site of whichever exchange the id is used on. Ids minted by an
+   * exchange that has a site identity (`domain` or `sites` set) carry it, so they stay valid when
+   * passed to another site. Not part of identity: uids are unique.
+   */
+  readonly site: string | undefined;
 
-  constructor(uid: string, name?: string) {
+  constructor(uid: string, name?: string, site?: string) {
     this.uid = uid;
     this.name = name ?? undefined;
+    this.site = site ?? undefined;
   }
 
   /** Same mailbox? Ids compare by `uid` only. */
@@ -28,13 +36,17 @@ abstract class BaseEntityId {
 
   toString(): string {
     const label = this.role === EntityRole.Agent ? "AgentId" : "UserId";
-    return `${label}<${this.name ?? this.uid.slice(0, 8)}>`;
+    const at = this.site === undefined ? "" : `@${this.site}`;
+    return `${label}<${this.name ?? this.uid.slice(0, 8)}${at}>`;
   }
 
-  toJSON(): { role: EntityRole; uid: string; name?: string } {
-    return this.name === undefined
-      ? { role: this.role, uid: this.uid }
-      : { role: this.role, uid: this.uid, name: this.name };
+  toJSON(): { role: EntityRole; uid: string; name?: string; site?: string } {
+    return {
+      role: this.role,
+      uid: this.uid,
+      ...(this.name !== undefined && { name: this.name }),
+      ...(this.site !== undefined && { site: this.site }),
+    };
   }
 }
 
@@ -46,9 +58,9 @@ export class AgentId<A extends Agent = Agent> extends BaseEntityId {
   readonly role = EntityRole.Agent;
   declare readonly __agent?: A;
 
-  /** A fresh id. */
-  static create<A extends Agent = Agent>(name?: string): AgentId<A> {
-    return new AgentId<A>(randomUUID(), name);
+  /** A fresh id, on `site` if given. */
+  static create<A extends Agent = Agent>(name?: string, site?: string): AgentId<A> {
+    return new AgentId<A>(randomUUID(), name, site);
   }
 }
 
@@ -56,18 +68,18 @@ export class AgentId<A extends Agent = Agent> extends BaseEntityId {
 export class UserId extends BaseEntityId {
   readonly role = EntityRole.User;
 
-  /** A fresh id. */
-  static create(name?: string): UserId {
-    return new UserId(randomUUID(), name);
+  /** A fresh id, on `site` if given. */
+  static create(name?: string, site?: string): UserId {
+    return new UserId(randomUUID(), name, site);
   }
 }
 
 /** Any mailbox owner. */
 export type EntityId = AgentId | UserId;
 
-/** Rebuild an id from its role, uid and name (e.g. read from the registry). */
-export function entityIdFrom(role: EntityRole, uid: string, name?: string): EntityId {
-  return role === EntityRole.Agent ? new AgentId(uid, name) : new UserId(uid, name);
+/** Rebuild an id from its role, uid, name and site (e.g. read from the registry). */
+export function entityIdFrom(role: EntityRole, uid: string, name?: string, site?: string): EntityId {
+  return role === EntityRole.Agent ? new AgentId(uid, name, site) : new UserId(uid, name, site);
 }
 
 /** A fresh request tag (message id). */

@@ -3,32 +3,39 @@
  * JetStream or in process.
  */
 export { Agent } from "./agent/agent.ts";
-export type { ActionContext, AgentContext, AgentDescription, AgentShutdownOptions } from "./agent/agent.ts";
+export type { ActionContext, AgentContext, AgentDescription, AgentShutdownOptions, LaunchAlongsideOptions } from "./agent/agent.ts";
 export { AgentEvent } from "./agent/agent-event.ts";
 export { agentTypeInfo, agentTypeName } from "./agent/agent-type.ts";
 export type { AgentClass, AgentTypeInfo, AgentTypeRef, AnyAgentClass } from "./agent/agent-type.ts";
-export { action, event, loop, timer } from "./agent/decorators.ts";
-export type { ActionOptions } from "./agent/decorators.ts";
+export { action, defineAgent, event, loop, timer } from "./agent/decorators.ts";
+export type { ActionOptions, AgentDefinition, AgentMethodDecorator, ExperimentalDecoratorsNotSupported } from "./agent/decorators.ts";
 export { AgentEngine, EngineState } from "./engine/agent-engine.ts";
 export type { AgentBuilder, AgentEngineOptions, AgentSource } from "./engine/agent-engine.ts";
+export type { ActionStats, AgentStats, LoopStats } from "./engine/agent-stats.ts";
+export { LoopState } from "./engine/loops.ts";
 export { defaultRuntimeConfig, resolveRuntimeConfig } from "./agent/runtime-config.ts";
 export type { RuntimeConfig } from "./agent/runtime-config.ts";
 
 export {
   AcademyError,
+  ActionArgumentsError,
   ActionCancelledError,
   ActionInvalidStateError,
   AgentAlreadyLaunchedError,
   AgentDefinitionError,
   AgentStateError,
   AgentTerminatedError,
+  AuthenticationError,
   BadEntityIdError,
   ClientClosedError,
+  CrossSiteOperationError,
   DeliveryLimitError,
   ErrorCode,
   ErrorGroup,
+  ExchangeNotFoundError,
   ExchangeUnavailableError,
   ExecutorError,
+  ForeignSiteError,
   HostFencedError,
   IncompatibleProtocolError,
   InvalidClientError,
@@ -41,10 +48,13 @@ export {
   PingCancelledError,
   RemoteError,
   RequestTimeoutError,
+  SendOnlyClientError,
   SerializationError,
+  SiteUnreachableError,
   UnknownActionError,
   UnknownAgentTypeError,
   UnknownExecutorError,
+  UnknownSiteError,
   UnsupportedServerError,
   UserTerminatedError,
   WaitTimeoutError,
@@ -58,6 +68,8 @@ export type {
   AgentClientOptions,
   DiscoverOptions,
   ExchangeClientOptions,
+  RegisterAgentsEntry,
+  RegisteredAgents,
   RegisterOptions,
   RequestDelivery,
   RequestHandler,
@@ -85,13 +97,21 @@ export type {
 export type { InterceptorOptions, Interceptors } from "./interceptors/interceptors.ts";
 export { DEADLINE_HEADER, DEFAULT_CANCEL_WINDOW_MS, currentDeadline, deadlineInterceptors } from "./interceptors/deadline.ts";
 export type { DeadlineOptions } from "./interceptors/deadline.ts";
+export { TRACER_NAME, TraceAttribute, flushTraces, tracingInterceptors } from "./interceptors/tracing.ts";
+export type { TracingOptions } from "./interceptors/tracing.ts";
+export { ACTION_DURATION_BUCKETS, AgentMetrics, metricsInterceptors } from "./interceptors/metrics.ts";
+export type { EventInput, EventNext } from "./interceptors/agent-interceptor.ts";
+export type { DeadLetterStats, ExchangeStats, MailboxDeliveries } from "./exchange/exchange-stats.ts";
 export { AgentHandle, isHandle } from "./exchange/handle.ts";
 export type { ActionArgs, ActionName, ActionResult, CallOptions, Handle, HandleShutdownOptions } from "./exchange/handle.ts";
 export { MailboxStatus } from "./exchange/mailbox-status.ts";
+export { DeadLetterKind, ReplayRefusal } from "./exchange/dead-letters.ts";
+export type { DeadLetter, DeadLetterFilter, DeadLetterStore, ReplayResult } from "./exchange/dead-letters.ts";
 export type { AgentRegistration, Delivery, ExchangeTransport, MailboxHandler } from "./exchange/transport.ts";
 export { LocalExchangeFactory } from "./exchange/local/local-exchange-factory.ts";
 export { NatsExchangeFactory } from "./exchange/nats/nats-exchange-factory.ts";
 export type { NatsExchangeOptions } from "./exchange/nats/nats-exchange-factory.ts";
+export type { NatsAuthOptions, NatsTlsFiles } from "./exchange/nats/nats-auth.ts";
 export { natsLayout } from "./exchange/nats/nats-layout.ts";
 export type { NatsLayout } from "./exchange/nats/nats-layout.ts";
 export { NatsRole, natsPermissions } from "./exchange/nats/nats-permissions.ts";
@@ -99,7 +119,8 @@ export type { NatsPermissionsOptions, NatsUserPermissions } from "./exchange/nat
 export type { LocalExchangeFactoryOptions } from "./exchange/local/local-exchange-factory.ts";
 
 export { EVENT_LOOP_EXECUTOR, Manager, ReturnWhen } from "./manager/manager.ts";
-export type { LaunchOptions, ManagerOptions, ManagerShutdownOptions, WaitOptions } from "./manager/manager.ts";
+export type { LaunchOptions, ManagerOptions, ManagerShutdownOptions, WaitOptions, WaitResult } from "./manager/manager.ts";
+export type { BatchAgent, BatchLaunch } from "./manager/launch-batch.ts";
 export { EventLoopExecutor } from "./manager/event-loop-executor.ts";
 export { WorkerThreadExecutor } from "./manager/worker-thread-executor.ts";
 export type { WorkerThreadExecutorOptions } from "./manager/worker-thread-executor.ts";
@@ -118,7 +139,9 @@ export type {
   StopWatch,
   Versioned,
 } from "./pool/pool-backend.ts";
-export type { HostRecord, LaunchRequest, Placement } from "./pool/records.ts";
+export type { HostRecord, HostStats, LaunchRequest, Placement } from "./pool/records.ts";
+export { MIN_COLLECTABLE_AGE_MS, collectGarbage, planCollection } from "./pool/garbage-collection.ts";
+export type { Collectable, CollectionPlan, CollectionPolicy, CollectionReport, Kept } from "./pool/garbage-collection.ts";
 
 export { MessageType, PROTOCOL_VERSION } from "./protocol/messages.ts";
 export type {

@@ -4,7 +4,9 @@
  * other processes.
  */
 import { AgentDefinitionError } from "../errors.ts";
-import { Agent } from "./agent.ts";
+import type { Agent } from "./agent.ts";
+import { isAgentBase } from "./agent.ts";
+import { classDefinitionSite } from "./decorators.ts";
 
 /** Any concrete (constructible) agent class. */
 export type AgentClass<A extends Agent = Agent> = new (...args: any[]) => A;
@@ -27,7 +29,7 @@ export interface AgentTypeInfo {
  */
 export function agentTypeName(cls: AnyAgentClass): string {
   // Compilers may rename the base class (esbuild emits `_Agent` for decorated classes).
-  if (cls === Agent) return "Agent";
+  if (isAgentBase(cls)) return "Agent";
   const declared = Object.prototype.hasOwnProperty.call(cls, "agentType")
     ? (cls as { agentType?: unknown }).agentType
     : undefined;
@@ -46,8 +48,41 @@ export function agentTypeName(cls: AnyAgentClass): string {
 const infoCache = new WeakMap<object, AgentTypeInfo>();
 
 /**
- * Name and ancestor chain of an agent class.
- * @throws {AgentDefinitionError} if `cls` does not extend `Agent`.
+ * The class that first used each type name in this process (held weakly: a class nobody uses any
+ * more frees its name). Two different classes under one name would share a type on the exchange:
+ * `discover` would mix their agents, and a host would run either.
+ */
+const claims = new Map<string, WeakRef<AnyAgentClass>>();
+
+/** `class Name (defined at file:line)`, as far as known. */
+function describeClass(cls: AnyAgentClass): string {
+  const site = classDefinitionSite(cls);
+  return `class ${cls.name || "(anonymous)"}${site === undefined ? "" : ` (defined at ${site})`}`;
+}
+
+/**
+ * Claim `name` for `cls` in this process.
+ * @throws {AgentDefinitionError} naming both classes if another class holds the name.
+ */
+function claimTypeName(name: string, cls: AnyAgentClass): void {
+  const holder = claims.get(name)?.deref();
+  if (holder === undefined) {
+    claims.set(name, new WeakRef(cls));
+    return;
+  }
+  if (holder === cls) return;
+  throw new AgentDefinitionError(
+    `Two different agent classes have the type name '${name}': ${describeClass(holder)} and ${describeClass(cls)}. ` +
+      "Give one of them its own static agentType (a name that stays the same when a bundler renames classes)",
+    { agentType: name },
+  );
+}
+
+/**
+ * Name and ancestor chain of an agent class. The first class to use a type name in this process
+ * owns it (registering, launching and discovering by class all ask for it).
+ * @throws {AgentDefinitionError} if `cls` does not extend `Agent`, or a different class of this
+ *   process has the same type name (or one of its ancestors does).
  */
 export function agentTypeInfo(cls: AnyAgentClass): AgentTypeInfo {
   const cached = infoCache.get(cls);
@@ -58,8 +93,10 @@ export function agentTypeInfo(cls: AnyAgentClass): AgentTypeInfo {
     if (typeof c !== "function" || c === Function.prototype) {
       throw new AgentDefinitionError(`${(cls as { name?: string }).name ?? String(cls)} does not extend Agent`);
     }
-    chain.push(agentTypeName(c as AnyAgentClass));
-    if (c === Agent) break;
+    const name = agentTypeName(c as AnyAgentClass);
+    chain.push(name);
+    if (isAgentBase(c)) break;
+    claimTypeName(name, c as AnyAgentClass);
     c = Object.getPrototypeOf(c);
   }
   const info: AgentTypeInfo = { name: chain[0]!, chain };
@@ -70,9 +107,12 @@ export function agentTypeInfo(cls: AnyAgentClass): AgentTypeInfo {
 /** A type given to `discover`: a class or a type name. */
 export type AgentTypeRef = AnyAgentClass | string;
 
-/** The type name of a class or name. */
+/**
+ * The type name of a class or name.
+ * @throws {AgentDefinitionError} for a class whose name another class of this process has.
+ */
 export function typeRefName(ref: AgentTypeRef): string {
-  return typeof ref === "string" ? ref : agentTypeName(ref);
+  return typeof ref === "string" ? ref : agentTypeInfo(ref).name;
 }
 
 /**

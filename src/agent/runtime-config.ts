@@ -38,6 +38,16 @@ export interface RuntimeConfig {
    * @defaultValue Infinity (unbounded)
    */
   maxConcurrentActions?: number;
+  /**
+   * At shutdown, how long loops (after their signal aborts) and cancelled actions get to stop, in
+   * ms. JavaScript cannot stop an async function that ignores its signal: after this grace the
+   * engine abandons such work (logging a warning naming it) and finishes shutting down; the
+   * abandoned work may still run to its end in the process, but nothing waits for it any more.
+   * Actions left running (`cancelActionsOnShutdown: false`) are waited for without a bound.
+   * `Infinity` waits for everything.
+   * @defaultValue 3000
+   */
+  shutdownGraceMs?: number;
 }
 
 /** {@link RuntimeConfig} with every field resolved. */
@@ -50,6 +60,7 @@ export const defaultRuntimeConfig: ResolvedRuntimeConfig = Object.freeze({
   terminateOnSuccess: true,
   terminateOnError: true,
   maxConcurrentActions: Number.POSITIVE_INFINITY,
+  shutdownGraceMs: 3000,
 });
 
 /**
@@ -68,6 +79,11 @@ export function resolveRuntimeConfig(config: RuntimeConfig = {}): ResolvedRuntim
         throw new InvalidConfigError("maxConcurrentActions must be a positive integer or Infinity", { option: key });
       }
       resolved.maxConcurrentActions = value;
+    } else if (key === "shutdownGraceMs") {
+      if (typeof value !== "number" || Number.isNaN(value) || value < 0) {
+        throw new InvalidConfigError("shutdownGraceMs must be a non-negative number of ms (or Infinity)", { option: key });
+      }
+      resolved.shutdownGraceMs = value;
     } else {
       if (typeof value !== "boolean") {
         throw new InvalidConfigError(`${key} must be a boolean`, { option: key });

@@ -7,20 +7,32 @@ import { Agent as AgentBase, bindAgent } from "../agent/agent.ts";
 import type { Agent, AgentContext } from "../agent/agent.ts";
 import type { AgentClass } from "../agent/agent-type.ts";
 import { agentSpec } from "../agent/decorators.ts";
-import type { AgentSpec } from "../agent/decorators.ts";
+import type { AgentSpec, LoopSpec } from "../agent/decorators.ts";
 import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
 import type { ResolvedRuntimeConfig, RuntimeConfig } from "../agent/runtime-config.ts";
 import { ActionCancelledError, AgentStateError, BadEntityIdError, MailboxTerminatedError, raiseErrors } from "../errors.ts";
+import { runAsAgent } from "../exchange/client-scope.ts";
 import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
 import type { AgentId } from "../identifiers.ts";
-import { runOutsideActionScope } from "../interceptors/action-scope.ts";
+import { currentAction, runOutsideActionScope } from "../interceptors/action-scope.ts";
+import type { AgentInterceptor } from "../interceptors/agent-interceptor.ts";
+import { composeInterceptors } from "../interceptors/interceptors.ts";
+import { runOutsideTrace } from "../interceptors/tracing.ts";
 import { deferred } from "../util/deferred.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
-import { runLoop } from "./loops.ts";
+import { EngineActionContext } from "./action-context.ts";
+import { ActionStatsRecorder } from "./agent-stats.ts";
+import type { AgentStats } from "./agent-stats.ts";
+import { ChildAgents } from "./child-agents.ts";
+import { settleWithin } from "./grace.ts";
+import { LoopState, runLoop } from "./loops.ts";
+import type { EventRunner, LoopRun } from "./loops.ts";
 import { RequestDispatcher } from "./request-dispatcher.ts";
+
+const SETTLED: Promise<void> = Promise.resolve();
 
 /** Lifecycle states of an engine. */
 export const EngineState = {
@@ -56,6 +68,12 @@ export interface AgentEngineOptions {
   readonly config?: RuntimeConfig;
   /** @defaultValue silent */
   readonly logger?: Logger;
+  /**
+   * Agent-side interceptors for this agent only, after (inside) the factory's: a runtime host
+   * counts the actions of the agents it runs this way, whatever factory it was given.
+   * @defaultValue none
+   */
+  readonly interceptors?: readonly AgentInterceptor[];
 }
 
 /** Why and how the engine shuts down. */
@@ -85,6 +103,7 @@ export class AgentEngine<A extends Agent = Agent> {
   readonly #spec: AgentSpec;
   readonly #logger: Logger;
   readonly #dispatcher: RequestDispatcher;
+  readonly #events: EventRunner;
   readonly #shutdownController = new AbortController();
   /** Resolves true once startup completed, false if shutdown began first. */
   readonly #ready = deferred<boolean>();
@@ -93,6 +112,12 @@ export class AgentEngine<A extends Agent = Agent> {
   #state: EngineState = EngineState.Created;
   #retryable = false;
   #client: AgentExchangeClient | undefined;
+  /** Agents launched alongside this one in this run; shut down with it. */
+  readonly #children: ChildAgents;
+  readonly #stats: ActionStatsRecorder;
+  #loopRuns: readonly LoopRun[] = [];
+  /** When startup completed (ms since the epoch). */
+  #startedAt: number | undefined;
 
   /** @throws {InvalidConfigError} for an invalid `config`. */
   constructor(source: AgentSource<A>, options: AgentEngineOptions) {
@@ -103,16 +128,32 @@ export class AgentEngine<A extends Agent = Agent> {
     this.#registration = options.registration;
     this.#config = resolveRuntimeConfig(options.config);
     this.#spec = agentSpec(source instanceof AgentBase ? (source.constructor as AgentClass<A>) : source.agentClass);
-    this.#logger = (options.logger ?? silentLogger).child({
+    const baseLogger = options.logger ?? silentLogger;
+    this.#logger = baseLogger.child({
       agentId: this.agentId.uid,
       agentType: options.registration.agentType.name,
     });
+    const own = options.interceptors ?? [];
+    const interceptors = own.length === 0 ? options.exchangeFactory.interceptors.agent : [...options.exchangeFactory.interceptors.agent, ...own];
+    this.#events = {
+      agentId: this.agentId.uid,
+      agentType: options.registration.agentType.name,
+      chain: composeInterceptors(interceptors, "event", (input) => this.#runHandler(input.handler)),
+    };
+    this.#children = new ChildAgents(
+      (source, registration, config) =>
+        new AgentEngine(source, { exchangeFactory: this.#factory, registration, config, logger: baseLogger, interceptors: options.interceptors }),
+      this.#logger,
+    );
+    this.#stats = new ActionStatsRecorder(this.#spec.actions.keys());
     this.#dispatcher = new RequestDispatcher({
+      stats: this.#stats,
       agentId: this.agentId,
+      agentType: options.registration.agentType.name,
       spec: this.#spec,
       config: this.#config,
       logger: this.#logger,
-      interceptors: options.exchangeFactory.interceptors.agent,
+      interceptors,
       ready: this.#ready.promise,
       onShutdownRequest: (terminate) => this.requestShutdown({ expected: true, terminate }),
     });
@@ -141,6 +182,36 @@ export class AgentEngine<A extends Agent = Agent> {
   }
 
   /**
+   * The agent's statistics now (what its built-in action `agentStats` returns): per action calls
+   * handled, failed and in flight with mean and p99 run times, loop states, uptime. Plain data,
+   * for a metrics exporter to read.
+   */
+  stats(): AgentStats {
+    const actions = this.#stats.snapshot();
+    let handled = 0;
+    let failed = 0;
+    let inFlight = 0;
+    for (const action of Object.values(actions)) {
+      handled += action.handled;
+      failed += action.failed;
+      inFlight += action.inFlight;
+    }
+    return {
+      agentId: this.agentId.uid,
+      agentType: this.#registration.agentType.name,
+      state: this.#state,
+      startedAt: this.#startedAt,
+      uptimeMs: this.#startedAt === undefined ? 0 : Date.now() - this.#startedAt,
+      handled,
+      failed,
+      inFlight,
+      actions,
+      loops: this.#loopRuns.map((loop) => ({ name: loop.name, kind: loop.kind, state: loop.state })),
+      children: this.#children.running,
+    };
+  }
+
+  /**
    * Ask the engine to shut down. The first request wins. Safe to call at any time, even before
    * startup completes (shutdown then follows startup).
    */
@@ -155,15 +226,22 @@ export class AgentEngine<A extends Agent = Agent> {
    * @throws the startup error; loop errors (`raiseLoopErrorsOnShutdown`); the shutdown hook's error.
    */
   run(): Promise<void> {
-    // An agent launched from inside an action does not run in that action's scope.
-    return runOutsideActionScope((engine) => engine.#run(), this);
+    // An agent launched from inside an action does not run in that action's scope, nor in the
+    // trace of whatever launched it.
+    return runOutsideActionScope((engine) => runOutsideTrace((e) => e.#run(), engine), this);
   }
 
   async #run(): Promise<void> {
     if (this.#state !== EngineState.Created) throw new AgentStateError("An AgentEngine runs only once");
     this.#state = EngineState.Starting;
     const client = await this.#connect();
-    let loops: Promise<void>[] = [];
+    // Everything the agent runs from here on (hooks, loops) sends through handles from its client.
+    await runAsAgent(client, (engine) => engine.#serve(client), this);
+  }
+
+  /** Build and start the agent, serve until shutdown is requested, shut down. */
+  async #serve(client: AgentExchangeClient): Promise<void> {
+    let loops: LoopRun[] = [];
     try {
       const agent = (this.#agent ??= (this.#source as AgentBuilder<A>).build(client));
       this.#dispatcher.bind(agent);
@@ -176,8 +254,15 @@ export class AgentEngine<A extends Agent = Agent> {
       bindAgent(agent, {
         context,
         requestShutdown: (options) => this.requestShutdown({ expected: true, terminate: options.terminate }),
+        launchAlongside: (child, launchOptions) => this.#children.launch(client, child, launchOptions),
+        stats: () => this.stats(),
+        actionContext: () => {
+          const scope = currentAction();
+          return scope instanceof EngineActionContext && scope.agentId === this.agentId.uid ? scope : undefined;
+        },
       });
-      loops = this.#spec.loops.map((spec) => this.#runLoop(agent, spec));
+      loops = this.#spec.loops.map((spec) => this.#startLoop(agent, spec));
+      this.#loopRuns = loops;
       await agent.agentOnStartup();
     } catch (error) {
       this.#logger.error({ err: error }, "agent startup failed");
@@ -187,6 +272,7 @@ export class AgentEngine<A extends Agent = Agent> {
       throw error;
     }
     this.#state = EngineState.Running;
+    this.#startedAt = Date.now();
     this.#ready.resolve(true);
     this.#logger.info("agent started");
     await this.#shutdown(await this.#shutdownRequested.promise, true, loops);
@@ -217,7 +303,7 @@ export class AgentEngine<A extends Agent = Agent> {
    * Shut down in Academy's order: shutdown hook (if started), loops stopped, in-flight actions
    * cancelled or awaited, mailbox terminated or kept, client closed; then raise what failed.
    */
-  async #shutdown(request: EngineShutdown, started: boolean, loops: Promise<void>[]): Promise<void> {
+  async #shutdown(request: EngineShutdown, started: boolean, loops: LoopRun[]): Promise<void> {
     this.#state = EngineState.Stopping;
     this.#retryable = !request.expected;
     this.#ready.resolve(false);
@@ -233,8 +319,14 @@ export class AgentEngine<A extends Agent = Agent> {
         errors.push(error);
       }
     }
-    await Promise.allSettled(loops);
-    await this.#dispatcher.settle(terminate, request.cancelActions ?? this.#config.cancelActionsOnShutdown);
+    // Then the agents launched alongside this one (Academy closes the agent's manager here).
+    errors.push(...(await this.#children.shutdown()));
+    const graceMs = this.#config.shutdownGraceMs;
+    for (const loop of await settleWithin(loops, graceMs)) {
+      loop.state = LoopState.Abandoned;
+      this.#logger.warn({ loop: loop.name, kind: loop.kind, graceMs }, "loop ignored its shutdown signal; abandoned (it may still run to its end)");
+    }
+    await this.#dispatcher.settle(terminate, request.cancelActions ?? this.#config.cancelActionsOnShutdown, graceMs);
 
     const client = this.#client!;
     if (terminate) {
@@ -253,12 +345,31 @@ export class AgentEngine<A extends Agent = Agent> {
     raiseErrors(errors, `Agent ${this.agentId} failed`);
   }
 
+  /** Start a loop; it runs once startup completed. */
+  #startLoop(agent: A, spec: LoopSpec): LoopRun {
+    const run: LoopRun = { name: spec.name, kind: spec.kind, state: LoopState.Waiting, done: SETTLED };
+    run.done = this.#runLoop(agent, spec, run);
+    return run;
+  }
+
+  /** Run an event handler of the agent (the end of the `event` interceptor chain). */
+  async #runHandler(handler: string): Promise<void> {
+    const agent = this.agent as unknown as Record<string, () => Promise<unknown>>;
+    await agent[handler]!.call(agent);
+  }
+
   /** Run a loop once startup completed; a failure is recorded and (per config) shuts the agent down. */
-  async #runLoop(agent: A, spec: AgentSpec["loops"][number]): Promise<void> {
-    if (!(await this.#ready.promise)) return;
+  async #runLoop(agent: A, spec: LoopSpec, run: LoopRun): Promise<void> {
+    if (!(await this.#ready.promise)) {
+      run.state = LoopState.Stopped;
+      return;
+    }
+    run.state = LoopState.Running;
     try {
-      await runLoop(agent, spec, this.#shutdownController.signal);
+      await runLoop(agent, spec, this.#shutdownController.signal, this.#events);
+      if (run.state === LoopState.Running) run.state = LoopState.Stopped;
     } catch (error) {
+      if (run.state === LoopState.Running) run.state = LoopState.Failed;
       this.#logger.error({ err: error, loop: spec.name }, "agent loop failed");
       this.#loopErrors.push(error);
       if (this.#config.shutdownOnLoopError) this.requestShutdown({ expected: false });

@@ -4,21 +4,23 @@
  * abort them, pings and shutdowns wait for startup. Every request is acknowledged only after its
  * response is out (see {@link Responder}).
  */
-import type { ActionContext, Agent } from "../agent/agent.ts";
+import type { Agent } from "../agent/agent.ts";
 import type { AgentSpec } from "../agent/decorators.ts";
 import type { ResolvedRuntimeConfig } from "../agent/runtime-config.ts";
-import { ActionCancelledError, ActionInvalidStateError, UnknownActionError } from "../errors.ts";
+import { ActionCancelledError, ActionInvalidStateError, PingCancelledError, UnknownActionError } from "../errors.ts";
 import type { AgentExchangeClient, RequestDelivery } from "../exchange/exchange-client.ts";
 import type { AgentId } from "../identifiers.ts";
 import { runInActionScope } from "../interceptors/action-scope.ts";
-import type { ActionScope } from "../interceptors/action-scope.ts";
 import type { ActionInput, AgentInterceptor, InboundRequestInput } from "../interceptors/agent-interceptor.ts";
 import { composeInterceptors } from "../interceptors/interceptors.ts";
 import { toFailure } from "../protocol/failure.ts";
 import { MessageType, assertNever } from "../protocol/messages.ts";
 import type { ActionRequest, CancelRequest, RequestMessage, ResponseBody } from "../protocol/messages.ts";
 import type { Logger } from "../util/logger.ts";
+import { EngineActionContext, argsWithContext } from "./action-context.ts";
 import { ActionSlots } from "./action-slots.ts";
+import type { ActionStatsRecorder } from "./agent-stats.ts";
+import { settleWithin } from "./grace.ts";
 import { RecentTags } from "./recent-tags.ts";
 import { Responder } from "./responder.ts";
 
@@ -28,6 +30,8 @@ const ANSWERED_MEMORY = 1024;
 /** What the dispatcher needs from the engine that owns it. */
 export interface DispatcherOptions {
   readonly agentId: AgentId;
+  /** The agent's type name (for interceptors). */
+  readonly agentType: string;
   readonly spec: AgentSpec;
   readonly config: ResolvedRuntimeConfig;
   readonly logger: Logger;
@@ -37,9 +41,16 @@ export interface DispatcherOptions {
   readonly ready: Promise<boolean>;
   /** A shutdown request was answered: shut the agent down. */
   onShutdownRequest(terminate: boolean | undefined): void;
+  /** Counts each action's runs (`agentStats`). */
+  readonly stats?: ActionStatsRecorder;
 }
 
 const SETTLED: Promise<void> = Promise.resolve();
+
+/** The answer to a ping that waited for a startup that failed. */
+function startupFailed(agentId: AgentId): PingCancelledError {
+  return new PingCancelledError(`Agent ${agentId} failed to start; the ping was cancelled`, { agentId: agentId.uid });
+}
 
 /** An action request being run (or waiting for a slot). */
 interface InFlightAction {
@@ -70,6 +81,8 @@ export class RequestDispatcher {
   #early: RequestDelivery[] | undefined = [];
   #ready = false;
   #accepting = true;
+  /** Pings and shutdowns being handled (waiting for startup, or being answered). */
+  readonly #controls = new Set<Promise<void>>();
 
   constructor(options: DispatcherOptions) {
     this.#options = options;
@@ -131,9 +144,11 @@ export class RequestDispatcher {
         this.#startAction(request, delivery);
         return;
       case MessageType.PingRequest:
-      case MessageType.ShutdownRequest:
-        void this.#handleControl(request, delivery);
+      case MessageType.ShutdownRequest: {
+        const handled = this.#handleControl(request, delivery).finally(() => this.#controls.delete(handled));
+        this.#controls.add(handled);
         return;
+      }
       case MessageType.CancelRequest:
         void this.#handleCancel(request, delivery);
         return;
@@ -145,9 +160,11 @@ export class RequestDispatcher {
   /**
    * Stop taking requests, then cancel in-flight actions (`cancel`) or let them finish. Actions
    * still waiting for a slot are cancelled only when the mailbox is about to be terminated
-   * (`terminate`); otherwise they return to the mailbox unanswered for the next run.
+   * (`terminate`); otherwise they return to the mailbox unanswered for the next run. Cancelled
+   * actions get `graceMs` to return; those that ignore their signal longer are abandoned (their
+   * callers were answered already).
    */
-  async settle(terminate: boolean, cancel: boolean): Promise<void> {
+  async settle(terminate: boolean, cancel: boolean, graceMs = Number.POSITIVE_INFINITY): Promise<void> {
     this.#accepting = false;
     const entries = [...this.#inFlight.values()];
     if (cancel) {
@@ -156,7 +173,15 @@ export class RequestDispatcher {
     }
     // Wake queued actions: they see the engine is stopping and leave their requests unacknowledged.
     this.#slots.close();
-    await Promise.allSettled(entries.map((entry) => entry.done));
+    // Pings that waited for a startup that failed are being answered: before the mailbox goes.
+    await Promise.allSettled([...this.#controls]);
+    const abandoned = await settleWithin(entries, cancel ? graceMs : Number.POSITIVE_INFINITY);
+    for (const entry of abandoned) {
+      this.#options.logger.warn(
+        { action: entry.request.action, tag: entry.request.tag, graceMs },
+        "action ignored its cancellation; abandoned at shutdown (it may still run to its end)",
+      );
+    }
   }
 
   #startAction(request: ActionRequest, delivery: RequestDelivery): void {
@@ -188,14 +213,21 @@ export class RequestDispatcher {
         return;
       }
       entry.started = true;
+      const { request } = entry;
+      const stats = this.#options.stats;
+      const begun = stats?.begin(request.action) ?? 0;
       let body: ResponseBody;
       try {
-        const { request } = entry;
         const signal = entry.controller.signal;
         const action = this.#action;
-        const result = action === undefined ? this.#invoke(request, request.args, signal) : action({ request, args: request.args, signal });
+        const result =
+          action === undefined
+            ? this.#invoke(request, request.args, signal)
+            : action({ request, agentType: this.#options.agentType, args: request.args, signal });
         body = { type: MessageType.ActionResponse, result: await result };
+        stats?.end(request.action, begun, true);
       } catch (error) {
+        stats?.end(request.action, begun, false);
         body = { type: MessageType.ErrorResponse, error: toFailure(error) };
       }
       await this.#answer(entry, body);
@@ -206,8 +238,10 @@ export class RequestDispatcher {
 
   /**
    * Call the action's method on the agent (the end of the `action` chain), inside the action's
-   * scope (`currentAction()`); the scope is also the method's `ActionContext` if it takes one.
+   * scope (`currentAction()`); the scope is also its `ActionContext` (`this.actionContext`, and
+   * the method's last parameter with `context: true`).
    * @throws {UnknownActionError} if the agent has no such action.
+   * @throws {ActionArgumentsError} for too many arguments before a context parameter.
    */
   #invoke(request: ActionRequest, args: readonly unknown[], signal: AbortSignal): Promise<unknown> {
     const agentId = this.#options.agentId;
@@ -217,16 +251,8 @@ export class RequestDispatcher {
     }
     const agent = this.#agent!;
     const method = (agent as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>)[request.action]!;
-    const scope: ActionScope & ActionContext = {
-      agentId: agentId.uid,
-      action: request.action,
-      tag: request.tag,
-      source: request.src,
-      headers: request.headers,
-      signal,
-      exchangeClient: this.#client!,
-    };
-    return runInActionScope(scope, method, agent, spec.context ? [...args, scope] : args);
+    const scope = new EngineActionContext(agentId.uid, request, signal, this.#client!);
+    return runInActionScope(scope, method, agent, spec.context ? argsWithContext(args, scope, spec.contextIndex, agentId.uid) : args);
   }
 
   /** Respond once, then acknowledge the request (and any duplicate deliveries of it). */
@@ -247,14 +273,18 @@ export class RequestDispatcher {
   }
 
   async #handleControl(request: RequestMessage, delivery: RequestDelivery): Promise<void> {
-    // Before startup completes these wait; if startup never completes they stay in the mailbox.
-    if (!this.#ready && !(await this.#options.ready)) return;
+    // Before startup completes these wait. If startup fails, a ping is answered with
+    // PingCancelledError (Academy cancels its waiting ping); a shutdown stays in the mailbox.
+    if (!this.#ready && !(await this.#options.ready)) {
+      if (request.type === MessageType.PingRequest) await this.#reject(request, delivery, startupFailed(this.#options.agentId));
+      return;
+    }
     if (!(await this.#responder.answer(request, { type: MessageType.SuccessResponse }, delivery))) return;
     this.#answered.add(request.tag);
     if (request.type === MessageType.ShutdownRequest) this.#options.onShutdownRequest(request.terminate);
   }
 
-  /** Answer a request an `inboundRequest` interceptor rejected with the error it threw. */
+  /** Answer a request with an error without running it (an `inboundRequest` interceptor threw it, say). */
   async #reject(request: RequestMessage, delivery: RequestDelivery, error: unknown): Promise<void> {
     const body: ResponseBody = { type: MessageType.ErrorResponse, error: toFailure(error) };
     if (await this.#responder.answer(request, body, delivery)) this.#answered.add(request.tag);

@@ -3,16 +3,16 @@
  * handles and match responses to them, answer the requests that reach them, and expose the
  * registry (register, discover, status, terminate).
  */
-import { MailboxStatus, assertMailboxActive, terminatedError } from "./mailbox-status.ts";
+import { MailboxStatus, assertMailboxActive, assertSendable, isSendable, terminatedError } from "./mailbox-status.ts";
 import type { Agent } from "../agent/agent.ts";
 import { agentTypeInfo, typeRefName } from "../agent/agent-type.ts";
-import type { AgentClass, AgentTypeRef } from "../agent/agent-type.ts";
-import { AgentDefinitionError, ClientClosedError, InvalidClientError } from "../errors.ts";
-import { Agent as AgentBase } from "../agent/agent.ts";
+import type { AgentClass, AgentTypeInfo, AgentTypeRef } from "../agent/agent-type.ts";
+import { AgentDefinitionError, ClientClosedError, InvalidClientError, SendOnlyClientError } from "../errors.ts";
+import { isAgentBase } from "../agent/agent.ts";
 import { AgentId, newTag } from "../identifiers.ts";
 import type { EntityId } from "../identifiers.ts";
-import { currentAction, runOutsideActionScope } from "../interceptors/action-scope.ts";
-import type { CallerInterceptor, InboundResponseInput, OutboundRequestInput } from "../interceptors/caller-interceptor.ts";
+import { inAnyScope, runOutsideActionScope } from "../interceptors/action-scope.ts";
+import type { InboundResponseInput, OutboundRequestInput } from "../interceptors/caller-interceptor.ts";
 import { composeInterceptors } from "../interceptors/interceptors.ts";
 import type { HandleBinder } from "../protocol/codec.ts";
 import { toFailure } from "../protocol/failure.ts";
@@ -24,6 +24,7 @@ import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
 import { AgentHandle } from "./handle.ts";
 import type { CallOptions, Handle, HandleClient } from "./handle.ts";
+import type { ExchangeFactory } from "./exchange-factory.ts";
 import { PendingCall, giveUpError } from "./pending-call.ts";
 import type { CallOwner } from "./pending-call.ts";
 import { PendingRequests } from "./pending-requests.ts";
@@ -36,6 +37,13 @@ export interface DiscoverOptions {
    * @defaultValue true
    */
   allowSubclasses?: boolean;
+  /**
+   * Which sites to look on (docs/EDGE.md): site names, or `"all"` for this exchange's own site
+   * and every site it reaches. Other sites are read from local mirrors of their registries:
+   * eventually consistent, also while their uplink is down.
+   * @defaultValue this exchange's own site only
+   */
+  sites?: readonly string[] | "all";
 }
 
 /** Options of `registerAgent`. */
@@ -43,6 +51,19 @@ export interface RegisterOptions {
   /** Display name of the agent. */
   name?: string;
 }
+
+/** An agent to register with `registerAgents`: its class and, optionally, a display name. */
+export interface RegisterAgentsEntry<A extends Agent = Agent> {
+  readonly agent: AgentClass<A>;
+  readonly name?: string | undefined;
+}
+
+/** The registrations `registerAgents` returns for `T`, each typed by its class. */
+export type RegisteredAgents<T extends ReadonlyArray<AgentClass | RegisterAgentsEntry>> = {
+  -readonly [K in keyof T]: AgentRegistration<
+    T[K] extends AgentClass<infer A> ? A : T[K] extends { readonly agent: AgentClass<infer A> } ? A : Agent
+  >;
+};
 
 /** A delivery of a request. */
 export interface RequestDelivery extends Delivery {
@@ -72,8 +93,18 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   readonly clientId: EntityId;
   protected readonly transport: ExchangeTransport;
   protected readonly logger: Logger;
+  readonly #factory: ExchangeFactory;
+  /** Set once the client reads its mailbox; a user client made with `startListener: false` never does. */
+  #listening = false;
   readonly #pending = new PendingRequests();
-  readonly #handles = new Map<string, AgentHandle>();
+  /**
+   * Handles by agent uid, held weakly: one handle per agent while anything holds it, and no growth
+   * from the ids that decoded messages carry (a hostile sender could otherwise fill it).
+   */
+  readonly #handles = new Map<string, WeakRef<AgentHandle>>();
+  readonly #forgetHandle = new FinalizationRegistry<string>((uid) => {
+    if (this.#handles.get(uid)?.deref() === undefined) this.#handles.delete(uid);
+  });
   readonly #unsubscribeTerminated: () => void;
   readonly #terminationGraceMs: number;
   readonly #callOwner: CallOwner;
@@ -83,11 +114,15 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   readonly #inboundResponse: ((input: InboundResponseInput) => void) | undefined;
   /** Settles when the previous request has been handed to the transport (keeps sends in call order). */
   #sendOrder: Promise<unknown> = Promise.resolve();
+  /** Tags of requests going out through `post` (sent without a reply address; no response awaited). */
+  readonly #posts = new Set<string>();
   #closing: Promise<void> | undefined;
 
-  protected constructor(transport: ExchangeTransport, options: ExchangeClientOptions = {}, interceptors: readonly CallerInterceptor[] = []) {
+  protected constructor(transport: ExchangeTransport, options: ExchangeClientOptions, factory: ExchangeFactory) {
+    const interceptors = factory.interceptors.caller;
     this.clientId = transport.mailboxId;
     this.transport = transport;
+    this.#factory = factory;
     this.logger = (options.logger ?? silentLogger).child({ clientId: transport.mailboxId.uid });
     this.#terminationGraceMs = options.terminationGraceMs ?? 1000;
     this.#unsubscribeTerminated = transport.onTerminated((uid) => this.#onMailboxTerminated(uid));
@@ -95,13 +130,28 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
       release: (call) => this.#pending.remove(call),
       cancel: (call) => this.#sendCancel(call.agentId, call.request.tag),
     };
-    this.#outboundRequest = composeInterceptors(interceptors, "outboundRequest", (input) =>
-      this.#call(input.agentId, input.body, input.tag, isEmptyHeaders(input.headers) ? undefined : input.headers, input.timeoutMs, input.signal),
-    );
+    this.#outboundRequest = composeInterceptors(interceptors, "outboundRequest", (input) => {
+      const headers = isEmptyHeaders(input.headers) ? undefined : input.headers;
+      if (input.body.type !== MessageType.ActionRequest && this.#posts.has(input.tag)) return this.#post(input.agentId, input.body, input.tag, headers);
+      return this.#call(input.agentId, input.body, input.tag, headers, input.timeoutMs, input.signal);
+    });
     this.#inboundResponse = composeInterceptors(interceptors, "inboundResponse", (input) => {
       const sink = this.#pending.get(input.request.tag);
       if (sink !== undefined) this.#pending.receive(sink, input.response);
     });
+  }
+
+  /**
+   * The factory that made this client (Academy's `ExchangeClient.factory()`): make more clients
+   * for the same exchange with it.
+   */
+  factory(): ExchangeFactory {
+    return this.#factory;
+  }
+
+  /** Whether the client reads its mailbox (false for a user client made with `startListener: false`). */
+  get listening(): boolean {
+    return this.#listening;
   }
 
   /** Whether `close()` has been called. */
@@ -120,13 +170,23 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
    */
   async discover(type: AgentTypeRef, options: DiscoverOptions = {}): Promise<AgentId[]> {
     this.#assertOpen();
-    return this.transport.discover(typeRefName(type), options.allowSubclasses ?? true);
+    const typeName = typeRefName(type);
+    const allowSubclasses = options.allowSubclasses ?? true;
+    if (options.sites === undefined) return this.transport.discover(typeName, allowSubclasses);
+    const own = this.transport.site;
+    const sites = options.sites === "all" ? [own, ...(this.transport.remoteSites ?? [])] : options.sites;
+    const found = await Promise.all(sites.map((site) => this.transport.discover(typeName, allowSubclasses, site === own ? undefined : site)));
+    return found.flat();
   }
 
-  /** Status of a mailbox: `missing`, `active` or `terminated`, as the exchange has it now. */
+  /**
+   * Status of a mailbox: `missing`, `active` or `terminated`, as the exchange has it now. A
+   * mailbox of another site is read from the local mirror of its registry (eventually
+   * consistent; docs/EDGE.md).
+   */
   async status(id: EntityId): Promise<MailboxStatus> {
     this.#assertOpen();
-    return this.transport.status(id.uid, true);
+    return this.transport.status(id.uid, true, id.site);
   }
 
   /**
@@ -139,15 +199,38 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 
   /**
-   * Register a new agent (and its mailbox) of the given class, recording its type and ancestry.
-   * @throws {AgentDefinitionError} for `Agent` itself or a class that does not extend it.
+   * Register a new agent (and its mailbox) of the given class, recording its type and ancestry;
+   * or of the given type (name and ancestry), for agents launched by type name where their class
+   * is not loaded.
+   * @throws {AgentDefinitionError} for `Agent` itself, a class that does not extend it, or a type
+   *   whose ancestry does not start with its name and end with `"Agent"`.
    */
-  async registerAgent<A extends Agent>(agentClass: AgentClass<A>, options: RegisterOptions = {}): Promise<AgentRegistration<A>> {
+  async registerAgent<A extends Agent>(agent: AgentClass<A> | AgentTypeInfo, options: RegisterOptions = {}): Promise<AgentRegistration<A>> {
     this.#assertOpen();
-    if ((agentClass as unknown) === AgentBase) throw new AgentDefinitionError("Agent itself cannot be registered; subclass it");
-    const registration = await this.transport.registerAgent(agentTypeInfo(agentClass), options.name);
+    if (isAgentBase(agent)) throw new AgentDefinitionError("Agent itself cannot be registered; subclass it");
+    const type = typeof agent === "function" ? agentTypeInfo(agent) : checkTypeInfo(agent);
+    const registration = await this.transport.registerAgent(type, options.name);
     this.logger.debug({ agentId: registration.agentId.uid, agentType: registration.agentType.name }, "registered agent");
     return registration as AgentRegistration<A>;
+  }
+
+  /**
+   * Register several agents at once (Academy's `register_agents`), all or none: if one cannot be
+   * registered, those that were are terminated and the error is raised.
+   * @returns the registrations, in the order given.
+   * @throws {AgentDefinitionError} for `Agent` itself or a class that does not extend it.
+   */
+  async registerAgents<const T extends ReadonlyArray<AgentClass | RegisterAgentsEntry>>(agents: T): Promise<RegisteredAgents<T>>;
+  async registerAgents(agents: ReadonlyArray<AgentClass | RegisterAgentsEntry>): Promise<AgentRegistration[]> {
+    this.#assertOpen();
+    const entries = agents.map((entry) => (typeof entry === "function" ? { agent: entry, name: undefined } : entry));
+    const results = await Promise.allSettled(entries.map((entry) => this.registerAgent(entry.agent, entry.name === undefined ? {} : { name: entry.name })));
+    const failure = results.find((result) => result.status === "rejected");
+    if (failure === undefined) return results.map((result) => (result as PromiseFulfilledResult<AgentRegistration>).value);
+    await Promise.all(
+      results.map((result) => (result.status === "fulfilled" ? this.transport.terminate(result.value.agentId).catch(ignore) : undefined)),
+    );
+    throw failure.reason;
   }
 
   /**
@@ -158,12 +241,18 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     if (!(agentId instanceof AgentId)) {
       throw new TypeError(`A handle needs an AgentId, got ${Object.prototype.toString.call(agentId)}`);
     }
-    let handle = this.#handles.get(agentId.uid);
+    let handle = this.#handles.get(agentId.uid)?.deref();
     if (handle === undefined) {
       handle = new AgentHandle(agentId, this) as unknown as AgentHandle;
-      this.#handles.set(agentId.uid, handle);
+      this.#handles.set(agentId.uid, new WeakRef(handle));
+      this.#forgetHandle.register(handle, agentId.uid);
     }
     return handle as unknown as Handle<A>;
+  }
+
+  /** @internal Handles this client holds now (for tests of the cache's bound). */
+  get cachedHandles(): number {
+    return this.#handles.size;
   }
 
   /**
@@ -174,12 +263,52 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     // Not async: the chain's promise is returned as it is (an async wrapper would cost ticks per call).
     try {
       this.#assertOpen();
+      if (!this.#listening) {
+        throw new SendOnlyClientError(`Client ${this.clientId} does not read its mailbox (startListener: false): it cannot wait for answers`, {
+          entityId: this.clientId.uid,
+        });
+      }
       const outbound = this.#outboundRequest;
       if (outbound === undefined) return this.#call(dest, body, newTag(), undefined, options.timeoutMs, options.signal);
       return outbound({ agentId: dest, body, tag: newTag(), headers: {}, timeoutMs: options.timeoutMs, signal: options.signal });
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * @internal Send a request without a reply address and without waiting for an answer (used by
+   * `Handle.shutdown`), through the `outboundRequest` interceptors. Resolves once the exchange
+   * has taken the request; the agent handles it whenever it gets to it and answers nobody.
+   * @throws {BadEntityIdError | MailboxTerminatedError} if the destination is missing or terminated.
+   */
+  post(dest: AgentId, body: RequestBody): Promise<void> {
+    try {
+      this.#assertOpen();
+      const tag = newTag();
+      const outbound = this.#outboundRequest;
+      if (outbound === undefined) return this.#post(dest, body, tag, undefined).then(ignore);
+      this.#posts.add(tag);
+      return outbound({ agentId: dest, body, tag, headers: {}, timeoutMs: undefined, signal: undefined })
+        .then(ignore)
+        .finally(() => this.#posts.delete(tag));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Send a request with no reply address (fire-and-forget: the agent answers nobody), in call
+   * order with this client's other requests. Resolves, once the exchange has it, with a success
+   * response made here (what `outboundRequest` hooks see as the call's result).
+   */
+  async #post(dest: AgentId, body: RequestBody, tag: string, headers: MessageHeaders | undefined): Promise<ResponseMessage> {
+    const message = requestMessage(body, tag, dest.uid, undefined, undefined, headers, dest.site);
+    const deliverable = this.#sendOrder.then(() => this.#assertDeliverable(dest));
+    const sent = deliverable.then(() => this.transport.send(message));
+    this.#sendOrder = sent.catch(ignore);
+    await sent;
+    return { type: MessageType.SuccessResponse, tag, dest: this.clientId.uid, src: dest.uid };
   }
 
   /** Send a request and wait for its response: the end of the `outboundRequest` chain. */
@@ -191,7 +320,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     timeoutMs: number | undefined,
     signal: AbortSignal | undefined,
   ): Promise<ResponseMessage> {
-    const message = requestMessage(body, tag, dest.uid, this.clientId.uid, this.transport.replySubject, headers);
+    const message = requestMessage(body, tag, dest.uid, this.clientId.uid, this.transport.replySubject, headers, dest.site, this.clientId.role);
     if (signal?.aborted) throw giveUpError("abort", message, signal.reason);
     // Requests from one client reach the exchange in call order (FIFO per mailbox), even while an
     // earlier request's status lookup is still under way.
@@ -221,8 +350,8 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   async respond(request: RequestMessage, body: ResponseBody, headers?: MessageHeaders): Promise<void> {
     if (request.src === undefined && request.replyTo === undefined) return;
     if (request.replyTo === undefined) {
-      const status = await this.transport.status(request.src!);
-      if (status !== MailboxStatus.Active) {
+      const status = await this.transport.status(request.src!, false, request.srcSite);
+      if (!isSendable(status, this.#isRemote(request.srcSite))) {
         this.logger.debug({ tag: request.tag, dest: request.src, status }, "dropping response to inactive mailbox");
         return;
       }
@@ -242,7 +371,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
    */
   protected deliver(delivery: Delivery): void {
     // Whatever opened the transport (an action, say) is not the scope its deliveries run in.
-    if (currentAction() !== undefined) {
+    if (inAnyScope()) {
       runOutsideActionScope((d) => this.deliver(d), delivery);
       return;
     }
@@ -278,6 +407,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
       },
       this,
     );
+    this.#listening = true;
   }
 
   /**
@@ -318,15 +448,29 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 
   async #assertDeliverable(dest: AgentId): Promise<void> {
-    assertMailboxActive(await this.transport.status(dest.uid), dest);
+    if (dest.site === undefined) assertMailboxActive(await this.transport.status(dest.uid), dest);
+    else assertSendable(await this.transport.status(dest.uid, false, dest.site), dest, this.#isRemote(dest.site));
+  }
+
+  /** Whether `site` is another site than this client's exchange's own. */
+  #isRemote(site: string | undefined): boolean {
+    return site !== undefined && site !== this.transport.site;
   }
 
   #sendCancel(dest: AgentId, target: string): void {
     if (this.#closing !== undefined) return;
-    const cancel: RequestMessage = { type: MessageType.CancelRequest, target, tag: newTag(), dest: dest.uid, src: this.clientId.uid };
+    const cancel: RequestMessage = {
+      type: MessageType.CancelRequest,
+      target,
+      tag: newTag(),
+      dest: dest.uid,
+      src: this.clientId.uid,
+      srcRole: this.clientId.role,
+      ...(dest.site !== undefined && { destSite: dest.site }),
+    };
     const send = async (): Promise<void> => {
       // A mailbox that is gone needs no cancel (and must not collect one nobody reads).
-      if ((await this.transport.status(dest.uid)) === MailboxStatus.Active) await this.transport.send(cancel);
+      if (isSendable(await this.transport.status(dest.uid, false, dest.site), this.#isRemote(dest.site))) await this.transport.send(cancel);
     };
     void send().catch((error: unknown) => {
       this.logger.debug({ err: error, dest: dest.uid, target }, "cancel request not sent");
@@ -340,22 +484,39 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 }
 
+/** A type given by name and ancestry, checked as registration records it. */
+function checkTypeInfo(type: AgentTypeInfo): AgentTypeInfo {
+  const { name, chain } = type ?? {};
+  const valid =
+    typeof name === "string" && name !== "" && name !== "Agent" && Array.isArray(chain) && chain.length >= 2 &&
+    chain[0] === name && chain.at(-1) === "Agent" && chain.every((t) => typeof t === "string" && t !== "");
+  if (!valid) {
+    throw new AgentDefinitionError(`An agent type needs a name and its ancestry from that name to "Agent" (got ${JSON.stringify(type)})`);
+  }
+  return { name, chain: [...chain] };
+}
+
 /** Options of user clients. */
-export type UserClientOptions = ExchangeClientOptions;
+export interface UserClientOptions extends ExchangeClientOptions {
+  /**
+   * Read the client's mailbox (Academy's `start_listener`). A client that does not (a send-only
+   * client: no mailbox consumer) can register, discover, check status, terminate and send
+   * shutdowns (`handle.shutdown()`), but not make calls that wait for an answer (actions, pings:
+   * `SendOnlyClientError`). Its mailbox exists all the same and is terminated when it closes.
+   * @defaultValue true
+   */
+  startListener?: boolean;
+}
 
 /**
  * A user's client: sends requests to agents. Closing it terminates its mailbox.
  */
 export class UserExchangeClient extends ExchangeClient {
   /** @internal Use `ExchangeFactory.createUserClient`. */
-  static async open(
-    transport: ExchangeTransport,
-    options: UserClientOptions = {},
-    interceptors: readonly CallerInterceptor[] = [],
-  ): Promise<UserExchangeClient> {
-    const client = new UserExchangeClient(transport, options, interceptors);
+  static async open(transport: ExchangeTransport, options: UserClientOptions, factory: ExchangeFactory): Promise<UserExchangeClient> {
+    const client = new UserExchangeClient(transport, options, factory);
     try {
-      await client.startListening();
+      if (options.startListener ?? true) await client.startListening();
     } catch (error) {
       await transport.close();
       throw error;
@@ -389,13 +550,8 @@ export interface AgentClientOptions extends ExchangeClientOptions {
 export class AgentExchangeClient extends ExchangeClient {
   readonly #handler: RequestHandler;
 
-  private constructor(
-    transport: ExchangeTransport,
-    handler: RequestHandler,
-    options: AgentClientOptions,
-    interceptors: readonly CallerInterceptor[],
-  ) {
-    super(transport, options, interceptors);
+  private constructor(transport: ExchangeTransport, handler: RequestHandler, options: AgentClientOptions, factory: ExchangeFactory) {
+    super(transport, options, factory);
     this.#handler = handler;
   }
 
@@ -403,10 +559,10 @@ export class AgentExchangeClient extends ExchangeClient {
   static async open(
     transport: ExchangeTransport,
     handler: RequestHandler,
-    options: AgentClientOptions = {},
-    interceptors: readonly CallerInterceptor[] = [],
+    options: AgentClientOptions,
+    factory: ExchangeFactory,
   ): Promise<AgentExchangeClient> {
-    const client = new AgentExchangeClient(transport, handler, options, interceptors);
+    const client = new AgentExchangeClient(transport, handler, options, factory);
     try {
       await client.startListening(options.onTerminated);
     } catch (error) {

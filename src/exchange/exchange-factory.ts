@@ -8,6 +8,8 @@ import type { Interceptors } from "../interceptors/interceptors.ts";
 import type { AgentClientOptions, AgentExchangeClient, RequestHandler, UserClientOptions, UserExchangeClient } from "./exchange-client.ts";
 
 import type { PoolBackend } from "../pool/pool-backend.ts";
+import type { DeadLetterStore } from "./dead-letters.ts";
+import type { ExchangeStats } from "./exchange-stats.ts";
 import type { Logger } from "../util/logger.ts";
 import type { AgentRegistration } from "./transport.ts";
 
@@ -65,6 +67,16 @@ export interface ExchangeFactory {
    * hosts (optional: an exchange without it cannot serve host pools).
    */
   poolBackend?(): Promise<PoolBackend>;
+  /**
+   * The messages this exchange set aside (optional: an exchange without it keeps none an operator
+   * can reach), for the `academy dlq` command and other operator tools.
+   */
+  deadLetters?(): Promise<DeadLetterStore>;
+  /**
+   * Queue statistics of this exchange (optional): mailbox depths and deliveries, dead letters; for
+   * the metrics of runtime hosts and for `academy dashboard`.
+   */
+  stats?(): Promise<ExchangeStats>;
   /** Describe this factory for a worker thread (see {@link WorkerFactoryDescriptor}). */
   forWorker(): WorkerFactoryDescriptor;
   /** Release shared resources (connections). Clients still open keep working until closed. */

@@ -4,6 +4,7 @@
 import type { ActionContext, Agent } from "../agent/agent.ts";
 import type { AgentId } from "../identifiers.ts";
 import { HandleReference } from "../protocol/codec.ts";
+import { currentAgentClient } from "./client-scope.ts";
 import type { RequestBody, ResponseMessage } from "../protocol/messages.ts";
 import { MessageType } from "../protocol/messages.ts";
 
@@ -23,8 +24,6 @@ export interface CallOptions {
 export interface HandleShutdownOptions {
   /** Override the agent's config: terminate its mailbox (`true`) or keep it (`false`). */
   terminate?: boolean;
-  /** Give up waiting for the agent's acknowledgement after this many ms. */
-  timeoutMs?: number;
 }
 
 /** @internal What a handle needs from its exchange client. */
@@ -35,39 +34,69 @@ export interface HandleClient {
    * request is sent.
    */
   request(dest: AgentId, body: RequestBody, options: CallOptions): Promise<ResponseMessage>;
+  /** Send a request that nobody answers; resolves once the exchange has taken it. */
+  post(dest: AgentId, body: RequestBody): Promise<void>;
 }
 
 type HandleApiName = "action" | "invoke" | "with" | "ping" | "shutdown" | "agentId";
 
+/**
+ * The names a handle's typed proxy offers: `A`'s public string members, except those inherited
+ * from `Agent` (the built-in actions `agentDescribe` and `agentStats` excepted) and the handle's
+ * own methods. Decided by name only, never by a member's type, so that agents holding handles to
+ * their own type or to each other (a ring, a team) type-check: a member typed `Handle<Self>` would
+ * otherwise need the proxy's names to work out the proxy's names.
+ */
+type ProxyKey<K> = K extends HandleApiName
+  ? never
+  : K extends Exclude<keyof Agent, "agentDescribe" | "agentStats">
+    ? never
+    : K extends string
+      ? K
+      : never;
+
+/** The proxy's member `K`: a call of the action when `A[K]` is an async method, else `never` (not callable). */
+type ProxyMember<A, K extends keyof A> = A[K] extends (...args: any[]) => Promise<any>
+  ? (...args: ActionArgs<A, K>) => Promise<ActionResult<A, K>>
+  : never;
+
 /** Names of `A`'s methods that can be called as actions (async, not inherited from `Agent`). */
 export type ActionName<A> = {
-  [K in keyof A]-?: K extends HandleApiName
-    ? never
-    : K extends Exclude<keyof Agent, "agentDescribe">
-      ? never
-      : A[K] extends (...args: any[]) => Promise<any>
-        ? K
-        : never;
+  [K in keyof A]-?: ProxyKey<K> extends never ? never : A[K] extends (...args: any[]) => Promise<any> ? K : never;
 }[keyof A] &
   string;
 
-type StripContext<P extends readonly unknown[]> = P extends readonly [...infer Rest, ActionContext] ? Rest : P;
+/** A parameter list without its last parameter when that is an `ActionContext` (required or optional). */
+type StripContext<P extends readonly unknown[]> = P extends readonly [...infer Rest, ActionContext]
+  ? Rest
+  : P extends readonly [...infer Rest, (ActionContext | undefined)?]
+    ? Rest
+    : P;
 
-/** The arguments a caller passes to action `K` (an `ActionContext` last parameter is supplied by the engine). */
+/**
+ * The arguments a caller passes to action `K`: its parameters without a last `ActionContext`
+ * one, which the engine supplies (`@action({ context: true })`). A call cannot pass a value in
+ * the context's place.
+ */
 export type ActionArgs<A, K extends keyof A> = A[K] extends (...args: infer P) => any ? StripContext<P> : never;
 
 /** What action `K` resolves to. */
 export type ActionResult<A, K extends keyof A> = A[K] extends (...args: any[]) => Promise<infer R> ? R : never;
 
-/** The typed proxy part of a handle: one method per action. */
+/**
+ * The typed proxy part of a handle: one method per action (other public members of the agent
+ * class are there typed `never`, so they cannot be called).
+ */
 export type ActionProxy<A> = {
-  readonly [K in ActionName<A>]: (...args: ActionArgs<A, K>) => Promise<ActionResult<A, K>>;
+  readonly [K in keyof A as ProxyKey<K>]: ProxyMember<A, K>;
 };
 
 /**
  * A reference to an agent: `handle.increment(3)`, `handle.action("increment", 3)`,
  * `handle.with({ timeoutMs: 500 }).increment(3)`, `handle.ping()`, `handle.shutdown()`.
  * Handles can be passed as action arguments and results; they arrive bound to the receiver.
+ * Inside an agent (its actions, loops and hooks) every handle sends from that agent's own
+ * client, whichever client made it, as in Academy.
  */
 export type Handle<A extends Agent = Agent> = AgentHandle<A> & ActionProxy<A>;
 
@@ -146,7 +175,7 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
    * @throws {ActionCancelledError} when `signal` aborts (a cancel request is sent) or the agent cancels.
    */
   async invoke(name: string, args: readonly unknown[] = [], options: CallOptions = {}): Promise<unknown> {
-    const response = await this.client.request(
+    const response = await (currentAgentClient() ?? this.client).request(
       this.agentId,
       { type: MessageType.ActionRequest, action: name, args },
       callOptions(this.defaults, options),
@@ -166,20 +195,20 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
    */
   async ping(options: CallOptions = {}): Promise<number> {
     const start = performance.now();
-    await this.client.request(this.agentId, { type: MessageType.PingRequest }, callOptions(this.defaults, options));
+    await (currentAgentClient() ?? this.client).request(this.agentId, { type: MessageType.PingRequest }, callOptions(this.defaults, options));
     return performance.now() - start;
   }
 
   /**
-   * Ask the agent to shut down; resolves when the agent has acknowledged (not when it has stopped).
+   * Ask the agent to shut down. Only sends, as Academy's `Handle.shutdown` does: resolves once the
+   * request is in the agent's mailbox, not when the agent has read it or stopped (the agent reads
+   * it after its startup, whenever it runs). To wait for the agent to stop, use
+   * `Manager.shutdown` (blocking by default) or `Manager.wait`.
    * @throws {AgentTerminatedError} if the agent's mailbox is already terminated.
+   * @throws {BadEntityIdError} if the agent does not exist.
    */
   async shutdown(options: HandleShutdownOptions = {}): Promise<void> {
-    await this.client.request(
-      this.agentId,
-      { type: MessageType.ShutdownRequest, terminate: options.terminate },
-      { timeoutMs: options.timeoutMs ?? this.defaults.timeoutMs, signal: this.defaults.signal },
-    );
+    await (currentAgentClient() ?? this.client).post(this.agentId, { type: MessageType.ShutdownRequest, terminate: options.terminate });
   }
 
   override toString(): string {

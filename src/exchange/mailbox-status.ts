@@ -49,3 +49,21 @@ export function assertMailboxActive(status: MailboxStatus, id: EntityId | string
   const error = mailboxError(status, id, role);
   if (error !== undefined) throw error;
 }
+
+/**
+ * Check that a message may be sent to a mailbox. A mailbox of another site (`remote`) is known
+ * only through a local mirror of that site's registry, which trails it: there only a terminated
+ * mailbox is refused. A missing one may be registered but not mirrored yet; if it is really
+ * missing, the far site's relay answers the request with `BadEntityIdError`.
+ * @throws {BadEntityIdError} if it is missing (and local).
+ * @throws {AgentTerminatedError | UserTerminatedError} if it is terminated.
+ */
+export function assertSendable(status: MailboxStatus, id: EntityId | string, remote: boolean, role?: EntityId["role"]): void {
+  if (remote && status === MailboxStatus.Missing) return;
+  assertMailboxActive(status, id, role);
+}
+
+/** Whether a message may be sent to a mailbox with this status (see {@link assertSendable}). */
+export function isSendable(status: MailboxStatus, remote: boolean): boolean {
+  return status === MailboxStatus.Active || (remote && status === MailboxStatus.Missing);
+}

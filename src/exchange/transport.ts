@@ -49,6 +49,13 @@ export interface ExchangeTransport {
    * the transport listens on), if the transport has one while listening.
    */
   readonly replySubject?: string | undefined;
+  /**
+   * The site of this transport's exchange, when it has a site identity (docs/EDGE.md); ids on
+   * other sites are routed to them.
+   */
+  readonly site?: string | undefined;
+  /** The other sites this transport's exchange reaches (none for a single-site exchange). */
+  readonly remoteSites?: readonly string[] | undefined;
 
   /**
    * Start delivering this mailbox's messages to `handler`; handles inside messages are bound
@@ -61,25 +68,34 @@ export interface ExchangeTransport {
   stopListening(): Promise<void>;
 
   /**
-   * Put a message in `message.dest`'s mailbox (or publish it to `message.replyTo`). Retries
-   * transient failures with the same message id, so a retried send is stored once.
+   * Put a message in `message.dest`'s mailbox (or publish it to `message.replyTo`); with a
+   * `destSite` other than its own, into the outbox to that site. Retries transient failures with
+   * the same message id, so a retried send is stored once.
    * @throws {PayloadTooLargeError} when the encoded message exceeds `maxPayload`.
    * @throws {ExchangeUnavailableError} when the exchange stays unreachable.
+   * @throws {UnknownSiteError | SiteUnreachableError} for a `destSite` it cannot route to.
    */
   send(message: Message): Promise<void>;
 
   /**
-   * Status of the mailbox with this uid. With `fresh`, read at the source (the registry bucket),
-   * not from a cache that may trail it by a moment.
+   * Status of the mailbox with this uid on `site` (undefined: this transport's own). With
+   * `fresh`, read at the source (the registry bucket), not from a cache that may trail it by a
+   * moment. Another site's status comes from a mirror of its registry (eventually consistent).
+   * @throws {UnknownSiteError | SiteUnreachableError} for a site it cannot read.
    */
-  status(uid: string, fresh?: boolean): Promise<MailboxStatus>;
+  status(uid: string, fresh?: boolean, site?: string): Promise<MailboxStatus>;
   /** Register a new agent mailbox of the given type. */
   registerAgent(type: AgentTypeInfo, name?: string): Promise<AgentRegistration>;
-  /** Active agents whose type is `typeName` (or, with `allowSubclasses`, has it as an ancestor). */
-  discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]>;
+  /**
+   * Active agents whose type is `typeName` (or, with `allowSubclasses`, has it as an ancestor), on
+   * `site` (undefined: this transport's own).
+   * @throws {UnknownSiteError | SiteUnreachableError} for a site it cannot read.
+   */
+  discover(typeName: string, allowSubclasses: boolean, site?: string): Promise<AgentId[]>;
   /**
    * Terminate a mailbox: it takes no more messages, and every request waiting in it is answered
    * with a `MailboxTerminatedError`. Idempotent; a no-op for unknown ids.
+   * @throws {CrossSiteOperationError} for a mailbox of another site.
    */
   terminate(id: EntityId): Promise<void>;
   /** Call `listener(uid)` whenever a mailbox this process has sent to is terminated. */

@@ -3,6 +3,7 @@
  * receives, the actions it runs and the responses it sends. Modelled on the Temporal TypeScript
  * SDK's `ActivityInboundCallsInterceptor`: each hook is `(input, next) => output`.
  */
+import type { MessageHeaders } from "../protocol/headers.ts";
 import type { ActionRequest, RequestMessage, ResponseBody } from "../protocol/messages.ts";
 
 /** What `inboundRequest` hooks get: a request that reached the agent, before it is dispatched. */
@@ -17,6 +18,8 @@ export interface InboundRequestInput {
 export interface ActionInput {
   /** The request; its `headers` are the caller's. */
   readonly request: ActionRequest;
+  /** The type name of the agent running the action (`agentType`, else its class name). */
+  readonly agentType: string;
   /** The arguments the action's method gets (before its `ActionContext`, if it takes one). May be changed. */
   args: readonly unknown[];
   /**
@@ -39,6 +42,27 @@ export interface OutboundResponseInput {
   headers: Record<string, string>;
 }
 
+/**
+ * What `event` hooks get: one run of an agent's event handler. Today these are `@event` handlers,
+ * run each time their `AgentEvent` is set; handlers of events that arrive as messages (agent
+ * subscriptions, a later feature) will run through the same hook, with the message's `headers`.
+ */
+export interface EventInput {
+  /** Uid of the agent. */
+  readonly agentId: string;
+  /** The agent's type name. */
+  readonly agentType: string;
+  /** The handler method's name. */
+  readonly handler: string;
+  /** What the handler reacts to: the `AgentEvent` property of an `@event` handler. */
+  readonly event: string;
+  /**
+   * Headers of the message that carried the event (a trace context, say); absent for events
+   * raised inside the agent, such as `AgentEvent`s.
+   */
+  readonly headers?: MessageHeaders | undefined;
+}
+
 /** The rest of an `inboundRequest` chain: returns the request to dispatch. */
 export type InboundRequestNext = (input: InboundRequestInput) => RequestMessage;
 
@@ -47,6 +71,9 @@ export type ActionNext = (input: ActionInput) => Promise<unknown>;
 
 /** The rest of an `outboundResponse` chain: sends the response. */
 export type OutboundResponseNext = (input: OutboundResponseInput) => Promise<void>;
+
+/** The rest of an `event` chain: runs the handler. */
+export type EventNext = (input: EventInput) => Promise<void>;
 
 /**
  * Hooks of the engine that runs an agent (configured on the exchange factory,
@@ -83,4 +110,9 @@ export interface AgentInterceptor {
    * A throw is handled like a failure to send: logged, and the response dropped.
    */
   outboundResponse?(input: OutboundResponseInput, next: OutboundResponseNext): Promise<void>;
+  /**
+   * Around one run of an event handler (see {@link EventInput}). What it throws is the handler's
+   * error: with the default `shutdownOnLoopError`, it shuts the agent down.
+   */
+  event?(input: EventInput, next: EventNext): Promise<void>;
 }

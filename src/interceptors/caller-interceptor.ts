@@ -59,7 +59,10 @@ export interface CallerInterceptor {
    * Around one call: from before its request is sent until its final response arrives. May set
    * headers, `timeoutMs` and `signal` before calling `next`; may replace or observe the result.
    * Runs synchronously where the call is made, so it sees the calling action's
-   * {@link currentAction} scope. A throw (or rejection) fails the call with that error.
+   * {@link currentAction} scope. A throw (or rejection) fails the call with that error. A request
+   * sent without waiting for an answer (`Handle.shutdown`) goes through it too: there `next`
+   * resolves, once the exchange has taken the request, with a `success-response` the client makes
+   * itself.
    */
   outboundRequest?(input: OutboundRequestInput, next: OutboundRequestNext): Promise<ResponseMessage>;
   /**

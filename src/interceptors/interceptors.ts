@@ -7,6 +7,7 @@ import { InvalidConfigError } from "../errors.ts";
 import type { AgentInterceptor } from "./agent-interceptor.ts";
 import type { CallerInterceptor } from "./caller-interceptor.ts";
 import { deadlineInterceptors } from "./deadline.ts";
+import { tracingInterceptors } from "./tracing.ts";
 
 /** Interceptors an exchange factory is given (`interceptors` option). */
 export interface InterceptorOptions {
@@ -22,7 +23,7 @@ export interface InterceptorOptions {
   agent?: readonly AgentInterceptor[];
 }
 
-/** The complete interceptor lists of an exchange factory, built-in ones (deadlines) first. */
+/** The complete interceptor lists of an exchange factory, built-in ones (tracing, deadlines) first. */
 export interface Interceptors {
   readonly caller: readonly CallerInterceptor[];
   readonly agent: readonly AgentInterceptor[];
@@ -61,21 +62,43 @@ export function composeInterceptors<T extends object, K extends keyof T>(
   return composed ? (next as Chain<T, K>) : undefined;
 }
 
+/** The built-in interceptors a factory turns on (its options of the same names). */
+export interface BuiltInInterceptors {
+  /** @defaultValue true */
+  readonly deadlines?: boolean | undefined;
+  /** @defaultValue true */
+  readonly tracing?: boolean | undefined;
+  /** The `messaging.system` of the factory's spans (`nats`). */
+  readonly messagingSystem?: string | undefined;
+}
+
 /**
- * The complete lists of a factory's interceptors: the deadline interceptors first (outermost)
+ * The complete lists of a factory's interceptors: the tracing interceptors first (outermost, so
+ * that a span covers what the others do) when `tracing` is on, then the deadline interceptors
  * when `deadlines` is on, then `options`' own, in their order.
- * @param deadlines - the factory's `deadlines` option.
- * @throws {InvalidConfigError} when a list is not an array of objects, or `deadlines` not a boolean.
+ * @param builtIns - the factory's `deadlines` and `tracing` options (a boolean: `deadlines` alone).
+ * @throws {InvalidConfigError} when a list is not an array of objects, or `deadlines` or `tracing` not a boolean.
  */
-export function resolveInterceptors(options: InterceptorOptions | undefined, deadlines: boolean | undefined = true): Interceptors {
-  if (typeof deadlines !== "boolean") {
-    throw new InvalidConfigError(`deadlines must be true or false (got ${String(deadlines)})`, { option: "deadlines" });
+export function resolveInterceptors(options: InterceptorOptions | undefined, builtIns: BuiltInInterceptors | boolean | undefined = {}): Interceptors {
+  const { deadlines = true, tracing = true, messagingSystem } = typeof builtIns === "object" ? builtIns : { deadlines: builtIns };
+  for (const [option, value] of [["deadlines", deadlines], ["tracing", tracing]] as const) {
+    if (typeof value !== "boolean") throw new InvalidConfigError(`${option} must be true or false (got ${String(value)})`, { option });
   }
-  const caller = checkedList(options?.caller, "caller");
-  const agent = checkedList(options?.agent, "agent");
-  if (!deadlines) return Object.freeze({ caller, agent });
-  const builtIn = deadlineInterceptors();
-  return Object.freeze({ caller: Object.freeze([builtIn.caller, ...caller]), agent: Object.freeze([builtIn.agent, ...agent]) });
+  const caller: CallerInterceptor[] = [];
+  const agent: AgentInterceptor[] = [];
+  if (tracing) {
+    const traced = tracingInterceptors({ messagingSystem });
+    caller.push(traced.caller);
+    agent.push(traced.agent);
+  }
+  if (deadlines) {
+    const builtIn = deadlineInterceptors();
+    caller.push(builtIn.caller);
+    agent.push(builtIn.agent);
+  }
+  caller.push(...checkedList(options?.caller, "caller"));
+  agent.push(...checkedList(options?.agent, "agent"));
+  return Object.freeze({ caller: Object.freeze(caller), agent: Object.freeze(agent) });
 }
 
 function checkedList<T>(list: readonly T[] | undefined, side: string): readonly T[] {

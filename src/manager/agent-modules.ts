@@ -9,7 +9,7 @@
 import { statSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { Agent } from "../agent/agent.ts";
+import { isAgentSubclass } from "../agent/agent.ts";
 import { agentTypeName } from "../agent/agent-type.ts";
 import type { AgentClass } from "../agent/agent-type.ts";
 import { AgentDefinitionError, ExecutorError } from "../errors.ts";
@@ -43,9 +43,9 @@ export function agentModuleName(module: string | URL): string {
   return module instanceof URL ? module.href : module;
 }
 
-/** Whether `value` is a class that extends `Agent` (and is not `Agent` itself). */
+/** Whether `value` is a class that extends `Agent` (of any copy of this library; not `Agent` itself). */
 function isAgentClass(value: unknown): value is AgentClass {
-  return typeof value === "function" && value !== Agent && value.prototype instanceof Agent;
+  return isAgentSubclass(value);
 }
 
 /**
@@ -54,8 +54,8 @@ function isAgentClass(value: unknown): value is AgentClass {
  * (under two names, or re-exported by another module) counts once.
  *
  * Modules are imported one after another, in order, through Node's module cache: loading the same
- * modules again is cheap and yields the same classes. The classes must extend the `Agent` of this
- * copy of the library (a module bundling its own copy exports classes that are not found).
+ * modules again is cheap and yields the same classes. Classes extending the `Agent` of another
+ * copy of this library (the package and its sources, or a bundled copy) are found too.
  *
  * @param modules - file paths, `file:` URLs or package specifiers (see {@link agentModuleSpecifier}).
  * @returns type name to class.

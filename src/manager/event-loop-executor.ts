@@ -1,5 +1,6 @@
 import type { Agent } from "../agent/agent.ts";
 import type { AgentClass } from "../agent/agent-type.ts";
+import { ExecutorError } from "../errors.ts";
 import type { AgentExecution, AgentExecutor, LaunchSpec } from "./executor.ts";
 import { buildFromArgs, runAgentOnce, runWithRetries } from "./executor.ts";
 
@@ -9,6 +10,9 @@ import { buildFromArgs, runAgentOnce, runWithRetries } from "./executor.ts";
  */
 export class EventLoopExecutor implements AgentExecutor {
   execute<A extends Agent>(spec: LaunchSpec<A>): AgentExecution {
+    if (typeof spec.agent === "string") {
+      return { done: Promise.reject(new ExecutorError(`The event-loop executor runs agent classes and instances, not type names ('${spec.agent}')`, { executor: "event-loop" })) };
+    }
     const source =
       typeof spec.agent === "function" ? buildFromArgs(spec.agent as AgentClass<A>, spec.args) : (spec.agent as A);
     return { done: runWithRetries(spec, (config) => runAgentOnce(source, spec, config)) };

@@ -21,8 +21,11 @@ import type { Logger } from "../util/logger.ts";
 
 /** Everything an executor needs to run an agent. */
 export interface LaunchSpec<A extends Agent = Agent> {
-  /** The agent class, or (event-loop executor only) a ready instance. */
-  readonly agent: AgentClass<A> | A;
+  /**
+   * The agent class, or (event-loop executor only) a ready instance, or (executors with
+   * {@link AgentExecutor.resolveType} only) the type name of a class the executor finds itself.
+   */
+  readonly agent: AgentClass<A> | A | string;
   /** Constructor arguments, CBOR-encoded (handles inside are rebound to the agent's client). */
   readonly args: Uint8Array;
   readonly registration: AgentRegistration<A>;
@@ -53,7 +56,8 @@ export interface AgentExecution {
 
 /** What an executor may check before the agent is registered. */
 export interface PrepareSpec {
-  readonly agent: AgentClass | Agent;
+  /** As {@link LaunchSpec.agent}. */
+  readonly agent: AgentClass | Agent | string;
   readonly agentType: AgentTypeInfo;
   readonly exchangeFactory: ExchangeFactory;
 }
@@ -65,6 +69,19 @@ export interface AgentExecutor {
    * @throws the reason it cannot.
    */
   prepare?(spec: PrepareSpec): Promise<void>;
+  /**
+   * Register a new agent where this executor runs it (optional): an executor that runs agents on
+   * another site names the agent on that site, which registers it when the launch arrives.
+   * Undefined (or no such method): the manager registers the agent with its own exchange client.
+   */
+  register?(spec: PrepareSpec & { readonly name?: string | undefined }): Promise<AgentRegistration | undefined>;
+  /**
+   * The type of an agent launched by type name (`Manager.launch("Counter", …)`): its name and
+   * ancestry, which registration records. Only executors that find agent classes by name where
+   * they run them (a host pool) have it; the manager refuses launches by name on the others.
+   * @throws {UnknownAgentTypeError} if the executor knows no such type.
+   */
+  resolveType?(typeName: string, exchangeFactory: ExchangeFactory): Promise<AgentTypeInfo>;
   /** Start running an agent; returns at once. */
   execute<A extends Agent>(spec: LaunchSpec<A>): AgentExecution;
   /** Release the executor's resources (after its agents have stopped). */

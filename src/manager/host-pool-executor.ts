@@ -6,7 +6,7 @@
  * agent is not the one that started it (failover, retries on another host).
  */
 import { terminatedError } from "../exchange/mailbox-status.ts";
-import { Agent } from "../agent/agent.ts";
+import { isAgentSubclass } from "../agent/agent.ts";
 import type { AgentTypeInfo } from "../agent/agent-type.ts";
 import { AgentAlreadyLaunchedError, AgentDefinitionError, ExecutorError, InvalidConfigError, UnknownAgentTypeError } from "../errors.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
@@ -17,7 +17,12 @@ import { POOL_RECORD_VERSION, encodeLaunchRequest } from "../pool/records.ts";
 import type { HostRecord, LaunchRequest, Placement } from "../pool/records.ts";
 import { transitionPlacement } from "../pool/transition-placement.ts";
 import { fromFailure, toFailure } from "../protocol/failure.ts";
-import { EntityRole } from "../identifiers.ts";
+import { isEmptyHeaders } from "../protocol/headers.ts";
+import type { MessageHeaders } from "../protocol/headers.ts";
+import { SpanKind, context, trace } from "@opentelemetry/api";
+import { TraceAttribute, inSpan, injectTraceContext } from "../interceptors/tracing.ts";
+import { AgentId, EntityRole } from "../identifiers.ts";
+import type { AgentRegistration } from "../exchange/transport.ts";
 import { deferred } from "../util/deferred.ts";
 import type { Deferred } from "../util/deferred.ts";
 import type { AgentExecution, AgentExecutor, LaunchSpec, PrepareSpec } from "./executor.ts";
@@ -26,6 +31,16 @@ import type { AgentExecution, AgentExecutor, LaunchSpec, PrepareSpec } from "./e
 export interface HostPoolExecutorOptions {
   /** The pool's name, as given to its hosts (`--pool`). */
   readonly pool: string;
+  /**
+   * The site whose pool this is, when it is another site than the manager's (docs/EDGE.md).
+   * Launches are then stored in the outbox to that site and forwarded when its uplink allows;
+   * that site registers the agent and keeps its placement (placements never leave their site).
+   * The manager learns that the agent stopped when its mailbox shows terminated in the mirror of
+   * that site's registry; how it ended (completed, or failed and why) stays in the site's
+   * placement (`academy agents --site <site>` at the site). Only new agents are launched this way.
+   * @defaultValue the manager's own site
+   */
+  readonly site?: string;
 }
 
 const HOSTS_CACHE_MS = 1_000;
@@ -51,6 +66,8 @@ interface Waiter {
  */
 export class HostPoolExecutor implements AgentExecutor {
   readonly pool: string;
+  /** The pool's site when it is another than the manager's; undefined for the manager's own. */
+  readonly site: string | undefined;
   readonly #waiters = new Map<string, Waiter>();
   #watching: { factory: ExchangeFactory; backend: Promise<PoolBackend> } | undefined;
   #stopWatch: (() => void) | undefined;
@@ -60,26 +77,69 @@ export class HostPoolExecutor implements AgentExecutor {
   /** @throws {InvalidConfigError} for an invalid pool name. */
   constructor(options: HostPoolExecutorOptions) {
     this.pool = checkPool(options.pool);
+    this.site = options.site;
+  }
+
+  /** Whether the pool is on another site than the manager's exchange (known once it is open). */
+  #remote(backend: PoolBackend): boolean {
+    return this.site !== undefined && this.site !== backend.site;
+  }
+
+  /**
+   * The id of a new agent on the pool's site when that is another site (which registers it when
+   * the launch arrives there); undefined for a pool of the manager's own site, whose agents the
+   * manager registers as always.
+   */
+  async register(spec: PrepareSpec & { readonly name?: string | undefined }): Promise<AgentRegistration | undefined> {
+    if (this.site === undefined) return undefined;
+    const backend = await this.#backend(spec.exchangeFactory);
+    if (!this.#remote(backend)) return undefined;
+    return { agentId: AgentId.create(spec.name, this.site), agentType: spec.agentType };
   }
 
   /**
    * Check the agent can run on this pool before it is registered.
-   * @throws {AgentDefinitionError} for an agent instance (a pool launches classes).
+   * @throws {AgentDefinitionError} for an agent instance (a pool launches classes, or type names).
    * @throws {InvalidConfigError} unless the manager's exchange serves host pools.
    * @throws {UnknownAgentTypeError} when the pool has hosts and none of them can run the type. A
    *   pool without hosts takes the launch: it waits in the stream until a host joins.
    */
   async prepare(spec: PrepareSpec): Promise<void> {
-    if (typeof spec.agent !== "function" || !(spec.agent.prototype instanceof Agent)) {
+    if (typeof spec.agent !== "string" && !isAgentSubclass(spec.agent)) {
       throw new AgentDefinitionError(`Host pool '${this.pool}' launches agent classes, not instances`);
     }
     const backend = await this.#backend(spec.exchangeFactory);
+    // Host records stay on their site: a pool of another site is not checked from here.
+    if (this.#remote(backend)) return;
     const runs = (hosts: readonly HostRecord[]): boolean => hosts.some((h) => h.types.includes(spec.agentType.name));
     let hosts = await this.#hosts(backend, false);
     if (hosts.length > 0 && !runs(hosts)) hosts = await this.#hosts(backend, true); // a host may have just joined
     if (hosts.length > 0 && !runs(hosts)) {
       throw unknownType(spec.agentType, this.pool, `none of its ${hosts.length} host(s) can load it`);
     }
+  }
+
+  /**
+   * The type named `typeName` as the pool's hosts have it: its ancestry from a host that lists it.
+   * @throws {UnknownAgentTypeError} when no serving host of the pool lists the type (a launch by
+   *   name needs one: the ancestry the registration records comes from the hosts).
+   */
+  async resolveType(typeName: string, exchangeFactory: ExchangeFactory): Promise<AgentTypeInfo> {
+    const backend = await this.#backend(exchangeFactory);
+    const hosts = await this.#hosts(backend, true);
+    const host = hosts.find((h) => h.types.includes(typeName));
+    if (host === undefined) {
+      throw unknownType(
+        typeName,
+        this.pool,
+        hosts.length === 0
+          ? "the pool has no serving host, and a launch by type name takes the type's ancestry from the hosts"
+          : `none of its ${hosts.length} host(s) lists it`,
+      );
+    }
+    // Hosts older than the chains field: the type and Agent (discover by a base type misses it).
+    const chain = host.chains?.[typeName] ?? [typeName, "Agent"];
+    return { name: typeName, chain: [...chain] };
   }
 
   /** The pool's serving hosts, read at most once a second (launching many agents reads it once). */
@@ -115,16 +175,42 @@ export class HostPoolExecutor implements AgentExecutor {
     this.#waiters.clear();
   }
 
-  async #submit(spec: LaunchSpec, done: Deferred<void>): Promise<void> {
+  /** Queue the agent on the pool, in a `launch <type>` span whose context the request carries. */
+  #submit(spec: LaunchSpec, done: Deferred<void>): Promise<void> {
+    const { agentId, agentType } = spec.registration;
+    const attributes = {
+      [TraceAttribute.AgentId]: agentId.uid,
+      [TraceAttribute.AgentType]: agentType.name,
+      [TraceAttribute.Pool]: this.pool,
+    };
+    return inSpan(`launch ${agentType.name}`, { kind: SpanKind.PRODUCER, attributes }, (span) => {
+      const headers: Record<string, string> = {};
+      if (span !== undefined) injectTraceContext(trace.setSpan(context.active(), span), headers);
+      return this.#queue(spec, done, isEmptyHeaders(headers) ? undefined : headers);
+    });
+  }
+
+  async #queue(spec: LaunchSpec, done: Deferred<void>, headers: MessageHeaders | undefined): Promise<void> {
     if (this.#closed) throw new ExecutorError(`The executor of pool '${this.pool}' is closed`, { executor: this.pool });
     const backend = await this.#backend(spec.exchangeFactory);
     const { agentId, agentType } = spec.registration;
     const waiter: Waiter = { gen: Number.POSITIVE_INFINITY, done };
     this.#waiters.set(agentId.uid, waiter);
-    const request = this.#launchRequest(spec);
+    const request = this.#launchRequest(spec, headers);
     // Leave room for what hosts add to the placement (host ids, a failure): a launch that only just
     // fits would fail on the host instead.
     backend.checkSize(encodeLaunchRequest(request).byteLength + PLACEMENT_ROOM, `Launch request of agent ${agentId}`);
+    if (this.#remote(backend)) {
+      if (spec.newlyRegistered !== true) {
+        throw new ExecutorError(`Pool '${this.pool}' of site ${this.site} launches new agents only; ${agentId} was registered before`, {
+          executor: this.pool,
+        });
+      }
+      waiter.gen = 0;
+      await backend.publishRemoteLaunch(this.site!, request);
+      spec.logger.debug({ agentId: agentId.uid, agentType: agentType.name, pool: this.pool, site: this.site }, "launch request stored for another site");
+      return;
+    }
     // An agent registered for this very launch has no placement anywhere: skip the scan (a KV
     // consumer per launch, most of a launch's cost when thousands are launched at once).
     const elsewhere = spec.newlyRegistered === true ? undefined : (await backend.placementsOf(agentId.uid)).find((p) => p.pool !== this.pool && !isFinal(p.state));
@@ -146,9 +232,10 @@ export class HostPoolExecutor implements AgentExecutor {
   }
 
   /** The launch request of a first launch (generation 0, no failed runs). */
-  #launchRequest(spec: LaunchSpec): LaunchRequest {
+  #launchRequest(spec: LaunchSpec, headers: MessageHeaders | undefined): LaunchRequest {
     const { agentId, agentType } = spec.registration;
     return {
+      ...(headers !== undefined && { headers }),
       v: POOL_RECORD_VERSION,
       uid: agentId.uid,
       name: agentId.name,
@@ -196,6 +283,16 @@ export class HostPoolExecutor implements AgentExecutor {
   /** Follow the pool's placements and the agents' terminations, once the backend is ready. */
   async #follow(opening: Promise<PoolBackend>): Promise<PoolBackend> {
     const backend = await opening;
+    if (this.#remote(backend)) {
+      // Placements stay on their site; the agent's mailbox terminated there says it stopped.
+      this.#stopWatch = backend.onRemoteMailboxTerminated(this.site!, (uid) => {
+        const waiter = this.#waiters.get(uid);
+        this.#waiters.delete(uid);
+        waiter?.done.resolve();
+      });
+      if (this.#closed) this.#stopWatch();
+      return backend;
+    }
     const stopWatch = await backend.watchPlacements(this.pool, (placement) => this.#onPlacement(placement));
     const stopListening = backend.onMailboxTerminated((uid) => void this.#onTerminated(backend, uid));
     this.#stopWatch = () => {

@@ -2,9 +2,10 @@
  * The manager: launches agents on executors, waits for them, restarts failed ones, shuts them
  * down. Mirrors Academy's `Manager`.
  */
-import { Agent } from "../agent/agent.ts";
+import type { Agent } from "../agent/agent.ts";
+import { describeValue, isAgentBase, isAgentInstance, isAgentSubclass } from "../agent/agent.ts";
 import { agentTypeInfo } from "../agent/agent-type.ts";
-import type { AgentClass } from "../agent/agent-type.ts";
+import type { AgentClass, AgentTypeInfo } from "../agent/agent-type.ts";
 import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
 import type { RuntimeConfig } from "../agent/runtime-config.ts";
 import {
@@ -14,11 +15,12 @@ import {
   ClientClosedError,
   InvalidConfigError,
   MailboxTerminatedError,
+  RequestTimeoutError,
   UnknownExecutorError,
   WaitTimeoutError,
   raiseErrors,
 } from "../errors.ts";
-import type { UserExchangeClient } from "../exchange/exchange-client.ts";
+import type { RegisterAgentsEntry, RegisteredAgents, UserExchangeClient } from "../exchange/exchange-client.ts";
 
 import type { CreateUserClientOptions, ExchangeFactory } from "../exchange/exchange-factory.ts";
 import { AgentHandle } from "../exchange/handle.ts";
@@ -27,11 +29,14 @@ import type { Handle } from "../exchange/handle.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
 
 import { AgentId } from "../identifiers.ts";
+import type { UserId } from "../identifiers.ts";
 import { encodeValue } from "../protocol/codec.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
 import { EventLoopExecutor } from "./event-loop-executor.ts";
 import type { AgentExecutor } from "./executor.ts";
+import { launchBatch } from "./launch-batch.ts";
+import type { BatchAgent, BatchLaunch } from "./launch-batch.ts";
 
 /** Name of the executor every manager has unless told otherwise. */
 export const EVENT_LOOP_EXECUTOR = "event-loop";
@@ -62,6 +67,14 @@ export interface ManagerOptions {
    * @defaultValue 100
    */
   retryBackoffMs?: number;
+  /**
+   * How long `close()` waits for its agents to acknowledge the shutdown and stop, in ms. Agents on
+   * a host pool need a host to stop them: with none serving the pool they would never stop. When
+   * the time passes, `close()` logs which agents it still waits for, closes the executors (which
+   * stops waiting for them), finishes closing and throws `WaitTimeoutError`.
+   * @defaultValue 60_000
+   */
+  closeTimeoutMs?: number;
   /** @defaultValue silent */
   logger?: Logger;
 }
@@ -123,9 +136,19 @@ export interface WaitOptions {
   timeoutMs?: number;
 }
 
+/** What {@link Manager.wait} returns (Academy's `done` and `pending` sets of `asyncio.wait`). */
+export interface WaitResult {
+  /** The agents that have stopped. */
+  readonly done: AgentId[];
+  /** The agents still running. */
+  readonly pending: AgentId[];
+}
+
 interface LaunchedAgent {
   readonly agentId: AgentId;
   readonly executor: string;
+  /** Detached: no longer this manager's (its end is neither logged nor raised). */
+  detached?: boolean;
   /** Settles when the agent stops; never rejects. */
   readonly settled: Promise<void>;
   done: boolean;
@@ -143,9 +166,10 @@ export class Manager implements AsyncDisposable {
   readonly #client: UserExchangeClient;
   readonly #factory: ExchangeFactory;
   readonly #executors = new Map<string, AgentExecutor>();
-  readonly #defaultExecutor: string;
+  #defaultExecutor: string;
   readonly #maxRetries: number;
   readonly #retryBackoffMs: number;
+  readonly #closeTimeoutMs: number;
   readonly #logger: Logger;
   readonly #agents = new Map<string, LaunchedAgent>();
   /** Set by `fromExchangeFactory`, which creates the client and so owns the factory's lifetime. */
@@ -153,10 +177,18 @@ export class Manager implements AsyncDisposable {
   #closing: Promise<void> | undefined;
 
   /**
-   * Prefer {@link Manager.fromExchangeFactory}. The manager owns (and closes) `client` and its
-   * executors; it closes `factory` only when it created the client itself.
+   * A manager around a user client, as Academy's `Manager(exchange_client, executors)`: its agents
+   * get their clients from the client's factory (`client.factory()`). Prefer
+   * {@link Manager.fromExchangeFactory}. The manager owns (and closes) `client` and its executors;
+   * it closes the factory only when it created the client itself.
    */
-  constructor(client: UserExchangeClient, factory: ExchangeFactory, options: ManagerOptions = {}) {
+  constructor(client: UserExchangeClient, options?: ManagerOptions);
+  /** @deprecated the factory is `client.factory()`; pass `(client, options)`. */
+  constructor(client: UserExchangeClient, factory: ExchangeFactory, options?: ManagerOptions);
+  constructor(client: UserExchangeClient, factoryOrOptions?: ExchangeFactory | ManagerOptions, maybeOptions?: ManagerOptions) {
+    const factoryGiven = factoryOrOptions !== undefined && typeof (factoryOrOptions as ExchangeFactory).createUserClient === "function";
+    const factory = factoryGiven ? (factoryOrOptions as ExchangeFactory) : client.factory();
+    const options: ManagerOptions = (factoryGiven ? maybeOptions : (factoryOrOptions as ManagerOptions | undefined)) ?? {};
     this.#client = client;
     this.#factory = factory;
     this.#logger = (options.logger ?? silentLogger).child({ manager: client.clientId.uid });
@@ -171,6 +203,7 @@ export class Manager implements AsyncDisposable {
     }
     this.#maxRetries = checkCount(options.maxRetries ?? 0, "maxRetries");
     this.#retryBackoffMs = checkCount(options.retryBackoffMs ?? 100, "retryBackoffMs");
+    this.#closeTimeoutMs = checkCount(options.closeTimeoutMs ?? 60_000, "closeTimeoutMs");
   }
 
   /**
@@ -183,7 +216,7 @@ export class Manager implements AsyncDisposable {
   ): Promise<Manager> {
     const client = await factory.createUserClient({ logger: options.logger, ...options.client });
     try {
-      const manager = new Manager(client, factory, options);
+      const manager = new Manager(client, options);
       manager.#ownsFactory = true;
       return manager;
     } catch (error) {
@@ -207,6 +240,43 @@ export class Manager implements AsyncDisposable {
     return [...this.#executors.keys()];
   }
 
+  /** The id of the manager's user client (Academy's `Manager.user_id`). */
+  get userId(): UserId {
+    return this.#client.clientId as UserId;
+  }
+
+  /** The executor `launch` uses when it names none. */
+  get defaultExecutor(): string {
+    return this.#defaultExecutor;
+  }
+
+  /**
+   * Add an executor (Academy's `add_executor`). Executors cannot be removed: agents may run on
+   * them. The manager closes it with the others.
+   * @returns this manager, for chaining.
+   * @throws {InvalidConfigError} if an executor has that name already.
+   * @throws {ClientClosedError} if the manager is closed.
+   */
+  addExecutor(name: string, executor: AgentExecutor): this {
+    this.#assertOpen();
+    if (this.#executors.has(name)) {
+      throw new InvalidConfigError(`An executor named '${name}' exists already`, { option: "executors" });
+    }
+    this.#executors.set(name, executor);
+    return this;
+  }
+
+  /**
+   * Make `name` the executor `launch` uses when it names none (Academy's `set_default_executor`).
+   * @returns this manager, for chaining.
+   * @throws {UnknownExecutorError} if there is no executor of that name.
+   */
+  setDefaultExecutor(name: string): this {
+    if (!this.#executors.has(name)) throw new UnknownExecutorError(`No executor named '${name}'`, { executor: name });
+    this.#defaultExecutor = name;
+    return this;
+  }
+
   /**
    * Launch an agent: register it (unless `registration` is given) and start it on an executor.
    * Returns its handle at once; requests wait in its mailbox until its startup completes.
@@ -219,12 +289,25 @@ export class Manager implements AsyncDisposable {
    *   when no host of the pool can run it, `ExchangeUnavailableError` when the launch cannot be
    *   stored, `AgentAlreadyLaunchedError` when the agent runs on the pool already).
    */
-  async launch<A extends Agent>(agent: AgentClass<A> | A, options: LaunchOptions<A> = {}): Promise<Handle<A>> {
+  async launch<A extends Agent>(agent: AgentClass<A> | A, options?: LaunchOptions<A>): Promise<Handle<A>>;
+  /**
+   * Launch an agent by type name, on an executor that finds agent classes by name where it runs
+   * them (a `HostPoolExecutor`): for launchers that do not load the class, such as
+   * `academy launch <type> --pool <pool>`. The type's ancestry comes from the executor (the
+   * pool's hosts), so `discover` by a base type finds the agent.
+   * @throws {AgentDefinitionError} if the executor cannot launch by type name.
+   * @throws {UnknownAgentTypeError} if the executor knows no such type.
+   */
+  async launch(agentType: string, options?: LaunchOptions): Promise<Handle<Agent>>;
+  async launch<A extends Agent>(agent: AgentClass<A> | A | string, options: LaunchOptions<A> = {}): Promise<Handle<A>> {
     this.#assertOpen();
+    const byName = typeof agent === "string";
     const isClass = typeof agent === "function";
-    if (isClass ? !(agent.prototype instanceof Agent) : !(agent instanceof Agent)) {
+    if (!byName && (isClass ? !isAgentSubclass(agent) : !isAgentInstance(agent))) {
       throw new AgentDefinitionError(
-        (agent as unknown) === Agent ? "Agent itself cannot be launched; subclass it" : "launch() takes an Agent subclass or instance",
+        isAgentBase(agent)
+          ? "Agent itself cannot be launched; subclass it"
+          : `launch() takes an Agent subclass or instance, got ${describeValue(agent)}`,
       );
     }
     const executorName = options.executor ?? this.#defaultExecutor;
@@ -232,10 +315,17 @@ export class Manager implements AsyncDisposable {
     if (executor === undefined) {
       throw new UnknownExecutorError(`No executor named '${executorName}'`, { executor: executorName });
     }
+    if (byName && executor.resolveType === undefined) {
+      throw new AgentDefinitionError(
+        `Executor '${executorName}' runs agent classes: launch the class, or launch '${agent}' by name on a host pool executor`,
+      );
+    }
     const config = resolveRuntimeConfig(options.config);
-    const args = encodeValue(isClass ? [...(options.args ?? [])] : []);
+    const args = encodeValue(isClass || byName ? [...(options.args ?? [])] : []);
     const maxRetries = checkCount(options.maxRetries ?? this.#maxRetries, "maxRetries");
-    const agentClass = (isClass ? agent : agent.constructor) as AgentClass<A>;
+    const agentType: AgentTypeInfo =
+      options.registration?.agentType ??
+      (byName ? await executor.resolveType!(agent, this.#factory) : agentTypeInfo((isClass ? agent : agent.constructor) as AgentClass<A>));
 
     let registration = options.registration;
     if (registration !== undefined && this.#agents.has(registration.agentId.uid)) {
@@ -243,13 +333,14 @@ export class Manager implements AsyncDisposable {
         agentId: registration.agentId.uid,
       });
     }
-    await executor.prepare?.({
-      agent,
-      agentType: registration?.agentType ?? agentTypeInfo(agentClass),
-      exchangeFactory: this.#factory,
-    });
+    await executor.prepare?.({ agent, agentType, exchangeFactory: this.#factory });
     const registered = registration === undefined;
-    registration ??= await this.#client.registerAgent(agentClass, { name: options.name });
+    if (registration === undefined && executor.register !== undefined) {
+      // An executor of another site names the agent there.
+      const spec = { agent, agentType, exchangeFactory: this.#factory, name: options.name };
+      registration = (await executor.register(spec)) as AgentRegistration<A> | undefined;
+    }
+    registration ??= await this.#client.registerAgent<A>(agentType, { name: options.name });
     const agentId = registration.agentId;
     const execution = executor.execute({
       agent,
@@ -286,7 +377,7 @@ export class Manager implements AsyncDisposable {
           launched.done = true;
           launched.failed = true;
           launched.error = error;
-          this.#logger.error({ err: error, agentId: agentId.uid }, "agent failed");
+          if (launched.detached !== true) this.#logger.error({ err: error, agentId: agentId.uid }, "agent failed");
         },
       ),
     };
@@ -304,6 +395,60 @@ export class Manager implements AsyncDisposable {
   async registerAgent<A extends Agent>(agentClass: AgentClass<A>, options: { name?: string } = {}): Promise<AgentRegistration<A>> {
     this.#assertOpen();
     return this.#client.registerAgent(agentClass, options);
+  }
+
+  /**
+   * Register several agents at once (Academy's `register_agents`); all or none.
+   * @returns the registrations, in the order given.
+   */
+  async registerAgents<const T extends ReadonlyArray<AgentClass | RegisterAgentsEntry>>(agents: T): Promise<RegisteredAgents<T>> {
+    this.#assertOpen();
+    return this.#client.registerAgents(agents);
+  }
+
+  /**
+   * Launch several agents whose arguments may hold each other's handles (Academy's
+   * `launch_batch`): every agent is registered first, then each is launched, with `args` or
+   * `args(handles)` (the batch's handles, in order). Works on every executor.
+   *
+   * ```ts
+   * // A ring: each node gets a handle to the next.
+   * const ring = await manager.launchBatch(
+   *   Array.from({ length: 3 }, (_, i) => ({ agent: Node, args: (h: readonly Handle[]) => [h[(i + 1) % 3]] })),
+   * );
+   * ```
+   * @returns the handles, in the order given.
+   * @throws {AgentDefinitionError | UnknownExecutorError} before registering anything.
+   * @throws a launch's error: agents launched before it keep running; the registrations of the
+   *   others are terminated.
+   */
+  async launchBatch<const L extends readonly BatchLaunch[]>(launches: L): Promise<{ -readonly [K in keyof L]: Handle<BatchAgent<L[K]>> }> {
+    this.#assertOpen();
+    const handles = await launchBatch(
+      {
+        executors: this.executors,
+        registerAgents: (agents) => this.registerAgents(agents),
+        getHandle: (registration) => this.getHandle(registration),
+        launch: (agent, options) => this.launch(agent, options),
+        terminateUnlaunched: (registration) => this.#client.terminate(registration.agentId).catch(() => undefined),
+      },
+      launches,
+    );
+    return handles as { -readonly [K in keyof L]: Handle<BatchAgent<L[K]>> };
+  }
+
+  /**
+   * Stop managing a launched agent: `close()` neither shuts it down nor waits for it, and
+   * `running`, `wait` and `shutdown` no longer know it. For agents meant to outlive the launching
+   * program, such as those `academy launch` puts on a host pool (they run on until shut down
+   * through a handle). An agent in this process's event loop or worker threads still stops when
+   * its executor closes.
+   * @throws {BadEntityIdError} if this manager did not launch the agent.
+   */
+  detach(agent: AgentRef): void {
+    const launched = this.#lookup(agent);
+    launched.detached = true;
+    this.#agents.delete(launched.agentId.uid);
   }
 
   /** Ids of the agents launched by this manager that have not stopped. */
@@ -331,29 +476,30 @@ export class Manager implements AsyncDisposable {
   }
 
   /**
-   * Wait for launched agents to stop.
+   * Wait for launched agents to stop, as Academy's `wait` (and `asyncio.wait`): until all have
+   * stopped (`"all-completed"`), any has (`"first-completed"`), or any has failed or all have
+   * stopped (`"first-exception"`). When `timeoutMs` passes first, the wait returns the agents
+   * stopped so far if the condition allows it (any stopped, for `"first-completed"` and
+   * `"first-exception"`), and raises `WaitTimeoutError` otherwise.
+   * @returns the agents that have stopped and those still running, in the order given.
    * @throws {BadEntityIdError} if this manager did not launch one of them.
-   * @throws {WaitTimeoutError} if `timeoutMs` passes first.
-   * @throws the agents' errors, with `raiseError`.
+   * @throws {WaitTimeoutError} if `timeoutMs` passes with no agent stopped, or (`"all-completed"`)
+   *   with any still running.
+   * @throws the errors of the stopped agents that failed, with `raiseError`.
    */
-  async wait(agents: Iterable<AgentRef>, options: WaitOptions = {}): Promise<void> {
+  async wait(agents: Iterable<AgentRef>, options: WaitOptions = {}): Promise<WaitResult> {
     const targets = [...new Set([...agents].map((a) => this.#lookup(a)))];
-    if (targets.length === 0) return;
+    if (targets.length === 0) return { done: [], pending: [] };
     const returnWhen = options.returnWhen ?? ReturnWhen.AllCompleted;
     const condition = this.#waitCondition(targets, returnWhen);
     if (options.timeoutMs === undefined) {
       await condition;
     } else {
       let timer: NodeJS.Timeout | undefined;
-      const timedOut = await Promise.race([
-        condition.then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), options.timeoutMs);
-        }),
-      ]);
+      await Promise.race([condition, new Promise<void>((resolve) => (timer = setTimeout(resolve, options.timeoutMs)))]);
       clearTimeout(timer);
-      if (timedOut) {
-        const pending = targets.filter((t) => !t.done).length;
+      const pending = targets.filter((t) => !t.done).length;
+      if (pending === targets.length || (pending > 0 && returnWhen === ReturnWhen.AllCompleted)) {
         throw new WaitTimeoutError(`${pending} of ${targets.length} agent(s) still running after ${options.timeoutMs} ms`, {
           timeoutMs: options.timeoutMs,
           pending,
@@ -366,12 +512,15 @@ export class Manager implements AsyncDisposable {
         "Waited agents failed",
       );
     }
+    return { done: targets.filter((t) => t.done).map((t) => t.agentId), pending: targets.filter((t) => !t.done).map((t) => t.agentId) };
   }
 
   /**
-   * Shut every running agent down and wait for them, close the user client (terminating its
-   * mailbox) and the executors and the factory, then raise the errors agents failed with.
-   * Idempotent.
+   * Shut every running agent down and wait for them (at most `closeTimeoutMs`), close the user
+   * client (terminating its mailbox) and the executors and the factory, then raise the errors
+   * agents failed with. Idempotent.
+   * @throws {WaitTimeoutError} (possibly in an `ErrorGroup`) when agents were still running at
+   *   the deadline; everything was closed all the same.
    */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -384,20 +533,41 @@ export class Manager implements AsyncDisposable {
 
   async #close(): Promise<void> {
     const launched = [...this.#agents.values()];
-    await Promise.all(
-      launched
-        .filter((a) => !a.done)
-        .map(async (a) => {
-          try {
-            await this.getHandle(a.agentId).shutdown();
-          } catch (error) {
-            if (!(error instanceof MailboxTerminatedError)) {
-              this.#logger.warn({ err: error, agentId: a.agentId.uid }, "could not ask agent to shut down");
-            }
+    const running = launched.filter((a) => !a.done);
+    const deadline = Date.now() + this.#closeTimeoutMs;
+    if (running.length > 0) {
+      this.#logger.info(
+        { agents: running.map((a) => a.agentId.uid), executors: [...new Set(running.map((a) => a.executor))], timeoutMs: this.#closeTimeoutMs },
+        "closing: waiting for agents to stop (agents on a host pool need a host serving the pool)",
+      );
+    }
+    const stopped = Promise.all([
+      ...running.map(async (a) => {
+        try {
+          await this.getHandle(a.agentId).shutdown();
+        } catch (error) {
+          if (!(error instanceof MailboxTerminatedError) && !(error instanceof RequestTimeoutError)) {
+            this.#logger.warn({ err: error, agentId: a.agentId.uid }, "could not ask agent to shut down");
           }
-        }),
-    );
-    await Promise.all(launched.map((a) => a.settled));
+        }
+      }),
+      ...launched.map((a) => a.settled),
+    ]);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      stopped.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), Math.max(0, deadline - Date.now()));
+      }),
+    ]);
+    clearTimeout(timer);
+    const pending = launched.filter((a) => !a.done);
+    if (timedOut) {
+      this.#logger.warn(
+        { agents: pending.map((a) => a.agentId.uid), executors: [...new Set(pending.map((a) => a.executor))], timeoutMs: this.#closeTimeoutMs },
+        "close timed out: agents still running; closing their executors without waiting for them",
+      );
+    }
     await this.#client.close();
     for (const [name, executor] of this.#executors) {
       try {
@@ -407,10 +577,16 @@ export class Manager implements AsyncDisposable {
       }
     }
     if (this.#ownsFactory) await this.#factory.close();
-    raiseErrors(
-      launched.filter((a) => a.failed).map((a) => a.error),
-      "Agents failed",
-    );
+    const errors = launched.filter((a) => a.failed && !pending.includes(a)).map((a) => a.error);
+    if (timedOut) {
+      errors.push(
+        new WaitTimeoutError(`Manager.close(): ${pending.length} agent(s) still running after ${this.#closeTimeoutMs} ms: ${pending.map((a) => a.agentId.uid).join(", ")}`, {
+          timeoutMs: this.#closeTimeoutMs,
+          pending: pending.length,
+        }),
+      );
+    }
+    raiseErrors(errors, "Agents failed");
   }
 
   #waitCondition(targets: LaunchedAgent[], returnWhen: ReturnWhen): Promise<void> {

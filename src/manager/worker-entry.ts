@@ -52,6 +52,20 @@ export interface WorkerLaunchData {
   readonly logBindings?: Record<string, unknown> | undefined;
 }
 
+/**
+ * What the executor passes to a probe worker: import the agent modules and report the type names
+ * they export (or the import error), before any agent of them is registered.
+ */
+export interface WorkerProbeData {
+  readonly probe: true;
+  readonly modules: readonly string[];
+}
+
+/** What a probe worker posts back. */
+export type WorkerProbeReport =
+  | { readonly type: "probed"; readonly types: readonly string[] }
+  | { readonly type: "probe-failed"; readonly failure: Failure };
+
 /** What a worker posts back: exactly one report, then it exits. */
 export type WorkerReport =
   /** The agent ran and stopped normally. */
@@ -140,6 +154,17 @@ if (isMainThread || parentPort === null) {
   });
 }
 const port = parentPort;
+if ((workerData as Partial<WorkerProbeData>).probe === true) {
+  const { modules } = workerData as WorkerProbeData;
+  let report: WorkerProbeReport;
+  try {
+    report = { type: "probed", types: [...(await loadAgentClasses(modules)).keys()] };
+  } catch (error) {
+    report = { type: "probe-failed", failure: toFailure(error) };
+  }
+  port.postMessage(report);
+  process.exit(0);
+}
 const data = workerData as WorkerLaunchData;
 const logger =
   data.logLevel === undefined || data.logLevel === "silent"

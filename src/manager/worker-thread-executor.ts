@@ -10,7 +10,7 @@ import { agentTypeName } from "../agent/agent-type.ts";
 import type { AgentClass } from "../agent/agent-type.ts";
 import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
 import type { RuntimeConfig } from "../agent/runtime-config.ts";
-import { ExecutorError, InvalidConfigError } from "../errors.ts";
+import { AgentDefinitionError, ExecutorError, InvalidConfigError } from "../errors.ts";
 import type { UserExchangeClient } from "../exchange/exchange-client.ts";
 
 import type { WorkerFactoryDescriptor } from "../exchange/exchange-factory.ts";
@@ -21,8 +21,8 @@ import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
 import { agentModuleName } from "./agent-modules.ts";
 import { runWithRetries } from "./executor.ts";
-import type { AgentExecution, AgentExecutor, LaunchSpec, RunOutcome } from "./executor.ts";
-import type { WorkerLaunchData, WorkerReport } from "./worker-entry.ts";
+import type { AgentExecution, AgentExecutor, LaunchSpec, PrepareSpec, RunOutcome } from "./executor.ts";
+import type { WorkerLaunchData, WorkerProbeData, WorkerProbeReport, WorkerReport } from "./worker-entry.ts";
 
 /** The `executor` field of this executor's errors. */
 const EXECUTOR = "worker-thread";
@@ -124,6 +124,8 @@ export class WorkerThreadExecutor implements AgentExecutor, AsyncDisposable {
   readonly #executions = new Set<Promise<void>>();
   /** Agents holding a worker slot (running, or between two runs). */
   #busy = 0;
+  /** The type names the modules export, as a worker thread imports them (kept once it succeeds). */
+  #exported: Promise<ReadonlySet<string>> | undefined;
   #closing: Promise<void> | undefined;
 
   /** @throws {InvalidConfigError} for no modules or a `maxWorkers` that is not a positive integer. */
@@ -158,6 +160,68 @@ export class WorkerThreadExecutor implements AgentExecutor, AsyncDisposable {
   /** Launched agents waiting for a worker. */
   get queued(): number {
     return this.#waiting.length;
+  }
+
+  /**
+   * Check, before the agent is registered, that a worker thread can import the agent modules and
+   * finds the agent's type in them: the launch fails with the import error itself, rather than the
+   * agent's callers seeing only its terminated mailbox. The modules are imported once per
+   * executor, in a short-lived worker (with the executor's `execArgv`); a failed import is tried
+   * again at the next launch.
+   * @throws {ExecutorError} when the modules cannot be imported (the module's error is the `cause`).
+   * @throws {AgentDefinitionError} (with `agentType`) when no module exports the agent's type.
+   */
+  async prepare(spec: PrepareSpec): Promise<void> {
+    if (typeof spec.agent === "object") return; // an instance: refused by execute, as before
+    const exported = await this.#exportedTypes();
+    const type = spec.agentType.name;
+    if (!exported.has(type)) {
+      const modules = this.#modules.map((m) => `'${m}'`).join(", ");
+      throw new AgentDefinitionError(
+        `No agent class of type '${type}' is exported by the agent modules (${modules}); found: ${[...exported].sort().join(", ") || "none"}`,
+        { agentType: type },
+      );
+    }
+  }
+
+  #exportedTypes(): Promise<ReadonlySet<string>> {
+    if (this.#exported === undefined) {
+      const probing = this.#probe();
+      this.#exported = probing;
+      probing.catch(() => {
+        if (this.#exported === probing) this.#exported = undefined;
+      });
+    }
+    return this.#exported;
+  }
+
+  /** Import the modules in a worker thread; the type names they export. */
+  async #probe(): Promise<ReadonlySet<string>> {
+    const workerData: WorkerProbeData = { probe: true, modules: this.#modules };
+    const worker = new Worker(WORKER_ENTRY, {
+      workerData,
+      name: "academy module probe",
+      ...(this.#execArgv === undefined ? {} : { execArgv: this.#execArgv }),
+      ...(this.#resourceLimits === undefined ? {} : { resourceLimits: this.#resourceLimits }),
+    });
+    const report = await new Promise<WorkerProbeReport | Error>((resolve) => {
+      let received: WorkerProbeReport | undefined;
+      let failure: unknown;
+      worker.on("message", (message: WorkerProbeReport) => (received ??= message));
+      worker.on("error", (error) => (failure ??= error));
+      worker.once("exit", (exitCode) =>
+        resolve(
+          received ??
+            new ExecutorError(`A worker thread importing the agent modules exited (exit code ${exitCode}) without reporting`, {
+              executor: EXECUTOR,
+              cause: failure,
+            }),
+        ),
+      );
+    });
+    if (report instanceof Error) throw report;
+    if (report.type === "probe-failed") throw fromFailure(report.failure);
+    return new Set(report.types);
   }
 
   /**
@@ -210,7 +274,8 @@ export class WorkerThreadExecutor implements AgentExecutor, AsyncDisposable {
           { executor: EXECUTOR },
         );
       }
-      const agentType = agentTypeName(spec.agent as AgentClass);
+      // A type name is what the worker looks up anyway.
+      const agentType = typeof spec.agent === "string" ? spec.agent : agentTypeName(spec.agent as AgentClass);
       await this.#acquire();
       try {
         await runWithRetries(spec, async (config, attempt) => {

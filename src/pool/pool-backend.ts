@@ -66,6 +66,10 @@ export interface MailboxEntry {
   readonly status: MailboxStatus;
   /** Registration time, ms since the epoch. */
   readonly registeredAt: number;
+  /** Termination time, ms since the epoch (terminated mailboxes). */
+  readonly terminatedAt?: number | undefined;
+  /** The record's revision (the compare-and-set token of {@link PoolBackend.deleteMailbox}). */
+  readonly revision: number;
 }
 
 /** Stops a watch. */
@@ -77,10 +81,30 @@ export type StopWatch = () => void;
  * Methods retry through transient outages and then throw `ExchangeUnavailableError`.
  */
 export interface PoolBackend {
+  /**
+   * The site whose pools these are (docs/EDGE.md), when the exchange has a site identity: the
+   * ids of agents run on them carry it. Undefined on a single-site exchange.
+   */
+  readonly site: string | undefined;
+
   // --- launches ---
 
   /** Put a launch request in its pool's queue, stored once per agent and generation. */
   publishLaunch(request: LaunchRequest): Promise<void>;
+  /**
+   * Put a launch request in the queue of `request.pool` on another site (docs/EDGE.md): stored
+   * here in the outbox to that site and forwarded when its uplink allows, however long that takes.
+   * That site registers the agent (uid, name, type and ancestry from the request) and queues the
+   * request for its hosts; the placement is written there only.
+   * @throws {UnknownSiteError} if the backend's exchange does not reach `site`.
+   * @throws {SiteUnreachableError} if the link to `site` was never set up and it does not answer.
+   */
+  publishRemoteLaunch(site: string, request: LaunchRequest): Promise<void>;
+  /**
+   * Call `listener` with the uid of every mailbox of another site seen terminated from now on
+   * (read from the local mirror of that site's registry), until stopped.
+   */
+  onRemoteMailboxTerminated(site: string, listener: (uid: string) => void): StopWatch;
   /** Whether a launch request for agent `uid` is waiting in `pool`'s queue. */
   launchPending(pool: string, uid: string): Promise<boolean>;
   /**
@@ -106,16 +130,18 @@ export interface PoolBackend {
   createPlacement(placement: Placement): Promise<Versioned<Placement> | undefined>;
   /** Replace a placement if it is still at `revision`; the new revision, or undefined if it changed. */
   compareAndSetPlacement(placement: Placement, revision: number): Promise<number | undefined>;
+  /** Remove a placement if it is still at `revision`; false if it changed or is gone. */
+  deletePlacement(pool: string, uid: string, revision: number): Promise<boolean>;
   /** Every placement of `pool` (of every pool without one), latest values. */
   listPlacements(pool?: string): Promise<Placement[]>;
   /** The placements of agent `uid`, on every pool. */
   placementsOf(uid: string): Promise<Placement[]>;
   /**
-   * Call `onChange` for every placement of `pool` written from now on (with `current`: first for
-   * the latest value of each existing one), until stopped; a failed watch resumes where it
-   * stopped. Resolves once the watch is in place.
+   * Call `onChange` for every placement of `pool` (of every pool when undefined) written from now
+   * on (with `current`: first for the latest value of each existing one), until stopped; a failed
+   * watch resumes where it stopped. Resolves once the watch is in place.
    */
-  watchPlacements(pool: string, onChange: (placement: Placement) => void, options?: { readonly current?: boolean }): Promise<StopWatch>;
+  watchPlacements(pool: string | undefined, onChange: (placement: Placement) => void, options?: { readonly current?: boolean }): Promise<StopWatch>;
 
   // --- host records (key: host id) ---
 
@@ -145,6 +171,17 @@ export interface PoolBackend {
   onMailboxTerminated(listener: (uid: string) => void): StopWatch;
   /** Every mailbox record. */
   listMailboxes(): Promise<MailboxEntry[]>;
+  /**
+   * Follow the registry: `onPut` for every mailbox record (the current ones first, then each
+   * write), `onRemove` when a record is removed (garbage collection), until stopped. Resolves once
+   * the watch is in place.
+   */
+  watchMailboxes(onPut: (entry: MailboxEntry) => void, onRemove: (uid: string) => void): Promise<StopWatch>;
+  /**
+   * Remove a mailbox's record if it is still at `revision` (garbage collection of terminated
+   * mailboxes: afterwards the mailbox reads as `missing`); false if it changed or is gone.
+   */
+  deleteMailbox(uid: string, revision: number): Promise<boolean>;
 
   /** Whether the backend's connection is closed for good. */
   isClosed(): boolean;

@@ -10,6 +10,8 @@ import { MalformedMessageError } from "../errors.ts";
 import { checkPool } from "./pool-name.ts";
 import { decodeValue, encodeValue } from "../protocol/codec.ts";
 import type { Failure } from "../protocol/failure.ts";
+import { headersProblem } from "../protocol/headers.ts";
+import type { MessageHeaders } from "../protocol/headers.ts";
 import { PlacementState } from "./placement.ts";
 
 /** Version of launch requests, placements and host records. */
@@ -39,6 +41,12 @@ export interface LaunchRequest {
   readonly retryBackoffMs: number;
   /** When it was first launched, ms since the epoch. */
   readonly launchedAt: number;
+  /**
+   * Headers of the launch (docs/PROTOCOL.md 13.3), as a message's: the trace context of the
+   * launch (`traceparent`, `tracestate`), so that the host's claim joins the launcher's trace.
+   * Optional; the placement keeps them, so a restart elsewhere is claimed in the same trace.
+   */
+  readonly headers?: MessageHeaders | undefined;
 }
 
 /** The placement record of a launched agent (key `<pool>.<uid>` in the placements bucket). */
@@ -66,6 +74,12 @@ export interface HostRecord {
   readonly load: number;
   /** Type names it can run (every agent class its modules export). */
   readonly types: readonly string[];
+  /**
+   * The ancestry of each type in `types` (own name first, ending with "Agent"), for launches by
+   * type name, which register the agent without its class. Optional: hosts of version 0.1.0 do
+   * not write it.
+   */
+  readonly chains?: Readonly<Record<string, readonly string[]>> | undefined;
   readonly startedAt: number;
   /** The host's clock at this heartbeat, ms since the epoch. */
   readonly heartbeatAt: number;
@@ -76,6 +90,20 @@ export interface HostRecord {
   readonly draining: boolean;
   /** Version of this library on the host. */
   readonly version: string;
+  /**
+   * Counts since the host started, as of this heartbeat: actions its agents ran to an end, and
+   * those that failed (for rates, such as `academy dashboard`'s actions per second). Optional:
+   * hosts of 0.1.0 do not write it.
+   */
+  readonly stats?: HostStats | undefined;
+}
+
+/** What a host has counted since it started (its record's `stats`). */
+export interface HostStats {
+  /** Actions its agents ran to an end (a result or an error). */
+  readonly actions: number;
+  /** Of those, the ones that ended with an error. */
+  readonly failed: number;
 }
 
 function fail(what: string, detail: string): never {
@@ -114,20 +142,27 @@ export function checkLaunchRequest(value: unknown, what = "launch request"): Lau
   if (r.config !== undefined && (r.config === null || typeof r.config !== "object")) fail(what, "config must be a map");
   resolveRuntimeConfig((r.config ?? {}) as RuntimeConfig);
   if (typeof r.launchedAt !== "number") fail(what, "launchedAt must be a number");
+  if (r.headers !== undefined && r.headers !== null) {
+    const problem = headersProblem(r.headers);
+    if (problem !== undefined) fail(what, `headers ${problem}`);
+  }
+  const { headers, ...rest } = r;
   return {
-    ...(r as unknown as LaunchRequest),
+    ...(rest as unknown as LaunchRequest),
     name: (r.name as string | null | undefined) ?? undefined,
     // A copy: the decoded bytes are a view into the socket buffer they arrived in, which a kept
     // placement would otherwise hold alive (whole buffers, per agent).
     args: r.args.slice(),
     config: (r.config ?? {}) as RuntimeConfig,
+    ...(headers !== undefined && headers !== null && { headers: headers as MessageHeaders }),
   };
 }
 
 /** The launch request part of a placement (what goes on the stream). */
 export function launchRequestOf(placement: LaunchRequest): LaunchRequest {
-  const { v, uid, name, type, chain, pool, gen, attempt, args, config, maxRetries, retryBackoffMs, launchedAt } = placement;
-  return { v, uid, name, type, chain, pool, gen, attempt, args, config, maxRetries, retryBackoffMs, launchedAt };
+  const { v, uid, name, type, chain, pool, gen, attempt, args, config, maxRetries, retryBackoffMs, launchedAt, headers } = placement;
+  const request: LaunchRequest = { v, uid, name, type, chain, pool, gen, attempt, args, config, maxRetries, retryBackoffMs, launchedAt };
+  return headers === undefined ? request : { ...request, headers };
 }
 
 export function encodeLaunchRequest(request: LaunchRequest): Uint8Array {

@@ -3,13 +3,15 @@
  * passed as an argument or result arrives usable on the other side.
  *
  * Tags (first-come-first-served range, see docs/PROTOCOL.md):
- * - 44032: agent id, content `[uid]` or `[uid, name]`
+ * - 44032: agent id, content `[uid]`, `[uid, name]`, or `[uid, name or null, site]` for an id
+ *   that names its site (version-1 readers ignore the third item)
  * - 44033: user id, same content
  * - 44034: handle to an agent, same content as an agent id
  */
 import { Encoder, addExtension } from "cbor-x";
 import { MalformedMessageError, SerializationError } from "../errors.ts";
 import { AgentId, UserId } from "../identifiers.ts";
+import { scanCbor } from "./cbor-guard.ts";
 import { headersProblem } from "./headers.ts";
 import { fromEnvelope, toEnvelope } from "./messages.ts";
 import type { Message } from "./messages.ts";
@@ -26,17 +28,29 @@ export interface HandleBinder {
   getHandle(agentId: AgentId): HandleReference;
 }
 
-type IdContent = [string] | [string, string];
+type IdContent = [string] | [string, string] | [string, string | null, string];
 
-function idContent(id: { uid: string; name: string | undefined }): IdContent {
+interface IdFields {
+  uid: string;
+  name: string | undefined;
+  site: string | undefined;
+}
+
+function idContent(id: IdFields): IdContent {
+  if (id.site !== undefined) return [id.uid, id.name ?? null, id.site];
   return id.name === undefined ? [id.uid] : [id.uid, id.name];
 }
 
-function readIdContent(data: unknown): { uid: string; name: string | undefined } {
-  if (!Array.isArray(data) || typeof data[0] !== "string" || (data[1] != null && typeof data[1] !== "string")) {
+function readIdContent(data: unknown): IdFields {
+  if (
+    !Array.isArray(data) ||
+    typeof data[0] !== "string" ||
+    (data[1] != null && typeof data[1] !== "string") ||
+    (data[2] != null && typeof data[2] !== "string")
+  ) {
     throw new MalformedMessageError("Malformed id tag content");
   }
-  return { uid: data[0], name: (data[1] as string | null | undefined) ?? undefined };
+  return { uid: data[0], name: (data[1] as string | null | undefined) ?? undefined, site: (data[2] as string | null | undefined) ?? undefined };
 }
 
 /** The client whose messages are being decoded; set only during a synchronous decode call. */
@@ -62,8 +76,8 @@ addTag({
     encode(idContent(handle.agentId));
   },
   decode(data: unknown) {
-    const { uid, name } = readIdContent(data);
-    const id = new AgentId(uid, name);
+    const { uid, name, site } = readIdContent(data);
+    const id = new AgentId(uid, name, site);
     return decodeContext === undefined ? id : decodeContext.getHandle(id);
   },
 });
@@ -74,8 +88,8 @@ addTag({
     encode(idContent(id));
   },
   decode(data: unknown) {
-    const { uid, name } = readIdContent(data);
-    return new AgentId(uid, name);
+    const { uid, name, site } = readIdContent(data);
+    return new AgentId(uid, name, site);
   },
 });
 addTag({
@@ -85,8 +99,8 @@ addTag({
     encode(idContent(id));
   },
   decode(data: unknown) {
-    const { uid, name } = readIdContent(data);
-    return new UserId(uid, name);
+    const { uid, name, site } = readIdContent(data);
+    return new UserId(uid, name, site);
   },
 });
 
@@ -99,23 +113,35 @@ const cbor = new Encoder({
 } as ConstructorParameters<typeof Encoder>[0]);
 
 /**
- * Encode any value.
- * @throws {SerializationError} when the value cannot be encoded (functions, cycles, huge bigints).
+ * Encode any value. The bytes are checked as a receiver checks them (`scanCbor`), so that a value
+ * no receiver would accept fails here rather than on the other side.
+ * @throws {SerializationError} when the value cannot be encoded (functions, cycles), or when
+ *   receivers would refuse it (a bigint beyond 512 bits, nesting deeper than 256, too costly to
+ *   decode for its size: docs/PROTOCOL.md section 4.4).
  */
 export function encodeValue(value: unknown): Uint8Array {
   if (typeof value === "function") throw new SerializationError("Functions cannot be sent");
+  let bytes: Uint8Array;
   try {
-    return cbor.encode(value);
+    bytes = cbor.encode(value);
   } catch (error) {
     throw new SerializationError(`Value cannot be encoded as CBOR: ${(error as Error).message}`, { cause: error });
   }
+  try {
+    scanCbor(bytes);
+  } catch (error) {
+    throw new SerializationError(`Receivers would refuse this value: ${(error as Error).message}`, { cause: error });
+  }
+  return bytes;
 }
 
 /**
- * Decode a value; handles inside it are bound to `context`.
- * @throws {MalformedMessageError} when the bytes are not valid CBOR.
+ * Decode a value; handles inside it are bound to `context`. The bytes are checked first
+ * (`scanCbor`, docs/PROTOCOL.md section 4.4) so that no input takes more than linear time.
+ * @throws {MalformedMessageError} when the bytes are not valid CBOR, or are refused by the check.
  */
 export function decodeValue(bytes: Uint8Array, context?: HandleBinder): unknown {
+  scanCbor(bytes);
   const previous = decodeContext;
   decodeContext = context;
   try {

@@ -7,6 +7,7 @@ import type { Failure } from "./failure.ts";
 import { isFailure } from "./failure.ts";
 import { headersProblem } from "./headers.ts";
 import type { MessageHeaders } from "./headers.ts";
+import { EntityRole } from "../identifiers.ts";
 
 /** The protocol version this library writes and reads (envelope field `v`). */
 export const PROTOCOL_VERSION = 1;
@@ -60,6 +61,11 @@ export interface Routing {
   readonly dest: string;
   /** Uid of the sender's mailbox; responses go there unless `replyTo` is set. Absent: no reply. */
   readonly src?: string | undefined;
+  /**
+   * Requests: whether `src` is an agent's or a user's mailbox, as the sender states it (envelope
+   * key `srcRole`); absent when unstated. Read by `ActionContext.isAgentSource`.
+   */
+  readonly srcRole?: EntityRole | undefined;
   /** Core NATS subject to publish the response to instead of the sender's mailbox. */
   readonly replyTo?: string | undefined;
   /**
@@ -67,6 +73,16 @@ export interface Routing {
    * request to its response. Absent when there are none.
    */
   readonly headers?: MessageHeaders | undefined;
+  /**
+   * The site whose exchange holds the `src` mailbox, on a message that crossed from another site
+   * (envelope key `srcSite`): where the response goes. Absent: the receiver's own site.
+   */
+  readonly srcSite?: string | undefined;
+  /**
+   * The site whose exchange holds the `dest` mailbox, when it is not the sender's own (internal:
+   * it routes the message through the outbox to that site and is not written on the wire).
+   */
+  readonly destSite?: string | undefined;
 }
 
 /** Call an action: its name and positional arguments. */
@@ -143,12 +159,17 @@ export function isRequest(message: Message): message is RequestMessage {
  */
 export function responseRouting(request: Routing): Routing {
   const dest = request.replyTo === undefined ? (request.src ?? "") : "";
+  // A request from another site is answered there (through the outbox to that site).
+  if (request.srcSite !== undefined && request.replyTo === undefined) {
+    return { tag: request.tag, dest, src: request.dest, replyTo: undefined, destSite: request.srcSite };
+  }
   return { tag: request.tag, dest, src: request.dest, replyTo: request.replyTo };
 }
 
 /**
  * A request message from its body and routing fields (no spreads: this runs once per call).
  * @param headers - omitted from the message when undefined.
+ * @param destSite - the site of `dest` when it is another site's mailbox (docs/EDGE.md).
  */
 export function requestMessage(
   body: RequestBody,
@@ -157,14 +178,16 @@ export function requestMessage(
   src: string | undefined,
   replyTo: string | undefined,
   headers: MessageHeaders | undefined,
+  destSite?: string,
+  srcRole?: EntityRole,
 ): RequestMessage {
   switch (body.type) {
     case MessageType.ActionRequest:
-      return { type: body.type, tag, dest, src, replyTo, headers, action: body.action, args: body.args };
+      return { type: body.type, tag, dest, src, srcRole, replyTo, headers, destSite, action: body.action, args: body.args };
     case MessageType.PingRequest:
-      return { type: body.type, tag, dest, src, replyTo, headers };
+      return { type: body.type, tag, dest, src, srcRole, replyTo, headers, destSite };
     case MessageType.ShutdownRequest:
-      return { type: body.type, tag, dest, src, replyTo, headers, terminate: body.terminate };
+      return { type: body.type, tag, dest, src, srcRole, replyTo, headers, destSite, terminate: body.terminate };
     default:
       return assertNever(body);
   }
@@ -177,13 +200,15 @@ export function requestMessage(
 export function responseMessage(request: Routing, body: ResponseBody, src: string, headers: MessageHeaders | undefined): ResponseMessage {
   const replyTo = request.replyTo;
   const dest = replyTo === undefined ? (request.src ?? "") : "";
+  // A request from another site is answered there (through the outbox to that site).
+  const destSite = replyTo === undefined ? request.srcSite : undefined;
   switch (body.type) {
     case MessageType.ActionResponse:
-      return { type: body.type, tag: request.tag, dest, src, replyTo, headers, result: body.result };
+      return { type: body.type, tag: request.tag, dest, src, replyTo, headers, destSite, result: body.result };
     case MessageType.SuccessResponse:
-      return { type: body.type, tag: request.tag, dest, src, replyTo, headers };
+      return { type: body.type, tag: request.tag, dest, src, replyTo, headers, destSite };
     case MessageType.ErrorResponse:
-      return { type: body.type, tag: request.tag, dest, src, replyTo, headers, error: body.error };
+      return { type: body.type, tag: request.tag, dest, src, replyTo, headers, destSite, error: body.error };
     default:
       return assertNever(body);
   }
@@ -197,7 +222,9 @@ export function toEnvelope(message: Message): Envelope {
   const envelope: Envelope = { v: PROTOCOL_VERSION, type: message.type, tag: message.tag };
   if (message.dest !== "") envelope.dest = message.dest;
   if (message.src !== undefined) envelope.src = message.src;
+  if (message.srcRole !== undefined) envelope.srcRole = message.srcRole;
   if (message.replyTo !== undefined) envelope.replyTo = message.replyTo;
+  if (message.srcSite !== undefined) envelope.srcSite = message.srcSite;
   if (message.headers !== undefined) envelope.headers = message.headers;
   switch (message.type) {
     case MessageType.ActionRequest:
@@ -248,40 +275,49 @@ export function fromEnvelope(value: unknown): Message {
   // Requests name their mailbox; responses to a replyTo subject have none.
   const dest = response ? (optionalString(e, "dest") ?? "") : requireString(e, "dest");
   const src = optionalString(e, "src");
+  const srcRole = optionalRole(e.srcRole);
   const replyTo = optionalString(e, "replyTo");
   if (replyTo !== undefined && !isValidReplySubject(replyTo)) {
     throw new MalformedMessageError(`Field 'replyTo' must be a literal subject outside '$' namespaces (got ${JSON.stringify(replyTo)})`);
   }
   const headers = optionalHeaders(e.headers);
+  const srcSite = optionalString(e, "srcSite");
   const type = e.type;
   switch (type) {
     case MessageType.ActionRequest: {
       const action = requireString(e, "action");
       const args = e.args ?? [];
       if (!Array.isArray(args)) throw new MalformedMessageError("Field 'args' must be an array");
-      return { type, tag, dest, src, replyTo, headers, action, args };
+      return { type, tag, dest, src, srcRole, replyTo, headers, srcSite, action, args };
     }
     case MessageType.PingRequest:
-      return { type, tag, dest, src, replyTo, headers };
+      return { type, tag, dest, src, srcRole, replyTo, headers, srcSite };
     case MessageType.CancelRequest:
-      return { type, tag, dest, src, replyTo, headers, target: requireString(e, "target") };
+      return { type, tag, dest, src, srcRole, replyTo, headers, srcSite, target: requireString(e, "target") };
     case MessageType.ShutdownRequest: {
       const terminate = e.terminate ?? undefined;
       if (terminate !== undefined && typeof terminate !== "boolean") {
         throw new MalformedMessageError("Field 'terminate' must be a boolean or absent");
       }
-      return { type, tag, dest, src, replyTo, headers, terminate };
+      return { type, tag, dest, src, srcRole, replyTo, headers, srcSite, terminate };
     }
     case MessageType.ActionResponse:
-      return { type, tag, dest, src, replyTo, headers, result: e.result };
+      return { type, tag, dest, src, replyTo, headers, srcSite, result: e.result };
     case MessageType.SuccessResponse:
-      return { type, tag, dest, src, replyTo, headers };
+      return { type, tag, dest, src, replyTo, headers, srcSite };
     case MessageType.ErrorResponse:
       if (!isFailure(e.error)) throw new MalformedMessageError("Field 'error' must be a failure map");
-      return { type, tag, dest, src, replyTo, headers, error: e.error };
+      return { type, tag, dest, src, replyTo, headers, srcSite, error: e.error };
     default:
       throw new MalformedMessageError(`Unknown message type ${JSON.stringify(type)}`);
   }
+}
+
+/** The `srcRole` key: absent or null means unstated; otherwise `"agent"` or `"user"`. */
+function optionalRole(value: unknown): EntityRole | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (value === EntityRole.Agent || value === EntityRole.User) return value;
+  throw new MalformedMessageError(`Field 'srcRole' must be "agent", "user" or absent (got ${JSON.stringify(value)})`);
 }
 
 /** The `headers` key: absent or null means none; anything else must be a valid headers map. */

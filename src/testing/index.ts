@@ -1,6 +1,7 @@
 /**
- * `academy-nats/testing`: real `nats-server` processes (one server or a cluster) on random ports
- * with temporary JetStream stores, for tests, benchmarks and demos.
+ * `academy-nats/testing`: real `nats-server` processes (one server, a cluster, or a hub with leaf
+ * sites behind cuttable uplinks) on random ports with temporary JetStream stores, for tests,
+ * benchmarks and demos.
  *
  * @packageDocumentation
  */
@@ -15,6 +16,10 @@ export {
   startNatsCluster,
   startNatsServer,
 } from "./nats-server.ts";
+export { startNatsLeafTopology } from "./nats-leaf-topology.ts";
+export type { NatsLeafSite, NatsLeafSiteOptions, NatsLeafTopology, NatsLeafTopologyOptions } from "./nats-leaf-topology.ts";
+export { startTcpProxy } from "./tcp-proxy.ts";
+export type { TcpProxy, TcpProxyOptions } from "./tcp-proxy.ts";
 export type {
   NatsCluster,
   NatsClusterOptions,

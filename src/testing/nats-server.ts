@@ -320,7 +320,8 @@ export function findNatsServerBinary(): string | undefined {
   return undefined;
 }
 
-function resolveBinary(binary: string | undefined): string {
+/** @internal */
+export function resolveBinary(binary: string | undefined): string {
   const resolved = binary ?? findNatsServerBinary();
   if (resolved === undefined) {
     throw new NatsServerError(
@@ -441,11 +442,13 @@ const POLL_INTERVAL_MS = 25;
 const PROBE_TIMEOUT_MS = 1_000;
 const LOG_TAIL_LINES = 40;
 
-function delay(ms: number): Promise<void> {
+/** @internal */
+export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function randomSuffix(): string {
+/** @internal */
+export function randomSuffix(): string {
   return Math.random().toString(36).slice(2, 10);
 }
 
@@ -511,17 +514,20 @@ function httpGet(port: number, path: string): Promise<HttpResult> {
   });
 }
 
-async function httpJson(port: number, path: string): Promise<unknown> {
+/** @internal */
+export async function httpJson(port: number, path: string): Promise<unknown> {
   const res = await httpGet(port, path);
   if (res.status !== 200) throw new Error(`GET ${path}: HTTP ${res.status} ${res.body.trim()}`);
   return JSON.parse(res.body) as unknown;
 }
 
-function field(value: unknown, key: string): unknown {
+/** @internal */
+export function field(value: unknown, key: string): unknown {
   return typeof value === "object" && value !== null ? (value as Record<string, unknown>)[key] : undefined;
 }
 
-function errorMessage(error: unknown): string {
+/** @internal */
+export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
@@ -541,8 +547,18 @@ interface ClusterConfig {
   routePorts: number[];
 }
 
+/** A leafnode remote of a node's config (internal: the leaf topology fills it). */
+export interface LeafRemoteConfig {
+  /** `nats-leaf://` URL(s) of the hub (or of a proxy in front of it). */
+  urls: string[];
+  /** Subjects the leaf does not take from the hub. */
+  denyImports: string[];
+  /** Subjects the leaf does not send to the hub. */
+  denyExports: string[];
+}
+
 /** Fully resolved settings of one server. */
-interface ResolvedServerConfig {
+export interface ResolvedServerConfig {
   binary: string;
   serverName: string;
   port: number;
@@ -555,6 +571,12 @@ interface ResolvedServerConfig {
   extraConfig: string;
   startTimeoutMs: number;
   cluster: ClusterConfig | undefined;
+  /** `jetstream { domain }`, when set. */
+  jetstreamDomain?: string | undefined;
+  /** `leafnodes { listen, advertise }` of a hub, when set. */
+  leafnodes?: { port: number; advertise: string | undefined } | undefined;
+  /** `leafnodes { remotes }` of a leaf, when set. */
+  leafRemotes?: LeafRemoteConfig[] | undefined;
 }
 
 function renderConfig(c: ResolvedServerConfig): string {
@@ -567,7 +589,29 @@ function renderConfig(c: ResolvedServerConfig): string {
   ];
   if (c.maxPayload !== undefined) lines.push(`max_payload: ${c.maxPayload}`);
   if (c.debug) lines.push("debug: true");
-  if (c.jetstream) lines.push("jetstream {", `  store_dir: ${q(c.storeDir)}`, "}");
+  if (c.jetstream) {
+    lines.push("jetstream {", `  store_dir: ${q(c.storeDir)}`);
+    if (c.jetstreamDomain !== undefined) lines.push(`  domain: ${q(c.jetstreamDomain)}`);
+    lines.push("}");
+  }
+  if (c.leafnodes !== undefined || c.leafRemotes !== undefined) {
+    lines.push("leafnodes {");
+    if (c.leafnodes !== undefined) {
+      lines.push(`  listen: ${q(`127.0.0.1:${c.leafnodes.port}`)}`);
+      if (c.leafnodes.advertise !== undefined) lines.push(`  advertise: ${q(c.leafnodes.advertise)}`);
+    }
+    if (c.leafRemotes !== undefined) {
+      lines.push("  reconnect: 1", "  remotes: [");
+      for (const remote of c.leafRemotes) {
+        lines.push("    {", `      urls: [${remote.urls.map(q).join(", ")}]`);
+        if (remote.denyImports.length > 0) lines.push(`      deny_imports: [${remote.denyImports.map(q).join(", ")}]`);
+        if (remote.denyExports.length > 0) lines.push(`      deny_exports: [${remote.denyExports.map(q).join(", ")}]`);
+        lines.push("    }");
+      }
+      lines.push("  ]");
+    }
+    lines.push("}");
+  }
   if (c.cluster !== undefined) {
     lines.push(
       "cluster {",
@@ -583,7 +627,8 @@ function renderConfig(c: ResolvedServerConfig): string {
   return `${lines.join("\n")}\n`;
 }
 
-class NatsServerProcess implements NatsServer {
+/** @internal A server process from a resolved config (the leaf topology builds its nodes this way). */
+export class NatsServerProcess implements NatsServer {
   readonly url: string;
   readonly port: number;
   readonly monitorPort: number;
@@ -893,9 +938,11 @@ class NatsServerProcess implements NatsServer {
 // Factories
 // ---------------------------------------------------------------------------------------------
 
-const MAX_PORT_ATTEMPTS = 3;
+/** @internal */
+export const MAX_PORT_ATTEMPTS = 3;
 
-function checkPositiveInt(name: string, value: number | undefined): void {
+/** @internal */
+export function checkPositiveInt(name: string, value: number | undefined): void {
   if (value !== undefined && (!Number.isInteger(value) || value <= 0)) {
     throw new NatsServerError(
       `${name} must be a positive integer, got ${value}`,
@@ -904,7 +951,8 @@ function checkPositiveInt(name: string, value: number | undefined): void {
   }
 }
 
-function isPortConflict(error: unknown, logTail: string): boolean {
+/** @internal */
+export function isPortConflict(error: unknown, logTail: string): boolean {
   return (
     error instanceof NatsServerError &&
     error.code === NatsServerErrorCode.ExitedEarly &&

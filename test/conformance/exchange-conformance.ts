@@ -282,7 +282,7 @@ export function describeConformance(name: string, target: () => ConformanceTarge
         const increment = description.actions.find((a) => a.name === "increment");
         expect(increment?.description).toBe("Add to the count and return it");
         expect(increment?.parameters.replace(/\s/g, "")).toBe("by=1");
-        expect(description.actions.map((a) => a.name).sort()).toEqual(["agentDescribe", "get", "increment"]);
+        expect(description.actions.map((a) => a.name).sort()).toEqual(["agentDescribe", "agentStats", "get", "increment"]);
       });
 
       test("requests that arrive during startup wait until it completes", async () => {
@@ -687,7 +687,8 @@ export function describeConformance(name: string, target: () => ConformanceTarge
         expect(error).toBeInstanceOf(TypeError);
         expect((error as Error).message).toBe("no token for action-request");
         await expect(handle.ping()).rejects.toThrow("no token for ping-request");
-        await expect(handle.shutdown()).rejects.toThrow("no token for shutdown-request");
+        // A shutdown request is only sent (nobody waits for its answer): refused, it stops nothing.
+        await handle.shutdown();
         token = "secret";
         expect(await handle.record("allowed")).toBe(1);
         expect(recorder.entries).toEqual(["allowed"]);

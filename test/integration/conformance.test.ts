@@ -3,6 +3,7 @@ import { NatsExchangeFactory } from "../../src/index.ts";
 import type { NatsExchangeOptions } from "../../src/index.ts";
 import { startTestNats } from "../support/nats.ts";
 import type { TestNats } from "../support/nats.ts";
+import { describeParityConformance } from "../conformance/academy-parity.ts";
 import { describeConformance } from "../conformance/exchange-conformance.ts";
 
 let nats: TestNats;
@@ -20,8 +21,9 @@ function factory(options: NatsExchangeOptions = {}): NatsExchangeFactory {
   return new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: `t${process.pid}_${++counter}`, ...options });
 }
 
-describeConformance("NATS JetStream exchange", () => ({ newFactory: (options) => factory(options) }));
-
-describeConformance("NATS JetStream exchange, replies over core NATS", () => ({
-  newFactory: (options) => factory({ ...options, replies: "core" }),
-}));
+const jetStream = () => ({ newFactory: (options?: NatsExchangeOptions) => factory(options) });
+const coreReplies = () => ({ newFactory: (options?: NatsExchangeOptions) => factory({ ...options, replies: "core" }) });
+describeConformance("NATS JetStream exchange", jetStream);
+describeConformance("NATS JetStream exchange, replies over core NATS", coreReplies);
+describeParityConformance("NATS JetStream exchange", jetStream);
+describeParityConformance("NATS JetStream exchange, replies over core NATS", coreReplies);

@@ -6,6 +6,7 @@ import type { AgentInterceptor, CallerInterceptor } from "../../src/index.ts";
 import { PendingRequests } from "../../src/exchange/pending-requests.ts";
 import type { ResponseSink } from "../../src/exchange/pending-requests.ts";
 import { composeInterceptors, resolveInterceptors } from "../../src/interceptors/interceptors.ts";
+import { tracingInterceptors } from "../../src/interceptors/tracing.ts";
 import type { RequestMessage, ResponseMessage } from "../../src/protocol/messages.ts";
 
 describe("composeInterceptors", () => {
@@ -40,35 +41,48 @@ describe("composeInterceptors", () => {
     expect(reached).toEqual({ headers: { a: "1", b: "1" }, timeoutMs: 2 });
   });
 
-  test("interceptor lists are checked and copied; the deadline interceptors come first unless turned off", () => {
+  test("interceptor lists are checked and copied; tracing, then the deadline interceptors come first unless turned off", () => {
     const own: AgentInterceptor = {};
     const list: AgentInterceptor[] = [own];
     const resolved = resolveInterceptors({ agent: list });
     list.push({});
-    expect(resolved.agent).toEqual([deadlineInterceptors().agent, own]);
-    expect(resolved.caller).toEqual([deadlineInterceptors().caller]);
-    expect(resolveInterceptors({ agent: [own] }, false)).toEqual({ caller: [], agent: [own] });
+    const traced = tracingInterceptors();
+    expect(resolved.agent).toEqual([traced.agent, deadlineInterceptors().agent, own]);
+    expect(resolved.caller).toEqual([traced.caller, deadlineInterceptors().caller]);
+    expect(resolveInterceptors({ agent: [own] }, { tracing: false })).toEqual({ caller: [deadlineInterceptors().caller], agent: [deadlineInterceptors().agent, own] });
+    expect(resolveInterceptors({ agent: [own] }, { deadlines: false, tracing: false })).toEqual({ caller: [], agent: [own] });
+    expect(resolveInterceptors({ agent: [own] }, false).agent).toEqual([traced.agent, own]);
     expect(() => resolveInterceptors({ caller: [null as never] })).toThrow(InvalidConfigError);
     expect(() => resolveInterceptors({ agent: {} as never })).toThrow(InvalidConfigError);
     expect(() => resolveInterceptors(undefined, "no" as never)).toThrow(InvalidConfigError);
+    expect(() => resolveInterceptors(undefined, { tracing: "no" as never })).toThrow(InvalidConfigError);
     expect(() => deadlineInterceptors({ cancelWindowMs: -1 })).toThrow(InvalidConfigError);
   });
 });
 
 describe("interceptors of worker threads' factories", () => {
-  test("a worker's factory has the deadlines (if its main thread's factory has them) and no custom interceptors", async () => {
+  test("a worker's factory has the built-in interceptors its main thread's factory has (deadlines, tracing), and no custom ones", async () => {
     const custom = { caller: [{}], agent: [{}] };
     for (const deadlines of [true, false]) {
-      const main = new LocalExchangeFactory({ interceptors: custom, deadlines });
-      const worker = new PortExchangeFactory(main.forWorker().data as LocalPortDescriptorData);
-      const expected = deadlines ? { caller: [deadlineInterceptors().caller], agent: [deadlineInterceptors().agent] } : { caller: [], agent: [] };
-      expect(worker.interceptors).toEqual(expected);
-      await worker.close();
-      await main.close();
-      const nats = new NatsExchangeFactory({ interceptors: custom, deadlines });
-      const data = nats.forWorker().data as Record<string, unknown>;
-      expect(data.interceptors).toBeUndefined();
-      expect(new NatsExchangeFactory(structuredClone(data)).interceptors).toEqual(expected);
+      for (const tracing of [true, false]) {
+        const main = new LocalExchangeFactory({ interceptors: custom, deadlines, tracing });
+        const worker = new PortExchangeFactory(main.forWorker().data as LocalPortDescriptorData);
+        const traced = tracingInterceptors();
+        const expected = {
+          caller: [...(tracing ? [traced.caller] : []), ...(deadlines ? [deadlineInterceptors().caller] : [])],
+          agent: [...(tracing ? [traced.agent] : []), ...(deadlines ? [deadlineInterceptors().agent] : [])],
+        };
+        expect(worker.interceptors).toEqual(expected);
+        expect(worker.interceptors.agent.length).toBe(Number(tracing) + Number(deadlines));
+        await worker.close();
+        await main.close();
+        const nats = new NatsExchangeFactory({ interceptors: custom, deadlines, tracing });
+        const data = nats.forWorker().data as Record<string, unknown>;
+        expect(data.interceptors).toBeUndefined();
+        const rebuilt = new NatsExchangeFactory(structuredClone(data)).interceptors;
+        expect(rebuilt).toEqual(expected);
+        expect(rebuilt.caller.length).toBe(Number(tracing) + Number(deadlines));
+      }
     }
   });
 });

@@ -37,6 +37,14 @@ describe("launch requests", () => {
     expect(decodeLaunchRequest(encodeValue({ ...minimal, extra: true }))).toMatchObject({ config: {}, name: undefined });
   });
 
+  test("headers (a launch's trace context) travel with the request and its placement; none is no key", () => {
+    const traced = { ...valid, headers: { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" } };
+    expect(decodeLaunchRequest(encodeLaunchRequest(traced))).toEqual(traced);
+    expect(decodePlacement(encodeValue({ ...traced, state: PlacementState.Queued, updatedAt: 1 }))?.headers).toEqual(traced.headers);
+    expect("headers" in decodeLaunchRequest(encodeLaunchRequest(valid))).toBe(false);
+    expect("headers" in decodeLaunchRequest(encodeValue({ ...valid, headers: null }))).toBe(false);
+  });
+
   test.each([
     ["not CBOR", new Uint8Array([0xff, 0x00])],
     ["not a map", encodeValue([1, 2])],
@@ -49,6 +57,7 @@ describe("launch requests", () => {
     ["a fractional retry count", encodeValue({ ...valid, maxRetries: 1.5 })],
     ["args that are not bytes", encodeValue({ ...valid, args: [10] })],
     ["no launch time", encodeValue({ ...valid, launchedAt: "yesterday" })],
+    ["headers that are not a map of text", encodeValue({ ...valid, headers: { traceparent: 7 } })],
   ])("rejects %s with MalformedMessageError", (_what, bytes) => {
     expect(() => decodeLaunchRequest(bytes)).toThrow(MalformedMessageError);
   });

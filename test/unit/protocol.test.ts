@@ -107,6 +107,19 @@ describe("message headers", () => {
   });
 });
 
+describe("srcRole", () => {
+  test("a request states its sender's role; absent, null and the two roles read back; anything else is malformed", () => {
+    const fromAgent = requestMessage({ type: "ping-request" }, "t1", "a1", "a2", undefined, undefined, undefined, "agent");
+    expect(decodeValue(encodeMessage(fromAgent))).toMatchObject({ src: "a2", srcRole: "agent" });
+    expect(decodeMessage(encodeMessage(fromAgent)).srcRole).toBe("agent");
+    const unstated = requestMessage({ type: "ping-request" }, "t1", "a1", "u1", undefined, undefined);
+    expect("srcRole" in (decodeValue(encodeMessage(unstated)) as object)).toBe(false);
+    expect(decodeMessage(encodeValue({ v: 1, type: "ping-request", tag: "t", dest: "d", src: "u", srcRole: "user" })).srcRole).toBe("user");
+    expect(decodeMessage(encodeValue({ v: 1, type: "ping-request", tag: "t", dest: "d", srcRole: null })).srcRole).toBeUndefined();
+    expect(() => decodeMessage(encodeValue({ v: 1, type: "ping-request", tag: "t", dest: "d", srcRole: "robot" }))).toThrow(MalformedMessageError);
+  });
+});
+
 describe("codec", () => {
   test("ids keep their class; handles decode to ids without a context and to handles with one", () => {
     const agent = new AgentId("a-uid", "alice");

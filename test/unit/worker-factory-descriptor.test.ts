@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { nkeys } from "@nats-io/nats-core";
 import { afterAll, describe, expect, test } from "vitest";
 import { InvalidConfigError, LocalExchangeFactory, NatsExchangeFactory } from "../../src/index.ts";
 import { WORKER_FACTORY_EXPORT } from "../../src/exchange/exchange-factory.ts";
@@ -26,7 +27,8 @@ async function rebuild(descriptor: WorkerFactoryDescriptor): Promise<ExchangeFac
 describe("worker factory descriptors", () => {
   test("a NATS factory is rebuilt from its options by the module it names, credentials file included", async () => {
     const credsFile = join(dir, "user.creds");
-    writeFileSync(credsFile, "-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n");
+    const seed = new TextDecoder().decode(nkeys.createUser().getSeed());
+    writeFileSync(credsFile, `-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n${seed}\n------END USER NKEY SEED------\n`);
     const factory = new NatsExchangeFactory({ servers: "nats://127.0.0.1:1", prefix: "wfd", credsFile, replicas: 3 });
     const descriptor = factory.forWorker();
     expect(descriptor.module).toMatch(/nats-exchange-factory\.(ts|js)$/);
@@ -45,6 +47,17 @@ describe("worker factory descriptors", () => {
     expect(rebuilt.constructor.name).toBe("PortExchangeFactory");
     await rebuilt.close();
     await factory.close();
+  });
+
+  test("a malformed credentials or nkey seed file is a configuration error naming the option", () => {
+    const bad = join(dir, "bad.creds");
+    writeFileSync(bad, "not a creds file\n");
+    expect(() => new NatsExchangeFactory({ credsFile: bad })).toThrow(expect.objectContaining({ name: "InvalidConfigError", option: "credsFile" }));
+    expect(() => new NatsExchangeFactory({ nkeySeedFile: bad })).toThrow(expect.objectContaining({ name: "InvalidConfigError", option: "nkeySeedFile" }));
+    expect(() => new NatsExchangeFactory({ user: "a", token: "t" })).toThrow(expect.objectContaining({ option: "token" }));
+    expect(() => new NatsExchangeFactory({ password: "p" })).toThrow(expect.objectContaining({ option: "password" }));
+    expect(() => new NatsExchangeFactory({ tls: { certFile: bad } })).toThrow(expect.objectContaining({ option: "tls.keyFile" }));
+    expect(() => new NatsExchangeFactory({ tls: { caFile: join(dir, "missing.pem") } })).toThrow(expect.objectContaining({ option: "tls.caFile" }));
   });
 
   test("a credentials file that cannot be read is a configuration error naming the option", () => {

@@ -33,6 +33,13 @@ export interface LocalExchangeFactoryOptions extends LocalExchangeOptions {
    * @defaultValue true
    */
   deadlines?: boolean;
+  /**
+   * Tracing: calls, actions and event handlers make OpenTelemetry spans, and calls carry their
+   * trace context to the agents (README, *Tracing*). Nothing is recorded until the application
+   * installs an OpenTelemetry SDK. Their interceptors run first.
+   * @defaultValue true
+   */
+  tracing?: boolean;
 }
 
 /**
@@ -44,15 +51,17 @@ export class LocalExchangeFactory implements ExchangeFactory {
   readonly interceptors: Interceptors;
   readonly #logger: Logger;
   readonly #deadlines: boolean;
+  readonly #tracing: boolean;
   readonly #custom: boolean;
   /** Ports serving worker threads; each leaves the set when its worker's end closes. */
   readonly #ports = new Set<{ close(): void }>();
 
-  /** @throws {InvalidConfigError} for invalid interceptor lists or `deadlines`. */
+  /** @throws {InvalidConfigError} for invalid interceptor lists, `deadlines` or `tracing`. */
   constructor(options: LocalExchangeFactoryOptions = {}) {
     this.exchange = new LocalExchange(options);
-    this.interceptors = resolveInterceptors(options.interceptors, options.deadlines);
+    this.interceptors = resolveInterceptors(options.interceptors, { deadlines: options.deadlines, tracing: options.tracing });
     this.#deadlines = options.deadlines ?? true;
+    this.#tracing = options.tracing ?? true;
     this.#custom = options.interceptors !== undefined;
     this.#logger = options.logger ?? silentLogger;
   }
@@ -60,7 +69,7 @@ export class LocalExchangeFactory implements ExchangeFactory {
   async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
     const userId = UserId.create(options.name);
     this.exchange.registerUser(userId);
-    return UserExchangeClient.open(new LocalTransport(this.exchange, userId, this.#logger), { logger: this.#logger, ...options }, this.interceptors.caller);
+    return UserExchangeClient.open(new LocalTransport(this.exchange, userId, this.#logger), { logger: this.#logger, ...options }, this);
   }
 
   async createAgentClient<A extends Agent>(
@@ -68,16 +77,16 @@ export class LocalExchangeFactory implements ExchangeFactory {
     handler: RequestHandler,
     options: AgentClientOptions = {},
   ): Promise<AgentExchangeClient> {
-    return openAgentClient(this.exchange, registration, handler, { logger: this.#logger, ...options }, this.interceptors.caller);
+    return openAgentClient(this.exchange, registration, handler, { logger: this.#logger, ...options }, this);
   }
 
   forWorker(): WorkerFactoryDescriptor {
     const served = serveLocalExchange(this.exchange, () => this.#ports.delete(served));
     this.#ports.add(served);
     const { port } = served;
-    // Interceptors are functions: they cannot reach a worker, whose factory has only the deadlines.
+    // Interceptors are functions: they cannot reach a worker, whose factory has only the built-in ones.
     if (this.#custom) this.#logger.warn("custom interceptors do not reach agents in worker threads");
-    const data: LocalPortDescriptorData = { port, maxPayload: this.exchange.maxPayload, deadlines: this.#deadlines };
+    const data: LocalPortDescriptorData = { port, maxPayload: this.exchange.maxPayload, deadlines: this.#deadlines, tracing: this.#tracing };
     return { module: PORT_FACTORY_MODULE, data, transfer: [port] };
   }
 

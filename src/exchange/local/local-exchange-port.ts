@@ -245,12 +245,14 @@ export interface LocalPortDescriptorData {
   readonly maxPayload: number;
   /** The main thread's factory's `deadlines` option. @defaultValue true */
   readonly deadlines?: boolean;
+  /** The main thread's factory's `tracing` option. @defaultValue true */
+  readonly tracing?: boolean;
 }
 
 /**
- * A factory, in a worker thread, for the main thread's in-process exchange. It has the deadline
- * interceptors (if the main thread's factory has) and no others: interceptors are functions,
- * which cannot reach a worker.
+ * A factory, in a worker thread, for the main thread's in-process exchange. It has the built-in
+ * interceptors its main thread's factory has (deadlines, tracing) and no others: interceptors are
+ * functions, which cannot reach a worker.
  */
 export class PortExchangeFactory implements ExchangeFactory {
   readonly interceptors: Interceptors;
@@ -259,14 +261,14 @@ export class PortExchangeFactory implements ExchangeFactory {
 
   constructor(data: LocalPortDescriptorData, logger: Logger = silentLogger) {
     this.#api = new PortExchangeApi(data.port, data.maxPayload);
-    this.interceptors = resolveInterceptors(undefined, data.deadlines ?? true);
+    this.interceptors = resolveInterceptors(undefined, { deadlines: data.deadlines ?? true, tracing: data.tracing ?? true });
     this.#logger = logger;
   }
 
   async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
     const userId = UserId.create(options.name);
     await this.#api.registerUser(userId);
-    return UserExchangeClient.open(new LocalTransport(this.#api, userId, this.#logger), { logger: this.#logger, ...options }, this.interceptors.caller);
+    return UserExchangeClient.open(new LocalTransport(this.#api, userId, this.#logger), { logger: this.#logger, ...options }, this);
   }
 
   async createAgentClient<A extends Agent>(
@@ -274,7 +276,7 @@ export class PortExchangeFactory implements ExchangeFactory {
     handler: RequestHandler,
     options: AgentClientOptions = {},
   ): Promise<AgentExchangeClient> {
-    return openAgentClient(this.#api, registration, handler, { logger: this.#logger, ...options }, this.interceptors.caller);
+    return openAgentClient(this.#api, registration, handler, { logger: this.#logger, ...options }, this);
   }
 
   forWorker(): WorkerFactoryDescriptor {

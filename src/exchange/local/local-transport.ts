@@ -5,8 +5,9 @@
  */
 import { MailboxStatus, assertMailboxActive } from "../mailbox-status.ts";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
+import { UnknownSiteError } from "../../errors.ts";
 import type { AgentId, EntityId } from "../../identifiers.ts";
-import type { CallerInterceptor } from "../../interceptors/caller-interceptor.ts";
+import type { ExchangeFactory } from "../exchange-factory.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
 import type { HandleBinder } from "../../protocol/codec.ts";
 import type { Message } from "../../protocol/messages.ts";
@@ -61,6 +62,11 @@ class LocalDelivery implements Delivery {
   }
 }
 
+/** The in-process exchange has no sites: an id or option naming one is an error. */
+function noSites(site: string): UnknownSiteError {
+  return new UnknownSiteError(`The in-process exchange has no sites; ${site} names one`, { site });
+}
+
 /** A transport on the in-process exchange, bound to one mailbox. */
 export class LocalTransport implements ExchangeTransport {
   readonly mailboxId: EntityId;
@@ -109,10 +115,12 @@ export class LocalTransport implements ExchangeTransport {
   }
 
   async send(message: Message): Promise<void> {
+    if (message.destSite !== undefined) throw noSites(message.destSite);
     await this.#api.send(message.dest, encodeMessage(message));
   }
 
-  async status(uid: string): Promise<MailboxStatus> {
+  async status(uid: string, _fresh?: boolean, site?: string): Promise<MailboxStatus> {
+    if (site !== undefined) throw noSites(site);
     return this.#api.status(uid);
   }
 
@@ -120,11 +128,13 @@ export class LocalTransport implements ExchangeTransport {
     return this.#api.registerAgent(type, name);
   }
 
-  async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
+  async discover(typeName: string, allowSubclasses: boolean, site?: string): Promise<AgentId[]> {
+    if (site !== undefined) throw noSites(site);
     return this.#api.discover(typeName, allowSubclasses);
   }
 
   async terminate(id: EntityId): Promise<void> {
+    if (id.site !== undefined) throw noSites(id.site);
     if (id.uid === this.mailboxId.uid) this.#listening = false;
     await this.#api.terminate(id.uid);
   }
@@ -149,8 +159,8 @@ export async function openAgentClient(
   registration: AgentRegistration,
   handler: RequestHandler,
   options: AgentClientOptions & { logger?: Logger },
-  interceptors: readonly CallerInterceptor[],
+  factory: ExchangeFactory,
 ): Promise<AgentExchangeClient> {
   // The transport's listen() checks that the mailbox is active.
-  return AgentExchangeClient.open(new LocalTransport(api, registration.agentId, options.logger), handler, options, interceptors);
+  return AgentExchangeClient.open(new LocalTransport(api, registration.agentId, options.logger), handler, options, factory);
 }

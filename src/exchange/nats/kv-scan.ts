@@ -22,7 +22,24 @@ export async function scanLatest(
   keyFilter: string,
   timeoutMs = SCAN_TIMEOUT_MS,
 ): Promise<Map<string, Uint8Array>> {
-  const latest = new Map<string, Uint8Array>();
+  const entries = await scanLatestEntries(js, bucket, keyFilter, timeoutMs);
+  return new Map([...entries].map(([key, entry]) => [key, entry.value]));
+}
+
+/** A key's latest value and its revision. */
+export interface ScannedEntry {
+  readonly value: Uint8Array;
+  readonly revision: number;
+}
+
+/** {@link scanLatest}, with each value's revision. */
+export async function scanLatestEntries(
+  js: JetStreamClient,
+  bucket: string,
+  keyFilter: string,
+  timeoutMs = SCAN_TIMEOUT_MS,
+): Promise<Map<string, ScannedEntry>> {
+  const latest = new Map<string, ScannedEntry>();
   const keyPrefix = `$KV.${bucket}.`;
   const consumer = await js.consumers.getPushConsumer(`KV_${bucket}`, {
     filter_subject: `${keyPrefix}${keyFilter}`,
@@ -45,7 +62,7 @@ export async function scanLatest(
       const operation = m.headers?.get("KV-Operation");
       const key = m.subject.slice(keyPrefix.length);
       latest.delete(key);
-      if (operation !== "DEL" && operation !== "PURGE") latest.set(key, m.data);
+      if (operation !== "DEL" && operation !== "PURGE") latest.set(key, { value: m.data, revision: m.seq });
       if (--remaining <= 0) caughtUp();
     },
   });

@@ -64,7 +64,11 @@ export function isClosedNatsError(error: unknown): boolean {
  * (`JetStreamApiCodes`). Every check of a server error goes through the predicates below, by code,
  * never by message text.
  */
-export const JsApiCode = JetStreamApiCodes;
+export const JsApiCode = {
+  ...JetStreamApiCodes,
+  /** `JSStreamMsgDeleteFailedF`: a delete of a message the stream does not have (nats-server's error table). */
+  StreamMsgDeleteFailed: 10057,
+} as const;
 
 /** Whether `error` is a JetStream API error with one of `codes`. */
 export function isJsApiError(error: unknown, ...codes: number[]): boolean {
@@ -74,6 +78,11 @@ export function isJsApiError(error: unknown, ...codes: number[]): boolean {
 /** The consumer does not exist. */
 export function isConsumerNotFound(error: unknown): boolean {
   return isJsApiError(error, JsApiCode.ConsumerNotFound);
+}
+
+/** The stream has no such message (a read or delete of a sequence that is not there). */
+export function isNoMessageFound(error: unknown): boolean {
+  return isJsApiError(error, JsApiCode.NoMessageFound, JsApiCode.StreamMsgDeleteFailed);
 }
 
 /** The stream does not exist. */

@@ -2,13 +2,12 @@
  * The NATS JetStream exchange factory. One connection per factory (opened on first use and
  * shared by all its clients); in a worker thread the factory is rebuilt from its options.
  */
-import { readFileSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
-import { credsAuthenticator } from "@nats-io/nats-core";
-import type { Authenticator, ConnectionOptions, NatsConnection } from "@nats-io/nats-core";
+import type { ConnectionOptions, NatsConnection } from "@nats-io/nats-core";
 import type { Agent } from "../../agent/agent.ts";
-import { ClientClosedError, ExchangeUnavailableError, InvalidConfigError } from "../../errors.ts";
+import { AuthenticationError, ClientClosedError, ExchangeUnavailableError, InvalidConfigError } from "../../errors.ts";
 import { UserId } from "../../identifiers.ts";
+import { redactUrls } from "../../util/redact.ts";
 import { resolveInterceptors } from "../../interceptors/interceptors.ts";
 import type { InterceptorOptions, Interceptors } from "../../interceptors/interceptors.ts";
 import { silentLogger } from "../../util/logger.ts";
@@ -20,32 +19,47 @@ import type { CreateUserClientOptions, ExchangeFactory, RebuildWorkerFactory, Wo
 import type { AgentRegistration } from "../transport.ts";
 import type { PoolBackend } from "../../pool/pool-backend.ts";
 
+import { isAuthenticationError, resolveAuth, splitUrlCredentials } from "./nats-auth.ts";
+import type { NatsAuthOptions, ResolvedAuth } from "./nats-auth.ts";
 import { NatsExchange } from "./nats-exchange.ts";
-import type { NatsSettings } from "./nats-exchange.ts";
-import { natsLayout } from "./nats-layout.ts";
+import type { NatsSettings, NatsSiteSettings } from "./nats-exchange.ts";
+import { checkDomain, checkSite, natsLayout } from "./nats-layout.ts";
 import { NatsPoolBackend } from "./nats-pool-backend.ts";
+import { NatsDeadLetters } from "./nats-dead-letters.ts";
+import { NatsExchangeStats } from "./nats-exchange-stats.ts";
+import type { ExchangeStats } from "../exchange-stats.ts";
+import type { DeadLetterStore } from "../dead-letters.ts";
 import { NatsTransport } from "./nats-transport.ts";
 
 
-/** Options of {@link NatsExchangeFactory}. */
-export interface NatsExchangeOptions {
+/**
+ * Options of {@link NatsExchangeFactory}. The credentials ({@link NatsAuthOptions}: `user` and
+ * `password`, `token`, `nkeySeedFile`, `credsFile`, `tls`) are plain strings and paths, read when
+ * the factory is created; unlike an authenticator in `connectionOptions`, they reach worker-thread
+ * agents (each worker reads the files again), and they take precedence over the same settings in
+ * `connectionOptions`.
+ */
+export interface NatsExchangeOptions extends NatsAuthOptions {
   /**
-   * Server URL(s).
+   * Server URL(s). A URL may carry a user and password (`nats://alice:secret@host:4222`) or a
+   * token; this library never logs or prints them (see `redactUrls`).
    * @defaultValue "nats://127.0.0.1:4222"
    */
   servers?: string | string[];
   /**
-   * Further nats.js connection options (credentials, TLS, name, reconnect policy). Must be
-   * structured-clonable to be used by worker-thread agents.
+   * Further nats.js connection options (name, reconnect policy, ...). Must be structured-clonable
+   * to be used by worker-thread agents: give credentials with the options above, not as an
+   * `authenticator` function.
    * @defaultValue reconnect forever, every 250 ms
    */
   connectionOptions?: Omit<ConnectionOptions, "servers">;
   /**
-   * Path of a NATS credentials file (a user JWT and its NKey seed, as `nsc` writes them), read
-   * when the factory is created. A path, unlike an authenticator in `connectionOptions`, reaches
-   * worker threads (each reads the file). Takes precedence over `connectionOptions.authenticator`.
+   * Create the streams and buckets when they are missing. `false` uses them as they are and fails
+   * with `ExchangeNotFoundError` (naming the prefix) when one is missing: for tools that only
+   * read or operate an existing exchange, where a mistyped prefix must not create a new one.
+   * @defaultValue true
    */
-  credsFile?: string;
+  provision?: boolean;
   /**
    * Use this connection instead of opening one. It is not closed by the factory, and the factory
    * cannot be shared with worker threads.
@@ -125,6 +139,42 @@ export interface NatsExchangeOptions {
    */
   replies?: "mailbox" | "core";
   /**
+   * The JetStream domain this factory's site lives in (a site is a prefix on its own domain; see
+   * docs/EDGE.md). When set, the factory checks on connecting that the server serves JetStream in
+   * this domain and fails with `ForeignSiteError`, creating nothing, if it does not; ids it mints
+   * carry the site (its prefix), so they stay valid when passed to other sites. Required with
+   * `sites`.
+   * @defaultValue none: the server's JetStream, whatever its domain (single-site behaviour)
+   */
+  domain?: string;
+  /**
+   * Other sites this factory reaches: calls and launches to their agents are stored in a local
+   * outbox and forwarded when the link is up; their registries are read from local mirrors. Each
+   * site is named by its prefix and lives in its own JetStream domain. Every process of a site that
+   * lists another site relays that site's messages into its own mailboxes.
+   * @defaultValue none
+   */
+  sites?: ReadonlyArray<NatsSiteOptions>;
+  /**
+   * How long messages to another site are kept in the outbox (and in the receiving site's inbox)
+   * in ms: the longest outage after which nothing sent during it is lost (docs/EDGE.md).
+   * @defaultValue 86_400_000 (24 h)
+   */
+  outboxMaxAgeMs?: number;
+  /**
+   * Most bytes kept in each outbox and inbox; past it the oldest messages are dropped.
+   * @defaultValue 1_073_741_824 (1 GiB)
+   */
+  outboxMaxBytes?: number;
+  /**
+   * Whether this process relays what the other sites of `sites` send to this one into its
+   * mailboxes and launch stream. The relays of a site share one consumer, so any number may run;
+   * turn it off in short-lived processes (a listing, a script), which would otherwise hold a
+   * message while they exit. Worker-thread factories never relay (their parent process does).
+   * @defaultValue true
+   */
+  relay?: boolean;
+  /**
    * Caller-side and agent-side interceptors (README, *Interceptors*). They do not reach agents
    * run in worker threads (functions cannot be sent there).
    * @defaultValue none
@@ -136,8 +186,24 @@ export interface NatsExchangeOptions {
    * @defaultValue true
    */
   deadlines?: boolean;
+  /**
+   * Tracing: calls, actions and event handlers make OpenTelemetry spans (`messaging.system:
+   * nats`), and calls carry their trace context to the agents in the message headers (README,
+   * *Tracing*). Nothing is recorded until the application installs an OpenTelemetry SDK. Their
+   * interceptors run first. A plain boolean, so worker-thread agents get it too.
+   * @defaultValue true
+   */
+  tracing?: boolean;
   /** @defaultValue silent */
   logger?: Logger;
+}
+
+/** A site another site reaches (see `NatsExchangeOptions.sites`). */
+export interface NatsSiteOptions {
+  /** The site's name: its prefix. */
+  name: string;
+  /** The JetStream domain its servers serve. */
+  domain: string;
 }
 
 const DEFAULTS: NatsSettings = Object.freeze({
@@ -153,6 +219,11 @@ const DEFAULTS: NatsSettings = Object.freeze({
   consumerInactiveMs: 3_600_000,
   deadLetterMaxAgeMs: 7 * 24 * 3_600_000,
   replies: "mailbox",
+  domain: undefined,
+  sites: [],
+  outboxMaxAgeMs: 24 * 3_600_000,
+  outboxMaxBytes: 1024 * 1024 * 1024,
+  relay: true,
 });
 
 function resolveSettings(options: NatsExchangeOptions): NatsSettings {
@@ -169,11 +240,28 @@ function resolveSettings(options: NatsExchangeOptions): NatsSettings {
     } else if (key === "replies") {
       if (value !== "mailbox" && value !== "core") throw new InvalidConfigError(`replies must be "mailbox" or "core"`, { option: key });
       settings.replies = value;
+    } else if (key === "domain") {
+      settings.domain = checkDomain(value as string);
+    } else if (key === "sites") {
+      settings.sites = resolveSites(value as ReadonlyArray<NatsSiteOptions>);
+    } else if (key === "relay") {
+      if (typeof value !== "boolean") throw new InvalidConfigError(`relay must be a boolean (got ${String(value)})`, { option: key });
+      settings.relay = value;
     } else {
       if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
         throw new InvalidConfigError(`${key} must be a positive integer (got ${String(value)})`, { option: key });
       }
       (settings as Record<string, unknown>)[key] = value;
+    }
+  }
+  if (settings.sites.length > 0) {
+    if (settings.domain === undefined) {
+      throw new InvalidConfigError("sites needs domain: the JetStream domain of this factory's own site", { option: "domain" });
+    }
+    for (const site of settings.sites) {
+      if (site.name === settings.prefix || site.domain === settings.domain) {
+        throw new InvalidConfigError(`Site ${site.name} (domain ${site.domain}) is this factory's own site or domain`, { option: "sites" });
+      }
     }
   }
   if (settings.replicas !== undefined && ![1, 3, 5].includes(settings.replicas)) {
@@ -182,21 +270,15 @@ function resolveSettings(options: NatsExchangeOptions): NatsSettings {
   return Object.freeze(settings);
 }
 
-/**
- * An authenticator with the credentials in `path`.
- * @throws {InvalidConfigError} (option `credsFile`, the read error as `cause`) if it cannot be read.
- */
-function credsFileAuthenticator(path: string): Authenticator {
-  let creds: Uint8Array;
-  try {
-    creds = readFileSync(path);
-  } catch (error) {
-    throw new InvalidConfigError(`Cannot read the NATS credentials file ${path}: ${(error as Error).message}`, {
-      option: "credsFile",
-      cause: error,
-    });
+function resolveSites(value: ReadonlyArray<NatsSiteOptions>): readonly NatsSiteSettings[] {
+  if (!Array.isArray(value)) throw new InvalidConfigError("sites must be an array of { name, domain }", { option: "sites" });
+  const sites = value.map((site: NatsSiteOptions) => Object.freeze({ name: checkSite(site?.name), domain: checkDomain(site?.domain, "sites") }));
+  for (const [i, site] of sites.entries()) {
+    if (sites.findIndex((s) => s.name === site.name || s.domain === site.domain) !== i) {
+      throw new InvalidConfigError(`sites lists ${site.name} or its domain ${site.domain} twice`, { option: "sites" });
+    }
   }
-  return credsAuthenticator(creds);
+  return Object.freeze(sites);
 }
 
 /**
@@ -208,25 +290,34 @@ export class NatsExchangeFactory implements ExchangeFactory {
   readonly interceptors: Interceptors;
   readonly #options: NatsExchangeOptions;
   readonly #logger: Logger;
-  readonly #authenticator: Authenticator | undefined;
+  readonly #auth: ResolvedAuth;
+  /** The server URLs, without credentials. */
+  readonly #servers: string[];
   #context: Promise<NatsExchange> | undefined;
   #closing: Promise<void> | undefined;
 
-  /** @throws {InvalidConfigError} for invalid options, or a `credsFile` that cannot be read. */
+  /**
+   * @throws {InvalidConfigError} for invalid options: also several ways to authenticate at once, or
+   *   a credentials or TLS file that cannot be read or is malformed (`option` names it).
+   */
   constructor(options: NatsExchangeOptions = {}) {
     this.#options = options;
     this.settings = resolveSettings(options);
-    this.interceptors = resolveInterceptors(options.interceptors, options.deadlines);
+    this.interceptors = resolveInterceptors(options.interceptors, { deadlines: options.deadlines, tracing: options.tracing, messagingSystem: "nats" });
     this.#logger = options.logger ?? silentLogger;
-    this.#authenticator = options.credsFile === undefined ? undefined : credsFileAuthenticator(options.credsFile);
+    const servers = options.servers ?? "nats://127.0.0.1:4222";
+    const fromUrls = splitUrlCredentials(typeof servers === "string" ? [servers] : servers);
+    this.#servers = fromUrls.servers;
+    const explicit = (["user", "token", "nkeySeedFile", "credsFile"] as const).some((key) => options[key] !== undefined);
+    this.#auth = resolveAuth(explicit ? options : { ...options, ...fromUrls.auth });
   }
 
   async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
     const ctx = await this.#getContext();
-    const userId = UserId.create(options.name);
+    const userId = UserId.create(options.name, ctx.site);
     ctx.view.apply(await ctx.registry.registerUser(userId));
     const transport = new NatsTransport(ctx, userId, this.#logger);
-    return UserExchangeClient.open(transport, { logger: this.#logger, ...options }, this.interceptors.caller);
+    return UserExchangeClient.open(transport, { logger: this.#logger, ...options }, this);
   }
 
   async createAgentClient<A extends Agent>(
@@ -237,7 +328,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     const ctx = await this.#getContext();
     // The transport's listen() checks that the mailbox is active.
     const transport = new NatsTransport(ctx, registration.agentId, this.#logger);
-    return AgentExchangeClient.open(transport, handler, { logger: this.#logger, ...options }, this.interceptors.caller);
+    return AgentExchangeClient.open(transport, handler, { logger: this.#logger, ...options }, this);
   }
 
   /**
@@ -250,9 +341,11 @@ export class NatsExchangeFactory implements ExchangeFactory {
         option: "connection",
       });
     }
-    // Interceptors are functions: they cannot reach a worker, whose factory has only the deadlines.
+    // Interceptors are functions: they cannot reach a worker, whose factory has only the built-in
+    // ones (deadlines, tracing: plain options, cloned below).
     if (this.#options.interceptors !== undefined) this.#logger.warn("custom interceptors do not reach agents in worker threads");
-    const data = { ...this.#options, logger: undefined, interceptors: undefined };
+    // The parent process relays for its site; its workers need not.
+    const data = { ...this.#options, logger: undefined, interceptors: undefined, relay: false };
     try {
       structuredClone(data);
     } catch (error) {
@@ -266,10 +359,24 @@ export class NatsExchangeFactory implements ExchangeFactory {
 
   /**
    * Host pools on this exchange's connection: the launch stream, pool consumers, and the hosts and
-   * placements buckets (docs/NATS-LAYOUT.md section 14), provisioned on first use.
+   * placements buckets (docs/NATS-LAYOUT.md section 14), provisioned on first use (unless
+   * `provision` is false: then a pool that never had a host reads as empty).
    */
   async poolBackend(): Promise<PoolBackend> {
     return NatsPoolBackend.for(await this.#getContext());
+  }
+
+  /** The dead-letter stream of this exchange (docs/NATS-LAYOUT.md), on the factory's connection. */
+  async deadLetters(): Promise<DeadLetterStore> {
+    return new NatsDeadLetters(await this.#getContext());
+  }
+
+  /**
+   * Queue statistics from the exchange's streams and consumers (mailbox depths and deliveries,
+   * dead letters), on the factory's connection. Each call is one or a few server requests.
+   */
+  async stats(): Promise<ExchangeStats> {
+    return new NatsExchangeStats(await this.#getContext());
   }
 
   /**
@@ -279,6 +386,18 @@ export class NatsExchangeFactory implements ExchangeFactory {
    */
   context(): Promise<NatsExchange> {
     return this.#getContext();
+  }
+
+  /**
+   * Set up the link to another site now, or check that it is set up (docs/EDGE.md). A link is
+   * set up in the background from the factory's first use and tried again every 2 s until the
+   * site answers; once set up it works through outages.
+   * @throws {UnknownSiteError} if `site` is not one of the option `sites`.
+   * @throws {SiteUnreachableError} if the link was never set up and the site does not answer now.
+   */
+  async linkSite(site: string): Promise<void> {
+    const ctx = await this.#getContext();
+    await ctx.link(site).ready();
   }
 
   /** Close the connection (if the factory opened it). Idempotent. */
@@ -291,7 +410,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     const pending = this.#context;
     if (pending === undefined) return;
     const ctx = await pending.catch(() => undefined);
-    ctx?.view.close();
+    await ctx?.close();
     if (ctx !== undefined && this.#options.connection === undefined) await ctx.nc.close();
   }
 
@@ -310,7 +429,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
     let nc = this.#options.connection;
     const owned = nc === undefined;
     if (nc === undefined) {
-      const servers = this.#options.servers ?? "nats://127.0.0.1:4222";
+      const servers = this.#servers;
       try {
         nc = await connect({
           name: "academy-nats",
@@ -320,17 +439,20 @@ export class NatsExchangeFactory implements ExchangeFactory {
           // a round trip's CPU; our errors name the operation instead (see docs/BENCHMARKS.md).
           noAsyncTraces: true,
           ...this.#options.connectionOptions,
-          ...(this.#authenticator === undefined ? {} : { authenticator: this.#authenticator }),
+          ...this.#auth,
           servers,
         });
       } catch (error) {
-        throw new ExchangeUnavailableError(`Could not connect to NATS at ${String(servers)}: ${(error as Error).message}`, {
-          cause: error,
-        });
+        const where = redactUrls(String(servers));
+        const reason = redactUrls((error as Error)?.message ?? String(error));
+        if (isAuthenticationError(error)) {
+          throw new AuthenticationError(`NATS at ${where} refused the credentials: ${reason}`, { cause: error });
+        }
+        throw new ExchangeUnavailableError(`Could not connect to NATS at ${where}: ${reason}`, { cause: error });
       }
     }
     try {
-      return await NatsExchange.open(nc, this.settings, this.#logger);
+      return await NatsExchange.open(nc, this.settings, this.#logger, { provision: this.#options.provision ?? true });
     } catch (error) {
       if (owned) await nc.close().catch(() => undefined);
       throw error;

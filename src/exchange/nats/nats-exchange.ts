@@ -3,16 +3,16 @@
  * provisioned streams and buckets, the registry and its watch-fed view. Created once per factory
  * on first use; checks the server and provisions everything idempotently.
  */
-import { MailboxStatus, terminatedError } from "../mailbox-status.ts";
+import { MailboxStatus, isSendable, terminatedError } from "../mailbox-status.ts";
 import type { JetStreamClient, JetStreamManager, PubAck, StreamConfig } from "@nats-io/jetstream";
 import { DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
 import { headers as natsHeaders, nanos } from "@nats-io/nats-core";
 import type { MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
-import { InvalidConfigError, MalformedMessageError, PayloadTooLargeError, UnsupportedServerError } from "../../errors.ts";
+import { ExchangeNotFoundError, ForeignSiteError, InvalidConfigError, MalformedMessageError, PayloadTooLargeError, UnknownSiteError, UnsupportedServerError } from "../../errors.ts";
 import { EntityRole } from "../../identifiers.ts";
-import type { EntityId } from "../../identifiers.ts";
+import type { AgentId, EntityId } from "../../identifiers.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
 import { toFailure } from "../../protocol/failure.ts";
 import { NatsHeader, MessageType, isRequest, responseRouting } from "../../protocol/messages.ts";
@@ -24,6 +24,7 @@ import { JetStreamPublisher } from "./js-publisher.ts";
 import { isConsumerNotFound, isStreamNotFound, withNatsRetry } from "./nats-errors.ts";
 import { NatsRegistry } from "./nats-registry.ts";
 import { RegistryView } from "./registry-view.ts";
+import { NatsSiteLink } from "./nats-site-link.ts";
 
 /** The oldest server this library runs on (work-queue streams, KV, `next_by_subj`, durable inactivity). */
 export const MIN_SERVER_VERSION = "2.9.0";
@@ -43,6 +44,20 @@ export interface NatsSettings {
   readonly consumerInactiveMs: number;
   readonly deadLetterMaxAgeMs: number;
   readonly replies: "mailbox" | "core";
+  /** This site's JetStream domain, checked on open; undefined: no site identity. */
+  readonly domain: string | undefined;
+  /** The other sites this factory reaches (empty: a single-site exchange). */
+  readonly sites: readonly NatsSiteSettings[];
+  readonly outboxMaxAgeMs: number;
+  readonly outboxMaxBytes: number;
+  /** Whether this process relays the other sites' messages into this one. */
+  readonly relay: boolean;
+}
+
+/** A remote site: its name (prefix) and JetStream domain. */
+export interface NatsSiteSettings {
+  readonly name: string;
+  readonly domain: string;
 }
 
 /** A message being dead-lettered: its bytes, where it was, and its routing headers. */
@@ -103,20 +118,6 @@ export function kvBucketOptions(settings: ResolvedNatsSettings): { history: numb
   return { history: 1, replicas: settings.replicas, storage: storageType(settings), timeout: settings.requestTimeoutMs };
 }
 
-/**
- * Create KV bucket `name` if it is missing, and return a handle on it whose reads go to the leader
- * of the bucket's stream (`STREAM.MSG.GET`). The KV client would otherwise read with a direct get,
- * which any replica answers, a follower that has not yet applied the latest write included: a read
- * right after a write (this process's own, or one another process made before telling this one)
- * could miss it. Writes and watches are the same through either handle; the bucket keeps direct get
- * enabled for other readers (docs/NATS-LAYOUT.md section 6).
- */
-export async function openBucket(js: JetStreamClient, name: string, options: ReturnType<typeof kvBucketOptions>): Promise<KV> {
-  const kvm = new Kvm(js);
-  await kvm.create(name, options);
-  return kvm.open(name, { allow_direct: false, timeout: options.timeout });
-}
-
 /** Bytes NATS adds for a header block: `NATS/1.0\r\n`, each `key: value\r\n`, then `\r\n`. */
 function headerBytes(fields: ReadonlyArray<readonly [string, string]>): number {
   let size = 12;
@@ -148,6 +149,15 @@ export class NatsExchange {
   readonly logger: Logger;
   /** The server's `max_payload`, in bytes (headers included). */
   readonly maxPayload: number;
+  /**
+   * This exchange's site (its prefix) when it has a site identity (option `domain`): ids it mints
+   * carry it. Undefined for a single-site exchange.
+   */
+  readonly site: string | undefined;
+  /** Links to the other sites, by name (empty for a single-site exchange). */
+  readonly links: ReadonlyMap<string, NatsSiteLink>;
+  /** Whether missing streams and buckets are created (else they are `ExchangeNotFoundError`s). */
+  readonly provisioning: Provisioning;
   readonly #mailboxWatchers = new Map<string, MailboxWatcher>();
   readonly #publisher: JetStreamPublisher;
   #advisories: Subscription | undefined;
@@ -160,25 +170,36 @@ export class NatsExchange {
     registryKv: KV,
     typesKv: KV,
     logger: Logger,
+    provisioning: Provisioning,
   ) {
     this.nc = nc;
+    this.provisioning = provisioning;
     this.js = js;
     this.jsm = jsm;
     this.settings = settings;
     this.layout = natsLayout(settings.prefix);
     this.logger = logger;
+    this.site = settings.domain === undefined ? undefined : settings.prefix;
     this.maxPayload = nc.info?.max_payload ?? 1024 * 1024;
     this.#publisher = new JetStreamPublisher(nc);
-    this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, this.layout.typesBucket, settings.retryWindowMs);
-    this.view = new RegistryView(registryKv, logger, () => nc.isClosed());
+    this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, this.layout.typesBucket, settings.retryWindowMs, this.site);
+    this.view = new RegistryView(registryKv, logger, () => nc.isClosed(), this.site);
+    this.links = new Map(settings.sites.map((site) => [site.name, new NatsSiteLink(this, site)]));
   }
 
   /**
-   * Check the server and provision the streams and buckets (idempotent; safe to race).
+   * Check the server and provision the streams and buckets (idempotent; safe to race); with
+   * `provision: false`, only check that they exist.
    * @throws {UnsupportedServerError} for a server older than {@link MIN_SERVER_VERSION} or without JetStream.
    * @throws {InvalidConfigError} if an existing stream has an incompatible configuration.
+   * @throws {ExchangeNotFoundError} with `provision: false`, when a stream or bucket is missing.
    */
-  static async open(nc: NatsConnection, options: NatsSettings, logger: Logger): Promise<NatsExchange> {
+  static async open(
+    nc: NatsConnection,
+    requested: NatsSettings,
+    logger: Logger,
+    options: { readonly provision?: boolean } = {},
+  ): Promise<NatsExchange> {
     const version = nc.info?.version ?? "0.0.0";
     if (!versionAtLeast(version, MIN_SERVER_VERSION)) {
       throw new UnsupportedServerError(
@@ -191,13 +212,15 @@ export class NatsExchange {
         serverVersion: version,
       });
     }
-    const decision = replicasForServer(nc.info, options.replicas);
-    const settings: ResolvedNatsSettings = Object.freeze({ ...options, replicas: decision.replicas });
-    const log = { prefix: settings.prefix, replicas: decision.replicas, source: decision.source, cluster: nc.info?.cluster, clusterServers: decision.clusterServers };
-    if (decision.source === "cluster size" && decision.clusterServers === undefined) {
-      logger.warn(log, "the server is clustered but does not say how many servers: new streams and buckets get 1 replica (set the replicas option)");
-    } else {
-      logger.info(log, "replicas of new streams and buckets (existing ones are kept as they are)");
+    const decision = replicasForServer(nc.info, requested.replicas);
+    const settings: ResolvedNatsSettings = Object.freeze({ ...requested, replicas: decision.replicas });
+    if (options.provision !== false) {
+      const log = { prefix: settings.prefix, replicas: decision.replicas, source: decision.source, cluster: nc.info?.cluster, clusterServers: decision.clusterServers };
+      if (decision.source === "cluster size" && decision.clusterServers === undefined) {
+        logger.warn(log, "the server is clustered but does not say how many servers: new streams and buckets get 1 replica (set the replicas option)");
+      } else {
+        logger.info(log, "replicas of new streams and buckets (existing ones are kept as they are)");
+      }
     }
     const retry = <T>(what: string, op: () => Promise<T>): Promise<T> =>
       withNatsRetry(op, { windowMs: settings.retryWindowMs, what });
@@ -205,6 +228,17 @@ export class NatsExchange {
     const js = jetstream(nc, { timeout: settings.requestTimeoutMs });
     const layout = natsLayout(settings.prefix);
     const storage = storageType(settings);
+    if (settings.domain !== undefined) {
+      const serverDomain = (await retry("read the JetStream domain", () => jsm.getAccountInfo())).domain ?? "";
+      if (serverDomain !== settings.domain) {
+        throw new ForeignSiteError(
+          `Site ${settings.prefix} lives in JetStream domain ${settings.domain}, but the server serves domain ${JSON.stringify(serverDomain)}: ` +
+            "a factory provisions only in its own domain; connect to a server of that site, or reach it as a remote site (option sites)",
+          { site: settings.prefix, domain: settings.domain, serverDomain },
+        );
+      }
+    }
+    const provision: Provisioning = { provision: options.provision ?? true, prefix: settings.prefix };
 
     await retry("provision mailbox stream", () =>
       ensureStream(jsm, logger, {
@@ -215,7 +249,7 @@ export class NatsExchange {
         num_replicas: settings.replicas,
         duplicate_window: nanos(settings.duplicateWindowMs),
         discard: DiscardPolicy.Old,
-      }),
+      }, () => assertNotMirrored(jsm, layout.registryBucket, settings.prefix), provision),
     );
     await retry("provision dead-letter stream", () =>
       ensureStream(jsm, logger, {
@@ -226,13 +260,42 @@ export class NatsExchange {
         num_replicas: settings.replicas,
         max_age: nanos(settings.deadLetterMaxAgeMs),
         discard: DiscardPolicy.Old,
-      }),
+      }, undefined, provision),
     );
+    const kvm = new Kvm(js);
     const bucketOptions = kvBucketOptions(settings);
-    const registryKv = await retry("provision registry bucket", () => openBucket(js, layout.registryBucket, bucketOptions));
-    const typesKv = await retry("provision type index bucket", () => openBucket(js, layout.typesBucket, bucketOptions));
+    const registryKv = await retry("provision registry bucket", () => openBucket(kvm, jsm, layout.registryBucket, bucketOptions, provision));
+    const typesKv = await retry("provision type index bucket", () => openBucket(kvm, jsm, layout.typesBucket, bucketOptions, provision));
     logger.debug({ prefix: settings.prefix, serverVersion: version }, "NATS exchange ready");
-    return new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, logger);
+    const exchange = new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, logger, provision);
+    for (const link of exchange.links.values()) link.start();
+    return exchange;
+  }
+
+  /**
+   * The link to another site.
+   * @throws {UnknownSiteError} if this exchange has none to it (not in its `sites`).
+   */
+  link(site: string): NatsSiteLink {
+    const link = this.links.get(site);
+    if (link === undefined) {
+      throw new UnknownSiteError(
+        `Site ${site} is not one of the sites this exchange reaches (${this.links.size === 0 ? "none" : [...this.links.keys()].join(", ")}): add it to the option sites`,
+        { site },
+      );
+    }
+    return link;
+  }
+
+  /** Whether `site` names another site than this exchange's own (undefined: its own). */
+  isRemote(site: string | undefined): site is string {
+    return site !== undefined && site !== this.layout.prefix;
+  }
+
+  /** Stop the links to other sites and the registry view. Idempotent. */
+  async close(): Promise<void> {
+    this.view.close();
+    await Promise.all([...this.links.values()].map((link) => link.close()));
   }
 
   /**
@@ -283,6 +346,7 @@ export class NatsExchange {
    * @throws {ExchangeUnavailableError} if the server does not take it within the retry window.
    */
   async send(message: Message): Promise<void> {
+    if (message.destSite !== undefined && message.destSite !== this.layout.prefix) return this.#sendRemote(message);
     const data = encodeMessage(message);
     const request = isRequest(message);
     const msgId = request ? message.tag : `r:${message.tag}`;
@@ -304,6 +368,57 @@ export class NatsExchange {
     await this.#publish(this.layout.mailboxSubject(message.dest), data, headers);
   }
 
+  /**
+   * Put a message for a mailbox of another site into the outbox to that site, from where that
+   * site's mirror and relay take it to the mailbox: stored here even while the uplink is down. It
+   * carries this site in `srcSite` (where answers go) and never a `replyTo`: answers from another
+   * site come back through this site's mailboxes.
+   */
+  async #sendRemote(message: Message): Promise<void> {
+    const site = message.destSite!;
+    const link = this.link(site);
+    await link.ready();
+    const request = isRequest(message);
+    const routed: Message =
+      request && message.src !== undefined
+        ? { ...message, replyTo: undefined, srcSite: this.layout.prefix, destSite: undefined }
+        : { ...message, srcSite: this.layout.prefix, destSite: undefined };
+    const data = encodeMessage(routed);
+    const fields: Array<[string, string]> = [[NatsHeader.MsgId, request ? message.tag : `r:${message.tag}`]];
+    if (message.src !== undefined) fields.push([NatsHeader.Source, message.src]);
+    this.checkSize(data.byteLength + headerBytes(fields), `Message to ${message.dest}@${site}`);
+    const headers = natsHeaders();
+    for (const [name, value] of fields) headers.set(name, value);
+    await this.#publish(this.layout.outboxMailboxSubject(site, message.dest), data, headers);
+  }
+
+  /**
+   * Store a message that is already encoded in a subject of this site's streams (the relay
+   * forwarding what another site sent), de-duplicated by its `Nats-Msg-Id` header.
+   */
+  async publishStored(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<void> {
+    await this.#publish(subject, data, headers);
+  }
+
+  /**
+   * Status of a mailbox of `site` (undefined: this site). Another site's is read from the local
+   * mirror of its registry, which trails it (eventually consistent).
+   * @throws {UnknownSiteError} for a site this exchange has no link to.
+   * @throws {SiteUnreachableError} if the link to that site was never set up and it does not answer.
+   */
+  async statusAt(uid: string, site: string | undefined, fresh = false): Promise<MailboxStatus> {
+    if (this.isRemote(site)) return this.link(site).status(uid);
+    return fresh ? this.registry.status(uid) : this.status(uid);
+  }
+
+  /**
+   * Active agents of a type on `site` (undefined: this site). Another site's come from the local
+   * mirrors of its registry and type index, filtered by status: eventually consistent.
+   */
+  async discoverAt(typeName: string, allowSubclasses: boolean, site: string | undefined): Promise<AgentId[]> {
+    return this.link(site!).discover(typeName, allowSubclasses);
+  }
+
   /** Status of a mailbox, from the registry view when it knows, else from the bucket. */
   async status(uid: string): Promise<MailboxStatus> {
     this.view.start();
@@ -320,7 +435,10 @@ export class NatsExchange {
    * its sender's mailbox if that is still active (never creating messages nobody will read).
    */
   async answer(response: Message): Promise<void> {
-    if (response.replyTo === undefined && (await this.status(response.dest)) !== MailboxStatus.Active) return;
+    if (response.replyTo === undefined) {
+      const remote = this.isRemote(response.destSite);
+      if (!isSendable(await this.statusAt(response.dest, response.destSite), remote)) return;
+    }
     await this.send(response);
   }
 
@@ -399,19 +517,90 @@ export class NatsExchange {
 }
 
 /**
+ * Refuse to provision a prefix whose registry is, in this domain, a read-only mirror of another
+ * site's: the prefix belongs to that site, and streams made here would be an empty copy of it.
+ * @throws {ForeignSiteError} if the registry bucket here is a mirror.
+ */
+async function assertNotMirrored(jsm: JetStreamManager, registryBucket: string, prefix: string): Promise<void> {
+  try {
+    const info = await jsm.streams.info(`KV_${registryBucket}`);
+    const mirror = info.config.mirror;
+    if (mirror !== undefined && mirror !== null) {
+      const domain = /^\$JS\.([^.]+)\.API$/.exec(mirror.external?.api ?? "")?.[1];
+      throw new ForeignSiteError(
+        `Prefix ${prefix} is a site mirrored here from ${domain === undefined ? "elsewhere" : `JetStream domain ${domain}`}: it belongs to that site; ` +
+          "reach it as a remote site (option sites) or connect to one of its servers",
+        { site: prefix, ...(domain !== undefined && { domain }) },
+      );
+    }
+  } catch (error) {
+    if (!isStreamNotFound(error)) throw error;
+  }
+}
+
+/**
  * Create a stream, or check that the existing one is compatible (same retention, covers our
  * subjects). Another process may create it at the same moment: adding twice is fine.
  */
+/** Whether to create what is missing, and the prefix to name when not. */
+export interface Provisioning {
+  readonly provision: boolean;
+  readonly prefix: string;
+}
+
+/** The error for a stream or bucket that is missing and not to be created. */
+export function notFound(prefix: string, resource: string): ExchangeNotFoundError {
+  return new ExchangeNotFoundError(
+    `No exchange with prefix '${prefix}' on this NATS server (${resource} does not exist): check the prefix; ` +
+      "the streams and buckets are created by the first manager or host that uses it",
+    { prefix, resource },
+  );
+}
+
+/**
+ * A KV bucket: created if missing (an existing one is used as it is), or, without provisioning,
+ * opened if it exists. The handle returned reads at the leader of the bucket's stream
+ * (`STREAM.MSG.GET`): the KV client would otherwise read with a direct get, which any replica
+ * answers, a follower that has not yet applied the latest write included, so a read right after a
+ * write (this process's own, or one another process made before telling this one) could miss it.
+ * Writes and watches are the same through either handle; the bucket keeps direct get enabled for
+ * other readers (docs/NATS-LAYOUT.md section 6.1).
+ * @throws {ExchangeNotFoundError} without provisioning, when the bucket does not exist.
+ */
+export async function openBucket(
+  kvm: Kvm,
+  jsm: JetStreamManager,
+  name: string,
+  options: ReturnType<typeof kvBucketOptions>,
+  provisioning: Provisioning,
+): Promise<KV> {
+  if (provisioning.provision) {
+    await kvm.create(name, options);
+  } else {
+    try {
+      await jsm.streams.info(`KV_${name}`);
+    } catch (error) {
+      if (isStreamNotFound(error)) throw notFound(provisioning.prefix, `bucket ${name}`);
+      throw error;
+    }
+  }
+  return kvm.open(name, { allow_direct: false, timeout: options.timeout });
+}
+
 export async function ensureStream(
   jsm: JetStreamManager,
   logger: Logger,
   config: Partial<StreamConfig> & { name: string },
+  beforeCreate?: () => Promise<void>,
+  provisioning?: Provisioning,
 ): Promise<void> {
   let existing;
   try {
     existing = await jsm.streams.info(config.name);
   } catch (error) {
     if (!isStreamNotFound(error)) throw error;
+    if (provisioning?.provision === false) throw notFound(provisioning.prefix, `stream ${config.name}`);
+    await beforeCreate?.();
     try {
       await jsm.streams.add(config);
       return;
@@ -422,6 +611,11 @@ export async function ensureStream(
     }
   }
   const current = existing.config;
+  if (config.mirror !== undefined && current.mirror?.name !== config.mirror.name) {
+    throw new InvalidConfigError(`Stream ${config.name} exists but does not mirror ${config.mirror.name}: use another prefix or remove the stream`, {
+      option: "prefix",
+    });
+  }
   if (current.retention !== config.retention) {
     throw new InvalidConfigError(
       `Stream ${config.name} exists with retention '${current.retention}', expected '${config.retention}': use another prefix or remove the stream`,

@@ -5,7 +5,7 @@
  */
 import type { Consumer, ConsumerConfig, ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { nanos } from "@nats-io/nats-core";
+import { headers as natsHeaders, nanos } from "@nats-io/nats-core";
 import { InvalidConfigError } from "../../errors.ts";
 import type { LaunchBatch, LaunchDelivery, LaunchQueue } from "../../pool/pool-backend.ts";
 import { encodeLaunchRequest } from "../../pool/records.ts";
@@ -25,6 +25,21 @@ export async function publishLaunch(ctx: NatsExchange, request: LaunchRequest): 
   await ctx.retry("publish launch request", () =>
     js.publish(subject, data, { msgID: `launch:${request.uid}:${request.gen}`, timeout: settings.requestTimeoutMs }),
   );
+}
+
+/**
+ * Put a launch request for a pool of another site into the outbox to that site, de-duplicated as
+ * on the stream (`launch:<uid>:<gen>`); that site's relay registers the agent and stores the
+ * request in its launch stream (docs/EDGE.md).
+ */
+export async function publishRemoteLaunch(ctx: NatsExchange, site: string, request: LaunchRequest): Promise<void> {
+  const link = ctx.link(site);
+  await link.ready();
+  const data = encodeLaunchRequest(request);
+  ctx.checkSize(data.byteLength + HEADER_ALLOWANCE, `Launch request of agent ${request.uid}`);
+  const headers = natsHeaders();
+  headers.set("Nats-Msg-Id", `launch:${request.uid}:${request.gen}`);
+  await ctx.publishStored(ctx.layout.outboxLaunchSubject(site, request.pool, request.uid), data, headers);
 }
 
 /** Whether a launch request for agent `uid` is waiting in the stream. */

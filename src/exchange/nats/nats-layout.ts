@@ -48,6 +48,18 @@ export interface NatsLayout {
   placementKey(pool: string, uid: string): string;
   /** Key filter matching agent `uid`'s placements on every pool. */
   placementsOf(uid: string): string;
+  /** Limits stream of messages this site sends to `site`, mirrored by that site (docs/EDGE.md). */
+  outboxStream(site: string): string;
+  /** Wildcard subject of the outbox to `site`. */
+  outboxSubjects(site: string): string;
+  /** Subject of a message to mailbox `uid` of `site`, in the outbox to `site`. */
+  outboxMailboxSubject(site: string, uid: string): string;
+  /** Subject of a launch request of agent `uid` on `pool` of `site`, in the outbox to `site`. */
+  outboxLaunchSubject(site: string, pool: string, uid: string): string;
+  /** Mirror (in this site's domain) of the outbox `site` keeps for this site. */
+  inboxStream(site: string): string;
+  /** Durable consumer on an inbox that the relays of this site share. */
+  readonly relayConsumer: string;
 }
 
 const PREFIX = /^[A-Za-z0-9_-]{1,48}$/;
@@ -85,7 +97,37 @@ export function natsLayout(prefix: string): NatsLayout {
     poolDeadLetterSubject: (pool) => `${prefix}.dlq.launch.${checkPool(pool)}`,
     placementKey: (pool, uid) => `${checkPool(pool)}.${checkUid(uid)}`,
     placementsOf: (uid) => `*.${checkUid(uid)}`,
+    outboxStream: (site) => `${prefix}_out_${checkSite(site)}`,
+    outboxSubjects: (site) => `${prefix}.out.${checkSite(site)}.>`,
+    outboxMailboxSubject: (site, uid) => `${prefix}.out.${checkSite(site)}.mbox.${checkUid(uid)}`,
+    outboxLaunchSubject: (site, pool, uid) => `${prefix}.out.${checkSite(site)}.launch.${checkPool(pool)}.${checkUid(uid)}`,
+    inboxStream: (site) => `${prefix}_in_${checkSite(site)}`,
+    relayConsumer: "relay",
   };
+}
+
+/**
+ * Check a site name: a site is named by its prefix, so the same rule holds.
+ * @throws {InvalidConfigError} unless it is 1-48 characters of `[A-Za-z0-9_-]`.
+ */
+export function checkSite(site: string): string {
+  if (typeof site !== "string" || !PREFIX.test(site)) {
+    throw new InvalidConfigError(`A site name (its prefix) must be 1-48 characters of [A-Za-z0-9_-] (got ${JSON.stringify(site)})`, {
+      option: "sites",
+    });
+  }
+  return site;
+}
+
+/**
+ * Check a JetStream domain name (it becomes a token of `$JS.<domain>.API`).
+ * @throws {InvalidConfigError} unless it is 1-48 characters of `[A-Za-z0-9_-]`.
+ */
+export function checkDomain(domain: string, option = "domain"): string {
+  if (typeof domain !== "string" || !PREFIX.test(domain)) {
+    throw new InvalidConfigError(`A JetStream domain must be 1-48 characters of [A-Za-z0-9_-] (got ${JSON.stringify(domain)})`, { option });
+  }
+  return domain;
 }
 
 /** Mailbox uids become subject tokens and consumer names: reject anything that could escape. */

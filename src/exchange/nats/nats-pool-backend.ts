@@ -6,6 +6,7 @@
  * section 14 describes the layout.
  */
 import { DiscardPolicy, RetentionPolicy } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { nanos } from "@nats-io/nats-core";
 import type { MailboxStatus } from "../mailbox-status.ts";
@@ -15,25 +16,47 @@ import { decodeHostRecord, decodePlacement } from "../../pool/records.ts";
 import type { HostRecord, LaunchRequest, Placement } from "../../pool/records.ts";
 import { encodeValue } from "../../protocol/codec.ts";
 import { followKv } from "./kv-follow.ts";
-import { scanLatest } from "./kv-scan.ts";
-import { ensureStream, kvBucketOptions, openBucket, storageType } from "./nats-exchange.ts";
+import { scanLatest, scanLatestEntries } from "./kv-scan.ts";
+import { ensureStream, kvBucketOptions, notFound, openBucket, storageType } from "./nats-exchange.ts";
 import type { NatsExchange } from "./nats-exchange.ts";
 import { isWrongLastSequence, withDeadline } from "./nats-errors.ts";
-import { HEADER_ALLOWANCE, launchPending, openLaunchQueue, publishLaunch } from "./nats-launch-queue.ts";
+import { ExchangeNotFoundError } from "../../errors.ts";
+import { HEADER_ALLOWANCE, launchPending, openLaunchQueue, publishLaunch, publishRemoteLaunch } from "./nats-launch-queue.ts";
 import { decodeRecord } from "./nats-registry.ts";
 
 const backends = new WeakMap<NatsExchange, Promise<NatsPoolBackend>>();
 
-/** Host pools on the streams and buckets of one NATS exchange connection. */
+/**
+ * Host pools on the streams and buckets of one NATS exchange connection. On an exchange opened
+ * without provisioning, pool resources that do not exist yet (no host ever joined under this
+ * prefix) read as empty; writing to them is an `ExchangeNotFoundError`.
+ */
 export class NatsPoolBackend implements PoolBackend {
   readonly ctx: NatsExchange;
-  readonly #hosts: KV;
-  readonly #placements: KV;
+  readonly site: string | undefined;
+  readonly #hostsKv: KV | undefined;
+  readonly #placementsKv: KV | undefined;
 
-  private constructor(ctx: NatsExchange, hosts: KV, placements: KV) {
+  private constructor(ctx: NatsExchange, hosts: KV | undefined, placements: KV | undefined) {
     this.ctx = ctx;
-    this.#hosts = hosts;
-    this.#placements = placements;
+    this.site = ctx.site;
+    this.#hostsKv = hosts;
+    this.#placementsKv = placements;
+  }
+
+  /** Whether the backend has its buckets (always, unless the exchange was opened without provisioning). */
+  get #provisioned(): boolean {
+    return this.#hostsKv !== undefined && this.#placementsKv !== undefined;
+  }
+
+  get #hosts(): KV {
+    if (this.#hostsKv === undefined) throw notFound(this.ctx.settings.prefix, `bucket ${this.ctx.layout.hostsBucket}`);
+    return this.#hostsKv;
+  }
+
+  get #placements(): KV {
+    if (this.#placementsKv === undefined) throw notFound(this.ctx.settings.prefix, `bucket ${this.ctx.layout.placementsBucket}`);
+    return this.#placementsKv;
   }
 
   /** The backend of an exchange connection, provisioned on first use. */
@@ -48,7 +71,18 @@ export class NatsPoolBackend implements PoolBackend {
   }
 
   static async #open(ctx: NatsExchange): Promise<NatsPoolBackend> {
-    const { settings, layout, jsm, js } = ctx;
+    const { settings, layout, jsm, js, provisioning } = ctx;
+    if (!provisioning.provision) {
+      // Read-only: use what exists; a prefix whose pools never had a host has no pool resources.
+      const kvm = new Kvm(js);
+      const options = kvBucketOptions(settings);
+      const existing = (name: string): Promise<KV | undefined> =>
+        ctx.retry("open pool bucket", () => openBucket(kvm, jsm, name, options, provisioning)).catch((error: unknown) => {
+          if (error instanceof ExchangeNotFoundError) return undefined;
+          throw error;
+        });
+      return new NatsPoolBackend(ctx, await existing(layout.hostsBucket), await existing(layout.placementsBucket));
+    }
     await ctx.retry("provision launch stream", () =>
       ensureStream(jsm, ctx.logger, {
         name: layout.launchStream,
@@ -60,24 +94,38 @@ export class NatsPoolBackend implements PoolBackend {
         discard: DiscardPolicy.Old,
       }),
     );
+    const kvm = new Kvm(js);
     const options = kvBucketOptions(settings);
     // Reads go to the leader: a host must see the placement and registration a manager has just written.
-    const hosts = await ctx.retry("provision hosts bucket", () => openBucket(js, layout.hostsBucket, options));
-    const placements = await ctx.retry("provision placements bucket", () => openBucket(js, layout.placementsBucket, options));
+    const hosts = await ctx.retry("provision hosts bucket", () => openBucket(kvm, jsm, layout.hostsBucket, options, provisioning));
+    const placements = await ctx.retry("provision placements bucket", () => openBucket(kvm, jsm, layout.placementsBucket, options, provisioning));
     return new NatsPoolBackend(ctx, hosts, placements);
   }
 
   // --- launches ---
 
   publishLaunch(request: LaunchRequest): Promise<void> {
+    if (!this.#provisioned) return Promise.reject(notFound(this.ctx.settings.prefix, `stream ${this.ctx.layout.launchStream}`));
     return publishLaunch(this.ctx, request);
   }
 
+  publishRemoteLaunch(site: string, request: LaunchRequest): Promise<void> {
+    return publishRemoteLaunch(this.ctx, site, request);
+  }
+
+  onRemoteMailboxTerminated(site: string, listener: (uid: string) => void): StopWatch {
+    const link = this.ctx.link(site);
+    link.start();
+    return link.onTerminated(listener);
+  }
+
   launchPending(pool: string, uid: string): Promise<boolean> {
+    if (!this.#provisioned) return Promise.resolve(false);
     return launchPending(this.ctx, pool, uid);
   }
 
   launchQueue(pool: string): Promise<LaunchQueue> {
+    if (!this.#provisioned) return Promise.reject(notFound(this.ctx.settings.prefix, `stream ${this.ctx.layout.launchStream}`));
     return openLaunchQueue(this.ctx, pool);
   }
 
@@ -88,6 +136,7 @@ export class NatsPoolBackend implements PoolBackend {
   // --- placements ---
 
   async getPlacement(pool: string, uid: string): Promise<Versioned<Placement> | undefined> {
+    if (this.#placementsKv === undefined) return undefined;
     const entry = await this.ctx.retry("read placement", () => this.#placements.get(this.ctx.layout.placementKey(pool, uid)));
     return placementEntry(entry);
   }
@@ -124,11 +173,12 @@ export class NatsPoolBackend implements PoolBackend {
   }
 
   async #scanPlacements(what: string, keyFilter: string): Promise<Placement[]> {
+    if (this.#placementsKv === undefined) return [];
     const latest = await this.ctx.retry(what, () => scanLatest(this.ctx.js, this.ctx.layout.placementsBucket, keyFilter));
     return [...latest.values()].map(decodePlacement).filter((p) => p !== undefined);
   }
 
-  async watchPlacements(pool: string, onChange: (placement: Placement) => void, options: { current?: boolean } = {}): Promise<StopWatch> {
+  async watchPlacements(pool: string | undefined, onChange: (placement: Placement) => void, options: { current?: boolean } = {}): Promise<StopWatch> {
     // Resume from a known revision even when the first watch fails before delivering anything.
     let resumeFrom: number | undefined;
     if (options.current !== true) {
@@ -139,7 +189,7 @@ export class NatsPoolBackend implements PoolBackend {
       this.ctx,
       "placements",
       // With `current`, the watch first delivers every placement's latest value.
-      () => this.#placements.watch({ key: `${pool}.*`, ...(resumeFrom !== undefined && { resumeFromRevision: resumeFrom }) }),
+      () => this.#placements.watch({ key: pool === undefined ? ">" : `${pool}.*`, ...(resumeFrom !== undefined && { resumeFromRevision: resumeFrom }) }),
       (entry) => {
         resumeFrom = entry.revision + 1;
         if (entry.operation !== "PUT") return;
@@ -175,11 +225,13 @@ export class NatsPoolBackend implements PoolBackend {
   }
 
   async getHost(hostId: string): Promise<HostEntry | undefined> {
+    if (this.#hostsKv === undefined) return undefined;
     return hostEntry(await this.ctx.retry("read host", () => this.#hosts.get(hostId)));
   }
 
   async listHosts(pool?: string): Promise<HostEntry[]> {
     const found: HostEntry[] = [];
+    if (this.#hostsKv === undefined) return found;
     await this.ctx.retry("list hosts", async () => {
       found.length = 0;
       // A key rewritten while the listing runs (a heartbeat) can be listed twice: keep each once.
@@ -231,8 +283,53 @@ export class NatsPoolBackend implements PoolBackend {
   }
 
   async listMailboxes(): Promise<MailboxEntry[]> {
-    const latest = await this.ctx.retry("list agents", () => scanLatest(this.ctx.js, this.ctx.layout.registryBucket, ">"));
-    return [...latest.values()].map(decodeRecord).filter((r) => r !== undefined);
+    const latest = await this.ctx.retry("list agents", () => scanLatestEntries(this.ctx.js, this.ctx.layout.registryBucket, ">"));
+    const entries: MailboxEntry[] = [];
+    for (const { value, revision } of latest.values()) {
+      const record = decodeRecord(value);
+      if (record !== undefined) entries.push({ ...record, revision });
+    }
+    return entries;
+  }
+
+  watchMailboxes(onPut: (entry: MailboxEntry) => void, onRemove: (uid: string) => void): Promise<StopWatch> {
+    return followKv(
+      this.ctx,
+      "registry",
+      () => this.ctx.registry.bucket.watch({ key: ">" }),
+      (entry) => {
+        if (entry.operation !== "PUT") {
+          onRemove(entry.key);
+          return;
+        }
+        const record = decodeRecord(entry.value);
+        if (record !== undefined) onPut({ ...record, revision: entry.revision });
+      },
+    );
+  }
+
+  deleteMailbox(uid: string, revision: number): Promise<boolean> {
+    return this.#deleteKey(this.ctx.registry.bucket, this.ctx.layout.registryBucket, uid, revision, "remove mailbox record");
+  }
+
+  deletePlacement(pool: string, uid: string, revision: number): Promise<boolean> {
+    if (this.#placementsKv === undefined) return Promise.resolve(false);
+    return this.#deleteKey(this.#placementsKv, this.ctx.layout.placementsBucket, this.ctx.layout.placementKey(pool, uid), revision, "remove placement");
+  }
+
+  /**
+   * Delete a key if still at `revision` (compare-and-set), then purge its subject so that not even
+   * a delete marker is left (watchers have seen the delete).
+   */
+  async #deleteKey(kv: KV, bucket: string, key: string, revision: number, what: string): Promise<boolean> {
+    try {
+      await this.ctx.retry(what, () => kv.delete(key, { previousSeq: revision }));
+    } catch (error) {
+      if (isWrongLastSequence(error)) return false;
+      throw error;
+    }
+    await this.ctx.retry(what, () => this.ctx.jsm.streams.purge(`KV_${bucket}`, { filter: `$KV.${bucket}.${key}` }));
+    return true;
   }
 
   isClosed(): boolean {

@@ -90,8 +90,19 @@ export class NatsRegistry {
   readonly #typesStream: string;
   readonly #typesKeys: string;
   readonly #retryWindowMs: number;
+  /** The site put on the ids this registry mints and finds (undefined: none). */
+  readonly #site: string | undefined;
 
-  constructor(registry: KV, types: KV, js: JetStreamClient, jsm: JetStreamManager, typesBucket: string, retryWindowMs: number) {
+  constructor(
+    registry: KV,
+    types: KV,
+    js: JetStreamClient,
+    jsm: JetStreamManager,
+    typesBucket: string,
+    retryWindowMs: number,
+    site?: string,
+  ) {
+    this.#site = site;
     this.#registry = registry;
     this.#types = types;
     this.#js = js;
@@ -100,6 +111,11 @@ export class NatsRegistry {
     this.#typesStream = `KV_${typesBucket}`;
     this.#typesKeys = `$KV.${typesBucket}`;
     this.#retryWindowMs = retryWindowMs;
+  }
+
+  /** The registry bucket (for maintenance: garbage collection of terminated records). */
+  get bucket(): KV {
+    return this.#registry;
   }
 
   /** Register a user mailbox. */
@@ -118,7 +134,18 @@ export class NatsRegistry {
 
   /** Register an agent mailbox and index it under every type of its ancestry. */
   async registerAgent(type: AgentTypeInfo, name?: string): Promise<{ registration: AgentRegistration; entry: RecordEntry }> {
-    const agentId = AgentId.create(name);
+    const agentId = AgentId.create(name, this.#site);
+    const entry = await this.registerAgentAs(agentId, type);
+    return { registration: { agentId, agentType: type }, entry: entry! };
+  }
+
+  /**
+   * Register an agent mailbox under an id chosen elsewhere (an agent launched from another site:
+   * its launch request names it), unless a record exists already.
+   * @returns the new record; undefined if the uid was registered before (left as it is).
+   */
+  async registerAgentAs(agentId: AgentId, type: AgentTypeInfo): Promise<RecordEntry | undefined> {
+    const name = agentId.name;
     const record: MailboxRecord = {
       v: RECORD_VERSION,
       role: EntityRole.Agent,
@@ -129,14 +156,20 @@ export class NatsRegistry {
       status: MailboxStatus.Active,
       registeredAt: Date.now(),
     };
-    const revision = await this.#retry("register agent", () => this.#registry.create(agentId.uid, encodeValue(record)));
+    let revision: number;
+    try {
+      revision = await this.#retry("register agent", () => this.#registry.create(agentId.uid, encodeValue(record)));
+    } catch (error) {
+      if (isWrongLastSequence(error)) return undefined;
+      throw error;
+    }
     const indexValue = encodeValue(name === undefined ? [type.name] : [type.name, name]);
     await Promise.all(
       [...new Set(type.chain)].map((t) =>
         this.#retry("index agent type", () => this.#types.put(`${typeNameToken(t)}.${agentId.uid}`, indexValue)),
       ),
     );
-    return { registration: { agentId, agentType: type }, entry: { record, revision } };
+    return { record, revision };
   }
 
   /**
@@ -225,7 +258,7 @@ export class NatsRegistry {
     for (const { record } of records) {
       if (record.role !== EntityRole.Agent || record.status !== MailboxStatus.Active) continue;
       if (allowSubclasses ? !(Array.isArray(record.chain) && record.chain.includes(typeName)) : record.type !== typeName) continue;
-      found.push(new AgentId(record.uid, typeof record.name === "string" ? record.name : undefined));
+      found.push(new AgentId(record.uid, typeof record.name === "string" ? record.name : undefined, this.#site));
     }
     return { found, records };
   }

@@ -5,6 +5,7 @@ import { MailboxStatus, assertMailboxActive } from "../mailbox-status.ts";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
 import { createInbox } from "@nats-io/nats-core";
 import type { Subscription } from "@nats-io/nats-core";
+import { CrossSiteOperationError } from "../../errors.ts";
 import type { AgentId, EntityId } from "../../identifiers.ts";
 import type { HandleBinder } from "../../protocol/codec.ts";
 import { decodeValue } from "../../protocol/codec.ts";
@@ -45,6 +46,14 @@ export class NatsTransport implements ExchangeTransport {
 
   get replySubject(): string | undefined {
     return this.#replies?.getSubject();
+  }
+
+  get site(): string | undefined {
+    return this.#ctx.site;
+  }
+
+  get remoteSites(): readonly string[] {
+    return [...this.#ctx.links.keys()];
   }
 
   async listen(handler: MailboxHandler, context: HandleBinder): Promise<void> {
@@ -104,7 +113,8 @@ export class NatsTransport implements ExchangeTransport {
     await this.#ctx.send(message);
   }
 
-  async status(uid: string, fresh = false): Promise<MailboxStatus> {
+  async status(uid: string, fresh = false, site?: string): Promise<MailboxStatus> {
+    if (site !== undefined) return this.#ctx.statusAt(uid, site, fresh);
     return fresh ? this.#ctx.registry.status(uid) : this.#ctx.status(uid);
   }
 
@@ -114,7 +124,8 @@ export class NatsTransport implements ExchangeTransport {
     return registration;
   }
 
-  async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
+  async discover(typeName: string, allowSubclasses: boolean, site?: string): Promise<AgentId[]> {
+    if (this.#ctx.isRemote(site)) return this.#ctx.discoverAt(typeName, allowSubclasses, site);
     const { view, registry } = this.#ctx;
     const warm = await view.discover(typeName, allowSubclasses);
     if (warm !== undefined) return warm;
@@ -135,12 +146,25 @@ export class NatsTransport implements ExchangeTransport {
   }
 
   async terminate(id: EntityId): Promise<void> {
+    if (this.#ctx.isRemote(id.site)) {
+      this.#ctx.link(id.site);
+      throw new CrossSiteOperationError(
+        `${id.toString()} is a mailbox of site ${id.site}: only that site can terminate it (send the agent a shutdown request instead)`,
+        { site: id.site, entityId: id.uid },
+      );
+    }
     if (id.uid === this.mailboxId.uid) await this.stopListening();
     await this.#ctx.terminate(id);
   }
 
   onTerminated(listener: (uid: string) => void): () => void {
-    return this.#ctx.view.onTerminated(listener);
+    const local = this.#ctx.view.onTerminated(listener);
+    if (this.#ctx.links.size === 0) return local;
+    const remote = [...this.#ctx.links.values()].map((link) => link.onTerminated(listener));
+    return () => {
+      local();
+      for (const stop of remote) stop();
+    };
   }
 
   async close(): Promise<void> {

@@ -38,6 +38,8 @@ export class RegistryView {
   /** Answers of `discover` by query, until the next change of an agent's record (ids are immutable). */
   readonly #discovered = new Map<string, AgentId[]>();
   readonly #isClosed: () => boolean;
+  /** The site put on the ids this view returns (undefined: none). */
+  readonly #site: string | undefined;
   #waiters: RevisionWaiter[] = [];
   #syncWaiters: Array<(synced: boolean) => void> = [];
   #appliedRevision = 0;
@@ -47,11 +49,15 @@ export class RegistryView {
   #closed = false;
   #stopWatch: (() => void) | undefined;
 
-  /** `isClosed` tells whether the connection is gone for good (then the view stops watching). */
-  constructor(kv: KV, logger: Logger, isClosed: () => boolean = () => false) {
+  /**
+   * `isClosed` tells whether the connection is gone for good (then the view stops watching);
+   * `site` is put on the ids `discover` returns (the site whose registry `kv` holds or mirrors).
+   */
+  constructor(kv: KV, logger: Logger, isClosed: () => boolean = () => false, site?: string) {
     this.#kv = kv;
     this.#logger = logger;
     this.#isClosed = isClosed;
+    this.#site = site;
   }
 
   /** Whether the initial load has completed (the view holds every record). */
@@ -88,7 +94,7 @@ export class RegistryView {
       for (const uid of this.#byType.get(typeName) ?? []) {
         const known = this.#known.get(uid);
         if (known === undefined) continue;
-        if (allowSubclasses || known.record.type === typeName) found.push(new AgentId(uid, known.record.name));
+        if (allowSubclasses || known.record.type === typeName) found.push(new AgentId(uid, known.record.name, this.#site));
       }
       this.#discovered.set(cacheKey, found);
     }

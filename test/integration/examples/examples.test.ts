@@ -6,7 +6,12 @@ import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, test } from "vitest";
-import { quickstart } from "../../../examples/quickstart.ts";
+import { edgeExample } from "../../../examples/edge.ts";
+import { main as cpuWorkers } from "../../../examples/cpu-workers.ts";
+import { startService } from "../../../examples/embedded-host.ts";
+import { main as pipeline } from "../../../examples/pipeline.ts";
+import { main as supervisor } from "../../../examples/supervisor.ts";
+import { LocalExchangeFactory, NatsExchangeFactory } from "../../../src/index.ts";
 import { startTestNats } from "../../support/nats.ts";
 
 const run = promisify(execFile);
@@ -38,8 +43,61 @@ describe("examples", () => {
     expect(out).toMatch(/Done\.$/m);
   });
 
-  test("the quick start runs as written", async () => {
+  test("the edge example: a call from the cloud is stored while the site's uplink is down and answered after", async () => {
+    const lines: string[] = [];
+    expect(await edgeExample((line) => lines.push(line))).toBe(111);
+    expect(lines).toEqual([
+      expect.stringMatching(/lives at site floor$/),
+      "cloud -> site, link up: 1",
+      "site -> site, uplink down: 101",
+      "the cloud still discovers 1 press(es) at the site (from its mirror)",
+      "cloud -> site, answered after the uplink returned: 111",
+    ]);
+  }, 60_000);
+});
+
+describe("examples people start from", () => {
+  const lines: string[] = [];
+  const print = (...values: unknown[]): void => void lines.push(values.join(" "));
+
+  test("a supervisor with restarts (NATS)", async () => {
     await using nats = await startTestNats();
-    await quickstart(nats.url, { connectionOptions: nats.connectionOptions });
+    lines.length = 0;
+    await supervisor(new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: "sup" }), print);
+    expect(lines).toEqual([
+      "FlakyStartup answered from run 3",
+      "Crashy run 1 served 1 request(s)",
+      "after the crash, Crashy run 2 served 1 request(s)",
+      "same agent id: true",
+    ]);
+  });
+
+  test("a pipeline of agents (in process and on NATS)", async () => {
+    const expected = [["the", 5], ["cat", 3], ["a", 2]];
+    expect(await pipeline(new LocalExchangeFactory(), () => {})).toEqual(expected);
+    await using nats = await startTestNats();
+    expect(await pipeline(new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: "pipe" }), () => {})).toEqual(expected);
+  });
+
+  test("CPU work on worker threads", async () => {
+    lines.length = 0;
+    const counts = await cpuWorkers(new LocalExchangeFactory(), print, 50_000);
+    expect(counts[0]).toBe(5133); // primes below 50,000
+    expect(lines[0]).toMatch(/agents counted primes below ~50000 in parallel/);
+  }, 60_000);
+
+  test("a runtime host embedded in an HTTP service", async () => {
+    await using nats = await startTestNats();
+    const service = await startService({ exchange: { servers: nats.url, connectionOptions: nats.connectionOptions, prefix: "svc" }, port: 0 });
+    try {
+      const first = (await (await fetch(`${service.url}/increment`)).json()) as { count: number; hostId: string; agentsHere: number };
+      expect(first).toEqual({ count: 1, hostId: service.host.hostId, agentsHere: 1 });
+      await fetch(`${service.url}/increment`);
+      expect(((await (await fetch(`${service.url}/count`)).json()) as { count: number }).count).toBe(2);
+      expect((await fetch(`${service.url}/nope`)).status).toBe(404);
+    } finally {
+      await service.stop();
+    }
+    expect(service.host.state).toBe("stopped");
   });
 });

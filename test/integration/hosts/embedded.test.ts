@@ -8,6 +8,7 @@ import {
   AgentTerminatedError,
   HostPoolExecutor,
   InvalidConfigError,
+  MailboxStatus,
   Manager,
   NatsExchangeFactory,
   PayloadTooLargeError,
@@ -17,8 +18,9 @@ import { HostState, RuntimeHost } from "../../../runtime/index.ts";
 import { NatsPoolBackend } from "../../../src/exchange/nats/nats-pool-backend.ts";
 import { POOL_RECORD_VERSION } from "../../../src/pool/records.ts";
 import { encodeValue } from "../../../src/protocol/codec.ts";
-import { PoolCounter } from "../../fixtures/host-agents.ts";
+import { PoolCounter, PoolRelay, PoolSpawner } from "../../fixtures/host-agents.ts";
 import { startTestNats } from "../../support/nats.ts";
+import type { Handle } from "../../../src/index.ts";
 import type { TestNats } from "../../support/nats.ts";
 
 let nats: TestNats;
@@ -134,6 +136,32 @@ describe("embedded runtime hosts", () => {
     await expect.poll(() => host.agentIds(), { timeout: 10_000 }).toEqual([counter.agentId.uid]);
     expect(await counter.increment()).toBe(41);
     await manager.close();
+  });
+
+  test("launchBatch on a pool: a ring whose nodes got each other's handles; agentLaunchAlongside on a host", async () => {
+    const prefix = `e${process.pid}_${++serial}`;
+    await using host = await RuntimeHost.start({
+      pool: "ring",
+      classes: [PoolRelay, PoolSpawner, PoolCounter],
+      exchange: { servers: nats.url, prefix },
+    });
+    await using manager = await Manager.fromExchangeFactory(exchange(prefix), {
+      executors: { ring: new HostPoolExecutor({ pool: "ring" }) },
+    });
+    const ring = await manager.launchBatch(
+      [0, 1, 2].map((i) => ({ agent: PoolRelay, executor: "ring", args: (h: readonly Handle[]) => [h[(i + 1) % 3]] })),
+    );
+    const uids = ring.map((h) => h.agentId.uid);
+    expect(await (ring[0] as Handle<PoolRelay>).pass(4)).toEqual([uids[0], uids[1], uids[2], uids[0], uids[1]]);
+    expect(host.agentIds().sort()).toEqual([...uids].sort());
+
+    const spawner = await manager.launch(PoolSpawner, { executor: "ring" });
+    const child = await spawner.spawn(40);
+    expect(await child.increment()).toBe(41);
+    // The child runs beside its parent: it is no placement of the pool, and takes no slot.
+    expect(host.agentIds()).not.toContain(child.agentId.uid);
+    await manager.shutdown(spawner);
+    expect(await manager.exchangeClient.status(child.agentId)).toBe(MailboxStatus.Terminated);
   });
 
   test("the executor checks what it is given", async () => {

@@ -319,7 +319,8 @@ describe("runtime hosts", () => {
       layout.launchSubject(p.pool, "notalaunch"),
       layout.launchSubject(p.pool, badArgs.uid),
     ]);
-    expect(await p.manager.exchangeClient.status(registration.agentId)).toBe(MailboxStatus.Terminated);
+    // The host dead-letters a request before it fails the placement and terminates the mailbox.
+    await expect.poll(() => p.manager.exchangeClient.status(registration.agentId), { timeout: 5_000 }).toBe(MailboxStatus.Terminated);
     // Still serving.
     const [h] = await launchAll(p, 1);
     expect(await h!.where()).toBe(host.child.pid);

@@ -20,12 +20,12 @@ import {
   NatsExchangeFactory,
   action,
 } from "../../../src/index.ts";
-import type { ExchangeFactory, ManagerOptions } from "../../../src/index.ts";
+import type { ExchangeFactory, Handle, ManagerOptions } from "../../../src/index.ts";
 import { loadAgentClasses, requireAgentClass } from "../../../src/manager/agent-modules.ts";
 import { WorkerThreadExecutor } from "../../../src/manager/worker-thread-executor.ts";
 import type { WorkerThreadExecutorOptions } from "../../../src/manager/worker-thread-executor.ts";
 import { deferred } from "../../../src/util/deferred.ts";
-import { Caller, Counter, Cruncher, Exiter, FlakyStartup } from "../../fixtures/worker-agents.ts";
+import { Caller, Counter, Cruncher, Exiter, FlakyStartup, Relay, Spawner } from "../../fixtures/worker-agents.ts";
 import { startTestNats } from "../../support/nats.ts";
 import type { TestNats } from "../../support/nats.ts";
 
@@ -173,6 +173,39 @@ describe.each(exchanges)("WorkerThreadExecutor on the $name exchange", ({ create
     }
   });
 
+  test("launchBatch: a ring of agents in worker threads, each launched with the next one's handle", async () => {
+    const { manager } = await workerManager(create(), { maxWorkers: 2 });
+    try {
+      const [a, b] = await manager.launchBatch([
+        { agent: Relay, args: (h: readonly Handle[]) => [h[1]] },
+        { agent: Relay, args: (h: readonly Handle[]) => [h[0]] },
+      ]);
+      const threads = await a.pass(3);
+      expect(threads).toHaveLength(4);
+      expect([threads[2], threads[3]]).toEqual([threads[0], threads[1]]);
+      expect(threads[0]).not.toBe(threads[1]);
+      expect(threads).not.toContain(mainThreadId);
+      await manager.shutdown(b);
+    } finally {
+      await manager.close();
+    }
+  });
+
+  test("agentLaunchAlongside in a worker: the child runs in its parent's thread and stops with it", async () => {
+    const { manager } = await workerManager(create());
+    try {
+      const spawner = await manager.launch(Spawner);
+      const child = await spawner.spawn(10);
+      expect(await child.increment(1)).toBe(11);
+      expect(await child.threadId()).toBe(await spawner.threadId());
+      expect((await spawner.agentStats()).children).toBe(1);
+      await manager.shutdown(spawner);
+      expect(await manager.exchangeClient.status(child.agentId)).toBe(MailboxStatus.Terminated);
+    } finally {
+      await manager.close();
+    }
+  });
+
   test("an agent failing at startup restarts in a fresh worker; the last failure is raised", async () => {
     const { manager } = await workerManager(create());
     try {
@@ -253,16 +286,16 @@ describe.each(exchanges)("WorkerThreadExecutor on the $name exchange", ({ create
     }
   });
 
-  test("an agent type the modules do not export fails with AgentDefinitionError", async () => {
+  test("launching an agent type the modules do not export fails at launch with AgentDefinitionError", async () => {
     const { manager } = await workerManager(create());
     try {
-      const handle = await manager.launch(NotInModules);
-      const pending = settled(handle.with({ timeoutMs: 20_000 }).hello());
-      const error = await waitError(manager, [handle]);
+      const error = (await manager.launch(NotInModules).catch((e: unknown) => e)) as Error;
       expect(error).toBeInstanceOf(AgentDefinitionError);
       expect((error as AgentDefinitionError).agentType).toBe("NotInModules");
       expect(error.message).toContain("worker-agents.ts");
-      expect(await pending).toBeInstanceOf(AgentTerminatedError);
+      // Refused before registration: no mailbox was made for it.
+      expect(await manager.exchangeClient.discover(NotInModules)).toEqual([]);
+      expect(manager.running()).toEqual([]);
     } finally {
       await manager.close().catch(() => undefined);
     }
@@ -292,12 +325,12 @@ describe("WorkerThreadExecutor", () => {
     }
   });
 
-  test("an agent module that cannot be imported fails the agent with ExecutorError", async () => {
+  test("an agent module that cannot be imported fails the launch itself with the import error", async () => {
     const { manager } = await workerManager(new LocalExchangeFactory(), { modules: [AGENTS, BROKEN_AGENTS] });
     try {
-      const handle = await manager.launch(Counter);
-      const error = await waitError(manager, [handle]);
+      const error = (await manager.launch(Counter).catch((e: unknown) => e)) as Error;
       expect(error).toBeInstanceOf(ExecutorError);
+      expect(await manager.exchangeClient.discover(Counter)).toEqual([]);
       expect(error.message).toContain("broken-agent-module.ts");
       expect((error.cause as Error).message).toBe("broken on purpose");
     } finally {
@@ -330,7 +363,7 @@ describe("WorkerThreadExecutor", () => {
 describe("loadAgentClasses", () => {
   test("collects every exported agent class by type name", async () => {
     const classes = await loadAgentClasses([AGENTS]);
-    expect([...classes.keys()].sort()).toEqual(["Caller", "Counter", "Cruncher", "Exiter", "FlakyStartup"]);
+    expect([...classes.keys()].sort()).toEqual(["Caller", "Counter", "Cruncher", "Exiter", "FlakyStartup", "Relay", "Spawner"]);
     expect(classes.get("Counter")).toBe(Counter);
     expect(requireAgentClass(classes, "Cruncher")).toBe(Cruncher);
   });

@@ -286,7 +286,9 @@ describe("startNatsCluster", () => {
     expect(info.cluster?.name).toBe(cluster.name);
     expect(info.cluster?.replicas).toHaveLength(2);
 
-    const ack = await jetstream(nc1).publish(`${stream}.m`, "via node 1");
+    // The stream's subjects reach node 1's interest graph a moment after the create (longer on a
+    // loaded machine): retry the no-responders a publish gets meanwhile, with the same msgID.
+    const ack = await publishWithRetry(nc1, `${stream}.m`, "via node 1", `${stream}-1`);
     expect(ack.seq).toBe(1);
 
     const consumer = await jetstream(nc2).consumers.get(stream);

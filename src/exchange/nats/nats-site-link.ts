@@ -1,0 +1,255 @@
+/**
+ * The link from this site to one other site (docs/EDGE.md): what this site keeps, in its own
+ * JetStream domain, to reach that site through an uplink that fails.
+ *
+ * - the **outbox** `<p>_out_<site>`, a limits stream: messages (and launch requests) to that
+ *   site's mailboxes are stored here, link up or down; that site mirrors it;
+ * - the **inbox** `<p>_in_<site>`, a mirror of that site's outbox for this site, and a **relay**
+ *   that stores each of its messages in this site's mailboxes ({@link NatsRelay});
+ * - read-only **KV mirrors** of that site's registry and type index (same bucket names), read by
+ *   status and discover through a watch-fed view.
+ *
+ * Mirrors are set up once, when the site first answers; from then on they catch up by themselves
+ * after outages and restarts of either side (a mirror resumes from its own last sequence). A link
+ * whose inbox exists was set up before, so a process restarted during an outage works at once,
+ * offline. A link to a site that has never answered creates nothing: it says
+ * `SiteUnreachableError` and tries again every few seconds.
+ */
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { DiscardPolicy, RetentionPolicy, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { nanos } from "@nats-io/nats-core";
+import { SiteUnreachableError } from "../../errors.ts";
+import type { AgentId } from "../../identifiers.ts";
+import type { Logger } from "../../util/logger.ts";
+import { MailboxStatus } from "../mailbox-status.ts";
+import type { NatsExchange, NatsSiteSettings } from "./nats-exchange.ts";
+import { ensureStream, kvBucketOptions, storageType } from "./nats-exchange.ts";
+import { isStreamNotFound } from "./nats-errors.ts";
+import { natsLayout } from "./nats-layout.ts";
+import { NatsRegistry } from "./nats-registry.ts";
+import { NatsRelay } from "./nats-relay.ts";
+import { RegistryView } from "./registry-view.ts";
+
+/** States of a {@link NatsSiteLink}. */
+export const SiteLinkState = {
+  /** Not set up yet: setting up, or waiting to try again. */
+  Connecting: "connecting",
+  /** Outbox, inbox, mirrors and relay are in place; works whether the uplink is up or not. */
+  Ready: "ready",
+  Closed: "closed",
+} as const;
+export type SiteLinkState = (typeof SiteLinkState)[keyof typeof SiteLinkState];
+
+/** How soon a link that could not be set up tries again, in ms. */
+const SETUP_RETRY_MS = 2_000;
+
+/** What a ready link holds. */
+interface Mirrors {
+  readonly registry: NatsRegistry;
+  readonly view: RegistryView;
+  /** Undefined in a process that does not relay (option `relay: false`). */
+  readonly relay: NatsRelay | undefined;
+}
+
+export class NatsSiteLink {
+  readonly site: NatsSiteSettings;
+  readonly #exchange: NatsExchange;
+  readonly #logger: Logger;
+  readonly #terminationListeners = new Set<(uid: string) => void>();
+  #state: SiteLinkState = SiteLinkState.Connecting;
+  #setup: Promise<Mirrors> | undefined;
+  #mirrors: Mirrors | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  #warned = false;
+
+  constructor(exchange: NatsExchange, site: NatsSiteSettings) {
+    this.#exchange = exchange;
+    this.site = site;
+    this.#logger = exchange.logger.child({ site: site.name, domain: site.domain });
+  }
+
+  get state(): SiteLinkState {
+    return this.#state;
+  }
+
+  /** Set the link up in the background, trying again until it is ready or closed. */
+  start(): void {
+    void this.ready().catch(() => undefined);
+  }
+
+  /**
+   * Resolves once the link is set up (at once when it already is).
+   * @throws {SiteUnreachableError} if it was never set up and the site does not answer now.
+   */
+  async ready(): Promise<void> {
+    await this.#ready();
+  }
+
+  #ready(): Promise<Mirrors> {
+    if (this.#mirrors !== undefined) return Promise.resolve(this.#mirrors);
+    if (this.#state === SiteLinkState.Closed) return Promise.reject(new SiteUnreachableError(`The link to site ${this.site.name} is closed`, this.#context()));
+    this.#setup ??= this.#setUp().then(
+      (mirrors) => {
+        if (this.#state === SiteLinkState.Closed) {
+          void this.#stop(mirrors);
+          throw new SiteUnreachableError(`The link to site ${this.site.name} is closed`, this.#context());
+        }
+        this.#mirrors = mirrors;
+        this.#state = SiteLinkState.Ready;
+        this.#logger.info("site link ready");
+        return mirrors;
+      },
+      (error: unknown) => {
+        this.#setup = undefined;
+        if (this.#state !== SiteLinkState.Closed) {
+          if (!this.#warned) this.#logger.warn({ err: error }, "site link not set up yet; trying again");
+          this.#warned = true;
+          this.#retry ??= setTimeout(() => {
+            this.#retry = undefined;
+            this.start();
+          }, SETUP_RETRY_MS);
+          this.#retry.unref();
+        }
+        throw error;
+      },
+    );
+    return this.#setup;
+  }
+
+  /** Status of a mailbox of that site, from the local mirror of its registry. */
+  async status(uid: string): Promise<MailboxStatus> {
+    const { registry, view } = await this.#ready();
+    const known = view.status(uid);
+    if (known !== undefined) return known;
+    const entry = await registry.get(uid);
+    if (entry === undefined) return MailboxStatus.Missing;
+    view.apply(entry);
+    return entry.record.status;
+  }
+
+  /**
+   * Active agents of a type on that site, from the local mirrors: the view of the mirrored
+   * registry once it has caught up, else the mirrored type index checked against the mirrored
+   * registry (purges of index keys are not mirrored, so the index alone may list terminated
+   * agents; and the index is only a hint anyway).
+   */
+  async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
+    const { registry, view } = await this.#ready();
+    view.start();
+    const warm = await view.discover(typeName, allowSubclasses);
+    if (warm !== undefined) return warm;
+    const hits = await registry.indexHits(typeName, allowSubclasses);
+    return (await registry.checkHits(hits, typeName, allowSubclasses)).found;
+  }
+
+  /** Call `listener(uid)` when a mailbox of that site is seen terminated in the mirror. */
+  onTerminated(listener: (uid: string) => void): () => void {
+    this.#terminationListeners.add(listener);
+    return () => this.#terminationListeners.delete(listener);
+  }
+
+  /** Stop the relay and the view; the streams stay. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#state === SiteLinkState.Closed) return;
+    this.#state = SiteLinkState.Closed;
+    if (this.#retry !== undefined) clearTimeout(this.#retry);
+    const mirrors = this.#mirrors;
+    this.#mirrors = undefined;
+    if (mirrors !== undefined) await this.#stop(mirrors);
+  }
+
+  async #stop(mirrors: Mirrors): Promise<void> {
+    mirrors.view.close();
+    await mirrors.relay?.close();
+  }
+
+  #context(): { site: string; domain: string } {
+    return { site: this.site.name, domain: this.site.domain };
+  }
+
+  async #setUp(): Promise<Mirrors> {
+    const exchange = this.#exchange;
+    const { jsm, js, layout, settings, logger } = exchange;
+    const site = this.site;
+    const inbox = layout.inboxStream(site.name);
+    const known = await exchange.retry("read inbox", async () => {
+      try {
+        await jsm.streams.info(inbox);
+        return true;
+      } catch (error) {
+        if (isStreamNotFound(error)) return false;
+        throw error;
+      }
+    });
+    // Never set up: create nothing for a site that does not answer.
+    if (!known) await this.#probe();
+    const storage = storageType(settings);
+    const kept = {
+      retention: RetentionPolicy.Limits,
+      storage,
+      num_replicas: settings.replicas,
+      max_age: nanos(settings.outboxMaxAgeMs),
+      max_bytes: settings.outboxMaxBytes,
+      discard: DiscardPolicy.Old,
+    };
+    await exchange.retry("provision outbox", () =>
+      ensureStream(jsm, logger, {
+        ...kept,
+        name: layout.outboxStream(site.name),
+        subjects: [layout.outboxSubjects(site.name)],
+        duplicate_window: nanos(settings.duplicateWindowMs),
+      }),
+    );
+    const remote = natsLayout(site.name);
+    const kvm = new Kvm(js);
+    const mirrorOf = (bucket: string) => ({ ...kvBucketOptions(settings), mirror: { name: bucket, domain: site.domain } });
+    const registryKv = await exchange.retry("provision registry mirror", () => kvm.create(remote.registryBucket, mirrorOf(remote.registryBucket)));
+    const typesKv = await exchange.retry("provision type index mirror", () => kvm.create(remote.typesBucket, mirrorOf(remote.typesBucket)));
+    // Created last: its existence says the link was set up.
+    await exchange.retry("provision inbox", () =>
+      ensureStream(jsm, logger, {
+        ...kept,
+        name: inbox,
+        mirror: { name: remote.outboxStream(layout.prefix), external: { api: `$JS.${site.domain}.API`, deliver: "" } },
+      }),
+    );
+    const registry = new NatsRegistry(registryKv, typesKv, js, jsm, remote.typesBucket, settings.retryWindowMs, site.name);
+    const view = new RegistryView(registryKv, this.#logger, () => exchange.nc.isClosed(), site.name);
+    view.onTerminated((uid) => {
+      for (const listener of [...this.#terminationListeners]) listener(uid);
+    });
+    view.start();
+    const relay = settings.relay ? new NatsRelay(exchange, site, this.#logger) : undefined;
+    relay?.start();
+    return { registry, view, relay };
+  }
+
+  /**
+   * Check that the site answers in its domain and holds its registry there.
+   * @throws {SiteUnreachableError} otherwise.
+   */
+  async #probe(): Promise<void> {
+    const { nc, settings } = this.#exchange;
+    const site = this.site;
+    let remote: JetStreamManager;
+    try {
+      remote = await jetstreamManager(nc, { domain: site.domain, timeout: settings.requestTimeoutMs });
+    } catch (error) {
+      throw new SiteUnreachableError(
+        `Site ${site.name} cannot be reached: JetStream domain ${site.domain} does not answer (${(error as Error).message}); ` +
+          "nothing was created for it. Its link is set up once it answers.",
+        { ...this.#context(), cause: error },
+      );
+    }
+    try {
+      await remote.streams.info(`KV_${natsLayout(site.name).registryBucket}`);
+    } catch (error) {
+      throw new SiteUnreachableError(
+        `JetStream domain ${site.domain} answers but holds no site ${site.name} (no registry bucket ${natsLayout(site.name).registryBucket}): ` +
+          "nothing was created for it",
+        { ...this.#context(), cause: error },
+      );
+    }
+  }
+}

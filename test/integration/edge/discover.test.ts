@@ -1,0 +1,123 @@
+/**
+ * Discover and status across sites: the cloud sees the agents of both sites (by type, subclasses
+ * included) and their status through mirrors of their registries, eventually; a site sees the
+ * cloud's; an agent terminated at a site while it was offline shows terminated in the cloud once
+ * the link is back, and is no longer discovered although its type-index keys stay in the mirror.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { MailboxStatus, Manager } from "../../../src/index.ts";
+import type { AgentId, NatsExchangeFactory } from "../../../src/index.ts";
+import { Caller, CloudLedger, Ledger, SiteLedger } from "../../fixtures/edge-agents.ts";
+import { eventually, startEdgeWorld } from "../../support/edge.ts";
+import type { EdgeWorld } from "../../support/edge.ts";
+
+let world: EdgeWorld;
+let cloud: NatsExchangeFactory;
+const managers: Manager[] = [];
+
+beforeAll(async () => {
+  world = await startEdgeWorld();
+  cloud = world.factory("cloud");
+  managers.push(await Manager.fromExchangeFactory(cloud));
+  for (const site of ["s1", "s2"] as const) managers.push(await Manager.fromExchangeFactory(world.factory(site)));
+  await eventually(() => Promise.all([cloud.linkSite("s1"), cloud.linkSite("s2")]).then(() => true), 15_000, "cloud links to both sites");
+});
+
+afterAll(async () => {
+  for (const manager of managers.reverse()) await manager.close();
+  await world?.[Symbol.asyncDispose]();
+});
+
+const uids = (ids: readonly AgentId[]): string[] => ids.map((id) => id.uid).sort();
+
+describe("handles across sites", () => {
+  test("a handle passed from the cloud to a site agent, or back, is called on its own site", async () => {
+    const [cloudManager, s1Manager] = managers as [Manager, Manager, Manager];
+    const cloudLedger = new CloudLedger();
+    const siteLedger = new SiteLedger();
+    const atCloud = await cloudManager.launch(cloudLedger);
+    const atSite = await s1Manager.launch(siteLedger);
+    const callerAtSite = await s1Manager.launch(Caller);
+    const callerAtCloud = await cloudManager.launch(Caller);
+    // The cloud hands the site agent a handle to a cloud agent; the site agent calls it.
+    const viaSite = cloudManager.exchangeClient.getHandle(callerAtSite.agentId);
+    expect(await viaSite.callBack(atCloud, 5)).toEqual({ site: "cloud", answer: 5 });
+    expect(cloudLedger.seen.get("callback")).toEqual([5]);
+    // And back: a site agent's handle, passed to a cloud agent by a site client.
+    const viaCloud = s1Manager.exchangeClient.getHandle(callerAtCloud.agentId);
+    expect(await viaCloud.callBack(atSite, 7)).toEqual({ site: "s1", answer: 7 });
+    expect(siteLedger.seen.get("callback")).toEqual([7]);
+    for (const h of [atCloud, callerAtCloud]) await cloudManager.shutdown(h, { blocking: true });
+    for (const h of [atSite, callerAtSite]) await s1Manager.shutdown(h, { blocking: true });
+  }, 60_000);
+});
+
+describe("discover and status across sites", () => {
+  test("the cloud discovers the agents of both sites by type, subclasses included, and calls them", async () => {
+    const [cloudManager, s1Manager, s2Manager] = managers as [Manager, Manager, Manager];
+    const a = await s1Manager.launch(SiteLedger);
+    const b = await s1Manager.launch(SiteLedger);
+    const c = await s2Manager.launch(SiteLedger);
+    const d = await s2Manager.launch(Ledger);
+    const e = await cloudManager.launch(CloudLedger);
+    const client = cloudManager.exchangeClient;
+    const all = uids([a, b, c, d, e].map((h) => h.agentId));
+    // Mirrors are eventually consistent: wait for them, then check the exact answers.
+    const everywhere = await eventually(async () => {
+      const found = await client.discover(Ledger, { sites: "all" });
+      return found.length === all.length ? found : undefined;
+    }, 10_000, "every ledger discovered");
+    expect(uids(everywhere)).toEqual(all);
+    expect(new Map(everywhere.map((id) => [id.uid, id.site]))).toEqual(
+      new Map([[a, "s1"], [b, "s1"], [c, "s2"], [d, "s2"], [e, "cloud"]].map(([h, site]) => [(h as typeof a).agentId.uid, site as string])),
+    );
+    expect(uids(await client.discover(SiteLedger, { sites: ["s1", "s2"] }))).toEqual(uids([a, b, c].map((h) => h.agentId)));
+    expect(uids(await client.discover(Ledger, { sites: ["s2"], allowSubclasses: false }))).toEqual([d.agentId.uid]);
+    expect(uids(await client.discover(Ledger))).toEqual([e.agentId.uid]);
+    for (const h of [a, c]) expect(await client.status(h.agentId)).toBe(MailboxStatus.Active);
+    // A discovered id carries its site: a handle to it is called across the link.
+    const found = everywhere.find((id) => id.uid === c.agentId.uid)!;
+    expect(await client.getHandle(found as AgentId<SiteLedger>).where()).toBe("SiteLedger");
+    // A site sees the cloud's agents.
+    const fromSite = await eventually(async () => {
+      const ids = await s1Manager.exchangeClient.discover(CloudLedger, { sites: ["cloud"] });
+      return ids.length === 1 ? ids : undefined;
+    }, 10_000, "s1 discovers the cloud's ledger");
+    expect(fromSite[0]!.uid).toBe(e.agentId.uid);
+    for (const h of [a, b, c, d]) await (h.agentId.site === "s1" ? s1Manager : s2Manager).shutdown(h, { blocking: true });
+    await cloudManager.shutdown(e, { blocking: true });
+  }, 60_000);
+
+  test("an agent terminated at a site while it was offline shows terminated in the cloud after the link returns", async () => {
+    const [cloudManager, s1Manager] = managers as [Manager, Manager, Manager];
+    const site = world.topology.site("s1");
+    const kept = await s1Manager.launch(SiteLedger, { config: { terminateOnSuccess: false } });
+    const doomed = await s1Manager.launch(SiteLedger);
+    const client = cloudManager.exchangeClient;
+    await eventually(async () => (await client.status(doomed.agentId)) === MailboxStatus.Active, 10_000, "the cloud sees the new agent");
+
+    site.cut();
+    await site.waitForLinkDown();
+    await s1Manager.shutdown(doomed, { blocking: true, terminate: true });
+    const born = await s1Manager.launch(SiteLedger);
+    expect(await s1Manager.exchangeClient.status(doomed.agentId)).toBe(MailboxStatus.Terminated);
+    // The cloud reads its mirror: it still has the state from before the outage.
+    expect(await client.status(doomed.agentId)).toBe(MailboxStatus.Active);
+    expect(await client.status(born.agentId)).toBe(MailboxStatus.Missing);
+
+    site.restore();
+    await eventually(async () => (await client.status(doomed.agentId)) === MailboxStatus.Terminated, 10_000, "the termination reaches the cloud");
+    await eventually(async () => (await client.status(born.agentId)) === MailboxStatus.Active, 10_000, "the new agent reaches the cloud");
+    const expected = uids([kept.agentId, born.agentId]);
+    expect(uids(await client.discover(SiteLedger, { sites: ["s1"] }))).toEqual(expected);
+    // A fresh process reads the mirrored type index first: the terminated agent's keys are still
+    // there (purges are not mirrored), and discover filters them out by status.
+    const jsm = await world.jsm("cloud");
+    const stale = await jsm.streams.getMessage("KV_s1_types", { last_by_subj: `$KV.s1_types.SiteLedger.${doomed.agentId.uid}` }).catch(() => null);
+    expect(stale).not.toBeNull();
+    await using fresh = await Manager.fromExchangeFactory(world.factory("cloud"));
+    expect(uids(await fresh.exchangeClient.discover(SiteLedger, { sites: ["s1"] }))).toEqual(expected);
+    await s1Manager.shutdown(kept, { blocking: true, terminate: true });
+    await s1Manager.shutdown(born, { blocking: true });
+  }, 60_000);
+});

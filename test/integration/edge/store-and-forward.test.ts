@@ -1,0 +1,155 @@
+/**
+ * Calls across sites through an uplink that fails: stored on the sender's side while it is down,
+ * handled and answered once it is back, in order per sender, none twice, none lost, also when
+ * both servers restart during the outage. A caller that gave up gets its typed error and the
+ * late answer goes nowhere else.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { Manager, RequestTimeoutError } from "../../../src/index.ts";
+import type { Handle, NatsExchangeFactory } from "../../../src/index.ts";
+import { CloudLedger, SiteLedger } from "../../fixtures/edge-agents.ts";
+import { eventually, startEdgeWorld } from "../../support/edge.ts";
+import type { EdgeWorld } from "../../support/edge.ts";
+
+const CALLS = 1000;
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+let world: EdgeWorld;
+let cloud: NatsExchangeFactory;
+let s1: NatsExchangeFactory;
+let cloudManager: Manager;
+let s1Manager: Manager;
+
+beforeAll(async () => {
+  world = await startEdgeWorld();
+  cloud = world.factory("cloud");
+  cloudManager = await Manager.fromExchangeFactory(cloud);
+  s1 = world.factory("s1");
+  s1Manager = await Manager.fromExchangeFactory(s1);
+  await eventually(() => cloud.linkSite("s1").then(() => true), 15_000, "cloud links to s1");
+  await s1.linkSite("cloud");
+});
+
+afterAll(async () => {
+  await s1Manager?.close();
+  await cloudManager?.close();
+  await world?.[Symbol.asyncDispose]();
+});
+
+/** Messages stored in a stream of a site's server. */
+async function stored(site: "cloud" | "s1", stream: string): Promise<number> {
+  return (await (await world.jsm(site)).streams.info(stream)).state.messages;
+}
+
+/** Calls `count` numbers through `handle` at once; counts those settled so far. */
+function callMany(handle: Handle<SiteLedger> | Handle<CloudLedger>, sender: string, count: number): { all: Promise<number[]>; settled: () => number } {
+  let settled = 0;
+  const calls = range(count).map((n) =>
+    handle.record(sender, n).finally(() => {
+      settled += 1;
+    }),
+  );
+  return { all: Promise.all(calls), settled: () => settled };
+}
+
+async function outage(restartServers: boolean): Promise<{ catchUpMs: number }> {
+  const site = world.topology.site("s1");
+  const siteLedger = new SiteLedger();
+  const cloudLedger = new CloudLedger();
+  const siteHandle = await s1Manager.launch(siteLedger);
+  const cloudHandle = await cloudManager.launch(cloudLedger);
+  await using cloudUser = await cloud.createUserClient();
+  await using siteUser = await s1.createUserClient();
+  const toSite = cloudUser.getHandle(siteHandle.agentId);
+  const toCloud = siteUser.getHandle(cloudHandle.agentId);
+  expect(toSite.agentId.site).toBe("s1");
+  // Both directions work while the link is up.
+  expect(await toSite.record("warm", -1)).toBe(-1);
+  expect(await toCloud.record("warm", -1)).toBe(-1);
+
+  site.cut();
+  await site.waitForLinkDown();
+  // The site keeps working on its own: calls, discover, launches.
+  expect(await siteHandle.record("local", 0)).toBe(0);
+  expect((await s1Manager.exchangeClient.discover(SiteLedger)).map((id) => id.uid)).toContain(siteHandle.agentId.uid);
+  const launched = await s1Manager.launch(SiteLedger);
+  expect(await launched.record("local", 1)).toBe(1);
+  await s1Manager.shutdown(launched, { blocking: true });
+
+  const outbox = { cloud: await stored("cloud", "cloud_out_s1"), s1: await stored("s1", "s1_out_cloud") };
+  const down = callMany(toSite, "cloud", CALLS);
+  const up = callMany(toCloud, "s1", CALLS);
+  // Accepted: each side's outbox stored every call.
+  await eventually(async () => (await stored("cloud", "cloud_out_s1")) >= outbox.cloud + CALLS, 20_000, "cloud outbox stores the calls");
+  await eventually(async () => (await stored("s1", "s1_out_cloud")) >= outbox.s1 + CALLS, 20_000, "site outbox stores the calls");
+  expect(down.settled() + up.settled()).toBe(0);
+
+  if (restartServers) {
+    await world.topology.hub.restart();
+    await site.server.restart();
+    expect(await siteHandle.record("local", 2)).toBe(2);
+    expect(down.settled() + up.settled()).toBe(0);
+  }
+
+  const restored = Date.now();
+  site.restore();
+  const [downResults, upResults] = await Promise.all([down.all, up.all]);
+  const catchUpMs = Date.now() - restored;
+  expect(catchUpMs).toBeLessThan(10_000);
+  expect(downResults).toEqual(range(CALLS));
+  expect(upResults).toEqual(range(CALLS));
+  // Each call ran once, in the order its sender made them.
+  expect(siteLedger.seen.get("cloud")).toEqual(range(CALLS));
+  expect(cloudLedger.seen.get("s1")).toEqual(range(CALLS));
+  expect(siteLedger.calls).toBe(CALLS + (restartServers ? 3 : 2));
+  expect(cloudLedger.calls).toBe(CALLS + 1);
+  await s1Manager.shutdown(siteHandle, { blocking: true });
+  await cloudManager.shutdown(cloudHandle, { blocking: true });
+  return { catchUpMs };
+}
+
+describe("calls across sites through an outage", () => {
+  test("1,000 calls each way are stored while the uplink is down and all answered once, in order, after it returns", async () => {
+    const { catchUpMs } = await outage(false);
+    console.log(`edge catch-up, link cut: ${catchUpMs} ms`);
+  }, 120_000);
+
+  test("the same when both servers restart during the outage", async () => {
+    const { catchUpMs } = await outage(true);
+    console.log(`edge catch-up, both servers restarted: ${catchUpMs} ms`);
+  }, 120_000);
+
+  test("a caller that gave up gets RequestTimeoutError; the request, late past its deadline, is refused, and that answer reaches no other call", async () => {
+    const site = world.topology.site("s1");
+    const ledger = new SiteLedger();
+    const handle = await s1Manager.launch(ledger);
+    const patient = await cloud.createUserClient();
+    const gone = await cloud.createUserClient();
+    await expect(patient.getHandle(handle.agentId).record("warm", 0)).resolves.toBe(0);
+    site.cut();
+    await site.waitForLinkDown();
+    const answersBefore = await stored("cloud", "cloud_in_s1");
+    await expect(patient.getHandle(handle.agentId).with({ timeoutMs: 300 }).record("patient", 1)).rejects.toBeInstanceOf(RequestTimeoutError);
+    await expect(gone.getHandle(handle.agentId).with({ timeoutMs: 300 }).record("gone", 1)).rejects.toBeInstanceOf(RequestTimeoutError);
+    const goneId = gone.clientId;
+    await gone.close();
+    site.restore();
+    await site.waitForLink();
+    // The same client's next call gets its own answer, not the late one.
+    await expect(patient.getHandle(handle.agentId).record("patient", 2)).resolves.toBe(2);
+    // Both stored requests reached the agent after their deadlines (timeout plus the cancel
+    // window): it refused them instead of running them, and its answers came back to the cloud.
+    const jsm = await world.jsm("cloud");
+    await eventually(async () => {
+      const relay = await jsm.consumers.info("cloud_in_s1", "relay");
+      return relay.num_pending === 0 && relay.num_ack_pending === 0 && (await stored("cloud", "cloud_in_s1")) >= answersBefore + 3;
+    }, 10_000, "the answers came back and the cloud's relay has taken them");
+    expect(ledger.seen.get("gone")).toBeUndefined();
+    expect(ledger.seen.get("patient")).toEqual([2]);
+    // The closed client's answer was dropped: the relay found its mailbox terminated.
+    const left = await jsm.streams.getMessage("cloud_mailboxes", { last_by_subj: `cloud.mbox.${goneId.uid}` }).catch(() => null);
+    expect(left).toBeNull();
+    await patient.close();
+    await s1Manager.shutdown(handle, { blocking: true });
+  }, 60_000);
+});

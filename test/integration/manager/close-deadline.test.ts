@@ -1,0 +1,54 @@
+/**
+ * `Manager.close()` with agents on a pool no host serves: it says what it waits for, gives up at
+ * `closeTimeoutMs`, still closes everything, and throws `WaitTimeoutError`.
+ */
+import { Writable } from "node:stream";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { HostPoolExecutor, Manager, NatsExchangeFactory, WaitTimeoutError } from "../../../src/index.ts";
+import { Counter } from "../../fixtures/worker-agents.ts";
+import { startTestNats } from "../../support/nats.ts";
+import type { TestNats } from "../../support/nats.ts";
+
+let nats: TestNats;
+beforeAll(async () => {
+  nats = await startTestNats();
+});
+afterAll(async () => {
+  await nats?.[Symbol.asyncDispose]();
+});
+
+describe("Manager.close() deadline", () => {
+  test("a pool without hosts: close logs what it waits for and ends with WaitTimeoutError", async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino(
+      { level: "info" },
+      new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+          done();
+        },
+      }),
+    );
+    const factory = new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: `close${process.pid}` });
+    const manager = await Manager.fromExchangeFactory(factory, {
+      executors: { pool: new HostPoolExecutor({ pool: "nobody" }) },
+      closeTimeoutMs: 1_000,
+      logger,
+    });
+    const handle = await manager.launch(Counter, { executor: "pool" });
+    const started = Date.now();
+    const error = await manager.close().catch((e: unknown) => e);
+    const took = Date.now() - started;
+    expect(error).toBeInstanceOf(WaitTimeoutError);
+    expect((error as Error).message).toContain(handle.agentId.uid);
+    expect(took).toBeGreaterThanOrEqual(900);
+    expect(took).toBeLessThan(10_000);
+    const waiting = lines.find((l) => String(l.msg).startsWith("closing: waiting for agents"));
+    expect(waiting).toMatchObject({ agents: [handle.agentId.uid], executors: ["pool"] });
+    expect(lines.some((l) => String(l.msg).startsWith("close timed out"))).toBe(true);
+    // Everything was closed all the same.
+    await expect(manager.launch(Counter, { executor: "pool" })).rejects.toThrow(/closed/);
+    await expect(factory.createUserClient()).rejects.toThrow(/closed/);
+  });
+});
