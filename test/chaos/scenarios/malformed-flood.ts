@@ -11,6 +11,7 @@
  * GC, within 64 MB of before), every malformed mailbox message and launch request is dead-lettered
  * (none left in the streams), and afterwards the host still launches an agent and discovery still
  * returns exactly the live agents. Everything runs in this process against one server.
+ * `FLOOD_TOTAL=<n>` in the environment overrides the number of messages (for investigating).
  */
 import { connect } from "@nats-io/transport-node";
 import { headers as natsHeaders } from "@nats-io/nats-core";
