@@ -182,7 +182,8 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
     const watchers = async (): Promise<string[]> => {
       const found: string[] = [];
       for await (const c of adminJsm.consumers.list(`KV_${layout.registryBucket}`)) {
-        if (c.config.deliver_subject?.startsWith("_INBOX.caller.") === true) found.push(c.name);
+        // A consumer deleted while the list is made comes back as null.
+        if ((c as typeof c | null)?.config.deliver_subject?.startsWith("_INBOX.caller.") === true) found.push(c.name);
       }
       return found;
     };
