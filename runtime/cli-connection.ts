@@ -28,6 +28,7 @@ export interface ConnectionValues {
   tlsCert?: string;
   tlsKey?: string;
   replicas?: string;
+  inboxPrefix?: string;
 }
 
 /** The NATS exchange options the command line gives. */
@@ -62,7 +63,12 @@ export function exchangeOptions(values: ConnectionValues, name = "academy-cli"):
     token: values.token,
     nkeySeedFile: values.nkey,
     ...(anyTls && { tls: Object.fromEntries(Object.entries(tlsFiles).filter(([, v]) => v !== undefined)) }),
-    connectionOptions: { name, maxReconnectAttempts: -1, reconnectTimeWait: 250 },
+    connectionOptions: {
+      name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      ...(values.inboxPrefix !== undefined && { inboxPrefix: values.inboxPrefix }),
+    },
   };
 }
 

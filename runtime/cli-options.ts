@@ -33,6 +33,7 @@ export const CLI_OPTIONS = {
   "tls-ca": { flags: "--tls-ca <file>", env: "ACADEMY_TLS_CA", description: "CA certificate(s) to verify the server with (PEM)" },
   "tls-cert": { flags: "--tls-cert <file>", env: "ACADEMY_TLS_CERT", description: "TLS client certificate (PEM; with --tls-key)" },
   "tls-key": { flags: "--tls-key <file>", env: "ACADEMY_TLS_KEY", description: "the client certificate's key (PEM)" },
+  "inbox-prefix": { flags: "--inbox-prefix <prefix>", env: "ACADEMY_INBOX_PREFIX", description: "subject prefix of every inbox of the connection, for users allowed to subscribe only under their own (default: _INBOX; docs/SECURITY.md)" },
   site: { flags: "--site <name>", env: "ACADEMY_SITE", description: "this process's edge site: prefix <name> in JetStream domain --domain (docs/EDGE.md)" },
   domain: { flags: "--domain <domain>", env: "ACADEMY_DOMAIN", description: "the site's JetStream domain (default: the site's name)" },
   "remote-site": { flags: "--remote-site <name[:domain]...>", env: "ACADEMY_REMOTE_SITES", description: "another site this process reaches; repeatable; the variable is comma-separated" },
@@ -43,7 +44,7 @@ export const CLI_OPTIONS = {
   pool: { flags: "--pool <name>", env: "ACADEMY_POOL", description: "host pool" },
   module: { flags: "--module <spec...>", env: "ACADEMY_MODULES", description: "agent module (path or package); repeatable; the variable is comma-separated" },
   capacity: { flags: "--capacity <n>", env: "ACADEMY_CAPACITY", description: "most agents run at once (default: 100)" },
-  replicas: { flags: "--replicas <n>", env: "ACADEMY_REPLICAS", description: "replicas of created streams and buckets (default: 1)" },
+  replicas: { flags: "--replicas <n>", env: "ACADEMY_REPLICAS", description: "replicas of created streams and buckets (default: 3 on a cluster of three or more servers, else 1)" },
   name: { flags: "--name <name>", env: "ACADEMY_HOST_NAME", description: "display name of the host (default: the machine's host name)" },
   "heartbeat-ms": { flags: "--heartbeat-ms <ms>", env: "ACADEMY_HEARTBEAT_MS", description: "heartbeat interval (default: 2000)" },
   "host-ttl-ms": { flags: "--host-ttl-ms <ms>", env: "ACADEMY_HOST_TTL_MS", description: "silent hosts are reaped after this long (default: 6000)" },
@@ -106,6 +107,7 @@ export const CONNECTION_OPTIONS: readonly OptionName[] = [
   "tls-ca",
   "tls-cert",
   "tls-key",
+  "inbox-prefix",
 ];
 
 /** The commander option for `name`. */

@@ -44,6 +44,7 @@ export const ErrorCode = {
   SiteUnreachable: "SITE_UNREACHABLE",
   UnknownSite: "UNKNOWN_SITE",
   CrossSiteOperation: "CROSS_SITE_OPERATION",
+  PermissionDenied: "PERMISSION_DENIED",
   WaitTimeout: "WAIT_TIMEOUT",
   ErrorGroup: "ERROR_GROUP",
   Remote: "REMOTE_ERROR",
@@ -382,6 +383,25 @@ export class InvalidConfigError extends AcademyError {
   }
 }
 
+/**
+ * The NATS server refused an operation: the connection's user may not publish to, or subscribe
+ * to, `subject` (its permissions, docs/SECURITY.md). Not retried.
+ */
+export class PermissionDeniedError extends AcademyError {
+  override readonly name: string = "PermissionDeniedError";
+  readonly subject: string | undefined;
+  /** `publish` or `subscribe`. */
+  readonly operation: string | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { subject?: string; operation?: string } = {}) {
+    super(message, { ...options, code: ErrorCode.PermissionDenied });
+    this.subject = options.subject;
+    this.operation = options.operation;
+  }
+  override details(): Record<string, unknown> {
+    return { subject: this.subject, operation: this.operation };
+  }
+}
+
 /** An agent class is defined wrongly (a sync action, a clashing name, launching `Agent` itself). */
 export class AgentDefinitionError extends AcademyError {
   override readonly name: string = "AgentDefinitionError";
@@ -658,6 +678,7 @@ export const errorClasses: ReadonlyMap<
     SiteUnreachableError,
     UnknownSiteError,
     CrossSiteOperationError,
+    PermissionDeniedError,
     WaitTimeoutError,
     ErrorGroup,
     RemoteError,

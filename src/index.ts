@@ -41,6 +41,7 @@ export {
   InvalidClientError,
   InvalidConfigError,
   MailboxContendedError,
+  PermissionDeniedError,
   MailboxTerminatedError,
   MalformedMessageError,
   PayloadTooLargeError,
@@ -113,6 +114,8 @@ export type { NatsExchangeOptions } from "./exchange/nats/nats-exchange-factory.
 export type { NatsAuthOptions, NatsTlsFiles } from "./exchange/nats/nats-auth.ts";
 export { natsLayout } from "./exchange/nats/nats-layout.ts";
 export type { NatsLayout } from "./exchange/nats/nats-layout.ts";
+export { NatsRole, natsPermissions } from "./exchange/nats/nats-permissions.ts";
+export type { NatsPermissionsOptions, NatsUserPermissions } from "./exchange/nats/nats-permissions.ts";
 export type { LocalExchangeFactoryOptions } from "./exchange/local/local-exchange-factory.ts";
 
 export { EVENT_LOOP_EXECUTOR, Manager, ReturnWhen } from "./manager/manager.ts";

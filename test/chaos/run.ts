@@ -10,7 +10,10 @@ import { parseArgs } from "node:util";
 import type { ChaosResult, ChaosScenario } from "./scenario.ts";
 
 /** Every scenario, in the order they run (each module's default export). */
-const SCENARIOS: Record<string, () => Promise<{ default: ChaosScenario }>> = {};
+const SCENARIOS: Record<string, () => Promise<{ default: ChaosScenario }>> = {
+  "malformed-flood": () => import("./scenarios/malformed-flood.ts"),
+  "restricted-user": () => import("./scenarios/restricted-user.ts"),
+};
 
 const { values } = parseArgs({
   options: {

@@ -15,6 +15,16 @@ import { JetStreamApiError } from "@nats-io/jetstream";
 import { ClosedConnectionError, NoRespondersError, TimeoutError, createInbox } from "@nats-io/nats-core";
 import type { MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
 
+/**
+ * The connection's inbox prefix (nats.js's `inboxPrefix` connection option, default `_INBOX`).
+ * Every inbox the library creates is under it, as nats.js's own are, so that a user's NATS
+ * permissions can allow it to subscribe to its own inbox subjects only (docs/SECURITY.md).
+ */
+export function connectionInboxPrefix(nc: NatsConnection): string {
+  const prefix = (nc as { options?: { inboxPrefix?: unknown } }).options?.inboxPrefix;
+  return typeof prefix === "string" && prefix !== "" ? prefix : "_INBOX";
+}
+
 interface Waiter {
   readonly subject: string;
   readonly deadline: number;
@@ -37,8 +47,33 @@ export class JetStreamPublisher {
 
   constructor(nc: NatsConnection) {
     this.#nc = nc;
-    this.#prefix = `${createInbox()}.`;
+    this.#prefix = `${createInbox(connectionInboxPrefix(nc))}.`;
     void nc.closed().then(() => this.#failAll(new ClosedConnectionError()));
+    void this.#watchRefusals();
+  }
+
+  /**
+   * The server refuses a publish or a subscription asynchronously: fail at once the publishes it
+   * concerns (to that subject, or all of them if it is the acknowledgement inbox), instead of
+   * letting them time out and be retried.
+   */
+  async #watchRefusals(): Promise<void> {
+    for await (const status of this.#nc.status()) {
+      if (status.type !== "error") continue;
+      const error = (status as { error?: unknown }).error;
+      const refused = error instanceof Error && error.name === "PermissionViolationError" ? (error as Error & { subject?: string; operation?: string }) : undefined;
+      if (refused === undefined) continue;
+      const inbox = refused.operation === "subscription" && refused.subject === `${this.#prefix}*`;
+      for (const [token, waiter] of this.#waiters) {
+        if (!inbox && waiter.subject !== refused.subject) continue;
+        this.#waiters.delete(token);
+        waiter.reject(refused);
+      }
+      if (inbox) {
+        // Subscribe again on the next publish (the permissions may have been fixed meanwhile).
+        this.#sub = undefined;
+      }
+    }
   }
 
   /**

@@ -4,7 +4,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { TimeoutError } from "@nats-io/nats-core";
-import { ClientClosedError, ExchangeUnavailableError } from "../../errors.ts";
+import { ClientClosedError, ExchangeUnavailableError, PermissionDeniedError } from "../../errors.ts";
 import { NATS_RETRY, nextRetryDelayMs } from "../../util/backoff.ts";
 import type { RetryPolicy } from "../../util/backoff.ts";
 
@@ -24,9 +24,29 @@ const CLOSED_NAMES: ReadonlySet<string> = new Set(["ClosedConnectionError", "Dra
 /** JetStream API status codes that are transient (503: no leader / unavailable; 408: timeout). */
 const TRANSIENT_STATUS: ReadonlySet<number> = new Set([503, 408]);
 
+/**
+ * The server's refusal of a publish or subscription (nats.js's `PermissionViolationError`) in
+ * `error` or its chain of causes: a request to a subject the user may not publish to fails with a
+ * `RequestError` caused by one.
+ */
+export function permissionViolation(error: unknown): { subject: string; operation: string; message: string } | undefined {
+  for (let e = error, depth = 0; e instanceof Error && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e.name === "PermissionViolationError") {
+      const { subject, operation } = e as { subject?: unknown; operation?: unknown };
+      return {
+        subject: typeof subject === "string" ? subject : "",
+        operation: operation === "subscription" ? "subscribe" : "publish",
+        message: e.message,
+      };
+    }
+  }
+  return undefined;
+}
+
 /** Whether a NATS error is worth retrying with the same message id. */
 export function isTransientNatsError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
+  if (permissionViolation(error) !== undefined) return false;
   if (TRANSIENT_NAMES.has(error.name)) return true;
   const status = (error as { status?: unknown }).status;
   if (error.name === "JetStreamApiError" && typeof status === "number" && TRANSIENT_STATUS.has(status)) return true;
@@ -90,8 +110,9 @@ export interface RetryOptions {
 
 /**
  * Run `operation`, retrying transient NATS failures with backoff (25 ms doubling to 1 s) for up to
- * `windowMs`. Errors are mapped: closed connection to `ClientClosedError`, exhausted retries to
- * `ExchangeUnavailableError`; others pass through unchanged.
+ * `windowMs`. Errors are mapped: closed connection to `ClientClosedError`, a permission the user
+ * lacks to `PermissionDeniedError` (not retried), exhausted retries to `ExchangeUnavailableError`;
+ * others pass through unchanged.
  */
 export async function withNatsRetry<T>(operation: () => Promise<T>, options: RetryOptions): Promise<T> {
   const startedAt = Date.now();
@@ -102,6 +123,14 @@ export async function withNatsRetry<T>(operation: () => Promise<T>, options: Ret
     } catch (error) {
       if (isClosedNatsError(error)) {
         throw new ClientClosedError(`NATS connection closed during ${options.what}`, { cause: error });
+      }
+      const denied = permissionViolation(error);
+      if (denied !== undefined) {
+        throw new PermissionDeniedError(`NATS refused ${options.what}: ${denied.message}`, {
+          subject: denied.subject,
+          operation: denied.operation,
+          cause: error,
+        });
       }
       if (!isTransientNatsError(error)) throw error;
       const delayMs = nextRetryDelayMs(policy, attempt, Date.now() - startedAt);

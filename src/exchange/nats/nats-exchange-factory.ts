@@ -72,8 +72,10 @@ export interface NatsExchangeOptions extends NatsAuthOptions {
    */
   prefix?: string;
   /**
-   * Replicas of the streams and buckets (1, 3 or 5; 3 on a cluster for fault tolerance).
-   * @defaultValue 1
+   * Replicas of the streams and buckets this factory creates (1, 3 or 5). Existing ones are kept as
+   * they are (a difference is logged).
+   * @defaultValue 3 when the server is in a cluster of three or more servers, else 1 (decided when
+   * the factory connects, and logged)
    */
   replicas?: number;
   /** @defaultValue "file" */
@@ -206,7 +208,7 @@ export interface NatsSiteOptions {
 
 const DEFAULTS: NatsSettings = Object.freeze({
   prefix: "academy",
-  replicas: 1,
+  replicas: undefined,
   storage: "file",
   ackWaitMs: 30_000,
   maxDeliveries: 5,
@@ -262,7 +264,7 @@ function resolveSettings(options: NatsExchangeOptions): NatsSettings {
       }
     }
   }
-  if (![1, 3, 5].includes(settings.replicas)) {
+  if (settings.replicas !== undefined && ![1, 3, 5].includes(settings.replicas)) {
     throw new InvalidConfigError(`replicas must be 1, 3 or 5 (got ${settings.replicas})`, { option: "replicas" });
   }
   return Object.freeze(settings);

@@ -32,7 +32,8 @@ export const MIN_SERVER_VERSION = "2.9.0";
 /** Resolved JetStream settings of a NATS exchange (see `NatsExchangeOptions` for meanings). */
 export interface NatsSettings {
   readonly prefix: string;
-  readonly replicas: number;
+  /** Replicas of new streams and buckets; undefined: chosen from the cluster's size when provisioning. */
+  readonly replicas: number | undefined;
   readonly storage: "file" | "memory";
   readonly ackWaitMs: number;
   readonly maxDeliveries: number;
@@ -69,6 +70,33 @@ export interface DeadLetterSource {
   readonly headers: ReadonlyArray<readonly [string, string]>;
 }
 
+/** Settings as a connected exchange uses them: the number of replicas is known. */
+export type ResolvedNatsSettings = NatsSettings & { readonly replicas: number };
+
+/** How the replicas of new streams and buckets were chosen (logged at provisioning). */
+export interface ReplicasDecision {
+  readonly replicas: number;
+  /** `option`: the `replicas` option; `cluster size`: from the servers the connected server reports. */
+  readonly source: "option" | "cluster size";
+  /** Servers of the cluster as the connected server reports them (1 when it is not clustered; undefined when it does not say). */
+  readonly clusterServers: number | undefined;
+}
+
+/**
+ * Replicas for new streams and buckets when the `replicas` option is not set: 3 when the server
+ * is in a cluster of three or more servers, else 1. The size is the number of distinct client URLs
+ * the server advertises (`connect_urls` of its INFO, itself included), which nats-server 2.9 sends
+ * to clients of a clustered server unless the cluster sets `no_advertise`; a clustered server that
+ * advertises none has an unknown size, and gets 1 (set `replicas` there).
+ */
+export function replicasForServer(info: { readonly cluster?: string | undefined; readonly connect_urls?: readonly string[] | undefined } | undefined, option?: number): ReplicasDecision {
+  const clustered = info?.cluster !== undefined && info.cluster !== "";
+  const advertised = new Set(info?.connect_urls ?? []).size;
+  const clusterServers = !clustered ? 1 : advertised > 0 ? advertised : undefined;
+  if (option !== undefined) return { replicas: option, source: "option", clusterServers };
+  return { replicas: clusterServers !== undefined && clusterServers >= 3 ? 3 : 1, source: "cluster size", clusterServers };
+}
+
 /** What a mailbox reader hears of its consumer (see `NatsExchange.watchMailbox`). */
 export interface MailboxWatcher {
   /** The consumer was deleted. */
@@ -81,12 +109,12 @@ export interface MailboxWatcher {
 const RECONNECT_CHECKS_AT_ONCE = 32;
 
 /** The JetStream storage type of the settings. */
-export function storageType(settings: NatsSettings): StorageType {
+export function storageType(settings: Pick<NatsSettings, "storage">): StorageType {
   return settings.storage === "memory" ? StorageType.Memory : StorageType.File;
 }
 
 /** Options of every KV bucket the library creates (latest value only). */
-export function kvBucketOptions(settings: NatsSettings): { history: number; replicas: number; storage: StorageType; timeout: number } {
+export function kvBucketOptions(settings: ResolvedNatsSettings): { history: number; replicas: number; storage: StorageType; timeout: number } {
   return { history: 1, replicas: settings.replicas, storage: storageType(settings), timeout: settings.requestTimeoutMs };
 }
 
@@ -115,7 +143,7 @@ export class NatsExchange {
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly layout: NatsLayout;
-  readonly settings: NatsSettings;
+  readonly settings: ResolvedNatsSettings;
   readonly registry: NatsRegistry;
   readonly view: RegistryView;
   readonly logger: Logger;
@@ -138,7 +166,7 @@ export class NatsExchange {
     nc: NatsConnection,
     js: JetStreamClient,
     jsm: JetStreamManager,
-    settings: NatsSettings,
+    settings: ResolvedNatsSettings,
     registryKv: KV,
     typesKv: KV,
     logger: Logger,
@@ -168,7 +196,7 @@ export class NatsExchange {
    */
   static async open(
     nc: NatsConnection,
-    settings: NatsSettings,
+    requested: NatsSettings,
     logger: Logger,
     options: { readonly provision?: boolean } = {},
   ): Promise<NatsExchange> {
@@ -183,6 +211,16 @@ export class NatsExchange {
       throw new UnsupportedServerError(`nats-server ${version} has JetStream disabled: start it with -js (or jetstream {} in its config)`, {
         serverVersion: version,
       });
+    }
+    const decision = replicasForServer(nc.info, requested.replicas);
+    const settings: ResolvedNatsSettings = Object.freeze({ ...requested, replicas: decision.replicas });
+    if (options.provision !== false) {
+      const log = { prefix: settings.prefix, replicas: decision.replicas, source: decision.source, cluster: nc.info?.cluster, clusterServers: decision.clusterServers };
+      if (decision.source === "cluster size" && decision.clusterServers === undefined) {
+        logger.warn(log, "the server is clustered but does not say how many servers: new streams and buckets get 1 replica (set the replicas option)");
+      } else {
+        logger.info(log, "replicas of new streams and buckets (existing ones are kept as they are)");
+      }
     }
     const retry = <T>(what: string, op: () => Promise<T>): Promise<T> =>
       withNatsRetry(op, { windowMs: settings.retryWindowMs, what });
@@ -521,7 +559,12 @@ export function notFound(prefix: string, resource: string): ExchangeNotFoundErro
 
 /**
  * A KV bucket: created if missing (an existing one is used as it is), or, without provisioning,
- * opened if it exists.
+ * opened if it exists. The handle returned reads at the leader of the bucket's stream
+ * (`STREAM.MSG.GET`): the KV client would otherwise read with a direct get, which any replica
+ * answers, a follower that has not yet applied the latest write included, so a read right after a
+ * write (this process's own, or one another process made before telling this one) could miss it.
+ * Writes and watches are the same through either handle; the bucket keeps direct get enabled for
+ * other readers (docs/NATS-LAYOUT.md section 6.1).
  * @throws {ExchangeNotFoundError} without provisioning, when the bucket does not exist.
  */
 export async function openBucket(
@@ -531,14 +574,17 @@ export async function openBucket(
   options: ReturnType<typeof kvBucketOptions>,
   provisioning: Provisioning,
 ): Promise<KV> {
-  if (provisioning.provision) return kvm.create(name, options);
-  try {
-    await jsm.streams.info(`KV_${name}`);
-  } catch (error) {
-    if (isStreamNotFound(error)) throw notFound(provisioning.prefix, `bucket ${name}`);
-    throw error;
+  if (provisioning.provision) {
+    await kvm.create(name, options);
+  } else {
+    try {
+      await jsm.streams.info(`KV_${name}`);
+    } catch (error) {
+      if (isStreamNotFound(error)) throw notFound(provisioning.prefix, `bucket ${name}`);
+      throw error;
+    }
   }
-  return kvm.open(name, { timeout: options.timeout });
+  return kvm.open(name, { allow_direct: false, timeout: options.timeout });
 }
 
 export async function ensureStream(

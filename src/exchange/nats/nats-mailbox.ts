@@ -217,6 +217,12 @@ export class NatsMailbox {
         void this.#reject(m, error, { ...message, replyTo: undefined });
         return;
       }
+    } else if (message.dest !== undefined && message.dest !== this.#id.uid) {
+      // A response is put into the mailbox of its request's src, and carries that uid as dest; the
+      // stream subject it was stored under says which mailbox this is. One addressed elsewhere was
+      // not sent by a responder to this mailbox's request: never let it settle a call.
+      void this.#reject(m, new MalformedMessageError(`Response addressed to ${message.dest} arrived in mailbox ${this.#id.uid}`, { subject: m.subject }), message);
+      return;
     }
     if (deliveryCount > this.#ctx.settings.maxDeliveries && isRequest(message)) {
       const error = new DeliveryLimitError(

@@ -96,8 +96,9 @@ export class NatsPoolBackend implements PoolBackend {
     );
     const kvm = new Kvm(js);
     const options = kvBucketOptions(settings);
-    const hosts = await ctx.retry("provision hosts bucket", () => kvm.create(layout.hostsBucket, options));
-    const placements = await ctx.retry("provision placements bucket", () => kvm.create(layout.placementsBucket, options));
+    // Reads go to the leader: a host must see the placement and registration a manager has just written.
+    const hosts = await ctx.retry("provision hosts bucket", () => openBucket(kvm, jsm, layout.hostsBucket, options, provisioning));
+    const placements = await ctx.retry("provision placements bucket", () => openBucket(kvm, jsm, layout.placementsBucket, options, provisioning));
     return new NatsPoolBackend(ctx, hosts, placements);
   }
 

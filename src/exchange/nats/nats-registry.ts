@@ -24,6 +24,25 @@ import { isWrongLastSequence, withNatsRetry } from "./nats-errors.ts";
 /** Version of the record format (field `v`). */
 export const RECORD_VERSION = 1;
 
+/** Mailbox uids (as `natsLayout` accepts them). */
+const UID = /^[A-Za-z0-9_-]{1,64}$/;
+/** Registry gets in flight at once while checking index hits. */
+const RECORD_GETS_AT_ONCE = 256;
+
+/**
+ * Whether a type-index value is one: a CBOR array `[concrete type name, display name?]` of text,
+ * whose concrete type is `typeName` when subclasses are not wanted.
+ */
+function isIndexValue(bytes: Uint8Array, typeName: string, allowSubclasses: boolean): boolean {
+  try {
+    const value = decodeValue(bytes) as unknown;
+    if (!Array.isArray(value) || value.length < 1 || value.length > 2 || typeof value[0] !== "string") return false;
+    return allowSubclasses || value[0] === typeName;
+  } catch {
+    return false;
+  }
+}
+
 /** A mailbox's registry record. */
 export interface MailboxRecord {
   readonly v: number;
@@ -153,7 +172,10 @@ export class NatsRegistry {
     return { record, revision };
   }
 
-  /** The record of a mailbox, read from the bucket (not a cache). */
+  /**
+   * The record of a mailbox, read from the bucket (not a cache) at its stream's leader, so that it
+   * reflects every write acknowledged before the call (see `openBucket`).
+   */
   async get(uid: string): Promise<RecordEntry | undefined> {
     const entry = await this.#retry("read registry", () => this.#registry.get(uid));
     if (entry === null || entry.operation !== "PUT") return undefined;
@@ -161,7 +183,7 @@ export class NatsRegistry {
     return record === undefined ? undefined : { record, revision: entry.revision };
   }
 
-  /** A mailbox's status, read from the bucket. */
+  /** A mailbox's status, read from the bucket at its stream's leader. */
   async status(uid: string): Promise<MailboxStatus> {
     return (await this.get(uid))?.record.status ?? MailboxStatus.Missing;
   }
@@ -199,22 +221,51 @@ export class NatsRegistry {
   }
 
   /**
-   * Discover by reading the type index directly (the cold path, used before the registry view
-   * has caught up): last value of every key under `<type token>.*`.
+   * The type index's hits for a type (discovery's cold path, used before the registry view has
+   * caught up): the uid of every key under `<type token>.*` whose value is an index value (of the
+   * type itself, without `allowSubclasses`). The index is only a hint: an entry can outlive its
+   * agent (an index write landing after a termination removed the agent's entries) or be written
+   * by anyone allowed to write the bucket, so hits must be checked against the registry ({@link checkHits}).
    */
-  async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
+  async indexHits(typeName: string, allowSubclasses: boolean): Promise<string[]> {
     return this.#retry("discover", async () => {
-      const found: AgentId[] = [];
+      const hits: string[] = [];
       for (const [key, value] of await scanLatest(this.#js, this.#typesBucket, `${typeNameToken(typeName)}.*`)) {
-        try {
-          const [concrete, name] = decodeValue(value) as [string, string | undefined];
-          if (allowSubclasses || concrete === typeName) found.push(new AgentId(key.slice(key.lastIndexOf(".") + 1), name ?? undefined, this.#site));
-        } catch {
-          // A foreign value in our bucket: not one of our agents.
-        }
+        const uid = key.slice(key.lastIndexOf(".") + 1);
+        if (UID.test(uid) && isIndexValue(value, typeName, allowSubclasses)) hits.push(uid);
       }
-      return found;
+      return hits;
     });
+  }
+
+  /**
+   * Check index hits against the registry, the source of truth: a hit counts only if its record
+   * exists, is an active agent, and has the type in its ancestry (is of the type, without
+   * `allowSubclasses`). One get per hit at the stream's leader, {@link RECORD_GETS_AT_ONCE} at a
+   * time.
+   * @returns the agents found, and every record read (for the caller's registry view).
+   */
+  async checkHits(uids: readonly string[], typeName: string, allowSubclasses: boolean): Promise<{ found: AgentId[]; records: RecordEntry[] }> {
+    const records: RecordEntry[] = [];
+    for (let i = 0; i < uids.length; i += RECORD_GETS_AT_ONCE) {
+      const batch = uids.slice(i, i + RECORD_GETS_AT_ONCE);
+      const entries = await Promise.all(batch.map((uid) => this.get(uid)));
+      entries.forEach((entry, j) => {
+        if (entry !== undefined && entry.record.uid === batch[j]) records.push(entry);
+      });
+    }
+    const found: AgentId[] = [];
+    for (const { record } of records) {
+      if (record.role !== EntityRole.Agent || record.status !== MailboxStatus.Active) continue;
+      if (allowSubclasses ? !(Array.isArray(record.chain) && record.chain.includes(typeName)) : record.type !== typeName) continue;
+      found.push(new AgentId(record.uid, typeof record.name === "string" ? record.name : undefined, this.#site));
+    }
+    return { found, records };
+  }
+
+  /** How many values the registry bucket holds (records, terminated ones included). */
+  async size(): Promise<number> {
+    return (await this.#retry("read registry size", () => this.#registry.status())).values;
   }
 
   #retry<T>(what: string, operation: () => Promise<T>): Promise<T> {

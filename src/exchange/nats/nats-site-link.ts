@@ -130,18 +130,17 @@ export class NatsSiteLink {
 
   /**
    * Active agents of a type on that site, from the local mirrors: the view of the mirrored
-   * registry once it has caught up, else the mirrored type index filtered by the mirrored
+   * registry once it has caught up, else the mirrored type index checked against the mirrored
    * registry (purges of index keys are not mirrored, so the index alone may list terminated
-   * agents).
+   * agents; and the index is only a hint anyway).
    */
   async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
     const { registry, view } = await this.#ready();
     view.start();
     const warm = await view.discover(typeName, allowSubclasses);
     if (warm !== undefined) return warm;
-    const candidates = await registry.discover(typeName, allowSubclasses);
-    const statuses = await Promise.all(candidates.map((id) => registry.status(id.uid)));
-    return candidates.filter((_, i) => statuses[i] === MailboxStatus.Active);
+    const hits = await registry.indexHits(typeName, allowSubclasses);
+    return (await registry.checkHits(hits, typeName, allowSubclasses)).found;
   }
 
   /** Call `listener(uid)` when a mailbox of that site is seen terminated in the mirror. */

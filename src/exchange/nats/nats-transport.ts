@@ -15,7 +15,15 @@ import type { Logger } from "../../util/logger.ts";
 import type { AgentRegistration, ExchangeTransport, MailboxHandler } from "../transport.ts";
 
 import type { NatsExchange } from "./nats-exchange.ts";
+import { connectionInboxPrefix } from "./js-publisher.ts";
 import { NatsMailbox } from "./nats-mailbox.ts";
+
+/** Index hits up to this many are always checked with one registry get each. */
+const HIT_GETS_ALWAYS = 64;
+/** More hits than a quarter of the registry's records: load the registry view to check them. */
+const HIT_SHARE_TO_LOAD = 4;
+/** How long a cold discover waits for the registry view to load before checking hits one by one. */
+const VIEW_LOAD_TIMEOUT_MS = 30_000;
 
 export class NatsTransport implements ExchangeTransport {
   readonly mailboxId: EntityId;
@@ -72,7 +80,7 @@ export class NatsTransport implements ExchangeTransport {
    */
   #listenForReplies(handler: MailboxHandler, context: HandleBinder): Subscription {
     const settled = (): void => {};
-    return this.#ctx.nc.subscribe(createInbox(), {
+    return this.#ctx.nc.subscribe(createInbox(connectionInboxPrefix(this.#ctx.nc)), {
       callback: (error, msg) => {
         if (error !== null) return;
         let message: Message;
@@ -118,12 +126,21 @@ export class NatsTransport implements ExchangeTransport {
 
   async discover(typeName: string, allowSubclasses: boolean, site?: string): Promise<AgentId[]> {
     if (this.#ctx.isRemote(site)) return this.#ctx.discoverAt(typeName, allowSubclasses, site);
-    const view = this.#ctx.view;
+    const { view, registry } = this.#ctx;
     const warm = await view.discover(typeName, allowSubclasses);
     if (warm !== undefined) return warm;
-    // Cold: read the index, then start the view for the next calls (loading it meanwhile would
-    // slow this call down).
-    const found = await this.#ctx.registry.discover(typeName, allowSubclasses);
+    // Cold: read the index, check its hits against the registry (the index is only a hint), then
+    // start the view for the next calls (loading it meanwhile would slow this call down). When the
+    // hits are a large part of the registry, loading the view is the cheaper check, and it is
+    // needed next anyway.
+    const hits = await registry.indexHits(typeName, allowSubclasses);
+    if (hits.length > HIT_GETS_ALWAYS && hits.length * HIT_SHARE_TO_LOAD >= (await registry.size())) {
+      view.start();
+      const loaded = await view.discover(typeName, allowSubclasses, VIEW_LOAD_TIMEOUT_MS);
+      if (loaded !== undefined) return loaded;
+    }
+    const { found, records } = await registry.checkHits(hits, typeName, allowSubclasses);
+    for (const entry of records) view.apply(entry);
     view.start();
     return found;
   }

@@ -41,6 +41,7 @@ export class RegistryView {
   /** The site put on the ids this view returns (undefined: none). */
   readonly #site: string | undefined;
   #waiters: RevisionWaiter[] = [];
+  #syncWaiters: Array<(synced: boolean) => void> = [];
   #appliedRevision = 0;
   #syncTarget = Number.POSITIVE_INFINITY;
   #synced = false;
@@ -78,10 +79,11 @@ export class RegistryView {
 
   /**
    * Active agents of a type, from memory after catching up with the bucket.
+   * @param syncTimeoutMs - how long to wait for the initial load if it has not completed (0: do not wait).
    * @returns undefined when the view cannot answer yet (not synced, or not caught up in time).
    */
-  async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[] | undefined> {
-    if (!this.#synced) return undefined;
+  async discover(typeName: string, allowSubclasses: boolean, syncTimeoutMs = 0): Promise<AgentId[] | undefined> {
+    if (!this.#synced && !(syncTimeoutMs > 0 && (await this.#waitForSync(syncTimeoutMs)))) return undefined;
     const status = await this.#kv.status();
     const target = status.streamInfo.state.last_seq;
     if (!(await this.#waitForRevision(target, CATCH_UP_TIMEOUT_MS))) return undefined;
@@ -118,6 +120,8 @@ export class RegistryView {
     this.#stopWatch?.();
     for (const waiter of this.#waiters) waiter.resolve(false);
     this.#waiters = [];
+    for (const resolve of this.#syncWaiters) resolve(false);
+    this.#syncWaiters = [];
   }
 
   async #watchLoop(): Promise<void> {
@@ -203,7 +207,26 @@ export class RegistryView {
     if (!this.#synced && this.#appliedRevision >= this.#syncTarget) {
       this.#synced = true;
       this.#logger.debug({ records: this.#known.size, revision: this.#appliedRevision }, "registry view synced");
+      for (const resolve of this.#syncWaiters) resolve(true);
+      this.#syncWaiters = [];
     }
+  }
+
+  /** Resolves true once the initial load has completed, false after `timeoutMs` or at close. */
+  #waitForSync(timeoutMs: number): Promise<boolean> {
+    if (this.#synced) return Promise.resolve(true);
+    if (this.#closed) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const settle = (synced: boolean): void => {
+        clearTimeout(timer);
+        resolve(synced);
+      };
+      const timer = setTimeout(() => {
+        this.#syncWaiters = this.#syncWaiters.filter((w) => w !== settle);
+        resolve(false);
+      }, timeoutMs);
+      this.#syncWaiters.push(settle);
+    });
   }
 
   #waitForRevision(revision: number, timeoutMs: number): Promise<boolean> {

@@ -21,7 +21,8 @@ import { fromEnvelope } from "../../../src/protocol/messages.ts";
 import type { ErrorResponse, Message } from "../../../src/protocol/messages.ts";
 import { fromFailure } from "../../../src/protocol/failure.ts";
 import { CrashWorker } from "../../fixtures/crash-agents.ts";
-import { Counter, Recorder } from "../../fixtures/agents.ts";
+import { Counter, Recorder, Sleeper } from "../../fixtures/agents.ts";
+import { deferred } from "../../../src/util/deferred.ts";
 import { spawnChildAgent } from "../../support/child-agent.ts";
 import { startTestNats } from "../../support/nats.ts";
 import type { TestNats } from "../../support/nats.ts";
@@ -225,6 +226,30 @@ describe("bad input on a mailbox subject", () => {
     await manager.exchangeClient.terminate(stranded.agentId);
     const after = await jsm.streams.info(layout.mailboxStream, { subjects_filter: otherSubject });
     expect(after.state.subjects?.[otherSubject] ?? 0).toBe(0);
+  });
+
+  test("a response addressed to another mailbox never settles a call: it is dead-lettered", async () => {
+    let tag: string | undefined;
+    const sent = deferred<void>();
+    const options = factoryOptions({
+      interceptors: { caller: [{ outboundRequest: (input, next) => ((tag = input.tag), sent.resolve(), next(input)) }] },
+    });
+    const factory = new NatsExchangeFactory(options);
+    await using manager = await Manager.fromExchangeFactory(factory);
+    const sleeper = await manager.launch(Sleeper);
+    await sleeper.quick();
+    const client = await factory.createUserClient();
+    const call = client.getHandle(sleeper.agentId).sleep(300);
+    await sent.promise;
+    const layout = natsLayout(options.prefix);
+    // A forged answer to the pending call, put into the caller's mailbox but addressed elsewhere.
+    const forged = { v: 1, type: "action-response", tag, dest: sleeper.agentId.uid, src: sleeper.agentId.uid, result: "forged" };
+    await jetstream(nc).publish(layout.mailboxSubject(client.clientId.uid), encodeValue(forged), { msgID: `forged:${tag}` });
+    expect(await call).toBe("done");
+    const jsm = await jetstreamManager(nc);
+    const dead = await jsm.streams.getMessage(layout.deadLetterStream, { last_by_subj: layout.deadLetterSubject(client.clientId.uid) });
+    expect(dead?.header.get("Academy-Dead-Reason")).toBe("MALFORMED_MESSAGE");
+    await client.close();
   });
 
   test("a mailbox consumer deleted by hand is made again, and the agent keeps answering", async () => {
