@@ -182,7 +182,7 @@ export class NatsExchange {
     this.site = settings.domain === undefined ? undefined : settings.prefix;
     this.maxPayload = nc.info?.max_payload ?? 1024 * 1024;
     this.#publisher = new JetStreamPublisher(nc);
-    this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, this.layout.typesBucket, settings.retryWindowMs, this.site);
+    this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, { registry: this.layout.registryBucket, types: this.layout.typesBucket }, settings.retryWindowMs, this.site);
     this.view = new RegistryView(registryKv, logger, () => nc.isClosed(), this.site);
     this.links = new Map(settings.sites.map((site) => [site.name, new NatsSiteLink(this, site)]));
   }
@@ -268,6 +268,12 @@ export class NatsExchange {
     const typesKv = await retry("provision type index bucket", () => openBucket(kvm, jsm, layout.typesBucket, bucketOptions, provision));
     logger.debug({ prefix: settings.prefix, serverVersion: version }, "NATS exchange ready");
     const exchange = new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, logger, provision);
+    if (provision.provision) {
+      // Layout 2 of the type index (member lists): complete it from layout 1 if an earlier version
+      // made the bucket (NATS-LAYOUT.md 6.3).
+      const migrated = await exchange.registry.ensureMemberLayout();
+      if (migrated > 0) logger.info({ agents: migrated }, "type index member lists built from the per-uid index");
+    }
     for (const link of exchange.links.values()) link.start();
     return exchange;
   }
