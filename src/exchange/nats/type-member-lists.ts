@@ -22,6 +22,7 @@ import {
   isCurrentMember,
   memberListKey,
   memberListKeys,
+  memberShard,
 } from "./type-members.ts";
 import type { MemberEdit, RegistryStreamState, TypeMember } from "./type-members.ts";
 import { encodeValue } from "../../protocol/codec.ts";
@@ -97,17 +98,18 @@ export class TypeMemberLists {
     const catalog = await this.#readCatalog();
     const types: string[] = [];
     for (const [type, chain] of catalog) if (allowSubclasses ? chain.includes(typeName) : type === typeName) types.push(type);
-    const keys = types.flatMap((type) => memberListKeys(type).map((key) => ({ type, key })));
+    const keys = types.flatMap((type) => memberListKeys(type).map((key, shard) => ({ type, key, shard })));
     const values = await Promise.all(keys.map(({ key }) => this.#retry("read type members", () => this.#types.get(key))));
     const found: FoundMember[] = [];
-    values.forEach((entry, i) => {
-      if (entry === null || entry.operation !== "PUT") return;
-      const { type, key } = keys[i]!;
+    for (let i = 0; i < values.length; i++) {
+      const entry = values[i];
+      if (entry === null || entry === undefined || entry.operation !== "PUT") continue;
+      const { type, shard } = keys[i]!;
       for (const member of decodeMembers(entry.value) ?? []) {
         // A member filed under another shard than its own was not written by the library.
-        if (memberListKey(type, member.uid) === key) found.push({ ...member, type });
+        if (memberShard(member.uid) === shard) found.push({ uid: member.uid, revision: member.revision, name: member.name, type });
       }
-    });
+    }
     return found;
   }
 
