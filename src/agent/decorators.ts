@@ -53,7 +53,7 @@ export interface ActionSpec {
   readonly contextIndex: number;
   /**
    * Effectively-once execution: a redelivery of a request this action completed is answered with
-   * the recorded response instead of running the action again (docs/PROTOCOL.md section 10.3).
+   * the recorded response instead of running the action again (docs/PROTOCOL.md section 10.10).
    */
   readonly once: boolean;
   readonly method: AsyncMethod;
@@ -90,7 +90,7 @@ export interface ActionOptions {
    */
   allowProtectedName?: boolean;
   /**
-   * Effectively-once execution (docs/PROTOCOL.md section 10.3): the response is recorded before
+   * Effectively-once execution (docs/PROTOCOL.md section 10.10): the response is recorded before
    * the request is acknowledged, and a redelivery of the request within the exchange's result
    * window (after a crash of the agent, its host or the server, or a response that could not be
    * published) is answered with it instead of running the action again. `false` opts this action

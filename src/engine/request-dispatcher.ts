@@ -1,7 +1,7 @@
 /**
  * The requests that reach one agent: each is run or answered once (duplicates and redeliveries
  * are recognised by tag; across processes and crashes by the result records of effectively-once
- * actions, docs/PROTOCOL.md section 10.3), actions take a concurrency slot and run with an abort signal, cancels
+ * actions, docs/PROTOCOL.md section 10.10), actions take a concurrency slot and run with an abort signal, cancels
  * abort them, pings and shutdowns wait for startup. Every request is acknowledged only after its
  * response is out (see {@link Responder}).
  */
@@ -103,7 +103,7 @@ export class RequestDispatcher {
 
   /**
    * The agent's client is open: answer through it (and handle what arrived before). With
-   * `results`, actions run effectively once (docs/PROTOCOL.md section 10.3).
+   * `results`, actions run effectively once (docs/PROTOCOL.md section 10.10).
    */
   attach(client: AgentExchangeClient, results?: ResultStore): void {
     this.#client = client;

@@ -1,7 +1,7 @@
 /**
  * Answering requests: publish the response (and record it, for effectively-once actions), then
  * settle the request's delivery. A request is acknowledged only once its response is out and its
- * record stored (docs/PROTOCOL.md sections 10.1 and 10.3), and handed back for redelivery when the
+ * record stored (docs/PROTOCOL.md sections 10.1 and 10.10), and handed back for redelivery when the
  * exchange could not take the response.
  */
 import { ClientClosedError, ExchangeUnavailableError, PayloadTooLargeError, SerializationError } from "../errors.ts";

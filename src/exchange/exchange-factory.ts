@@ -80,7 +80,7 @@ export interface ExchangeFactory {
   stats?(): Promise<ExchangeStats>;
   /**
    * Where the responses of completed actions are recorded for effectively-once execution
-   * (docs/PROTOCOL.md section 10.3), opened (and on NATS provisioned) on first use; undefined when
+   * (docs/PROTOCOL.md section 10.10), opened (and on NATS provisioned) on first use; undefined when
    * the exchange has it turned off (`resultWindowMs: 0`). An engine reads it before it starts
    * taking requests. Optional: an exchange without it gives at-least-once execution only.
    * @throws {ExchangeNotFoundError} on NATS without provisioning, when the results bucket is missing.

@@ -1,5 +1,5 @@
 /**
- * Effectively-once execution (docs/PROTOCOL.md section 10.3): the response an agent gave to an
+ * Effectively-once execution (docs/PROTOCOL.md section 10.10): the response an agent gave to an
  * action request, recorded per (agent mailbox, request tag) for a window, so that a redelivery of
  * a request whose action completed is answered from the record instead of running again, whatever
  * crashed in between (the agent, its host, the server).

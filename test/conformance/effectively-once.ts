@@ -1,5 +1,5 @@
 /**
- * Effectively-once execution (docs/PROTOCOL.md section 10.3), run against every exchange: a
+ * Effectively-once execution (docs/PROTOCOL.md section 10.10), run against every exchange: a
  * request whose action completed is not run again when it is delivered again; the duplicate gets
  * the recorded response. Each case also runs with the feature off (`resultWindowMs: 0`) or the
  * action opted out (`once: false`), where the duplicate runs the action again: the same test

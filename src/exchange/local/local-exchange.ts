@@ -31,7 +31,7 @@ export interface LocalExchangeOptions {
   /**
    * Effectively-once execution: how long the response to an action request is kept, so that a
    * redelivery of the request is answered from it instead of running the action again
-   * (docs/PROTOCOL.md section 10.3), in ms; 0 turns it off.
+   * (docs/PROTOCOL.md section 10.10), in ms; 0 turns it off.
    * @defaultValue 600_000 (10 minutes, `DEFAULT_RESULT_WINDOW_MS`)
    */
   resultWindowMs?: number;

@@ -1,6 +1,6 @@
 /**
  * The in-process exchange's result records (effectively-once execution, docs/PROTOCOL.md section
- * 10.3): bytes by key in memory, each kept for the window and then forgotten, as a KV bucket with
+ * 10.10): bytes by key in memory, each kept for the window and then forgotten, as a KV bucket with
  * that max age keeps them on NATS.
  */
 import type { ResultBytes } from "../result-store.ts";

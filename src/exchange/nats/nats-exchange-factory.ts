@@ -135,7 +135,7 @@ export interface NatsExchangeOptions extends NatsAuthOptions {
    * (in the KV bucket `<prefix>_results`, whose max age it is), so that a redelivery of the request
    * (after a crash of the agent, its host or the server, or a response that could not be
    * published) is answered from it instead of running the action again (docs/PROTOCOL.md section
-   * 10.3), in ms. 0 turns it off for the agents this factory runs (at-least-once execution only).
+   * 10.10), in ms. 0 turns it off for the agents this factory runs (at-least-once execution only).
    * The bucket's max age is set when it is created; an existing bucket keeps its own.
    * @defaultValue 600_000 (10 minutes, `DEFAULT_RESULT_WINDOW_MS`)
    */

@@ -1,5 +1,5 @@
 /**
- * Result records of effectively-once execution on NATS (docs/PROTOCOL.md section 10.3,
+ * Result records of effectively-once execution on NATS (docs/PROTOCOL.md section 10.10,
  * docs/NATS-LAYOUT.md): the KV bucket `<prefix>_results`, one key per (agent, request tag), whose
  * max age is the result window. Reads go to the leader of the bucket's stream, so that a record
  * written by one host is seen by the next host a redelivery reaches, a lagging replica or not.
