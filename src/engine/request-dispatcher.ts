@@ -65,6 +65,10 @@ interface InFlightAction {
   answered: boolean;
   /** Effectively-once: the record is looked up before running and written with the response. */
   readonly once: boolean;
+  /** The action's method has returned or thrown. */
+  finished: boolean;
+  /** The response being sent (and recorded) and the delivery settled, once answering began. */
+  answering: Promise<void> | undefined;
   done: Promise<void>;
 }
 
@@ -185,7 +189,12 @@ export class RequestDispatcher {
     this.#slots.close();
     // Pings that waited for a startup that failed are being answered: before the mailbox goes.
     await Promise.allSettled([...this.#controls]);
-    const abandoned = await settleWithin(entries, cancel ? graceMs : Number.POSITIVE_INFINITY);
+    const late = await settleWithin(entries, cancel ? graceMs : Number.POSITIVE_INFINITY);
+    // Actions that finished are not abandoned while their response is sent and recorded (bounded
+    // by the exchange's retry window): a new run of the agent would otherwise take the request
+    // again before its record exists, and run it a second time.
+    await Promise.allSettled(late.flatMap((entry) => (entry.finished && entry.answering !== undefined ? [entry.answering] : [])));
+    const abandoned = late.filter((entry) => !entry.finished);
     for (const entry of abandoned) {
       this.#options.logger.warn(
         { action: entry.request.action, tag: entry.request.tag, graceMs },
@@ -203,6 +212,8 @@ export class RequestDispatcher {
       started: false,
       answered: false,
       once: this.#results !== undefined && this.#options.spec.actions.get(request.action)?.once === true,
+      finished: false,
+      answering: undefined,
       done: SETTLED,
     };
     this.#inFlight.set(request.tag, entry);
@@ -242,6 +253,7 @@ export class RequestDispatcher {
         stats?.end(request.action, begun, false);
         body = { type: MessageType.ErrorResponse, error: toFailure(error) };
       }
+      entry.finished = true;
       await this.#answer(entry, body);
     } finally {
       this.#slots.release();
@@ -302,6 +314,11 @@ export class RequestDispatcher {
   async #answer(entry: InFlightAction, body: ResponseBody): Promise<void> {
     if (entry.answered) return;
     entry.answered = true;
+    entry.answering = this.#respond(entry, body);
+    await entry.answering;
+  }
+
+  async #respond(entry: InFlightAction, body: ResponseBody): Promise<void> {
     const results = this.#results;
     const record = entry.once ? () => results!.record(this.#options.agentId.uid, entry.request, body) : undefined;
     const acked = await this.#responder.answer(entry.request, body, entry.delivery, entry.duplicates, record);

@@ -7,7 +7,7 @@
  */
 import { afterEach, describe, expect, test } from "vitest";
 import { Agent, AgentEngine, ExchangeUnavailableError, MessageType, action } from "../../src/index.ts";
-import type { AgentInterceptor, AgentRegistration, ExchangeFactory, UserExchangeClient } from "../../src/index.ts";
+import type { AgentInterceptor, AgentRegistration, ExchangeFactory, ResultStore, RuntimeConfig, UserExchangeClient } from "../../src/index.ts";
 import type { ActionRequest, RequestMessage } from "../../src/protocol/messages.ts";
 
 /** Executions by `<agent uid>:<key>`, counted outside the agents. */
@@ -71,8 +71,8 @@ class EngineRun {
     readonly registration: AgentRegistration<OnceProbe>,
   ) {}
 
-  start(): void {
-    this.#engine = new AgentEngine(new OnceProbe(), { exchangeFactory: this.factory, registration: this.registration });
+  start(factory: ExchangeFactory = this.factory, config?: RuntimeConfig): void {
+    this.#engine = new AgentEngine(new OnceProbe(), { exchangeFactory: factory, registration: this.registration, ...(config !== undefined && { config }) });
     this.#running = this.#engine.run();
   }
 
@@ -191,6 +191,42 @@ export function describeEffectivelyOnce(name: string, target: () => OnceTarget):
       await until(() => (responses.get("k2")?.length ?? 0) === 2);
       expect(runs(uid, "k2")).toBe(2);
       expect(responses.get("k2")).toEqual(["done:k2:1", "done:k2:2"]);
+    });
+
+    test("an agent stopping while a finished action's record is being written waits for it: the next run answers from the record", async () => {
+      const { factory, handle, uid, run, responses } = await setUp();
+      // The first run's records take 600 ms to store (a server slow to acknowledge); its grace
+      // for actions at shutdown is 20 ms.
+      const store = (await factory.resultStore!())!;
+      let slow = true;
+      const slowStore: ResultStore = {
+        windowMs: store.windowMs,
+        lookup: (agentUid, request, binder) => store.lookup(agentUid, request, binder),
+        record: async (agentUid, request, body) => {
+          if (slow) await new Promise((resolve) => setTimeout(resolve, 600));
+          await store.record(agentUid, request, body);
+        },
+      };
+      const slowFactory: ExchangeFactory = {
+        interceptors: factory.interceptors,
+        createUserClient: (options) => factory.createUserClient(options),
+        createAgentClient: (registration, handler, options) => factory.createAgentClient(registration, handler, options),
+        resultStore: async () => slowStore,
+        forWorker: () => factory.forWorker(),
+        close: () => factory.close(),
+      };
+      await run.stop();
+      run.start(slowFactory, { shutdownGraceMs: 20 });
+      const call = handle.work("k6");
+      await until(() => runs(uid, "k6") === 1);
+      // Stop while the record is being written, and start the next run at once.
+      await run.stop();
+      slow = false;
+      run.start();
+      expect(await call).toBe("done:k6:1");
+      await handle.work("k7");
+      expect(runs(uid, "k6")).toBe(1);
+      expect(responses.get("k6")).toHaveLength(1);
     });
 
     test("the same tag from another sender is another request: it runs", async () => {
