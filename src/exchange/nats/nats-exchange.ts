@@ -28,6 +28,7 @@ import { NatsSiteLink } from "./nats-site-link.ts";
 import { CodecResultStore } from "../result-store.ts";
 import type { ResultStore } from "../result-store.ts";
 import { natsResultBytes } from "./nats-result-store.ts";
+import { JetStreamLeaderReader } from "./js-leader-reader.ts";
 
 /** The oldest server this library runs on (work-queue streams, KV, `next_by_subj`, durable inactivity). */
 export const MIN_SERVER_VERSION = "2.9.0";
@@ -165,6 +166,7 @@ export class NatsExchange {
   readonly provisioning: Provisioning;
   readonly #mailboxWatchers = new Map<string, MailboxWatcher>();
   readonly #publisher: JetStreamPublisher;
+  readonly #leaderReader: JetStreamLeaderReader;
   #results: Promise<ResultStore | undefined> | undefined;
   #advisories: Subscription | undefined;
 
@@ -188,6 +190,7 @@ export class NatsExchange {
     this.site = settings.domain === undefined ? undefined : settings.prefix;
     this.maxPayload = nc.info?.max_payload ?? 1024 * 1024;
     this.#publisher = new JetStreamPublisher(nc);
+    this.#leaderReader = new JetStreamLeaderReader(nc);
     this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, { registry: this.layout.registryBucket, types: this.layout.typesBucket }, settings.retryWindowMs, this.site);
     this.view = new RegistryView(registryKv, logger, () => nc.isClosed(), this.site);
     this.links = new Map(settings.sites.map((site) => [site.name, new NatsSiteLink(this, site)]));
@@ -304,8 +307,8 @@ export class NatsExchange {
   async #openResults(): Promise<ResultStore> {
     const { layout, settings } = this;
     const options = { ...kvBucketOptions(settings), ttl: settings.resultWindowMs };
-    const kv = await this.retry("provision results bucket", () => openBucket(new Kvm(this.js), this.jsm, layout.resultsBucket, options, this.provisioning));
-    return new CodecResultStore(natsResultBytes(this, kv, settings.resultWindowMs, this.maxPayload));
+    await this.retry("provision results bucket", () => openBucket(new Kvm(this.js), this.jsm, layout.resultsBucket, options, this.provisioning));
+    return new CodecResultStore(natsResultBytes(this, layout.resultsBucket, settings.resultWindowMs, this.maxPayload));
   }
 
   /**
@@ -532,6 +535,16 @@ export class NatsExchange {
       });
     }
     await this.retry("purge mailbox", () => jsm.streams.purge(layout.mailboxStream, { filter: subject }));
+  }
+
+  /** A KV key's value read at its stream's leader, through the shared inbox (result records). */
+  readKv(bucket: string, key: string): Promise<Uint8Array | undefined> {
+    return this.#leaderReader.getKv(bucket, key, this.settings.requestTimeoutMs);
+  }
+
+  /** A KV put through the shared-inbox publisher (result records). */
+  async putKv(bucket: string, key: string, bytes: Uint8Array): Promise<void> {
+    await this.#publisher.publish(`$KV.${bucket}.${key}`, bytes, undefined, this.settings.requestTimeoutMs);
   }
 
   async #publish(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<PubAck> {

@@ -4,26 +4,33 @@
  * max age is the result window. Reads go to the leader of the bucket's stream, so that a record
  * written by one host is seen by the next host a redelivery reaches, a lagging replica or not.
  */
-import type { KV } from "@nats-io/kv";
 import type { ResultBytes } from "../result-store.ts";
 
-/** What the results bucket needs from the exchange: a retry through transient failures. */
+/**
+ * What the results bucket needs from the exchange: a retry through transient failures, and the
+ * reads and writes of one key on the message path (every action reads its record before it runs
+ * and writes it after): a read at the stream's leader and a JetStream publish, both answered
+ * through the connection's shared inboxes (`JetStreamLeaderReader`, `JetStreamPublisher`) rather
+ * than `kv.get()` and `kv.put()`, which cost a request object, an `Error` and a timer each.
+ */
 export interface ResultBucketContext {
   retry<T>(what: string, operation: () => Promise<T>): Promise<T>;
+  /** The value of `key` in `bucket`, read at the leader; undefined if none (or deleted). */
+  readKv(bucket: string, key: string): Promise<Uint8Array | undefined>;
+  /** Store `bytes` under `key` of `bucket` (a KV put), resolved with the stream's acknowledgement. */
+  putKv(bucket: string, key: string, bytes: Uint8Array): Promise<void>;
 }
 
-/** The results bucket as record bytes. `kv` must be a handle that reads at the leader (`openBucket`). */
-export function natsResultBytes(ctx: ResultBucketContext, kv: KV, windowMs: number, maxRecordBytes: number): ResultBytes {
+/** The results bucket `bucket` as record bytes (keys are made by the result store, valid KV keys). */
+export function natsResultBytes(ctx: ResultBucketContext, bucket: string, windowMs: number, maxRecordBytes: number): ResultBytes {
   return {
     windowMs,
     maxRecordBytes,
-    async get(key) {
-      const entry = await ctx.retry("read result record", () => kv.get(key));
-      if (entry === null || entry.operation !== "PUT") return undefined;
-      return entry.value;
+    get(key) {
+      return ctx.retry("read result record", () => ctx.readKv(bucket, key));
     },
     async put(key, bytes) {
-      await ctx.retry("record result", () => kv.put(key, bytes));
+      await ctx.retry("record result", () => ctx.putKv(bucket, key, bytes));
     },
   };
 }
