@@ -29,6 +29,7 @@ import { CodecResultStore } from "../result-store.ts";
 import type { ResultStore } from "../result-store.ts";
 import { natsResultBytes } from "./nats-result-store.ts";
 import { JetStreamLeaderReader } from "./js-leader-reader.ts";
+import { batchWrites } from "./write-batching.ts";
 
 /** The oldest server this library runs on (work-queue streams, KV, `next_by_subj`, durable inactivity). */
 export const MIN_SERVER_VERSION = "2.9.0";
@@ -189,6 +190,8 @@ export class NatsExchange {
     this.logger = logger;
     this.site = settings.domain === undefined ? undefined : settings.prefix;
     this.maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+    // One socket write per event-loop turn (write-batching.ts).
+    batchWrites(nc);
     this.#publisher = new JetStreamPublisher(nc);
     this.#leaderReader = new JetStreamLeaderReader(nc);
     this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, { registry: this.layout.registryBucket, types: this.layout.typesBucket }, settings.retryWindowMs, this.site);
