@@ -22,6 +22,8 @@ interface Row {
   coreReplies: Summary;
   bareNats: Summary;
   inProcess: Summary;
+  /** Durable replies with effectively-once execution off (`resultWindowMs: 0`). */
+  noRecords: Summary;
   /** F1: request stored, reply over core NATS, no runtime code. */
   floorF1: Summary;
   /** F2: request and reply stored, no runtime code. */
@@ -32,6 +34,8 @@ interface Row {
   coreRepliesP50Ratio: number;
   /** Exchange (durable replies) p50 over F2's. */
   p50VsF2: number;
+  /** The same without result records. */
+  noRecordsP50VsF2: number;
   /** Exchange with core replies, p50 over F1's. */
   coreRepliesP50VsF1: number;
 }
@@ -45,13 +49,17 @@ export default async function roundTrip(ctx: BenchContext): Promise<ScenarioResu
   await using fast = await Manager.fromExchangeFactory(
     new NatsExchangeFactory({ servers: server.url, prefix: ctx.prefix("rtcore"), replies: "core" }),
   );
+  // Durable replies without effectively-once execution: no result record read before each action
+  // and written after it (what the floors do not have either).
+  await using noRecords = await Manager.fromExchangeFactory(new NatsExchangeFactory({ servers: server.url, prefix: ctx.prefix("rtnorec"), resultWindowMs: 0 }));
   await using local = await Manager.fromExchangeFactory(new LocalExchangeFactory({ maxPayload: 8 * 1024 * 1024 }));
   const paths: Array<[keyof typeof samplesTemplate, Handle<BenchEcho>]> = [
     ["exchange", await durable.launch(BenchEcho)],
     ["coreReplies", await fast.launch(BenchEcho)],
+    ["noRecords", await noRecords.launch(BenchEcho)],
     ["inProcess", await local.launch(BenchEcho)],
   ];
-  const samplesTemplate = { exchange: [] as number[], coreReplies: [] as number[], bareNats: [] as number[], inProcess: [] as number[], floorF1: [] as number[], floorF2: [] as number[] };
+  const samplesTemplate = { exchange: [] as number[], coreReplies: [] as number[], bareNats: [] as number[], inProcess: [] as number[], floorF1: [] as number[], floorF2: [] as number[], noRecords: [] as number[] };
   const f1 = await openFloor({ servers: server.url, prefix: ctx.prefix("rtf1"), kind: FloorKind.F1, agents: 1 });
   const f2 = await openFloor({ servers: server.url, prefix: ctx.prefix("rtf2"), kind: FloorKind.F2, agents: 1 });
   const floors: Array<[keyof typeof samplesTemplate, (payload: Uint8Array) => Promise<unknown>]> = [
@@ -73,7 +81,7 @@ export default async function roundTrip(ctx: BenchContext): Promise<ScenarioResu
       const big = size >= 100 * 1024;
       const rounds = quick ? 5 : 20;
       const perRound = quick ? (big ? 10 : 100) : big ? 25 : 250;
-      const samples = { exchange: [] as number[], coreReplies: [] as number[], bareNats: [] as number[], inProcess: [] as number[], floorF1: [] as number[], floorF2: [] as number[] };
+      const samples = { exchange: [] as number[], coreReplies: [] as number[], bareNats: [] as number[], inProcess: [] as number[], floorF1: [] as number[], floorF2: [] as number[], noRecords: [] as number[] };
       // Warm every path (JIT, buffers, the registry view) before measuring.
       for (let i = 0; i < (big ? 20 : 300); i++) {
         for (const [, handle] of paths) await handle.echo(payload);
@@ -93,12 +101,14 @@ export default async function roundTrip(ctx: BenchContext): Promise<ScenarioResu
         inProcess: summarize(samples.inProcess),
         floorF1: summarize(samples.floorF1),
         floorF2: summarize(samples.floorF2),
+        noRecords: summarize(samples.noRecords),
       };
       rows.push({
         ...row,
         p50Ratio: row.exchange.p50Ms / row.bareNats.p50Ms,
         coreRepliesP50Ratio: row.coreReplies.p50Ms / row.bareNats.p50Ms,
         p50VsF2: row.exchange.p50Ms / row.floorF2.p50Ms,
+        noRecordsP50VsF2: row.noRecords.p50Ms / row.floorF2.p50Ms,
         coreRepliesP50VsF1: row.coreReplies.p50Ms / row.floorF1.p50Ms,
       });
       ctx.log(`round trip ${bytes(size)}: exchange p50 ${ms(row.exchange.p50Ms)} ms, F2 ${ms(row.floorF2.p50Ms)} ms, core replies ${ms(row.coreReplies.p50Ms)} ms, F1 ${ms(row.floorF1.p50Ms)} ms, bare ${ms(row.bareNats.p50Ms)} ms`);
@@ -114,13 +124,15 @@ export default async function roundTrip(ctx: BenchContext): Promise<ScenarioResu
   return {
     id: "roundTrip",
     title: "1. Action round trip, sequential (ms): exchange (durable replies) vs floor F2, replies over core NATS vs floor F1, and bare NATS request/reply and in-process",
-    headers: ["payload", "exchange p50", "p99", "F2 p50", "vs F2", "core replies p50", "p99", "F1 p50", "vs F1", "bare NATS p50", "p99", "in-process p50", "vs bare", "core vs bare"],
+    headers: ["payload", "exchange p50", "p99", "F2 p50", "vs F2", "no records p50", "vs F2", "core replies p50", "p99", "F1 p50", "vs F1", "bare NATS p50", "p99", "in-process p50", "vs bare", "core vs bare"],
     rows: rows.map((r) => [
       bytes(r.payloadBytes),
       ms(r.exchange.p50Ms),
       ms(r.exchange.p99Ms),
       ms(r.floorF2.p50Ms),
       ratio(r.p50VsF2),
+      ms(r.noRecords.p50Ms),
+      ratio(r.noRecordsP50VsF2),
       ms(r.coreReplies.p50Ms),
       ms(r.coreReplies.p99Ms),
       ms(r.floorF1.p50Ms),
@@ -138,6 +150,7 @@ export default async function roundTrip(ctx: BenchContext): Promise<ScenarioResu
     ]),
     notes: [
       "F1 = the request stored in a work-queue stream (Nats-Msg-Id, PubAck awaited with the reply), a push consumer, a core reply, then the ack; F2 = the same with the reply stored in the caller's mailbox in that stream and the request acked after its PubAck. Raw payloads, no runtime code, one connection as the exchange has (bench/lib/floors.ts).",
+      "no records = durable replies with effectively-once execution off (resultWindowMs: 0): no result record read before each action and written after it, which the floors do not have either.",
       "vs F2 / vs F1 = exchange p50 / floor p50; vs bare = exchange p50 / bare NATS p50, of the same payload in the same run. Every path runs in this one process, interleaved round by round.",
       "The exchange stores each request in JetStream before the agent sees it, and (durable replies) each response before the caller sees it.",
     ],
