@@ -7,7 +7,7 @@
 import type { Agent } from "../agent/agent.ts";
 import type { AgentSpec } from "../agent/decorators.ts";
 import type { ResolvedRuntimeConfig } from "../agent/runtime-config.ts";
-import { ActionCancelledError, ActionInvalidStateError, PingCancelledError, UnknownActionError } from "../errors.ts";
+import { ActionCancelledError, ActionInvalidStateError, PingCancelledError, StateConflictError, UnknownActionError } from "../errors.ts";
 import type { AgentExchangeClient, RequestDelivery } from "../exchange/exchange-client.ts";
 import type { AgentId } from "../identifiers.ts";
 import { runInActionScope } from "../interceptors/action-scope.ts";
@@ -23,6 +23,7 @@ import type { ActionStatsRecorder } from "./agent-stats.ts";
 import { settleWithin } from "./grace.ts";
 import { RecentTags } from "./recent-tags.ts";
 import { Responder } from "./responder.ts";
+import type { ActionOutcomes } from "./action-outcomes.ts";
 
 /** How many answered tags an agent remembers to recognise redeliveries. */
 const ANSWERED_MEMORY = 1024;
@@ -43,6 +44,11 @@ export interface DispatcherOptions {
   onShutdownRequest(terminate: boolean | undefined): void;
   /** Counts each action's runs (`agentStats`). */
   readonly stats?: ActionStatsRecorder;
+  /**
+   * Durable records of what requests did (the agent's durable state): consulted before an action
+   * runs, written before its response is sent. Set by `useOutcomes` once they are loaded.
+   */
+  readonly outcomes?: ActionOutcomes;
 }
 
 const SETTLED: Promise<void> = Promise.resolve();
@@ -81,11 +87,13 @@ export class RequestDispatcher {
   #early: RequestDelivery[] | undefined = [];
   #ready = false;
   #accepting = true;
+  #outcomes: ActionOutcomes | undefined;
   /** Pings and shutdowns being handled (waiting for startup, or being answered). */
   readonly #controls = new Set<Promise<void>>();
 
   constructor(options: DispatcherOptions) {
     this.#options = options;
+    this.#outcomes = options.outcomes;
     this.#slots = new ActionSlots(options.config.maxConcurrentActions);
     this.#responder = new Responder(options.logger, options.interceptors);
     this.#inboundRequest = composeInterceptors(options.interceptors, "inboundRequest", (input) => input.request);
@@ -102,6 +110,11 @@ export class RequestDispatcher {
     const early = this.#early ?? [];
     this.#early = undefined;
     for (const delivery of early) this.onRequest(delivery);
+  }
+
+  /** Consult and write `outcomes` for every action from now on (before startup completes). */
+  useOutcomes(outcomes: ActionOutcomes | undefined): void {
+    this.#outcomes = outcomes;
   }
 
   /** The agent is built: actions run on it (once startup completes). */
@@ -214,6 +227,14 @@ export class RequestDispatcher {
       }
       entry.started = true;
       const { request } = entry;
+      const outcomes = this.#outcomes;
+      const recorded = outcomes?.recorded(request.tag);
+      if (recorded !== undefined) {
+        // Applied before (the run that applied it stopped before acknowledging it): answer from
+        // the record, never run it twice.
+        await this.#answer(entry, recorded.response ?? this.#unrecordedResponse(request));
+        return;
+      }
       const stats = this.#options.stats;
       const begun = stats?.begin(request.action) ?? 0;
       let body: ResponseBody;
@@ -228,12 +249,41 @@ export class RequestDispatcher {
         stats?.end(request.action, begun, true);
       } catch (error) {
         stats?.end(request.action, begun, false);
+        if (error instanceof StateConflictError) return this.#fenced(entry);
         body = { type: MessageType.ErrorResponse, error: toFailure(error) };
+      }
+      if (outcomes !== undefined && !entry.answered) {
+        try {
+          await outcomes.record(request.tag, body);
+        } catch (error) {
+          if (error instanceof StateConflictError) return this.#fenced(entry);
+          this.#options.logger.warn({ err: error, action: request.action, tag: request.tag }, "could not record the action's outcome; answering with the error");
+          body = { type: MessageType.ErrorResponse, error: toFailure(error) };
+        }
       }
       await this.#answer(entry, body);
     } finally {
       this.#slots.release();
     }
+  }
+
+  /**
+   * Another run of the agent owns its durable state now: leave the request unanswered and
+   * unacknowledged (the new owner runs it) and forget it here.
+   */
+  #fenced(entry: InFlightAction): void {
+    this.#inFlight.delete(entry.request.tag);
+    entry.answered = true;
+    this.#options.logger.warn({ action: entry.request.action, tag: entry.request.tag }, "request left to the agent's new owner: its state was taken over");
+  }
+
+  /** The answer to a request applied to the state whose response was not recorded. */
+  #unrecordedResponse(request: ActionRequest): ResponseBody {
+    const error = new ActionInvalidStateError(
+      `Action '${request.action}' (tag ${request.tag}) was applied to the agent's state before its run stopped; its result was not recorded`,
+      { tag: request.tag },
+    );
+    return { type: MessageType.ErrorResponse, error: toFailure(error) };
   }
 
   /**

@@ -12,6 +12,7 @@ import type { DeadLetterStore } from "./dead-letters.ts";
 import type { ExchangeStats } from "./exchange-stats.ts";
 import type { Logger } from "../util/logger.ts";
 import type { AgentRegistration } from "./transport.ts";
+import type { StateStore } from "../state/state-store.ts";
 
 
 /** Options of `createUserClient`. */
@@ -77,6 +78,11 @@ export interface ExchangeFactory {
    * the metrics of runtime hosts and for `academy dashboard`.
    */
   stats?(): Promise<ExchangeStats>;
+  /**
+   * The durable state records of agents on this exchange (optional: agents that declare a
+   * `durableState` cannot run on an exchange without it). docs/STATE.md.
+   */
+  stateStore?(): Promise<StateStore>;
   /** Describe this factory for a worker thread (see {@link WorkerFactoryDescriptor}). */
   forWorker(): WorkerFactoryDescriptor;
   /** Release shared resources (connections). Clients still open keep working until closed. */

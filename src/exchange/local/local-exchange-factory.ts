@@ -16,6 +16,8 @@ import type { LocalExchangeOptions } from "./local-exchange.ts";
 import { PORT_FACTORY_MODULE, serveLocalExchange } from "./local-exchange-port.ts";
 import type { LocalPortDescriptorData } from "./local-exchange-port.ts";
 import { LocalTransport, openAgentClient } from "./local-transport.ts";
+import { LocalStateStore } from "./local-state-store.ts";
+import type { StateStore } from "../../state/state-store.ts";
 
 /** Options of {@link LocalExchangeFactory}. */
 export interface LocalExchangeFactoryOptions extends LocalExchangeOptions {
@@ -78,6 +80,11 @@ export class LocalExchangeFactory implements ExchangeFactory {
     options: AgentClientOptions = {},
   ): Promise<AgentExchangeClient> {
     return openAgentClient(this.exchange, registration, handler, { logger: this.#logger, ...options }, this);
+  }
+
+  /** Agents' durable state, in memory (docs/STATE.md). */
+  async stateStore(): Promise<StateStore> {
+    return new LocalStateStore(this.exchange.stateRecords);
   }
 
   forWorker(): WorkerFactoryDescriptor {

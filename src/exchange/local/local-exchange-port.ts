@@ -27,6 +27,9 @@ import type { AgentRegistration } from "../transport.ts";
 
 import type { LocalExchange, LocalMailboxSink } from "./local-exchange.ts";
 import { LocalTransport, openAgentClient } from "./local-transport.ts";
+import { LocalStateStore } from "./local-state-store.ts";
+import type { StateRecordsApi } from "./local-state-store.ts";
+import type { StateStore } from "../../state/state-store.ts";
 import type { LocalExchangeApi } from "./local-transport.ts";
 
 type Call =
@@ -37,7 +40,8 @@ type Call =
   | { id: number; op: "send"; dest: string; bytes: Uint8Array }
   | { id: number; op: "terminate"; uid: string }
   | { id: number; op: "attach"; uid: string }
-  | { id: number; op: "detach"; uid: string };
+  | { id: number; op: "detach"; uid: string }
+  | { id: number; op: "state"; method: "get" | "create" | "update" | "delete" | "keys"; args: unknown[] };
 /** A call without its id. */
 type CallBody = Call extends infer C ? (C extends Call ? Omit<C, "id"> : never) : never;
 type Notice = { op: "ack" | "nak"; uid: string; token: number; delayMs?: number };
@@ -89,6 +93,10 @@ export function serveLocalExchange(exchange: LocalExchange, onClosed: () => void
       case "detach":
         attached.delete(call.uid);
         return exchange.detach(call.uid);
+      case "state": {
+        const records = exchange.stateRecords as unknown as Record<string, (...args: unknown[]) => unknown>;
+        return records[call.method]!.apply(exchange.stateRecords, call.args);
+      }
     }
   };
 
@@ -181,6 +189,20 @@ export class PortExchangeApi implements LocalExchangeApi {
 
   nak(uid: string, token: number, delayMs?: number): void {
     if (!this.#closed) this.#port.postMessage({ op: "nak", uid, token, delayMs } satisfies Notice);
+  }
+
+  /** The exchange's state records, across the port. */
+  stateRecords(): StateRecordsApi {
+    const call = (method: "get" | "create" | "update" | "delete" | "keys", ...args: unknown[]): Promise<never> =>
+      this.#call({ op: "state", method, args }) as Promise<never>;
+    return {
+      maxRecordBytes: this.maxPayload,
+      get: (uid) => call("get", uid),
+      create: (uid, bytes) => call("create", uid, bytes),
+      update: (uid, bytes, revision) => call("update", uid, bytes, revision),
+      delete: (uid, revision) => call("delete", uid, revision),
+      keys: () => call("keys"),
+    };
   }
 
   onTerminated(listener: (uid: string) => void): () => void {
@@ -277,6 +299,11 @@ export class PortExchangeFactory implements ExchangeFactory {
     options: AgentClientOptions = {},
   ): Promise<AgentExchangeClient> {
     return openAgentClient(this.#api, registration, handler, { logger: this.#logger, ...options }, this);
+  }
+
+  /** The main thread's exchange's state records, across the port. */
+  async stateStore(): Promise<StateStore> {
+    return new LocalStateStore(this.#api.stateRecords());
   }
 
   forWorker(): WorkerFactoryDescriptor {

@@ -17,6 +17,7 @@ import { toFailure } from "../../protocol/failure.ts";
 import { MessageType, isRequest, responseRouting } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
 import type { AgentRegistration } from "../transport.ts";
+import { MemoryStateRecords } from "./local-state-store.ts";
 
 
 /** Options of the in-process exchange. */
@@ -57,12 +58,15 @@ interface Mailbox {
 /** The shared state of one in-process exchange. */
 export class LocalExchange {
   readonly maxPayload: number;
+  /** Agents' durable state records (docs/STATE.md). */
+  readonly stateRecords: MemoryStateRecords;
   readonly #mailboxes = new Map<string, Mailbox>();
   readonly #terminationListeners = new Set<(uid: string) => void>();
   #nextToken = 1;
 
   constructor(options: LocalExchangeOptions = {}) {
     this.maxPayload = options.maxPayload ?? 1024 * 1024;
+    this.stateRecords = new MemoryStateRecords(this.maxPayload);
   }
 
   registerUser(id: EntityId): void {

@@ -30,6 +30,8 @@ import { NatsExchangeStats } from "./nats-exchange-stats.ts";
 import type { ExchangeStats } from "../exchange-stats.ts";
 import type { DeadLetterStore } from "../dead-letters.ts";
 import { NatsTransport } from "./nats-transport.ts";
+import { NatsStateStore } from "./nats-state-store.ts";
+import type { StateStore } from "../../state/state-store.ts";
 
 
 /**
@@ -364,6 +366,14 @@ export class NatsExchangeFactory implements ExchangeFactory {
    */
   async poolBackend(): Promise<PoolBackend> {
     return NatsPoolBackend.for(await this.#getContext());
+  }
+
+  /**
+   * Agents' durable state: the KV bucket `<prefix>_state` (docs/STATE.md, docs/NATS-LAYOUT.md
+   * section 15), provisioned on first use.
+   */
+  async stateStore(): Promise<StateStore> {
+    return NatsStateStore.for(await this.#getContext());
   }
 
   /** The dead-letter stream of this exchange (docs/NATS-LAYOUT.md), on the factory's connection. */
