@@ -92,16 +92,17 @@ export function decodeStateRecord(bytes: Uint8Array): StateRecord {
 
 /**
  * The applied requests to keep in the next write: those younger than `windowMs` at `now`, at most
- * `max` (the newest), with `entry` added or replacing the entry of the same tag.
+ * `max` (the newest), with `entries` added (each replacing an older entry of the same tag).
  */
 export function keepApplied(
   applied: readonly AppliedRequest[],
-  entry: AppliedRequest | undefined,
+  entries: readonly AppliedRequest[],
   now: number,
   windowMs: number,
   max: number,
 ): AppliedRequest[] {
-  const kept = applied.filter((a) => now - a.at < windowMs && a.tag !== entry?.tag);
-  if (entry !== undefined) kept.push(entry);
+  const replaced = new Set(entries.map((e) => e.tag));
+  const kept = applied.filter((a) => now - a.at < windowMs && !replaced.has(a.tag));
+  kept.push(...entries);
   return kept.length > max ? kept.slice(kept.length - max) : kept;
 }

@@ -18,6 +18,15 @@ const LOAD_ATTEMPTS = 5;
 /** Responses larger than this are not kept in the record (the request is kept, without response). */
 export const MAX_RECORDED_RESPONSE_BYTES = 64 * 1024;
 
+/** One queued write: the request it records (if any), whether it writes the current value. */
+interface WriteJob {
+  readonly entry: AppliedRequest | undefined;
+  /** Write the current value (else the last written one, with only the entry added). */
+  readonly current: boolean;
+  /** The write that took this job, once one did. */
+  taken: Promise<void> | undefined;
+}
+
 /** What the session needs from the engine. */
 export interface StateSessionHooks {
   /** The tag of this agent's action running in the current async context, if any. */
@@ -53,6 +62,8 @@ export class StateSession {
   /** Tags of actions that saved explicitly and have not ended yet. */
   readonly #saving = new Set<string>();
   #writes: Promise<unknown> = Promise.resolve();
+  /** Writes queued and not yet taken by a running write. */
+  readonly #waiting: WriteJob[] = [];
   #fenced: StateConflictError | undefined;
 
   constructor(uid: string, store: StateStore, state: PersistentState<unknown>, hooks: StateSessionHooks, logger: Logger) {
@@ -127,31 +138,22 @@ export class StateSession {
   save(): Promise<void> {
     const tag = this.#hooks.currentTag();
     if (tag !== undefined) this.#saving.add(tag);
-    return this.#enqueue(() => {
-      const value = this.#state.encodeCurrent();
-      return this.#write(value, tag === undefined ? undefined : { tag, at: Date.now(), response: undefined });
-    });
+    return this.#enqueue({ entry: tag === undefined ? undefined : { tag, at: Date.now(), response: undefined }, current: true, taken: undefined });
   }
 
   /**
    * The action of request `tag` ended with `response` (encoded): write the value (if it changed and
    * `autoSave` is on) together with the request's record, in one compare-and-set, if either is
-   * needed. Called before the response is sent.
+   * needed. Called before the response is sent. Commits that wait for the same write are grouped:
+   * one write carries the value and every ended request that changed it.
    * @throws {StateConflictError} when another run owns the record.
    */
   commit(tag: string, response: Uint8Array): Promise<void> {
     const saved = this.#saving.delete(tag);
-    if (!saved && !this.#state.options.autoSave) return Promise.resolve();
-    return this.#enqueue(() => {
-      let value = this.#value;
-      if (this.#state.options.autoSave) {
-        const current = this.#state.encodeCurrent();
-        if (!sameBytes(current, this.#value)) value = current;
-        else if (!saved) return Promise.resolve();
-      }
-      const kept = response.length <= MAX_RECORDED_RESPONSE_BYTES ? response : undefined;
-      return this.#write(value, { tag, at: Date.now(), response: kept });
-    });
+    const autoSave = this.#state.options.autoSave;
+    if (!saved && (!autoSave || sameBytes(this.#state.encodeCurrent(), this.#value))) return Promise.resolve();
+    const kept = response.length <= MAX_RECORDED_RESPONSE_BYTES ? response : undefined;
+    return this.#enqueue({ entry: { tag, at: Date.now(), response: kept }, current: autoSave, taken: undefined });
   }
 
   /**
@@ -164,16 +166,30 @@ export class StateSession {
     return this.#store.delete(this.uid, this.#revision);
   }
 
-  #enqueue(write: () => Promise<void>): Promise<void> {
-    const next = this.#writes.then(write, write);
+  /**
+   * Queue a write. Writes run one at a time; each takes every job waiting at that moment, so a job
+   * may find its entry written by an earlier one (it then settles with that write).
+   */
+  #enqueue(job: WriteJob): Promise<void> {
+    this.#waiting.push(job);
+    const run = (): Promise<void> => {
+      if (job.taken !== undefined) return job.taken;
+      const jobs = this.#waiting.splice(0);
+      const current = jobs.some((j) => j.current);
+      const entries = jobs.flatMap((j) => (j.entry === undefined ? [] : [j.entry]));
+      const write = this.#write(current ? this.#state.encodeCurrent() : this.#value, entries);
+      for (const j of jobs) j.taken = write;
+      return write;
+    };
+    const next = this.#writes.then(run, run);
     this.#writes = next.catch(() => undefined);
     return next;
   }
 
-  async #write(value: Uint8Array | undefined, entry: AppliedRequest | undefined): Promise<void> {
+  async #write(value: Uint8Array | undefined, entries: readonly AppliedRequest[]): Promise<void> {
     if (this.#fenced !== undefined) throw this.#fenced;
     const now = Date.now();
-    const applied = keepApplied(this.#applied, entry, now, this.#state.options.dedupeWindowMs, this.#state.options.dedupeMax);
+    const applied = keepApplied(this.#applied, entries, now, this.#state.options.dedupeWindowMs, this.#state.options.dedupeMax);
     const record: StateRecord = { v: STATE_RECORD_VERSION, owner: this.owner, value, applied, savedAt: now };
     const bytes = encodeStateRecord(record);
     if (bytes.length > this.#store.maxRecordBytes) {

@@ -64,6 +64,20 @@ export function describeStateConformance(name: string, target: () => Conformance
       expect(await storedValue(store, registration.agentId.uid)).toEqual({ count: 7 });
     });
 
+    test("concurrent actions: each write carries the requests whose changes it holds", async () => {
+      const { manager, store } = await open();
+      await using _ = manager;
+      const counter = await manager.launch(StatefulCounter);
+      const results = await Promise.all(Array.from({ length: 50 }, () => counter.increment(1)));
+      expect([...results].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+      const record = decodeStateRecord((await store.get(counter.agentId.uid))!.bytes);
+      expect(decodeValue(record.value!)).toEqual({ count: 50 });
+      // Every increment is remembered with its response: none could be applied twice.
+      expect(record.applied).toHaveLength(50);
+      const answers = record.applied.map((a) => (decodeValue(a.response!) as { result: number }).result).sort((a, b) => a - b);
+      expect(answers).toEqual(results.sort((a, b) => a - b));
+    });
+
     test("the state of a terminated agent is deleted, unless keepOnTerminate", async () => {
       const { manager, store } = await open();
       await using _ = manager;
