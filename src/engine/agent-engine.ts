@@ -34,8 +34,10 @@ import { RequestDispatcher } from "./request-dispatcher.ts";
 import { declaredState } from "../state/persistent-state.ts";
 import type { PersistentState } from "../state/persistent-state.ts";
 import { StateSession } from "../state/state-session.ts";
+import { AgentReminders } from "../state/agent-reminders.ts";
 import { decodeValue, encodeValue } from "../protocol/codec.ts";
 import type { ResponseBody } from "../protocol/messages.ts";
+import type { ReminderStore } from "../state/reminder-store.ts";
 
 const SETTLED: Promise<void> = Promise.resolve();
 
@@ -124,6 +126,8 @@ export class AgentEngine<A extends Agent = Agent> {
   /** When startup completed (ms since the epoch). */
   #startedAt: number | undefined;
   /** The agent's durable state, if it declares one, and this run's hold on its record. */
+  /** The agent's reminders, once it used them in this run. */
+  #reminders: AgentReminders | undefined;
   #durable: { readonly object: PersistentState<unknown>; readonly session: StateSession } | undefined;
 
   /** @throws {InvalidConfigError} for an invalid `config`. */
@@ -263,6 +267,7 @@ export class AgentEngine<A extends Agent = Agent> {
         requestShutdown: (options) => this.requestShutdown({ expected: true, terminate: options.terminate }),
         launchAlongside: (child, launchOptions) => this.#children.launch(client, child, launchOptions),
         stats: () => this.stats(),
+        reminders: () => (this.#reminders ??= new AgentReminders(this.agentId.uid, () => this.#reminderStore())),
         actionContext: () => {
           const scope = currentAction();
           return scope instanceof EngineActionContext && scope.agentId === this.agentId.uid ? scope : undefined;
@@ -389,6 +394,7 @@ export class AgentEngine<A extends Agent = Agent> {
         this.#logger.warn({ err: error }, "could not terminate mailbox");
       }
       await this.#deleteState();
+      await this.#deleteReminders();
     }
     await client.close();
     this.#durable?.object.detach();
@@ -413,6 +419,26 @@ export class AgentEngine<A extends Agent = Agent> {
       if (!(await durable.session.delete())) this.#logger.warn("agent state not deleted: another run of the agent owns it");
     } catch (error) {
       this.#logger.warn({ err: error }, "could not delete the agent's state");
+    }
+  }
+
+  /** The exchange's reminders. @throws {InvalidConfigError} when the exchange keeps none. */
+  async #reminderStore(): Promise<ReminderStore> {
+    const store = await this.#factory.reminderStore?.();
+    if (store === undefined) throw new InvalidConfigError(`Agent ${this.agentId} uses reminders, but its exchange keeps none (no reminderStore)`, { option: "exchangeFactory" });
+    return store;
+  }
+
+  /**
+   * The mailbox was terminated: delete the agent's reminders if this run set or cancelled any
+   * (reminders set by earlier runs go when a scheduler finds the mailbox terminated).
+   */
+  async #deleteReminders(): Promise<void> {
+    if (this.#reminders?.used !== true) return;
+    try {
+      await (await this.#reminderStore()).deleteAll(this.agentId.uid);
+    } catch (error) {
+      this.#logger.warn({ err: error }, "could not delete the agent's reminders");
     }
   }
 

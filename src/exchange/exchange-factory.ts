@@ -13,6 +13,7 @@ import type { ExchangeStats } from "./exchange-stats.ts";
 import type { Logger } from "../util/logger.ts";
 import type { AgentRegistration } from "./transport.ts";
 import type { StateStore } from "../state/state-store.ts";
+import type { ReminderStore } from "../state/reminder-store.ts";
 
 
 /** Options of `createUserClient`. */
@@ -83,6 +84,11 @@ export interface ExchangeFactory {
    * `durableState` cannot run on an exchange without it). docs/STATE.md.
    */
   stateStore?(): Promise<StateStore>;
+  /**
+   * The reminders of agents on this exchange (optional: agents cannot set reminders on an
+   * exchange without it, and no scheduler fires any). docs/STATE.md.
+   */
+  reminderStore?(): Promise<ReminderStore>;
   /** Describe this factory for a worker thread (see {@link WorkerFactoryDescriptor}). */
   forWorker(): WorkerFactoryDescriptor;
   /** Release shared resources (connections). Clients still open keep working until closed. */

@@ -18,6 +18,8 @@ import type { LocalPortDescriptorData } from "./local-exchange-port.ts";
 import { LocalTransport, openAgentClient } from "./local-transport.ts";
 import { LocalStateStore } from "./local-state-store.ts";
 import type { StateStore } from "../../state/state-store.ts";
+import { LocalReminderStore } from "./local-reminder-store.ts";
+import type { ReminderStore } from "../../state/reminder-store.ts";
 
 /** Options of {@link LocalExchangeFactory}. */
 export interface LocalExchangeFactoryOptions extends LocalExchangeOptions {
@@ -85,6 +87,11 @@ export class LocalExchangeFactory implements ExchangeFactory {
   /** Agents' durable state, in memory (docs/STATE.md). */
   async stateStore(): Promise<StateStore> {
     return new LocalStateStore(this.exchange.stateRecords);
+  }
+
+  /** Reminders, in memory, fired into the in-process mailboxes (docs/STATE.md). */
+  async reminderStore(): Promise<ReminderStore> {
+    return new LocalReminderStore(this.exchange.reminders, this.exchange.reminders);
   }
 
   forWorker(): WorkerFactoryDescriptor {

@@ -30,6 +30,9 @@ import { LocalTransport, openAgentClient } from "./local-transport.ts";
 import { LocalStateStore } from "./local-state-store.ts";
 import type { StateRecordsApi } from "./local-state-store.ts";
 import type { StateStore } from "../../state/state-store.ts";
+import { LocalReminderStore } from "./local-reminder-store.ts";
+import type { RemindersApi } from "./local-reminder-store.ts";
+import type { ReminderStore } from "../../state/reminder-store.ts";
 import type { LocalExchangeApi } from "./local-transport.ts";
 
 type Call =
@@ -41,7 +44,8 @@ type Call =
   | { id: number; op: "terminate"; uid: string }
   | { id: number; op: "attach"; uid: string }
   | { id: number; op: "detach"; uid: string }
-  | { id: number; op: "state"; method: "get" | "create" | "update" | "delete" | "keys"; args: unknown[] };
+  | { id: number; op: "state"; method: "get" | "create" | "update" | "delete" | "keys"; args: unknown[] }
+  | { id: number; op: "reminders"; method: "put" | "get" | "delete" | "list" | "deleteAll"; args: unknown[] };
 /** A call without its id. */
 type CallBody = Call extends infer C ? (C extends Call ? Omit<C, "id"> : never) : never;
 type Notice = { op: "ack" | "nak"; uid: string; token: number; delayMs?: number };
@@ -96,6 +100,10 @@ export function serveLocalExchange(exchange: LocalExchange, onClosed: () => void
       case "state": {
         const records = exchange.stateRecords as unknown as Record<string, (...args: unknown[]) => unknown>;
         return records[call.method]!.apply(exchange.stateRecords, call.args);
+      }
+      case "reminders": {
+        const reminders = exchange.reminders as unknown as Record<string, (...args: unknown[]) => unknown>;
+        return reminders[call.method]!.apply(exchange.reminders, call.args);
       }
     }
   };
@@ -205,6 +213,19 @@ export class PortExchangeApi implements LocalExchangeApi {
     };
   }
 
+  /** The exchange's reminders, across the port (for agents: no scheduling). */
+  reminders(): RemindersApi {
+    const call = (method: "put" | "get" | "delete" | "list" | "deleteAll", ...args: unknown[]): Promise<never> =>
+      this.#call({ op: "reminders", method, args }) as Promise<never>;
+    return {
+      put: (record) => call("put", record),
+      get: (uid, name) => call("get", uid, name),
+      delete: (uid, name, revision) => call("delete", uid, name, revision),
+      list: (uid) => call("list", uid),
+      deleteAll: (uid) => call("deleteAll", uid),
+    };
+  }
+
   onTerminated(listener: (uid: string) => void): () => void {
     this.#terminationListeners.add(listener);
     return () => this.#terminationListeners.delete(listener);
@@ -304,6 +325,11 @@ export class PortExchangeFactory implements ExchangeFactory {
   /** The main thread's exchange's state records, across the port. */
   async stateStore(): Promise<StateStore> {
     return new LocalStateStore(this.#api.stateRecords());
+  }
+
+  /** The main thread's exchange's reminders, across the port (set, cancel, list: no scheduling). */
+  async reminderStore(): Promise<ReminderStore> {
+    return new LocalReminderStore(this.#api.reminders(), undefined);
   }
 
   forWorker(): WorkerFactoryDescriptor {

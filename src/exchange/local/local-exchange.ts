@@ -18,6 +18,7 @@ import { MessageType, isRequest, responseRouting } from "../../protocol/messages
 import type { Message } from "../../protocol/messages.ts";
 import type { AgentRegistration } from "../transport.ts";
 import { MemoryStateRecords } from "./local-state-store.ts";
+import { MemoryReminders } from "./local-reminder-store.ts";
 
 
 /** Options of the in-process exchange. */
@@ -60,6 +61,8 @@ export class LocalExchange {
   readonly maxPayload: number;
   /** Agents' durable state records (docs/STATE.md). */
   readonly stateRecords: MemoryStateRecords;
+  /** Reminders (docs/STATE.md). */
+  readonly reminders: MemoryReminders;
   readonly #mailboxes = new Map<string, Mailbox>();
   readonly #terminationListeners = new Set<(uid: string) => void>();
   #nextToken = 1;
@@ -67,6 +70,7 @@ export class LocalExchange {
   constructor(options: LocalExchangeOptions = {}) {
     this.maxPayload = options.maxPayload ?? 1024 * 1024;
     this.stateRecords = new MemoryStateRecords(this.maxPayload);
+    this.reminders = new MemoryReminders((dest, bytes) => this.send(dest, bytes));
   }
 
   registerUser(id: EntityId): void {

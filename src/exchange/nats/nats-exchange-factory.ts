@@ -32,6 +32,8 @@ import type { DeadLetterStore } from "../dead-letters.ts";
 import { NatsTransport } from "./nats-transport.ts";
 import { NatsStateStore } from "./nats-state-store.ts";
 import type { StateStore } from "../../state/state-store.ts";
+import { NatsReminderStore } from "./nats-reminder-store.ts";
+import type { ReminderStore } from "../../state/reminder-store.ts";
 
 
 /**
@@ -374,6 +376,14 @@ export class NatsExchangeFactory implements ExchangeFactory {
    */
   async stateStore(): Promise<StateStore> {
     return NatsStateStore.for(await this.#getContext());
+  }
+
+  /**
+   * Reminders: the KV bucket `<prefix>_reminders`, fired into the mailbox stream (docs/STATE.md,
+   * docs/NATS-LAYOUT.md section 15), provisioned on first use.
+   */
+  async reminderStore(): Promise<ReminderStore> {
+    return NatsReminderStore.for(await this.#getContext());
   }
 
   /** The dead-letter stream of this exchange (docs/NATS-LAYOUT.md), on the factory's connection. */
