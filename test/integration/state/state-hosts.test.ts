@@ -2,14 +2,15 @@
  * Durable state on runtime hosts (child processes, `academy host`) against a real nats-server:
  * the state survives kill -9 of its host with no increment lost or applied twice, and a host
  * frozen past its time to live, replaced, then woken cannot write the state of the agent it ran:
- * the write fails with StateConflictError and the agent stops there.
+ * the write fails with StateConflictError and the agent stops there. A reminder keeps firing
+ * through kill -9 of its agent's host, each due time once.
  */
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { HostPoolExecutor, Manager, NatsExchangeFactory, decodeStateRecord } from "../../../src/index.ts";
 import type { Handle } from "../../../src/index.ts";
 import { decodeValue } from "../../../src/protocol/codec.ts";
-import { StatefulCounter } from "../../fixtures/state-agents.ts";
+import { Reminded, StatefulCounter } from "../../fixtures/state-agents.ts";
 import { HOST_AGENTS, spawnHost } from "../../support/host-process.ts";
 import type { HostProcess } from "../../support/host-process.ts";
 import { startTestNats } from "../../support/nats.ts";
@@ -105,5 +106,29 @@ describe("durable state on runtime hosts", () => {
     // The state is what the new home wrote; the woken host's increment was not applied.
     expect(await storedCount(p.factory, counter.agentId.uid)).toEqual({ count: 2, owner: after.owner });
     expect(await counter.increment(1)).toBe(3);
+  });
+
+  test("a reminder every 500 ms keeps firing through kill -9 of its agent's host: over 10 s no due time twice, none lost", async () => {
+    await using p = await pool();
+    const [a, b] = [await p.start(), await p.start()];
+    const agent: Handle<Reminded> = await p.manager.launch(Reminded, { executor: "workers" });
+    const home = await agent.where();
+    const victim = home === a.child.pid ? a : b;
+    const survivor = victim === a ? b : a;
+    // catch-up: even due times that came due while no scheduler ran would be fired (here the
+    // survivor's scheduler keeps running; the agent's requests wait in its mailbox while it moves).
+    const set = await agent.remind("tick", { action: "onReminder", everyMs: 500, misfire: "catch-up" });
+    const startedAt = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    await victim.kill();
+    const until = startedAt + 10_000;
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, until - Date.now())));
+    await agent.forget("tick");
+    expect(await agent.where()).toBe(survivor.child.pid);
+    const fires = await agent.fires("tick");
+    // Every due time from the first up to 10 s later, each once (the last may still be on its way).
+    expect(fires[0]).toBe(set.dueAt);
+    for (let i = 1; i < fires.length; i++) expect(fires[i]! - fires[i - 1]!, fires.join(",")).toBe(500);
+    expect(fires.length).toBeGreaterThanOrEqual(Math.floor((until - set.dueAt) / 500));
   });
 });
