@@ -34,6 +34,4 @@ export interface StateStore {
    * @returns false when it was not at `revision` (nothing deleted); true otherwise.
    */
   delete(uid: string, revision?: number): Promise<boolean>;
-  /** The uids of every agent with a state record (for operators' listings). */
-  keys(): Promise<string[]>;
 }

@@ -44,7 +44,7 @@ type Call =
   | { id: number; op: "terminate"; uid: string }
   | { id: number; op: "attach"; uid: string }
   | { id: number; op: "detach"; uid: string }
-  | { id: number; op: "state"; method: "get" | "create" | "update" | "delete" | "keys"; args: unknown[] }
+  | { id: number; op: "state"; method: "get" | "create" | "update" | "delete"; args: unknown[] }
   | { id: number; op: "reminders"; method: "put" | "get" | "delete" | "list" | "deleteAll"; args: unknown[] };
 /** A call without its id. */
 type CallBody = Call extends infer C ? (C extends Call ? Omit<C, "id"> : never) : never;
@@ -201,7 +201,7 @@ export class PortExchangeApi implements LocalExchangeApi {
 
   /** The exchange's state records, across the port. */
   stateRecords(): StateRecordsApi {
-    const call = (method: "get" | "create" | "update" | "delete" | "keys", ...args: unknown[]): Promise<never> =>
+    const call = (method: "get" | "create" | "update" | "delete", ...args: unknown[]): Promise<never> =>
       this.#call({ op: "state", method, args }) as Promise<never>;
     return {
       maxRecordBytes: this.maxPayload,
@@ -209,7 +209,6 @@ export class PortExchangeApi implements LocalExchangeApi {
       create: (uid, bytes) => call("create", uid, bytes),
       update: (uid, bytes, revision) => call("update", uid, bytes, revision),
       delete: (uid, revision) => call("delete", uid, revision),
-      keys: () => call("keys"),
     };
   }
 

@@ -45,10 +45,6 @@ export class MemoryStateRecords {
     return true;
   }
 
-  keys(): string[] {
-    return [...this.#records.keys()];
-  }
-
   #put(uid: string, bytes: Uint8Array): number {
     if (bytes.byteLength > this.maxRecordBytes) {
       throw new StateTooLargeError(`The state record of agent ${uid} is ${bytes.byteLength} bytes; the store takes at most ${this.maxRecordBytes}`, {
@@ -71,7 +67,6 @@ export interface StateRecordsApi {
   create(uid: string, bytes: Uint8Array): number | Promise<number>;
   update(uid: string, bytes: Uint8Array, revision: number): number | Promise<number>;
   delete(uid: string, revision?: number): boolean | Promise<boolean>;
-  keys(): string[] | Promise<string[]>;
 }
 
 /** {@link StateStore} over the in-process records. */
@@ -100,9 +95,5 @@ export class LocalStateStore implements StateStore {
 
   async delete(uid: string, revision?: number): Promise<boolean> {
     return this.#records.delete(uid, revision);
-  }
-
-  async keys(): Promise<string[]> {
-    return this.#records.keys();
   }
 }

@@ -372,7 +372,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
 
   /**
    * Agents' durable state: the KV bucket `<prefix>_state` (docs/STATE.md, docs/NATS-LAYOUT.md
-   * section 15), provisioned on first use.
+   * section 16), provisioned on first use.
    */
   async stateStore(): Promise<StateStore> {
     return NatsStateStore.for(await this.#getContext());
@@ -380,7 +380,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
 
   /**
    * Reminders: the KV bucket `<prefix>_reminders`, fired into the mailbox stream (docs/STATE.md,
-   * docs/NATS-LAYOUT.md section 15), provisioned on first use.
+   * docs/NATS-LAYOUT.md section 16), provisioned on first use.
    */
   async reminderStore(): Promise<ReminderStore> {
     return NatsReminderStore.for(await this.#getContext());

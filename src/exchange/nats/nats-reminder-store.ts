@@ -3,7 +3,7 @@
  * history 1; a fire is a request published to the agent's mailbox subject with
  * `Nats-Msg-Id: reminder:<uid>:<name>:<dueAt>`, so the mailbox stream stores each due time once
  * within its duplicate window however many schedulers fire it. Provisioned on first use.
- * docs/NATS-LAYOUT.md section 15.
+ * docs/NATS-LAYOUT.md section 16.
  */
 import { Kvm } from "@nats-io/kv";
 import type { KV, KvEntry } from "@nats-io/kv";

@@ -2,7 +2,7 @@
  * Agents' durable state on NATS (`StateStore`): the KV bucket `<prefix>_state`, one key per agent
  * uid, history 1. Creates and updates are the KV's compare-and-set (`create`, `update` with the
  * expected revision); a lost race is a `StateConflictError`. Provisioned on first use (processes
- * whose agents keep no state never create it). docs/NATS-LAYOUT.md section 15.
+ * whose agents keep no state never create it). docs/NATS-LAYOUT.md section 16.
  */
 import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
@@ -90,16 +90,6 @@ export class NatsStateStore implements StateStore {
       if (isWrongLastSequence(error)) return false;
       throw error;
     }
-  }
-
-  async keys(): Promise<string[]> {
-    if (this.#kv === undefined) return [];
-    const kv = this.#kv;
-    return this.#ctx.retry("list agent states", async () => {
-      const keys: string[] = [];
-      for await (const key of await kv.keys()) keys.push(key);
-      return keys;
-    });
   }
 
   #checkSize(uid: string, bytes: Uint8Array): void {
