@@ -33,8 +33,10 @@ export interface DurableStateOptions {
    */
   dedupeWindowMs?: number;
   /**
-   * Most requests remembered (the newest are kept).
-   * @defaultValue 1000
+   * Most requests remembered (the newest are kept). Every write carries them, so they are what a
+   * save costs beyond the value (about 80 bytes each with a small response); keep it well above
+   * the actions an agent runs at once (docs/STATE.md, *Growth*).
+   * @defaultValue 256
    */
   dedupeMax?: number;
 }
@@ -66,7 +68,7 @@ function resolveOptions(options: DurableStateOptions): ResolvedDurableStateOptio
     autoSave: flag("autoSave", options.autoSave, true),
     keepOnTerminate: flag("keepOnTerminate", options.keepOnTerminate, false),
     dedupeWindowMs: positive("dedupeWindowMs", options.dedupeWindowMs, 120_000),
-    dedupeMax: positive("dedupeMax", options.dedupeMax, 1000),
+    dedupeMax: positive("dedupeMax", options.dedupeMax, 256),
   };
 }
 

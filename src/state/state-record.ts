@@ -20,6 +20,8 @@ export interface AppliedRequest {
    * saved from inside the action and the process stopped before the action ended.
    */
   readonly response: Uint8Array | undefined;
+  /** This entry's own encoding, as stored (kept so that each write does not encode it again). */
+  encoded?: Uint8Array;
 }
 
 /** One agent's state record. */
@@ -41,22 +43,40 @@ export interface VersionedBytes {
   readonly revision: number;
 }
 
-type WireApplied = [string, number, Uint8Array | null];
 interface WireRecord {
   v: number;
   owner: string;
   value: Uint8Array | null;
-  applied: WireApplied[];
+  /** A byte string: the CBOR encoding of an array of `[tag, at, response | null]`. */
+  applied: Uint8Array;
   savedAt: number;
 }
 
-/** Encode a state record. @throws {SerializationError} */
+/** The stored encoding of one applied request: CBOR `[tag, at, response | null]`. */
+export function encodeAppliedRequest(entry: AppliedRequest): Uint8Array {
+  return (entry.encoded ??= encodeValue([entry.tag, entry.at, entry.response ?? null]));
+}
+
+/** The CBOR header of an array of `length` items (major type 4). */
+function arrayHeader(length: number): Uint8Array {
+  if (length < 24) return Uint8Array.of(0x80 + length);
+  if (length < 0x100) return Uint8Array.of(0x98, length);
+  if (length < 0x10000) return Uint8Array.of(0x99, length >> 8, length & 0xff);
+  return Uint8Array.of(0x9a, (length >>> 24) & 0xff, (length >> 16) & 0xff, (length >> 8) & 0xff, length & 0xff);
+}
+
+/**
+ * Encode a state record. The applied requests are one CBOR array, put together from each entry's
+ * encoding (made once per entry), so a write copies the window rather than encoding it again.
+ * @throws {SerializationError}
+ */
 export function encodeStateRecord(record: StateRecord): Uint8Array {
+  const parts = [arrayHeader(record.applied.length), ...record.applied.map(encodeAppliedRequest)];
   const wire: WireRecord = {
     v: record.v,
     owner: record.owner,
     value: record.value ?? null,
-    applied: record.applied.map((a) => [a.tag, a.at, a.response ?? null]),
+    applied: Buffer.concat(parts),
     savedAt: record.savedAt,
   };
   return encodeValue(wire);
@@ -74,9 +94,11 @@ export function decodeStateRecord(bytes: Uint8Array): StateRecord {
   if (typeof wire.owner !== "string") throw bad("owner");
   if (wire.value !== null && !(wire.value instanceof Uint8Array)) throw bad("value");
   if (typeof wire.savedAt !== "number") throw bad("savedAt");
-  if (!Array.isArray(wire.applied)) throw bad("applied");
+  if (!(wire.applied instanceof Uint8Array)) throw bad("applied");
+  const entries = decodeValue(wire.applied);
+  if (!Array.isArray(entries)) throw bad("applied");
   const applied: AppliedRequest[] = [];
-  for (const entry of wire.applied as unknown[]) {
+  for (const entry of entries as unknown[]) {
     if (
       !Array.isArray(entry) ||
       typeof entry[0] !== "string" ||

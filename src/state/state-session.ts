@@ -207,6 +207,11 @@ export class StateSession {
       }
       throw error;
     }
-    this.#take(record);
+    this.#value = value;
+    // The index follows the window: entries that left it go, the new ones come in.
+    const kept = new Set(applied);
+    for (const old of this.#applied) if (!kept.has(old) && this.#appliedByTag.get(old.tag) === old) this.#appliedByTag.delete(old.tag);
+    for (const entry of entries) this.#appliedByTag.set(entry.tag, entry);
+    this.#applied = applied;
   }
 }
