@@ -1,11 +1,12 @@
 /**
- * The seam between request dispatch and durable records of what requests did (docs/STATE.md
- * section 4, docs/ARCHITECTURE.md section 4): before an action runs, the dispatcher asks whether
- * its request was applied already; after it ends, and before its response is sent and its
- * delivery acknowledged, it has the outcome recorded. An agent's durable state implements it
- * (the state and the record of the request are one compare-and-set write, so a crash between
- * them cannot re-apply the request); a result record per request, for agents without state, is
- * another implementation of the same contract.
+ * The seam between request dispatch and an agent's durable state (docs/STATE.md section 4,
+ * docs/ARCHITECTURE.md section 4): before an action runs, the dispatcher asks whether its request
+ * was applied to the state already; after it ends, and before its response is sent and its
+ * delivery acknowledged, the state and the request's mark (with its response) are written as one
+ * compare-and-set, so a crash between them cannot re-apply the request. It sits beside the result
+ * records of effectively-once execution (`ResultStore`): a request the state recorded needs no
+ * result record, and a request that did not change the state (a read) gets its result record as
+ * any other.
  */
 import type { ResponseBody } from "../protocol/messages.ts";
 
@@ -18,10 +19,12 @@ export interface ActionOutcomes {
    */
   recorded(tag: string): { readonly response: ResponseBody | undefined } | undefined;
   /**
-   * Record that request `tag` ended with `body`, durably, before its response is sent.
+   * Record that request `tag` ended with `body`, durably, before its response is sent, if the
+   * request changed what these outcomes keep (the state).
+   * @returns whether it was recorded (then no result record is needed for it).
    * @throws {StateConflictError} when this run no longer owns the record: the request must not be
    *   answered (the agent's new home will run it) and the agent stops.
    * @throws other errors (`StateTooLargeError`): the caller is answered with that error instead.
    */
-  record(tag: string, body: ResponseBody): Promise<void>;
+  record(tag: string, body: ResponseBody): Promise<boolean>;
 }

@@ -1,6 +1,7 @@
 /**
  * The requests that reach one agent: each is run or answered once (duplicates and redeliveries
- * are recognised by tag), actions take a concurrency slot and run with an abort signal, cancels
+ * are recognised by tag; across processes and crashes by the result records of effectively-once
+ * actions, docs/PROTOCOL.md section 10.10), actions take a concurrency slot and run with an abort signal, cancels
  * abort them, pings and shutdowns wait for startup. Every request is acknowledged only after its
  * response is out (see {@link Responder}).
  */
@@ -9,6 +10,7 @@ import type { AgentSpec } from "../agent/decorators.ts";
 import type { ResolvedRuntimeConfig } from "../agent/runtime-config.ts";
 import { ActionCancelledError, ActionInvalidStateError, PingCancelledError, StateConflictError, UnknownActionError } from "../errors.ts";
 import type { AgentExchangeClient, RequestDelivery } from "../exchange/exchange-client.ts";
+import type { ResultStore } from "../exchange/result-store.ts";
 import type { AgentId } from "../identifiers.ts";
 import { runInActionScope } from "../interceptors/action-scope.ts";
 import type { ActionInput, AgentInterceptor, InboundRequestInput } from "../interceptors/agent-interceptor.ts";
@@ -22,7 +24,7 @@ import { ActionSlots } from "./action-slots.ts";
 import type { ActionStatsRecorder } from "./agent-stats.ts";
 import { settleWithin } from "./grace.ts";
 import { RecentTags } from "./recent-tags.ts";
-import { Responder } from "./responder.ts";
+import { RESPONSE_RETRY_DELAY_MS, Responder } from "./responder.ts";
 import type { ActionOutcomes } from "./action-outcomes.ts";
 
 /** How many answered tags an agent remembers to recognise redeliveries. */
@@ -67,6 +69,12 @@ interface InFlightAction {
   readonly controller: AbortController;
   started: boolean;
   answered: boolean;
+  /** Effectively-once: the record is looked up before running and written with the response. */
+  readonly once: boolean;
+  /** The action's method has returned or thrown. */
+  finished: boolean;
+  /** The response being sent (and recorded) and the delivery settled, once answering began. */
+  answering: Promise<void> | undefined;
   done: Promise<void>;
 }
 
@@ -82,12 +90,14 @@ export class RequestDispatcher {
   /** The composed `action` hooks, if any interceptor has one. */
   readonly #action: ((input: ActionInput) => Promise<unknown>) | undefined;
   #client: AgentExchangeClient | undefined;
+  /** Where completed actions' responses are recorded (effectively-once); undefined: off. */
+  #results: ResultStore | undefined;
+  #outcomes: ActionOutcomes | undefined;
   #agent: Agent | undefined;
   /** Deliveries that arrived before the client was attached; replayed by `attach`. */
   #early: RequestDelivery[] | undefined = [];
   #ready = false;
   #accepting = true;
-  #outcomes: ActionOutcomes | undefined;
   /** Pings and shutdowns being handled (waiting for startup, or being answered). */
   readonly #controls = new Set<Promise<void>>();
 
@@ -103,16 +113,23 @@ export class RequestDispatcher {
     });
   }
 
-  /** The agent's client is open: answer through it (and handle what arrived before). */
-  attach(client: AgentExchangeClient): void {
+  /**
+   * The agent's client is open: answer through it (and handle what arrived before). With
+   * `results`, actions run effectively once (docs/PROTOCOL.md section 10.10).
+   */
+  attach(client: AgentExchangeClient, results?: ResultStore): void {
     this.#client = client;
+    this.#results = results;
     this.#responder.attach(client);
     const early = this.#early ?? [];
     this.#early = undefined;
     for (const delivery of early) this.onRequest(delivery);
   }
 
-  /** Consult and write `outcomes` for every action from now on (before startup completes). */
+  /**
+   * Consult and write `outcomes` (the agent's durable state) for every action from now on; set
+   * before startup completes, so before any action runs.
+   */
   useOutcomes(outcomes: ActionOutcomes | undefined): void {
     this.#outcomes = outcomes;
   }
@@ -188,7 +205,12 @@ export class RequestDispatcher {
     this.#slots.close();
     // Pings that waited for a startup that failed are being answered: before the mailbox goes.
     await Promise.allSettled([...this.#controls]);
-    const abandoned = await settleWithin(entries, cancel ? graceMs : Number.POSITIVE_INFINITY);
+    const late = await settleWithin(entries, cancel ? graceMs : Number.POSITIVE_INFINITY);
+    // Actions that finished are not abandoned while their response is sent and recorded (bounded
+    // by the exchange's retry window): a new run of the agent would otherwise take the request
+    // again before its record exists, and run it a second time.
+    await Promise.allSettled(late.flatMap((entry) => (entry.finished && entry.answering !== undefined ? [entry.answering] : [])));
+    const abandoned = late.filter((entry) => !entry.finished);
     for (const entry of abandoned) {
       this.#options.logger.warn(
         { action: entry.request.action, tag: entry.request.tag, graceMs },
@@ -205,6 +227,9 @@ export class RequestDispatcher {
       controller: new AbortController(),
       started: false,
       answered: false,
+      once: this.#results !== undefined && this.#options.spec.actions.get(request.action)?.once === true,
+      finished: false,
+      answering: undefined,
       done: SETTLED,
     };
     this.#inFlight.set(request.tag, entry);
@@ -217,6 +242,19 @@ export class RequestDispatcher {
       this.#inFlight.delete(entry.request.tag);
       return;
     }
+    const applied = this.#outcomes?.recorded(entry.request.tag);
+    if (applied?.response !== undefined) {
+      // Applied to the durable state by a run that stopped before acknowledging it: answer from
+      // the state record, never run it twice (docs/STATE.md section 4).
+      await this.#answer(entry, applied.response, true);
+      return;
+    }
+    if (entry.once && !(await this.#notYetAnswered(entry))) return;
+    if (applied !== undefined) {
+      // Applied, but neither record has its response: still never run it twice.
+      await this.#answer(entry, this.#unrecordedResponse(entry.request), true);
+      return;
+    }
     const waiting = this.#slots.acquire();
     if (waiting !== undefined) await waiting;
     try {
@@ -227,14 +265,6 @@ export class RequestDispatcher {
       }
       entry.started = true;
       const { request } = entry;
-      const outcomes = this.#outcomes;
-      const recorded = outcomes?.recorded(request.tag);
-      if (recorded !== undefined) {
-        // Applied before (the run that applied it stopped before acknowledging it): answer from
-        // the record, never run it twice.
-        await this.#answer(entry, recorded.response ?? this.#unrecordedResponse(request));
-        return;
-      }
       const stats = this.#options.stats;
       const begun = stats?.begin(request.action) ?? 0;
       let body: ResponseBody;
@@ -252,19 +282,54 @@ export class RequestDispatcher {
         if (error instanceof StateConflictError) return this.#fenced(entry);
         body = { type: MessageType.ErrorResponse, error: toFailure(error) };
       }
+      // With durable state, the state and the request's record are one write, before the response.
+      let inState = false;
+      const outcomes = this.#outcomes;
       if (outcomes !== undefined && !entry.answered) {
         try {
-          await outcomes.record(request.tag, body);
+          inState = await outcomes.record(request.tag, body);
         } catch (error) {
           if (error instanceof StateConflictError) return this.#fenced(entry);
-          this.#options.logger.warn({ err: error, action: request.action, tag: request.tag }, "could not record the action's outcome; answering with the error");
+          this.#options.logger.warn({ err: error, action: request.action, tag: request.tag }, "could not save the agent's state; answering with the error");
           body = { type: MessageType.ErrorResponse, error: toFailure(error) };
         }
       }
-      await this.#answer(entry, body);
+      entry.finished = true;
+      await this.#answer(entry, body, inState);
     } finally {
       this.#slots.release();
     }
+  }
+
+  /**
+   * Effectively-once: look the request's result record up before running it. A recorded response
+   * answers this delivery (and any duplicates) without running the action; a store that cannot be
+   * read hands the request back (whether it ran cannot be told).
+   * @returns true when the action is to run.
+   */
+  async #notYetAnswered(entry: InFlightAction): Promise<boolean> {
+    const { request } = entry;
+    let recorded: ResponseBody | undefined;
+    try {
+      recorded = await this.#results!.lookup(this.#options.agentId.uid, request, this.#client!);
+    } catch (error) {
+      if (entry.answered) return false;
+      this.#options.logger.warn({ err: error, tag: request.tag }, "could not read the result record; the request will be delivered again");
+      entry.answered = true;
+      entry.delivery.nak(RESPONSE_RETRY_DELAY_MS);
+      for (const duplicate of entry.duplicates ?? []) duplicate.nak(RESPONSE_RETRY_DELAY_MS);
+      this.#inFlight.delete(request.tag);
+      return false;
+    }
+    // Cancelled (and answered) while the record was read.
+    if (entry.answered) return false;
+    if (recorded === undefined) return true;
+    this.#options.logger.debug({ tag: request.tag, action: request.action }, "redelivered request answered from its result record");
+    entry.answered = true;
+    const acked = await this.#responder.answer(request, recorded, entry.delivery, entry.duplicates);
+    this.#inFlight.delete(request.tag);
+    if (acked) this.#answered.add(request.tag);
+    return false;
   }
 
   /**
@@ -305,11 +370,21 @@ export class RequestDispatcher {
     return runInActionScope(scope, method, agent, spec.context ? argsWithContext(args, scope, spec.contextIndex, agentId.uid) : args);
   }
 
-  /** Respond once, then acknowledge the request (and any duplicate deliveries of it). */
-  async #answer(entry: InFlightAction, body: ResponseBody): Promise<void> {
+  /**
+   * Respond once, then acknowledge. `inState`: the request is recorded in the agent's state record
+   * already, which stands for its result record.
+   */
+  async #answer(entry: InFlightAction, body: ResponseBody, inState = false): Promise<void> {
     if (entry.answered) return;
     entry.answered = true;
-    const acked = await this.#responder.answer(entry.request, body, entry.delivery, entry.duplicates);
+    entry.answering = this.#respond(entry, body, inState);
+    await entry.answering;
+  }
+
+  async #respond(entry: InFlightAction, body: ResponseBody, inState: boolean): Promise<void> {
+    const results = this.#results;
+    const record = entry.once && !inState ? () => results!.record(this.#options.agentId.uid, entry.request, body) : undefined;
+    const acked = await this.#responder.answer(entry.request, body, entry.delivery, entry.duplicates, record);
     this.#inFlight.delete(entry.request.tag);
     if (acked) this.#answered.add(entry.request.tag);
   }

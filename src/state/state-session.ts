@@ -146,14 +146,16 @@ export class StateSession {
    * `autoSave` is on) together with the request's record, in one compare-and-set, if either is
    * needed. Called before the response is sent. Commits that wait for the same write are grouped:
    * one write carries the value and every ended request that changed it.
+   * @returns whether the request's response is now in the record.
    * @throws {StateConflictError} when another run owns the record.
    */
-  commit(tag: string, response: Uint8Array): Promise<void> {
+  async commit(tag: string, response: Uint8Array): Promise<boolean> {
     const saved = this.#saving.delete(tag);
     const autoSave = this.#state.options.autoSave;
-    if (!saved && (!autoSave || sameBytes(this.#state.encodeCurrent(), this.#value))) return Promise.resolve();
+    if (!saved && (!autoSave || sameBytes(this.#state.encodeCurrent(), this.#value))) return false;
     const kept = response.length <= MAX_RECORDED_RESPONSE_BYTES ? response : undefined;
-    return this.#enqueue({ entry: { tag, at: Date.now(), response: kept }, current: autoSave, taken: undefined });
+    await this.#enqueue({ entry: { tag, at: Date.now(), response: kept }, current: autoSave, taken: undefined });
+    return kept !== undefined;
   }
 
   /**

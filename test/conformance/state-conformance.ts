@@ -20,7 +20,7 @@ import { encodeStateRecord } from "../../src/state/state-record.ts";
 import { decodeValue } from "../../src/protocol/codec.ts";
 import { MessageType } from "../../src/protocol/messages.ts";
 import { ExplicitCounter, GrowingState, StatefulCounter, TwoStates } from "../fixtures/state-agents.ts";
-import type { ConformanceTarget } from "./exchange-conformance.ts";
+import type { ConformanceFactoryOptions, ConformanceTarget } from "./exchange-conformance.ts";
 
 /** The stored value of agent `uid`'s state, or undefined when it has no record (or no value). */
 async function storedValue(store: StateStore, uid: string): Promise<unknown> {
@@ -158,25 +158,32 @@ export function describeStateConformance(name: string, target: () => Conformance
       expect(await storedValue(store, counter.agentId.uid)).toEqual({ count: 5 });
     });
 
-    test("a redelivered request whose response was not recorded is not run again: ActionInvalidStateError", async () => {
-      // A response over 64 KiB is not kept in the record (only the request's tag is); its first
-      // response is lost, so the request comes back after the state was written.
-      let failures = 0;
-      const flaky: AgentInterceptor = {
-        async outboundResponse(input, next) {
-          if (input.request.type === MessageType.ActionRequest && input.request.action === "addLarge" && failures++ === 0) {
-            throw new ExchangeUnavailableError("response lost on purpose");
-          }
-          return next(input);
-        },
-      };
-      const { manager, store } = await open(target().newFactory({ interceptors: { agent: [flaky] } }));
-      await using _ = manager;
-      const counter = await manager.launch(ExplicitCounter);
-      await expect(counter.addLarge(3)).rejects.toBeInstanceOf(ActionInvalidStateError);
-      expect(failures).toBe(2);
-      expect(await counter.get()).toBe(3);
-      expect(await storedValue(store, counter.agentId.uid)).toEqual({ count: 3, log: [] });
+    test("a redelivered request whose response is not in the state record is answered from its result record, else refused, never run again", async () => {
+      // A response over 64 KiB is not kept in the state record (only the request's tag is); its
+      // first response is lost, so the request comes back after the state was written.
+      for (const results of [true, false]) {
+        let failures = 0;
+        const flaky: AgentInterceptor = {
+          async outboundResponse(input, next) {
+            if (input.request.type === MessageType.ActionRequest && input.request.action === "addLarge" && failures++ === 0) {
+              throw new ExchangeUnavailableError("response lost on purpose");
+            }
+            return next(input);
+          },
+        };
+        const options = { interceptors: { agent: [flaky] }, ...(results ? {} : { resultWindowMs: 0 }) };
+        const { manager, store } = await open(target().newFactory(options as ConformanceFactoryOptions));
+        try {
+          const counter = await manager.launch(ExplicitCounter);
+          if (results) expect(await counter.addLarge(3)).toHaveLength(70_000);
+          else await expect(counter.addLarge(3)).rejects.toBeInstanceOf(ActionInvalidStateError);
+          expect(failures).toBe(2);
+          expect(await counter.get()).toBe(3);
+          expect(await storedValue(store, counter.agentId.uid)).toEqual({ count: 3, log: [] });
+        } finally {
+          await manager.close();
+        }
+      }
     });
 
     test("a record over the store's limit is refused with StateTooLargeError; the stored state is unchanged", async () => {

@@ -26,6 +26,8 @@ import type { CreateUserClientOptions, ExchangeFactory, RebuildWorkerFactory, Wo
 import type { AgentRegistration } from "../transport.ts";
 
 import type { LocalExchange, LocalMailboxSink } from "./local-exchange.ts";
+import { CodecResultStore } from "../result-store.ts";
+import type { ResultStore } from "../result-store.ts";
 import { LocalTransport, openAgentClient } from "./local-transport.ts";
 import { LocalStateStore } from "./local-state-store.ts";
 import type { StateRecordsApi } from "./local-state-store.ts";
@@ -45,7 +47,9 @@ type Call =
   | { id: number; op: "attach"; uid: string }
   | { id: number; op: "detach"; uid: string }
   | { id: number; op: "state"; method: "get" | "create" | "update" | "delete"; args: unknown[] }
-  | { id: number; op: "reminders"; method: "put" | "get" | "delete" | "list" | "deleteAll"; args: unknown[] };
+  | { id: number; op: "reminders"; method: "put" | "get" | "delete" | "list" | "deleteAll"; args: unknown[] }
+  | { id: number; op: "getResult"; key: string }
+  | { id: number; op: "putResult"; key: string; bytes: Uint8Array };
 /** A call without its id. */
 type CallBody = Call extends infer C ? (C extends Call ? Omit<C, "id"> : never) : never;
 type Notice = { op: "ack" | "nak"; uid: string; token: number; delayMs?: number };
@@ -105,6 +109,10 @@ export function serveLocalExchange(exchange: LocalExchange, onClosed: () => void
         const reminders = exchange.reminders as unknown as Record<string, (...args: unknown[]) => unknown>;
         return reminders[call.method]!.apply(exchange.reminders, call.args);
       }
+      case "getResult":
+        return exchange.results?.get(call.key);
+      case "putResult":
+        return exchange.results?.put(call.key, call.bytes);
     }
   };
 
@@ -236,6 +244,16 @@ export class PortExchangeApi implements LocalExchangeApi {
     this.#failAll();
   }
 
+  /** The result record under `key` in the main thread's exchange. */
+  async getResult(key: string): Promise<Uint8Array | undefined> {
+    return (await this.#call({ op: "getResult", key })) as Uint8Array | undefined;
+  }
+
+  /** Record a result in the main thread's exchange. */
+  async putResult(key: string, bytes: Uint8Array): Promise<void> {
+    await this.#call({ op: "putResult", key, bytes });
+  }
+
   #call(call: CallBody): Promise<unknown> {
     if (this.#closed) return Promise.reject(new ClientClosedError("The worker's exchange port is closed"));
     const id = this.#nextId++;
@@ -289,6 +307,8 @@ export interface LocalPortDescriptorData {
   readonly deadlines?: boolean;
   /** The main thread's factory's `tracing` option. @defaultValue true */
   readonly tracing?: boolean;
+  /** The main thread's exchange's result window, in ms (0: effectively-once execution is off). @defaultValue 0 */
+  readonly resultWindowMs?: number;
 }
 
 /**
@@ -300,9 +320,21 @@ export class PortExchangeFactory implements ExchangeFactory {
   readonly interceptors: Interceptors;
   readonly #api: PortExchangeApi;
   readonly #logger: Logger;
+  readonly #results: ResultStore | undefined;
 
   constructor(data: LocalPortDescriptorData, logger: Logger = silentLogger) {
-    this.#api = new PortExchangeApi(data.port, data.maxPayload);
+    const api = new PortExchangeApi(data.port, data.maxPayload);
+    this.#api = api;
+    const windowMs = data.resultWindowMs ?? 0;
+    this.#results =
+      windowMs === 0
+        ? undefined
+        : new CodecResultStore({
+            windowMs,
+            maxRecordBytes: data.maxPayload,
+            get: (key) => api.getResult(key),
+            put: (key, bytes) => api.putResult(key, bytes),
+          });
     this.interceptors = resolveInterceptors(undefined, { deadlines: data.deadlines ?? true, tracing: data.tracing ?? true });
     this.#logger = logger;
   }
@@ -329,6 +361,10 @@ export class PortExchangeFactory implements ExchangeFactory {
   /** The main thread's exchange's reminders, across the port (set, cancel, list: no scheduling). */
   async reminderStore(): Promise<ReminderStore> {
     return new LocalReminderStore(this.#api.reminders(), undefined);
+  }
+
+  async resultStore(): Promise<ResultStore | undefined> {
+    return this.#results;
   }
 
   forWorker(): WorkerFactoryDescriptor {

@@ -19,6 +19,8 @@ import type { Message } from "../../protocol/messages.ts";
 import type { AgentRegistration } from "../transport.ts";
 import { MemoryStateRecords } from "./local-state-store.ts";
 import { MemoryReminders } from "./local-reminder-store.ts";
+import { DEFAULT_RESULT_WINDOW_MS, checkResultWindow } from "../result-store.ts";
+import { LocalResultTable } from "./local-results.ts";
 
 
 /** Options of the in-process exchange. */
@@ -28,6 +30,13 @@ export interface LocalExchangeOptions {
    * @defaultValue 1 MiB
    */
   maxPayload?: number;
+  /**
+   * Effectively-once execution: how long the response to an action request is kept, so that a
+   * redelivery of the request is answered from it instead of running the action again
+   * (docs/PROTOCOL.md section 10.10), in ms; 0 turns it off.
+   * @defaultValue 600_000 (10 minutes, `DEFAULT_RESULT_WINDOW_MS`)
+   */
+  resultWindowMs?: number;
 }
 
 /** Receives one mailbox's messages from the exchange. */
@@ -63,6 +72,8 @@ export class LocalExchange {
   readonly stateRecords: MemoryStateRecords;
   /** Reminders (docs/STATE.md). */
   readonly reminders: MemoryReminders;
+  /** Result records of effectively-once execution; undefined when turned off (`resultWindowMs: 0`). */
+  readonly results: LocalResultTable | undefined;
   readonly #mailboxes = new Map<string, Mailbox>();
   readonly #terminationListeners = new Set<(uid: string) => void>();
   #nextToken = 1;
@@ -71,6 +82,8 @@ export class LocalExchange {
     this.maxPayload = options.maxPayload ?? 1024 * 1024;
     this.stateRecords = new MemoryStateRecords(this.maxPayload);
     this.reminders = new MemoryReminders((dest, bytes) => this.send(dest, bytes));
+    const windowMs = checkResultWindow(options.resultWindowMs ?? DEFAULT_RESULT_WINDOW_MS);
+    this.results = windowMs === 0 ? undefined : new LocalResultTable(windowMs, this.maxPayload);
   }
 
   registerUser(id: EntityId): void {

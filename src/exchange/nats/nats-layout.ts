@@ -32,6 +32,11 @@ export interface NatsLayout {
   readonly stateBucket: string;
   /** KV bucket: one record per reminder, key `<uid>.<name>` (docs/STATE.md). */
   readonly remindersBucket: string;
+  /**
+   * KV bucket: the response to each completed action request, key `<agent uid>.<tag>`, kept for
+   * the result window (effectively-once execution).
+   */
+  readonly resultsBucket: string;
   /** Subject of a mailbox. */
   mailboxSubject(uid: string): string;
   /** Durable consumer that reads a mailbox. */
@@ -87,6 +92,7 @@ export function natsLayout(prefix: string): NatsLayout {
     deadLetterSubjects: `${prefix}.dlq.>`,
     registryBucket: `${prefix}_registry`,
     typesBucket: `${prefix}_types`,
+    resultsBucket: `${prefix}_results`,
     mailboxSubject: (uid) => `${prefix}.mbox.${checkUid(uid)}`,
     mailboxConsumer: (uid) => `mbox-${checkUid(uid)}`,
     deliverSubject: (uid, session) => `${prefix}.deliver.${checkUid(uid)}.${checkUid(session)}`,

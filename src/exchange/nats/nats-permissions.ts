@@ -95,6 +95,7 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
   const placements = `KV_${layout.placementsBucket}`;
   const state = `KV_${layout.stateBucket}`;
   const reminders = `KV_${layout.remindersBucket}`;
+  const results = `KV_${layout.resultsBucket}`;
   const pools = options.pools?.map((pool) => layout.poolConsumer(pool)) ?? ["*"];
   const pub = new Set<string>();
   const sub = new Set<string>([`${inbox}.>`]);
@@ -171,6 +172,10 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
       if (options.role === NatsRole.Agent || options.role === NatsRole.Host) {
         // Responses to callers without a mailbox (and to library clients with replies: "core").
         for (const subject of options.replySubjects ?? ["_INBOX.>"]) pub.add(subject);
+        // Result records of effectively-once actions: written, read at the leader.
+        streams(results);
+        pub.add(`$KV.${layout.resultsBucket}.>`);
+        pub.add(`${api}.STREAM.MSG.GET.${results}`);
       }
       if (options.role === NatsRole.Agent || options.role === NatsRole.Host || options.role === NatsRole.Launcher) {
         // Durable state and reminders (docs/STATE.md): looked up, read at the leader, reminders

@@ -80,7 +80,7 @@ describe("durable state on runtime hosts", () => {
     expect((await storedCount(p.factory, counter.agentId.uid)).count).toBe(100);
   });
 
-  test("a host frozen past its time to live cannot write the state when it wakes: StateConflictError, and it stops the agent", async () => {
+  test("a host frozen past its time to live cannot write the state when it wakes: StateConflictError, and it stops the agent", { timeout: 60_000 }, async () => {
     await using p = await pool();
     const frozen = await p.start();
     const counter: Handle<StatefulCounter> = await p.manager.launch(StatefulCounter, { executor: "workers" });
