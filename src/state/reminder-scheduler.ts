@@ -25,9 +25,18 @@ export interface ReminderSchedulerOptions {
   lateMs?: number;
   /**
    * Reminders handled at a time.
-   * @defaultValue 64
+   * @defaultValue 256
    */
   concurrency?: number;
+  /**
+   * A due time further in the past than this is fired only after reading the reminder again:
+   * this process's view of it may be stale (it was stopped, say), and a due time another scheduler
+   * fired longer ago than the mailbox stream's duplicate window would be stored again. Keep it well
+   * below that window (2 minutes by default); within it a stale view costs only a duplicate
+   * publish, which the stream drops. In ms.
+   * @defaultValue 60_000
+   */
+  freshReadAfterMs?: number;
 }
 
 /** How long a reminder whose handling failed waits before the next try, in ms. */
@@ -48,6 +57,7 @@ export class ReminderScheduler {
   readonly #logger: Logger;
   readonly #lateMs: number;
   readonly #concurrency: number;
+  readonly #freshReadAfterMs: number;
   readonly #entries = new Map<string, Entry>();
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
@@ -61,7 +71,8 @@ export class ReminderScheduler {
     this.#store = store;
     this.#logger = (options.logger ?? silentLogger).child({ component: "reminders" });
     this.#lateMs = options.lateMs ?? 5_000;
-    this.#concurrency = options.concurrency ?? 64;
+    this.#concurrency = options.concurrency ?? 256;
+    this.#freshReadAfterMs = options.freshReadAfterMs ?? 60_000;
   }
 
   /** Start firing the reminders of `store`; resolves once the current reminders are known. */
@@ -135,8 +146,8 @@ export class ReminderScheduler {
       while (next < due.length && !this.#closed) {
         const entry = due[next++]!;
         try {
-          await this.#handle(entry);
           entry.retryAt = 0;
+          await this.#handle(entry);
         } catch (error) {
           entry.retryAt = Date.now() + RETRY_MS;
           this.#logger.warn({ err: error, agentId: entry.reminder.record.uid, reminder: entry.reminder.record.name }, "could not fire reminder; trying again");
@@ -149,32 +160,45 @@ export class ReminderScheduler {
     for (const entry of due) entry.busy = false;
   }
 
-  /** Fire one due reminder: re-read it, fire its due times, move it on (or delete it). */
+  /** Fire one due reminder: its due times, then move it on (or delete it). */
   async #handle(entry: Entry): Promise<void> {
     const { uid, name } = entry.reminder.record;
-    // A fresh read: this process's view may be stale (it was stopped, say), and a due time that
-    // another scheduler fired longer ago than the duplicate window must not be fired again.
-    const fresh = await this.#store.get(uid, name);
-    if (fresh === undefined) {
-      this.#entries.delete(`${uid}.${name}`);
-      return;
+    let fresh: VersionedReminder | undefined = entry.reminder;
+    if (Date.now() - fresh.record.dueAt > this.#freshReadAfterMs) {
+      // Long overdue: this process's view may be stale (it was stopped, say), and a due time that
+      // another scheduler fired longer ago than the duplicate window must not be fired again.
+      fresh = await this.#store.get(uid, name);
+      if (fresh === undefined) {
+        this.#entries.delete(`${uid}.${name}`);
+        return;
+      }
+      entry.reminder = fresh;
     }
-    entry.reminder = fresh;
     const plan = planFires(fresh.record, Date.now(), this.#lateMs);
     for (const dueAt of plan.fire) {
       if ((await this.#store.fire(fresh.record, dueAt)) === FireResult.Gone) {
         this.#logger.info({ agentId: uid, reminder: name }, "reminder of a terminated or unknown agent deleted");
         await this.#store.delete(uid, name, fresh.revision);
+        this.#forget(entry, fresh.revision);
         return;
       }
       this.fired++;
     }
     if (plan.fire.length === 0 && plan.next === fresh.record.dueAt) return;
     if (plan.next === undefined) {
+      // Done (or another scheduler moved it on meanwhile: the watch brings its new state).
       await this.#store.delete(uid, name, fresh.revision);
+      this.#forget(entry, fresh.revision);
       return;
     }
     const revision = await this.#store.advance(fresh.record, plan.next, fresh.revision);
     if (revision !== undefined) entry.reminder = { record: { ...fresh.record, dueAt: plan.next }, revision };
+    else entry.retryAt = plan.next; // moved on by another scheduler: wait for the watch, not a re-fire
+  }
+
+  /** Drop a reminder this scheduler deleted at `revision`, unless the watch already brought a newer one. */
+  #forget(entry: Entry, revision: number): void {
+    const key = `${entry.reminder.record.uid}.${entry.reminder.record.name}`;
+    if (this.#entries.get(key) === entry && entry.reminder.revision === revision) this.#entries.delete(key);
   }
 }

@@ -60,15 +60,20 @@ export function describeReminderConformance(name: string, target: () => Conforma
       expect((await agent.fires("tick")).length).toBeLessThanOrEqual(after + 1);
     });
 
-    test("a one-shot reminder fires once at its time and is gone", async () => {
-      const { manager, store } = await open();
+    test("a one-shot reminder fires once at its time and is gone; the scheduler publishes it once", async () => {
+      const { manager, store } = await open({ reminders: false });
       await using _ = manager;
+      await using scheduler = await ReminderScheduler.start(store);
       const agent = await manager.launch(Reminded);
       const at = Date.now() + 200;
       await agent.remind("once", { action: "onReminder", at: new Date(at) });
       expect(await firesAtLeast(agent, "once", 1)).toEqual([at]);
       await eventually(async () => ((await store.get(agent.agentId.uid, "once")) === undefined ? true : undefined), 5_000, "the reminder deleted");
       expect(await agent.reminders()).toEqual([]);
+      // Not published again while its deletion travels back through the watch.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(scheduler.fired).toBe(1);
+      expect(scheduler.size).toBe(0);
     });
 
     test("a reminder due while its agent is not running waits in its mailbox", async () => {
