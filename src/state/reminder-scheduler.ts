@@ -105,7 +105,11 @@ export class ReminderScheduler {
     const entry = this.#entries.get(change.key);
     if (change.reminder === undefined) this.#entries.delete(change.key);
     else if (entry === undefined) this.#entries.set(change.key, { reminder: change.reminder, busy: false, retryAt: 0 });
-    else if (change.reminder.revision > entry.reminder.revision) entry.reminder = change.reminder;
+    else if (change.reminder.revision > entry.reminder.revision) {
+      // Replaced (set again) or moved on elsewhere: its own due time from now on.
+      entry.reminder = change.reminder;
+      entry.retryAt = 0;
+    }
     this.#schedule();
   }
 
@@ -192,8 +196,13 @@ export class ReminderScheduler {
       return;
     }
     const revision = await this.#store.advance(fresh.record, plan.next, fresh.revision);
-    if (revision !== undefined) entry.reminder = { record: { ...fresh.record, dueAt: plan.next }, revision };
-    else entry.retryAt = plan.next; // moved on by another scheduler: wait for the watch, not a re-fire
+    if (revision === undefined) {
+      // Moved on by another scheduler, or replaced: wait for the watch rather than fire again.
+      if (entry.reminder.revision === fresh.revision) entry.retryAt = plan.next;
+    } else if (revision > entry.reminder.revision) {
+      // (The watch may have brought a newer version already: keep that one.)
+      entry.reminder = { record: { ...fresh.record, dueAt: plan.next }, revision };
+    }
   }
 
   /** Drop a reminder this scheduler deleted at `revision`, unless the watch already brought a newer one. */

@@ -60,6 +60,20 @@ export function describeReminderConformance(name: string, target: () => Conforma
       expect((await agent.fires("tick")).length).toBeLessThanOrEqual(after + 1);
     });
 
+    test("a reminder set again while it fires is replaced: the new one fires, the old one no more", async () => {
+      const { manager } = await open();
+      await using _ = manager;
+      const agent = await manager.launch(Reminded);
+      for (let round = 1; round <= 3; round++) {
+        await agent.remind("tick", { action: "onReminder", everyMs: 100, payload: round });
+        await eventually(async () => ((await agent.payloads()).includes(round) ? true : undefined), 5_000, `a fire with payload ${round}`);
+      }
+      await agent.forget("tick");
+      const payloads = await agent.payloads();
+      // In order: once the new one fired, the old one never again.
+      expect(payloads).toEqual([...payloads].sort((a, b) => (a as number) - (b as number)));
+    });
+
     test("a one-shot reminder fires once at its time and is gone; the scheduler publishes it once", async () => {
       const { manager, store } = await open({ reminders: false });
       await using _ = manager;
