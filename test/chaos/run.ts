@@ -15,6 +15,8 @@ const SCENARIOS: Record<string, () => Promise<{ default: ChaosScenario }>> = {
   "restricted-user": () => import("./scenarios/restricted-user.ts"),
   "server-kill": () => import("./scenarios/server-kill.ts"),
   "cluster-leader-kill": () => import("./scenarios/cluster-leader-kill.ts"),
+  "host-kill": () => import("./scenarios/host-kill.ts"),
+  "poison-decode": () => import("./scenarios/poison-decode.ts"),
 };
 
 const { values } = parseArgs({
