@@ -130,7 +130,20 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
 
     const later = await manager.launch(ChaosProbe, { executor: POOL });
     const laterAnswer = await later.with({ timeoutMs: 20_000 }).hit("after-poison");
-    const leftInMailboxes = await count(layout.mailboxStream, `${prefix}.mbox.*`);
+    // Messages still on their way (the last responses) settle within moments; poison would stay.
+    let leftInMailboxes = 0;
+    let leftSubjects = "";
+    await until(
+      async () => {
+        const info = await jsm.streams.info(layout.mailboxStream, { subjects_filter: `${prefix}.mbox.*` });
+        const left = Object.entries(info.state.subjects ?? {}).filter(([, n]) => n > 0);
+        leftInMailboxes = left.reduce((sum, [, n]) => sum + n, 0);
+        leftSubjects = left.map(([subject, n]) => `${subject}: ${n}`).join(", ");
+        return leftInMailboxes === 0;
+      },
+      15_000,
+      "the mailboxes to empty",
+    ).catch(() => undefined);
     for (const caller of callers) await caller.close();
     await manager.shutdown(later, { blocking: true });
     await manager.shutdown(pooled, { blocking: true });
@@ -141,7 +154,7 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
     const problems: string[] = [];
     if (load.failed > 0) problems.push(`${load.failed} calls failed (${load.failures.slice(0, 3).join("; ")})`);
     if (laterAnswer !== "after-poison") problems.push("the host did not run a new agent afterwards");
-    if (leftInMailboxes !== 0) problems.push(`${leftInMailboxes} messages left in mailboxes`);
+    if (leftInMailboxes !== 0) problems.push(`${leftInMailboxes} messages left in mailboxes (${leftSubjects}; the healthy agent ${healthy.agentId.uid}, the pool agent ${pooled.agentId.uid})`);
     if (maxLoopDelayMs > MAX_STALL_MS) problems.push(`the event loop was blocked for ${Math.round(maxLoopDelayMs)} ms`);
     const result: ChaosResult = {
       calls: load.ids.length,
