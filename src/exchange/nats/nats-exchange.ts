@@ -298,8 +298,13 @@ export class NatsExchange {
   async #openResults(): Promise<ResultStore> {
     const { layout, settings } = this;
     const options = { ...kvBucketOptions(settings), ttl: settings.resultWindowMs };
-    const kv = await this.retry("provision results bucket", () => openBucket(new Kvm(this.js), this.jsm, layout.resultsBucket, options, this.provisioning));
-    return new CodecResultStore(natsResultBytes(this, kv, settings.resultWindowMs, this.maxPayload));
+    const kvm = new Kvm(this.js);
+    let kv = await this.retry("provision results bucket", () => openBucket(kvm, this.jsm, layout.resultsBucket, options, this.provisioning));
+    // With one replica there is no follower to lag: a direct get (cheaper than a read through the
+    // stream's leader) sees every acknowledged write.
+    const info = await this.retry("look up results bucket", () => this.jsm.streams.info(`KV_${layout.resultsBucket}`));
+    if (info.config.num_replicas === 1 && info.config.allow_direct === true) kv = await kvm.open(layout.resultsBucket, { timeout: options.timeout });
+    return new CodecResultStore(natsResultBytes(this, kv, layout.resultsBucket, settings.resultWindowMs, this.maxPayload));
   }
 
   /**

@@ -170,10 +170,12 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
       if (options.role === NatsRole.Agent || options.role === NatsRole.Host) {
         // Responses to callers without a mailbox (and to library clients with replies: "core").
         for (const subject of options.replySubjects ?? ["_INBOX.>"]) pub.add(subject);
-        // Result records of effectively-once actions: written, read at the leader.
+        // Result records of effectively-once actions: written, read at the leader (a direct get
+        // where the bucket has one replica).
         streams(results);
         pub.add(`$KV.${layout.resultsBucket}.>`);
         pub.add(`${api}.STREAM.MSG.GET.${results}`);
+        pub.add(`${api}.DIRECT.GET.${results}.>`);
       }
       if (options.role === NatsRole.Host || options.role === NatsRole.Launcher) {
         streams(launches, hosts, placements);
