@@ -272,6 +272,11 @@ export class NatsExchange {
     const bucketOptions = kvBucketOptions(settings);
     const registryKv = await retry("provision registry bucket", () => openBucket(kvm, jsm, layout.registryBucket, bucketOptions, provision));
     const typesKv = await retry("provision type index bucket", () => openBucket(kvm, jsm, layout.typesBucket, bucketOptions, provision));
+    // The results bucket is made with the others, so that users who only look streams up (an
+    // operator provisions) find it; without provisioning it is opened when the first agent starts.
+    if (provision.provision && settings.resultWindowMs > 0) {
+      await retry("provision results bucket", () => openBucket(kvm, jsm, layout.resultsBucket, { ...bucketOptions, ttl: settings.resultWindowMs }, provision));
+    }
     logger.debug({ prefix: settings.prefix, serverVersion: version }, "NATS exchange ready");
     const exchange = new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, logger, provision);
     for (const link of exchange.links.values()) link.start();

@@ -146,7 +146,7 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
     case NatsRole.Caller:
     case NatsRole.Launcher: {
       pub.add(`${api}.INFO`);
-      streams(mailboxes, deadLetters, registry, types);
+      streams(mailboxes, deadLetters, registry, types, results);
       // Mailboxes: send, read (a push consumer per mailbox, made anew by each reader), acknowledge,
       // dead-letter, terminate (walk the stranded requests, purge).
       pub.add(`${p}.mbox.*`);
@@ -172,7 +172,6 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
         for (const subject of options.replySubjects ?? ["_INBOX.>"]) pub.add(subject);
         // Result records of effectively-once actions: written, read at the leader (a direct get
         // where the bucket has one replica).
-        streams(results);
         pub.add(`$KV.${layout.resultsBucket}.>`);
         pub.add(`${api}.STREAM.MSG.GET.${results}`);
         pub.add(`${api}.DIRECT.GET.${results}.>`);
