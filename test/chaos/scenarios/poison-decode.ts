@@ -155,7 +155,7 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
     if (load.failed > 0) problems.push(`${load.failed} calls failed (${load.failures.slice(0, 3).join("; ")})`);
     if (laterAnswer !== "after-poison") problems.push("the host did not run a new agent afterwards");
     if (leftInMailboxes !== 0) problems.push(`${leftInMailboxes} messages left in mailboxes (${leftSubjects}; the healthy agent ${healthy.agentId.uid}, the pool agent ${pooled.agentId.uid})`);
-    if (maxLoopDelayMs > MAX_STALL_MS) problems.push(`the event loop was blocked for ${Math.round(maxLoopDelayMs)} ms`);
+    if (maxLoopDelayMs > MAX_STALL_MS * ctx.stallFactor) problems.push(`the event loop was blocked for ${Math.round(maxLoopDelayMs)} ms`);
     const result: ChaosResult = {
       calls: load.ids.length,
       answered: load.answered,
