@@ -28,7 +28,6 @@ import { NatsSiteLink } from "./nats-site-link.ts";
 import { CodecResultStore } from "../result-store.ts";
 import type { ResultStore } from "../result-store.ts";
 import { natsResultBytes } from "./nats-result-store.ts";
-import { JetStreamLeaderReader } from "./js-leader-reader.ts";
 import { batchWrites } from "./write-batching.ts";
 
 /** The oldest server this library runs on (work-queue streams, KV, `next_by_subj`, durable inactivity). */
@@ -167,7 +166,6 @@ export class NatsExchange {
   readonly provisioning: Provisioning;
   readonly #mailboxWatchers = new Map<string, MailboxWatcher>();
   readonly #publisher: JetStreamPublisher;
-  readonly #leaderReader: JetStreamLeaderReader;
   #results: Promise<ResultStore | undefined> | undefined;
   #advisories: Subscription | undefined;
 
@@ -193,7 +191,6 @@ export class NatsExchange {
     // One socket write per event-loop turn (write-batching.ts).
     batchWrites(nc);
     this.#publisher = new JetStreamPublisher(nc);
-    this.#leaderReader = new JetStreamLeaderReader(nc);
     this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, { registry: this.layout.registryBucket, types: this.layout.typesBucket }, settings.retryWindowMs, this.site);
     this.view = new RegistryView(registryKv, logger, () => nc.isClosed(), this.site);
     this.links = new Map(settings.sites.map((site) => [site.name, new NatsSiteLink(this, site)]));
@@ -278,6 +275,11 @@ export class NatsExchange {
     const bucketOptions = kvBucketOptions(settings);
     const registryKv = await retry("provision registry bucket", () => openBucket(kvm, jsm, layout.registryBucket, bucketOptions, provision));
     const typesKv = await retry("provision type index bucket", () => openBucket(kvm, jsm, layout.typesBucket, bucketOptions, provision));
+    // The results bucket is made with the others, so that users who only look streams up (an
+    // operator provisions) find it; without provisioning it is opened when the first agent starts.
+    if (provision.provision && settings.resultWindowMs > 0) {
+      await retry("provision results bucket", () => openBucket(kvm, jsm, layout.resultsBucket, { ...bucketOptions, ttl: settings.resultWindowMs }, provision));
+    }
     logger.debug({ prefix: settings.prefix, serverVersion: version }, "NATS exchange ready");
     const exchange = new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, logger, provision);
     if (provision.provision) {
@@ -310,8 +312,13 @@ export class NatsExchange {
   async #openResults(): Promise<ResultStore> {
     const { layout, settings } = this;
     const options = { ...kvBucketOptions(settings), ttl: settings.resultWindowMs };
-    await this.retry("provision results bucket", () => openBucket(new Kvm(this.js), this.jsm, layout.resultsBucket, options, this.provisioning));
-    return new CodecResultStore(natsResultBytes(this, layout.resultsBucket, settings.resultWindowMs, this.maxPayload));
+    const kvm = new Kvm(this.js);
+    let kv = await this.retry("provision results bucket", () => openBucket(kvm, this.jsm, layout.resultsBucket, options, this.provisioning));
+    // With one replica there is no follower to lag: a direct get (cheaper than a read through the
+    // stream's leader) sees every acknowledged write.
+    const info = await this.retry("look up results bucket", () => this.jsm.streams.info(`KV_${layout.resultsBucket}`));
+    if (info.config.num_replicas === 1 && info.config.allow_direct === true) kv = await kvm.open(layout.resultsBucket, { timeout: options.timeout });
+    return new CodecResultStore(natsResultBytes(this, kv, layout.resultsBucket, settings.resultWindowMs, this.maxPayload));
   }
 
   /**
@@ -538,16 +545,6 @@ export class NatsExchange {
       });
     }
     await this.retry("purge mailbox", () => jsm.streams.purge(layout.mailboxStream, { filter: subject }));
-  }
-
-  /** A KV key's value read at its stream's leader, through the shared inbox (result records). */
-  readKv(bucket: string, key: string): Promise<Uint8Array | undefined> {
-    return this.#leaderReader.getKv(bucket, key, this.settings.requestTimeoutMs);
-  }
-
-  /** A KV put through the shared-inbox publisher (result records). */
-  async putKv(bucket: string, key: string, bytes: Uint8Array): Promise<void> {
-    await this.#publisher.publish(`$KV.${bucket}.${key}`, bytes, undefined, this.settings.requestTimeoutMs);
   }
 
   async #publish(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<PubAck> {

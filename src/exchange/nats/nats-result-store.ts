@@ -4,33 +4,36 @@
  * max age is the result window. Reads go to the leader of the bucket's stream, so that a record
  * written by one host is seen by the next host a redelivery reaches, a lagging replica or not.
  */
+import type { KV } from "@nats-io/kv";
+import { headers as natsHeaders } from "@nats-io/nats-core";
+import type { MsgHdrs } from "@nats-io/nats-core";
 import type { ResultBytes } from "../result-store.ts";
 
-/**
- * What the results bucket needs from the exchange: a retry through transient failures, and the
- * reads and writes of one key on the message path (every action reads its record before it runs
- * and writes it after): a read at the stream's leader and a JetStream publish, both answered
- * through the connection's shared inboxes (`JetStreamLeaderReader`, `JetStreamPublisher`) rather
- * than `kv.get()` and `kv.put()`, which cost a request object, an `Error` and a timer each.
- */
+/** What the results bucket needs from the exchange. */
 export interface ResultBucketContext {
+  /** Retry through transient failures. */
   retry<T>(what: string, operation: () => Promise<T>): Promise<T>;
-  /** The value of `key` in `bucket`, read at the leader; undefined if none (or deleted). */
-  readKv(bucket: string, key: string): Promise<Uint8Array | undefined>;
-  /** Store `bytes` under `key` of `bucket` (a KV put), resolved with the stream's acknowledgement. */
-  putKv(bucket: string, key: string, bytes: Uint8Array): Promise<void>;
+  /** Publish into a stream through the message path's publisher (retried; resolves on the PubAck). */
+  publishStored(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<void>;
 }
 
-/** The results bucket `bucket` as record bytes (keys are made by the result store, valid KV keys). */
-export function natsResultBytes(ctx: ResultBucketContext, bucket: string, windowMs: number, maxRecordBytes: number): ResultBytes {
+/**
+ * The results bucket as record bytes. `kv` reads: a handle that reads at the leader (`openBucket`),
+ * or with a direct get where the bucket has one replica. Writes are plain publishes to
+ * `$KV.<bucket>.<key>` through the exchange's shared-inbox publisher (what `kv.put` sends, without
+ * the cost of a request per write).
+ */
+export function natsResultBytes(ctx: ResultBucketContext, kv: KV, bucket: string, windowMs: number, maxRecordBytes: number): ResultBytes {
   return {
     windowMs,
     maxRecordBytes,
-    get(key) {
-      return ctx.retry("read result record", () => ctx.readKv(bucket, key));
+    async get(key) {
+      const entry = await ctx.retry("read result record", () => kv.get(key));
+      if (entry === null || entry.operation !== "PUT") return undefined;
+      return entry.value;
     },
     async put(key, bytes) {
-      await ctx.retry("record result", () => ctx.putKv(bucket, key, bytes));
+      await ctx.publishStored(`$KV.${bucket}.${key}`, bytes, natsHeaders());
     },
   };
 }
