@@ -28,6 +28,7 @@ import { NatsSiteLink } from "./nats-site-link.ts";
 import { CodecResultStore } from "../result-store.ts";
 import type { ResultStore } from "../result-store.ts";
 import { natsResultBytes } from "./nats-result-store.ts";
+import { batchWrites } from "./write-batching.ts";
 
 /** The oldest server this library runs on (work-queue streams, KV, `next_by_subj`, durable inactivity). */
 export const MIN_SERVER_VERSION = "2.9.0";
@@ -187,8 +188,10 @@ export class NatsExchange {
     this.logger = logger;
     this.site = settings.domain === undefined ? undefined : settings.prefix;
     this.maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+    // One socket write per event-loop turn (write-batching.ts).
+    batchWrites(nc);
     this.#publisher = new JetStreamPublisher(nc);
-    this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, this.layout.typesBucket, settings.retryWindowMs, this.site);
+    this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, { registry: this.layout.registryBucket, types: this.layout.typesBucket }, settings.retryWindowMs, this.site);
     this.view = new RegistryView(registryKv, logger, () => nc.isClosed(), this.site);
     this.links = new Map(settings.sites.map((site) => [site.name, new NatsSiteLink(this, site)]));
   }
@@ -279,6 +282,12 @@ export class NatsExchange {
     }
     logger.debug({ prefix: settings.prefix, serverVersion: version }, "NATS exchange ready");
     const exchange = new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, logger, provision);
+    if (provision.provision) {
+      // Layout 2 of the type index (member lists): complete it from layout 1 if an earlier version
+      // made the bucket (NATS-LAYOUT.md 6.4).
+      const migrated = await exchange.registry.ensureMemberLayout();
+      if (migrated > 0) logger.info({ agents: migrated }, "type index member lists built from the per-uid index");
+    }
     for (const link of exchange.links.values()) link.start();
     return exchange;
   }
