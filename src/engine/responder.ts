@@ -77,6 +77,15 @@ export class Responder {
     }
   }
 
+  /**
+   * Send a response that does not end the request (a stream's items, a progress report) through
+   * the `outboundResponse` interceptors; the request stays unacknowledged.
+   * @throws what the exchange raises (`PayloadTooLargeError`, `ExchangeUnavailableError`, ...).
+   */
+  sendFrame(request: RequestMessage, body: ResponseBody): Promise<void> {
+    return this.#send(request, body);
+  }
+
   /** Send a response through the `outboundResponse` interceptors. */
   #send(request: RequestMessage, body: ResponseBody): Promise<void> {
     const outbound = this.#outbound;

@@ -1,0 +1,200 @@
+/**
+ * The agent side of one stream (docs/PROTOCOL.md section 15): pulls items from the action's async
+ * generator only while the caller's credit allows, and sends them in `stream-items` frames, one
+ * frame on its way at a time; the items yielded meanwhile go together in the next frame. So the
+ * generator never runs more than the caller's window ahead of what the caller has taken, and a
+ * fast generator costs one message per round trip to the exchange, not one per item.
+ */
+import { PayloadTooLargeError } from "../errors.ts";
+import { MessageType } from "../protocol/messages.ts";
+import type { ResponseBody } from "../protocol/messages.ts";
+import type { Logger } from "../util/logger.ts";
+
+/** Most items in one frame (a frame also splits when its encoding exceeds the exchange's limit). */
+export const MAX_FRAME_ITEMS = 4096;
+
+/** How a stream's generator ended: its return value, after `count` items were sent. */
+export interface StreamOutcome {
+  readonly count: number;
+  readonly result: unknown;
+}
+
+const ABORTED: unique symbol = Symbol("aborted");
+
+/** Runs one streaming action's generator under the caller's credit. */
+export class StreamPump {
+  readonly #send: (body: ResponseBody) => Promise<void>;
+  readonly #logger: Logger;
+  /** Items numbered below this may be sent (the caller's cumulative credit). */
+  #credit: number;
+  /** Items pulled from the generator so far. */
+  #pulled = 0;
+  /** Items handed to the exchange (in frames that went out, or are on their way). */
+  #sent = 0;
+  /** Items sent successfully: what the stream's end reports. */
+  #delivered = 0;
+  #batch: unknown[] = [];
+  #inFlight: Promise<void> | undefined;
+  #failure: { error: unknown } | undefined;
+  /** Wakes the pump when credit arrives, a frame went out, or the signal aborts. */
+  #wake: (() => void) | undefined;
+
+  /**
+   * @param window - the credit the request carried (items allowed before the first credit message).
+   * @param send - sends a frame to the caller (through the `outboundResponse` interceptors).
+   */
+  constructor(window: number, send: (body: ResponseBody) => Promise<void>, logger: Logger) {
+    this.#credit = window;
+    this.#send = send;
+    this.#logger = logger;
+  }
+
+  /** Items sent to the caller so far (what an end frame written now reports as `count`). */
+  get count(): number {
+    return this.#delivered;
+  }
+
+  /** Items pulled from the generator so far. */
+  get pulled(): number {
+    return this.#pulled;
+  }
+
+  /** The caller allows items numbered below `credit` (cumulative; a smaller value is stale). */
+  grant(credit: number): void {
+    if (credit <= this.#credit) return;
+    this.#credit = credit;
+    this.#notify();
+  }
+
+  /**
+   * Pull every item of `generator` under the credit and send it; resolves with its return value
+   * once every item went out. When `signal` aborts, stops pulling at once, closes the generator
+   * (its `finally` runs as soon as it is at a `yield`) and rejects with the signal's reason after
+   * the frames on their way went out; a generator that throws rejects with its error, likewise.
+   */
+  async run(generator: AsyncGenerator<unknown, unknown, undefined>, signal: AbortSignal): Promise<StreamOutcome> {
+    const onAbort = (): void => this.#notify();
+    signal.addEventListener("abort", onAbort, { once: true });
+    let pendingNext: Promise<IteratorResult<unknown, unknown>> | undefined;
+    try {
+      for (;;) {
+        while (this.#pulled >= this.#credit && !signal.aborted && this.#failure === undefined) await this.#sleep();
+        this.#throwIfFailed();
+        if (signal.aborted) break;
+        pendingNext = generator.next();
+        const step = await this.#race(pendingNext, signal);
+        if (step === ABORTED) break;
+        pendingNext = undefined;
+        if (step.done === true) {
+          await this.#drain();
+          return { count: this.#delivered, result: step.value };
+        }
+        this.#pulled++;
+        this.#batch.push(step.value);
+        if (this.#batch.length >= MAX_FRAME_ITEMS) await this.#drain();
+        else this.#flush();
+      }
+    } catch (error) {
+      // The generator threw (it is closed already), or a frame could not be sent (close it).
+      await generator.return(undefined).catch(() => undefined);
+      await this.#drainQuietly();
+      throw error;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+    // Aborted: close the generator so its finally runs. One still running its body (it ignored
+    // the signal) is closed when it next yields; not waited for.
+    if (pendingNext === undefined) await generator.return(undefined).catch((error: unknown) => this.#logger.debug({ err: error }, "stream generator failed while closing"));
+    else void pendingNext.then(() => generator.return(undefined)).catch((error: unknown) => this.#logger.debug({ err: error }, "stream generator failed while closing"));
+    this.#batch = [];
+    await this.#drainQuietly();
+    throw signal.reason;
+  }
+
+  /** Send the batch as a frame if none is on its way. */
+  #flush(): void {
+    if (this.#inFlight !== undefined || this.#batch.length === 0 || this.#failure !== undefined) return;
+    const items = this.#batch;
+    this.#batch = [];
+    const seq = this.#sent;
+    this.#sent += items.length;
+    this.#inFlight = this.#sendFrame(seq, items).then(
+      () => {
+        this.#delivered = seq + items.length;
+        this.#inFlight = undefined;
+        this.#flush();
+        this.#notify();
+      },
+      (error: unknown) => {
+        this.#failure = { error };
+        this.#inFlight = undefined;
+        this.#notify();
+      },
+    );
+  }
+
+  /** Send items from `seq`; a frame too large for the exchange goes as two halves. */
+  async #sendFrame(seq: number, items: unknown[]): Promise<void> {
+    try {
+      await this.#send({ type: MessageType.StreamItems, seq, items });
+    } catch (error) {
+      if (!(error instanceof PayloadTooLargeError) || items.length < 2) throw error;
+      const half = items.length >> 1;
+      await this.#sendFrame(seq, items.slice(0, half));
+      await this.#sendFrame(seq + half, items.slice(half));
+    }
+  }
+
+  /** Send everything pulled so far and wait until it went out. */
+  async #drain(): Promise<void> {
+    for (;;) {
+      this.#throwIfFailed();
+      if (this.#inFlight !== undefined) await this.#inFlight;
+      else if (this.#batch.length > 0) this.#flush();
+      else return;
+    }
+  }
+
+  /** As {@link #drain}, for a stream that ends with an error anyway: a send failure is only logged. */
+  async #drainQuietly(): Promise<void> {
+    try {
+      await this.#drain();
+    } catch (error) {
+      this.#logger.debug({ err: error }, "stream frames not sent before the stream's end");
+    }
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure !== undefined) throw this.#failure.error;
+  }
+
+  #race(next: Promise<IteratorResult<unknown, unknown>>, signal: AbortSignal): Promise<IteratorResult<unknown, unknown> | typeof ABORTED> {
+    if (signal.aborted) return Promise.resolve(ABORTED);
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => resolve(ABORTED);
+      signal.addEventListener("abort", onAbort, { once: true });
+      next.then(
+        (step) => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(step);
+        },
+        (error: unknown) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  #sleep(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#wake = resolve;
+    });
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+}
