@@ -7,6 +7,7 @@ import { HandleReference } from "../protocol/codec.ts";
 import { currentAgentClient } from "./client-scope.ts";
 import type { RequestBody, ResponseMessage } from "../protocol/messages.ts";
 import { MessageType } from "../protocol/messages.ts";
+import { ActionKindError } from "../errors.ts";
 
 /** Per-call options of a remote call. */
 export interface CallOptions {
@@ -18,6 +19,27 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Abort the call: a cancel request is sent and the call rejects with `ActionCancelledError`. */
   signal?: AbortSignal;
+  /**
+   * Receives the action's progress reports (`this.actionContext.reportProgress(...)`), in order,
+   * before the result. Without it the agent sends none. An exception it throws is ignored.
+   */
+  onProgress?: (progress: unknown) => void;
+}
+
+/** Options of a stream (`handle.stream`, `handle.invokeStream`, `handle.with`). */
+export interface StreamOptions extends CallOptions {
+  /**
+   * Most items the agent runs ahead of what the consumer has taken: items buffered on each side
+   * and in the exchange stay within it. A positive integer.
+   * @defaultValue 256
+   */
+  window?: number;
+  /**
+   * Give up when the consumer has waited this many ms for the next item (a cancel request is
+   * sent; the iteration throws `RequestTimeoutError`). `timeoutMs` bounds the whole stream.
+   * @defaultValue no limit
+   */
+  itemTimeoutMs?: number;
 }
 
 /** Options of `Handle.shutdown`. */
@@ -36,9 +58,11 @@ export interface HandleClient {
   request(dest: AgentId, body: RequestBody, options: CallOptions): Promise<ResponseMessage>;
   /** Send a request that nobody answers; resolves once the exchange has taken it. */
   post(dest: AgentId, body: RequestBody): Promise<void>;
+  /** Open a stream of a streaming action (sent when its first item is asked for). */
+  stream(dest: AgentId, action: string, args: readonly unknown[], options: StreamOptions): AsyncIterableIterator<unknown>;
 }
 
-type HandleApiName = "action" | "invoke" | "with" | "ping" | "shutdown" | "agentId";
+type HandleApiName = "action" | "invoke" | "stream" | "invokeStream" | "with" | "ping" | "shutdown" | "agentId";
 
 /**
  * The names a handle's typed proxy offers: `A`'s public string members, except those inherited
@@ -55,16 +79,30 @@ type ProxyKey<K> = K extends HandleApiName
       ? K
       : never;
 
-/** The proxy's member `K`: a call of the action when `A[K]` is an async method, else `never` (not callable). */
+/**
+ * The proxy's member `K`: a call of the action when `A[K]` is an async method, the stream of its
+ * items when it is an `async *` method, else `never` (not callable).
+ */
 type ProxyMember<A, K extends keyof A> = A[K] extends (...args: any[]) => Promise<any>
   ? (...args: ActionArgs<A, K>) => Promise<ActionResult<A, K>>
-  : never;
+  : A[K] extends (...args: any[]) => AsyncGenerator<any, any, any>
+    ? (...args: ActionArgs<A, K>) => AsyncIterableIterator<StreamItem<A, K>>
+    : never;
 
 /** Names of `A`'s methods that can be called as actions (async, not inherited from `Agent`). */
 export type ActionName<A> = {
   [K in keyof A]-?: ProxyKey<K> extends never ? never : A[K] extends (...args: any[]) => Promise<any> ? K : never;
 }[keyof A] &
   string;
+
+/** Names of `A`'s streaming actions (`async *` methods, not inherited from `Agent`). */
+export type StreamName<A> = {
+  [K in keyof A]-?: ProxyKey<K> extends never ? never : A[K] extends (...args: any[]) => AsyncGenerator<any, any, any> ? K : never;
+}[keyof A] &
+  string;
+
+/** The items streaming action `K` yields. */
+export type StreamItem<A, K extends keyof A> = A[K] extends (...args: any[]) => AsyncGenerator<infer T, any, any> ? T : never;
 
 /** A parameter list without its last parameter when that is an `ActionContext` (required or optional). */
 type StripContext<P extends readonly unknown[]> = P extends readonly [...infer Rest, ActionContext]
@@ -123,7 +161,7 @@ function isActionProperty(prop: string): boolean {
  * empty, the common case). A function, not a method: handles are proxies, which have no private
  * members of their class.
  */
-function callOptions(defaults: CallOptions, options: CallOptions): CallOptions {
+function callOptions<O extends CallOptions>(defaults: O, options: O): O {
   for (const _ in options) return { ...defaults, ...options };
   return defaults;
 }
@@ -135,10 +173,10 @@ function callOptions(defaults: CallOptions, options: CallOptions): CallOptions {
 export class AgentHandle<A extends Agent = Agent> extends HandleReference {
   readonly agentId: AgentId<A>;
   private readonly client: HandleClient;
-  private readonly defaults: CallOptions;
+  private readonly defaults: StreamOptions;
   private readonly actionFns = new Map<string, (...args: unknown[]) => Promise<unknown>>();
 
-  constructor(agentId: AgentId<A>, client: HandleClient, defaults: CallOptions = {}) {
+  constructor(agentId: AgentId<A>, client: HandleClient, defaults: StreamOptions = {}) {
     super();
     this.agentId = agentId;
     this.client = client;
@@ -150,7 +188,7 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
         if (!isActionProperty(prop)) return undefined;
         let fn = target.actionFns.get(prop);
         if (fn === undefined) {
-          fn = (...args: unknown[]) => target.invoke(prop, args);
+          fn = (...args: unknown[]) => target.proxyCall(prop, args);
           target.actionFns.set(prop, fn);
         }
         return fn;
@@ -175,16 +213,79 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
    * @throws {ActionCancelledError} when `signal` aborts (a cancel request is sent) or the agent cancels.
    */
   async invoke(name: string, args: readonly unknown[] = [], options: CallOptions = {}): Promise<unknown> {
+    const resolved = callOptions<CallOptions>(this.defaults, options);
     const response = await (currentAgentClient() ?? this.client).request(
       this.agentId,
-      { type: MessageType.ActionRequest, action: name, args },
-      callOptions(this.defaults, options),
+      resolved.onProgress === undefined
+        ? { type: MessageType.ActionRequest, action: name, args }
+        : { type: MessageType.ActionRequest, action: name, args, progress: true },
+      resolved,
     );
     return response.type === MessageType.ActionResponse ? response.result : undefined;
   }
 
+  /**
+   * The items of a streaming action (an `async *` method), in order, each once: an async
+   * iterator whose request is sent when the first item is asked for. It ends when the generator
+   * returns, and throws what the generator threw (same `name` and `message`) after the items
+   * before it. Leaving the loop early (`break`) cancels the stream: the generator's `finally`
+   * runs in the agent. Options come from `with(...)`; see `invokeStream` for per-call ones.
+   * @throws {ActionKindError} (when iterated) if the action is not a streaming one.
+   */
+  stream<K extends StreamName<A>>(name: K, ...args: ActionArgs<A, K>): AsyncIterableIterator<StreamItem<A, K>>;
+  stream(name: string, ...args: unknown[]): AsyncIterableIterator<unknown>;
+  stream(name: string, ...args: unknown[]): AsyncIterableIterator<unknown> {
+    return this.invokeStream(name, args);
+  }
+
+  /**
+   * A stream with explicit per-call options (`window`, `itemTimeoutMs`, `timeoutMs`, `signal`).
+   * @throws {RequestTimeoutError} (when iterated) after `timeoutMs` overall or `itemTimeoutMs`
+   *   waiting for one item (a cancel request is sent).
+   * @throws {ActionCancelledError} (when iterated) when `signal` aborts or the agent cancels the
+   *   stream (it shut down, say).
+   * @throws {StreamInterruptedError} (when iterated) if the agent lost the stream (a crash).
+   * @throws {InvalidConfigError} for a `window` that is not a positive integer.
+   */
+  invokeStream(name: string, args: readonly unknown[] = [], options: StreamOptions = {}): AsyncIterableIterator<unknown> {
+    return (currentAgentClient() ?? this.client).stream(this.agentId, name, args, callOptions(this.defaults, options));
+  }
+
+  /**
+   * @internal A call through the typed proxy: a promise of the action's result, which is also an
+   * async iterable of a streaming action's items. Which one is decided at the end of the current
+   * synchronous step: asked for its iterator by then (`for await (const t of handle.tokens())`),
+   * it is a stream; else it is sent as an ordinary call.
+   */
+  proxyCall(name: string, args: readonly unknown[]): Promise<unknown> & AsyncIterable<unknown> {
+    let decided = false;
+    let settle: { resolve: (value: unknown) => void; reject: (error: unknown) => void } | undefined;
+    const call = new Promise<unknown>((resolve, reject) => {
+      settle = { resolve, reject };
+    }) as Promise<unknown> & AsyncIterable<unknown>;
+    queueMicrotask(() => {
+      if (decided) return;
+      decided = true;
+      this.invoke(name, args).then(settle!.resolve, settle!.reject);
+    });
+    Object.defineProperty(call, Symbol.asyncIterator, {
+      value: () => {
+        if (decided) {
+          throw new ActionKindError(`The call of '${name}' was sent as an ordinary action: iterate a stream where it is made`, {
+            action: name,
+            agentId: this.agentId.uid,
+            streaming: true,
+          });
+        }
+        decided = true;
+        return this.invokeStream(name, args);
+      },
+    });
+    return call;
+  }
+
   /** A handle to the same agent whose calls use these options by default. */
-  with(options: CallOptions): Handle<A> {
+  with(options: StreamOptions): Handle<A> {
     return new AgentHandle<A>(this.agentId, this.client, { ...this.defaults, ...options }) as Handle<A>;
   }
 

@@ -1,0 +1,221 @@
+/**
+ * Streaming actions and progress reports, run against every exchange (the in-process one in
+ * test/unit/local-streaming.test.ts, NATS in test/integration/nats/streaming.test.ts).
+ */
+import { describe, expect, test, vi } from "vitest";
+import { ActionCancelledError, ActionKindError, InvalidConfigError, Manager, RequestTimeoutError } from "../../src/index.ts";
+import type { CallerInterceptor, ExchangeFactory, InterceptorOptions, ResponseMessage } from "../../src/index.ts";
+import { Streamer } from "../fixtures/streaming-agents.ts";
+
+/** How the suite gets an isolated exchange for each test. */
+export interface StreamingTarget {
+  newFactory(options?: { interceptors?: InterceptorOptions }): ExchangeFactory;
+}
+
+/** Read `iterable` to its end, collecting its items. */
+async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
+  const items: T[] = [];
+  for await (const item of iterable) items.push(item);
+  return items;
+}
+
+export function describeStreamingConformance(name: string, target: () => StreamingTarget): void {
+  async function open(interceptors?: InterceptorOptions): Promise<Manager> {
+    return Manager.fromExchangeFactory(target().newFactory(interceptors === undefined ? {} : { interceptors }));
+  }
+
+  describe(`${name}: streaming`, () => {
+    test("10,000 items arrive in order, each once, and the stream ends", async () => {
+      await using manager = await open();
+      const streamer = await manager.launch(Streamer);
+      const items = await collect(streamer.stream("count", 10_000));
+      expect(items.length).toBe(10_000);
+      for (let i = 0; i < items.length; i++) if (items[i] !== i) expect.fail(`item ${i} is ${String(items[i])}`);
+      // The iterator's final value is the generator's return value.
+      const iterator = streamer.stream("count", 2);
+      expect([await iterator.next(), await iterator.next(), await iterator.next()]).toEqual([
+        { done: false, value: 0 },
+        { done: false, value: 1 },
+        { done: true, value: "counted" },
+      ]);
+    });
+
+    test("the typed proxy form streams with for await", async () => {
+      await using manager = await open();
+      const streamer = await manager.launch(Streamer);
+      const items: number[] = [];
+      for await (const item of streamer.count(5)) items.push(item as number);
+      expect(items).toEqual([0, 1, 2, 3, 4]);
+      // Not iterated where it is made: an ordinary call, which the agent refuses for a stream.
+      await expect(streamer.count(5) as unknown as Promise<unknown>).rejects.toThrow(ActionKindError);
+      expect(await streamer.plain()).toBe(1);
+    });
+
+    test("a consumer taking one item per 10 ms keeps the agent at most a window ahead", async () => {
+      await using manager = await open();
+      const agent = new Streamer();
+      const streamer = await manager.launch(agent);
+      const window = 8;
+      const stream = streamer.invokeStream("paced", [], { window });
+      let maxBuffered = 0;
+      for await (const item of stream) {
+        agent.taken++;
+        maxBuffered = Math.max(maxBuffered, (stream as unknown as { buffered: number }).buffered);
+        if (item === 59) break;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      // Measured in the agent before each yield: items produced less items the consumer took.
+      expect(agent.maxAhead).toBeGreaterThan(1);
+      expect(agent.maxAhead).toBeLessThanOrEqual(window);
+      expect(agent.produced).toBeLessThanOrEqual(60 + window);
+      // And on the caller's side: never more than a window buffered.
+      expect(maxBuffered).toBeLessThanOrEqual(window);
+    });
+
+    test("break after 5 items runs the generator's finally and frees its slot", async () => {
+      await using manager = await open();
+      const agent = new Streamer();
+      const streamer = await manager.launch(agent, { config: { maxConcurrentActions: 1 } });
+      const window = 16;
+      const taken: number[] = [];
+      const started = performance.now();
+      for await (const item of streamer.invokeStream("endless", [], { window })) {
+        taken.push(item as number);
+        if (taken.length === 5) break;
+      }
+      const broke = performance.now();
+      await vi.waitFor(() => expect(agent.events.at(-1)).toBe("finally"), { timeout: 5000, interval: 1 });
+      const finallyAfterMs = performance.now() - broke;
+      expect(taken).toEqual([0, 1, 2, 3, 4]);
+      // The generator stopped within its window, then its finally ran, once, last.
+      const yields = agent.events.filter((e) => e.startsWith("yield:"));
+      expect(yields.length).toBeLessThanOrEqual(5 + window);
+      expect(agent.events.filter((e) => e === "finally")).toEqual(["finally"]);
+      // A generous bound for a shared machine (the promise is 100 ms; typically a few ms).
+      expect(finallyAfterMs).toBeLessThan(Math.max(1000, (broke - started) * 2));
+      // Its slot is free: with one slot, another call runs.
+      expect(await streamer.plain()).toBe(1);
+    });
+
+    test("an error after 3 items reaches the caller after them, with its name and message", async () => {
+      await using manager = await open();
+      const streamer = await manager.launch(Streamer);
+      const items: unknown[] = [];
+      const error = await (async () => {
+        for await (const item of streamer.stream("failAfter", 3)) items.push(item);
+      })().catch((e: unknown) => e);
+      expect(items).toEqual([0, 1, 2]);
+      expect(error).toBeInstanceOf(RangeError);
+      expect((error as Error).name).toBe("RangeError");
+      expect((error as Error).message).toBe("failed after 3 items");
+    });
+
+    test("a timeout between items cancels the stream in the agent", async () => {
+      await using manager = await open();
+      const agent = new Streamer();
+      const streamer = await manager.launch(agent);
+      const items: unknown[] = [];
+      const error = await (async () => {
+        for await (const item of streamer.invokeStream("slow", [20_000], { itemTimeoutMs: 100 })) items.push(item);
+      })().catch((e: unknown) => e);
+      expect(items).toEqual([]);
+      expect(error).toBeInstanceOf(RequestTimeoutError);
+      expect((error as RequestTimeoutError).timeoutMs).toBe(100);
+      await vi.waitFor(() => expect(agent.events).toEqual(["aborted", "finally"]), { timeout: 5000 });
+    });
+
+    test("an overall timeout and an abort signal cancel the stream", async () => {
+      await using manager = await open();
+      const agent = new Streamer();
+      const streamer = await manager.launch(agent);
+      const timedOut = await collect(streamer.invokeStream("slow", [5], { timeoutMs: 200 })).catch((e: unknown) => e);
+      expect(timedOut).toBeInstanceOf(RequestTimeoutError);
+      await vi.waitFor(() => expect(agent.events).toContain("finally"), { timeout: 5000 });
+      const controller = new AbortController();
+      const items: unknown[] = [];
+      const aborted = await (async () => {
+        for await (const item of streamer.invokeStream("slow", [5], { signal: controller.signal })) {
+          items.push(item);
+          if (items.length === 3) controller.abort();
+        }
+      })().catch((e: unknown) => e);
+      expect(aborted).toBeInstanceOf(ActionCancelledError);
+      expect(items).toEqual([0, 1, 2]);
+      await vi.waitFor(() => expect(agent.events.filter((e) => e === "finally").length).toBe(2), { timeout: 5000 });
+    });
+
+    test("agent shutdown ends the stream with a typed error", async () => {
+      await using manager = await open();
+      const agent = new Streamer();
+      const streamer = await manager.launch(agent, { config: { cancelActionsOnShutdown: false } });
+      const items: unknown[] = [];
+      const error = await (async () => {
+        for await (const item of streamer.invokeStream("endless", [], { window: 4 })) {
+          items.push(item);
+          if (items.length === 3) void manager.shutdown(streamer, { blocking: false });
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      })().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ActionCancelledError);
+      expect((error as Error).message).toMatch(/shut down/);
+      // In order and each once, up to where the agent stopped.
+      expect(items).toEqual(items.map((_, i) => i));
+      expect(agent.events.at(-1)).toBe("finally");
+    });
+
+    test("streaming an ordinary action, or invoking a streaming one, is an ActionKindError", async () => {
+      await using manager = await open();
+      const streamer = await manager.launch(Streamer);
+      const streamed = await collect(streamer.stream("plain")).catch((e: unknown) => e);
+      expect(streamed).toBeInstanceOf(ActionKindError);
+      expect((streamed as ActionKindError).streaming).toBe(false);
+      const invoked = await streamer.action("count" as never, 3 as never).catch((e: unknown) => e);
+      expect(invoked).toBeInstanceOf(ActionKindError);
+      expect((invoked as ActionKindError).streaming).toBe(true);
+      expect(() => streamer.invokeStream("count", [3], { window: 0 })).toThrow(InvalidConfigError);
+      expect(() => streamer.invokeStream("count", [3], { window: 1.5 })).toThrow(InvalidConfigError);
+      expect(() => streamer.invokeStream("count", [3], { itemTimeoutMs: -1 })).toThrow(InvalidConfigError);
+      const missing = await collect(streamer.stream("nope")).catch((e: unknown) => e);
+      expect((missing as Error).name).toBe("UnknownActionError");
+    });
+
+    test("interceptors see a stream as one call with its items", async () => {
+      const seen: string[] = [];
+      const caller: CallerInterceptor = {
+        async outboundRequest(input, next) {
+          seen.push(`call:${input.body.type === "action-request" ? input.body.action : input.body.type}`);
+          const end: ResponseMessage = await next(input);
+          seen.push(`end:${end.type}`);
+          return end;
+        },
+        inboundResponse(input, next) {
+          if (input.response.type === "stream-items") seen.push(`items:${input.response.items.length}`);
+          next(input);
+        },
+      };
+      await using manager = await open({ caller: [caller] });
+      const streamer = await manager.launch(Streamer);
+      expect(await collect(streamer.stream("count", 3))).toEqual([0, 1, 2]);
+      await vi.waitFor(() => expect(seen.at(-1)).toBe("end:stream-end"));
+      expect(seen[0]).toBe("call:count");
+      const itemCount = seen.filter((s) => s.startsWith("items:")).reduce((n, s) => n + Number(s.slice(6)), 0);
+      expect(itemCount).toBe(3);
+    });
+
+    test("progress reports reach onProgress in order, before the result", async () => {
+      await using manager = await open();
+      const streamer = await manager.launch(Streamer);
+      const reports: Array<{ step: number; of: number }> = [];
+      const result = await streamer.invoke("work", [20], { onProgress: (p) => reports.push(p as { step: number; of: number }) });
+      expect(result).toBe("done");
+      expect(reports.length).toBeGreaterThan(0);
+      // Coalesced while one is on its way, but in order and the last one always arrives.
+      const steps = reports.map((r) => r.step);
+      expect(steps).toEqual([...steps].sort((a, b) => a - b));
+      expect(reports.at(-1)).toEqual({ step: 20, of: 20 });
+      // Without an observer the agent sends none.
+      expect(await streamer.observed()).toBe(false);
+      expect(await streamer.invoke("observed", [], { onProgress: () => {} })).toBe(true);
+    });
+  });
+}
