@@ -12,7 +12,6 @@ import {
   ActionInvalidStateError,
   ActionKindError,
   PingCancelledError,
-  StreamInterruptedError,
   UnknownActionError,
 } from "../errors.ts";
 import type { AgentExchangeClient, RequestDelivery } from "../exchange/exchange-client.ts";
@@ -146,16 +145,6 @@ export class RequestDispatcher {
         (running.duplicates ??= []).push(delivery);
         return;
       }
-      if (request.stream !== undefined && delivery.deliveryCount > 1) {
-        // This agent (or an earlier run of it) may have sent items of this stream already: it
-        // is not run again from the start behind its caller's back (docs/PROTOCOL.md 15.6).
-        const error = new StreamInterruptedError(
-          `Stream '${request.action}' on ${this.#options.agentId} was interrupted (its request was delivered again, ${delivery.deliveryCount} times); call it again`,
-          { agentId: this.#options.agentId.uid, tag: request.tag },
-        );
-        void this.#reject(request, delivery, error);
-        return;
-      }
     }
     const inbound = this.#inboundRequest;
     if (inbound !== undefined) {
@@ -265,7 +254,7 @@ export class RequestDispatcher {
         body =
           entry.pump === undefined
             ? { type: MessageType.ActionResponse, result: value }
-            : { type: MessageType.StreamEnd, count: entry.pump.count, result: value };
+            : { type: MessageType.StreamEnd, run: entry.pump.runId, count: entry.pump.count, result: value };
         stats?.end(request.action, begun, true);
       } catch (error) {
         stats?.end(request.action, begun, false);
@@ -273,7 +262,7 @@ export class RequestDispatcher {
         body =
           entry.pump === undefined
             ? { type: MessageType.ErrorResponse, error: toFailure(error) }
-            : { type: MessageType.StreamEnd, count: entry.pump.count, error: toFailure(error) };
+            : { type: MessageType.StreamEnd, run: entry.pump.runId, count: entry.pump.count, error: toFailure(error) };
       }
       await this.#answer(entry, body);
     } finally {

@@ -5,6 +5,7 @@
  * generator never runs more than the caller's window ahead of what the caller has taken, and a
  * fast generator costs one message per round trip to the exchange, not one per item.
  */
+import { randomUUID } from "node:crypto";
 import { PayloadTooLargeError } from "../errors.ts";
 import { MessageType } from "../protocol/messages.ts";
 import type { ResponseBody } from "../protocol/messages.ts";
@@ -23,6 +24,11 @@ const ABORTED: unique symbol = Symbol("aborted");
 
 /** Runs one streaming action's generator under the caller's credit. */
 export class StreamPump {
+  /**
+   * This run of the generator, on every frame: a request delivered again after a crash runs
+   * again with a new one, so its caller can tell the runs apart (docs/PROTOCOL.md 15.6).
+   */
+  readonly runId: string = randomUUID().slice(0, 13);
   readonly #send: (body: ResponseBody) => Promise<void>;
   readonly #logger: Logger;
   /** Items numbered below this may be sent (the caller's cumulative credit). */
@@ -136,7 +142,7 @@ export class StreamPump {
   /** Send items from `seq`; a frame too large for the exchange goes as two halves. */
   async #sendFrame(seq: number, items: unknown[]): Promise<void> {
     try {
-      await this.#send({ type: MessageType.StreamItems, seq, items });
+      await this.#send({ type: MessageType.StreamItems, run: this.runId, seq, items });
     } catch (error) {
       if (!(error instanceof PayloadTooLargeError) || items.length < 2) throw error;
       const half = items.length >> 1;

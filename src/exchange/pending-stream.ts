@@ -5,7 +5,7 @@
  * consumer's progress is granted back to the agent as credit, half a window at a time. At most a
  * window of items is ever buffered here: the agent sends no item the credit does not allow.
  */
-import { ActionCancelledError, ActionKindError, MalformedMessageError, RequestTimeoutError } from "../errors.ts";
+import { ActionCancelledError, ActionKindError, MalformedMessageError, RequestTimeoutError, StreamInterruptedError } from "../errors.ts";
 import type { AgentId } from "../identifiers.ts";
 import { fromFailure } from "../protocol/failure.ts";
 import { MessageType } from "../protocol/messages.ts";
@@ -50,6 +50,8 @@ export class PendingStream implements ResponseSink, AsyncIterator<unknown, unkno
   #taken = 0;
   /** The credit last granted: the agent may send items numbered below it. */
   #granted: number;
+  /** The run of the generator whose frames this stream takes (set by the first frame). */
+  #run: string | undefined;
   /** Frames that arrived before the ones they follow, by seq. */
   #early: Map<number, readonly unknown[]> | undefined;
   /** The end frame, when it came before some of the items it counts. */
@@ -110,9 +112,11 @@ export class PendingStream implements ResponseSink, AsyncIterator<unknown, unkno
     if (this.#over) return true;
     switch (response.type) {
       case MessageType.StreamItems:
+        if (!this.#sameRun(response.run)) return true;
         this.#items(response.seq, response.items);
         break;
       case MessageType.StreamEnd:
+        if (!this.#sameRun(response.run)) return true;
         this.#pendingEnd = response;
         break;
       case MessageType.ErrorResponse:
@@ -140,6 +144,27 @@ export class PendingStream implements ResponseSink, AsyncIterator<unknown, unkno
       this.#end(end.error === undefined ? { result: end.result } : { error: fromFailure(end.error) }, end);
     }
     return this.#over || this.#outcome !== undefined;
+  }
+
+  /**
+   * Whether a frame of `run` belongs to the run this stream follows. The first frame sets it. A
+   * frame of another run means the agent ran the request again (it was delivered again after a
+   * crash): taken up when nothing was received yet, else the stream is interrupted (and the new
+   * run cancelled), since its items cannot be spliced onto the earlier run's.
+   */
+  #sameRun(run: string): boolean {
+    if (this.#run === run) return true;
+    if (this.#run === undefined || (this.#received === 0 && this.#early === undefined && this.#pendingEnd === undefined)) {
+      this.#run = run;
+      return true;
+    }
+    this.#giveUp(
+      new StreamInterruptedError(
+        `Stream '${this.request.action}' on ${this.agentId} was interrupted after ${this.#received} items: the agent ran its request again (it was delivered again after a crash)`,
+        { agentId: this.agentId.uid, tag: this.request.tag, received: this.#received },
+      ),
+    );
+    return false;
   }
 
   /** The stream ends without its end frame (send failure, client closed, mailbox terminated). */
@@ -288,7 +313,7 @@ export class PendingStream implements ResponseSink, AsyncIterator<unknown, unkno
       // Closed by its consumer: for interceptors, a call that ended after the items taken.
       this.#outcome = { result: undefined };
       this.#stopTimers();
-      this.#resolveFinished({ type: MessageType.StreamEnd, tag: this.request.tag, dest: "", src: this.agentId.uid, count: this.#taken });
+      this.#resolveFinished({ type: MessageType.StreamEnd, tag: this.request.tag, dest: "", src: this.agentId.uid, run: this.#run ?? "", count: this.#taken });
       this.#over = true;
       return;
     }

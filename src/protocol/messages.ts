@@ -133,12 +133,16 @@ export interface StreamCredit extends Routing {
 /** Items of a stream, the first numbered `seq` (items are numbered from 0 in yield order). */
 export interface StreamItems extends Routing {
   readonly type: typeof MessageType.StreamItems;
+  /** Which run of the generator sent it (a request run again after a crash gets a new one); "" when absent. */
+  readonly run: string;
   readonly seq: number;
   readonly items: readonly unknown[];
 }
 /** A stream's end after `count` items: the generator's return value, or what it threw. */
 export interface StreamEnd extends Routing {
   readonly type: typeof MessageType.StreamEnd;
+  /** Which run of the generator ended; "" when absent. */
+  readonly run: string;
   /** Items sent before this end (the seq of the item that would have come next). */
   readonly count: number;
   readonly result?: unknown;
@@ -192,8 +196,14 @@ export type ResponseBody =
   | { readonly type: typeof MessageType.ActionResponse; readonly result: unknown }
   | { readonly type: typeof MessageType.SuccessResponse }
   | { readonly type: typeof MessageType.ErrorResponse; readonly error: Failure }
-  | { readonly type: typeof MessageType.StreamItems; readonly seq: number; readonly items: readonly unknown[] }
-  | { readonly type: typeof MessageType.StreamEnd; readonly count: number; readonly result?: unknown; readonly error?: Failure | undefined }
+  | { readonly type: typeof MessageType.StreamItems; readonly run: string; readonly seq: number; readonly items: readonly unknown[] }
+  | {
+      readonly type: typeof MessageType.StreamEnd;
+      readonly run: string;
+      readonly count: number;
+      readonly result?: unknown;
+      readonly error?: Failure | undefined;
+    }
   | { readonly type: typeof MessageType.ActionProgress; readonly seq: number; readonly progress: unknown };
 
 const requestTypes: ReadonlySet<string> = new Set([
@@ -206,15 +216,15 @@ const requestTypes: ReadonlySet<string> = new Set([
 
 /**
  * The JetStream de-duplication id (`Nats-Msg-Id`) of a message put into a mailbox: a request's
- * tag; `r:<tag>` for a final response; `r:<tag>:<seq>`, `r:<tag>:end` and `r:<tag>:p<seq>` for a
- * stream's items, its end and progress reports. A message retried with the same id is stored once.
+ * tag; `r:<tag>` for a final response; `r:<tag>:<run>:<seq>`, `r:<tag>:<run>:end` and
+ * `r:<tag>:p<seq>` for a stream's items, its end and progress reports. A message retried with the same id is stored once.
  */
 export function deduplicationId(message: Message): string {
   switch (message.type) {
     case MessageType.StreamItems:
-      return `r:${message.tag}:${message.seq}`;
+      return `r:${message.tag}:${message.run}:${message.seq}`;
     case MessageType.StreamEnd:
-      return `r:${message.tag}:end`;
+      return `r:${message.tag}:${message.run}:end`;
     case MessageType.ActionProgress:
       return `r:${message.tag}:p${message.seq}`;
     default:
@@ -287,9 +297,11 @@ export function responseMessage(request: Routing, body: ResponseBody, src: strin
     case MessageType.ErrorResponse:
       return { type: body.type, tag: request.tag, dest, src, replyTo, headers, destSite, error: body.error };
     case MessageType.StreamItems:
-      return { type: body.type, tag: request.tag, dest, src, replyTo, headers, destSite, seq: body.seq, items: body.items };
+      return { type: body.type, tag: request.tag, dest, src, replyTo, headers, destSite, run: body.run, seq: body.seq, items: body.items };
     case MessageType.StreamEnd:
-      return { type: body.type, tag: request.tag, dest, src, replyTo, headers, destSite, count: body.count, result: body.result, error: body.error };
+      return {
+        type: body.type, tag: request.tag, dest, src, replyTo, headers, destSite, run: body.run, count: body.count, result: body.result, error: body.error,
+      };
     case MessageType.ActionProgress:
       return { type: body.type, tag: request.tag, dest, src, replyTo, headers, destSite, seq: body.seq, progress: body.progress };
     default:
@@ -324,10 +336,12 @@ export function toEnvelope(message: Message): Envelope {
       envelope.credit = message.credit;
       break;
     case MessageType.StreamItems:
+      if (message.run !== "") envelope.run = message.run;
       envelope.seq = message.seq;
       envelope.items = message.items;
       break;
     case MessageType.StreamEnd:
+      if (message.run !== "") envelope.run = message.run;
       envelope.count = message.count;
       if (message.error !== undefined) envelope.error = message.error;
       else envelope.result = message.result;
@@ -417,13 +431,13 @@ export function fromEnvelope(value: unknown): Message {
     case MessageType.StreamItems: {
       if (!isCount(e.seq, 0)) throw new MalformedMessageError("Field 'seq' must be a non-negative integer");
       if (!Array.isArray(e.items) || e.items.length === 0) throw new MalformedMessageError("Field 'items' must be a non-empty array");
-      return { type, tag, dest, src, replyTo, headers, srcSite, seq: e.seq, items: e.items };
+      return { type, tag, dest, src, replyTo, headers, srcSite, run: optionalString(e, "run") ?? "", seq: e.seq, items: e.items };
     }
     case MessageType.StreamEnd: {
       if (!isCount(e.count, 0)) throw new MalformedMessageError("Field 'count' must be a non-negative integer");
       const error = e.error ?? undefined;
       if (error !== undefined && !isFailure(error)) throw new MalformedMessageError("Field 'error' must be a failure map or absent");
-      return { type, tag, dest, src, replyTo, headers, srcSite, count: e.count, result: e.result, error };
+      return { type, tag, dest, src, replyTo, headers, srcSite, run: optionalString(e, "run") ?? "", count: e.count, result: e.result, error };
     }
     case MessageType.ActionProgress:
       if (!isCount(e.seq, 0)) throw new MalformedMessageError("Field 'seq' must be a non-negative integer");
