@@ -191,7 +191,8 @@ export class RequestDispatcher {
     const entries = [...this.#inFlight.values()];
     if (cancel) {
       const reason = `Agent ${this.#options.agentId} shut down during the action`;
-      await Promise.all(entries.filter((entry) => entry.started || terminate).map((entry) => this.#cancel(entry, reason)));
+      const cancelled = entries.filter((entry) => entry.started || terminate || entry.request.stream !== undefined);
+      await Promise.all(cancelled.map((entry) => this.#cancel(entry, reason)));
     } else {
       const reason = `Agent ${this.#options.agentId} shut down during the stream`;
       await Promise.all(entries.filter((entry) => entry.request.stream !== undefined).map((entry) => this.#cancel(entry, reason)));
