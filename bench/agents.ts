@@ -15,3 +15,11 @@ export class BenchEcho extends Agent {
     return process.pid;
   }
 }
+
+/** Streams `n` copies of a `size`-byte payload (the streaming scenario). */
+export class BenchStreamer extends Agent {
+  @action async *items(n: number, size: number): AsyncGenerator<Uint8Array> {
+    const payload = new Uint8Array(size).fill(7);
+    for (let i = 0; i < n; i++) yield payload;
+  }
+}

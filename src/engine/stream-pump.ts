@@ -40,8 +40,11 @@ export class StreamPump {
   /** Items sent successfully: what the stream's end reports. */
   #delivered = 0;
   #batch: unknown[] = [];
+  #flushScheduled = false;
   #inFlight: Promise<void> | undefined;
   #failure: { error: unknown } | undefined;
+  /** Resolves the pending `#race` with ABORTED. */
+  #abortWaiter: (() => void) | undefined;
   /** Wakes the pump when credit arrives, a frame went out, or the signal aborts. */
   #wake: (() => void) | undefined;
 
@@ -79,7 +82,11 @@ export class StreamPump {
    * the frames on their way went out; a generator that throws rejects with its error, likewise.
    */
   async run(generator: AsyncGenerator<unknown, unknown, undefined>, signal: AbortSignal): Promise<StreamOutcome> {
-    const onAbort = (): void => this.#notify();
+    // One listener for the whole run: it wakes the pump wherever it waits (credit, or an item).
+    const onAbort = (): void => {
+      this.#notify();
+      this.#abortWaiter?.();
+    };
     signal.addEventListener("abort", onAbort, { once: true });
     let pendingNext: Promise<IteratorResult<unknown, unknown>> | undefined;
     try {
@@ -98,7 +105,7 @@ export class StreamPump {
         this.#pulled++;
         this.#batch.push(step.value);
         if (this.#batch.length >= MAX_FRAME_ITEMS) await this.#drain();
-        else this.#flush();
+        else this.#scheduleFlush();
       }
     } catch (error) {
       // The generator threw (it is closed already), or a frame could not be sent (close it).
@@ -116,6 +123,22 @@ export class StreamPump {
     await this.#drainQuietly();
     throw signal.reason;
   }
+
+  /**
+   * Send the batch once the items the generator yields without waiting (in this turn of the
+   * event loop) have joined it: a generator that yields from memory fills a frame per turn, one
+   * that waits between items sends each one at once (a turn later).
+   */
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || this.#inFlight !== undefined) return;
+    this.#flushScheduled = true;
+    setImmediate(this.#flushNow);
+  }
+
+  readonly #flushNow = (): void => {
+    this.#flushScheduled = false;
+    this.#flush();
+  };
 
   /** Send the batch as a frame if none is on its way. */
   #flush(): void {
@@ -174,21 +197,12 @@ export class StreamPump {
     if (this.#failure !== undefined) throw this.#failure.error;
   }
 
+  /** The next item, or ABORTED as soon as the signal aborts (a generator may ignore its signal). */
   #race(next: Promise<IteratorResult<unknown, unknown>>, signal: AbortSignal): Promise<IteratorResult<unknown, unknown> | typeof ABORTED> {
     if (signal.aborted) return Promise.resolve(ABORTED);
     return new Promise((resolve, reject) => {
-      const onAbort = (): void => resolve(ABORTED);
-      signal.addEventListener("abort", onAbort, { once: true });
-      next.then(
-        (step) => {
-          signal.removeEventListener("abort", onAbort);
-          resolve(step);
-        },
-        (error: unknown) => {
-          signal.removeEventListener("abort", onAbort);
-          reject(error);
-        },
-      );
+      this.#abortWaiter = () => resolve(ABORTED);
+      next.then(resolve, reject);
     });
   }
 

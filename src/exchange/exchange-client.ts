@@ -91,7 +91,7 @@ export interface ExchangeClientOptions {
 function ignore(): void {}
 
 /** Items a stream's agent may run ahead of its consumer unless the caller says (`StreamOptions.window`). */
-export const DEFAULT_STREAM_WINDOW = 256;
+export const DEFAULT_STREAM_WINDOW = 1024;
 
 /** A stream's window, checked. @throws {InvalidConfigError} unless a positive safe integer. */
 function streamWindow(window: number | undefined): number {

@@ -30,8 +30,10 @@ export interface CallOptions {
 export interface StreamOptions extends CallOptions {
   /**
    * Most items the agent runs ahead of what the consumer has taken: items buffered on each side
-   * and in the exchange stay within it. A positive integer.
-   * @defaultValue 256
+   * and in the exchange stay within it, so a stream holds at most `window` x the item size in
+   * memory on each side. A positive integer; lower it for large items. A larger window streams
+   * faster when the consumer keeps up (docs/BENCHMARKS.md, *Streaming*).
+   * @defaultValue 1024 (`DEFAULT_STREAM_WINDOW`)
    */
   window?: number;
   /**
