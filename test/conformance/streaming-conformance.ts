@@ -3,13 +3,15 @@
  * test/unit/local-streaming.test.ts, NATS in test/integration/nats/streaming.test.ts).
  */
 import { describe, expect, test, vi } from "vitest";
-import { ActionCancelledError, ActionKindError, InvalidConfigError, Manager, RequestTimeoutError } from "../../src/index.ts";
-import type { CallerInterceptor, ExchangeFactory, InterceptorOptions, ResponseMessage } from "../../src/index.ts";
+import { ActionCancelledError, ActionKindError, AgentEngine, InvalidConfigError, Manager, MessageType, RequestTimeoutError } from "../../src/index.ts";
+import type { AgentInterceptor, CallerInterceptor, ExchangeFactory, InterceptorOptions, RequestMessage, ResponseMessage } from "../../src/index.ts";
 import { Streamer } from "../fixtures/streaming-agents.ts";
 
 /** How the suite gets an isolated exchange for each test. */
 export interface StreamingTarget {
-  newFactory(options?: { interceptors?: InterceptorOptions }): ExchangeFactory;
+  newFactory(options?: { interceptors?: InterceptorOptions; resultWindowMs?: number }): ExchangeFactory;
+  /** Store `request` in its mailbox again as a new message (what a server that lost its acks gives back). */
+  redeliver(factory: ExchangeFactory, request: RequestMessage): Promise<void>;
 }
 
 /** Read `iterable` to its end, collecting its items. */
@@ -201,6 +203,55 @@ export function describeStreamingConformance(name: string, target: () => Streami
       const itemCount = seen.filter((s) => s.startsWith("items:")).reduce((n, s) => n + Number(s.slice(6)), 0);
       expect(itemCount).toBe(3);
     });
+
+    for (const resultWindowMs of [undefined, 0]) {
+      const recorded = resultWindowMs === undefined;
+      test(`a completed stream's request given back to a restarted agent is ${recorded ? "answered from its record, not run again" : "run again (results off)"}`, async () => {
+        const requests = new Map<string, RequestMessage>();
+        const ends: string[] = [];
+        const capture: AgentInterceptor = {
+          inboundRequest(input, next) {
+            const request = next(input);
+            if (request.type === MessageType.ActionRequest && request.stream !== undefined) requests.set(request.action, request);
+            return request;
+          },
+          async outboundResponse(input, next) {
+            if (input.response.type === MessageType.StreamEnd) ends.push(`${input.response.run}:${input.response.count}`);
+            await next(input);
+          },
+        };
+        const factory = target().newFactory({ interceptors: { agent: [capture] }, ...(recorded ? {} : { resultWindowMs }) });
+        const user = await factory.createUserClient();
+        try {
+          const registration = await user.registerAgent(Streamer);
+          const first = new AgentEngine(new Streamer(), { exchangeFactory: factory, registration });
+          const firstRun = first.run();
+          const handle = user.getHandle(registration.agentId);
+          expect(await collect(handle.stream("count", 5))).toEqual([0, 1, 2, 3, 4]);
+          first.requestShutdown({ expected: true, terminate: false });
+          await firstRun;
+          // A fresh engine: nothing in memory says the stream was answered.
+          const agent = new Streamer();
+          const second = new AgentEngine(agent, { exchangeFactory: factory, registration });
+          const secondRun = second.run();
+          await target().redeliver(factory, requests.get("count")!);
+          await vi.waitFor(() => expect(ends).toHaveLength(2), { timeout: 10_000 });
+          if (recorded) {
+            // The same end (same run, same count) sent again; the generator did not run.
+            expect(ends[1]).toBe(ends[0]);
+            expect(agent.produced).toBe(0);
+          } else {
+            expect(ends[1]).not.toBe(ends[0]);
+            expect(agent.produced).toBe(5);
+          }
+          second.requestShutdown({ expected: true, terminate: false });
+          await secondRun;
+        } finally {
+          await user.close();
+          await factory.close();
+        }
+      });
+    }
 
     test("progress reports reach onProgress in order, before the result", async () => {
       await using manager = await open();

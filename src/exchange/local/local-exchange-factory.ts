@@ -16,6 +16,9 @@ import type { LocalExchangeOptions } from "./local-exchange.ts";
 import { PORT_FACTORY_MODULE, serveLocalExchange } from "./local-exchange-port.ts";
 import type { LocalPortDescriptorData } from "./local-exchange-port.ts";
 import { LocalTransport, openAgentClient } from "./local-transport.ts";
+import { CodecResultStore } from "../result-store.ts";
+import type { ResultStore } from "../result-store.ts";
+import { tableResultBytes } from "./local-results.ts";
 
 /** Options of {@link LocalExchangeFactory}. */
 export interface LocalExchangeFactoryOptions extends LocalExchangeOptions {
@@ -55,6 +58,7 @@ export class LocalExchangeFactory implements ExchangeFactory {
   readonly #custom: boolean;
   /** Ports serving worker threads; each leaves the set when its worker's end closes. */
   readonly #ports = new Set<{ close(): void }>();
+  readonly #results: ResultStore | undefined;
 
   /** @throws {InvalidConfigError} for invalid interceptor lists, `deadlines` or `tracing`. */
   constructor(options: LocalExchangeFactoryOptions = {}) {
@@ -64,6 +68,12 @@ export class LocalExchangeFactory implements ExchangeFactory {
     this.#tracing = options.tracing ?? true;
     this.#custom = options.interceptors !== undefined;
     this.#logger = options.logger ?? silentLogger;
+    const table = this.exchange.results;
+    this.#results = table === undefined ? undefined : new CodecResultStore(tableResultBytes(table));
+  }
+
+  async resultStore(): Promise<ResultStore | undefined> {
+    return this.#results;
   }
 
   async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
@@ -86,7 +96,13 @@ export class LocalExchangeFactory implements ExchangeFactory {
     const { port } = served;
     // Interceptors are functions: they cannot reach a worker, whose factory has only the built-in ones.
     if (this.#custom) this.#logger.warn("custom interceptors do not reach agents in worker threads");
-    const data: LocalPortDescriptorData = { port, maxPayload: this.exchange.maxPayload, deadlines: this.#deadlines, tracing: this.#tracing };
+    const data: LocalPortDescriptorData = {
+      port,
+      maxPayload: this.exchange.maxPayload,
+      deadlines: this.#deadlines,
+      tracing: this.#tracing,
+      resultWindowMs: this.exchange.results?.windowMs ?? 0,
+    };
     return { module: PORT_FACTORY_MODULE, data, transfer: [port] };
   }
 

@@ -6,7 +6,10 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { AcademyError, HostPoolExecutor, Manager, NatsExchangeFactory, StreamInterruptedError } from "../../../src/index.ts";
-import type { NatsExchangeOptions } from "../../../src/index.ts";
+import type { ExchangeFactory, NatsExchangeOptions, RequestMessage } from "../../../src/index.ts";
+import { headers as natsHeaders } from "@nats-io/nats-core";
+import { encodeMessage } from "../../../src/protocol/codec.ts";
+import { NatsHeader } from "../../../src/protocol/messages.ts";
 import { WorkerThreadExecutor } from "../../../src/manager/worker-thread-executor.ts";
 import { describeStreamingConformance } from "../../conformance/streaming-conformance.ts";
 import { Streamer } from "../../fixtures/streaming-agents.ts";
@@ -34,9 +37,19 @@ function factory(options: NatsExchangeOptions = {}, server: TestNats = nats): Na
   return new NatsExchangeFactory({ servers: server.url, connectionOptions: server.connectionOptions, prefix: `s${process.pid}_${++serial}`, ...options });
 }
 
-describeStreamingConformance("NATS JetStream exchange", () => ({ newFactory: (options) => factory(options) }));
+/** A new message with the same envelope (a new message id): what a server that lost its acks gives back. */
+async function redeliver(f: ExchangeFactory, request: RequestMessage): Promise<void> {
+  const ctx = await (f as NatsExchangeFactory).context();
+  const headers = natsHeaders();
+  headers.set(NatsHeader.MsgId, `redelivered:${request.tag}:${++serial}`);
+  if (request.src !== undefined) headers.set(NatsHeader.Source, request.src);
+  await ctx.js.publish(ctx.layout.mailboxSubject(request.dest), encodeMessage(request), { headers });
+}
+
+describeStreamingConformance("NATS JetStream exchange", () => ({ newFactory: (options) => factory(options), redeliver }));
 describeStreamingConformance("NATS JetStream exchange, replies over core NATS", () => ({
   newFactory: (options) => factory({ ...options, replies: "core" }),
+  redeliver,
 }));
 
 describe("NATS streams across faults and executors", () => {
