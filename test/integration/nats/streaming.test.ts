@@ -11,6 +11,7 @@ import { headers as natsHeaders } from "@nats-io/nats-core";
 import { encodeMessage } from "../../../src/protocol/codec.ts";
 import { NatsHeader } from "../../../src/protocol/messages.ts";
 import { WorkerThreadExecutor } from "../../../src/manager/worker-thread-executor.ts";
+import { startTcpProxy } from "../../../src/testing/index.ts";
 import { describeStreamingConformance } from "../../conformance/streaming-conformance.ts";
 import { Streamer } from "../../fixtures/streaming-agents.ts";
 import { CrashWorker } from "../../fixtures/crash-agents.ts";
@@ -84,6 +85,45 @@ describe("NATS streams across faults and executors", () => {
       expect(after).toEqual([0, 1, 2]);
     });
   }
+
+  test("the caller's and then the agent's connection dropped mid-stream: a complete ordered stream or a typed error", async () => {
+    const port = Number(new URL(nats.url).port);
+    await using callerLink = await startTcpProxy({ targetPort: port });
+    await using agentLink = await startTcpProxy({ targetPort: port });
+    const prefix = `s${process.pid}_${++serial}`;
+    const through = (link: { port: number }): NatsExchangeFactory =>
+      new NatsExchangeFactory({
+        servers: `nats://127.0.0.1:${link.port}`,
+        ...(nats.connectionOptions.user === undefined ? {} : { connectionOptions: { user: nats.connectionOptions.user, pass: nats.connectionOptions.pass } }),
+        prefix,
+      });
+    await using agents = await Manager.fromExchangeFactory(through(agentLink));
+    await using callers = await Manager.fromExchangeFactory(through(callerLink));
+    const launched = await agents.launch(Streamer);
+    const streamer = callers.getHandle(launched.agentId);
+    const total = 2000;
+    const items: number[] = [];
+    const outage = (link: { cut(): void; restore(): void }): Promise<void> => {
+      link.cut();
+      return new Promise((resolve) => setTimeout(() => {
+        link.restore();
+        resolve();
+      }, 1500));
+    };
+    const outcome = await (async () => {
+      for await (const item of streamer.invokeStream("count", [total], { window: 32, itemTimeoutMs: 60_000 })) {
+        items.push(item as number);
+        // Each outage lasts while the consumer keeps reading what it has, then waits.
+        if (items.length === 300) await outage(callerLink);
+        if (items.length === 900) await outage(agentLink);
+      }
+      return "complete";
+    })().catch((e: unknown) => e);
+    for (let i = 0; i < items.length; i++) if (items[i] !== i) expect.fail(`item ${i} is ${items[i]}`);
+    if (outcome === "complete") expect(items.length).toBe(total);
+    else expect(outcome).toBeInstanceOf(AcademyError);
+    expect(items.length).toBeGreaterThanOrEqual(900);
+  });
 
   test("a stream whose agent process dies mid-stream is run again by the next one, and its caller ends with StreamInterruptedError", async () => {
     const prefix = `s${process.pid}_${++serial}`;
