@@ -114,6 +114,9 @@ export interface ActionOptions {
 export const PROTECTED_NAMES: ReadonlySet<string> = new Set([
   "action",
   "invoke",
+  "stream",
+  "invokeStream",
+  "proxyCall",
   "with",
   "ping",
   "shutdown",
