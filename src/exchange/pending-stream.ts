@@ -60,11 +60,14 @@ export class PendingStream implements ResponseSink, AsyncIterator<unknown, unkno
   #outcome: { readonly error: unknown } | { readonly result: unknown } | undefined;
   /** Ended on this side (given up, closed): the pending table no longer routes to it. */
   #over = false;
-  #waiter: { resolve: (step: IteratorResult<unknown, unknown>) => void; reject: (error: unknown) => void } | undefined;
+  /** Calls of `next` waiting for an item, in call order (a generator's `next` queues the same way). */
+  #waiters: Array<{ resolve: (step: IteratorResult<unknown, unknown>) => void; reject: (error: unknown) => void }> = [];
   #timer: NodeJS.Timeout | undefined;
   #itemTimer: NodeJS.Timeout | undefined;
   #signal: AbortSignal | undefined;
   #opened = false;
+  /** The consumer has been given the outcome: later calls of `next` get the plain end. */
+  #outcomeTaken = false;
   /** In the pending table, its request on its way. */
   #started = false;
 
@@ -104,7 +107,7 @@ export class PendingStream implements ResponseSink, AsyncIterator<unknown, unkno
     this.#signal = signal;
     signal?.addEventListener("abort", this, { once: true });
     if (timeoutMs !== undefined) this.#timer = setTimeout(() => this.#giveUp(this.#timeoutError(timeoutMs, "overall")), timeoutMs);
-    if (this.#waiter !== undefined) this.#armItemTimer();
+    if (this.#waiters.length > 0) this.#armItemTimer();
   }
 
   /** A frame of this stream arrived. @returns true when the stream is over (it leaves the table). */
@@ -184,19 +187,21 @@ export class PendingStream implements ResponseSink, AsyncIterator<unknown, unkno
   }
 
   next(): Promise<IteratorResult<unknown, unknown>> {
+    // Ended for the consumer already (its outcome taken, or closed with `return`).
+    if (this.#outcomeTaken) return Promise.resolve(DONE);
     if (!this.#opened) {
       this.#opened = true;
       this.#owner.open(this);
     }
-    if (this.#head < this.#queue.length) return Promise.resolve({ done: false, value: this.#take() });
+    if (this.#waiters.length === 0 && this.#head < this.#queue.length) return Promise.resolve({ done: false, value: this.#take() });
     const outcome = this.#outcome;
-    if (outcome !== undefined) {
+    if (outcome !== undefined && this.#waiters.length === 0) {
+      this.#outcomeTaken = true;
       this.#over = true;
       return "error" in outcome ? Promise.reject(outcome.error) : Promise.resolve({ done: true, value: outcome.result });
     }
-    if (this.#waiter !== undefined) return Promise.reject(new TypeError("A stream is read by one consumer, one item at a time"));
     return new Promise((resolve, reject) => {
-      this.#waiter = { resolve, reject };
+      this.#waiters.push({ resolve, reject });
       this.#armItemTimer();
     });
   }
@@ -204,7 +209,16 @@ export class PendingStream implements ResponseSink, AsyncIterator<unknown, unkno
   /** The consumer stopped early (`break`, `return`): the agent is asked to cancel the stream. */
   return(): Promise<IteratorResult<unknown, unknown>> {
     this.#opened = true;
-    if (this.#outcome === undefined && !this.#over && this.#started) this.#giveUp(undefined);
+    if (this.#outcome === undefined && !this.#over) {
+      if (this.#started) this.#giveUp(undefined);
+      else {
+        // Its request not sent yet (or never asked for): it will not be; the call is over.
+        this.#outcome = { result: undefined };
+        this.#stopTimers();
+        this.#resolveFinished({ type: MessageType.StreamEnd, tag: this.request.tag, dest: "", src: this.agentId.uid, run: "", count: 0 });
+      }
+    }
+    this.#outcomeTaken = true;
     this.#over = true;
     this.#queue = [];
     this.#head = 0;
@@ -272,12 +286,10 @@ export class PendingStream implements ResponseSink, AsyncIterator<unknown, unkno
   #append(items: readonly unknown[], from: number): void {
     for (let i = from; i < items.length; i++) this.#queue.push(items[i]);
     this.#received += items.length - from;
-    const waiter = this.#waiter;
-    if (waiter !== undefined && this.#head < this.#queue.length) {
-      this.#waiter = undefined;
-      this.#disarmItemTimer();
-      waiter.resolve({ done: false, value: this.#take() });
-    }
+    if (this.#waiters.length === 0 || this.#head === this.#queue.length) return;
+    this.#disarmItemTimer();
+    while (this.#waiters.length > 0 && this.#head < this.#queue.length) this.#waiters.shift()!.resolve({ done: false, value: this.#take() });
+    if (this.#waiters.length > 0) this.#armItemTimer();
   }
 
   /** The agent ended the stream: the consumer gets the queued items, then this. */
@@ -286,13 +298,16 @@ export class PendingStream implements ResponseSink, AsyncIterator<unknown, unkno
     this.#stopTimers();
     if ("error" in outcome) this.#rejectFinished(outcome.error);
     else this.#resolveFinished(response!);
-    const waiter = this.#waiter;
-    if (waiter !== undefined) {
-      this.#waiter = undefined;
+    // Waiters exist only while the queue is empty: the first gets the outcome, later ones the end.
+    const waiters = this.#waiters.splice(0);
+    const first = waiters.shift();
+    if (first !== undefined) {
+      this.#outcomeTaken = true;
       this.#over = true;
-      if ("error" in outcome) waiter.reject(outcome.error);
-      else waiter.resolve({ done: true, value: outcome.result });
+      if ("error" in outcome) first.reject(outcome.error);
+      else first.resolve({ done: true, value: outcome.result });
     }
+    for (const waiter of waiters) waiter.resolve(DONE);
   }
 
   /** The stream is over on this side, with `error` for the consumer (now, not after the queue). */

@@ -99,4 +99,37 @@ describe("PendingStream", () => {
     expect((error as StreamInterruptedError).received).toBe(2);
     expect(after.cancels).toBe(1);
   });
+
+  test("next() called again before the last one settled queues, as a generator's does", async () => {
+    const h = harness(8);
+    const first = h.stream.next();
+    const second = h.stream.next();
+    const third = h.stream.next();
+    h.frame("a", 0, [0, 1]);
+    h.end("a", 2);
+    expect(await Promise.all([first, second, third])).toEqual([
+      { done: false, value: 0 },
+      { done: false, value: 1 },
+      { done: true, value: "r" },
+    ]);
+    expect(await h.stream.next()).toEqual({ done: true, value: undefined });
+  });
+
+  test("closed before it was read: no request goes out, and it reads as ended", async () => {
+    const h = harness(4);
+    const opened: number[] = [];
+    const agentId = h.stream.agentId;
+    const fresh = new PendingStream(
+      { open: () => opened.push(1), release: () => {}, cancel: () => {}, credit: () => {} },
+      { type: "action-request", tag: "t2", dest: agentId.uid, action: "s", args: [], stream: 4 },
+      agentId,
+      4,
+      undefined,
+      {},
+    );
+    expect(await fresh.return()).toEqual({ done: true, value: undefined });
+    expect(await fresh.next()).toEqual({ done: true, value: undefined });
+    expect(opened).toEqual([]);
+    expect(fresh.closed).toBe(true);
+  });
 });
