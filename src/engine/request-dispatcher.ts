@@ -17,7 +17,8 @@ import {
 } from "../errors.ts";
 import type { AgentExchangeClient, RequestDelivery } from "../exchange/exchange-client.ts";
 import type { ResultStore } from "../exchange/result-store.ts";
-import type { AgentId } from "../identifiers.ts";
+import { AgentId, EntityRole, UserId } from "../identifiers.ts";
+import { MailboxStatus } from "../exchange/mailbox-status.ts";
 import { runInActionScope } from "../interceptors/action-scope.ts";
 import type { ActionInput, AgentInterceptor, InboundRequestInput } from "../interceptors/agent-interceptor.ts";
 import { composeInterceptors } from "../interceptors/interceptors.ts";
@@ -373,7 +374,7 @@ export class RequestDispatcher {
   ): Promise<unknown> {
     const entry = this.#inFlight.get(request.tag)!;
     const agentId = this.#options.agentId.uid;
-    const pump = new StreamPump(window, (body) => this.#responder.sendFrame(request, body), this.#options.logger);
+    const pump = new StreamPump(window, (body) => this.#responder.sendFrame(request, body), this.#options.logger, () => this.#callerGone(request));
     entry.pump = pump;
     const scope = new EngineActionContext(agentId, request, signal, this.#client!);
     const agent = this.#agent!;
@@ -382,6 +383,22 @@ export class RequestDispatcher {
       return (await pump.run(generator as AsyncGenerator<unknown, unknown, undefined>, signal)).result;
     };
     return runInActionScope(scope, run, undefined, []);
+  }
+
+  /**
+   * Why a stalled stream's caller cannot take it any more (its mailbox is no longer active), or
+   * undefined while it may. A caller without a mailbox (a `replyTo` only) cannot be checked.
+   */
+  async #callerGone(request: ActionRequest): Promise<Error | undefined> {
+    const { src, srcRole, srcSite } = request;
+    if (src === undefined) return undefined;
+    const caller = srcRole === EntityRole.Agent ? new AgentId(src, undefined, srcSite) : new UserId(src, undefined, srcSite);
+    const status = await this.#client!.status(caller);
+    if (status === MailboxStatus.Active) return undefined;
+    return new ActionCancelledError(`Stream '${request.action}' stopped: its caller's mailbox ${src} is ${status}`, {
+      agentId: this.#options.agentId.uid,
+      tag: request.tag,
+    });
   }
 
   /** Progress reports of `request`, sent as frames through the `outboundResponse` interceptors. */

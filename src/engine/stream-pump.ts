@@ -14,6 +14,13 @@ import type { Logger } from "../util/logger.ts";
 /** Most items in one frame (a frame also splits when its encoding exceeds the exchange's limit). */
 export const MAX_FRAME_ITEMS = 4096;
 
+/**
+ * How long a stream waits for credit before it checks that its caller is still there, in ms: a
+ * caller whose mailbox was terminated (or whose process died and whose mailbox an operator
+ * removed) will never grant more, and its generator must not hold its slot for ever.
+ */
+export const STALL_CHECK_MS = 5_000;
+
 /** How a stream's generator ended: its return value, after `count` items were sent. */
 export interface StreamOutcome {
   readonly count: number;
@@ -31,6 +38,7 @@ export class StreamPump {
   readonly runId: string = randomUUID().slice(0, 13);
   readonly #send: (body: ResponseBody) => Promise<void>;
   readonly #logger: Logger;
+  readonly #callerGone: () => Promise<Error | undefined>;
   /** Items numbered below this may be sent (the caller's cumulative credit). */
   #credit: number;
   /** Items pulled from the generator so far. */
@@ -52,20 +60,20 @@ export class StreamPump {
    * @param window - the credit the request carried (items allowed before the first credit message).
    * @param send - sends a frame to the caller (through the `outboundResponse` interceptors).
    */
-  constructor(window: number, send: (body: ResponseBody) => Promise<void>, logger: Logger) {
+  /**
+   * @param callerGone - whether the caller can no longer take the stream (its mailbox is not
+   *   active); asked every {@link STALL_CHECK_MS} while the stream waits for credit.
+   */
+  constructor(window: number, send: (body: ResponseBody) => Promise<void>, logger: Logger, callerGone: () => Promise<Error | undefined> = async () => undefined) {
     this.#credit = window;
     this.#send = send;
     this.#logger = logger;
+    this.#callerGone = callerGone;
   }
 
   /** Items sent to the caller so far (what an end frame written now reports as `count`). */
   get count(): number {
     return this.#delivered;
-  }
-
-  /** Items pulled from the generator so far. */
-  get pulled(): number {
-    return this.#pulled;
   }
 
   /** The caller allows items numbered below `credit` (cumulative; a smaller value is stale). */
@@ -91,7 +99,11 @@ export class StreamPump {
     let pendingNext: Promise<IteratorResult<unknown, unknown>> | undefined;
     try {
       for (;;) {
-        while (this.#pulled >= this.#credit && !signal.aborted && this.#failure === undefined) await this.#sleep();
+        while (this.#pulled >= this.#credit && !signal.aborted && this.#failure === undefined) {
+          if (await this.#sleep(STALL_CHECK_MS)) continue;
+          const gone = await this.#callerGone().catch(() => undefined);
+          if (gone !== undefined) throw gone;
+        }
         this.#throwIfFailed();
         if (signal.aborted) break;
         pendingNext = generator.next();
@@ -206,9 +218,17 @@ export class StreamPump {
     });
   }
 
-  #sleep(): Promise<void> {
+  /** Wait to be woken (credit, a frame sent, abort): true; or `ms` without: false. */
+  #sleep(ms: number): Promise<boolean> {
     return new Promise((resolve) => {
-      this.#wake = resolve;
+      const timer = setTimeout(() => {
+        this.#wake = undefined;
+        resolve(false);
+      }, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
     });
   }
 

@@ -565,8 +565,8 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 
   /**
-   * Close the client: stop listening, fail pending requests with `ClientClosedError`, release the
-   * transport. Idempotent; every step runs even if an earlier one fails.
+   * Close the client: cancel its open streams, stop listening, fail pending requests with
+   * `ClientClosedError`, release the transport. Idempotent; every step runs even if an earlier one fails.
    */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -575,6 +575,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
 
   async #close(): Promise<void> {
     const steps: Array<[string, () => Promise<void> | void]> = [
+      ["cancel open streams", () => this.#cancelStreams()],
       ["before close", () => this.beforeClose()],
       ["stop listening", () => this.transport.stopListening()],
       [
@@ -609,6 +610,24 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   /** Whether `site` is another site than this client's exchange's own. */
   #isRemote(site: string | undefined): boolean {
     return site !== undefined && site !== this.transport.site;
+  }
+
+  /** Closing: ask the agents of this client's open streams to stop them (their generators would wait on credit). */
+  async #cancelStreams(): Promise<void> {
+    const streams = this.#pending.all().filter((sink) => sink instanceof PendingStream);
+    await Promise.allSettled(
+      streams.map((stream) =>
+        this.transport.send({
+          type: MessageType.CancelRequest,
+          target: stream.request.tag,
+          tag: newTag(),
+          dest: stream.agentId.uid,
+          src: this.clientId.uid,
+          srcRole: this.clientId.role,
+          ...(stream.agentId.site !== undefined && { destSite: stream.agentId.site }),
+        }),
+      ),
+    );
   }
 
   #sendCancel(dest: AgentId, target: string): void {

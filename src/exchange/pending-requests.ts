@@ -52,6 +52,11 @@ export class PendingRequests {
     sink.fail(error);
   }
 
+  /** Every pending request's sink. */
+  all(): ResponseSink[] {
+    return [...this.#sinks.values()];
+  }
+
   /** End every pending request with `error`. */
   failAll(error: unknown): void {
     for (const sink of [...this.#sinks.values()]) this.fail(sink, error);

@@ -165,6 +165,38 @@ export function describeStreamingConformance(name: string, target: () => Streami
       expect(agent.events.at(-1)).toBe("finally");
     });
 
+    test("a caller that closes its client cancels its open streams", async () => {
+      await using manager = await open();
+      const agent = new Streamer();
+      const launched = await manager.launch(agent);
+      const caller = await manager.exchangeFactory.createUserClient();
+      const taken: unknown[] = [];
+      const stream = caller.getHandle(launched.agentId).invokeStream("endless", [], { window: 4 });
+      for (let i = 0; i < 2; i++) taken.push((await stream.next()).value);
+      await caller.close();
+      await vi.waitFor(() => expect(agent.events.at(-1)).toBe("finally"), { timeout: 10_000 });
+      expect(taken).toEqual([0, 1]);
+      expect(await launched.plain()).toBe(1);
+    });
+
+    test("a stream whose caller's mailbox is terminated behind its back stops within a stall check", async () => {
+      await using manager = await open();
+      const agent = new Streamer();
+      const launched = await manager.launch(agent, { config: { maxConcurrentActions: 1 } });
+      const caller = await manager.exchangeFactory.createUserClient();
+      try {
+        const stream = caller.getHandle(launched.agentId).invokeStream("endless", [], { window: 4 });
+        await stream.next();
+        // Not a close (which cancels): the mailbox goes, and no cancel is sent.
+        await manager.exchangeClient.terminate(caller.clientId);
+        await vi.waitFor(() => expect(agent.events.at(-1)).toBe("finally"), { timeout: 20_000, interval: 50 });
+        // Its slot is free again.
+        expect(await launched.plain()).toBe(1);
+      } finally {
+        await caller.close().catch(() => undefined);
+      }
+    }, 30_000);
+
     test("streaming an ordinary action, or invoking a streaming one, is an ActionKindError", async () => {
       await using manager = await open();
       const streamer = await manager.launch(Streamer);
