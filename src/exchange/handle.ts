@@ -133,7 +133,8 @@ export type ActionProxy<A> = {
 
 /**
  * A reference to an agent: `handle.increment(3)`, `handle.action("increment", 3)`,
- * `handle.with({ timeoutMs: 500 }).increment(3)`, `handle.ping()`, `handle.shutdown()`.
+ * `handle.with({ timeoutMs: 500 }).increment(3)`, `handle.ping()`, `handle.shutdown()`; for a
+ * streaming action `for await (const t of handle.tokens(prompt))` or `handle.stream("tokens", prompt)`.
  * Handles can be passed as action arguments and results; they arrive bound to the receiver.
  * Inside an agent (its actions, loops and hooks) every handle sends from that agent's own
  * client, whichever client made it, as in Academy.
