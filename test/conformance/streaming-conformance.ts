@@ -213,6 +213,23 @@ export function describeStreamingConformance(name: string, target: () => Streami
       expect((missing as Error).name).toBe("UnknownActionError");
     });
 
+    test("items too large for one frame together go in several; one too large alone ends the stream with PayloadTooLargeError", async () => {
+      await using manager = await open();
+      const streamer = await manager.launch(Streamer);
+      const limit = manager.exchangeClient.maxPayload;
+      const third = Math.floor(limit / 3);
+      // Yielded in one turn, five items of a third of the limit cannot share one frame.
+      const lengths = (await collect(streamer.stream("sized", [third, third, third, third, third]))).map((s) => (s as string).length);
+      expect(lengths).toEqual([third, third, third, third, third]);
+      const items: unknown[] = [];
+      const error = await (async () => {
+        for await (const item of streamer.stream("sized", [10, limit + 1, 10])) items.push(item);
+      })().catch((e: unknown) => e);
+      expect(items.map((s) => (s as string).length)).toEqual([10]);
+      expect((error as Error).name).toBe("PayloadTooLargeError");
+      expect(await streamer.plain()).toBe(1);
+    });
+
     test("interceptors see a stream as one call with its items", async () => {
       const seen: string[] = [];
       const caller: CallerInterceptor = {
