@@ -332,10 +332,10 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   stream(dest: AgentId, action: string, args: readonly unknown[], options: StreamOptions): PendingStream {
     const window = streamWindow(options.window);
     const itemTimeoutMs = streamDuration("itemTimeoutMs", options.itemTimeoutMs);
-    streamDuration("timeoutMs", options.timeoutMs);
+    const timeoutMs = streamDuration("timeoutMs", options.timeoutMs);
     const tag = newTag();
     const request: ActionRequest = { type: MessageType.ActionRequest, tag, dest: dest.uid, src: this.clientId.uid, action, args, stream: window };
-    return new PendingStream(this.#streamOwner, request, dest, window, itemTimeoutMs, options);
+    return new PendingStream(this.#streamOwner, request, dest, window, itemTimeoutMs, { ...options, timeoutMs });
   }
 
   /** Send a stream's request through the `outboundRequest` interceptors; their failure fails the stream. */

@@ -209,6 +209,9 @@ export function describeStreamingConformance(name: string, target: () => Streami
       expect(() => streamer.invokeStream("count", [3], { window: 0 })).toThrow(InvalidConfigError);
       expect(() => streamer.invokeStream("count", [3], { window: 1.5 })).toThrow(InvalidConfigError);
       expect(() => streamer.invokeStream("count", [3], { itemTimeoutMs: -1 })).toThrow(InvalidConfigError);
+      expect(() => streamer.invokeStream("count", [3], { timeoutMs: Number.NaN })).toThrow(InvalidConfigError);
+      // Infinity means no limit.
+      expect(await collect(streamer.invokeStream("count", [3], { timeoutMs: Infinity, itemTimeoutMs: Infinity }))).toEqual([0, 1, 2]);
       const missing = await collect(streamer.stream("nope")).catch((e: unknown) => e);
       expect((missing as Error).name).toBe("UnknownActionError");
     });
