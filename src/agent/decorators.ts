@@ -117,6 +117,7 @@ export const PROTECTED_NAMES: ReadonlySet<string> = new Set([
   "stream",
   "invokeStream",
   "proxyCall",
+  "sendCall",
   "with",
   "ping",
   "shutdown",

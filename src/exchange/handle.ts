@@ -64,7 +64,7 @@ export interface HandleClient {
   stream(dest: AgentId, action: string, args: readonly unknown[], options: StreamOptions): AsyncIterableIterator<unknown>;
 }
 
-type HandleApiName = "action" | "invoke" | "stream" | "invokeStream" | "with" | "ping" | "shutdown" | "agentId";
+type HandleApiName = "action" | "invoke" | "stream" | "invokeStream" | "proxyCall" | "with" | "ping" | "shutdown" | "agentId";
 
 /**
  * The names a handle's typed proxy offers: `A`'s public string members, except those inherited
@@ -160,6 +160,17 @@ function isActionProperty(prop: string): boolean {
 }
 
 /**
+ * Calls through typed proxies not yet decided (call or stream), in the order they were made. A
+ * call made any other way (`action`, `invoke`, `ping`, `shutdown`) first sends these as ordinary
+ * calls, so that one client's requests still reach the exchange in the order they were made.
+ */
+const undecided: Array<() => void> = [];
+
+function sendUndecided(): void {
+  while (undecided.length > 0) undecided.shift()!();
+}
+
+/**
  * A call's options: a handle's `defaults`, overridden by `options` (no copy when `options` is
  * empty, the common case). A function, not a method: handles are proxies, which have no private
  * members of their class.
@@ -215,7 +226,13 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
    * @throws {RequestTimeoutError} after `timeoutMs` (a cancel request is sent to the agent).
    * @throws {ActionCancelledError} when `signal` aborts (a cancel request is sent) or the agent cancels.
    */
-  async invoke(name: string, args: readonly unknown[] = [], options: CallOptions = {}): Promise<unknown> {
+  invoke(name: string, args: readonly unknown[] = [], options: CallOptions = {}): Promise<unknown> {
+    if (undecided.length > 0) sendUndecided();
+    return this.sendCall(name, args, options);
+  }
+
+  /** @internal Send an action request (no proxy calls are waiting to go before it). */
+  private async sendCall(name: string, args: readonly unknown[], options: CallOptions): Promise<unknown> {
     const resolved = callOptions<CallOptions>(this.defaults, options);
     const response = await (currentAgentClient() ?? this.client).request(
       this.agentId,
@@ -258,7 +275,8 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
    * @internal A call through the typed proxy: a promise of the action's result, which is also an
    * async iterable of a streaming action's items. Which one is decided at the end of the current
    * synchronous step: asked for its iterator by then (`for await (const t of handle.tokens())`),
-   * it is a stream; else it is sent as an ordinary call.
+   * it is a stream; else it is sent as an ordinary call (sooner, if a call by name is made first
+   * meanwhile: requests keep the order they were made in).
    */
   proxyCall(name: string, args: readonly unknown[]): Promise<unknown> & AsyncIterable<unknown> {
     let decided = false;
@@ -266,11 +284,15 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
     const call = new Promise<unknown>((resolve, reject) => {
       settle = { resolve, reject };
     }) as Promise<unknown> & AsyncIterable<unknown>;
-    queueMicrotask(() => {
+    const decide = (): void => {
       if (decided) return;
       decided = true;
-      this.invoke(name, args).then(settle!.resolve, settle!.reject);
-    });
+      const at = undecided.indexOf(decide);
+      if (at >= 0) undecided.splice(at, 1);
+      this.sendCall(name, args, {}).then(settle!.resolve, settle!.reject);
+    };
+    undecided.push(decide);
+    queueMicrotask(decide);
     Object.defineProperty(call, Symbol.asyncIterator, {
       value: () => {
         if (decided) {
@@ -281,6 +303,8 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
           });
         }
         decided = true;
+        const at = undecided.indexOf(decide);
+        if (at >= 0) undecided.splice(at, 1);
         return this.invokeStream(name, args);
       },
     });
@@ -298,6 +322,7 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
    * @throws {RequestTimeoutError} after `timeoutMs`.
    */
   async ping(options: CallOptions = {}): Promise<number> {
+    if (undecided.length > 0) sendUndecided();
     const start = performance.now();
     await (currentAgentClient() ?? this.client).request(this.agentId, { type: MessageType.PingRequest }, callOptions(this.defaults, options));
     return performance.now() - start;
@@ -312,6 +337,7 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
    * @throws {BadEntityIdError} if the agent does not exist.
    */
   async shutdown(options: HandleShutdownOptions = {}): Promise<void> {
+    if (undecided.length > 0) sendUndecided();
     await (currentAgentClient() ?? this.client).post(this.agentId, { type: MessageType.ShutdownRequest, terminate: options.terminate });
   }
 

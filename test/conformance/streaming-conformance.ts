@@ -6,6 +6,7 @@ import { describe, expect, test, vi } from "vitest";
 import { ActionCancelledError, ActionKindError, AgentEngine, InvalidConfigError, Manager, MessageType, RequestTimeoutError } from "../../src/index.ts";
 import type { AgentInterceptor, CallerInterceptor, ExchangeFactory, InterceptorOptions, RequestMessage, ResponseMessage } from "../../src/index.ts";
 import { Streamer } from "../fixtures/streaming-agents.ts";
+import { Recorder } from "../fixtures/agents.ts";
 
 /** How the suite gets an isolated exchange for each test. */
 export interface StreamingTarget {
@@ -51,6 +52,15 @@ export function describeStreamingConformance(name: string, target: () => Streami
       // Not iterated where it is made: an ordinary call, which the agent refuses for a stream.
       await expect(streamer.count(5) as unknown as Promise<unknown>).rejects.toThrow(ActionKindError);
       expect(await streamer.plain()).toBe(1);
+    });
+
+    test("calls through the proxy and by name keep the order they were made in", async () => {
+      await using manager = await open();
+      const recorder = new Recorder();
+      const handle = await manager.launch(recorder);
+      const calls = [handle.record(1), handle.action("record", 2), handle.record(3), handle.invoke("record", [4]), handle.record(5)];
+      await Promise.all(calls);
+      expect(recorder.entries).toEqual([1, 2, 3, 4, 5]);
     });
 
     test("a consumer taking one item per 10 ms keeps the agent at most a window ahead", async () => {
