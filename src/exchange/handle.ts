@@ -64,7 +64,7 @@ export interface HandleClient {
   stream(dest: AgentId, action: string, args: readonly unknown[], options: StreamOptions): AsyncIterableIterator<unknown>;
 }
 
-type HandleApiName = "action" | "invoke" | "stream" | "invokeStream" | "proxyCall" | "with" | "ping" | "shutdown" | "agentId";
+type HandleApiName = "action" | "invoke" | "stream" | "invokeStream" | "proxyCall" | "sendCall" | "with" | "ping" | "shutdown" | "agentId";
 
 /**
  * The names a handle's typed proxy offers: `A`'s public string members, except those inherited
@@ -164,10 +164,93 @@ function isActionProperty(prop: string): boolean {
  * call made any other way (`action`, `invoke`, `ping`, `shutdown`) first sends these as ordinary
  * calls, so that one client's requests still reach the exchange in the order they were made.
  */
-const undecided: Array<() => void> = [];
+const undecided: ProxyCall[] = [];
 
 function sendUndecided(): void {
-  while (undecided.length > 0) undecided.shift()!();
+  while (undecided.length > 0) undecided.shift()!.send();
+}
+
+/**
+ * The microtask each proxy call queues: sends the oldest call still undecided. Calls decided
+ * sooner (iterated, awaited, or sent before a call by name) leave the queue, so a microtask may
+ * send a later one: by the time any microtask runs, the synchronous step that made it is over, and
+ * the call was not iterated there.
+ */
+function sendOldest(): void {
+  undecided.shift()?.send();
+}
+
+/**
+ * A call through the typed proxy: a promise of the action's result (a thenable: `await`,
+ * `then`, `catch`, `finally`) that is also an async iterable of a streaming action's items. It is
+ * a stream if its iterator is asked for in the synchronous step that made it; otherwise it is
+ * sent as an ordinary call at the end of that step, or sooner when awaited or when a call by name
+ * comes after it. One class with its methods on the prototype: no closure or property per call.
+ */
+class ProxyCall implements Promise<unknown>, AsyncIterable<unknown> {
+  readonly #handle: AgentHandle;
+  readonly #name: string;
+  readonly #args: readonly unknown[];
+  #sent: Promise<unknown> | undefined;
+  #streamed = false;
+
+  constructor(handle: AgentHandle, name: string, args: readonly unknown[]) {
+    this.#handle = handle;
+    this.#name = name;
+    this.#args = args;
+    undecided.push(this);
+    queueMicrotask(sendOldest);
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "ProxyCall";
+  }
+
+  /** Send it as an ordinary call, once; the promise of its result. */
+  send(): Promise<unknown> {
+    if (this.#sent === undefined) {
+      this.#leaveQueue();
+      this.#sent = this.#streamed
+        ? Promise.reject(this.#kindError())
+        : this.#handle.sendCall(this.#name, this.#args, {});
+    }
+    return this.#sent;
+  }
+
+  then<R1 = unknown, R2 = never>(
+    onfulfilled?: ((value: unknown) => R1 | PromiseLike<R1>) | null,
+    onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
+  ): Promise<R1 | R2> {
+    return this.send().then(onfulfilled, onrejected);
+  }
+
+  catch<R = never>(onrejected?: ((reason: unknown) => R | PromiseLike<R>) | null): Promise<unknown> {
+    return this.send().catch(onrejected);
+  }
+
+  finally(onfinally?: (() => void) | null): Promise<unknown> {
+    return this.send().finally(onfinally);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<unknown> {
+    if (this.#sent !== undefined || this.#streamed) throw this.#kindError();
+    this.#streamed = true;
+    this.#leaveQueue();
+    return this.#handle.invokeStream(this.#name, this.#args);
+  }
+
+  #leaveQueue(): void {
+    const at = undecided.indexOf(this);
+    if (at >= 0) undecided.splice(at, 1);
+  }
+
+  #kindError(): ActionKindError {
+    return new ActionKindError(
+      `The call of '${this.#name}' was ${this.#streamed ? "iterated as a stream" : "sent as an ordinary action"}: ` +
+        "iterate a stream where it is made, and await an ordinary call",
+      { action: this.#name, agentId: this.#handle.agentId.uid, streaming: this.#streamed },
+    );
+  }
 }
 
 /**
@@ -232,7 +315,7 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
   }
 
   /** @internal Send an action request (no proxy calls are waiting to go before it). */
-  private async sendCall(name: string, args: readonly unknown[], options: CallOptions): Promise<unknown> {
+  async sendCall(name: string, args: readonly unknown[], options: CallOptions): Promise<unknown> {
     const resolved = callOptions<CallOptions>(this.defaults, options);
     const response = await (currentAgentClient() ?? this.client).request(
       this.agentId,
@@ -279,36 +362,7 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
    * meanwhile: requests keep the order they were made in).
    */
   proxyCall(name: string, args: readonly unknown[]): Promise<unknown> & AsyncIterable<unknown> {
-    let decided = false;
-    let settle: { resolve: (value: unknown) => void; reject: (error: unknown) => void } | undefined;
-    const call = new Promise<unknown>((resolve, reject) => {
-      settle = { resolve, reject };
-    }) as Promise<unknown> & AsyncIterable<unknown>;
-    const decide = (): void => {
-      if (decided) return;
-      decided = true;
-      const at = undecided.indexOf(decide);
-      if (at >= 0) undecided.splice(at, 1);
-      this.sendCall(name, args, {}).then(settle!.resolve, settle!.reject);
-    };
-    undecided.push(decide);
-    queueMicrotask(decide);
-    Object.defineProperty(call, Symbol.asyncIterator, {
-      value: () => {
-        if (decided) {
-          throw new ActionKindError(`The call of '${name}' was sent as an ordinary action: iterate a stream where it is made`, {
-            action: name,
-            agentId: this.agentId.uid,
-            streaming: true,
-          });
-        }
-        decided = true;
-        const at = undecided.indexOf(decide);
-        if (at >= 0) undecided.splice(at, 1);
-        return this.invokeStream(name, args);
-      },
-    });
-    return call;
+    return new ProxyCall(this as AgentHandle, name, args);
   }
 
   /** A handle to the same agent whose calls use these options by default. */

@@ -52,6 +52,14 @@ export function describeStreamingConformance(name: string, target: () => Streami
       // Not iterated where it is made: an ordinary call, which the agent refuses for a stream.
       await expect(streamer.count(5) as unknown as Promise<unknown>).rejects.toThrow(ActionKindError);
       expect(await streamer.plain()).toBe(1);
+      // A proxy call is a promise for then, catch and finally; once awaited it is no stream.
+      let settled = false;
+      const call = streamer.plain();
+      expect(await call.finally(() => (settled = true))).toBe(1);
+      expect(settled).toBe(true);
+      expect(await streamer.plain().then((n) => n + 1)).toBe(2);
+      expect(await (streamer.count(1) as unknown as Promise<unknown>).catch((e: Error) => e.name)).toBe("ActionKindError");
+      expect(() => (call as unknown as AsyncIterable<unknown>)[Symbol.asyncIterator]()).toThrow(ActionKindError);
     });
 
     test("calls through the proxy and by name keep the order they were made in", async () => {
