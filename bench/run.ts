@@ -24,6 +24,7 @@ const SCENARIOS: Record<string, () => Promise<{ default: Scenario }>> = {
   failover: () => import("./scenarios/failover.ts"),
   edge: () => import("./scenarios/edge.ts"),
   tracing: () => import("./scenarios/tracing.ts"),
+  state: () => import("./scenarios/state.ts"),
   streaming: () => import("./scenarios/streaming.ts"),
 };
 

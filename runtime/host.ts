@@ -42,6 +42,7 @@ import type { RuntimeHostOptions } from "./host-options.ts";
 import { Peers } from "./host-peers.ts";
 import { HostReaper } from "./host-reaper.ts";
 import { libraryVersion } from "./version.ts";
+import { ReminderScheduler } from "../src/state/reminder-scheduler.ts";
 
 /** A runtime host serving one pool (see the module's description). */
 export class RuntimeHost {
@@ -62,6 +63,8 @@ export class RuntimeHost {
   readonly #liveness: HostLiveness;
   readonly #stopped = deferred<void>();
   #draining: Promise<void> | undefined;
+  /** Fires the exchange's reminders while the host serves (docs/STATE.md section 6). */
+  #reminders: ReminderScheduler | undefined;
 
   private constructor(core: HostCore, ownsFactory: boolean) {
     const { settings } = core;
@@ -173,8 +176,20 @@ export class RuntimeHost {
     this.#liveness.start();
     this.#reaper.start();
     this.#intake.start(queue);
+    await this.#startReminders();
     await this.#measure();
     core.logger.info({ capacity: this.capacity, types: [...this.classes.keys()], version: libraryVersion() }, "host ready");
+  }
+
+  /** Fire reminders, if the exchange keeps them. */
+  async #startReminders(): Promise<void> {
+    const core = this.#core;
+    if (core.factory.reminderStore === undefined) return;
+    try {
+      this.#reminders = await ReminderScheduler.start(await core.factory.reminderStore(), { logger: core.logger });
+    } catch (error) {
+      core.logger.warn({ err: error }, "could not start firing reminders");
+    }
   }
 
   /** Let the metrics read this host when scraped. */
@@ -218,6 +233,7 @@ export class RuntimeHost {
   }
 
   async #shutdownConnection(): Promise<void> {
+    await this.#reminders?.close();
     this.#core.metrics.detach();
     this.#liveness.stopWatching();
     this.#reaper.stop();

@@ -13,6 +13,7 @@ import {
   ActionInvalidStateError,
   ActionKindError,
   PingCancelledError,
+  StateConflictError,
   UnknownActionError,
 } from "../errors.ts";
 import type { AgentExchangeClient, RequestDelivery } from "../exchange/exchange-client.ts";
@@ -34,6 +35,7 @@ import { RecentTags } from "./recent-tags.ts";
 import { ProgressReporter } from "./progress-reporter.ts";
 import { RESPONSE_RETRY_DELAY_MS, Responder } from "./responder.ts";
 import { StreamPump } from "./stream-pump.ts";
+import type { ActionOutcomes } from "./action-outcomes.ts";
 
 /** How many answered tags an agent remembers to recognise redeliveries. */
 const ANSWERED_MEMORY = 1024;
@@ -54,6 +56,11 @@ export interface DispatcherOptions {
   onShutdownRequest(terminate: boolean | undefined): void;
   /** Counts each action's runs (`agentStats`). */
   readonly stats?: ActionStatsRecorder;
+  /**
+   * Durable records of what requests did (the agent's durable state): consulted before an action
+   * runs, written before its response is sent. Set by `useOutcomes` once they are loaded.
+   */
+  readonly outcomes?: ActionOutcomes;
 }
 
 const SETTLED: Promise<void> = Promise.resolve();
@@ -97,6 +104,7 @@ export class RequestDispatcher {
   #client: AgentExchangeClient | undefined;
   /** Where completed actions' responses are recorded (effectively-once); undefined: off. */
   #results: ResultStore | undefined;
+  #outcomes: ActionOutcomes | undefined;
   #agent: Agent | undefined;
   /** Deliveries that arrived before the client was attached; replayed by `attach`. */
   #early: RequestDelivery[] | undefined = [];
@@ -107,6 +115,7 @@ export class RequestDispatcher {
 
   constructor(options: DispatcherOptions) {
     this.#options = options;
+    this.#outcomes = options.outcomes;
     this.#slots = new ActionSlots(options.config.maxConcurrentActions);
     this.#responder = new Responder(options.logger, options.interceptors);
     this.#inboundRequest = composeInterceptors(options.interceptors, "inboundRequest", (input) => input.request);
@@ -127,6 +136,14 @@ export class RequestDispatcher {
     const early = this.#early ?? [];
     this.#early = undefined;
     for (const delivery of early) this.onRequest(delivery);
+  }
+
+  /**
+   * Consult and write `outcomes` (the agent's durable state) for every action from now on; set
+   * before startup completes, so before any action runs.
+   */
+  useOutcomes(outcomes: ActionOutcomes | undefined): void {
+    this.#outcomes = outcomes;
   }
 
   /** The agent is built: actions run on it (once startup completes). */
@@ -254,7 +271,19 @@ export class RequestDispatcher {
       this.#inFlight.delete(entry.request.tag);
       return;
     }
+    const applied = this.#outcomes?.recorded(entry.request.tag);
+    if (applied?.response !== undefined) {
+      // Applied to the durable state by a run that stopped before acknowledging it: answer from
+      // the state record, never run it twice (docs/STATE.md section 4).
+      await this.#answer(entry, applied.response, true);
+      return;
+    }
     if (entry.once && !(await this.#notYetAnswered(entry))) return;
+    if (applied !== undefined) {
+      // Applied, but neither record has its response: still never run it twice.
+      await this.#answer(entry, this.#unrecordedResponse(entry.request), true);
+      return;
+    }
     const waiting = this.#slots.acquire();
     if (waiting !== undefined) await waiting;
     try {
@@ -283,17 +312,33 @@ export class RequestDispatcher {
         stats?.end(request.action, begun, true);
       } catch (error) {
         stats?.end(request.action, begun, false);
-        // A stream's error follows its items: the end says how many went out before it.
-        body =
-          entry.pump === undefined
-            ? { type: MessageType.ErrorResponse, error: toFailure(error) }
-            : { type: MessageType.StreamEnd, run: entry.pump.runId, count: entry.pump.count, error: toFailure(error) };
+        if (error instanceof StateConflictError) return this.#fenced(entry);
+        body = this.#failure(entry, error);
+      }
+      // With durable state, the state and the request's record are one write, before the response.
+      let inState = false;
+      const outcomes = this.#outcomes;
+      if (outcomes !== undefined && !entry.answered) {
+        try {
+          inState = await outcomes.record(request.tag, body);
+        } catch (error) {
+          if (error instanceof StateConflictError) return this.#fenced(entry);
+          this.#options.logger.warn({ err: error, action: request.action, tag: request.tag }, "could not save the agent's state; answering with the error");
+          body = this.#failure(entry, error);
+        }
       }
       entry.finished = true;
-      await this.#answer(entry, body);
+      await this.#answer(entry, body, inState);
     } finally {
       this.#slots.release();
     }
+  }
+
+  /** The response for an action that failed: a stream's error follows its items (its end says how many went out). */
+  #failure(entry: InFlightAction, error: unknown): ResponseBody {
+    return entry.pump === undefined
+      ? { type: MessageType.ErrorResponse, error: toFailure(error) }
+      : { type: MessageType.StreamEnd, run: entry.pump.runId, count: entry.pump.count, error: toFailure(error) };
   }
 
   /**
@@ -325,6 +370,25 @@ export class RequestDispatcher {
     this.#inFlight.delete(request.tag);
     if (acked) this.#answered.add(request.tag);
     return false;
+  }
+
+  /**
+   * Another run of the agent owns its durable state now: leave the request unanswered and
+   * unacknowledged (the new owner runs it) and forget it here.
+   */
+  #fenced(entry: InFlightAction): void {
+    this.#inFlight.delete(entry.request.tag);
+    entry.answered = true;
+    this.#options.logger.warn({ action: entry.request.action, tag: entry.request.tag }, "request left to the agent's new owner: its state was taken over");
+  }
+
+  /** The answer to a request applied to the state whose response was not recorded. */
+  #unrecordedResponse(request: ActionRequest): ResponseBody {
+    const error = new ActionInvalidStateError(
+      `Action '${request.action}' (tag ${request.tag}) was applied to the agent's state before its run stopped; its result was not recorded`,
+      { tag: request.tag },
+    );
+    return { type: MessageType.ErrorResponse, error: toFailure(error) };
   }
 
   /**
@@ -414,17 +478,20 @@ export class RequestDispatcher {
     entry.pump?.grant(credit.credit);
   }
 
-  /** Respond once, then acknowledge the request (and any duplicate deliveries of it). */
-  async #answer(entry: InFlightAction, body: ResponseBody): Promise<void> {
+  /**
+   * Respond once, then acknowledge. `inState`: the request is recorded in the agent's state record
+   * already, which stands for its result record.
+   */
+  async #answer(entry: InFlightAction, body: ResponseBody, inState = false): Promise<void> {
     if (entry.answered) return;
     entry.answered = true;
-    entry.answering = this.#respond(entry, body);
+    entry.answering = this.#respond(entry, body, inState);
     await entry.answering;
   }
 
-  async #respond(entry: InFlightAction, body: ResponseBody): Promise<void> {
+  async #respond(entry: InFlightAction, body: ResponseBody, inState: boolean): Promise<void> {
     const results = this.#results;
-    const record = entry.once ? () => results!.record(this.#options.agentId.uid, entry.request, body) : undefined;
+    const record = entry.once && !inState ? () => results!.record(this.#options.agentId.uid, entry.request, body) : undefined;
     const acked = await this.#responder.answer(entry.request, body, entry.delivery, entry.duplicates, record);
     this.#inFlight.delete(entry.request.tag);
     if (acked) this.#answered.add(entry.request.tag);

@@ -82,6 +82,11 @@ export interface AgentExecutor {
    * @throws {UnknownAgentTypeError} if the executor knows no such type.
    */
   resolveType?(typeName: string, exchangeFactory: ExchangeFactory): Promise<AgentTypeInfo>;
+  /**
+   * Whether the agents run in other processes (a host pool): then the manager leaves their
+   * reminders to those processes and fires none for them. @defaultValue false
+   */
+  readonly remote?: boolean;
   /** Start running an agent; returns at once. */
   execute<A extends Agent>(spec: LaunchSpec<A>): AgentExecution;
   /** Release the executor's resources (after its agents have stopped). */

@@ -65,6 +65,8 @@ interface Waiter {
  * ```
  */
 export class HostPoolExecutor implements AgentExecutor {
+  /** Agents run on the pool's hosts, which fire their reminders. */
+  readonly remote = true;
   readonly pool: string;
   /** The pool's site when it is another than the manager's; undefined for the manager's own. */
   readonly site: string | undefined;

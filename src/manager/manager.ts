@@ -33,6 +33,7 @@ import type { UserId } from "../identifiers.ts";
 import { encodeValue } from "../protocol/codec.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
+import { ReminderScheduler } from "../state/reminder-scheduler.ts";
 import { EventLoopExecutor } from "./event-loop-executor.ts";
 import type { AgentExecutor } from "./executor.ts";
 import { launchBatch } from "./launch-batch.ts";
@@ -75,6 +76,14 @@ export interface ManagerOptions {
    * @defaultValue 60_000
    */
   closeTimeoutMs?: number;
+  /**
+   * Fire reminders (docs/STATE.md): from the first launch on an executor that runs agents from
+   * this process (the event loop, worker threads; not a host pool, whose hosts fire them) until
+   * `close()`, this manager runs a `ReminderScheduler` on its exchange, if the exchange keeps
+   * reminders. Several schedulers on one exchange fire each due time once.
+   * @defaultValue true
+   */
+  reminders?: boolean;
   /** @defaultValue silent */
   logger?: Logger;
 }
@@ -170,6 +179,9 @@ export class Manager implements AsyncDisposable {
   readonly #maxRetries: number;
   readonly #retryBackoffMs: number;
   readonly #closeTimeoutMs: number;
+  readonly #firesReminders: boolean;
+  /** The reminder scheduler, once an agent ran here (undefined inside: the exchange keeps no reminders). */
+  #reminders: Promise<ReminderScheduler | undefined> | undefined;
   readonly #logger: Logger;
   readonly #agents = new Map<string, LaunchedAgent>();
   /** Set by `fromExchangeFactory`, which creates the client and so owns the factory's lifetime. */
@@ -204,6 +216,7 @@ export class Manager implements AsyncDisposable {
     this.#maxRetries = checkCount(options.maxRetries ?? 0, "maxRetries");
     this.#retryBackoffMs = checkCount(options.retryBackoffMs ?? 100, "retryBackoffMs");
     this.#closeTimeoutMs = checkCount(options.closeTimeoutMs ?? 60_000, "closeTimeoutMs");
+    this.#firesReminders = options.reminders ?? true;
   }
 
   /**
@@ -342,6 +355,7 @@ export class Manager implements AsyncDisposable {
     }
     registration ??= await this.#client.registerAgent<A>(agentType, { name: options.name });
     const agentId = registration.agentId;
+    if (executor.remote !== true) this.#startReminders();
     const execution = executor.execute({
       agent,
       args,
@@ -568,6 +582,8 @@ export class Manager implements AsyncDisposable {
         "close timed out: agents still running; closing their executors without waiting for them",
       );
     }
+    const scheduler = await this.#reminders;
+    await scheduler?.close();
     await this.#client.close();
     for (const [name, executor] of this.#executors) {
       try {
@@ -587,6 +603,20 @@ export class Manager implements AsyncDisposable {
       );
     }
     raiseErrors(errors, "Agents failed");
+  }
+
+  /** Start firing reminders, once (see `ManagerOptions.reminders`). */
+  #startReminders(): void {
+    if (!this.#firesReminders || this.#reminders !== undefined || this.#factory.reminderStore === undefined) return;
+    const factory = this.#factory;
+    this.#reminders = (async () => {
+      try {
+        return await ReminderScheduler.start(await factory.reminderStore!(), { logger: this.#logger });
+      } catch (error) {
+        this.#logger.warn({ err: error }, "could not start firing reminders");
+        return undefined;
+      }
+    })();
   }
 
   #waitCondition(targets: LaunchedAgent[], returnWhen: ReturnWhen): Promise<void> {

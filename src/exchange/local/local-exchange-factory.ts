@@ -16,6 +16,10 @@ import type { LocalExchangeOptions } from "./local-exchange.ts";
 import { PORT_FACTORY_MODULE, serveLocalExchange } from "./local-exchange-port.ts";
 import type { LocalPortDescriptorData } from "./local-exchange-port.ts";
 import { LocalTransport, openAgentClient } from "./local-transport.ts";
+import { LocalStateStore } from "./local-state-store.ts";
+import type { StateStore } from "../../state/state-store.ts";
+import { LocalReminderStore } from "./local-reminder-store.ts";
+import type { ReminderStore } from "../../state/reminder-store.ts";
 import { CodecResultStore } from "../result-store.ts";
 import type { ResultStore } from "../result-store.ts";
 import { tableResultBytes } from "./local-results.ts";
@@ -88,6 +92,16 @@ export class LocalExchangeFactory implements ExchangeFactory {
     options: AgentClientOptions = {},
   ): Promise<AgentExchangeClient> {
     return openAgentClient(this.exchange, registration, handler, { logger: this.#logger, ...options }, this);
+  }
+
+  /** Agents' durable state, in memory (docs/STATE.md). */
+  async stateStore(): Promise<StateStore> {
+    return new LocalStateStore(this.exchange.stateRecords);
+  }
+
+  /** Reminders, in memory, fired into the in-process mailboxes (docs/STATE.md). */
+  async reminderStore(): Promise<ReminderStore> {
+    return new LocalReminderStore(this.exchange.reminders, this.exchange.reminders);
   }
 
   forWorker(): WorkerFactoryDescriptor {

@@ -93,6 +93,8 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
   const launches = layout.launchStream;
   const hosts = `KV_${layout.hostsBucket}`;
   const placements = `KV_${layout.placementsBucket}`;
+  const state = `KV_${layout.stateBucket}`;
+  const reminders = `KV_${layout.remindersBucket}`;
   const results = `KV_${layout.resultsBucket}`;
   const pools = options.pools?.map((pool) => layout.poolConsumer(pool)) ?? ["*"];
   const pub = new Set<string>();
@@ -174,6 +176,20 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
         streams(results);
         pub.add(`$KV.${layout.resultsBucket}.>`);
         pub.add(`${api}.STREAM.MSG.GET.${results}`);
+      }
+      if (options.role === NatsRole.Agent || options.role === NatsRole.Host || options.role === NatsRole.Launcher) {
+        // Durable state and reminders (docs/STATE.md): looked up, read at the leader, reminders
+        // listed (a scan) and, by agents' schedulers, watched.
+        streams(state, reminders);
+        pub.add(`${api}.STREAM.MSG.GET.${state}`);
+        pub.add(`${api}.STREAM.MSG.GET.${reminders}`);
+        orderedConsumers(reminders);
+      }
+      if (options.role === NatsRole.Agent || options.role === NatsRole.Host) {
+        // State records written by compare-and-set (and purged with the mailbox); reminders set,
+        // moved on and deleted. Fires go to the mailboxes (`<p>.mbox.*`).
+        pub.add(`$KV.${layout.stateBucket}.*`);
+        pub.add(`$KV.${layout.remindersBucket}.>`);
       }
       if (options.role === NatsRole.Host || options.role === NatsRole.Launcher) {
         streams(launches, hosts, placements);
