@@ -25,6 +25,7 @@ const SCENARIOS: Record<string, () => Promise<{ default: Scenario }>> = {
   edge: () => import("./scenarios/edge.ts"),
   tracing: () => import("./scenarios/tracing.ts"),
   state: () => import("./scenarios/state.ts"),
+  effectivelyOnce: () => import("./scenarios/effectively-once.ts"),
   streaming: () => import("./scenarios/streaming.ts"),
 };
 

@@ -1,8 +1,8 @@
 /**
  * The requests that reach one agent: each is run or answered once (duplicates and redeliveries
  * are recognised by tag; across processes and crashes by the result records of effectively-once
- * actions, docs/PROTOCOL.md section 10.10), actions take a concurrency slot and run with an abort signal, cancels
- * abort them, pings and shutdowns wait for startup. Every request is acknowledged only after its
+ * actions, docs/PROTOCOL.md section 10.10), actions take a concurrency slot and run with an abort
+ * signal, cancels abort them, pings and shutdowns wait for startup. Every request is acknowledged only after its
  * response is out (see {@link Responder}).
  */
 import type { Agent } from "../agent/agent.ts";

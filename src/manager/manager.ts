@@ -158,6 +158,8 @@ interface LaunchedAgent {
   readonly executor: string;
   /** Detached: no longer this manager's (its end is neither logged nor raised). */
   detached?: boolean;
+  /** Its config's `terminateOnSuccess`: what a shutdown does to its mailbox. */
+  readonly terminateOnSuccess: boolean;
   /** Settles when the agent stops; never rejects. */
   readonly settled: Promise<void>;
   done: boolean;
@@ -380,6 +382,7 @@ export class Manager implements AsyncDisposable {
     const launched: LaunchedAgent = {
       agentId,
       executor: executorName,
+      terminateOnSuccess: config.terminateOnSuccess,
       done: false,
       error: undefined,
       failed: false,
@@ -558,7 +561,8 @@ export class Manager implements AsyncDisposable {
     const stopped = Promise.all([
       ...running.map(async (a) => {
         try {
-          await this.getHandle(a.agentId).shutdown();
+          // An agent that stops without answering (one that never started) ends the wait too.
+          await Promise.race([this.getHandle(a.agentId).shutdown(), a.settled]);
         } catch (error) {
           if (!(error instanceof MailboxTerminatedError) && !(error instanceof RequestTimeoutError)) {
             this.#logger.warn({ err: error, agentId: a.agentId.uid }, "could not ask agent to shut down");
@@ -566,6 +570,7 @@ export class Manager implements AsyncDisposable {
         }
       }),
       ...launched.map((a) => a.settled),
+      ...(running.length > 0 ? [this.#completeUnserved(running)] : []),
     ]);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
@@ -617,6 +622,28 @@ export class Manager implements AsyncDisposable {
         return undefined;
       }
     })();
+  }
+
+  /**
+   * Agents queued on host pools that no host serves never run to read their shutdown request:
+   * their executors end their launches, and their mailboxes go as a shutdown would take them.
+   */
+  async #completeUnserved(running: readonly LaunchedAgent[]): Promise<void> {
+    for (const [name, executor] of this.#executors) {
+      if (executor.completeUnserved === undefined || !running.some((a) => a.executor === name)) continue;
+      let uids: string[];
+      try {
+        uids = await executor.completeUnserved();
+      } catch (error) {
+        this.#logger.warn({ err: error, executor: name }, "could not check for agents no host will start");
+        continue;
+      }
+      for (const uid of uids) {
+        const agent = this.#agents.get(uid);
+        this.#logger.info({ agentId: uid, executor: name }, "closing: the agent's pool has no serving host; its launch was ended before it ran");
+        if (agent?.terminateOnSuccess === true) await this.#client.terminate(agent.agentId).catch(() => undefined);
+      }
+    }
   }
 
   #waitCondition(targets: LaunchedAgent[], returnWhen: ReturnWhen): Promise<void> {

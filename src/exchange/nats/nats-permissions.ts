@@ -148,7 +148,7 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
     case NatsRole.Caller:
     case NatsRole.Launcher: {
       pub.add(`${api}.INFO`);
-      streams(mailboxes, deadLetters, registry, types);
+      streams(mailboxes, deadLetters, registry, types, results);
       // Mailboxes: send, read (a push consumer per mailbox, made anew by each reader), acknowledge,
       // dead-letter, terminate (walk the stranded requests, purge).
       pub.add(`${p}.mbox.*`);
@@ -172,10 +172,11 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
       if (options.role === NatsRole.Agent || options.role === NatsRole.Host) {
         // Responses to callers without a mailbox (and to library clients with replies: "core").
         for (const subject of options.replySubjects ?? ["_INBOX.>"]) pub.add(subject);
-        // Result records of effectively-once actions: written, read at the leader.
-        streams(results);
+        // Result records of effectively-once actions: written, read at the leader (a direct get
+        // where the bucket has one replica).
         pub.add(`$KV.${layout.resultsBucket}.>`);
         pub.add(`${api}.STREAM.MSG.GET.${results}`);
+        pub.add(`${api}.DIRECT.GET.${results}.>`);
       }
       if (options.role === NatsRole.Agent || options.role === NatsRole.Host || options.role === NatsRole.Launcher) {
         // Durable state and reminders (docs/STATE.md): looked up, read at the leader, reminders
