@@ -15,7 +15,7 @@ import { EntityRole } from "../../identifiers.ts";
 import type { AgentId, EntityId } from "../../identifiers.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
 import { toFailure } from "../../protocol/failure.ts";
-import { NatsHeader, MessageType, isRequest, responseRouting } from "../../protocol/messages.ts";
+import { NatsHeader, MessageType, deduplicationId, isRequest, responseRouting } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
 import type { Logger } from "../../util/logger.ts";
 import { natsLayout } from "./nats-layout.ts";
@@ -398,8 +398,7 @@ export class NatsExchange {
     if (message.destSite !== undefined && message.destSite !== this.layout.prefix) return this.#sendRemote(message);
     const data = encodeMessage(message);
     const request = isRequest(message);
-    const msgId = request ? message.tag : `r:${message.tag}`;
-    const fields: Array<[string, string]> = [[NatsHeader.MsgId, msgId]];
+    const fields: Array<[string, string]> = [[NatsHeader.MsgId, deduplicationId(message)]];
     if (message.src !== undefined) fields.push([NatsHeader.Source, message.src]);
     this.checkSize(data.byteLength + headerBytes(fields), `Message to ${message.dest}`);
     if (!request && message.replyTo !== undefined) {
@@ -433,7 +432,7 @@ export class NatsExchange {
         ? { ...message, replyTo: undefined, srcSite: this.layout.prefix, destSite: undefined }
         : { ...message, srcSite: this.layout.prefix, destSite: undefined };
     const data = encodeMessage(routed);
-    const fields: Array<[string, string]> = [[NatsHeader.MsgId, request ? message.tag : `r:${message.tag}`]];
+    const fields: Array<[string, string]> = [[NatsHeader.MsgId, deduplicationId(message)]];
     if (message.src !== undefined) fields.push([NatsHeader.Source, message.src]);
     this.checkSize(data.byteLength + headerBytes(fields), `Message to ${message.dest}@${site}`);
     const headers = natsHeaders();
