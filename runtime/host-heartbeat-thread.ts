@@ -16,7 +16,6 @@ import type { HostRecord } from "../src/pool/records.ts";
 export interface HeartbeatData {
   readonly factory: Pick<WorkerFactoryDescriptor, "module" | "data">;
   readonly record: HostRecord;
-  readonly revision: number;
   readonly heartbeatMs: number;
   readonly hostTtlMs: number;
   /** One BigInt64: when the main thread last ticked (ms since the epoch). */
@@ -88,7 +87,8 @@ export class HeartbeatThread {
   }
 
   /**
-   * Start the thread and wait until it has its connection.
+   * Start the thread and wait until it has its connection. It writes nothing until
+   * {@link HeartbeatThread.resume} gives it the revision to write on.
    * @throws {Error} when it cannot start (its module cannot load, it cannot connect): the host
    *   then heartbeats from its event loop.
    */
@@ -96,7 +96,6 @@ export class HeartbeatThread {
     factory: WorkerFactoryDescriptor,
     settings: { heartbeatMs: number; hostTtlMs: number },
     record: () => HostRecord,
-    revision: number,
     events: HeartbeatEvents,
   ): Promise<HeartbeatThread> {
     const mainSeen = new BigInt64Array(new SharedArrayBuffer(8));
@@ -104,7 +103,6 @@ export class HeartbeatThread {
     const workerData: HeartbeatData = {
       factory: { module: factory.module, data: factory.data },
       record: record(),
-      revision,
       heartbeatMs: settings.heartbeatMs,
       hostTtlMs: settings.hostTtlMs,
       mainSeen: mainSeen.buffer as SharedArrayBuffer,
@@ -157,6 +155,11 @@ export class HeartbeatThread {
     return thread;
   }
 
+  /** Whether the thread still runs. */
+  get alive(): boolean {
+    return !this.#exited;
+  }
+
   /** The main thread is alive: stamp the shared clock and pass on the record as of now. */
   #ticked(): void {
     Atomics.store(this.#mainSeen, 0, BigInt(Date.now()));
@@ -177,7 +180,7 @@ export class HeartbeatThread {
     });
   }
 
-  /** Heartbeat again, for the record (new id) the host created at `revision`. */
+  /** Heartbeat (at once, then every interval) on the record at `revision`: after the start, and after the host rejoined under a new id. */
   resume(revision: number): void {
     this.#worker.postMessage({ type: "resume", record: this.#record(), revision } satisfies ToHeartbeatThread);
   }

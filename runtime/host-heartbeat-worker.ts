@@ -47,11 +47,15 @@ try {
 }
 
 let record: HostRecord = data.record;
-let revision = data.revision;
+let revision = 0;
 /** When a write last got through (ms since the epoch). */
 let lastWritten = Date.now();
-/** Set when the record was lost (reaped, or no write got through for a ttl): no more periodic writes until `resume`. */
-let paused = false;
+/**
+ * No periodic writes until `resume` (with the revision to write on): at first (the event loop
+ * heartbeats until this thread is ready), and when the record was lost (reaped, or no write got
+ * through for a ttl).
+ */
+let paused = true;
 let stopping = false;
 /** Writes, one at a time. */
 let chain: Promise<unknown> = Promise.resolve();
@@ -119,6 +123,7 @@ port.on("message", (message: ToHeartbeatThread) => {
         revision = message.revision;
         lastWritten = Date.now();
         paused = false;
+        await beat(); // at once: the event loop stopped heartbeating for this thread, or the host rejoined
       });
       return;
     case "stop":

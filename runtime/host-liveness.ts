@@ -30,6 +30,8 @@ export class HostLiveness {
   #stopWatch: StopWatch | undefined;
   /** Aborted when the host leaves: ends the heartbeat loop. */
   readonly #leaving = new AbortController();
+  /** Aborted when the heartbeat thread takes over: ends the heartbeat loop. */
+  readonly #handedOver = new AbortController();
 
   constructor(core: HostCore, peers: Peers, agents: HostAgents, reaper: HostReaper) {
     this.#core = core;
@@ -62,17 +64,36 @@ export class HostLiveness {
 
   /**
    * Heartbeat every `heartbeatMs` until the host leaves: from a thread of its own if the settings
-   * ask for it and it starts, else from the event loop.
+   * ask for it and it starts, else from the event loop. The event loop heartbeats while the thread
+   * starts (loading its modules and connecting can take longer than a ttl on a loaded machine),
+   * then hands the record over to it.
    */
   async start(): Promise<void> {
-    if (this.#core.settings.heartbeatThread) this.#thread = await this.#startThread();
-    if (this.#thread === undefined) this.#heartbeating = this.#heartbeatLoop();
+    const core = this.#core;
+    this.#heartbeating = this.#heartbeatLoop(AbortSignal.any([this.#leaving.signal, this.#handedOver.signal]));
+    if (!core.settings.heartbeatThread) return;
+    const thread = await this.#startThread();
+    if (thread === undefined) return;
+    this.#handedOver.abort();
+    await this.#heartbeating; // the write under way, if any
+    this.#heartbeating = undefined;
+    if (this.#leaving.signal.aborted) {
+      await thread.stop();
+      return;
+    }
+    if (!thread.alive) {
+      core.logger.error("heartbeat thread exited; heartbeating from the event loop");
+      this.#heartbeating = this.#heartbeatLoop(this.#leaving.signal);
+      return;
+    }
+    this.#thread = thread;
+    thread.resume(this.#revision);
   }
 
   async #startThread(): Promise<HeartbeatThread | undefined> {
     const core = this.#core;
     try {
-      return await HeartbeatThread.start(core.factory.forWorker(), core.settings, () => core.record(), this.#revision, {
+      return await HeartbeatThread.start(core.factory.forWorker(), core.settings, () => core.record(), {
         beat: (revision, at) => {
           this.#revision = revision;
           this.#lastHeartbeat = at;
@@ -84,10 +105,11 @@ export class HostLiveness {
           void this.#fence(reason).catch((error: unknown) => core.logger.error({ err: error }, "fencing failed"));
         },
         exited: (code) => {
+          if (this.#thread === undefined) return; // not handed over yet: start() sees it
           this.#thread = undefined;
           if (this.#leaving.signal.aborted) return;
           core.logger.error({ code }, "heartbeat thread exited; heartbeating from the event loop");
-          this.#heartbeating = this.#heartbeatLoop();
+          this.#heartbeating = this.#heartbeatLoop(this.#leaving.signal);
         },
       });
     } catch (error) {
@@ -124,8 +146,7 @@ export class HostLiveness {
     this.#stopWatch?.();
   }
 
-  async #heartbeatLoop(): Promise<void> {
-    const { signal } = this.#leaving;
+  async #heartbeatLoop(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       await sleep(this.#core.settings.heartbeatMs, undefined, { signal }).catch(() => undefined);
       if (signal.aborted) return;
