@@ -483,6 +483,15 @@ export function describeConformance(name: string, target: () => ConformanceTarge
         expect(await handle.quick()).toBe("quick");
       });
 
+      test("timeoutMs: Infinity waits for the answer (no timer that Node would fire at once); a negative or NaN timeoutMs is InvalidConfigError", async () => {
+        await using manager = await open();
+        const handle = await manager.launch(new Sleeper());
+        expect(await handle.with({ timeoutMs: Infinity }).sleep(50)).toBe("done");
+        expect(await handle.invoke("sleep", [20], { timeoutMs: 2 ** 40 })).toBe("done");
+        await expect(handle.with({ timeoutMs: -1 }).quick()).rejects.toThrow(InvalidConfigError);
+        await expect(handle.invoke("quick", [], { timeoutMs: Number.NaN })).rejects.toThrow(InvalidConfigError);
+      });
+
       test("an abort signal cancels the action in the agent and raises ActionCancelledError", async () => {
         await using manager = await open();
         const agent = new Sleeper();
