@@ -476,11 +476,16 @@ export function describeConformance(name: string, target: () => ConformanceTarge
         await using manager = await open();
         const agent = new Sleeper();
         const handle = await manager.launch(agent);
+        let started = false;
+        void agent.started.promise.then(() => (started = true));
         const error = await handle.with({ timeoutMs: 100 }).sleep(60_000).catch((e: unknown) => e);
         expect(error).toBeInstanceOf(RequestTimeoutError);
         expect((error as RequestTimeoutError).timeoutMs).toBe(100);
-        expect(await agent.aborted.promise).toBeInstanceOf(ActionCancelledError);
         expect(await handle.quick()).toBe("quick");
+        // On a loaded machine the cancel can reach the agent before the request has started (its
+        // result record still being looked up): then the action never runs at all.
+        if (started) expect(await agent.aborted.promise).toBeInstanceOf(ActionCancelledError);
+        expect(agent.completed).toBe(0);
       });
 
       test("timeoutMs: Infinity waits for the answer (no timer that Node would fire at once); a negative or NaN timeoutMs is InvalidConfigError", async () => {
