@@ -129,8 +129,13 @@ describe("runtime hosts", () => {
     const states = async (): Promise<string[]> => (await p.placements()).map((pl) => pl.state).sort();
     await eventually(async () => ((await states()).join() === "queued,queued,running,running,running" ? true : undefined), 5_000, "3 running, 2 queued");
     const ctx = await p.factory.context();
-    const info = await ctx.jsm.consumers.info(ctx.layout.launchStream, ctx.layout.poolConsumer(p.pool));
-    expect(info.num_pending + info.num_ack_pending).toBe(2);
+    // A host acknowledges a request after its claim is written: wait for the last acks to land.
+    const unacked = async (): Promise<number> => {
+      const info = await ctx.jsm.consumers.info(ctx.layout.launchStream, ctx.layout.poolConsumer(p.pool));
+      return info.num_pending + info.num_ack_pending;
+    };
+    await eventually(async () => ((await unacked()) <= 2 ? true : undefined), 5_000, "the claimed requests acknowledged");
+    expect(await unacked()).toBe(2);
     // A freed slot takes the next launch.
     const placements = await p.placements();
     const running = placements.filter((pl) => pl.state === PlacementState.Running).map((pl) => pl.uid);
