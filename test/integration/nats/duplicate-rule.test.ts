@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, test } from "vitest";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import { Agent, AgentEngine, ExchangeUnavailableError, MessageType, NatsExchangeFactory, action } from "../../../src/index.ts";
-import type { AgentInterceptor, AgentRegistration, ExchangeFactory, NatsExchangeFactoryOptions } from "../../../src/index.ts";
+import type { AgentInterceptor, AgentRegistration, ExchangeFactory, NatsExchangeOptions } from "../../../src/index.ts";
 import { encodeMessage } from "../../../src/protocol/codec.ts";
 import { NatsHeader } from "../../../src/protocol/messages.ts";
 import type { ActionRequest } from "../../../src/protocol/messages.ts";
@@ -86,7 +86,7 @@ function engine(factory: ExchangeFactory, registration: AgentRegistration<DupPro
 describe("NATS: which deliveries read their result record", () => {
   let nats: TestNats;
 
-  async function setUp(options: Partial<NatsExchangeFactoryOptions> = {}) {
+  async function setUp(options: Partial<NatsExchangeOptions> = {}) {
     nats = await startTestNats();
     cleanups.push(() => nats[Symbol.asyncDispose]());
     const prefix = `dup${process.pid}_${++counter}`;
