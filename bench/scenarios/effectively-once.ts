@@ -10,7 +10,7 @@
  * whose deliveries are all marked as possible duplicates (the behaviour before that rule: every
  * delivery read its record), is measured beside them, interleaved the same way.
  */
-import { Manager, NatsExchangeFactory } from "../../src/index.ts";
+import { AgentEngine, Manager, NatsExchangeFactory } from "../../src/index.ts";
 import type { ExchangeFactory, Handle, RequestDelivery } from "../../src/index.ts";
 import { BenchEcho } from "../agents.ts";
 import type { BenchContext, ScenarioResult } from "../lib/report.ts";
@@ -39,7 +39,9 @@ async function drive(callers: number, ms: number, call: (caller: number) => Prom
 
 /**
  * `factory`, with every request delivery to its agents marked as a possible duplicate: each reads
- * its result record before the action runs, as every delivery did before the duplicate rule.
+ * its result record before the action runs, as every delivery did before the duplicate rule. Only
+ * engines given this factory itself see the marks (a manager's engines take the factory of its
+ * client, the unwrapped one).
  */
 function readingEveryDelivery(factory: ExchangeFactory): ExchangeFactory {
   const mark = (delivery: RequestDelivery): RequestDelivery => Object.create(delivery, { mayBeDuplicate: { value: true } }) as RequestDelivery;
@@ -84,11 +86,27 @@ export default async function effectivelyOnce(ctx: BenchContext): Promise<Scenar
   const { quick, server } = ctx;
   await using once = await Manager.fromExchangeFactory(new NatsExchangeFactory({ servers: server.url, prefix: ctx.prefix("once") }));
   await using plain = await Manager.fromExchangeFactory(new NatsExchangeFactory({ servers: server.url, prefix: ctx.prefix("noonce"), resultWindowMs: 0 }));
-  await using every = await Manager.fromExchangeFactory(readingEveryDelivery(new NatsExchangeFactory({ servers: server.url, prefix: ctx.prefix("readevery") })));
+  const everyFactory = new NatsExchangeFactory({ servers: server.url, prefix: ctx.prefix("readevery") });
+  const everyUser = await everyFactory.createUserClient();
+  const everyRuns: Array<{ engine: AgentEngine<BenchEcho>; running: Promise<void> }> = [];
+  await using _every = {
+    async [Symbol.asyncDispose]() {
+      for (const run of everyRuns) run.engine.requestShutdown({ expected: true });
+      await Promise.allSettled(everyRuns.map((run) => run.running));
+      await everyUser.close();
+      await everyFactory.close();
+    },
+  };
   const launch = (manager: Manager, count: number): Promise<Handle<BenchEcho>[]> => Promise.all(Array.from({ length: count }, () => manager.launch(BenchEcho)));
   const onceAgents = await launch(once, AGENTS);
   const plainAgents = await launch(plain, AGENTS);
-  const everyAgents = await launch(every, AGENTS);
+  const everyAgents: Handle<BenchEcho>[] = [];
+  for (let i = 0; i < AGENTS; i++) {
+    const registration = await everyUser.registerAgent(BenchEcho);
+    const engine = new AgentEngine(new BenchEcho(), { exchangeFactory: readingEveryDelivery(everyFactory), registration });
+    everyRuns.push({ engine, running: engine.run() });
+    everyAgents.push(everyUser.getHandle(registration.agentId));
+  }
 
   const latency: LatencyRow[] = [];
   for (const size of SIZES) {
