@@ -165,6 +165,28 @@ describe("NATS: which deliveries read their result record", () => {
     expect(executions.get(key)).toBe(2);
   });
 
+  test("rule 3, the library's side: a publish retried after a failed first attempt carries Academy-Resent; a first attempt does not", { timeout: 60_000 }, async () => {
+    const { factory, uid, user } = await setUp();
+    const ctx = await factory.context();
+    const stream = ctx.layout.mailboxStream;
+    const subject = ctx.layout.mailboxSubject(uid);
+    const request = (tag: string) => ({ v: 1, type: MessageType.ActionRequest, tag, dest: uid, src: user.clientId.uid, action: "work", args: [tag] }) as unknown as ActionRequest;
+    const stored = async () => (await ctx.jsm.streams.getMessage(stream, { last_by_subj: subject }))!;
+    await ctx.send(request(`first${++counter}`));
+    expect((await stored()).header.get(NatsHeader.Resent)).toBe("");
+    // No stream captures the subject: the first attempt fails (no responders) and is retried.
+    const config = (await ctx.jsm.streams.info(stream)).config;
+    await ctx.jsm.streams.delete(stream);
+    const tag = `retried${++counter}`;
+    const sent = ctx.send(request(tag));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await ctx.jsm.streams.add(config);
+    await sent;
+    const message = await stored();
+    expect(message.header.get(NatsHeader.MsgId)).toBe(tag);
+    expect(message.header.get(NatsHeader.Resent)).toBe("1");
+  });
+
   test("rule 1: a request given back to the same reader with a delivery count of 1 (its consumer's state lost and made again) is answered from its record", { timeout: 60_000 }, async () => {
     const { factory, registration, handle, requests, deliveries, uid, user } = await setUp();
     const counts: number[] = [];
