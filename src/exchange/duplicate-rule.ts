@@ -11,8 +11,12 @@
  *    delivered to this reader before, so its stream sequence is at most the highest this reader
  *    has been delivered: first deliveries come in increasing stream order.
  * 2. A message delivered to an earlier reader of the mailbox and not acknowledged. It was in the
- *    stream before this reader's consumer existed, so it is delivered before the consumer has
- *    caught up with the stream: before (or as) the first delivery whose pending count is 0.
+ *    stream before this reader's consumer existed, so its sequence is at most the last sequence
+ *    the mailbox's subject held at the stream leader once the consumer was made (`catchUpSeq`),
+ *    and it is delivered before the consumer has caught up: before (or as) the first delivery
+ *    with nothing pending after it and a sequence of at least `catchUpSeq`. (The pending count
+ *    alone is counted by the replica that serves the consumer, which may lag the leader on a
+ *    cluster; the leader's last sequence does not.)
  * 3. The same request published again (a new sequence) after the stream's duplicate window: every
  *    re-publication after the first attempt carries the `Academy-Resent` NATS header.
  * 4. A delivery count above 1 (implied by 1 and 2; kept as a cheap second guard).
@@ -30,6 +34,12 @@ export interface ReaderProgress {
    * the stream held when the consumer was made has been delivered to it.
    */
   readonly caughtUp: boolean;
+  /**
+   * The last stream sequence of the mailbox's subject at the stream leader, read once the
+   * consumer was made: the reader has not caught up before it is delivered a message at least this
+   * high (0: no bound; the mailbox was empty).
+   */
+  readonly catchUpSeq: number;
 }
 
 /** The facts of one delivery that the rule reads. */
@@ -45,7 +55,7 @@ export interface DeliveryFacts {
 }
 
 /** A reader that has been delivered nothing yet (each new consumer starts here). */
-export const NEW_READER: ReaderProgress = { highestSeen: 0, caughtUp: false };
+export const NEW_READER: ReaderProgress = { highestSeen: 0, caughtUp: false, catchUpSeq: 0 };
 
 /**
  * Whether `delivery` may be a duplicate of a request already handled, given the reader's progress
@@ -64,15 +74,17 @@ export function mayBeDuplicate(progress: ReaderProgress, delivery: DeliveryFacts
 /** The reader's progress after `delivery` (the same object when nothing changes). */
 export function advance(progress: ReaderProgress, delivery: DeliveryFacts): ReaderProgress {
   const highestSeen = delivery.streamSeq > progress.highestSeen ? delivery.streamSeq : progress.highestSeen;
-  const caughtUp = progress.caughtUp || delivery.pending === 0;
+  const caughtUp = progress.caughtUp || (delivery.pending === 0 && delivery.streamSeq >= progress.catchUpSeq);
   if (highestSeen === progress.highestSeen && caughtUp === progress.caughtUp) return progress;
-  return { highestSeen, caughtUp };
+  return { highestSeen, caughtUp, catchUpSeq: progress.catchUpSeq };
 }
 
 /**
  * The progress of a reader whose consumer was made anew (take-over, a consumer lost and made
- * again): it must catch up again; the sequences it saw stay seen.
+ * again): it must catch up again, to `catchUpSeq` (the last sequence of its subject at the stream
+ * leader, read after the consumer was made; `Infinity` when it could not be read: every delivery
+ * of this consumer is then checked); the sequences it saw stay seen.
  */
-export function restart(progress: ReaderProgress): ReaderProgress {
-  return progress.caughtUp ? { highestSeen: progress.highestSeen, caughtUp: false } : progress;
+export function restart(progress: ReaderProgress, catchUpSeq: number): ReaderProgress {
+  return { highestSeen: progress.highestSeen, caughtUp: false, catchUpSeq };
 }

@@ -26,7 +26,7 @@ describe("duplicate rule (PROTOCOL.md 10.10)", () => {
   test("rule 2: a new reader checks every delivery up to and including the first with nothing pending", () => {
     const { checked, progress } = run([first(4, 3), first(5, 2), first(6, 1), first(7, 0), first(8, 0)]);
     expect(checked).toEqual([true, true, true, true, false]);
-    expect(progress).toEqual({ highestSeen: 8, caughtUp: true });
+    expect(progress).toEqual({ highestSeen: 8, caughtUp: true, catchUpSeq: 0 });
   });
 
   test("rule 1: a delivery at or below the highest sequence seen is checked, even with a delivery count of 1", () => {
@@ -55,12 +55,20 @@ describe("duplicate rule (PROTOCOL.md 10.10)", () => {
 
   test("a consumer made anew (restart) catches up again and keeps the sequences seen", () => {
     const caughtUp = run([first(1, 0), first(2, 0)]).progress;
-    const renewed = restart(caughtUp);
-    expect(renewed).toEqual({ highestSeen: 2, caughtUp: false });
+    const renewed = restart(caughtUp, 3);
+    expect(renewed).toEqual({ highestSeen: 2, caughtUp: false, catchUpSeq: 3 });
     // A message the earlier consumer held comes again, then one the stream held: both checked.
     const { checked } = run([first(2, 1), first(3, 0), first(4, 0)], renewed);
     expect(checked).toEqual([true, true, false]);
-    expect(restart(NEW_READER)).toBe(NEW_READER);
+  });
+
+  test("rule 2 on a lagging replica: nothing pending is not caught up before the leader's last sequence of the subject", () => {
+    // The replica serving the consumer has not yet applied sequences 5-6 (the leader's last is 6).
+    const { checked, progress } = run([first(3, 1), first(4, 0), first(5, 1), first(6, 0), first(7, 0)], restart(NEW_READER, 6));
+    expect(checked).toEqual([true, true, true, true, false]);
+    expect(progress.caughtUp).toBe(true);
+    // Unreadable: every delivery of the consumer is checked.
+    expect(run([first(1, 0), first(2, 0)], restart(NEW_READER, Number.POSITIVE_INFINITY)).checked).toEqual([true, true]);
   });
 
   test("advance returns the same object when nothing changes", () => {

@@ -29,7 +29,7 @@ import type { ReaderProgress } from "../duplicate-rule.ts";
 import { parseAckReply } from "./ack-reply.ts";
 
 import type { NatsExchange } from "./nats-exchange.ts";
-import { isConsumerNotFound } from "./nats-errors.ts";
+import { isConsumerNotFound, isNoMessageFound } from "./nats-errors.ts";
 
 /** How long a reader that finds its consumer gone waits before concluding it was not a takeover. */
 const TAKEOVER_SETTLE_MS = 250;
@@ -117,8 +117,9 @@ export class NatsMailbox {
         continue;
       }
       this.#deliverSubject = deliverSubject;
-      // A new consumer: it delivers again what earlier readers held (duplicate-rule.ts, rule 2).
-      this.#progress = restart(this.#progress);
+      // A new consumer: it delivers again what earlier readers held (duplicate-rule.ts, rule 2),
+      // all of it at or below the subject's last sequence at the stream leader, read now.
+      this.#progress = restart(this.#progress, await this.#lastSequence());
       // Bound to the subject just created: no further round trip to look the consumer up.
       const consumer = await js.consumers.getBoundPushConsumer({ deliver_subject: deliverSubject });
       if (this.#stopped) return;
@@ -128,6 +129,29 @@ export class NatsMailbox {
       previous?.stop();
       if (this.#stopped) messages.stop();
       return;
+    }
+  }
+
+  /**
+   * The last stream sequence of this mailbox's subject, read at the stream leader (a
+   * `STREAM.MSG.GET` through the API, not a direct get a lagging replica could answer); 0 when the
+   * mailbox is empty; `Infinity` (check every delivery of this consumer) when it cannot be read.
+   */
+  async #lastSequence(): Promise<number> {
+    const { layout, jsm } = this.#ctx;
+    try {
+      const last = await this.#ctx.retry("read mailbox's last sequence", async () => {
+        try {
+          return await jsm.streams.getMessage(layout.mailboxStream, { last_by_subj: layout.mailboxSubject(this.#id.uid) });
+        } catch (error) {
+          if (isNoMessageFound(error)) return null;
+          throw error;
+        }
+      });
+      return last?.seq ?? 0;
+    } catch (error) {
+      this.#logger.warn({ err: error }, "could not read the mailbox's last sequence; every delivery of this consumer reads its result record");
+      return Number.POSITIVE_INFINITY;
     }
   }
 
