@@ -119,7 +119,8 @@ export class NatsMailbox {
       this.#deliverSubject = deliverSubject;
       // A new consumer: it delivers again what earlier readers held (duplicate-rule.ts, rule 2),
       // all of it at or below the subject's last sequence at the stream leader, read now.
-      this.#progress = restart(this.#progress, await this.#lastSequence());
+      const lastSeq = await this.#lastSequence();
+      this.#progress = restart(this.#progress, lastSeq);
       // Bound to the subject just created: no further round trip to look the consumer up.
       const consumer = await js.consumers.getBoundPushConsumer({ deliver_subject: deliverSubject });
       if (this.#stopped) return;
