@@ -55,6 +55,7 @@ function summary(letter: DeadLetter): Record<string, unknown> {
     mailbox: letter.mailbox,
     pool: letter.pool,
     agent: letter.agent,
+    ...(letter.handler !== undefined && { handler: letter.handler, subject: letter.originalSubject }),
     time: letter.time.toISOString(),
     reason: letter.reason,
     error: letter.error,

@@ -70,7 +70,7 @@ export const CLI_OPTIONS = {
   "no-subclasses": { flags: "--no-subclasses", env: "ACADEMY_NO_SUBCLASSES", description: "only agents of exactly this type" },
 
   // --- dead letters ---
-  kind: { flags: "--kind <kind>", env: "ACADEMY_DLQ_KIND", description: "mailbox or launch dead letters", choices: ["mailbox", "launch"] },
+  kind: { flags: "--kind <kind>", env: "ACADEMY_DLQ_KIND", description: "mailbox, launch or event dead letters", choices: ["mailbox", "launch", "event"] },
   agent: { flags: "--agent <uid>", env: "ACADEMY_DLQ_AGENT", description: "dead letters of this mailbox" },
   reason: { flags: "--reason <code>", env: "ACADEMY_DLQ_REASON", description: "dead letters with this reason (an error code, e.g. DELIVERY_LIMIT)" },
   since: { flags: "--since <time>", env: "ACADEMY_DLQ_SINCE", description: "dead-lettered at or after: an ISO time, or an age such as 2h" },

@@ -5,6 +5,7 @@
  */
 import { AgentDefinitionError } from "../errors.ts";
 import { parameterList, splitParameters } from "./parameters.ts";
+import type { ResolvedSubscription } from "./subscriptions.ts";
 
 // Node 20 has no Symbol.metadata. tsc only records decorator metadata when it exists, and esbuild
 // falls back to Symbol.for("Symbol.metadata"); install that same symbol so both agree.
@@ -65,7 +66,15 @@ export interface LoopSpec {
   readonly event?: string;
 }
 
-export type MemberSpec = ActionSpec | LoopSpec;
+/** An event subscription (`@subscribe`): started after startup, stopped at shutdown. */
+export interface SubscriptionSpec {
+  readonly kind: "subscription";
+  readonly name: string;
+  readonly method: AsyncMethod;
+  readonly subscription: ResolvedSubscription;
+}
+
+export type MemberSpec = ActionSpec | LoopSpec | SubscriptionSpec;
 
 /** Options of {@link action}. */
 export interface ActionOptions {
@@ -129,6 +138,17 @@ export interface AgentMethodDecorator<M extends AsyncMethod = AsyncMethod> {
 /** @throws {AgentDefinitionError} when called the way `experimentalDecorators` code calls decorators. */
 function assertStandard(context: unknown): asserts context is ClassMethodDecoratorContext {
   if (typeof context !== "object" || context === null || !("kind" in context)) throw new AgentDefinitionError(EXPERIMENTAL_DECORATORS);
+}
+
+/** @internal Check a decorator was called as a standard decorator of a method (for decorators in other modules). */
+export function assertStandardDecorator(context: unknown): asserts context is ClassMethodDecoratorContext {
+  assertStandard(context);
+}
+
+/** @internal Record a member declared by a decorator of another module (`@subscribe`). */
+export function recordMember(context: ClassMethodDecoratorContext, spec: MemberSpec): void {
+  requireAsync(spec.kind === "subscription" ? "subscribe" : spec.kind, spec.name, spec.method);
+  record(context, spec);
 }
 
 function record(context: ClassMethodDecoratorContext, spec: MemberSpec): void {
@@ -321,6 +341,8 @@ export function defineAgent<C extends abstract new (...args: never[]) => unknown
 export interface AgentSpec {
   readonly actions: ReadonlyMap<string, ActionSpec>;
   readonly loops: readonly LoopSpec[];
+  /** Event subscriptions (`@subscribe`). */
+  readonly subscriptions: readonly SubscriptionSpec[];
 }
 
 const specCache = new WeakMap<object, AgentSpec>();
@@ -335,17 +357,20 @@ export function agentSpec(cls: abstract new (...args: never[]) => unknown): Agen
   }
   const actions = new Map<string, ActionSpec>();
   const loops = new Map<string, LoopSpec>();
+  const subscriptions = new Map<string, SubscriptionSpec>();
   for (const c of chain) {
     const metadata = (c as { [Symbol.metadata]?: Record<symbol, MemberSpec[]> })[Symbol.metadata as symbol as typeof Symbol.metadata];
     if (metadata == null || !Object.prototype.hasOwnProperty.call(metadata, SPECS)) continue;
     for (const spec of metadata[SPECS] ?? []) {
       actions.delete(spec.name);
       loops.delete(spec.name);
+      subscriptions.delete(spec.name);
       if (spec.kind === "action") actions.set(spec.name, spec);
+      else if (spec.kind === "subscription") subscriptions.set(spec.name, spec);
       else loops.set(spec.name, spec);
     }
   }
-  const spec: AgentSpec = { actions, loops: [...loops.values()] };
+  const spec: AgentSpec = { actions, loops: [...loops.values()], subscriptions: [...subscriptions.values()] };
   specCache.set(cls, spec);
   return spec;
 }

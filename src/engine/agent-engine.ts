@@ -4,20 +4,20 @@
  * Academy's order.
  */
 import { Agent as AgentBase, bindAgent } from "../agent/agent.ts";
-import type { Agent, AgentContext } from "../agent/agent.ts";
+import type { Agent, AgentContext, PublishOptions } from "../agent/agent.ts";
 import type { AgentClass } from "../agent/agent-type.ts";
 import { agentSpec } from "../agent/decorators.ts";
 import type { AgentSpec, LoopSpec } from "../agent/decorators.ts";
 import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
 import type { ResolvedRuntimeConfig, RuntimeConfig } from "../agent/runtime-config.ts";
-import { ActionCancelledError, AgentStateError, BadEntityIdError, MailboxTerminatedError, raiseErrors } from "../errors.ts";
+import { ActionCancelledError, AgentStateError, BadEntityIdError, InvalidConfigError, MailboxTerminatedError, raiseErrors } from "../errors.ts";
 import { runAsAgent } from "../exchange/client-scope.ts";
 import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
 import type { AgentId } from "../identifiers.ts";
 import { currentAction, runOutsideActionScope } from "../interceptors/action-scope.ts";
-import type { AgentInterceptor } from "../interceptors/agent-interceptor.ts";
+import type { AgentInterceptor, EventInput } from "../interceptors/agent-interceptor.ts";
 import { composeInterceptors } from "../interceptors/interceptors.ts";
 import { runOutsideTrace } from "../interceptors/tracing.ts";
 import { deferred } from "../util/deferred.ts";
@@ -31,6 +31,9 @@ import { settleWithin } from "./grace.ts";
 import { LoopState, runLoop } from "./loops.ts";
 import type { EventRunner, LoopRun } from "./loops.ts";
 import { RequestDispatcher } from "./request-dispatcher.ts";
+import { AgentSubscriptions, callSubscriptionHandler } from "./subscriptions.ts";
+import { encodeEvent, EventCodec } from "../protocol/event-codec.ts";
+import type { EventBus, EventPublishAck } from "../exchange/events.ts";
 
 const SETTLED: Promise<void> = Promise.resolve();
 
@@ -116,6 +119,8 @@ export class AgentEngine<A extends Agent = Agent> {
   readonly #children: ChildAgents;
   readonly #stats: ActionStatsRecorder;
   #loopRuns: readonly LoopRun[] = [];
+  readonly #subscriptions: AgentSubscriptions;
+  #eventBus: Promise<EventBus | undefined> | undefined;
   /** When startup completed (ms since the epoch). */
   #startedAt: number | undefined;
 
@@ -140,6 +145,18 @@ export class AgentEngine<A extends Agent = Agent> {
       agentType: options.registration.agentType.name,
       chain: composeInterceptors(interceptors, "event", (input) => this.#runHandler(input.handler)),
     };
+    const runSubscriptionHandler = async (input: EventInput): Promise<void> => {
+      await callSubscriptionHandler(this.agent, input);
+    };
+    const subscriptionChain = composeInterceptors(interceptors, "event", runSubscriptionHandler);
+    this.#subscriptions = new AgentSubscriptions({
+      specs: this.#spec.subscriptions,
+      agentId: this.agentId,
+      agentType: options.registration.agentType.name,
+      logger: this.#logger,
+      signal: this.#shutdownController.signal,
+      run: subscriptionChain ?? runSubscriptionHandler,
+    });
     this.#children = new ChildAgents(
       (source, registration, config) =>
         new AgentEngine(source, { exchangeFactory: this.#factory, registration, config, logger: baseLogger, interceptors: options.interceptors }),
@@ -208,6 +225,7 @@ export class AgentEngine<A extends Agent = Agent> {
       actions,
       loops: this.#loopRuns.map((loop) => ({ name: loop.name, kind: loop.kind, state: loop.state })),
       children: this.#children.running,
+      ...(this.#subscriptions.declared && { subscriptions: this.#subscriptions.stats() }),
     };
   }
 
@@ -250,6 +268,7 @@ export class AgentEngine<A extends Agent = Agent> {
         exchangeClient: client,
         logger: this.#logger,
         shutdownSignal: this.#shutdownController.signal,
+        publish: (subject, data, publishOptions) => this.#publish(subject, data, publishOptions),
       };
       bindAgent(agent, {
         context,
@@ -264,6 +283,7 @@ export class AgentEngine<A extends Agent = Agent> {
       loops = this.#spec.loops.map((spec) => this.#startLoop(agent, spec));
       this.#loopRuns = loops;
       await agent.agentOnStartup();
+      if (this.#subscriptions.declared) await this.#subscriptions.start(await this.#eventBusOf());
     } catch (error) {
       this.#logger.error({ err: error }, "agent startup failed");
       await this.#shutdown({ expected: false }, false, loops).catch((shutdownError: unknown) => {
@@ -322,6 +342,13 @@ export class AgentEngine<A extends Agent = Agent> {
     // Then the agents launched alongside this one (Academy closes the agent's manager here).
     errors.push(...(await this.#children.shutdown()));
     const graceMs = this.#config.shutdownGraceMs;
+    if (this.#subscriptions.declared) {
+      if ((await settleWithin(this.#subscriptions.inFlight(), graceMs)).length > 0) {
+        this.#logger.warn({ graceMs }, "event handler ignored its shutdown signal; abandoned (its event is delivered again)");
+      }
+      await this.#subscriptions.stop();
+      if (terminate) await this.#subscriptions.remove();
+    }
     for (const loop of await settleWithin(loops, graceMs)) {
       loop.state = LoopState.Abandoned;
       this.#logger.warn({ loop: loop.name, kind: loop.kind, graceMs }, "loop ignored its shutdown signal; abandoned (it may still run to its end)");
@@ -343,6 +370,20 @@ export class AgentEngine<A extends Agent = Agent> {
     this.#state = errors.length > 0 || !request.expected ? EngineState.Failed : EngineState.Stopped;
     this.#logger.info({ terminate, expected: request.expected }, "agent stopped");
     raiseErrors(errors, `Agent ${this.agentId} failed`);
+  }
+
+  /** The exchange's events, asked for once. */
+  #eventBusOf(): Promise<EventBus | undefined> {
+    this.#eventBus ??= this.#factory.events?.() ?? Promise.resolve(undefined);
+    return this.#eventBus;
+  }
+
+  /** `agentContext.publish`: encode, then publish on the exchange's events. */
+  async #publish(subject: string, data: unknown, options: PublishOptions = {}): Promise<EventPublishAck | undefined> {
+    const bus = await this.#eventBusOf();
+    if (bus === undefined) throw new InvalidConfigError("This agent's exchange offers no events to publish to (ExchangeFactory.events)", { option: "exchange" });
+    const bytes = encodeEvent(options.codec ?? EventCodec.Json, data);
+    return bus.publish(subject, bytes, { durable: options.durable, msgId: options.msgId, headers: options.headers });
   }
 
   /** Start a loop; it runs once startup completed. */

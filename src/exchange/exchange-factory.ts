@@ -9,6 +9,7 @@ import type { AgentClientOptions, AgentExchangeClient, RequestHandler, UserClien
 
 import type { PoolBackend } from "../pool/pool-backend.ts";
 import type { DeadLetterStore } from "./dead-letters.ts";
+import type { EventBus } from "./events.ts";
 import type { ExchangeStats } from "./exchange-stats.ts";
 import type { Logger } from "../util/logger.ts";
 import type { AgentRegistration } from "./transport.ts";
@@ -72,6 +73,11 @@ export interface ExchangeFactory {
    * can reach), for the `academy dlq` command and other operator tools.
    */
   deadLetters?(): Promise<DeadLetterStore>;
+  /**
+   * The events of this exchange (optional): what agents' `@subscribe` handlers read and
+   * `agentContext.publish` writes. An agent with subscriptions cannot run on an exchange without it.
+   */
+  events?(): Promise<EventBus>;
   /**
    * Queue statistics of this exchange (optional): mailbox depths and deliveries, dead letters; for
    * the metrics of runtime hosts and for `academy dashboard`.

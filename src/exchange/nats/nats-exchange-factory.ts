@@ -27,6 +27,8 @@ import { checkDomain, checkSite, natsLayout } from "./nats-layout.ts";
 import { NatsPoolBackend } from "./nats-pool-backend.ts";
 import { NatsDeadLetters } from "./nats-dead-letters.ts";
 import { NatsExchangeStats } from "./nats-exchange-stats.ts";
+import { NatsEvents } from "./nats-events.ts";
+import type { EventBus } from "../events.ts";
 import type { ExchangeStats } from "../exchange-stats.ts";
 import type { DeadLetterStore } from "../dead-letters.ts";
 import { NatsTransport } from "./nats-transport.ts";
@@ -295,6 +297,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
   readonly #servers: string[];
   #context: Promise<NatsExchange> | undefined;
   #closing: Promise<void> | undefined;
+  #events: { ctx: NatsExchange; bus: NatsEvents } | undefined;
 
   /**
    * @throws {InvalidConfigError} for invalid options: also several ways to authenticate at once, or
@@ -369,6 +372,16 @@ export class NatsExchangeFactory implements ExchangeFactory {
   /** The dead-letter stream of this exchange (docs/NATS-LAYOUT.md), on the factory's connection. */
   async deadLetters(): Promise<DeadLetterStore> {
     return new NatsDeadLetters(await this.#getContext());
+  }
+
+  /**
+   * Events on this exchange's connection (docs/EVENTS.md): core subscriptions, durable consumers
+   * on the users' streams, publishing, keyed routes.
+   */
+  async events(): Promise<EventBus> {
+    const ctx = await this.#getContext();
+    if (this.#events?.ctx !== ctx) this.#events = { ctx, bus: new NatsEvents(ctx) };
+    return this.#events.bus;
   }
 
   /**
