@@ -41,6 +41,7 @@ import { resolveSettings } from "./host-options.ts";
 import type { RuntimeHostOptions } from "./host-options.ts";
 import { Peers } from "./host-peers.ts";
 import { HostReaper } from "./host-reaper.ts";
+import { HostRouting } from "./host-routing.ts";
 import { libraryVersion } from "./version.ts";
 
 /** A runtime host serving one pool (see the module's description). */
@@ -60,6 +61,7 @@ export class RuntimeHost {
   readonly #intake: HostIntake;
   readonly #reaper: HostReaper;
   readonly #liveness: HostLiveness;
+  readonly #routing: HostRouting;
   readonly #stopped = deferred<void>();
   #draining: Promise<void> | undefined;
 
@@ -79,6 +81,7 @@ export class RuntimeHost {
     this.#intake = new HostIntake(core, this.#agents);
     this.#reaper = new HostReaper(core, peers);
     this.#liveness = new HostLiveness(core, peers, this.#agents, this.#reaper);
+    this.#routing = new HostRouting(core);
   }
 
   /**
@@ -173,6 +176,7 @@ export class RuntimeHost {
     this.#liveness.start();
     this.#reaper.start();
     this.#intake.start(queue);
+    await this.#routing.start();
     await this.#measure();
     core.logger.info({ capacity: this.capacity, types: [...this.classes.keys()], version: libraryVersion() }, "host ready");
   }
@@ -205,6 +209,7 @@ export class RuntimeHost {
     const agents = core.agents.size;
     core.logger.info({ agents }, "draining: handing agents back to the pool");
     core.state = HostState.Draining;
+    await this.#routing.stop();
     await this.#intake.stop();
     // Tell managers and peers at once that this host takes nothing new.
     await this.#liveness.announce();
@@ -218,6 +223,7 @@ export class RuntimeHost {
   }
 
   async #shutdownConnection(): Promise<void> {
+    await this.#routing.stop();
     this.#core.metrics.detach();
     this.#liveness.stopWatching();
     this.#reaper.stop();
