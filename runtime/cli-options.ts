@@ -50,6 +50,7 @@ export const CLI_OPTIONS = {
   "host-ttl-ms": { flags: "--host-ttl-ms <ms>", env: "ACADEMY_HOST_TTL_MS", description: "silent hosts are reaped after this long (default: 6000)" },
   "grace-ms": { flags: "--grace-ms <ms>", env: "ACADEMY_GRACE_MS", description: "drain deadline after SIGTERM (default: 30000)" },
   "health-port": { flags: "--health-port <port>", env: "ACADEMY_HEALTH_PORT", description: "serve /healthz, /readyz and /metrics (Prometheus) on this port" },
+  "json-calls": { flags: "--json-calls", env: "ACADEMY_JSON_CALLS", description: "serve JSON calls to the modules' agent types: a NATS micro service per type (docs/PROTOCOL.md)" },
   "pid-file": { flags: "--pid-file <path>", env: "ACADEMY_PID_FILE", description: "write the host's pid here (signal that pid, not a wrapper's), removed at exit" },
   "log-level": { flags: "--log-level <level>", env: "ACADEMY_LOG_LEVEL", description: "pino level of the JSON logs on stdout (default: info)", choices: LOG_LEVELS },
 

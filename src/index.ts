@@ -12,6 +12,7 @@ export type { ActionOptions, AgentDefinition, AgentMethodDecorator, Experimental
 export { EventCodec, SubscriptionGroup, keyedAgentId, subscribe } from "./agent/subscriptions.ts";
 export type { EventContext, EventKey, StartPosition, SubscribeOptions } from "./agent/subscriptions.ts";
 export type { SubscriptionStats } from "./engine/subscriptions.ts";
+export type { JsonCallOptions, JsonCallService } from "./exchange/json-calls.ts";
 export type { EventBus, EventPublishAck, EventPublishOptions, EventSubscription, InboundEvent, SubscriptionOwner } from "./exchange/events.ts";
 export { AgentEngine, EngineState } from "./engine/agent-engine.ts";
 export type { AgentBuilder, AgentEngineOptions, AgentSource } from "./engine/agent-engine.ts";

@@ -10,6 +10,7 @@ import type { AgentClientOptions, AgentExchangeClient, RequestHandler, UserClien
 import type { PoolBackend } from "../pool/pool-backend.ts";
 import type { DeadLetterStore } from "./dead-letters.ts";
 import type { EventBus } from "./events.ts";
+import type { JsonCallOptions, JsonCallService } from "./json-calls.ts";
 import type { ExchangeStats } from "./exchange-stats.ts";
 import type { Logger } from "../util/logger.ts";
 import type { AgentRegistration } from "./transport.ts";
@@ -78,6 +79,11 @@ export interface ExchangeFactory {
    * `agentContext.publish` writes. An agent with subscriptions cannot run on an exchange without it.
    */
   events?(): Promise<EventBus>;
+  /**
+   * Serve JSON calls to agents of `options.types` from any client of the exchange (optional; the
+   * NATS exchange serves a NATS micro service per type: docs/PROTOCOL.md, *JSON entry point*).
+   */
+  serveJsonCalls?(options: JsonCallOptions): Promise<JsonCallService>;
   /**
    * Queue statistics of this exchange (optional): mailbox depths and deliveries, dead letters; for
    * the metrics of runtime hosts and for `academy dashboard`.

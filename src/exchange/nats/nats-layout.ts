@@ -46,6 +46,8 @@ export interface NatsLayout {
   routerConsumer(agentType: string, handler: string): string;
   /** Core queue group of a `shared` core subscription. */
   eventQueue(agentType: string, handler: string): string;
+  /** Subjects of the JSON entry point of an agent type: `<prefix>.json.<type>.<agent uid or key>` (docs/PROTOCOL.md). */
+  jsonCallSubjects(agentType: string): string;
   /** Subject of a launch request of agent `uid` on `pool`. */
   launchSubject(pool: string, uid: string): string;
   /** Wildcard subject of a pool's launch requests (the pool consumer's filter). */
@@ -102,6 +104,7 @@ export function natsLayout(prefix: string): NatsLayout {
     sharedEventConsumer: (agentType, handler) => `${prefix}_evs_${nameToken(agentType)}_${nameToken(handler)}`,
     routerConsumer: (agentType, handler) => `${prefix}_route_${nameToken(agentType)}_${nameToken(handler)}`,
     eventQueue: (agentType, handler) => `${prefix}.evq.${nameToken(agentType)}.${nameToken(handler)}`,
+    jsonCallSubjects: (agentType) => `${prefix}.json.${nameToken(agentType)}.*`,
     launchStream: `${prefix}_launches`,
     launchSubjects: `${prefix}.launch.>`,
     hostsBucket: `${prefix}_hosts`,

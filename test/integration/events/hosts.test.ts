@@ -195,7 +195,7 @@ test("keyed routing: 100 keys launch 100 agents on demand on a pool of 2 hosts w
   const prefix = `evh${process.pid}_${++serial}`;
   await stream("SENSORS", ["sensors.>"]);
   const a = await host(prefix, "sensors");
-  const b = await host(prefix, "sensors");
+  const b = await host(prefix, "sensors", 100, { extra: ["--json-calls"] });
   const manager = await managerFor(prefix, "sensors");
   try {
     const keys = Array.from({ length: 100 }, (_, k) => `s${k}`);
@@ -229,6 +229,9 @@ test("keyed routing: 100 keys launch 100 agents on demand on a pool of 2 hosts w
     expect(found.map((id) => id.name).sort()).toEqual([...keys].sort());
     const sensor = manager.getHandle(keyedAgentId("Sensor", "s7")) as unknown as { count(): Promise<number> };
     expect(await sensor.count()).toBeGreaterThan(0);
+    // The surviving host serves JSON calls: a plain client calls the agent of a key by its key.
+    const reply = await nc.request(`${prefix}.json.Sensor.s7`, new TextEncoder().encode(JSON.stringify({ action: "count" })), { timeout: 10_000 });
+    expect(reply.json<{ result: number }>().result).toBe(await sensor.count());
   } finally {
     await manager.close().catch(() => undefined);
   }
