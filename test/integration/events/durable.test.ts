@@ -1,0 +1,133 @@
+/**
+ * What only durable (JetStream) subscriptions do: start positions, resuming after the agent
+ * stops without termination (events published meanwhile included, in order), a subscription to
+ * a stream that does not exist failing the agent's startup with a typed error, and the dead
+ * letters of events in `academy dlq`'s store.
+ */
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Agent, InvalidConfigError, Manager, NatsExchangeFactory, action, subscribe } from "../../../src/index.ts";
+import type { EventContext } from "../../../src/index.ts";
+import { startTestNats } from "../../support/nats.ts";
+import type { TestNats } from "../../support/nats.ts";
+
+let nats: TestNats;
+let nc: NatsConnection;
+let serial = 0;
+
+beforeAll(async () => {
+  nats = await startTestNats();
+  nc = await connect(nats.connectionOptions);
+});
+afterAll(async () => {
+  await nc?.close();
+  await nats?.[Symbol.asyncDispose]();
+});
+
+function factory(): NatsExchangeFactory {
+  return new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: `dur${process.pid}_${++serial}` });
+}
+
+async function channel(): Promise<{ stream: string; subject: string }> {
+  const id = `${process.pid}_${++serial}`;
+  await (await jetstreamManager(nc)).streams.add({ name: `D_${id}`, subjects: [`d${id}.>`] });
+  return { stream: `D_${id}`, subject: `d${id}` };
+}
+
+async function publish(subject: string, from: number, to: number): Promise<void> {
+  const js = jetstream(nc);
+  for (let n = from; n < to; n++) await js.publish(subject, new TextEncoder().encode(JSON.stringify({ n })));
+}
+
+async function until<T>(read: () => Promise<T>, done: (v: T) => boolean): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const v = await read();
+    if (done(v) || Date.now() > deadline) return v;
+    await sleep(25);
+  }
+}
+
+test("start positions: new, all, a sequence, a time", async () => {
+  const { stream, subject } = await channel();
+  await publish(`${subject}.x`, 0, 5);
+  await sleep(20);
+  const between = new Date();
+  await sleep(20);
+  await publish(`${subject}.x`, 5, 10);
+  class Starts extends Agent {
+    seen: Record<string, number[]> = { all: [], fromSeq: [], fromTime: [], fresh: [] };
+    @subscribe(`${subject}.x`, { stream, start: "all" }) async all(p: { n: number }) {
+      this.seen.all!.push(p.n);
+    }
+    @subscribe(`${subject}.x`, { stream, start: { sequence: 8 } }) async fromSeq(p: { n: number }) {
+      this.seen.fromSeq!.push(p.n);
+    }
+    @subscribe(`${subject}.x`, { stream, start: { time: between } }) async fromTime(p: { n: number }) {
+      this.seen.fromTime!.push(p.n);
+    }
+    @subscribe(`${subject}.x`, { stream }) async fresh(p: { n: number }) {
+      this.seen.fresh!.push(p.n);
+    }
+    @action async state() {
+      return this.seen;
+    }
+  }
+  await using manager = await Manager.fromExchangeFactory(factory());
+  const agent = await manager.launch(Starts);
+  await agent.ping();
+  await publish(`${subject}.x`, 10, 12);
+  const seen = await until(() => agent.state(), (s) => s.all!.length >= 12 && s.fresh!.length >= 2);
+  expect(seen.all).toEqual([...Array(12).keys()]);
+  expect(seen.fromSeq).toEqual([7, 8, 9, 10, 11]);
+  expect(seen.fromTime).toEqual([5, 6, 7, 8, 9, 10, 11]);
+  expect(seen.fresh).toEqual([10, 11]);
+});
+
+test("an agent stopped without termination resumes where it left off, events published meanwhile included", async () => {
+  const { stream, subject } = await channel();
+  class Resumer extends Agent {
+    seen: Array<{ n: number; seq: number | undefined }> = [];
+    @subscribe(`${subject}.r`, { stream, start: "all" }) async on(p: { n: number }, ctx: EventContext) {
+      this.seen.push({ n: p.n, seq: ctx.sequence });
+    }
+    @action async state() {
+      return this.seen;
+    }
+  }
+  const f = factory();
+  const manager = await Manager.fromExchangeFactory(f);
+  const registration = await manager.registerAgent(Resumer);
+  const first = await manager.launch(Resumer, { registration });
+  await publish(`${subject}.r`, 0, 20);
+  expect((await until(() => first.state(), (s) => s.length >= 20)).map((e) => e.n)).toEqual([...Array(20).keys()]);
+  await manager.shutdown(first, { terminate: false });
+  await publish(`${subject}.r`, 20, 30);
+  await manager.close();
+
+  const again = await Manager.fromExchangeFactory(factory2(f));
+  const second = await again.launch(Resumer, { registration });
+  const seen = await until(() => second.state(), (s) => s.length >= 10);
+  expect(seen.map((e) => e.n)).toEqual([...Array(10).keys()].map((i) => i + 20));
+  await again.close();
+});
+
+/** A second factory on the same prefix (a new process would make one). */
+function factory2(f: NatsExchangeFactory): NatsExchangeFactory {
+  return new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: f.settings.prefix });
+}
+
+test("a durable subscription to a stream that does not exist fails the agent's startup with InvalidConfigError", async () => {
+  class Lost extends Agent {
+    @subscribe("nowhere.>", { stream: "NO_SUCH_STREAM" }) async on() {}
+  }
+  const manager = await Manager.fromExchangeFactory(factory());
+  const lost = await manager.launch(Lost);
+  const error = await manager.wait([lost], { raiseError: true }).catch((e: unknown) => e);
+  await manager.close().catch(() => undefined);
+  expect(error).toBeInstanceOf(InvalidConfigError);
+  expect((error as Error).message).toContain("NO_SUCH_STREAM");
+});
