@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only roundTrip,discover] [-- --tracing]`: measures the runtime against bare
+ * `npm run bench [-- --quick] [-- --only roundTrip,discover,events] [-- --tracing]`: measures the runtime against bare
  * NATS on this machine, side by side in one run. Starts its own nats-server (JetStream, temporary
  * store, random port), runs each scenario, prints a table per scenario and the targets, and writes
  * bench/results/latest.json (machine, versions, every figure and ratio). docs/BENCHMARKS.md
@@ -24,6 +24,7 @@ const SCENARIOS: Record<string, () => Promise<{ default: Scenario }>> = {
   failover: () => import("./scenarios/failover.ts"),
   edge: () => import("./scenarios/edge.ts"),
   tracing: () => import("./scenarios/tracing.ts"),
+  events: () => import("./scenarios/events.ts"),
 };
 
 const { values } = parseArgs({

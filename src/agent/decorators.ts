@@ -22,9 +22,14 @@ const DEFINED_AT = Symbol.for("academy-nats.definedAt");
 function definitionSite(): string | undefined {
   const frames = (new Error().stack ?? "").split("\n").slice(1);
   const here = frames[0]?.match(/\((.*):\d+:\d+\)$/)?.[1] ?? frames[0]?.match(/at (.*):\d+:\d+$/)?.[1];
+  // Decorators of other modules of this folder (`@subscribe`) record through this one: skip them too.
+  const folder = here === undefined ? undefined : here.slice(0, Math.max(here.lastIndexOf("/"), here.lastIndexOf("\\")) + 1);
   for (const frame of frames) {
     const location = frame.match(/\((.*:\d+):\d+\)$/)?.[1] ?? frame.match(/at (.*:\d+):\d+$/)?.[1];
-    if (location !== undefined && (here === undefined || !location.startsWith(`${here}:`))) return location;
+    if (location === undefined) continue;
+    const inHere = here !== undefined && location.startsWith(`${here}:`);
+    const decoratorModule = folder !== undefined && location.startsWith(folder) && /\/(subscriptions|decorators)\.[cm]?[jt]s:/.test(location.replace(/\\/g, "/"));
+    if (!inHere && !decoratorModule) return location;
   }
   return undefined;
 }

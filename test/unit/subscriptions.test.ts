@@ -44,6 +44,7 @@ describe("@subscribe", () => {
     for (const [subject, options] of bad) expect(() => resolveSubscription(subject, options as never, "h"), `${subject} ${JSON.stringify(options)}`).toThrow(AgentDefinitionError);
     expect(() => {
       class NotAsync extends Agent {
+        // @ts-expect-error: not async
         @subscribe("a") onA() {}
       }
       return NotAsync;
