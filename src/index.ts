@@ -113,6 +113,8 @@ export { MailboxStatus } from "./exchange/mailbox-status.ts";
 export { DeadLetterKind, ReplayRefusal } from "./exchange/dead-letters.ts";
 export type { DeadLetter, DeadLetterFilter, DeadLetterStore, ReplayResult } from "./exchange/dead-letters.ts";
 export type { AgentRegistration, Delivery, ExchangeTransport, MailboxHandler } from "./exchange/transport.ts";
+export { CodecResultStore, DEFAULT_RESULT_WINDOW_MS, resultKey } from "./exchange/result-store.ts";
+export type { ResultBytes, ResultStore } from "./exchange/result-store.ts";
 export { LocalExchangeFactory } from "./exchange/local/local-exchange-factory.ts";
 export { NatsExchangeFactory } from "./exchange/nats/nats-exchange-factory.ts";
 export type { NatsExchangeOptions } from "./exchange/nats/nats-exchange-factory.ts";

@@ -231,7 +231,7 @@ export abstract class Agent {
   async agentOnShutdown(): Promise<void> {}
 
   /** Built-in action: the agent's type, ancestry, and each action with its docs. */
-  @action({ description: "Describe this agent: its type, ancestry and actions." })
+  @action({ description: "Describe this agent: its type, ancestry and actions.", once: false })
   async agentDescribe(): Promise<AgentDescription> {
     const cls = this.constructor as typeof Agent & (new () => Agent);
     const info = agentTypeInfo(cls);
@@ -251,7 +251,7 @@ export abstract class Agent {
    * Built-in action (Academy's `agent_stats`): per action, calls handled, failed and in flight
    * with the mean and 99th percentile of their run times; each loop's state; uptime; children.
    */
-  @action({ description: "Statistics of this agent: calls handled, failed and in flight, run times, loop states, uptime." })
+  @action({ description: "Statistics of this agent: calls handled, failed and in flight, run times, loop states, uptime.", once: false })
   async agentStats(): Promise<AgentStats> {
     return this.#binding().stats();
   }

@@ -57,6 +57,11 @@ export interface ActionSpec {
    * parameter, whatever the caller passed before it (omitted arguments are `undefined`).
    */
   readonly contextIndex: number;
+  /**
+   * Effectively-once execution: a redelivery of a request this action completed is answered with
+   * the recorded response instead of running the action again (docs/PROTOCOL.md section 10.10).
+   */
+  readonly once: boolean;
   readonly method: AsyncMethod;
 }
 
@@ -98,6 +103,16 @@ export interface ActionOptions {
    * @defaultValue false
    */
   allowProtectedName?: boolean;
+  /**
+   * Effectively-once execution (docs/PROTOCOL.md section 10.10): the response is recorded before
+   * the request is acknowledged, and a redelivery of the request within the exchange's result
+   * window (after a crash of the agent, its host or the server, or a response that could not be
+   * published) is answered with it instead of running the action again. `false` opts this action
+   * out: no record is written or read, and a redelivery runs it again (at-least-once), which suits
+   * actions that are cheap and idempotent, or whose results are too large to keep.
+   * @defaultValue true
+   */
+  once?: boolean;
 }
 
 /** Names a handle uses itself; an action with one of these names would be shadowed. */
@@ -203,7 +218,10 @@ function actionSpec(name: string, method: unknown, options: ActionOptions): Acti
   }
   const context = options.context === true;
   const contextIndex = context ? contextParameterIndex(name, method) : -1;
-  return { kind: "action", name, description: options.description, context, contextIndex, method: method as AsyncMethod };
+  if (options.once !== undefined && typeof options.once !== "boolean") {
+    throw new AgentDefinitionError(`Action '${name}': once must be a boolean (got ${String(options.once)})`);
+  }
+  return { kind: "action", name, description: options.description, context, contextIndex, once: options.once !== false, method: method as AsyncMethod };
 }
 
 function decorateAction(options: ActionOptions): AgentMethodDecorator {

@@ -14,6 +14,7 @@ import { ActionCancelledError, AgentStateError, BadEntityIdError, InvalidConfigE
 import { runAsAgent } from "../exchange/client-scope.ts";
 import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
+import type { ResultStore } from "../exchange/result-store.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
 import type { AgentId } from "../identifiers.ts";
 import { currentAction, runOutsideActionScope } from "../interceptors/action-scope.ts";
@@ -300,7 +301,10 @@ export class AgentEngine<A extends Agent = Agent> {
 
   /** Open the agent's exchange client; its mailbox's requests go to the dispatcher. */
   async #connect(): Promise<AgentExchangeClient> {
+    let results: ResultStore | undefined;
     try {
+      // Before any request can arrive: effectively-once needs the records from the first one.
+      results = await this.#factory.resultStore?.();
       this.#client = await this.#factory.createAgentClient(this.#registration, (delivery) => this.#dispatcher.onRequest(delivery), {
         logger: this.#logger,
         onTerminated: () => {
@@ -315,7 +319,7 @@ export class AgentEngine<A extends Agent = Agent> {
       this.#retryable = !(error instanceof BadEntityIdError || error instanceof MailboxTerminatedError);
       throw error;
     }
-    this.#dispatcher.attach(this.#client);
+    this.#dispatcher.attach(this.#client, results);
     return this.#client;
   }
 

@@ -1,6 +1,7 @@
 /**
  * The requests that reach one agent: each is run or answered once (duplicates and redeliveries
- * are recognised by tag), actions take a concurrency slot and run with an abort signal, cancels
+ * are recognised by tag; across processes and crashes by the result records of effectively-once
+ * actions, docs/PROTOCOL.md section 10.10), actions take a concurrency slot and run with an abort signal, cancels
  * abort them, pings and shutdowns wait for startup. Every request is acknowledged only after its
  * response is out (see {@link Responder}).
  */
@@ -9,6 +10,7 @@ import type { AgentSpec } from "../agent/decorators.ts";
 import type { ResolvedRuntimeConfig } from "../agent/runtime-config.ts";
 import { ActionCancelledError, ActionInvalidStateError, PingCancelledError, UnknownActionError } from "../errors.ts";
 import type { AgentExchangeClient, RequestDelivery } from "../exchange/exchange-client.ts";
+import type { ResultStore } from "../exchange/result-store.ts";
 import type { AgentId } from "../identifiers.ts";
 import { runInActionScope } from "../interceptors/action-scope.ts";
 import type { ActionInput, AgentInterceptor, InboundRequestInput } from "../interceptors/agent-interceptor.ts";
@@ -22,7 +24,7 @@ import { ActionSlots } from "./action-slots.ts";
 import type { ActionStatsRecorder } from "./agent-stats.ts";
 import { settleWithin } from "./grace.ts";
 import { RecentTags } from "./recent-tags.ts";
-import { Responder } from "./responder.ts";
+import { RESPONSE_RETRY_DELAY_MS, Responder } from "./responder.ts";
 
 /** How many answered tags an agent remembers to recognise redeliveries. */
 const ANSWERED_MEMORY = 1024;
@@ -61,6 +63,12 @@ interface InFlightAction {
   readonly controller: AbortController;
   started: boolean;
   answered: boolean;
+  /** Effectively-once: the record is looked up before running and written with the response. */
+  readonly once: boolean;
+  /** The action's method has returned or thrown. */
+  finished: boolean;
+  /** The response being sent (and recorded) and the delivery settled, once answering began. */
+  answering: Promise<void> | undefined;
   done: Promise<void>;
 }
 
@@ -76,6 +84,8 @@ export class RequestDispatcher {
   /** The composed `action` hooks, if any interceptor has one. */
   readonly #action: ((input: ActionInput) => Promise<unknown>) | undefined;
   #client: AgentExchangeClient | undefined;
+  /** Where completed actions' responses are recorded (effectively-once); undefined: off. */
+  #results: ResultStore | undefined;
   #agent: Agent | undefined;
   /** Deliveries that arrived before the client was attached; replayed by `attach`. */
   #early: RequestDelivery[] | undefined = [];
@@ -95,9 +105,13 @@ export class RequestDispatcher {
     });
   }
 
-  /** The agent's client is open: answer through it (and handle what arrived before). */
-  attach(client: AgentExchangeClient): void {
+  /**
+   * The agent's client is open: answer through it (and handle what arrived before). With
+   * `results`, actions run effectively once (docs/PROTOCOL.md section 10.10).
+   */
+  attach(client: AgentExchangeClient, results?: ResultStore): void {
     this.#client = client;
+    this.#results = results;
     this.#responder.attach(client);
     const early = this.#early ?? [];
     this.#early = undefined;
@@ -175,7 +189,12 @@ export class RequestDispatcher {
     this.#slots.close();
     // Pings that waited for a startup that failed are being answered: before the mailbox goes.
     await Promise.allSettled([...this.#controls]);
-    const abandoned = await settleWithin(entries, cancel ? graceMs : Number.POSITIVE_INFINITY);
+    const late = await settleWithin(entries, cancel ? graceMs : Number.POSITIVE_INFINITY);
+    // Actions that finished are not abandoned while their response is sent and recorded (bounded
+    // by the exchange's retry window): a new run of the agent would otherwise take the request
+    // again before its record exists, and run it a second time.
+    await Promise.allSettled(late.flatMap((entry) => (entry.finished && entry.answering !== undefined ? [entry.answering] : [])));
+    const abandoned = late.filter((entry) => !entry.finished);
     for (const entry of abandoned) {
       this.#options.logger.warn(
         { action: entry.request.action, tag: entry.request.tag, graceMs },
@@ -192,6 +211,9 @@ export class RequestDispatcher {
       controller: new AbortController(),
       started: false,
       answered: false,
+      once: this.#results !== undefined && this.#options.spec.actions.get(request.action)?.once === true,
+      finished: false,
+      answering: undefined,
       done: SETTLED,
     };
     this.#inFlight.set(request.tag, entry);
@@ -204,6 +226,7 @@ export class RequestDispatcher {
       this.#inFlight.delete(entry.request.tag);
       return;
     }
+    if (entry.once && !(await this.#notYetAnswered(entry))) return;
     const waiting = this.#slots.acquire();
     if (waiting !== undefined) await waiting;
     try {
@@ -230,10 +253,42 @@ export class RequestDispatcher {
         stats?.end(request.action, begun, false);
         body = { type: MessageType.ErrorResponse, error: toFailure(error) };
       }
+      entry.finished = true;
       await this.#answer(entry, body);
     } finally {
       this.#slots.release();
     }
+  }
+
+  /**
+   * Effectively-once: look the request's result record up before running it. A recorded response
+   * answers this delivery (and any duplicates) without running the action; a store that cannot be
+   * read hands the request back (whether it ran cannot be told).
+   * @returns true when the action is to run.
+   */
+  async #notYetAnswered(entry: InFlightAction): Promise<boolean> {
+    const { request } = entry;
+    let recorded: ResponseBody | undefined;
+    try {
+      recorded = await this.#results!.lookup(this.#options.agentId.uid, request, this.#client!);
+    } catch (error) {
+      if (entry.answered) return false;
+      this.#options.logger.warn({ err: error, tag: request.tag }, "could not read the result record; the request will be delivered again");
+      entry.answered = true;
+      entry.delivery.nak(RESPONSE_RETRY_DELAY_MS);
+      for (const duplicate of entry.duplicates ?? []) duplicate.nak(RESPONSE_RETRY_DELAY_MS);
+      this.#inFlight.delete(request.tag);
+      return false;
+    }
+    // Cancelled (and answered) while the record was read.
+    if (entry.answered) return false;
+    if (recorded === undefined) return true;
+    this.#options.logger.debug({ tag: request.tag, action: request.action }, "redelivered request answered from its result record");
+    entry.answered = true;
+    const acked = await this.#responder.answer(request, recorded, entry.delivery, entry.duplicates);
+    this.#inFlight.delete(request.tag);
+    if (acked) this.#answered.add(request.tag);
+    return false;
   }
 
   /**
@@ -259,7 +314,14 @@ export class RequestDispatcher {
   async #answer(entry: InFlightAction, body: ResponseBody): Promise<void> {
     if (entry.answered) return;
     entry.answered = true;
-    const acked = await this.#responder.answer(entry.request, body, entry.delivery, entry.duplicates);
+    entry.answering = this.#respond(entry, body);
+    await entry.answering;
+  }
+
+  async #respond(entry: InFlightAction, body: ResponseBody): Promise<void> {
+    const results = this.#results;
+    const record = entry.once ? () => results!.record(this.#options.agentId.uid, entry.request, body) : undefined;
+    const acked = await this.#responder.answer(entry.request, body, entry.delivery, entry.duplicates, record);
     this.#inFlight.delete(entry.request.tag);
     if (acked) this.#answered.add(entry.request.tag);
   }

@@ -1,7 +1,8 @@
 /**
- * Answering requests: publish the response, then settle the request's delivery. A request is
- * acknowledged only once its response is out (at-least-once delivery, docs/PROTOCOL.md section
- * 10.1), and handed back for redelivery when the exchange could not take the response.
+ * Answering requests: publish the response (and record it, for effectively-once actions), then
+ * settle the request's delivery. A request is acknowledged only once its response is out and its
+ * record stored (docs/PROTOCOL.md sections 10.1 and 10.10), and handed back for redelivery when the
+ * exchange could not take the response.
  */
 import { ClientClosedError, ExchangeUnavailableError, PayloadTooLargeError, SerializationError } from "../errors.ts";
 import type { AgentExchangeClient, RequestDelivery } from "../exchange/exchange-client.ts";
@@ -37,7 +38,8 @@ export class Responder {
 
   /**
    * Answer `request` with `body`, then acknowledge `delivery` and any `duplicates` (redeliveries of
-   * the same request), or hand them back when the exchange was unreachable.
+   * the same request), or hand them back when the exchange was unreachable. With `record`, the
+   * result record is written at the same time, and the deliveries are settled once both are done.
    * @returns true when acknowledged (the response went out or can never go out), false when handed back.
    */
   async answer(
@@ -45,8 +47,12 @@ export class Responder {
     body: ResponseBody,
     delivery: RequestDelivery,
     duplicates?: readonly RequestDelivery[],
+    record?: () => Promise<void>,
   ): Promise<boolean> {
-    const delivered = await this.#respond(request, body);
+    // The record is written concurrently with the response: off the caller's critical path, and
+    // stored before the acknowledgement (a failed response is handed back, and its redelivery is
+    // answered from the record).
+    const delivered = record === undefined ? await this.#respond(request, body) : (await Promise.all([this.#respond(request, body), this.#record(request, record)]))[0];
     if (!delivered) {
       delivery.nak(RESPONSE_RETRY_DELAY_MS);
       if (duplicates !== undefined) for (const duplicate of duplicates) duplicate.nak(RESPONSE_RETRY_DELAY_MS);
@@ -74,6 +80,15 @@ export class Responder {
       } catch (second) {
         return this.#undelivered(request, second);
       }
+    }
+  }
+
+  /** Write the request's result record; a failure is logged (a redelivery would then run it again). */
+  async #record(request: RequestMessage, record: () => Promise<void>): Promise<void> {
+    try {
+      await record();
+    } catch (error) {
+      this.#logger.warn({ err: error, tag: request.tag }, "could not record the result; a redelivery of this request would run it again");
     }
   }
 

@@ -12,6 +12,7 @@ import type { DeadLetterStore } from "./dead-letters.ts";
 import type { EventBus } from "./events.ts";
 import type { JsonCallOptions, JsonCallService } from "./json-calls.ts";
 import type { ExchangeStats } from "./exchange-stats.ts";
+import type { ResultStore } from "./result-store.ts";
 import type { Logger } from "../util/logger.ts";
 import type { AgentRegistration } from "./transport.ts";
 
@@ -89,6 +90,15 @@ export interface ExchangeFactory {
    * the metrics of runtime hosts and for `academy dashboard`.
    */
   stats?(): Promise<ExchangeStats>;
+  /**
+   * Where the responses of completed actions are recorded for effectively-once execution
+   * (docs/PROTOCOL.md section 10.10), opened (and on NATS provisioned) on first use; undefined when
+   * the exchange has it turned off (`resultWindowMs: 0`). An engine reads it before it starts
+   * taking requests. Optional: an exchange without it gives at-least-once execution only.
+   * @throws {ExchangeNotFoundError} on NATS without provisioning, when the results bucket is missing.
+   * @throws {ExchangeUnavailableError} when the exchange cannot be reached.
+   */
+  resultStore?(): Promise<ResultStore | undefined>;
   /** Describe this factory for a worker thread (see {@link WorkerFactoryDescriptor}). */
   forWorker(): WorkerFactoryDescriptor;
   /** Release shared resources (connections). Clients still open keep working until closed. */

@@ -13,6 +13,8 @@ import type { ChaosResult, ChaosScenario } from "./scenario.ts";
 const SCENARIOS: Record<string, () => Promise<{ default: ChaosScenario }>> = {
   "malformed-flood": () => import("./scenarios/malformed-flood.ts"),
   "restricted-user": () => import("./scenarios/restricted-user.ts"),
+  "server-kill": () => import("./scenarios/server-kill.ts"),
+  "cluster-leader-kill": () => import("./scenarios/cluster-leader-kill.ts"),
 };
 
 const { values } = parseArgs({

@@ -19,6 +19,9 @@ import { LocalTransport, openAgentClient } from "./local-transport.ts";
 import { LocalEvents } from "./local-events.ts";
 import type { EventBus } from "../events.ts";
 import type { DeadLetterStore } from "../dead-letters.ts";
+import { CodecResultStore } from "../result-store.ts";
+import type { ResultStore } from "../result-store.ts";
+import { tableResultBytes } from "./local-results.ts";
 
 /** Options of {@link LocalExchangeFactory}. */
 export interface LocalExchangeFactoryOptions extends LocalExchangeOptions {
@@ -59,6 +62,7 @@ export class LocalExchangeFactory implements ExchangeFactory {
   readonly #custom: boolean;
   /** Ports serving worker threads; each leaves the set when its worker's end closes. */
   readonly #ports = new Set<{ close(): void }>();
+  readonly #results: ResultStore | undefined;
 
   /** @throws {InvalidConfigError} for invalid interceptor lists, `deadlines` or `tracing`. */
   constructor(options: LocalExchangeFactoryOptions = {}) {
@@ -69,6 +73,12 @@ export class LocalExchangeFactory implements ExchangeFactory {
     this.#tracing = options.tracing ?? true;
     this.#custom = options.interceptors !== undefined;
     this.#logger = options.logger ?? silentLogger;
+    const table = this.exchange.results;
+    this.#results = table === undefined ? undefined : new CodecResultStore(tableResultBytes(table));
+  }
+
+  async resultStore(): Promise<ResultStore | undefined> {
+    return this.#results;
   }
 
   async createUserClient(options: CreateUserClientOptions = {}): Promise<UserExchangeClient> {
@@ -104,7 +114,13 @@ export class LocalExchangeFactory implements ExchangeFactory {
     const { port } = served;
     // Interceptors are functions: they cannot reach a worker, whose factory has only the built-in ones.
     if (this.#custom) this.#logger.warn("custom interceptors do not reach agents in worker threads");
-    const data: LocalPortDescriptorData = { port, maxPayload: this.exchange.maxPayload, deadlines: this.#deadlines, tracing: this.#tracing };
+    const data: LocalPortDescriptorData = {
+      port,
+      maxPayload: this.exchange.maxPayload,
+      deadlines: this.#deadlines,
+      tracing: this.#tracing,
+      resultWindowMs: this.exchange.results?.windowMs ?? 0,
+    };
     return { module: PORT_FACTORY_MODULE, data, transfer: [port] };
   }
 

@@ -26,6 +26,8 @@ import type { CreateUserClientOptions, ExchangeFactory, RebuildWorkerFactory, Wo
 import type { AgentRegistration } from "../transport.ts";
 
 import type { LocalExchange, LocalMailboxSink } from "./local-exchange.ts";
+import { CodecResultStore } from "../result-store.ts";
+import type { ResultStore } from "../result-store.ts";
 import { LocalTransport, openAgentClient } from "./local-transport.ts";
 import type { LocalExchangeApi } from "./local-transport.ts";
 
@@ -37,7 +39,9 @@ type Call =
   | { id: number; op: "send"; dest: string; bytes: Uint8Array }
   | { id: number; op: "terminate"; uid: string }
   | { id: number; op: "attach"; uid: string }
-  | { id: number; op: "detach"; uid: string };
+  | { id: number; op: "detach"; uid: string }
+  | { id: number; op: "getResult"; key: string }
+  | { id: number; op: "putResult"; key: string; bytes: Uint8Array };
 /** A call without its id. */
 type CallBody = Call extends infer C ? (C extends Call ? Omit<C, "id"> : never) : never;
 type Notice = { op: "ack" | "nak"; uid: string; token: number; delayMs?: number };
@@ -89,6 +93,10 @@ export function serveLocalExchange(exchange: LocalExchange, onClosed: () => void
       case "detach":
         attached.delete(call.uid);
         return exchange.detach(call.uid);
+      case "getResult":
+        return exchange.results?.get(call.key);
+      case "putResult":
+        return exchange.results?.put(call.key, call.bytes);
     }
   };
 
@@ -194,6 +202,16 @@ export class PortExchangeApi implements LocalExchangeApi {
     this.#failAll();
   }
 
+  /** The result record under `key` in the main thread's exchange. */
+  async getResult(key: string): Promise<Uint8Array | undefined> {
+    return (await this.#call({ op: "getResult", key })) as Uint8Array | undefined;
+  }
+
+  /** Record a result in the main thread's exchange. */
+  async putResult(key: string, bytes: Uint8Array): Promise<void> {
+    await this.#call({ op: "putResult", key, bytes });
+  }
+
   #call(call: CallBody): Promise<unknown> {
     if (this.#closed) return Promise.reject(new ClientClosedError("The worker's exchange port is closed"));
     const id = this.#nextId++;
@@ -247,6 +265,8 @@ export interface LocalPortDescriptorData {
   readonly deadlines?: boolean;
   /** The main thread's factory's `tracing` option. @defaultValue true */
   readonly tracing?: boolean;
+  /** The main thread's exchange's result window, in ms (0: effectively-once execution is off). @defaultValue 0 */
+  readonly resultWindowMs?: number;
 }
 
 /**
@@ -258,9 +278,21 @@ export class PortExchangeFactory implements ExchangeFactory {
   readonly interceptors: Interceptors;
   readonly #api: PortExchangeApi;
   readonly #logger: Logger;
+  readonly #results: ResultStore | undefined;
 
   constructor(data: LocalPortDescriptorData, logger: Logger = silentLogger) {
-    this.#api = new PortExchangeApi(data.port, data.maxPayload);
+    const api = new PortExchangeApi(data.port, data.maxPayload);
+    this.#api = api;
+    const windowMs = data.resultWindowMs ?? 0;
+    this.#results =
+      windowMs === 0
+        ? undefined
+        : new CodecResultStore({
+            windowMs,
+            maxRecordBytes: data.maxPayload,
+            get: (key) => api.getResult(key),
+            put: (key, bytes) => api.putResult(key, bytes),
+          });
     this.interceptors = resolveInterceptors(undefined, { deadlines: data.deadlines ?? true, tracing: data.tracing ?? true });
     this.#logger = logger;
   }
@@ -277,6 +309,10 @@ export class PortExchangeFactory implements ExchangeFactory {
     options: AgentClientOptions = {},
   ): Promise<AgentExchangeClient> {
     return openAgentClient(this.#api, registration, handler, { logger: this.#logger, ...options }, this);
+  }
+
+  async resultStore(): Promise<ResultStore | undefined> {
+    return this.#results;
   }
 
   forWorker(): WorkerFactoryDescriptor {

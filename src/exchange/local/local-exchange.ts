@@ -17,6 +17,8 @@ import { toFailure } from "../../protocol/failure.ts";
 import { MessageType, isRequest, responseRouting } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
 import type { AgentRegistration } from "../transport.ts";
+import { DEFAULT_RESULT_WINDOW_MS, checkResultWindow } from "../result-store.ts";
+import { LocalResultTable } from "./local-results.ts";
 
 
 /** Options of the in-process exchange. */
@@ -26,6 +28,13 @@ export interface LocalExchangeOptions {
    * @defaultValue 1 MiB
    */
   maxPayload?: number;
+  /**
+   * Effectively-once execution: how long the response to an action request is kept, so that a
+   * redelivery of the request is answered from it instead of running the action again
+   * (docs/PROTOCOL.md section 10.10), in ms; 0 turns it off.
+   * @defaultValue 600_000 (10 minutes, `DEFAULT_RESULT_WINDOW_MS`)
+   */
+  resultWindowMs?: number;
 }
 
 /** Receives one mailbox's messages from the exchange. */
@@ -57,12 +66,16 @@ interface Mailbox {
 /** The shared state of one in-process exchange. */
 export class LocalExchange {
   readonly maxPayload: number;
+  /** Result records of effectively-once execution; undefined when turned off (`resultWindowMs: 0`). */
+  readonly results: LocalResultTable | undefined;
   readonly #mailboxes = new Map<string, Mailbox>();
   readonly #terminationListeners = new Set<(uid: string) => void>();
   #nextToken = 1;
 
   constructor(options: LocalExchangeOptions = {}) {
     this.maxPayload = options.maxPayload ?? 1024 * 1024;
+    const windowMs = checkResultWindow(options.resultWindowMs ?? DEFAULT_RESULT_WINDOW_MS);
+    this.results = windowMs === 0 ? undefined : new LocalResultTable(windowMs, this.maxPayload);
   }
 
   registerUser(id: EntityId): void {

@@ -34,6 +34,8 @@ import type { EventBus } from "../events.ts";
 import type { ExchangeStats } from "../exchange-stats.ts";
 import type { DeadLetterStore } from "../dead-letters.ts";
 import { NatsTransport } from "./nats-transport.ts";
+import { DEFAULT_RESULT_WINDOW_MS, checkResultWindow } from "../result-store.ts";
+import type { ResultStore } from "../result-store.ts";
 
 
 /**
@@ -133,6 +135,16 @@ export interface NatsExchangeOptions extends NatsAuthOptions {
    */
   deadLetterMaxAgeMs?: number;
   /**
+   * Effectively-once execution: how long the response to each completed action request is kept
+   * (in the KV bucket `<prefix>_results`, whose max age it is), so that a redelivery of the request
+   * (after a crash of the agent, its host or the server, or a response that could not be
+   * published) is answered from it instead of running the action again (docs/PROTOCOL.md section
+   * 10.10), in ms. 0 turns it off for the agents this factory runs (at-least-once execution only).
+   * The bucket's max age is set when it is created; an existing bucket keeps its own.
+   * @defaultValue 600_000 (10 minutes, `DEFAULT_RESULT_WINDOW_MS`)
+   */
+  resultWindowMs?: number;
+  /**
    * How responses reach a caller. `"mailbox"`: stored in the caller's JetStream mailbox like any
    * message, so a response outlives a caller's disconnection. `"core"`: published on a core NATS
    * subject the caller subscribes to; faster (one JetStream hop per call instead of two, see
@@ -222,6 +234,7 @@ const DEFAULTS: NatsSettings = Object.freeze({
   requestTimeoutMs: 5_000,
   consumerInactiveMs: 3_600_000,
   deadLetterMaxAgeMs: 7 * 24 * 3_600_000,
+  resultWindowMs: DEFAULT_RESULT_WINDOW_MS,
   replies: "mailbox",
   domain: undefined,
   sites: [],
@@ -248,6 +261,8 @@ function resolveSettings(options: NatsExchangeOptions): NatsSettings {
       settings.domain = checkDomain(value as string);
     } else if (key === "sites") {
       settings.sites = resolveSites(value as ReadonlyArray<NatsSiteOptions>);
+    } else if (key === "resultWindowMs") {
+      settings.resultWindowMs = checkResultWindow(value);
     } else if (key === "relay") {
       if (typeof value !== "boolean") throw new InvalidConfigError(`relay must be a boolean (got ${String(value)})`, { option: key });
       settings.relay = value;
@@ -323,6 +338,11 @@ export class NatsExchangeFactory implements ExchangeFactory {
     ctx.view.apply(await ctx.registry.registerUser(userId));
     const transport = new NatsTransport(ctx, userId, this.#logger);
     return UserExchangeClient.open(transport, { logger: this.#logger, ...options }, this);
+  }
+
+  async resultStore(): Promise<ResultStore | undefined> {
+    const ctx = await this.#getContext();
+    return ctx.results();
   }
 
   async createAgentClient<A extends Agent>(

@@ -25,6 +25,9 @@ import { isConsumerNotFound, isStreamNotFound, withNatsRetry } from "./nats-erro
 import { NatsRegistry } from "./nats-registry.ts";
 import { RegistryView } from "./registry-view.ts";
 import { NatsSiteLink } from "./nats-site-link.ts";
+import { CodecResultStore } from "../result-store.ts";
+import type { ResultStore } from "../result-store.ts";
+import { natsResultBytes } from "./nats-result-store.ts";
 
 /** The oldest server this library runs on (work-queue streams, KV, `next_by_subj`, durable inactivity). */
 export const MIN_SERVER_VERSION = "2.9.0";
@@ -43,6 +46,8 @@ export interface NatsSettings {
   readonly requestTimeoutMs: number;
   readonly consumerInactiveMs: number;
   readonly deadLetterMaxAgeMs: number;
+  /** How long results are kept for effectively-once execution, in ms; 0: off. */
+  readonly resultWindowMs: number;
   readonly replies: "mailbox" | "core";
   /** This site's JetStream domain, checked on open; undefined: no site identity. */
   readonly domain: string | undefined;
@@ -160,6 +165,7 @@ export class NatsExchange {
   readonly provisioning: Provisioning;
   readonly #mailboxWatchers = new Map<string, MailboxWatcher>();
   readonly #publisher: JetStreamPublisher;
+  #results: Promise<ResultStore | undefined> | undefined;
   #advisories: Subscription | undefined;
 
   private constructor(
@@ -270,6 +276,30 @@ export class NatsExchange {
     const exchange = new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, logger, provision);
     for (const link of exchange.links.values()) link.start();
     return exchange;
+  }
+
+  /**
+   * The result records of effectively-once execution: the bucket `<prefix>_results` (max age: the
+   * result window), provisioned or opened on first use; undefined when `resultWindowMs` is 0.
+   * @throws {ExchangeNotFoundError} without provisioning, when the bucket does not exist.
+   */
+  results(): Promise<ResultStore | undefined> {
+    if (this.settings.resultWindowMs === 0) return Promise.resolve(undefined);
+    if (this.#results === undefined) {
+      const opening = this.#openResults();
+      this.#results = opening;
+      opening.catch(() => {
+        if (this.#results === opening) this.#results = undefined;
+      });
+    }
+    return this.#results;
+  }
+
+  async #openResults(): Promise<ResultStore> {
+    const { layout, settings } = this;
+    const options = { ...kvBucketOptions(settings), ttl: settings.resultWindowMs };
+    const kv = await this.retry("provision results bucket", () => openBucket(new Kvm(this.js), this.jsm, layout.resultsBucket, options, this.provisioning));
+    return new CodecResultStore(natsResultBytes(this, kv, settings.resultWindowMs, this.maxPayload));
   }
 
   /**
@@ -571,7 +601,7 @@ export async function openBucket(
   kvm: Kvm,
   jsm: JetStreamManager,
   name: string,
-  options: ReturnType<typeof kvBucketOptions>,
+  options: ReturnType<typeof kvBucketOptions> & { readonly ttl?: number },
   provisioning: Provisioning,
 ): Promise<KV> {
   if (provisioning.provision) {

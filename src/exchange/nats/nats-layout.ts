@@ -28,6 +28,11 @@ export interface NatsLayout {
   readonly hostsBucket: string;
   /** KV bucket: one placement per launched agent, key `<pool>.<uid>` (state, host, launch spec). */
   readonly placementsBucket: string;
+  /**
+   * KV bucket: the response to each completed action request, key `<agent uid>.<tag>`, kept for
+   * the result window (effectively-once execution).
+   */
+  readonly resultsBucket: string;
   /** Subject of a mailbox. */
   mailboxSubject(uid: string): string;
   /** Durable consumer that reads a mailbox. */
@@ -95,6 +100,7 @@ export function natsLayout(prefix: string): NatsLayout {
     deadLetterSubjects: `${prefix}.dlq.>`,
     registryBucket: `${prefix}_registry`,
     typesBucket: `${prefix}_types`,
+    resultsBucket: `${prefix}_results`,
     mailboxSubject: (uid) => `${prefix}.mbox.${checkUid(uid)}`,
     mailboxConsumer: (uid) => `mbox-${checkUid(uid)}`,
     deliverSubject: (uid, session) => `${prefix}.deliver.${checkUid(uid)}.${checkUid(session)}`,

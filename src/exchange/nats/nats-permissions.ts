@@ -93,6 +93,7 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
   const launches = layout.launchStream;
   const hosts = `KV_${layout.hostsBucket}`;
   const placements = `KV_${layout.placementsBucket}`;
+  const results = `KV_${layout.resultsBucket}`;
   const pools = options.pools?.map((pool) => layout.poolConsumer(pool)) ?? ["*"];
   const pub = new Set<string>();
   const sub = new Set<string>([`${inbox}.>`]);
@@ -169,6 +170,10 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
       if (options.role === NatsRole.Agent || options.role === NatsRole.Host) {
         // Responses to callers without a mailbox (and to library clients with replies: "core").
         for (const subject of options.replySubjects ?? ["_INBOX.>"]) pub.add(subject);
+        // Result records of effectively-once actions: written, read at the leader.
+        streams(results);
+        pub.add(`$KV.${layout.resultsBucket}.>`);
+        pub.add(`${api}.STREAM.MSG.GET.${results}`);
       }
       if (options.role === NatsRole.Host || options.role === NatsRole.Launcher) {
         streams(launches, hosts, placements);

@@ -1,0 +1,34 @@
+import { afterAll, beforeAll } from "vitest";
+import { headers as natsHeaders } from "@nats-io/nats-core";
+import { NatsExchangeFactory } from "../../../src/index.ts";
+import { encodeMessage } from "../../../src/protocol/codec.ts";
+import { NatsHeader } from "../../../src/protocol/messages.ts";
+import { describeEffectivelyOnce } from "../../conformance/effectively-once.ts";
+import { startTestNats } from "../../support/nats.ts";
+import type { TestNats } from "../../support/nats.ts";
+
+let nats: TestNats;
+let counter = 0;
+
+beforeAll(async () => {
+  nats = await startTestNats();
+});
+afterAll(async () => {
+  await nats?.[Symbol.asyncDispose]();
+});
+
+for (const replies of ["mailbox", "core"] as const) {
+  describeEffectivelyOnce(`NATS JetStream exchange, replies: ${replies}`, () => ({
+    newFactory: (options) =>
+      new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: `once${process.pid}_${++counter}`, replies, ...options }),
+    // A new message with the same envelope (a new message id, so JetStream stores it): what a
+    // server that lost the acknowledgement gives back after a kill -9.
+    redeliver: async (factory, request) => {
+      const ctx = await (factory as NatsExchangeFactory).context();
+      const headers = natsHeaders();
+      headers.set(NatsHeader.MsgId, `redelivered:${request.tag}:${++counter}`);
+      if (request.src !== undefined) headers.set(NatsHeader.Source, request.src);
+      await ctx.js.publish(ctx.layout.mailboxSubject(request.dest), encodeMessage(request), { headers });
+    },
+  }));
+}
