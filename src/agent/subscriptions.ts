@@ -102,6 +102,15 @@ export interface SubscribeOptions {
    * @defaultValue "default"
    */
   readonly pool?: string;
+  /**
+   * Effectively-once handling of durable events, on an exchange with result records (its
+   * `resultWindowMs`, docs/PROTOCOL.md 10.10): a record keyed by stream and sequence is written
+   * when the handler completes, before the ack, so that a redelivery of a completed event (after a
+   * crash, a failover) is acknowledged without running the handler again. `false`: at-least-once,
+   * one KV write fewer per event.
+   * @defaultValue true
+   */
+  readonly once?: boolean;
 }
 
 /** The options of a subscription, complete and checked. */
@@ -119,6 +128,7 @@ export interface ResolvedSubscription {
   readonly prefetch: number;
   readonly key: EventKey | undefined;
   readonly pool: string;
+  readonly once: boolean;
 }
 
 /** What an event handler receives besides the decoded payload. */
@@ -187,6 +197,7 @@ export function resolveSubscription(subject: string, options: SubscribeOptions, 
     if ("sequence" in start) positiveInteger(start.sequence, "start.sequence", handler);
     else if (!("time" in start) || !(start.time instanceof Date) || Number.isNaN(start.time.getTime())) fail("start.time must be a valid Date");
   }
+  if (options.once !== undefined && typeof options.once !== "boolean") fail(`once must be a boolean (got ${String(options.once)})`);
   const maxBytes = options.maxBytes === undefined ? undefined : positiveInteger(options.maxBytes, "maxBytes", handler);
   return Object.freeze({
     subject,
@@ -202,6 +213,7 @@ export function resolveSubscription(subject: string, options: SubscribeOptions, 
     prefetch: positiveInteger(options.prefetch ?? 64, "prefetch", handler),
     key,
     pool,
+    once: options.once !== false,
   });
 }
 

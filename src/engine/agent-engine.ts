@@ -122,6 +122,8 @@ export class AgentEngine<A extends Agent = Agent> {
   #loopRuns: readonly LoopRun[] = [];
   readonly #subscriptions: AgentSubscriptions;
   #eventBus: Promise<EventBus | undefined> | undefined;
+  /** The exchange's result records (effectively-once), if it keeps them. */
+  #results: ResultStore | undefined;
   /** When startup completed (ms since the epoch). */
   #startedAt: number | undefined;
 
@@ -284,7 +286,7 @@ export class AgentEngine<A extends Agent = Agent> {
       loops = this.#spec.loops.map((spec) => this.#startLoop(agent, spec));
       this.#loopRuns = loops;
       await agent.agentOnStartup();
-      if (this.#subscriptions.declared) await this.#subscriptions.start(await this.#eventBusOf());
+      if (this.#subscriptions.declared) await this.#subscriptions.start(await this.#eventBusOf(), this.#results);
     } catch (error) {
       this.#logger.error({ err: error }, "agent startup failed");
       await this.#shutdown({ expected: false }, false, loops).catch((shutdownError: unknown) => {
@@ -320,6 +322,7 @@ export class AgentEngine<A extends Agent = Agent> {
       throw error;
     }
     this.#dispatcher.attach(this.#client, results);
+    this.#results = results;
     return this.#client;
   }
 

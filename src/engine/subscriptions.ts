@@ -20,6 +20,9 @@ import type { Logger } from "../util/logger.ts";
 
 /** Longest wait between two runs of a failing event handler, in ms. */
 const HANDLER_RETRY_MAX_MS = 30_000;
+/** Records of completed events being written at once per subscription (the handler goes on meanwhile). */
+const RECORDS_IN_FLIGHT = 256;
+const COMPLETED = { type: MessageType.SuccessResponse } as const;
 
 /** Counts of one subscription's events (part of the agent's statistics). */
 export interface SubscriptionStats {
@@ -31,6 +34,8 @@ export interface SubscriptionStats {
   failed: number;
   /** Events set aside: undecodable, too large, or failing past their deliveries. */
   deadLettered: number;
+  /** Redelivered events whose handler had completed (effectively-once): acknowledged without running it. */
+  duplicates: number;
 }
 
 /** What runs one event's handler: the agent's `event` interceptor chain around the method. */
@@ -42,6 +47,12 @@ interface Running {
   subscription: EventSubscription | undefined;
   /** Settles when the event being handled (if any) is settled. */
   current: Promise<void>;
+  /** Records of completed events being written; each acks its event once written. */
+  readonly records: Set<Promise<void>>;
+  /** Where completed events are recorded (durable subscriptions with `once`, on an exchange with results). */
+  results: ResultStore | undefined;
+  /** Whose records they are: the agent, or for a shared group the group (its records are the group's). */
+  scope: string;
 }
 
 /** The subscriptions of one running agent. */
@@ -86,7 +97,7 @@ export class AgentSubscriptions {
    * @throws {InvalidConfigError} when the exchange offers no events, or a subscription cannot be set up.
    * @throws {AgentDefinitionError} for a keyed subscription on an agent that is not its key's agent.
    */
-  async start(bus: EventBus | undefined): Promise<void> {
+  async start(bus: EventBus | undefined, results?: ResultStore): Promise<void> {
     if (this.#specs.length === 0) return;
     if (bus === undefined) {
       throw new InvalidConfigError(
@@ -96,11 +107,15 @@ export class AgentSubscriptions {
     }
     for (const spec of this.#specs) {
       const key = spec.subscription.key === undefined ? undefined : this.#keyOf(spec);
+      const sub = spec.subscription;
       const running: Running = {
         spec,
-        stats: { handler: spec.name, subject: spec.subscription.subject, handled: 0, failed: 0, deadLettered: 0 },
+        stats: { handler: spec.name, subject: sub.subject, handled: 0, failed: 0, deadLettered: 0, duplicates: 0 },
         subscription: undefined,
         current: Promise.resolve(),
+        records: new Set(),
+        results: sub.once && sub.stream !== undefined ? results : undefined,
+        scope: sub.group === "shared" ? `evs-${safeToken(this.#agentType)}-${safeToken(spec.name)}` : this.#agentId.uid,
       };
       this.#running.push(running);
       const owner = { agentId: this.#agentId.uid, agentType: this.#agentType, handler: spec.name, key };
@@ -123,9 +138,9 @@ export class AgentSubscriptions {
     return key;
   }
 
-  /** The events being handled now, for the engine to wait on at shutdown. */
+  /** The events being handled now (and the records of completed ones), for the engine to wait on at shutdown. */
   inFlight(): Array<{ done: Promise<void> }> {
-    return this.#running.map((r) => ({ done: r.current }));
+    return this.#running.map((r) => ({ done: Promise.all([r.current, ...r.records]).then(() => undefined) }));
   }
 
   /** Stop every subscription (events fetched but not handled are delivered again later). */
@@ -150,6 +165,19 @@ export class AgentSubscriptions {
         limit: sub.maxBytes,
       });
       return this.#deadLetter(running, event, error);
+    }
+    const record = running.results === undefined || event.sequence === undefined ? undefined : eventRecord(running.scope, spec.name, event);
+    if (record !== undefined && event.maybeHandled) {
+      try {
+        if ((await running.results!.lookup(running.scope, record, NO_HANDLES)) !== undefined) {
+          stats.duplicates++;
+          return event.ack();
+        }
+      } catch (error) {
+        // Cannot tell whether it ran: hand it back.
+        this.#logger.warn({ err: error, handler: spec.name, event: describe(event) }, "could not read the record of a redelivered event; delivering it again later");
+        return event.nak(1_000);
+      }
     }
     let payload: unknown;
     try {
@@ -188,7 +216,8 @@ export class AgentSubscriptions {
           context,
         });
         stats.handled++;
-        return event.ack();
+        if (record === undefined) return event.ack();
+        return this.#record(running, event, record);
       } catch (thrown) {
         stats.failed++;
         const error = thrown instanceof Error ? thrown : new Error(String(thrown));
@@ -207,6 +236,24 @@ export class AgentSubscriptions {
     }
   }
 
+  /**
+   * Record a completed event, then acknowledge it; the next event does not wait for the record
+   * (at most {@link RECORDS_IN_FLIGHT} at once). A record that cannot be written hands the event
+   * back: it runs again (at-least-once), as it would without records.
+   */
+  async #record(running: Running, event: InboundEvent, record: ActionRequest): Promise<void> {
+    const written = running.results!.record(running.scope, record, COMPLETED).then(
+      () => event.ack(),
+      (error: unknown) => {
+        this.#logger.warn({ err: error, handler: running.spec.name, event: describe(event) }, "could not record a completed event; it may run again");
+        event.nak(1_000);
+      },
+    );
+    running.records.add(written);
+    void written.finally(() => running.records.delete(written));
+    while (running.records.size >= RECORDS_IN_FLIGHT) await Promise.race(running.records);
+  }
+
   async #deadLetter(running: Running, event: InboundEvent, error: Error): Promise<void> {
     this.#logger.warn({ err: error, handler: running.spec.name, event: describe(event) }, "event dead-lettered");
     try {
@@ -218,6 +265,30 @@ export class AgentSubscriptions {
       event.nak(1_000);
     }
   }
+}
+
+/** Handles in recorded results are not used (an event's record holds none). */
+const NO_HANDLES = { getHandle: () => { throw new Error("no handles in event records"); } } as never;
+
+/** A type or handler name as a key token. */
+function safeToken(name: string): string {
+  return name.replace(/[^A-Za-z0-9_-]/g, "_");
+}
+
+/**
+ * The record of a completed event, written through the result store as the record of a request
+ * from `scope` to itself whose tag names the handler, stream and sequence (docs/EVENTS.md).
+ */
+function eventRecord(scope: string, handler: string, event: InboundEvent): ActionRequest {
+  return {
+    type: MessageType.ActionRequest,
+    tag: `ev-${safeToken(handler)}-${event.stream}-${event.sequence}`,
+    dest: scope,
+    src: scope,
+    replyTo: undefined,
+    action: handler,
+    args: [],
+  } as ActionRequest;
 }
 
 function describe(event: InboundEvent): string {

@@ -20,6 +20,12 @@ export interface InboundEvent {
   readonly time: Date;
   /** Deliveries of this event so far, this one included (1 for core events). */
   readonly deliveryCount: number;
+  /**
+   * Whether a handler may have completed this event before (a redelivery, or an event re-read after
+   * the subscription's last reader stopped holding it): effectively-once handling looks its record
+   * up only then.
+   */
+  readonly maybeHandled: boolean;
   /** Handled: remove it from the subscription (a no-op for core events). */
   ack(): void;
   /** Not handled: deliver it again later (durable; core events are dropped). */

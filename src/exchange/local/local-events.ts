@@ -87,6 +87,7 @@ class Subscriber {
         sequence: this.sub.stream === undefined ? undefined : event.sequence,
         time: event.time,
         deliveryCount: event.deliveries,
+        maybeHandled: event.deliveries > 1,
         ack: () => {
           settled = true;
         },

@@ -120,6 +120,7 @@ export class NatsEvents implements EventBus {
       sequence: undefined,
       time,
       deliveryCount: 1,
+      maybeHandled: false,
       ack: () => undefined,
       nak: () => undefined,
       working: () => undefined,
@@ -141,13 +142,17 @@ export class NatsEvents implements EventBus {
       max_ack_pending: Math.max(1_000, sub.prefetch),
       replay_policy: ReplayPolicy.Instant,
     };
-    await this.#ensureConsumer(stream, name, config, !shared, () => this.#startOf(stream, sub));
+    // Events up to this sequence were delivered to a reader that stopped holding them: they may
+    // have been handled.
+    const suspectUpTo = await this.#ensureConsumer(stream, name, config, !shared, () => this.#startOf(stream, sub));
     // One agent's consumer is read in order: what a restart delivers again (the events after the
     // ack floor) is re-read from the floor, and redeliveries of what was handled are skipped.
     let handledUpTo = 0;
+    const settle = (seq: number): void => {
+      if (seq > handledUpTo) handledUpTo = seq;
+    };
     const reader = new Reader(this.#ctx, stream, name, sub.prefetch, async (m) => {
       if (!shared && m.seq <= handledUpTo) return m.ack();
-      let settled = false;
       const event: InboundEvent = {
         subject: m.subject,
         data: m.data,
@@ -156,20 +161,20 @@ export class NatsEvents implements EventBus {
         sequence: m.seq,
         time: m.time,
         deliveryCount: m.info.deliveryCount,
+        maybeHandled: m.info.deliveryCount > 1 || m.seq <= suspectUpTo,
         ack: () => {
-          settled = true;
+          settle(m.seq);
           m.ack();
         },
         nak: (delayMs) => m.nak(delayMs),
         working: () => m.working(),
         deadLetter: async (error) => {
           await this.#deadLetter(owner, { subject: m.subject, data: m.data, headers: m.headers, stream, seq: m.seq }, error, `dl:ev:${stream}:${name}:${m.seq}`);
-          settled = true;
+          settle(m.seq);
           m.ack();
         },
       };
       await deliver(event);
-      if (settled && m.seq > handledUpTo) handledUpTo = m.seq;
     }, false);
     reader.start();
     return {
@@ -207,9 +212,10 @@ export class NatsEvents implements EventBus {
    * Create the consumer, or resume the existing one. An agent's own consumer (`ordered`) with
    * events delivered but not acknowledged (its last reader stopped or died while holding them) is
    * re-made to start after its ack floor, so that they come back at once and in order.
+   * @returns the last stream sequence delivered before (0 if none): events up to it may have been handled.
    * @throws {InvalidConfigError} when the stream does not exist, or the consumer exists with another subject.
    */
-  async #ensureConsumer(stream: string, name: string, config: Partial<ConsumerConfig>, ordered: boolean, startOf?: () => Promise<Partial<ConsumerConfig>>): Promise<void> {
+  async #ensureConsumer(stream: string, name: string, config: Partial<ConsumerConfig>, ordered: boolean, startOf?: () => Promise<Partial<ConsumerConfig>>): Promise<number> {
     const { jsm } = this.#ctx;
     const info = await this.#ctx.retry("read event consumer", async (): Promise<ConsumerInfo | undefined> => {
       try {
@@ -224,7 +230,7 @@ export class NatsEvents implements EventBus {
     });
     if (info === undefined) {
       await this.#add(stream, { ...config, ...(await startOf?.()) }, name);
-      return;
+      return 0;
     }
     if (info.config.filter_subject !== config.filter_subject) {
       throw new InvalidConfigError(
@@ -232,7 +238,7 @@ export class NatsEvents implements EventBus {
         { option: "subject" },
       );
     }
-    if (!ordered || info.num_ack_pending === 0) return;
+    if (!ordered || info.num_ack_pending === 0) return 0;
     const floor = info.ack_floor.stream_seq;
     const from: Partial<ConsumerConfig> =
       floor === 0
@@ -247,6 +253,7 @@ export class NatsEvents implements EventBus {
       }
     });
     await this.#add(stream, { ...config, ...from }, name);
+    return info.delivered.stream_seq;
   }
 
   async #add(stream: string, config: Partial<ConsumerConfig>, name: string): Promise<void> {

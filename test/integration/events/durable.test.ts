@@ -131,3 +131,37 @@ test("a durable subscription to a stream that does not exist fails the agent's s
   expect(error).toBeInstanceOf(InvalidConfigError);
   expect((error as Error).message).toContain("NO_SUCH_STREAM");
 });
+
+test("effectively once: a redelivered event whose handler completed is acknowledged without running again (once: false runs it again)", async () => {
+  const { stream, subject } = await channel();
+  class Once extends Agent {
+    runs: Record<string, number[]> = { once: [], twice: [] };
+    @subscribe(`${subject}.o`, { stream, start: "all", ackWaitMs: 1_000 }) async once(p: { n: number }) {
+      this.runs.once!.push(p.n);
+    }
+    @subscribe(`${subject}.o`, { stream, start: "all", ackWaitMs: 1_000, once: false }) async twice(p: { n: number }) {
+      this.runs.twice!.push(p.n);
+    }
+    @action async state() {
+      return { runs: this.runs, stats: (await this.agentStats()).subscriptions };
+    }
+  }
+  const f = factory();
+  // The first acknowledgement of every event is lost (as when a host dies right after the handler
+  // completed): the server delivers each event again after the ack wait.
+  const events = f.events.bind(f);
+  f.events = async () => {
+    const bus = await events();
+    return {
+      publish: bus.publish.bind(bus),
+      subscribe: (owner, sub, deliver) => bus.subscribe(owner, sub, (event) => deliver(event.deliveryCount === 1 ? { ...event, ack: () => undefined } : event)),
+    };
+  };
+  await using manager = await Manager.fromExchangeFactory(f);
+  const agent = await manager.launch(Once);
+  await publish(`${subject}.o`, 0, 5);
+  const state = await until(() => agent.state(), (s) => s.runs.twice!.length >= 10 && (s.stats?.find((x) => x.handler === "once")?.duplicates ?? 0) >= 5);
+  expect(state.runs.once).toEqual([0, 1, 2, 3, 4]);
+  expect([...state.runs.twice!].sort()).toEqual([0, 0, 1, 1, 2, 2, 3, 3, 4, 4]);
+  expect(state.stats?.find((x) => x.handler === "once")).toMatchObject({ handled: 5, duplicates: 5 });
+});
