@@ -43,11 +43,11 @@ function handled(s: Sink | undefined, payload: { t?: number }): void {
 }
 
 /** An agent class subscribed to `subject` (each round its own), alone or in a shared group. */
-function agentClass(subject: string, group: "each" | "shared") {
+function agentClass(subject: string, group: "each" | "shared", once: boolean) {
   class BenchSubscriber extends Agent {
     // One class per round: each needs a type name of its own.
     static override agentType = `BenchSubscriber_${subject.replace(/\./g, "_")}`;
-    @subscribe(subject, { stream: STREAM, group, start: "all", prefetch: 256 })
+    @subscribe(subject, { stream: STREAM, group, start: "all", prefetch: 256, once })
     async onEvent(payload: { t?: number }) {
       handled(current, payload);
     }
@@ -104,6 +104,7 @@ async function publishPaced(js: JetStreamClient, subject: string, count: number,
 
 interface Row {
   shape: string;
+  once: boolean;
   libraryPerS: number;
   barePerS: number;
   ratio: number;
@@ -126,7 +127,7 @@ export default async function events(ctx: BenchContext): Promise<ScenarioResult>
   let serial = 0;
 
   /** One measurement: `readers` agents (or bare readers) drain a backlog, then take paced events. */
-  async function measure(kind: "library" | "bare", readers: number): Promise<{ perS: number; latencies: number[] }> {
+  async function measure(kind: "library" | "bare", readers: number, once: boolean): Promise<{ perS: number; latencies: number[] }> {
     const subject = `bench.ev.r${++serial}`;
     await publishBacklog(js, subject, backlog);
     const drained = sink(backlog);
@@ -134,7 +135,7 @@ export default async function events(ctx: BenchContext): Promise<ScenarioResult>
     const start = performance.now();
     let stop: () => Promise<void>;
     if (kind === "library") {
-      const cls = agentClass(subject, readers === 1 ? "each" : "shared");
+      const cls = agentClass(subject, readers === 1 ? "each" : "shared", once);
       const agents = await Promise.all(Array.from({ length: readers }, () => manager.launch(cls)));
       stop = async () => {
         for (const agent of agents) await manager.shutdown(agent);
@@ -162,14 +163,20 @@ export default async function events(ctx: BenchContext): Promise<ScenarioResult>
 
   const rows: Row[] = [];
   try {
-    for (const [shape, readers] of [["1 agent", 1], [`shared group of ${GROUP}`, GROUP]] as const) {
+    const shapes = [
+      ["1 agent", 1, true],
+      [`shared group of ${GROUP}`, GROUP, true],
+      ["1 agent, once: false", 1, false],
+      [`shared group of ${GROUP}, once: false`, GROUP, false],
+    ] as const;
+    for (const [shape, readers, once] of shapes) {
       const library: number[] = [];
       const bareRates: number[] = [];
       const libraryLatencies: number[] = [];
       const bareLatencies: number[] = [];
       for (let round = 0; round < rounds; round++) {
-        const b = await measure("bare", readers);
-        const l = await measure("library", readers);
+        const b = await measure("bare", readers, once);
+        const l = await measure("library", readers, once);
         bareRates.push(b.perS);
         library.push(l.perS);
         bareLatencies.push(...b.latencies);
@@ -180,7 +187,7 @@ export default async function events(ctx: BenchContext): Promise<ScenarioResult>
       const barePerS = med(bareRates);
       const l = summarize(libraryLatencies);
       const b = summarize(bareLatencies);
-      rows.push({ shape, libraryPerS, barePerS, ratio: libraryPerS / barePerS, library: { p50Ms: l.p50Ms, p99Ms: l.p99Ms }, bareLatency: { p50Ms: b.p50Ms, p99Ms: b.p99Ms } });
+      rows.push({ shape, once, libraryPerS, barePerS, ratio: libraryPerS / barePerS, library: { p50Ms: l.p50Ms, p99Ms: l.p99Ms }, bareLatency: { p50Ms: b.p50Ms, p99Ms: b.p99Ms } });
       ctx.log(`events ${shape}: library ${Math.round(libraryPerS)}/s, bare ${Math.round(barePerS)}/s`);
     }
   } finally {
@@ -196,10 +203,13 @@ export default async function events(ctx: BenchContext): Promise<ScenarioResult>
     headers: ["shape", "agents /s", "bare /s", "ratio", "agents p50", "agents p99", "bare p50", "bare p99"],
     rows: rows.map((r) => [r.shape, perS(r.libraryPerS), perS(r.barePerS), ratio(r.ratio), ms(r.library.p50Ms), ms(r.library.p99Ms), ms(r.bareLatency.p50Ms), ms(r.bareLatency.p99Ms)]),
     figures: { backlog, paced, ratePerS: rate, rounds, rows },
-    targets: rows.map((r) => ({ name: `events handled, ${r.shape}, vs bare JetStream`, goal: ">= 0.5x", measured: ratio(r.ratio), met: r.ratio >= 0.5 })),
+    // The issue's target compares the same work (decode, handler, ack): once: false. With records
+    // (the default), each event also costs a record write: reported beside it, not a target.
+    targets: rows.filter((r) => !r.once).map((r) => ({ name: `events handled, ${r.shape}, vs bare JetStream`, goal: ">= 0.5x", measured: ratio(r.ratio), met: r.ratio >= 0.5 })),
     notes: [
       `Throughput: median of ${rounds} interleaved rounds draining ${backlog.toLocaleString("en-US")} JSON events of 50 B; latency: ${paced.toLocaleString("en-US")} events published at ${rate}/s per round, all rounds together.`,
       "Both sides decode the JSON and acknowledge each event; the agents also run the event interceptors and keep the ack deadline alive.",
+      "Rows without once: false record completed events (effectively-once, the default): one record per subscription rewritten as events complete for 1 agent (its events complete in order), one KV write per event for a shared group.",
       "Publisher, readers and server share the machine's cores.",
     ],
   };

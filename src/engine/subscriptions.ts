@@ -12,6 +12,9 @@ import { keyedAgentId } from "../agent/subscriptions.ts";
 import type { EventContext } from "../agent/subscriptions.ts";
 import { AgentDefinitionError, DeliveryLimitError, InvalidConfigError, PayloadTooLargeError } from "../errors.ts";
 import type { EventBus, EventSubscription, InboundEvent } from "../exchange/events.ts";
+import type { ResultStore } from "../exchange/result-store.ts";
+import { MessageType } from "../protocol/messages.ts";
+import type { ActionRequest } from "../protocol/messages.ts";
 import type { AgentId } from "../identifiers.ts";
 import type { EventInput } from "../interceptors/agent-interceptor.ts";
 import { decodeEvent } from "../protocol/event-codec.ts";
@@ -22,7 +25,6 @@ import type { Logger } from "../util/logger.ts";
 const HANDLER_RETRY_MAX_MS = 30_000;
 /** Records of completed events being written at once per subscription (the handler goes on meanwhile). */
 const RECORDS_IN_FLIGHT = 256;
-const COMPLETED = { type: MessageType.SuccessResponse } as const;
 
 /** Counts of one subscription's events (part of the agent's statistics). */
 export interface SubscriptionStats {
@@ -53,6 +55,8 @@ interface Running {
   results: ResultStore | undefined;
   /** Whose records they are: the agent, or for a shared group the group (its records are the group's). */
   scope: string;
+  /** An agent's own (`each`) durable subscription with records: events complete in order, so one record says how far. */
+  watermark: Watermark | undefined;
 }
 
 /** The subscriptions of one running agent. */
@@ -116,7 +120,11 @@ export class AgentSubscriptions {
         records: new Set(),
         results: sub.once && sub.stream !== undefined ? results : undefined,
         scope: sub.group === "shared" ? `evs-${safeToken(this.#agentType)}-${safeToken(spec.name)}` : this.#agentId.uid,
+        watermark: undefined,
       };
+      if (running.results !== undefined && sub.group !== "shared") {
+        running.watermark = new Watermark(running.results, running.scope, spec.name, sub.stream!, this.#logger);
+      }
       this.#running.push(running);
       const owner = { agentId: this.#agentId.uid, agentType: this.#agentType, handler: spec.name, key };
       running.subscription = await bus.subscribe(owner, spec.subscription, (event) => {
@@ -140,7 +148,7 @@ export class AgentSubscriptions {
 
   /** The events being handled now (and the records of completed ones), for the engine to wait on at shutdown. */
   inFlight(): Array<{ done: Promise<void> }> {
-    return this.#running.map((r) => ({ done: Promise.all([r.current, ...r.records]).then(() => undefined) }));
+    return this.#running.map((r) => ({ done: Promise.all([r.current, ...r.records, r.watermark?.idle()]).then(() => undefined) }));
   }
 
   /** Stop every subscription (events fetched but not handled are delivered again later). */
@@ -166,7 +174,17 @@ export class AgentSubscriptions {
       });
       return this.#deadLetter(running, event, error);
     }
-    const record = running.results === undefined || event.sequence === undefined ? undefined : eventRecord(running.scope, spec.name, event);
+    const { watermark } = running;
+    if (watermark !== undefined && event.sequence !== undefined && event.maybeHandled) {
+      // In order: the next events wait until this one is known to be handled or not.
+      const covered = await this.#retrying(running, "read how far events were handled", () => watermark.covers(event.sequence!));
+      if (covered === undefined) return event.nak();
+      if (covered) {
+        stats.duplicates++;
+        return event.ack();
+      }
+    }
+    const record = watermark !== undefined || running.results === undefined || event.sequence === undefined ? undefined : eventRecord(running.scope, spec.name, event);
     if (record !== undefined && event.maybeHandled) {
       try {
         if ((await running.results!.lookup(running.scope, record, NO_HANDLES)) !== undefined) {
@@ -216,6 +234,7 @@ export class AgentSubscriptions {
           context,
         });
         stats.handled++;
+        if (watermark !== undefined && event.sequence !== undefined) return watermark.complete(event);
         if (record === undefined) return event.ack();
         return this.#record(running, event, record);
       } catch (thrown) {
@@ -242,7 +261,7 @@ export class AgentSubscriptions {
    * back: it runs again (at-least-once), as it would without records.
    */
   async #record(running: Running, event: InboundEvent, record: ActionRequest): Promise<void> {
-    const written = running.results!.record(running.scope, record, COMPLETED).then(
+    const written = running.results!.record(running.scope, record, { type: MessageType.SuccessResponse }).then(
       () => event.ack(),
       (error: unknown) => {
         this.#logger.warn({ err: error, handler: running.spec.name, event: describe(event) }, "could not record a completed event; it may run again");
@@ -254,8 +273,38 @@ export class AgentSubscriptions {
     while (running.records.size >= RECORDS_IN_FLIGHT) await Promise.race(running.records);
   }
 
+  /**
+   * Run `op` until it succeeds, waiting between tries, or the agent shuts down (then undefined):
+   * for what an in-order subscription cannot skip.
+   */
+  async #retrying<T>(running: Running, what: string, op: () => Promise<T>): Promise<T | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await op();
+      } catch (error) {
+        const delayMs = backoffDelayMs({ initialMs: 250, maxMs: 5_000 }, attempt);
+        this.#logger.warn({ err: error, handler: running.spec.name, delayMs }, `could not ${what}; trying again`);
+        try {
+          await sleep(delayMs, undefined, { signal: this.#signal });
+        } catch {
+          return undefined;
+        }
+      }
+    }
+  }
+
   async #deadLetter(running: Running, event: InboundEvent, error: Error): Promise<void> {
     this.#logger.warn({ err: error, handler: running.spec.name, event: describe(event) }, "event dead-lettered");
+    if (running.watermark !== undefined) {
+      // In order: a later event's record must not cover this one before it is set aside.
+      const stored = await this.#retrying(running, "dead-letter an event", async () => {
+        await event.deadLetter(error);
+        return true;
+      });
+      if (stored === undefined) return event.nak();
+      running.stats.deadLettered++;
+      return;
+    }
     try {
       await event.deadLetter(error);
       running.stats.deadLettered++;
@@ -263,6 +312,71 @@ export class AgentSubscriptions {
       // Not lost: it comes back once the dead letter can be written.
       this.#logger.error({ err: storeError, handler: running.spec.name, event: describe(event) }, "could not dead-letter event; delivering it again later");
       event.nak(1_000);
+    }
+  }
+}
+
+/**
+ * How far an agent's own durable subscription has handled its stream: one record per
+ * subscription, whose result is the sequence of the last event handled, rewritten as events
+ * complete (one write in flight; the events completed meanwhile are covered by the next). An event
+ * is acknowledged once a record covering it is written, so that an event redelivered at or below
+ * the recorded sequence is known to be handled: events of the subscription are handled in stream
+ * order, one at a time.
+ */
+class Watermark {
+  readonly #store: ResultStore;
+  readonly #scope: string;
+  readonly #request: ActionRequest;
+  readonly #logger: Logger;
+  #pending: InboundEvent[] = [];
+  #writing: Promise<void> | undefined;
+
+  constructor(store: ResultStore, scope: string, handler: string, stream: string, logger: Logger) {
+    this.#store = store;
+    this.#scope = scope;
+    this.#logger = logger;
+    this.#request = {
+      type: MessageType.ActionRequest,
+      tag: `evw-${safeToken(handler)}-${safeToken(stream)}`,
+      dest: scope,
+      src: scope,
+      replyTo: undefined,
+      action: handler,
+      args: [],
+    } as ActionRequest;
+  }
+
+  /** Whether an event with this sequence was handled (the record covers it). */
+  async covers(sequence: number): Promise<boolean> {
+    const body = await this.#store.lookup(this.#scope, this.#request, NO_HANDLES);
+    return body?.type === MessageType.ActionResponse && typeof body.result === "number" && sequence <= body.result;
+  }
+
+  /** The handler completed `event`: acknowledge it once a record covers it. */
+  complete(event: InboundEvent): void {
+    this.#pending.push(event);
+    this.#writing ??= this.#write().finally(() => (this.#writing = undefined));
+  }
+
+  /** Settles when every completed event is recorded (or handed back). */
+  async idle(): Promise<void> {
+    while (this.#writing !== undefined) await this.#writing;
+  }
+
+  async #write(): Promise<void> {
+    while (this.#pending.length > 0) {
+      const batch = this.#pending;
+      this.#pending = [];
+      const top = batch.reduce((max, e) => Math.max(max, e.sequence!), 0);
+      try {
+        await this.#store.record(this.#scope, this.#request, { type: MessageType.ActionResponse, result: top });
+        for (const event of batch) event.ack();
+      } catch (error) {
+        // Handled but not recorded: they may run again (at-least-once).
+        this.#logger.warn({ err: error, upTo: top }, "could not record completed events; they may run again");
+        for (const event of batch) event.nak(1_000);
+      }
     }
   }
 }
