@@ -56,7 +56,7 @@ describe("JSON calls from a plain NATS client", () => {
     const counter = await manager.launch(Counter);
     const uid = counter.agentId.uid;
     const unknown = await call("Counter", uid, { action: "explode" });
-    expect(unknown.json.error).toMatchObject({ type: "UnknownActionError", code: "UNKNOWN_ACTION" });
+    expect(unknown.json.error).toMatchObject({ type: "UnknownActionError", code: "UNKNOWN_ACTION", data: { action: "explode" } });
     expect(unknown.msg.headers?.get("Nats-Service-Error-Code")).toBe("404");
 
     for (const body of ["{not json", "[1,2]", JSON.stringify({ args: [1] }), JSON.stringify({ action: "increment", args: 5 }), JSON.stringify({ action: "increment", timeoutMs: -1 })]) {
