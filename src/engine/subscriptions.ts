@@ -57,6 +57,10 @@ interface Running {
   scope: string;
   /** An agent's own (`each`) durable subscription with records: events complete in order, so one record says how far. */
   watermark: Watermark | undefined;
+  /** The event whose handler is running: kept from redelivery by the subscription's keep-alive timer. */
+  working: InboundEvent | undefined;
+  /** Tells the server every third of the ack wait that `working` is still being handled (one timer per subscription, not per event). */
+  keepAlive: NodeJS.Timeout | undefined;
 }
 
 /** The subscriptions of one running agent. */
@@ -121,7 +125,13 @@ export class AgentSubscriptions {
         results: sub.once && sub.stream !== undefined ? results : undefined,
         scope: sub.group === "shared" ? `evs-${safeToken(this.#agentType)}-${safeToken(spec.name)}` : this.#agentId.uid,
         watermark: undefined,
+        working: undefined,
+        keepAlive: undefined,
       };
+      if (sub.stream !== undefined) {
+        running.keepAlive = setInterval(() => running.working?.working(), Math.max(500, Math.floor(sub.ackWaitMs / 3)));
+        running.keepAlive.unref();
+      }
       if (running.results !== undefined && sub.group !== "shared") {
         running.watermark = new Watermark(running.results, running.scope, spec.name, sub.stream!, this.#logger);
       }
@@ -153,6 +163,7 @@ export class AgentSubscriptions {
 
   /** Stop every subscription (events fetched but not handled are delivered again later). */
   async stop(): Promise<void> {
+    for (const r of this.#running) clearInterval(r.keepAlive);
     await Promise.all(this.#running.map((r) => r.subscription?.stop().catch((error: unknown) => this.#logger.warn({ err: error, handler: r.spec.name }, "could not stop subscription"))));
   }
 
@@ -222,7 +233,7 @@ export class AgentSubscriptions {
         data: event.data,
         key,
       };
-      const keepAlive = setInterval(() => event.working(), Math.max(500, Math.floor(sub.ackWaitMs / 3)));
+      running.working = event;
       try {
         await this.#run({
           agentId: this.#agentId.uid,
@@ -250,7 +261,7 @@ export class AgentSubscriptions {
           return event.nak();
         }
       } finally {
-        clearInterval(keepAlive);
+        running.working = undefined;
       }
     }
   }
