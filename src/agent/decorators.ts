@@ -5,7 +5,7 @@
  */
 import { AgentDefinitionError } from "../errors.ts";
 import { parameterList, splitParameters } from "./parameters.ts";
-import type { ResolvedSubscription } from "./subscriptions.ts";
+import type { ResolvedSubscription, SubscribeOptions } from "./subscriptions.ts";
 
 // Node 20 has no Symbol.metadata. tsc only records decorator metadata when it exists, and esbuild
 // falls back to Symbol.for("Symbol.metadata"); install that same symbol so both agree.
@@ -158,6 +158,17 @@ export interface AgentMethodDecorator<M extends AsyncMethod = AsyncMethod> {
 /** @throws {AgentDefinitionError} when called the way `experimentalDecorators` code calls decorators. */
 function assertStandard(context: unknown): asserts context is ClassMethodDecoratorContext {
   if (typeof context !== "object" || context === null || !("kind" in context)) throw new AgentDefinitionError(EXPERIMENTAL_DECORATORS);
+}
+
+/**
+ * `resolveSubscription` of `subscriptions.ts`, installed by that module when it loads (it imports
+ * this one, so this one cannot import it back).
+ */
+let subscriptionResolver: ((subject: string, options: SubscribeOptions, handler: string) => ResolvedSubscription) | undefined;
+
+/** @internal Called by `subscriptions.ts` as it loads. */
+export function installSubscriptionResolver(resolve: (subject: string, options: SubscribeOptions, handler: string) => ResolvedSubscription): void {
+  subscriptionResolver = resolve;
 }
 
 /** @internal Check a decorator was called as a standard decorator of a method (for decorators in other modules). */
@@ -314,10 +325,12 @@ export interface AgentDefinition {
   readonly timers?: Readonly<Record<string, number>>;
   /** Event handlers: method name to the property holding the `AgentEvent` (as `@event(prop)`). */
   readonly events?: Readonly<Record<string, string>>;
+  /** Subscriptions: method name to the subject and options (as `@subscribe(subject, options)`). */
+  readonly subscriptions?: Readonly<Record<string, SubscribeOptions & { readonly subject: string }>>;
 }
 
 /**
- * Declare an agent class's actions, loops, timers and event handlers without decorators: for plain
+ * Declare an agent class's actions, loops, timers, event handlers and subscriptions without decorators: for plain
  * JavaScript, or TypeScript compiled without standard decorators. Call it once, right after the
  * class, before the class is launched; the methods must be async methods of its prototype.
  *
@@ -356,6 +369,11 @@ export function defineAgent<C extends abstract new (...args: never[]) => unknown
   }
   for (const [name, property] of Object.entries(definition.events ?? {})) {
     addSpec(metadata, { kind: "event", name, method: methodOf(name, "event"), event: property });
+  }
+  for (const [name, { subject, ...options }] of Object.entries(definition.subscriptions ?? {})) {
+    const method = methodOf(name, "subscribe");
+    if (subscriptionResolver === undefined) throw new AgentDefinitionError("Subscriptions need academy-nats's subscriptions module: import the library's entry");
+    addSpec(metadata, { kind: "subscription", name, method, subscription: subscriptionResolver(subject, options, name) });
   }
   return cls;
 }

@@ -9,7 +9,7 @@ import { AgentDefinitionError } from "../errors.ts";
 import { AgentId } from "../identifiers.ts";
 import { EventCodec } from "../protocol/event-codec.ts";
 import type { MessageHeaders } from "../protocol/headers.ts";
-import { assertStandardDecorator, recordMember } from "./decorators.ts";
+import { assertStandardDecorator, installSubscriptionResolver, recordMember } from "./decorators.ts";
 import type { AgentMethodDecorator, SubscriptionSpec } from "./decorators.ts";
 
 export { EventCodec } from "../protocol/event-codec.ts";
@@ -216,6 +216,8 @@ export function resolveSubscription(subject: string, options: SubscribeOptions, 
     once: options.once !== false,
   });
 }
+
+installSubscriptionResolver(resolveSubscription);
 
 /**
  * Declare an event handler: the method runs for each event published on `subject` (NATS wildcards

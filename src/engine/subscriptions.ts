@@ -239,7 +239,8 @@ export class AgentSubscriptions {
           agentId: this.#agentId.uid,
           agentType: this.#agentType,
           handler: spec.name,
-          event: event.subject,
+          // The subscription's subject (its pattern), not the event's: metrics label by it.
+          event: sub.subject,
           headers: event.headers,
           payload,
           context,

@@ -55,7 +55,11 @@ export interface EventInput {
   readonly agentType: string;
   /** The handler method's name. */
   readonly handler: string;
-  /** What the handler reacts to: the `AgentEvent` property of an `@event` handler, the event's subject for a `@subscribe` handler. */
+  /**
+   * What the handler reacts to: the `AgentEvent` property of an `@event` handler; for a
+   * `@subscribe` handler the subscription's subject as declared (with its wildcards: a bounded set,
+   * fit for metric labels and span names; the event's own subject is `context.subject`).
+   */
   readonly event: string;
   /**
    * Headers of the message that carried the event (a trace context, say); absent for events

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { Agent, AgentDefinitionError, MalformedMessageError, SerializationError, keyedAgentId, subscribe } from "../../src/index.ts";
+import { Agent, AgentDefinitionError, MalformedMessageError, SerializationError, defineAgent, keyedAgentId, subscribe } from "../../src/index.ts";
 import { agentSpec } from "../../src/agent/decorators.ts";
 import { eventKey, keyedSubject, resolveSubscription } from "../../src/agent/subscriptions.ts";
 import { decodeEvent, encodeEvent } from "../../src/protocol/event-codec.ts";
@@ -49,6 +49,19 @@ describe("@subscribe", () => {
       }
       return NotAsync;
     }).toThrow(AgentDefinitionError);
+  });
+
+  test("defineAgent declares subscriptions without decorators, checked the same way", () => {
+    class Plain extends Agent {
+      async onTick() {}
+    }
+    defineAgent(Plain, { subscriptions: { onTick: { subject: "ticks.>", stream: "TICKS", group: "shared" } } });
+    expect(agentSpec(Plain).subscriptions[0]).toMatchObject({ name: "onTick", subscription: { subject: "ticks.>", stream: "TICKS", group: "shared" } });
+    class Bad extends Agent {
+      async onTick() {}
+    }
+    expect(() => defineAgent(Bad, { subscriptions: { onTick: { subject: "a..b" } } })).toThrow(AgentDefinitionError);
+    expect(() => defineAgent(Bad, { subscriptions: { missing: { subject: "a" } } })).toThrow(AgentDefinitionError);
   });
 
   test("keyed subscriptions: subject of a key, key of a subject, start all by default", () => {
