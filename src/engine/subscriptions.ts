@@ -307,8 +307,10 @@ export class AgentSubscriptions {
 
   async #deadLetter(running: Running, event: InboundEvent, error: Error): Promise<void> {
     this.#logger.warn({ err: error, handler: running.spec.name, event: describe(event) }, "event dead-lettered");
-    if (running.watermark !== undefined) {
-      // In order: a later event's record must not cover this one before it is set aside.
+    const sub = running.spec.subscription;
+    if (running.watermark !== undefined || (sub.stream !== undefined && sub.group !== "shared")) {
+      // In order: the next event waits until this one is set aside (and a later event's record
+      // must not cover it before).
       const stored = await this.#retrying(running, "dead-letter an event", async () => {
         await event.deadLetter(error);
         return true;
