@@ -132,12 +132,15 @@ test("a durable subscription to a stream that does not exist fails the agent's s
   expect((error as Error).message).toContain("NO_SUCH_STREAM");
 });
 
-test("effectively once: a redelivered event whose handler completed is acknowledged without running again (once: false runs it again)", async () => {
+test("effectively once: a redelivered event whose handler completed is acknowledged without running again, for an agent's own and a shared subscription (once: false runs it again)", async () => {
   const { stream, subject } = await channel();
   class Once extends Agent {
-    runs: Record<string, number[]> = { once: [], twice: [] };
+    runs: Record<string, number[]> = { once: [], shared: [], twice: [] };
     @subscribe(`${subject}.o`, { stream, start: "all", ackWaitMs: 1_000 }) async once(p: { n: number }) {
       this.runs.once!.push(p.n);
+    }
+    @subscribe(`${subject}.o`, { stream, start: "all", ackWaitMs: 1_000, group: "shared" }) async shared(p: { n: number }) {
+      this.runs.shared!.push(p.n);
     }
     @subscribe(`${subject}.o`, { stream, start: "all", ackWaitMs: 1_000, once: false }) async twice(p: { n: number }) {
       this.runs.twice!.push(p.n);
@@ -160,8 +163,12 @@ test("effectively once: a redelivered event whose handler completed is acknowled
   await using manager = await Manager.fromExchangeFactory(f);
   const agent = await manager.launch(Once);
   await publish(`${subject}.o`, 0, 5);
-  const state = await until(() => agent.state(), (s) => s.runs.twice!.length >= 10 && (s.stats?.find((x) => x.handler === "once")?.duplicates ?? 0) >= 5);
+  const duplicates = (s: Awaited<ReturnType<typeof agent.state>>, handler: string) => s.stats?.find((x) => x.handler === handler)?.duplicates ?? 0;
+  const state = await until(() => agent.state(), (s) => s.runs.twice!.length >= 10 && duplicates(s, "once") >= 5 && duplicates(s, "shared") >= 5);
   expect(state.runs.once).toEqual([0, 1, 2, 3, 4]);
+  // A shared group records each event (any agent of the group may get it again).
+  expect([...state.runs.shared!].sort()).toEqual([0, 1, 2, 3, 4]);
+  expect(state.stats?.find((x) => x.handler === "shared")).toMatchObject({ handled: 5, duplicates: 5 });
   expect([...state.runs.twice!].sort()).toEqual([0, 0, 1, 1, 2, 2, 3, 3, 4, 4]);
   expect(state.stats?.find((x) => x.handler === "once")).toMatchObject({ handled: 5, duplicates: 5 });
 });
