@@ -11,6 +11,7 @@ import { afterAll, beforeAll, expect, test } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, InvalidConfigError, Manager, NatsExchangeFactory, action, subscribe } from "../../../src/index.ts";
 import type { EventContext } from "../../../src/index.ts";
+import { runCli } from "../../support/host-process.ts";
 import { startTestNats } from "../../support/nats.ts";
 import type { TestNats } from "../../support/nats.ts";
 
@@ -172,3 +173,27 @@ test("effectively once: a redelivered event whose handler completed is acknowled
   expect([...state.runs.twice!].sort()).toEqual([0, 0, 1, 1, 2, 2, 3, 3, 4, 4]);
   expect(state.stats?.find((x) => x.handler === "once")).toMatchObject({ handled: 5, duplicates: 5 });
 });
+
+test("academy dlq lists an event's dead letter with its handler, shows its text, and refuses to replay it", async () => {
+  const { stream, subject } = await channel();
+  class Rejecting extends Agent {
+    @subscribe(`${subject}.bad`, { stream, start: "all", maxDeliveries: 1 }) async onBad(p: { n: number }) {
+      throw new RangeError(`no ${p.n}`);
+    }
+  }
+  const f = factory();
+  await using manager = await Manager.fromExchangeFactory(f);
+  const agent = await manager.launch(Rejecting);
+  await publish(`${subject}.bad`, 7, 8);
+  const base = ["--servers", nats.url, "--prefix", f.settings.prefix, "--json"];
+  const list = (): Array<Record<string, unknown>> => JSON.parse(runCli(["dlq", "list", "--kind", "event", ...base]).stdout) as Array<Record<string, unknown>>;
+  const letters = await until(async () => list(), (l) => l.length > 0);
+  expect(letters).toHaveLength(1);
+  expect(letters[0]).toMatchObject({ kind: "event", agent: agent.agentId.uid, handler: "onBad", subject: `${subject}.bad`, reason: "RangeError", error: "no 7" });
+  const shown = JSON.parse(runCli(["dlq", "show", String(letters[0]!.id), ...base]).stdout) as { body: { event: string }; headers: Record<string, string> };
+  expect(JSON.parse(shown.body.event)).toEqual({ n: 7 });
+  expect(shown.headers["Academy-Original-Stream"]).toBe(stream);
+  const replay = runCli(["dlq", "replay", String(letters[0]!.id), ...base]);
+  expect(replay.status).toBe(1);
+  expect(JSON.parse(replay.stdout)[0]).toMatchObject({ replayed: false, refusal: "event" });
+}, 60_000);
