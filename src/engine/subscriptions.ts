@@ -15,6 +15,7 @@ import type { EventBus, EventSubscription, InboundEvent } from "../exchange/even
 import type { ResultStore } from "../exchange/result-store.ts";
 import { MessageType } from "../protocol/messages.ts";
 import type { ActionRequest } from "../protocol/messages.ts";
+import { NO_HANDLES, Watermark, eventRecord, safeToken } from "./event-records.ts";
 import type { AgentId } from "../identifiers.ts";
 import type { EventInput } from "../interceptors/agent-interceptor.ts";
 import { decodeEvent } from "../protocol/event-codec.ts";
@@ -328,95 +329,6 @@ export class AgentSubscriptions {
       event.nak(1_000);
     }
   }
-}
-
-/**
- * How far an agent's own durable subscription has handled its stream: one record per
- * subscription, whose result is the sequence of the last event handled, rewritten as events
- * complete (one write in flight; the events completed meanwhile are covered by the next). An event
- * is acknowledged once a record covering it is written, so that an event redelivered at or below
- * the recorded sequence is known to be handled: events of the subscription are handled in stream
- * order, one at a time.
- */
-class Watermark {
-  readonly #store: ResultStore;
-  readonly #scope: string;
-  readonly #request: ActionRequest;
-  readonly #logger: Logger;
-  #pending: InboundEvent[] = [];
-  #writing: Promise<void> | undefined;
-
-  constructor(store: ResultStore, scope: string, handler: string, stream: string, logger: Logger) {
-    this.#store = store;
-    this.#scope = scope;
-    this.#logger = logger;
-    this.#request = {
-      type: MessageType.ActionRequest,
-      tag: `evw-${safeToken(handler)}-${safeToken(stream)}`,
-      dest: scope,
-      src: scope,
-      replyTo: undefined,
-      action: handler,
-      args: [],
-    } as ActionRequest;
-  }
-
-  /** Whether an event with this sequence was handled (the record covers it). */
-  async covers(sequence: number): Promise<boolean> {
-    const body = await this.#store.lookup(this.#scope, this.#request, NO_HANDLES);
-    return body?.type === MessageType.ActionResponse && typeof body.result === "number" && sequence <= body.result;
-  }
-
-  /** The handler completed `event`: acknowledge it once a record covers it. */
-  complete(event: InboundEvent): void {
-    this.#pending.push(event);
-    this.#writing ??= this.#write().finally(() => (this.#writing = undefined));
-  }
-
-  /** Settles when every completed event is recorded (or handed back). */
-  async idle(): Promise<void> {
-    while (this.#writing !== undefined) await this.#writing;
-  }
-
-  async #write(): Promise<void> {
-    while (this.#pending.length > 0) {
-      const batch = this.#pending;
-      this.#pending = [];
-      const top = batch.reduce((max, e) => Math.max(max, e.sequence!), 0);
-      try {
-        await this.#store.record(this.#scope, this.#request, { type: MessageType.ActionResponse, result: top });
-        for (const event of batch) event.ack();
-      } catch (error) {
-        // Handled but not recorded: they may run again (at-least-once).
-        this.#logger.warn({ err: error, upTo: top }, "could not record completed events; they may run again");
-        for (const event of batch) event.nak(1_000);
-      }
-    }
-  }
-}
-
-/** Handles in recorded results are not used (an event's record holds none). */
-const NO_HANDLES = { getHandle: () => { throw new Error("no handles in event records"); } } as never;
-
-/** A type or handler name as a key token. */
-function safeToken(name: string): string {
-  return name.replace(/[^A-Za-z0-9_-]/g, "_");
-}
-
-/**
- * The record of a completed event, written through the result store as the record of a request
- * from `scope` to itself whose tag names the handler, stream and sequence (docs/EVENTS.md).
- */
-function eventRecord(scope: string, handler: string, event: InboundEvent): ActionRequest {
-  return {
-    type: MessageType.ActionRequest,
-    tag: `ev-${safeToken(handler)}-${event.stream}-${event.sequence}`,
-    dest: scope,
-    src: scope,
-    replyTo: undefined,
-    action: handler,
-    args: [],
-  } as ActionRequest;
 }
 
 function describe(event: InboundEvent): string {
