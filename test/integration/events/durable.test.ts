@@ -197,3 +197,26 @@ test("academy dlq lists an event's dead letter with its handler, shows its text,
   expect(replay.status).toBe(1);
   expect(JSON.parse(replay.stdout)[0]).toMatchObject({ replayed: false, refusal: "event" });
 }, 60_000);
+
+test("a subscription reads on through a restart of the server: nothing lost, in order", async () => {
+  const { stream, subject } = await channel();
+  class Survivor extends Agent {
+    seen: number[] = [];
+    @subscribe(`${subject}.s`, { stream, start: "all" }) async on(p: { n: number }) {
+      this.seen.push(p.n);
+    }
+    @action async state() {
+      return this.seen;
+    }
+  }
+  await using manager = await Manager.fromExchangeFactory(factory());
+  const agent = await manager.launch(Survivor);
+  await publish(`${subject}.s`, 0, 50);
+  await until(() => agent.state(), (s) => s.length >= 50);
+  await nats.restart();
+  // The test's own publishing connection reconnects too.
+  await until(async () => nc.isClosed() || (await nc.flush().then(() => true, () => false)), (ok) => ok);
+  await publish(`${subject}.s`, 50, 100);
+  const seen = await until(() => agent.state(), (s) => s.length >= 100);
+  expect(seen).toEqual([...Array(100).keys()]);
+}, 60_000);
