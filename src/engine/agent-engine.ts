@@ -337,6 +337,8 @@ export class AgentEngine<A extends Agent = Agent> {
     this.#shutdownController.abort(new ActionCancelledError(`Agent ${this.agentId} is shutting down`));
     const errors: unknown[] = [];
     const terminate = request.terminate ?? (request.expected ? this.#config.terminateOnSuccess : this.#config.terminateOnError);
+    // Take no more events from now on (the event being handled finishes, or sees the signal).
+    const subscriptionsStopped = this.#subscriptions.declared ? this.#subscriptions.stop() : undefined;
 
     if (started) {
       try {
@@ -350,10 +352,9 @@ export class AgentEngine<A extends Agent = Agent> {
     errors.push(...(await this.#children.shutdown()));
     const graceMs = this.#config.shutdownGraceMs;
     if (this.#subscriptions.declared) {
-      if ((await settleWithin(this.#subscriptions.inFlight(), graceMs)).length > 0) {
+      if ((await settleWithin([...this.#subscriptions.inFlight(), { done: subscriptionsStopped! }], graceMs)).length > 0) {
         this.#logger.warn({ graceMs }, "event handler ignored its shutdown signal; abandoned (its event is delivered again)");
       }
-      await this.#subscriptions.stop();
       if (terminate) await this.#subscriptions.remove();
     }
     for (const loop of await settleWithin(loops, graceMs)) {

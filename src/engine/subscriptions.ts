@@ -164,8 +164,13 @@ export class AgentSubscriptions {
 
   /** Stop every subscription (events fetched but not handled are delivered again later). */
   async stop(): Promise<void> {
-    for (const r of this.#running) clearInterval(r.keepAlive);
-    await Promise.all(this.#running.map((r) => r.subscription?.stop().catch((error: unknown) => this.#logger.warn({ err: error, handler: r.spec.name }, "could not stop subscription"))));
+    await Promise.all(
+      this.#running.map(async (r) => {
+        await r.subscription?.stop().catch((error: unknown) => this.#logger.warn({ err: error, handler: r.spec.name }, "could not stop subscription"));
+        // Only now: the event being handled is kept alive until its handler returns.
+        clearInterval(r.keepAlive);
+      }),
+    );
   }
 
   /** Stop and remove the agent's durable subscriptions (the agent is terminated). */

@@ -70,6 +70,11 @@ class Subscriber {
     this.#draining ??= this.#drain().finally(() => (this.#draining = undefined));
   }
 
+  /** The events waiting in this subscriber's queue, taken out of it. */
+  takeQueued(): Pending[] {
+    return this.#queue.splice(0);
+  }
+
   async idle(): Promise<void> {
     while (this.#draining !== undefined) await this.#draining;
   }
@@ -127,6 +132,8 @@ export class LocalEvents implements EventBus {
     const stop = async (): Promise<void> => {
       subscriber.stopped = true;
       this.#subscribers.delete(subscriber);
+      // Events of a durable group waiting here go to its other members.
+      if (sub.stream !== undefined && subscriber.group !== undefined) for (const event of subscriber.takeQueued()) this.redeliver(subscriber, event);
       await subscriber.idle();
     };
     return { stop, remove: stop };

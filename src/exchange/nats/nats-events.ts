@@ -354,7 +354,11 @@ class Reader {
           return;
         }
         for await (const m of messages) {
-          if (this.#stopped) break;
+          // Stopped: what was fetched ahead goes back now (to another reader of a shared consumer).
+          if (this.#stopped) {
+            m.nak();
+            continue;
+          }
           if (this.#parallel) {
             const handled = Promise.resolve(this.#handle(m)).catch((error: unknown) => this.#ctx.logger.warn({ err: error }, "event handling failed"));
             this.#inFlight.add(handled);

@@ -9,7 +9,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Agent, InvalidConfigError, Manager, NatsExchangeFactory, action, subscribe } from "../../../src/index.ts";
+import { Agent, DeadLetterKind, InvalidConfigError, Manager, NatsExchangeFactory, action, subscribe } from "../../../src/index.ts";
 import type { EventContext } from "../../../src/index.ts";
 import { runCli } from "../../support/host-process.ts";
 import { startTestNats } from "../../support/nats.ts";
@@ -219,4 +219,31 @@ test("a subscription reads on through a restart of the server: nothing lost, in 
   await publish(`${subject}.s`, 50, 100);
   const seen = await until(() => agent.state(), (s) => s.length >= 100);
   expect(seen).toEqual([...Array(100).keys()]);
+}, 60_000);
+
+test("an agent of a shared group shutting down slowly takes no more events: the others handle them, none bounces to a dead letter", async () => {
+  const { stream, subject } = await channel();
+  const handled: number[] = [];
+  class Slow extends Agent {
+    constructor(readonly slowShutdownMs: number) {
+      super();
+    }
+    @subscribe(`${subject}.g`, { stream, group: "shared", start: "all", maxDeliveries: 2, prefetch: 8 }) async on(p: { n: number }) {
+      handled.push(p.n);
+    }
+    override async agentOnShutdown() {
+      await sleep(this.slowShutdownMs);
+    }
+  }
+  const f = factory();
+  await using manager = await Manager.fromExchangeFactory(f);
+  const leaving = await manager.launch(Slow, { args: [2_000] });
+  const staying = await manager.launch(Slow, { args: [0] });
+  await Promise.all([leaving.ping(), staying.ping()]);
+  const shutdown = manager.shutdown(leaving);
+  await publish(`${subject}.g`, 0, 200);
+  await shutdown;
+  await until(async () => handled.length, (n) => n >= 200);
+  expect([...new Set(handled)].sort((a, b) => a - b)).toEqual([...Array(200).keys()]);
+  expect((await (await f.deadLetters()).list({ kind: DeadLetterKind.Event })).length).toBe(0);
 }, 60_000);
