@@ -31,11 +31,23 @@ export type SubscriptionGroup = (typeof SubscriptionGroup)[keyof typeof Subscrip
  */
 export type StartPosition = "new" | "all" | { readonly sequence: number } | { readonly time: Date };
 
-/** How keyed routing finds an event's agent: the subject token at this (0-based) position. */
-export interface EventKey {
-  /** Position of the key in the subject (`sensors.*.readings`: 1). The subject has `*` there. */
-  readonly token: number;
-}
+/**
+ * How keyed routing finds an event's agent: the subject token at a (0-based) position, or a field of
+ * the payload.
+ */
+export type EventKey =
+  | {
+      /** Position of the key in the subject (`sensors.*.readings`: 1). The subject has `*` there. */
+      readonly token: number;
+    }
+  | {
+      /**
+       * Top-level field of the (JSON or CBOR) payload holding the key, text or a number
+       * (`{"account": "a7", ...}`: `"account"`). The routers copy each event to its key's subject
+       * in the exchange's keyed stream, in stream order (docs/EVENTS.md 5).
+       */
+      readonly field: string;
+    };
 
 /** Options of {@link subscribe}. */
 export interface SubscribeOptions {
@@ -186,8 +198,11 @@ export function resolveSubscription(subject: string, options: SubscribeOptions, 
   if (key !== undefined) {
     if (stream === undefined) fail("keyed routing (key) needs a stream");
     if (group !== SubscriptionGroup.Each) fail("keyed routing gives each key its own agent: group must be \"each\"");
-    if (typeof key !== "object" || key === null || !Number.isInteger(key.token) || key.token < 0 || tokens[key.token] !== "*") {
-      fail(`key.token must be the position of a '*' in the subject ${JSON.stringify(subject)}`);
+    if (typeof key === "object" && key !== null && "field" in key) {
+      if (typeof key.field !== "string" || !/^[^\s]{1,128}$/.test(key.field)) fail(`key.field must be the name of a payload field (got ${JSON.stringify(key.field)})`);
+      if (codec === EventCodec.Raw) fail("key.field reads the payload: the codec must be json or cbor");
+    } else if (typeof key !== "object" || key === null || !Number.isInteger((key as { token?: unknown }).token) || (key as { token: number }).token < 0 || tokens[(key as { token: number }).token] !== "*") {
+      fail(`key.token must be the position of a '*' in the subject ${JSON.stringify(subject)} (or key.field a payload field)`);
     }
     if (typeof pool !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(pool)) fail(`invalid pool name ${JSON.stringify(pool)}`);
   }
@@ -241,20 +256,40 @@ export function subscribe(subject: string, options: SubscribeOptions = {}): Agen
   } as AgentMethodDecorator;
 }
 
-/** The subject a keyed agent subscribes to: the pattern with its key in the key's token. */
+/** Whether a keyed subscription takes its key from a payload field (else from a subject token). */
+export function keyedByField(subscription: Pick<ResolvedSubscription, "key">): subscription is { key: { readonly field: string } } {
+  return subscription.key !== undefined && "field" in subscription.key;
+}
+
+/**
+ * The subject a keyed agent subscribes to (keys from a subject token): the pattern with its key in
+ * the key's token.
+ */
 export function keyedSubject(subscription: Pick<ResolvedSubscription, "subject" | "key">, key: string): string {
   const tokens = subscription.subject.split(".");
-  tokens[subscription.key!.token] = key;
+  tokens[(subscription.key as { token: number }).token] = key;
   return tokens.join(".");
 }
 
 /**
- * The key of an event on a keyed subscription's subject, or undefined when the subject does not
- * have one there.
+ * The key of an event on a keyed subscription (keys from a subject token), or undefined when the
+ * subject does not have one there.
  */
 export function eventKey(subscription: Pick<ResolvedSubscription, "key">, subject: string): string | undefined {
-  const token = subject.split(".")[subscription.key!.token];
+  const token = subject.split(".")[(subscription.key as { token: number }).token];
   return token === undefined || token.length === 0 ? undefined : token;
+}
+
+/**
+ * The key in a decoded payload's field: text, or a finite number written in decimal; undefined
+ * when the payload is not an object, lacks the field, or its value cannot be a key (a subject
+ * token of at most 256 characters).
+ */
+export function payloadKey(payload: unknown, field: string): string | undefined {
+  if (typeof payload !== "object" || payload === null || Array.isArray(payload)) return undefined;
+  const value = (payload as Record<string, unknown>)[field];
+  const key = typeof value === "string" ? value : typeof value === "number" && Number.isFinite(value) ? String(value) : undefined;
+  return key !== undefined && SUBJECT_TOKEN.test(key) && key.length <= 256 ? key : undefined;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { Agent, AgentDefinitionError, MalformedMessageError, SerializationError, defineAgent, keyedAgentId, subscribe } from "../../src/index.ts";
 import { agentSpec } from "../../src/agent/decorators.ts";
-import { eventKey, keyedSubject, resolveSubscription } from "../../src/agent/subscriptions.ts";
+import { eventKey, keyedByField, keyedSubject, payloadKey, resolveSubscription } from "../../src/agent/subscriptions.ts";
 import { decodeEvent, encodeEvent } from "../../src/protocol/event-codec.ts";
 import { subjectMatches } from "../../src/exchange/local/local-events.ts";
 import { parseJsonCall } from "../../src/exchange/nats/nats-json-service.ts";
@@ -69,6 +69,18 @@ describe("@subscribe", () => {
     expect(sub.start).toBe("all");
     expect(keyedSubject(sub, "s7")).toBe("sensors.s7.readings");
     expect(eventKey(sub, "sensors.s7.readings")).toBe("s7");
+  });
+
+  test("keyed by a payload field: text or numbers that are subject tokens; json or cbor payloads", () => {
+    const sub = resolveSubscription("payments.>", { stream: "P", key: { field: "account" } }, "h");
+    expect(keyedByField(sub)).toBe(true);
+    expect(payloadKey({ account: "a1" }, "account")).toBe("a1");
+    expect(payloadKey({ account: 42 }, "account")).toBe("42");
+    for (const payload of [{}, { account: "a.b" }, { account: "" }, { account: null }, { account: Number.NaN }, [1], "a1", null]) {
+      expect(payloadKey(payload, "account"), JSON.stringify(payload)).toBeUndefined();
+    }
+    expect(() => resolveSubscription("p.>", { stream: "P", key: { field: "a" }, codec: "raw" }, "h")).toThrow(AgentDefinitionError);
+    expect(() => resolveSubscription("p.>", { stream: "P", key: { field: "" } }, "h")).toThrow(AgentDefinitionError);
   });
 
   test("keyed agent ids are the same wherever they are computed, and differ by type and key", () => {

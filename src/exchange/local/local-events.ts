@@ -6,7 +6,8 @@
  * a subscription's `stream` and `start` are not used (it gets what is published while it runs),
  * and nothing outlives the process (docs/EVENTS.md).
  */
-import { SubscriptionGroup, keyedSubject } from "../../agent/subscriptions.ts";
+import { SubscriptionGroup, keyedByField, keyedSubject, payloadKey } from "../../agent/subscriptions.ts";
+import { decodeEvent } from "../../protocol/event-codec.ts";
 import type { ResolvedSubscription } from "../../agent/subscriptions.ts";
 import { PayloadTooLargeError } from "../../errors.ts";
 import type { MessageHeaders } from "../../protocol/headers.ts";
@@ -54,7 +55,7 @@ class Subscriber {
     this.#bus = bus;
     this.owner = owner;
     this.sub = sub;
-    this.subject = owner.key === undefined ? sub.subject : keyedSubject(sub, owner.key);
+    this.subject = owner.key === undefined || keyedByField(sub) ? sub.subject : keyedSubject(sub, owner.key);
     this.#deliver = deliver;
   }
 
@@ -152,8 +153,24 @@ export class LocalEvents implements EventBus {
     }
     const event: Pending = { subject, data, headers: options.headers ?? {}, sequence: ++this.#sequence, time: new Date(), deliveries: 0 };
     const groups = new Map<string, Subscriber[]>();
+    const keyOf = new Map<string, string | undefined>();
     for (const subscriber of this.#subscribers) {
       if (!subjectMatches(subscriber.subject, subject)) continue;
+      const { sub, owner } = subscriber;
+      if (owner.key !== undefined && keyedByField(sub)) {
+        // Keyed by a payload field: only the key's agent gets it.
+        const cacheKey = `${sub.codec}:${sub.key.field}`;
+        if (!keyOf.has(cacheKey)) {
+          let key: string | undefined;
+          try {
+            key = payloadKey(decodeEvent(sub.codec, data, subject), sub.key.field);
+          } catch {
+            key = undefined;
+          }
+          keyOf.set(cacheKey, key);
+        }
+        if (keyOf.get(cacheKey) !== owner.key) continue;
+      }
       const group = subscriber.group;
       if (group === undefined) subscriber.push({ ...event });
       else groups.set(group, [...(groups.get(group) ?? []), subscriber]);

@@ -11,9 +11,12 @@ import { headers as natsHeaders, nanos } from "@nats-io/nats-core";
 import type { Msg, MsgHdrs, Subscription } from "@nats-io/nats-core";
 import { setTimeout as sleep } from "node:timers/promises";
 import { randomUUID } from "node:crypto";
-import { eventKey, keyedSubject, SubscriptionGroup } from "../../agent/subscriptions.ts";
+import { eventKey, keyedByField, keyedSubject, payloadKey, SubscriptionGroup } from "../../agent/subscriptions.ts";
+import { decodeEvent } from "../../protocol/event-codec.ts";
+import { DiscardPolicy, RetentionPolicy } from "@nats-io/jetstream";
+import { ensureStream, storageType } from "./nats-exchange.ts";
 import type { ResolvedSubscription } from "../../agent/subscriptions.ts";
-import { InvalidConfigError } from "../../errors.ts";
+import { InvalidConfigError, MalformedMessageError } from "../../errors.ts";
 import type { MessageHeaders } from "../../protocol/headers.ts";
 import type { EventBus, EventPublishAck, EventPublishOptions, EventSubscription, InboundEvent, KeyedRoute, RouteSession, SubscriptionOwner } from "../events.ts";
 import { isConsumerExists, isConsumerNotFound, isStreamNotFound } from "./nats-errors.ts";
@@ -21,6 +24,10 @@ import type { NatsExchange } from "./nats-exchange.ts";
 
 /** Bytes kept free for the headers of a dead letter when its event fills `max_payload`. */
 const DEAD_LETTER_HEADROOM = 4096;
+/** How long the keyed stream keeps the events routers copy into it, in ms: 7 days. */
+const KEYED_MAX_AGE_MS = 7 * 24 * 3_600_000;
+/** Headers of a copied event that say where the original is. */
+const Original = { Subject: "Academy-Original-Subject", Stream: "Academy-Original-Stream", Seq: "Academy-Original-Seq" } as const;
 /** Wait before a reader that lost its consumer or connection reads again, in ms. */
 const REREAD_MS = 1_000;
 
@@ -33,6 +40,11 @@ function headerMap(headers: MsgHdrs | undefined): MessageHeaders {
   return map;
 }
 
+/** The "agent" a keyed route's dead letters are filed under (`<prefix>.dlq.event.<it>`): the route, as a uid-shaped token. */
+function routeDeadLetterId(agentType: string, handler: string): string {
+  return `route_${agentType}_${handler}`.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 64);
+}
+
 /** The events of one NATS exchange. */
 export class NatsEvents implements EventBus {
   readonly #ctx: NatsExchange;
@@ -42,8 +54,31 @@ export class NatsEvents implements EventBus {
   }
 
   async subscribe(owner: SubscriptionOwner, sub: ResolvedSubscription, deliver: (event: InboundEvent) => Promise<void>): Promise<EventSubscription> {
+    if (owner.key !== undefined && keyedByField(sub)) {
+      // Keyed by a payload field: the routers copy the key's events to a subject of its own.
+      await this.#ensureKeyedStream();
+      const { layout } = this.#ctx;
+      return this.#durable(owner, sub, layout.keyedEventSubject(owner.agentType, owner.handler, owner.key), deliver, layout.keyedStream);
+    }
     const subject = owner.key === undefined ? sub.subject : keyedSubject(sub, owner.key);
     return sub.stream === undefined ? this.#core(owner, sub, subject, deliver) : this.#durable(owner, sub, subject, deliver);
+  }
+
+  /** The stream of copied keyed events, created if missing (idempotent; safe to race). */
+  async #ensureKeyedStream(): Promise<void> {
+    const { layout, settings, jsm, logger, provisioning } = this.#ctx;
+    await this.#ctx.retry("provision keyed event stream", () =>
+      ensureStream(jsm, logger, {
+        name: layout.keyedStream,
+        subjects: [layout.keyedSubjects],
+        retention: RetentionPolicy.Limits,
+        storage: storageType(settings),
+        num_replicas: settings.replicas,
+        max_age: nanos(KEYED_MAX_AGE_MS),
+        duplicate_window: nanos(settings.duplicateWindowMs),
+        discard: DiscardPolicy.Old,
+      }, undefined, provisioning),
+    );
   }
 
   async publish(subject: string, data: Uint8Array, options: EventPublishOptions = {}): Promise<EventPublishAck | undefined> {
@@ -64,19 +99,23 @@ export class NatsEvents implements EventBus {
   async route(route: KeyedRoute, onKey: (key: string, subject: string) => Promise<void>): Promise<RouteSession> {
     const sub = route.subscription;
     const name = this.#ctx.layout.routerConsumer(route.agentType, route.handler);
-    // Routers only launch agents; each agent reads its key's events itself, in order. Any
-    // number of routers share this consumer, and may handle its events in parallel.
+    const byField = keyedByField(sub);
+    // Keys from a subject token: routers only launch agents; each agent reads its key's events
+    // itself, in order, and any number of routers handle the route's events in parallel. Keys from
+    // a payload field: routers also copy each event to its key's subject, one event at a time
+    // across all routers (max_ack_pending 1), so that copies keep the stream's order.
     const config: Partial<ConsumerConfig> = {
       durable_name: name,
       ack_policy: AckPolicy.Explicit,
       ack_wait: nanos(30_000),
       filter_subject: sub.subject,
       max_deliver: -1,
-      max_ack_pending: 1_000,
+      max_ack_pending: byField ? 1 : 1_000,
       replay_policy: ReplayPolicy.Instant,
       ...(await this.#startOf(sub.stream!, sub)),
     };
     await this.#ensureConsumer(sub.stream!, name, config, false);
+    if (byField) return this.#routeByField(route, name, onKey);
     const reader = new Reader(this.#ctx, sub.stream!, name, 256, async (m) => {
       const key = eventKey(sub, m.subject);
       if (key === undefined) return m.term();
@@ -91,6 +130,49 @@ export class NatsEvents implements EventBus {
         clearInterval(keepAlive);
       }
     }, true);
+    reader.start();
+    return { stop: () => reader.stop() };
+  }
+
+  /** Route events keyed by a payload field: launch the key's agent, copy the event to its subject. */
+  async #routeByField(route: KeyedRoute, name: string, onKey: (key: string, subject: string) => Promise<void>): Promise<RouteSession> {
+    const sub = route.subscription as ResolvedSubscription & { key: { field: string } };
+    const stream = sub.stream!;
+    await this.#ensureKeyedStream();
+    const { layout } = this.#ctx;
+    const owner: SubscriptionOwner = { agentId: routeDeadLetterId(route.agentType, route.handler), agentType: route.agentType, handler: route.handler };
+    const reader = new Reader(this.#ctx, stream, name, 1, async (m) => {
+      let key: string | undefined;
+      let problem: Error | undefined;
+      try {
+        key = payloadKey(decodeEvent(sub.codec, m.data, m.subject), sub.key.field);
+        if (key === undefined) problem = new MalformedMessageError(`Event ${stream}#${m.seq} on ${m.subject} has no key in its field ${sub.key.field}`, { subject: m.subject });
+      } catch (error) {
+        problem = error as Error;
+      }
+      const keepAlive = setInterval(() => m.working(), 10_000);
+      try {
+        if (problem !== undefined) {
+          await this.#deadLetter(owner, { subject: m.subject, data: m.data, headers: m.headers, stream, seq: m.seq }, problem, `dl:ev:${stream}:${name}:${m.seq}`);
+          return m.ack();
+        }
+        await onKey(key!, m.subject);
+        const headers = natsHeaders();
+        for (const [k, v] of Object.entries(headerMap(m.headers))) if (!k.startsWith("Nats-")) headers.set(k, v);
+        headers.set(Original.Subject, m.subject);
+        headers.set(Original.Stream, stream);
+        headers.set(Original.Seq, String(m.seq));
+        // Copied once per original within the duplicate window, however often it is routed.
+        headers.set("Nats-Msg-Id", `route:${stream}:${m.seq}:${name}`);
+        await this.#ctx.publishStored(layout.keyedEventSubject(route.agentType, route.handler, key!), m.data, headers);
+        m.ack();
+      } catch (error) {
+        this.#ctx.logger.warn({ err: error, subject: m.subject }, "keyed route: could not launch the key's agent or copy the event; trying again");
+        m.nak(REREAD_MS);
+      } finally {
+        clearInterval(keepAlive);
+      }
+    }, false);
     reader.start();
     return { stop: () => reader.stop() };
   }
@@ -128,8 +210,15 @@ export class NatsEvents implements EventBus {
     };
   }
 
-  async #durable(owner: SubscriptionOwner, sub: ResolvedSubscription, subject: string, deliver: (event: InboundEvent) => Promise<void>): Promise<EventSubscription> {
-    const stream = sub.stream!;
+  async #durable(
+    owner: SubscriptionOwner,
+    sub: ResolvedSubscription,
+    subject: string,
+    deliver: (event: InboundEvent) => Promise<void>,
+    copies?: string,
+  ): Promise<EventSubscription> {
+    // `copies`: the keyed stream the routers copy events into; the events say where their originals are.
+    const stream = copies ?? sub.stream!;
     const shared = sub.group === SubscriptionGroup.Shared;
     const { layout } = this.#ctx;
     const name = shared ? layout.sharedEventConsumer(owner.agentType, owner.handler) : layout.eventConsumer(owner.agentId, owner.handler);
@@ -153,12 +242,15 @@ export class NatsEvents implements EventBus {
     };
     const reader = new Reader(this.#ctx, stream, name, sub.prefetch, async (m) => {
       if (!shared && m.seq <= handledUpTo) return m.ack();
+      const headers = headerMap(m.headers);
+      const originalSeq = copies === undefined ? undefined : Number(headers[Original.Seq]);
+      const copied = originalSeq !== undefined && Number.isSafeInteger(originalSeq) && headers[Original.Stream] !== undefined;
       const event: InboundEvent = {
-        subject: m.subject,
+        subject: copied ? (headers[Original.Subject] ?? m.subject) : m.subject,
         data: m.data,
-        headers: headerMap(m.headers),
-        stream,
-        sequence: m.seq,
+        headers,
+        stream: copied ? headers[Original.Stream]! : stream,
+        sequence: copied ? originalSeq! : m.seq,
         time: m.time,
         deliveryCount: m.info.deliveryCount,
         maybeHandled: m.info.deliveryCount > 1 || m.seq <= suspectUpTo,

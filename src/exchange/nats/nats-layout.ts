@@ -51,6 +51,11 @@ export interface NatsLayout {
   routerConsumer(agentType: string, handler: string): string;
   /** Core queue group of a `shared` core subscription. */
   eventQueue(agentType: string, handler: string): string;
+  /** Stream where routers copy the events of keyed subscriptions whose key is a payload field (docs/EVENTS.md 5). */
+  readonly keyedStream: string;
+  readonly keyedSubjects: string;
+  /** Where the events of one key of such a subscription are copied. */
+  keyedEventSubject(agentType: string, handler: string, key: string): string;
   /** Subjects of the JSON entry point of an agent type: `<prefix>.json.<type>.<agent uid or key>` (docs/PROTOCOL.md). */
   jsonCallSubjects(agentType: string): string;
   /** Subject of a launch request of agent `uid` on `pool`. */
@@ -111,6 +116,9 @@ export function natsLayout(prefix: string): NatsLayout {
     routerConsumer: (agentType, handler) => `${prefix}_route_${nameToken(agentType)}_${nameToken(handler)}`,
     eventQueue: (agentType, handler) => `${prefix}.evq.${nameToken(agentType)}.${nameToken(handler)}`,
     jsonCallSubjects: (agentType) => `${prefix}.json.${nameToken(agentType)}.*`,
+    keyedStream: `${prefix}_keyed`,
+    keyedSubjects: `${prefix}.keyed.>`,
+    keyedEventSubject: (agentType, handler, key) => `${prefix}.keyed.${nameToken(agentType)}.${nameToken(handler)}.${key}`,
     launchStream: `${prefix}_launches`,
     launchSubjects: `${prefix}.launch.>`,
     hostsBucket: `${prefix}_hosts`,

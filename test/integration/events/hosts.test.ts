@@ -236,3 +236,36 @@ test("keyed routing: 100 keys launch 100 agents on demand on a pool of 2 hosts w
     await manager.close().catch(() => undefined);
   }
 }, 240_000);
+
+test("keyed routing by a payload field: each account's events copied to its agent in stream order, one agent per account; an event without the field is dead-lettered", async () => {
+  const prefix = `evh${process.pid}_${++serial}`;
+  await stream("PAYMENTS", ["payments.>"]);
+  const a = await host(prefix, "accounts");
+  const b = await host(prefix, "accounts");
+  const manager = await managerFor(prefix, "accounts");
+  try {
+    const accounts = Array.from({ length: 20 }, (_, k) => `acct-${k}`);
+    const events: Array<[string, unknown]> = [];
+    for (let n = 0; n < 5; n++) for (const [k, account] of accounts.entries()) events.push([`payments.region${k % 3}`, { account, n }]);
+    events.splice(7, 0, ["payments.region0", { n: 99 }]); // no account
+    await publishAll(events);
+    expect(await waitForResults("results.accounts", 100, 90_000)).toBe(100);
+    const rows = await results<{ key: string; n: number; seq: number; stream: string; subject: string; agent: string }>("results.accounts");
+    assertOrderedPerKey(rows);
+    for (const [k, account] of accounts.entries()) {
+      const mine = rows.filter((r) => r.key === account);
+      expect(mine.map((r) => r.n)).toEqual([0, 1, 2, 3, 4]);
+      expect(new Set(mine.map((r) => r.agent))).toEqual(new Set([keyedAgentId("Account", account).uid]));
+      // The context names the original event, not its copy.
+      expect(mine[0]!.stream).toBe("PAYMENTS");
+      expect(mine[0]!.subject).toBe(`payments.region${k % 3}`);
+    }
+    expect(new Set(rows.map((r) => r.seq)).size).toBe(100);
+    const launched = [a, b].flatMap((h) => h.logs().filter((l) => l.msg === "launched keyed agent").map((l) => l.key as string));
+    expect(launched.sort()).toEqual([...accounts].sort());
+    const letters = await (await (manager.exchangeFactory as NatsExchangeFactory).deadLetters()).list({ kind: "event" });
+    expect(letters.map((l) => l.reason)).toEqual(["MALFORMED_MESSAGE"]);
+  } finally {
+    await manager.close().catch(() => undefined);
+  }
+}, 180_000);
