@@ -2,7 +2,8 @@
  * Agent classes the benchmark hosts serve (`academy host --module bench/agents.ts`), and the
  * in-process scenarios launch.
  */
-import { Agent, action } from "../src/index.ts";
+import { Agent, action, durableState } from "../src/index.ts";
+import type { ReminderFire } from "../src/index.ts";
 
 /** Returns what it is sent. */
 export class BenchEcho extends Agent {
@@ -13,5 +14,31 @@ export class BenchEcho extends Agent {
   /** The id of the process running this agent (which host it is on). */
   @action async where(): Promise<number> {
     return process.pid;
+  }
+}
+
+/** A counter without durable state: the baseline of the state scenario. */
+export class BenchPlainCounter extends Agent {
+  #count = 0;
+  @action async increment(): Promise<number> {
+    return ++this.#count;
+  }
+}
+
+/** The same counter with durable state, saved at the end of every increment (docs/STATE.md). */
+export class BenchStatefulCounter extends Agent {
+  readonly state = durableState({ count: 0 });
+  @action async increment(): Promise<number> {
+    return ++this.state.value.count;
+  }
+}
+
+/** When each reminder fire reached an agent of this process (ms since the epoch), by agent uid. */
+export const reminderArrivals = new Map<string, { dueAt: number; arrivedAt: number }>();
+
+/** Notes when its reminder fires (in-process scenarios only: the map is this process's). */
+export class BenchReminded extends Agent {
+  @action async onReminder(fire: ReminderFire): Promise<void> {
+    reminderArrivals.set(this.agentId.uid, { dueAt: fire.dueAt, arrivedAt: Date.now() });
   }
 }

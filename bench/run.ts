@@ -24,6 +24,8 @@ const SCENARIOS: Record<string, () => Promise<{ default: Scenario }>> = {
   failover: () => import("./scenarios/failover.ts"),
   edge: () => import("./scenarios/edge.ts"),
   tracing: () => import("./scenarios/tracing.ts"),
+  state: () => import("./scenarios/state.ts"),
+  effectivelyOnce: () => import("./scenarios/effectively-once.ts"),
   events: () => import("./scenarios/events.ts"),
 };
 

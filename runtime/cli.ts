@@ -11,6 +11,7 @@
  *   academy dlq list | show | replay | purge               dead letters
  *   academy gc [--older-than 7d] [--dry-run]               delete records of long-terminated mailboxes
  *   academy dashboard [--port 8080] [--bind 127.0.0.1]     serve a live page of the deployment
+ *   academy state | reminders <agent>                      an agent's durable state, its reminders
  *
  * Every option also reads an `ACADEMY_*` environment variable, so that containers can be
  * configured without a command line. Exit codes: see `cli-output.ts` (0 done, 1 run-time error, 2
@@ -32,6 +33,8 @@ import type { DashboardValues } from "./cli-dashboard.ts";
 import { gc } from "./cli-gc.ts";
 import type { GcValues } from "./cli-gc.ts";
 import { runHost } from "./cli-host.ts";
+import { listReminders, showState } from "./cli-state.ts";
+import type { StateValues } from "./cli-state.ts";
 import type { HostValues } from "./cli-host.ts";
 import { CONNECTION_OPTIONS, cliOption, normaliseEnv } from "./cli-options.ts";
 import type { OptionName } from "./cli-options.ts";
@@ -158,6 +161,13 @@ function program(output: Output, result: { code: number; json: boolean }): Comma
   );
   command(root, "terminate <agent>", "terminate an agent's mailbox: requests waiting in it are answered with an error", ["json"], (agent, values) =>
     terminate(output, agent as string, values as AgentValues),
+  );
+
+  command(root, "state <agent>", "an agent's durable state: its value, revision, owning run and the requests it remembers", ["json"], (agent, values) =>
+    showState(output, agent as string, values as StateValues),
+  );
+  command(root, "reminders <agent>", "an agent's reminders: action, next due time, interval, misfire policy", ["json"], (agent, values) =>
+    listReminders(output, agent as string, values as StateValues),
   );
 
   const dlq = root.command("dlq").description("dead letters: mailbox messages and launch requests that could not be handled").exitOverride();

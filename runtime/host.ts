@@ -44,6 +44,7 @@ import { Peers } from "./host-peers.ts";
 import { HostReaper } from "./host-reaper.ts";
 import { HostRouting } from "./host-routing.ts";
 import { libraryVersion } from "./version.ts";
+import { ReminderScheduler } from "../src/state/reminder-scheduler.ts";
 
 /** A runtime host serving one pool (see the module's description). */
 export class RuntimeHost {
@@ -66,6 +67,8 @@ export class RuntimeHost {
   #jsonCalls: JsonCallService | undefined;
   readonly #stopped = deferred<void>();
   #draining: Promise<void> | undefined;
+  /** Fires the exchange's reminders while the host serves (docs/STATE.md section 6). */
+  #reminders: ReminderScheduler | undefined;
 
   private constructor(core: HostCore, ownsFactory: boolean) {
     const { settings } = core;
@@ -183,8 +186,20 @@ export class RuntimeHost {
       if (core.factory.serveJsonCalls === undefined) throw new InvalidConfigError("jsonCalls needs an exchange that serves JSON calls (ExchangeFactory.serveJsonCalls)", { option: "jsonCalls" });
       this.#jsonCalls = await core.factory.serveJsonCalls({ types: [...this.classes.keys()], version: semverOf(libraryVersion()) });
     }
+    await this.#startReminders();
     await this.#measure();
     core.logger.info({ capacity: this.capacity, types: [...this.classes.keys()], version: libraryVersion() }, "host ready");
+  }
+
+  /** Fire reminders, if the exchange keeps them. */
+  async #startReminders(): Promise<void> {
+    const core = this.#core;
+    if (core.factory.reminderStore === undefined) return;
+    try {
+      this.#reminders = await ReminderScheduler.start(await core.factory.reminderStore(), { logger: core.logger });
+    } catch (error) {
+      core.logger.warn({ err: error }, "could not start firing reminders");
+    }
   }
 
   /** Let the metrics read this host when scraped. */
@@ -232,6 +247,7 @@ export class RuntimeHost {
   async #shutdownConnection(): Promise<void> {
     await this.#routing.stop();
     await this.#jsonCalls?.stop().catch(() => undefined);
+    await this.#reminders?.close();
     this.#core.metrics.detach();
     this.#liveness.stopWatching();
     this.#reaper.stop();

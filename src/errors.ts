@@ -45,6 +45,8 @@ export const ErrorCode = {
   UnknownSite: "UNKNOWN_SITE",
   CrossSiteOperation: "CROSS_SITE_OPERATION",
   PermissionDenied: "PERMISSION_DENIED",
+  StateConflict: "STATE_CONFLICT",
+  StateTooLarge: "STATE_TOO_LARGE",
   WaitTimeout: "WAIT_TIMEOUT",
   ErrorGroup: "ERROR_GROUP",
   Remote: "REMOTE_ERROR",
@@ -630,6 +632,52 @@ export class RemoteError extends AcademyError {
   }
 }
 
+/**
+ * A write of an agent's durable state was refused because the record changed since this run of
+ * the agent last read or wrote it: another run of the same agent (on another host, after this
+ * one was reaped) loaded it and now owns it. The run that gets it stops its agent without
+ * answering the request it was handling (the agent's new home answers it) and without touching
+ * the state or the mailbox (docs/STATE.md, *Fencing*).
+ */
+export class StateConflictError extends AcademyError {
+  override readonly name: string = "StateConflictError";
+  /** The agent whose state it is (its uid). */
+  readonly agentId: string | undefined;
+  /** The revision this run expected. */
+  readonly expectedRevision: number | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { agentId?: string; expectedRevision?: number } = {}) {
+    super(message, { ...options, code: ErrorCode.StateConflict });
+    this.agentId = options.agentId;
+    this.expectedRevision = options.expectedRevision;
+  }
+  override details(): Record<string, unknown> {
+    return { agentId: this.agentId, expectedRevision: this.expectedRevision };
+  }
+}
+
+/**
+ * An agent's encoded state record (its value, plus the responses kept for de-duplication) is
+ * larger than the exchange stores in one record (the server's `max_payload`, less headers). Nothing
+ * was written: the state keeps its last saved value (docs/STATE.md, *Size*).
+ */
+export class StateTooLargeError extends AcademyError {
+  override readonly name: string = "StateTooLargeError";
+  readonly agentId: string | undefined;
+  /** Size of the encoded record, in bytes. */
+  readonly size: number | undefined;
+  /** Largest record the exchange stores, in bytes. */
+  readonly limit: number | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { agentId?: string; size?: number; limit?: number } = {}) {
+    super(message, { ...options, code: ErrorCode.StateTooLarge });
+    this.agentId = options.agentId;
+    this.size = options.size;
+    this.limit = options.limit;
+  }
+  override details(): Record<string, unknown> {
+    return { agentId: this.agentId, size: this.size, limit: this.limit };
+  }
+}
+
 /** Raise the single error as-is, or several as an {@link ErrorGroup}. No-op for none. */
 export function raiseErrors(errors: readonly unknown[], message: string): void {
   if (errors.length === 1) throw errors[0];
@@ -679,6 +727,8 @@ export const errorClasses: ReadonlyMap<
     UnknownSiteError,
     CrossSiteOperationError,
     PermissionDeniedError,
+    StateConflictError,
+    StateTooLargeError,
     WaitTimeoutError,
     ErrorGroup,
     RemoteError,

@@ -15,6 +15,20 @@ export type { SubscriptionStats } from "./engine/subscriptions.ts";
 export type { JsonCallOptions, JsonCallService } from "./exchange/json-calls.ts";
 export type { EventBus, EventPublishAck, EventPublishOptions, EventSubscription, InboundEvent, SubscriptionOwner } from "./exchange/events.ts";
 export { AgentEngine, EngineState } from "./engine/agent-engine.ts";
+export { PersistentState, durableState } from "./state/persistent-state.ts";
+export type { DurableStateOptions, ResolvedDurableStateOptions } from "./state/persistent-state.ts";
+export type { StateStore } from "./state/state-store.ts";
+export { STATE_RECORD_VERSION, decodeStateRecord } from "./state/state-record.ts";
+export type { AppliedRequest, StateRecord, VersionedBytes } from "./state/state-record.ts";
+export type { ActionOutcomes } from "./engine/action-outcomes.ts";
+export { MisfirePolicy, REMINDER_RECORD_VERSION, decodeReminder, planFires, reminderTag } from "./state/reminder-record.ts";
+export type { FirePlan, ReminderFire, ReminderOptions, ReminderRecord, VersionedReminder } from "./state/reminder-record.ts";
+export { AgentReminders, reminderInfo } from "./state/agent-reminders.ts";
+export type { ReminderInfo } from "./state/agent-reminders.ts";
+export { FireResult } from "./state/reminder-store.ts";
+export type { ReminderChange, ReminderStore } from "./state/reminder-store.ts";
+export { ReminderScheduler } from "./state/reminder-scheduler.ts";
+export type { ReminderSchedulerOptions } from "./state/reminder-scheduler.ts";
 export type { AgentBuilder, AgentEngineOptions, AgentSource } from "./engine/agent-engine.ts";
 export type { ActionStats, AgentStats, LoopStats } from "./engine/agent-stats.ts";
 export { LoopState } from "./engine/loops.ts";
@@ -47,6 +61,8 @@ export {
   InvalidConfigError,
   MailboxContendedError,
   PermissionDeniedError,
+  StateConflictError,
+  StateTooLargeError,
   MailboxTerminatedError,
   MalformedMessageError,
   PayloadTooLargeError,

@@ -11,6 +11,7 @@ import type { EventPublishAck } from "../exchange/events.ts";
 
 import type { AgentId, UserId } from "../identifiers.ts";
 import type { Logger } from "../util/logger.ts";
+import type { AgentReminders } from "../state/agent-reminders.ts";
 import { agentTypeInfo } from "./agent-type.ts";
 import type { AgentClass } from "./agent-type.ts";
 import type { RuntimeConfig } from "./runtime-config.ts";
@@ -127,6 +128,8 @@ export interface AgentBinding {
   launchAlongside<A extends Agent>(agent: AgentClass<A> | A, options: LaunchAlongsideOptions): Promise<Handle<A>>;
   /** The agent's statistics now. */
   stats(): AgentStats;
+  /** The agent's reminders. */
+  reminders(): AgentReminders;
 }
 
 /**
@@ -197,6 +200,16 @@ export abstract class Agent {
     const context = this.#binding().actionContext();
     if (context === undefined) throw new AgentStateError("actionContext is only available inside an action of this agent");
     return context;
+  }
+
+  /**
+   * This agent's reminders (docs/STATE.md): durable timers that call one of its actions `at` a
+   * time or `everyMs`, stored by the exchange and fired into its mailbox whether or not it runs
+   * then. `set(name, options)`, `cancel(name)`, `list()`.
+   * @throws {AgentStateError} before the agent has been launched.
+   */
+  get agentReminders(): AgentReminders {
+    return this.#binding().reminders();
   }
 
   /** Ask the engine to shut this agent down (an expected shutdown). Returns at once. */

@@ -10,7 +10,7 @@ import { agentSpec } from "../agent/decorators.ts";
 import type { AgentSpec, LoopSpec } from "../agent/decorators.ts";
 import { resolveRuntimeConfig } from "../agent/runtime-config.ts";
 import type { ResolvedRuntimeConfig, RuntimeConfig } from "../agent/runtime-config.ts";
-import { ActionCancelledError, AgentStateError, BadEntityIdError, InvalidConfigError, MailboxTerminatedError, raiseErrors } from "../errors.ts";
+import { ActionCancelledError, AgentStateError, BadEntityIdError, InvalidConfigError, MailboxTerminatedError, StateConflictError, raiseErrors } from "../errors.ts";
 import { runAsAgent } from "../exchange/client-scope.ts";
 import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
@@ -35,6 +35,13 @@ import { RequestDispatcher } from "./request-dispatcher.ts";
 import { AgentSubscriptions, callSubscriptionHandler } from "./subscriptions.ts";
 import { encodeEvent, EventCodec } from "../protocol/event-codec.ts";
 import type { EventBus, EventPublishAck } from "../exchange/events.ts";
+import { declaredState } from "../state/persistent-state.ts";
+import type { PersistentState } from "../state/persistent-state.ts";
+import { StateSession } from "../state/state-session.ts";
+import { AgentReminders } from "../state/agent-reminders.ts";
+import { decodeValue, encodeValue } from "../protocol/codec.ts";
+import type { ResponseBody } from "../protocol/messages.ts";
+import type { ReminderStore } from "../state/reminder-store.ts";
 
 const SETTLED: Promise<void> = Promise.resolve();
 
@@ -126,6 +133,10 @@ export class AgentEngine<A extends Agent = Agent> {
   #results: ResultStore | undefined;
   /** When startup completed (ms since the epoch). */
   #startedAt: number | undefined;
+  /** The agent's durable state, if it declares one, and this run's hold on its record. */
+  /** The agent's reminders, once it used them in this run. */
+  #reminders: AgentReminders | undefined;
+  #durable: { readonly object: PersistentState<unknown>; readonly session: StateSession } | undefined;
 
   /** @throws {InvalidConfigError} for an invalid `config`. */
   constructor(source: AgentSource<A>, options: AgentEngineOptions) {
@@ -278,11 +289,13 @@ export class AgentEngine<A extends Agent = Agent> {
         requestShutdown: (options) => this.requestShutdown({ expected: true, terminate: options.terminate }),
         launchAlongside: (child, launchOptions) => this.#children.launch(client, child, launchOptions),
         stats: () => this.stats(),
+        reminders: () => (this.#reminders ??= new AgentReminders(this.agentId.uid, () => this.#reminderStore())),
         actionContext: () => {
           const scope = currentAction();
           return scope instanceof EngineActionContext && scope.agentId === this.agentId.uid ? scope : undefined;
         },
       });
+      await this.#loadState(agent, client);
       loops = this.#spec.loops.map((spec) => this.#startLoop(agent, spec));
       this.#loopRuns = loops;
       await agent.agentOnStartup();
@@ -299,6 +312,50 @@ export class AgentEngine<A extends Agent = Agent> {
     this.#ready.resolve(true);
     this.#logger.info("agent started");
     await this.#shutdown(await this.#shutdownRequested.promise, true, loops);
+  }
+
+  /**
+   * Load the agent's durable state, if it declares one, taking the record over from any earlier
+   * run (docs/STATE.md, *Fencing*); from then on actions are checked against, and recorded in, it.
+   * @throws {InvalidConfigError} when the exchange keeps no state.
+   */
+  async #loadState(agent: A, client: AgentExchangeClient): Promise<void> {
+    const object = declaredState(agent);
+    if (object === undefined) return;
+    const store = await this.#factory.stateStore?.();
+    if (store === undefined) {
+      throw new InvalidConfigError(`Agent ${this.agentId} declares a durableState, but its exchange keeps no state (no stateStore)`, { option: "exchangeFactory" });
+    }
+    const uid = this.agentId.uid;
+    const session = new StateSession(
+      uid,
+      store,
+      object,
+      {
+        currentTag: () => {
+          const scope = currentAction();
+          return scope instanceof EngineActionContext && scope.agentId === uid ? scope.tag : undefined;
+        },
+        onConflict: (error) => this.#stateTakenOver(error),
+      },
+      this.#logger,
+    );
+    await session.load(client);
+    this.#durable = { object, session };
+    this.#dispatcher.useOutcomes({
+      recorded: (tag) => {
+        const found = session.recorded(tag);
+        if (found === undefined) return undefined;
+        return { response: found.response === undefined ? undefined : (decodeValue(found.response, client) as ResponseBody) };
+      },
+      record: (tag, body) => session.commit(tag, encodeValue(body)),
+    });
+  }
+
+  /** Another run of this agent took its state over: stop, keeping the mailbox and the state. */
+  #stateTakenOver(error: StateConflictError): void {
+    this.#logger.warn({ err: error }, "the agent's state was taken over by another run of the agent; stopping it");
+    this.requestShutdown({ expected: false, terminate: false, cancelActions: true });
   }
 
   /** Open the agent's exchange client; its mailbox's requests go to the dispatcher. */
@@ -364,15 +421,24 @@ export class AgentEngine<A extends Agent = Agent> {
     await this.#dispatcher.settle(terminate, request.cancelActions ?? this.#config.cancelActionsOnShutdown, graceMs);
 
     const client = this.#client!;
-    if (terminate) {
+    const fenced = this.#durable?.session.fenced;
+    if (terminate && fenced === undefined) {
       try {
         await client.terminate(this.agentId);
       } catch (error) {
         this.#logger.warn({ err: error }, "could not terminate mailbox");
       }
+      await this.#deleteState();
+      await this.#deleteReminders();
     }
     await client.close();
+    this.#durable?.object.detach();
     if (this.#agent !== undefined) bindAgent(this.#agent, undefined);
+    if (fenced !== undefined) {
+      // Not worth retrying here: the agent runs elsewhere now.
+      this.#retryable = false;
+      errors.unshift(fenced);
+    }
 
     if (this.#config.raiseLoopErrorsOnShutdown) errors.unshift(...this.#loopErrors);
     this.#state = errors.length > 0 || !request.expected ? EngineState.Failed : EngineState.Stopped;
@@ -392,6 +458,37 @@ export class AgentEngine<A extends Agent = Agent> {
     if (bus === undefined) throw new InvalidConfigError("This agent's exchange offers no events to publish to (ExchangeFactory.events)", { option: "exchange" });
     const bytes = encodeEvent(options.codec ?? EventCodec.Json, data);
     return bus.publish(subject, bytes, { durable: options.durable, msgId: options.msgId, headers: options.headers });
+  }
+
+  /** The mailbox was terminated: delete the state record, unless the state is kept (`keepOnTerminate`). */
+  async #deleteState(): Promise<void> {
+    const durable = this.#durable;
+    if (durable === undefined || durable.object.options.keepOnTerminate) return;
+    try {
+      if (!(await durable.session.delete())) this.#logger.warn("agent state not deleted: another run of the agent owns it");
+    } catch (error) {
+      this.#logger.warn({ err: error }, "could not delete the agent's state");
+    }
+  }
+
+  /** The exchange's reminders. @throws {InvalidConfigError} when the exchange keeps none. */
+  async #reminderStore(): Promise<ReminderStore> {
+    const store = await this.#factory.reminderStore?.();
+    if (store === undefined) throw new InvalidConfigError(`Agent ${this.agentId} uses reminders, but its exchange keeps none (no reminderStore)`, { option: "exchangeFactory" });
+    return store;
+  }
+
+  /**
+   * The mailbox was terminated: delete the agent's reminders if this run set or cancelled any
+   * (reminders set by earlier runs go when a scheduler finds the mailbox terminated).
+   */
+  async #deleteReminders(): Promise<void> {
+    if (this.#reminders?.used !== true) return;
+    try {
+      await (await this.#reminderStore()).deleteAll(this.agentId.uid);
+    } catch (error) {
+      this.#logger.warn({ err: error }, "could not delete the agent's reminders");
+    }
   }
 
   /** Start a loop; it runs once startup completed. */

@@ -1,14 +1,14 @@
 /**
  * The requests that reach one agent: each is run or answered once (duplicates and redeliveries
  * are recognised by tag; across processes and crashes by the result records of effectively-once
- * actions, docs/PROTOCOL.md section 10.10), actions take a concurrency slot and run with an abort signal, cancels
- * abort them, pings and shutdowns wait for startup. Every request is acknowledged only after its
+ * actions, docs/PROTOCOL.md section 10.10), actions take a concurrency slot and run with an abort
+ * signal, cancels abort them, pings and shutdowns wait for startup. Every request is acknowledged only after its
  * response is out (see {@link Responder}).
  */
 import type { Agent } from "../agent/agent.ts";
 import type { AgentSpec } from "../agent/decorators.ts";
 import type { ResolvedRuntimeConfig } from "../agent/runtime-config.ts";
-import { ActionCancelledError, ActionInvalidStateError, PingCancelledError, UnknownActionError } from "../errors.ts";
+import { ActionCancelledError, ActionInvalidStateError, PingCancelledError, StateConflictError, UnknownActionError } from "../errors.ts";
 import type { AgentExchangeClient, RequestDelivery } from "../exchange/exchange-client.ts";
 import type { ResultStore } from "../exchange/result-store.ts";
 import type { AgentId } from "../identifiers.ts";
@@ -25,6 +25,7 @@ import type { ActionStatsRecorder } from "./agent-stats.ts";
 import { settleWithin } from "./grace.ts";
 import { RecentTags } from "./recent-tags.ts";
 import { RESPONSE_RETRY_DELAY_MS, Responder } from "./responder.ts";
+import type { ActionOutcomes } from "./action-outcomes.ts";
 
 /** How many answered tags an agent remembers to recognise redeliveries. */
 const ANSWERED_MEMORY = 1024;
@@ -45,6 +46,11 @@ export interface DispatcherOptions {
   onShutdownRequest(terminate: boolean | undefined): void;
   /** Counts each action's runs (`agentStats`). */
   readonly stats?: ActionStatsRecorder;
+  /**
+   * Durable records of what requests did (the agent's durable state): consulted before an action
+   * runs, written before its response is sent. Set by `useOutcomes` once they are loaded.
+   */
+  readonly outcomes?: ActionOutcomes;
 }
 
 const SETTLED: Promise<void> = Promise.resolve();
@@ -86,6 +92,7 @@ export class RequestDispatcher {
   #client: AgentExchangeClient | undefined;
   /** Where completed actions' responses are recorded (effectively-once); undefined: off. */
   #results: ResultStore | undefined;
+  #outcomes: ActionOutcomes | undefined;
   #agent: Agent | undefined;
   /** Deliveries that arrived before the client was attached; replayed by `attach`. */
   #early: RequestDelivery[] | undefined = [];
@@ -96,6 +103,7 @@ export class RequestDispatcher {
 
   constructor(options: DispatcherOptions) {
     this.#options = options;
+    this.#outcomes = options.outcomes;
     this.#slots = new ActionSlots(options.config.maxConcurrentActions);
     this.#responder = new Responder(options.logger, options.interceptors);
     this.#inboundRequest = composeInterceptors(options.interceptors, "inboundRequest", (input) => input.request);
@@ -116,6 +124,14 @@ export class RequestDispatcher {
     const early = this.#early ?? [];
     this.#early = undefined;
     for (const delivery of early) this.onRequest(delivery);
+  }
+
+  /**
+   * Consult and write `outcomes` (the agent's durable state) for every action from now on; set
+   * before startup completes, so before any action runs.
+   */
+  useOutcomes(outcomes: ActionOutcomes | undefined): void {
+    this.#outcomes = outcomes;
   }
 
   /** The agent is built: actions run on it (once startup completes). */
@@ -226,7 +242,19 @@ export class RequestDispatcher {
       this.#inFlight.delete(entry.request.tag);
       return;
     }
+    const applied = this.#outcomes?.recorded(entry.request.tag);
+    if (applied?.response !== undefined) {
+      // Applied to the durable state by a run that stopped before acknowledging it: answer from
+      // the state record, never run it twice (docs/STATE.md section 4).
+      await this.#answer(entry, applied.response, true);
+      return;
+    }
     if (entry.once && !(await this.#notYetAnswered(entry))) return;
+    if (applied !== undefined) {
+      // Applied, but neither record has its response: still never run it twice.
+      await this.#answer(entry, this.#unrecordedResponse(entry.request), true);
+      return;
+    }
     const waiting = this.#slots.acquire();
     if (waiting !== undefined) await waiting;
     try {
@@ -251,10 +279,23 @@ export class RequestDispatcher {
         stats?.end(request.action, begun, true);
       } catch (error) {
         stats?.end(request.action, begun, false);
+        if (error instanceof StateConflictError) return this.#fenced(entry);
         body = { type: MessageType.ErrorResponse, error: toFailure(error) };
       }
+      // With durable state, the state and the request's record are one write, before the response.
+      let inState = false;
+      const outcomes = this.#outcomes;
+      if (outcomes !== undefined && !entry.answered) {
+        try {
+          inState = await outcomes.record(request.tag, body);
+        } catch (error) {
+          if (error instanceof StateConflictError) return this.#fenced(entry);
+          this.#options.logger.warn({ err: error, action: request.action, tag: request.tag }, "could not save the agent's state; answering with the error");
+          body = { type: MessageType.ErrorResponse, error: toFailure(error) };
+        }
+      }
       entry.finished = true;
-      await this.#answer(entry, body);
+      await this.#answer(entry, body, inState);
     } finally {
       this.#slots.release();
     }
@@ -292,6 +333,25 @@ export class RequestDispatcher {
   }
 
   /**
+   * Another run of the agent owns its durable state now: leave the request unanswered and
+   * unacknowledged (the new owner runs it) and forget it here.
+   */
+  #fenced(entry: InFlightAction): void {
+    this.#inFlight.delete(entry.request.tag);
+    entry.answered = true;
+    this.#options.logger.warn({ action: entry.request.action, tag: entry.request.tag }, "request left to the agent's new owner: its state was taken over");
+  }
+
+  /** The answer to a request applied to the state whose response was not recorded. */
+  #unrecordedResponse(request: ActionRequest): ResponseBody {
+    const error = new ActionInvalidStateError(
+      `Action '${request.action}' (tag ${request.tag}) was applied to the agent's state before its run stopped; its result was not recorded`,
+      { tag: request.tag },
+    );
+    return { type: MessageType.ErrorResponse, error: toFailure(error) };
+  }
+
+  /**
    * Call the action's method on the agent (the end of the `action` chain), inside the action's
    * scope (`currentAction()`); the scope is also its `ActionContext` (`this.actionContext`, and
    * the method's last parameter with `context: true`).
@@ -310,17 +370,20 @@ export class RequestDispatcher {
     return runInActionScope(scope, method, agent, spec.context ? argsWithContext(args, scope, spec.contextIndex, agentId.uid) : args);
   }
 
-  /** Respond once, then acknowledge the request (and any duplicate deliveries of it). */
-  async #answer(entry: InFlightAction, body: ResponseBody): Promise<void> {
+  /**
+   * Respond once, then acknowledge. `inState`: the request is recorded in the agent's state record
+   * already, which stands for its result record.
+   */
+  async #answer(entry: InFlightAction, body: ResponseBody, inState = false): Promise<void> {
     if (entry.answered) return;
     entry.answered = true;
-    entry.answering = this.#respond(entry, body);
+    entry.answering = this.#respond(entry, body, inState);
     await entry.answering;
   }
 
-  async #respond(entry: InFlightAction, body: ResponseBody): Promise<void> {
+  async #respond(entry: InFlightAction, body: ResponseBody, inState: boolean): Promise<void> {
     const results = this.#results;
-    const record = entry.once ? () => results!.record(this.#options.agentId.uid, entry.request, body) : undefined;
+    const record = entry.once && !inState ? () => results!.record(this.#options.agentId.uid, entry.request, body) : undefined;
     const acked = await this.#responder.answer(entry.request, body, entry.delivery, entry.duplicates, record);
     this.#inFlight.delete(entry.request.tag);
     if (acked) this.#answered.add(entry.request.tag);

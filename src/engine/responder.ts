@@ -52,7 +52,9 @@ export class Responder {
     // The record is written concurrently with the response: off the caller's critical path, and
     // stored before the acknowledgement (a failed response is handed back, and its redelivery is
     // answered from the record).
-    const delivered = record === undefined ? await this.#respond(request, body) : (await Promise.all([this.#respond(request, body), this.#record(request, record)]))[0];
+    let delivered: boolean;
+    if (record === undefined) delivered = await this.#respond(request, body);
+    else [delivered] = await Promise.all([this.#respond(request, body), this.#record(request, record)]);
     if (!delivered) {
       delivery.nak(RESPONSE_RETRY_DELAY_MS);
       if (duplicates !== undefined) for (const duplicate of duplicates) duplicate.nak(RESPONSE_RETRY_DELAY_MS);

@@ -15,6 +15,8 @@ import type { ExchangeStats } from "./exchange-stats.ts";
 import type { ResultStore } from "./result-store.ts";
 import type { Logger } from "../util/logger.ts";
 import type { AgentRegistration } from "./transport.ts";
+import type { StateStore } from "../state/state-store.ts";
+import type { ReminderStore } from "../state/reminder-store.ts";
 
 
 /** Options of `createUserClient`. */
@@ -90,6 +92,16 @@ export interface ExchangeFactory {
    * the metrics of runtime hosts and for `academy dashboard`.
    */
   stats?(): Promise<ExchangeStats>;
+  /**
+   * The durable state records of agents on this exchange (optional: agents that declare a
+   * `durableState` cannot run on an exchange without it). docs/STATE.md.
+   */
+  stateStore?(): Promise<StateStore>;
+  /**
+   * The reminders of agents on this exchange (optional: agents cannot set reminders on an
+   * exchange without it, and no scheduler fires any). docs/STATE.md.
+   */
+  reminderStore?(): Promise<ReminderStore>;
   /**
    * Where the responses of completed actions are recorded for effectively-once execution
    * (docs/PROTOCOL.md section 10.10), opened (and on NATS provisioned) on first use; undefined when

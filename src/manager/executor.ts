@@ -82,8 +82,19 @@ export interface AgentExecutor {
    * @throws {UnknownAgentTypeError} if the executor knows no such type.
    */
   resolveType?(typeName: string, exchangeFactory: ExchangeFactory): Promise<AgentTypeInfo>;
+  /**
+   * Whether the agents run in other processes (a host pool): then the manager leaves their
+   * reminders to those processes and fires none for them. @defaultValue false
+   */
+  readonly remote?: boolean;
   /** Start running an agent; returns at once. */
   execute<A extends Agent>(spec: LaunchSpec<A>): AgentExecution;
+  /**
+   * The manager is closing and has asked its agents to shut down: stop waiting for agents that
+   * can never run to read that request (optional; a host pool whose hosts are all gone). Returns
+   * the uids of the agents whose runs ended this way, which never started.
+   */
+  completeUnserved?(): Promise<string[]>;
   /** Release the executor's resources (after its agents have stopped). */
   close(): Promise<void>;
 }

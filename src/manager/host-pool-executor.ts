@@ -12,7 +12,7 @@ import { AgentAlreadyLaunchedError, AgentDefinitionError, ExecutorError, Invalid
 import type { ExchangeFactory } from "../exchange/exchange-factory.ts";
 import { checkPool } from "../pool/pool-name.ts";
 import type { PoolBackend } from "../pool/pool-backend.ts";
-import { PlacementState, failQueued, isFinal, launch } from "../pool/placement.ts";
+import { PlacementState, completeQueued, failQueued, isFinal, launch } from "../pool/placement.ts";
 import { POOL_RECORD_VERSION, encodeLaunchRequest } from "../pool/records.ts";
 import type { HostRecord, LaunchRequest, Placement } from "../pool/records.ts";
 import { transitionPlacement } from "../pool/transition-placement.ts";
@@ -65,6 +65,8 @@ interface Waiter {
  * ```
  */
 export class HostPoolExecutor implements AgentExecutor {
+  /** Agents run on the pool's hosts, which fire their reminders. */
+  readonly remote = true;
   readonly pool: string;
   /** The pool's site when it is another than the manager's; undefined for the manager's own. */
   readonly site: string | undefined;
@@ -163,6 +165,29 @@ export class HostPoolExecutor implements AgentExecutor {
       throw error;
     });
     return { done: done.promise, submitted };
+  }
+
+  /**
+   * The manager is closing and has asked its agents to shut down. Those still queued on a pool
+   * that no host serves (its only host drained, say) would never run to read the request: their
+   * launches are completed here, so that the manager need not wait for a host that may never come.
+   * With a serving host nothing is done: it starts them and they shut down.
+   * @returns the uids whose launches were completed.
+   */
+  async completeUnserved(): Promise<string[]> {
+    const watching = this.#watching;
+    if (watching === undefined || this.#waiters.size === 0) return [];
+    const backend = await watching.backend;
+    if (this.#remote(backend) || (await this.#hosts(backend, true)).length > 0) return [];
+    const completed: string[] = [];
+    for (const uid of [...this.#waiters.keys()]) {
+      try {
+        if ((await transitionPlacement(backend, this.pool, uid, completeQueued())).ok) completed.push(uid);
+      } catch {
+        // Left as it is: the manager's deadline bounds the wait.
+      }
+    }
+    return completed;
   }
 
   /** Stop following placements. Agents keep running on their hosts. */

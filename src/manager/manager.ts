@@ -33,6 +33,7 @@ import type { UserId } from "../identifiers.ts";
 import { encodeValue } from "../protocol/codec.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
+import { ReminderScheduler } from "../state/reminder-scheduler.ts";
 import { EventLoopExecutor } from "./event-loop-executor.ts";
 import type { AgentExecutor } from "./executor.ts";
 import { launchBatch } from "./launch-batch.ts";
@@ -75,6 +76,14 @@ export interface ManagerOptions {
    * @defaultValue 60_000
    */
   closeTimeoutMs?: number;
+  /**
+   * Fire reminders (docs/STATE.md): from the first launch on an executor that runs agents from
+   * this process (the event loop, worker threads; not a host pool, whose hosts fire them) until
+   * `close()`, this manager runs a `ReminderScheduler` on its exchange, if the exchange keeps
+   * reminders. Several schedulers on one exchange fire each due time once.
+   * @defaultValue true
+   */
+  reminders?: boolean;
   /** @defaultValue silent */
   logger?: Logger;
 }
@@ -149,6 +158,8 @@ interface LaunchedAgent {
   readonly executor: string;
   /** Detached: no longer this manager's (its end is neither logged nor raised). */
   detached?: boolean;
+  /** Its config's `terminateOnSuccess`: what a shutdown does to its mailbox. */
+  readonly terminateOnSuccess: boolean;
   /** Settles when the agent stops; never rejects. */
   readonly settled: Promise<void>;
   done: boolean;
@@ -170,6 +181,9 @@ export class Manager implements AsyncDisposable {
   readonly #maxRetries: number;
   readonly #retryBackoffMs: number;
   readonly #closeTimeoutMs: number;
+  readonly #firesReminders: boolean;
+  /** The reminder scheduler, once an agent ran here (undefined inside: the exchange keeps no reminders). */
+  #reminders: Promise<ReminderScheduler | undefined> | undefined;
   readonly #logger: Logger;
   readonly #agents = new Map<string, LaunchedAgent>();
   /** Set by `fromExchangeFactory`, which creates the client and so owns the factory's lifetime. */
@@ -204,6 +218,7 @@ export class Manager implements AsyncDisposable {
     this.#maxRetries = checkCount(options.maxRetries ?? 0, "maxRetries");
     this.#retryBackoffMs = checkCount(options.retryBackoffMs ?? 100, "retryBackoffMs");
     this.#closeTimeoutMs = checkCount(options.closeTimeoutMs ?? 60_000, "closeTimeoutMs");
+    this.#firesReminders = options.reminders ?? true;
   }
 
   /**
@@ -342,6 +357,7 @@ export class Manager implements AsyncDisposable {
     }
     registration ??= await this.#client.registerAgent<A>(agentType, { name: options.name });
     const agentId = registration.agentId;
+    if (executor.remote !== true) this.#startReminders();
     const execution = executor.execute({
       agent,
       args,
@@ -366,6 +382,7 @@ export class Manager implements AsyncDisposable {
     const launched: LaunchedAgent = {
       agentId,
       executor: executorName,
+      terminateOnSuccess: config.terminateOnSuccess,
       done: false,
       error: undefined,
       failed: false,
@@ -544,7 +561,8 @@ export class Manager implements AsyncDisposable {
     const stopped = Promise.all([
       ...running.map(async (a) => {
         try {
-          await this.getHandle(a.agentId).shutdown();
+          // An agent that stops without answering (one that never started) ends the wait too.
+          await Promise.race([this.getHandle(a.agentId).shutdown(), a.settled]);
         } catch (error) {
           if (!(error instanceof MailboxTerminatedError) && !(error instanceof RequestTimeoutError)) {
             this.#logger.warn({ err: error, agentId: a.agentId.uid }, "could not ask agent to shut down");
@@ -552,6 +570,7 @@ export class Manager implements AsyncDisposable {
         }
       }),
       ...launched.map((a) => a.settled),
+      ...(running.length > 0 ? [this.#completeUnserved(running)] : []),
     ]);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
@@ -568,6 +587,8 @@ export class Manager implements AsyncDisposable {
         "close timed out: agents still running; closing their executors without waiting for them",
       );
     }
+    const scheduler = await this.#reminders;
+    await scheduler?.close();
     await this.#client.close();
     for (const [name, executor] of this.#executors) {
       try {
@@ -587,6 +608,42 @@ export class Manager implements AsyncDisposable {
       );
     }
     raiseErrors(errors, "Agents failed");
+  }
+
+  /** Start firing reminders, once (see `ManagerOptions.reminders`). */
+  #startReminders(): void {
+    if (!this.#firesReminders || this.#reminders !== undefined || this.#factory.reminderStore === undefined) return;
+    const factory = this.#factory;
+    this.#reminders = (async () => {
+      try {
+        return await ReminderScheduler.start(await factory.reminderStore!(), { logger: this.#logger });
+      } catch (error) {
+        this.#logger.warn({ err: error }, "could not start firing reminders");
+        return undefined;
+      }
+    })();
+  }
+
+  /**
+   * Agents queued on host pools that no host serves never run to read their shutdown request:
+   * their executors end their launches, and their mailboxes go as a shutdown would take them.
+   */
+  async #completeUnserved(running: readonly LaunchedAgent[]): Promise<void> {
+    for (const [name, executor] of this.#executors) {
+      if (executor.completeUnserved === undefined || !running.some((a) => a.executor === name)) continue;
+      let uids: string[];
+      try {
+        uids = await executor.completeUnserved();
+      } catch (error) {
+        this.#logger.warn({ err: error, executor: name }, "could not check for agents no host will start");
+        continue;
+      }
+      for (const uid of uids) {
+        const agent = this.#agents.get(uid);
+        this.#logger.info({ agentId: uid, executor: name }, "closing: the agent's pool has no serving host; its launch was ended before it ran");
+        if (agent?.terminateOnSuccess === true) await this.#client.terminate(agent.agentId).catch(() => undefined);
+      }
+    }
   }
 
   #waitCondition(targets: LaunchedAgent[], returnWhen: ReturnWhen): Promise<void> {

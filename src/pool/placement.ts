@@ -191,6 +191,19 @@ export function reject(request: LaunchRequest, failure: Failure): Transition {
 }
 
 /**
+ * Complete a launch no host has started: the agent was asked to shut down while queued on a pool
+ * that nothing serves, and will not run (a host that takes the launch later finds it final).
+ * Refused when a host holds it (running, retrying) or it is final already.
+ */
+export function completeQueued(): Transition {
+  return (current, now) => {
+    if (current === undefined) return refuse(Refusal.Missing, current);
+    if (current.state !== PlacementState.Queued) return refuse(isFinal(current.state) ? Refusal.AlreadyFinal : Refusal.AlreadyPlaced, current);
+    return next({ ...current, state: PlacementState.Completed, updatedAt: now });
+  };
+}
+
+/**
  * The mailbox of a queued agent was terminated: it must never start, so queued (at any
  * generation) → failed with `failure`. A running agent stops by itself and its host records the
  * end, so anything but queued is refused.

@@ -6,6 +6,9 @@
  * scenario's bound.
  */
 
+/** Stall bounds of `--short` runs are this many times the scenario's own. */
+export const SHORT_STALL_FACTOR = 3;
+
 /** What a scenario measured. */
 export interface ChaosResult {
   /** Calls made. */
@@ -28,6 +31,11 @@ export interface ChaosResult {
 export interface ChaosContext {
   /** `--short`: the form CI runs after the tests (fewer calls, one repetition). */
   readonly short: boolean;
+  /**
+   * What stall bounds are multiplied by: 1 for full runs, {@link SHORT_STALL_FACTOR} for `--short`
+   * (CI shares two cores with whatever else runs; losses and double executions fail either way).
+   */
+  readonly stallFactor: number;
   /** Progress line on stderr. */
   log(message: string): void;
 }

@@ -12,7 +12,8 @@ import { connect } from "@nats-io/transport-node";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AgentEngine, NatsExchangeFactory, natsLayout } from "../../src/index.ts";
+import { AgentEngine, MessageType, NatsExchangeFactory, natsLayout } from "../../src/index.ts";
+import { decodeMessage } from "../../src/protocol/codec.ts";
 import type { AgentRegistration, NatsExchangeOptions, UserExchangeClient } from "../../src/index.ts";
 import { CallLoad, ChaosProbe, chaosResultWindowMs, until, useLedger } from "./call-load.ts";
 import { readLedger, tally } from "./ledger.ts";
@@ -86,14 +87,39 @@ export async function runServerFault(ctx: ChaosContext, fault: ServerFault, tota
       const jsm = await jetstreamManager(nc);
       const layout = natsLayout(prefix);
       const subjects = new Set(registrations.map((r) => layout.mailboxSubject(r.agentId.uid)));
+      let left: Array<[string, number]> = [];
       await until(
         async () => {
           const info = await jsm.streams.info(layout.mailboxStream, { subjects_filter: `${prefix}.mbox.*` });
-          return Object.entries(info.state.subjects ?? {}).every(([subject, n]) => !subjects.has(subject) || n === 0);
+          left = Object.entries(info.state.subjects ?? {}).filter(([subject, n]) => subjects.has(subject) && n > 0);
+          return left.length === 0;
         },
-        60_000,
+        30_000,
         "the agents' mailboxes to be empty",
-      );
+      ).catch(() => undefined);
+      if (left.length > 0) {
+        // Messages the server keeps although their consumers are past them: say what they are.
+        const counts = readLedger(ledger);
+        const described: string[] = [];
+        for (const [subject] of left) {
+          for (let seq = 1; ; ) {
+            const stored = await jsm.streams.getMessage(layout.mailboxStream, { seq, next_by_subj: subject } as never).catch(() => null);
+            if (stored === null) break;
+            seq = stored.seq + 1;
+            let id = "?";
+            try {
+              const message = decodeMessage(stored.data);
+              if (message.type === MessageType.ActionRequest) id = String(message.args[0]);
+            } catch {
+              // not a request
+            }
+            described.push(`seq ${stored.seq}: call ${id}, ${load.ids.includes(id) ? "made" : "unknown"}, executed ${counts.get(id) ?? 0}x`);
+          }
+          const consumer = await jsm.consumers.info(layout.mailboxStream, layout.mailboxConsumer(subject.split(".").at(-1)!)).catch(() => undefined);
+          described.push(`${subject}: consumer ${consumer === undefined ? "missing" : `pending ${consumer.num_pending}, ack pending ${consumer.num_ack_pending}, ack floor ${consumer.ack_floor.stream_seq}, delivered ${consumer.delivered.stream_seq}`}`);
+        }
+        throw new Error(`messages left in the agents' mailboxes after they were answered: ${described.join("; ")}`);
+      }
     } finally {
       await nc.close();
     }

@@ -50,6 +50,9 @@ const LAYERS: ReadonlyArray<readonly [name: string, prefixes: readonly string[]]
   // Pool records, the placement rules and the pool backend contract: pure data and interfaces,
   // below the exchanges that implement the backend.
   ["pool", ["src/pool/"]],
+  // Agents' durable state and reminders: the records, their rules and the store contracts, which
+  // each exchange implements.
+  ["state", ["src/state/"]],
   // Interceptor contracts, the action scope and the built-in deadline interceptors.
   ["interceptors", ["src/interceptors/"]],
   ["exchange", ["src/exchange/"]],

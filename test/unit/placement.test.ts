@@ -9,6 +9,7 @@ import {
   claim,
   complete,
   fail,
+  completeQueued,
   failQueued,
   launch,
   placementFailure,
@@ -250,6 +251,14 @@ describe("rejected launches and terminated mailboxes", () => {
     expect(refusal(failQueued(boom), placement({ state: PlacementState.Retrying, host: "h1" }))).toBe(Refusal.AlreadyPlaced);
     expect(refusal(failQueued(boom), placement({ state: PlacementState.Failed }))).toBe(Refusal.AlreadyFinal);
     expect(refusal(failQueued(boom), undefined)).toBe(Refusal.Missing);
+  });
+
+  test("a queued agent that no host will start completes when its manager closes; one a host holds does not", () => {
+    expect(apply(completeQueued(), placement({ gen: 3 }))).toMatchObject({ state: PlacementState.Completed, gen: 3 });
+    expect(refusal(completeQueued(), running("h1"))).toBe(Refusal.AlreadyPlaced);
+    expect(refusal(completeQueued(), placement({ state: PlacementState.Retrying, host: "h1" }))).toBe(Refusal.AlreadyPlaced);
+    expect(refusal(completeQueued(), placement({ state: PlacementState.Failed }))).toBe(Refusal.AlreadyFinal);
+    expect(refusal(completeQueued(), undefined)).toBe(Refusal.Missing);
   });
 });
 

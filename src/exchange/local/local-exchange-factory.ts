@@ -19,6 +19,10 @@ import { LocalTransport, openAgentClient } from "./local-transport.ts";
 import { LocalEvents } from "./local-events.ts";
 import type { EventBus } from "../events.ts";
 import type { DeadLetterStore } from "../dead-letters.ts";
+import { LocalStateStore } from "./local-state-store.ts";
+import type { StateStore } from "../../state/state-store.ts";
+import { LocalReminderStore } from "./local-reminder-store.ts";
+import type { ReminderStore } from "../../state/reminder-store.ts";
 import { CodecResultStore } from "../result-store.ts";
 import type { ResultStore } from "../result-store.ts";
 import { tableResultBytes } from "./local-results.ts";
@@ -106,6 +110,16 @@ export class LocalExchangeFactory implements ExchangeFactory {
   /** The events this exchange set aside (kept in memory while the process runs). */
   async deadLetters(): Promise<DeadLetterStore> {
     return this.#events.letters;
+  }
+
+  /** Agents' durable state, in memory (docs/STATE.md). */
+  async stateStore(): Promise<StateStore> {
+    return new LocalStateStore(this.exchange.stateRecords);
+  }
+
+  /** Reminders, in memory, fired into the in-process mailboxes (docs/STATE.md). */
+  async reminderStore(): Promise<ReminderStore> {
+    return new LocalReminderStore(this.exchange.reminders, this.exchange.reminders);
   }
 
   forWorker(): WorkerFactoryDescriptor {

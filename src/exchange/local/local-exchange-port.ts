@@ -29,6 +29,12 @@ import type { LocalExchange, LocalMailboxSink } from "./local-exchange.ts";
 import { CodecResultStore } from "../result-store.ts";
 import type { ResultStore } from "../result-store.ts";
 import { LocalTransport, openAgentClient } from "./local-transport.ts";
+import { LocalStateStore } from "./local-state-store.ts";
+import type { StateRecordsApi } from "./local-state-store.ts";
+import type { StateStore } from "../../state/state-store.ts";
+import { LocalReminderStore } from "./local-reminder-store.ts";
+import type { RemindersApi } from "./local-reminder-store.ts";
+import type { ReminderStore } from "../../state/reminder-store.ts";
 import type { LocalExchangeApi } from "./local-transport.ts";
 
 type Call =
@@ -40,6 +46,8 @@ type Call =
   | { id: number; op: "terminate"; uid: string }
   | { id: number; op: "attach"; uid: string }
   | { id: number; op: "detach"; uid: string }
+  | { id: number; op: "state"; method: "get" | "create" | "update" | "delete"; args: unknown[] }
+  | { id: number; op: "reminders"; method: "put" | "get" | "delete" | "list" | "deleteAll"; args: unknown[] }
   | { id: number; op: "getResult"; key: string }
   | { id: number; op: "putResult"; key: string; bytes: Uint8Array };
 /** A call without its id. */
@@ -93,6 +101,14 @@ export function serveLocalExchange(exchange: LocalExchange, onClosed: () => void
       case "detach":
         attached.delete(call.uid);
         return exchange.detach(call.uid);
+      case "state": {
+        const records = exchange.stateRecords as unknown as Record<string, (...args: unknown[]) => unknown>;
+        return records[call.method]!.apply(exchange.stateRecords, call.args);
+      }
+      case "reminders": {
+        const reminders = exchange.reminders as unknown as Record<string, (...args: unknown[]) => unknown>;
+        return reminders[call.method]!.apply(exchange.reminders, call.args);
+      }
       case "getResult":
         return exchange.results?.get(call.key);
       case "putResult":
@@ -189,6 +205,32 @@ export class PortExchangeApi implements LocalExchangeApi {
 
   nak(uid: string, token: number, delayMs?: number): void {
     if (!this.#closed) this.#port.postMessage({ op: "nak", uid, token, delayMs } satisfies Notice);
+  }
+
+  /** The exchange's state records, across the port. */
+  stateRecords(): StateRecordsApi {
+    const call = (method: "get" | "create" | "update" | "delete", ...args: unknown[]): Promise<never> =>
+      this.#call({ op: "state", method, args }) as Promise<never>;
+    return {
+      maxRecordBytes: this.maxPayload,
+      get: (uid) => call("get", uid),
+      create: (uid, bytes) => call("create", uid, bytes),
+      update: (uid, bytes, revision) => call("update", uid, bytes, revision),
+      delete: (uid, revision) => call("delete", uid, revision),
+    };
+  }
+
+  /** The exchange's reminders, across the port (for agents: no scheduling). */
+  reminders(): RemindersApi {
+    const call = (method: "put" | "get" | "delete" | "list" | "deleteAll", ...args: unknown[]): Promise<never> =>
+      this.#call({ op: "reminders", method, args }) as Promise<never>;
+    return {
+      put: (record) => call("put", record),
+      get: (uid, name) => call("get", uid, name),
+      delete: (uid, name, revision) => call("delete", uid, name, revision),
+      list: (uid) => call("list", uid),
+      deleteAll: (uid) => call("deleteAll", uid),
+    };
   }
 
   onTerminated(listener: (uid: string) => void): () => void {
@@ -309,6 +351,16 @@ export class PortExchangeFactory implements ExchangeFactory {
     options: AgentClientOptions = {},
   ): Promise<AgentExchangeClient> {
     return openAgentClient(this.#api, registration, handler, { logger: this.#logger, ...options }, this);
+  }
+
+  /** The main thread's exchange's state records, across the port. */
+  async stateStore(): Promise<StateStore> {
+    return new LocalStateStore(this.#api.stateRecords());
+  }
+
+  /** The main thread's exchange's reminders, across the port (set, cancel, list: no scheduling). */
+  async reminderStore(): Promise<ReminderStore> {
+    return new LocalReminderStore(this.#api.reminders(), undefined);
   }
 
   async resultStore(): Promise<ResultStore | undefined> {

@@ -17,6 +17,8 @@ import { toFailure } from "../../protocol/failure.ts";
 import { MessageType, isRequest, responseRouting } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
 import type { AgentRegistration } from "../transport.ts";
+import { MemoryStateRecords } from "./local-state-store.ts";
+import { MemoryReminders } from "./local-reminder-store.ts";
 import { DEFAULT_RESULT_WINDOW_MS, checkResultWindow } from "../result-store.ts";
 import { LocalResultTable } from "./local-results.ts";
 
@@ -66,6 +68,10 @@ interface Mailbox {
 /** The shared state of one in-process exchange. */
 export class LocalExchange {
   readonly maxPayload: number;
+  /** Agents' durable state records (docs/STATE.md). */
+  readonly stateRecords: MemoryStateRecords;
+  /** Reminders (docs/STATE.md). */
+  readonly reminders: MemoryReminders;
   /** Result records of effectively-once execution; undefined when turned off (`resultWindowMs: 0`). */
   readonly results: LocalResultTable | undefined;
   readonly #mailboxes = new Map<string, Mailbox>();
@@ -74,6 +80,8 @@ export class LocalExchange {
 
   constructor(options: LocalExchangeOptions = {}) {
     this.maxPayload = options.maxPayload ?? 1024 * 1024;
+    this.stateRecords = new MemoryStateRecords(this.maxPayload);
+    this.reminders = new MemoryReminders((dest, bytes) => this.send(dest, bytes));
     const windowMs = checkResultWindow(options.resultWindowMs ?? DEFAULT_RESULT_WINDOW_MS);
     this.results = windowMs === 0 ? undefined : new LocalResultTable(windowMs, this.maxPayload);
   }

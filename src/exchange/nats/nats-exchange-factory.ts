@@ -34,6 +34,10 @@ import type { EventBus } from "../events.ts";
 import type { ExchangeStats } from "../exchange-stats.ts";
 import type { DeadLetterStore } from "../dead-letters.ts";
 import { NatsTransport } from "./nats-transport.ts";
+import { NatsStateStore } from "./nats-state-store.ts";
+import type { StateStore } from "../../state/state-store.ts";
+import { NatsReminderStore } from "./nats-reminder-store.ts";
+import type { ReminderStore } from "../../state/reminder-store.ts";
 import { DEFAULT_RESULT_WINDOW_MS, checkResultWindow } from "../result-store.ts";
 import type { ResultStore } from "../result-store.ts";
 
@@ -389,6 +393,22 @@ export class NatsExchangeFactory implements ExchangeFactory {
    */
   async poolBackend(): Promise<PoolBackend> {
     return NatsPoolBackend.for(await this.#getContext());
+  }
+
+  /**
+   * Agents' durable state: the KV bucket `<prefix>_state` (docs/STATE.md, docs/NATS-LAYOUT.md
+   * section 16), provisioned on first use.
+   */
+  async stateStore(): Promise<StateStore> {
+    return NatsStateStore.for(await this.#getContext());
+  }
+
+  /**
+   * Reminders: the KV bucket `<prefix>_reminders`, fired into the mailbox stream (docs/STATE.md,
+   * docs/NATS-LAYOUT.md section 16), provisioned on first use.
+   */
+  async reminderStore(): Promise<ReminderStore> {
+    return NatsReminderStore.for(await this.#getContext());
   }
 
   /** The dead-letter stream of this exchange (docs/NATS-LAYOUT.md), on the factory's connection. */

@@ -272,6 +272,11 @@ export class NatsExchange {
     const bucketOptions = kvBucketOptions(settings);
     const registryKv = await retry("provision registry bucket", () => openBucket(kvm, jsm, layout.registryBucket, bucketOptions, provision));
     const typesKv = await retry("provision type index bucket", () => openBucket(kvm, jsm, layout.typesBucket, bucketOptions, provision));
+    // The results bucket is made with the others, so that users who only look streams up (an
+    // operator provisions) find it; without provisioning it is opened when the first agent starts.
+    if (provision.provision && settings.resultWindowMs > 0) {
+      await retry("provision results bucket", () => openBucket(kvm, jsm, layout.resultsBucket, { ...bucketOptions, ttl: settings.resultWindowMs }, provision));
+    }
     logger.debug({ prefix: settings.prefix, serverVersion: version }, "NATS exchange ready");
     const exchange = new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, logger, provision);
     for (const link of exchange.links.values()) link.start();
@@ -298,8 +303,13 @@ export class NatsExchange {
   async #openResults(): Promise<ResultStore> {
     const { layout, settings } = this;
     const options = { ...kvBucketOptions(settings), ttl: settings.resultWindowMs };
-    const kv = await this.retry("provision results bucket", () => openBucket(new Kvm(this.js), this.jsm, layout.resultsBucket, options, this.provisioning));
-    return new CodecResultStore(natsResultBytes(this, kv, settings.resultWindowMs, this.maxPayload));
+    const kvm = new Kvm(this.js);
+    let kv = await this.retry("provision results bucket", () => openBucket(kvm, this.jsm, layout.resultsBucket, options, this.provisioning));
+    // With one replica there is no follower to lag: a direct get (cheaper than a read through the
+    // stream's leader) sees every acknowledged write.
+    const info = await this.retry("look up results bucket", () => this.jsm.streams.info(`KV_${layout.resultsBucket}`));
+    if (info.config.num_replicas === 1 && info.config.allow_direct === true) kv = await kvm.open(layout.resultsBucket, { timeout: options.timeout });
+    return new CodecResultStore(natsResultBytes(this, kv, layout.resultsBucket, settings.resultWindowMs, this.maxPayload));
   }
 
   /**

@@ -28,6 +28,10 @@ export interface NatsLayout {
   readonly hostsBucket: string;
   /** KV bucket: one placement per launched agent, key `<pool>.<uid>` (state, host, launch spec). */
   readonly placementsBucket: string;
+  /** KV bucket: one durable state record per agent, key `<uid>` (docs/STATE.md). */
+  readonly stateBucket: string;
+  /** KV bucket: one record per reminder, key `<uid>.<name>` (docs/STATE.md). */
+  readonly remindersBucket: string;
   /**
    * KV bucket: the response to each completed action request, key `<agent uid>.<tag>`, kept for
    * the result window (effectively-once execution).
@@ -123,6 +127,8 @@ export function natsLayout(prefix: string): NatsLayout {
     launchSubjects: `${prefix}.launch.>`,
     hostsBucket: `${prefix}_hosts`,
     placementsBucket: `${prefix}_placements`,
+    stateBucket: `${prefix}_state`,
+    remindersBucket: `${prefix}_reminders`,
     launchSubject: (pool, uid) => `${prefix}.launch.${checkPool(pool)}.${checkUid(uid)}`,
     poolSubjects: (pool) => `${prefix}.launch.${checkPool(pool)}.*`,
     poolConsumer: (pool) => `pool-${checkPool(pool)}`,

@@ -93,6 +93,8 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
   const launches = layout.launchStream;
   const hosts = `KV_${layout.hostsBucket}`;
   const placements = `KV_${layout.placementsBucket}`;
+  const state = `KV_${layout.stateBucket}`;
+  const reminders = `KV_${layout.remindersBucket}`;
   const results = `KV_${layout.resultsBucket}`;
   const pools = options.pools?.map((pool) => layout.poolConsumer(pool)) ?? ["*"];
   const pub = new Set<string>();
@@ -146,7 +148,7 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
     case NatsRole.Caller:
     case NatsRole.Launcher: {
       pub.add(`${api}.INFO`);
-      streams(mailboxes, deadLetters, registry, types);
+      streams(mailboxes, deadLetters, registry, types, results);
       // Mailboxes: send, read (a push consumer per mailbox, made anew by each reader), acknowledge,
       // dead-letter, terminate (walk the stranded requests, purge).
       pub.add(`${p}.mbox.*`);
@@ -170,10 +172,25 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
       if (options.role === NatsRole.Agent || options.role === NatsRole.Host) {
         // Responses to callers without a mailbox (and to library clients with replies: "core").
         for (const subject of options.replySubjects ?? ["_INBOX.>"]) pub.add(subject);
-        // Result records of effectively-once actions: written, read at the leader.
-        streams(results);
+        // Result records of effectively-once actions: written, read at the leader (a direct get
+        // where the bucket has one replica).
         pub.add(`$KV.${layout.resultsBucket}.>`);
         pub.add(`${api}.STREAM.MSG.GET.${results}`);
+        pub.add(`${api}.DIRECT.GET.${results}.>`);
+      }
+      if (options.role === NatsRole.Agent || options.role === NatsRole.Host || options.role === NatsRole.Launcher) {
+        // Durable state and reminders (docs/STATE.md): looked up, read at the leader, reminders
+        // listed (a scan) and, by agents' schedulers, watched.
+        streams(state, reminders);
+        pub.add(`${api}.STREAM.MSG.GET.${state}`);
+        pub.add(`${api}.STREAM.MSG.GET.${reminders}`);
+        orderedConsumers(reminders);
+      }
+      if (options.role === NatsRole.Agent || options.role === NatsRole.Host) {
+        // State records written by compare-and-set (and purged with the mailbox); reminders set,
+        // moved on and deleted. Fires go to the mailboxes (`<p>.mbox.*`).
+        pub.add(`$KV.${layout.stateBucket}.*`);
+        pub.add(`$KV.${layout.remindersBucket}.>`);
       }
       if (options.role === NatsRole.Host || options.role === NatsRole.Launcher) {
         streams(launches, hosts, placements);

@@ -5,15 +5,25 @@
  * written by one host is seen by the next host a redelivery reaches, a lagging replica or not.
  */
 import type { KV } from "@nats-io/kv";
+import { headers as natsHeaders } from "@nats-io/nats-core";
+import type { MsgHdrs } from "@nats-io/nats-core";
 import type { ResultBytes } from "../result-store.ts";
 
-/** What the results bucket needs from the exchange: a retry through transient failures. */
+/** What the results bucket needs from the exchange. */
 export interface ResultBucketContext {
+  /** Retry through transient failures. */
   retry<T>(what: string, operation: () => Promise<T>): Promise<T>;
+  /** Publish into a stream through the message path's publisher (retried; resolves on the PubAck). */
+  publishStored(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<unknown>;
 }
 
-/** The results bucket as record bytes. `kv` must be a handle that reads at the leader (`openBucket`). */
-export function natsResultBytes(ctx: ResultBucketContext, kv: KV, windowMs: number, maxRecordBytes: number): ResultBytes {
+/**
+ * The results bucket as record bytes. `kv` reads: a handle that reads at the leader (`openBucket`),
+ * or with a direct get where the bucket has one replica. Writes are plain publishes to
+ * `$KV.<bucket>.<key>` through the exchange's shared-inbox publisher (what `kv.put` sends, without
+ * the cost of a request per write).
+ */
+export function natsResultBytes(ctx: ResultBucketContext, kv: KV, bucket: string, windowMs: number, maxRecordBytes: number): ResultBytes {
   return {
     windowMs,
     maxRecordBytes,
@@ -23,7 +33,7 @@ export function natsResultBytes(ctx: ResultBucketContext, kv: KV, windowMs: numb
       return entry.value;
     },
     async put(key, bytes) {
-      await ctx.retry("record result", () => kv.put(key, bytes));
+      await ctx.publishStored(`$KV.${bucket}.${key}`, bytes, natsHeaders());
     },
   };
 }

@@ -1,7 +1,7 @@
 /**
  * Malformed flood: 10,000 malformed messages (2,000 with `--short`) published into agent and user
- * mailboxes, a pool's launch queue and every KV bucket (registry, type index, hosts, placements),
- * while a healthy agent is called continuously from another client and a runtime host serves the
+ * mailboxes, a pool's launch queue and every KV bucket (registry, type index, hosts, placements,
+ * results), while a healthy agent is called continuously from another client and a runtime host serves the
  * pool. The garbage: random bytes, truncated CBOR envelopes, envelopes with wrong types, another
  * protocol version, foreign envelopes (JSON, CBOR arrays and text), oversized envelope headers and
  * NATS headers, and CBOR values that are not records.
@@ -228,6 +228,7 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
       { what: "type index", subject: () => `$KV.${layout.typesBucket}.FloodProbe.${randomUUID()}`, dest: randomUUID() },
       { what: "hosts", subject: () => `$KV.${layout.hostsBucket}.flood-${randomUUID()}`, dest: randomUUID() },
       { what: "placements", subject: () => `$KV.${layout.placementsBucket}.${POOL}.${randomUUID()}`, dest: randomUUID() },
+      { what: "results", subject: () => `$KV.${layout.resultsBucket}.${probe.agentId.uid}.${randomUUID()}`, dest: randomUUID() },
     ];
     const sent = new Map<string, number>();
     const kinds = new Map<string, number>();

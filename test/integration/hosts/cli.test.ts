@@ -72,7 +72,7 @@ describe("academy command configuration", () => {
     expect(level.stderr).toMatch(/'verbose' is invalid\. Allowed choices are fatal, error, warn, info, debug, trace, silent/);
     const help = runCli(["help"]);
     expect(help.status).toBe(0);
-    for (const word of ["call", "ping", "discover", "status", "describe", "launch", "shutdown", "terminate", "dlq", "gc", "Exit codes"]) {
+    for (const word of ["call", "ping", "discover", "status", "describe", "launch", "shutdown", "terminate", "dlq", "gc", "state", "reminders", "Exit codes"]) {
       expect(help.stdout).toContain(word);
     }
     expect(runCli(["help", "gc"]).stdout).toContain("ACADEMY_GC_OLDER_THAN");

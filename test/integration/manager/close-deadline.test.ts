@@ -1,12 +1,15 @@
 /**
- * `Manager.close()` with agents on a pool no host serves: it says what it waits for, gives up at
- * `closeTimeoutMs`, still closes everything, and throws `WaitTimeoutError`.
+ * `Manager.close()` with an agent that does not stop (its shutdown hook never returns, on a host in
+ * a child process): it says what it waits for, gives up at `closeTimeoutMs`, still closes
+ * everything, and throws `WaitTimeoutError`. (Agents queued on a pool no host serves do not make
+ * it wait: close-drained.test.ts.)
  */
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { HostPoolExecutor, Manager, NatsExchangeFactory, WaitTimeoutError } from "../../../src/index.ts";
-import { Counter } from "../../fixtures/worker-agents.ts";
+import { StubbornShutdown } from "../../fixtures/host-agents.ts";
+import { spawnHost } from "../../support/host-process.ts";
 import { startTestNats } from "../../support/nats.ts";
 import type { TestNats } from "../../support/nats.ts";
 
@@ -19,7 +22,7 @@ afterAll(async () => {
 });
 
 describe("Manager.close() deadline", () => {
-  test("a pool without hosts: close logs what it waits for and ends with WaitTimeoutError", async () => {
+  test("an agent that does not stop: close logs what it waits for and ends with WaitTimeoutError", async () => {
     const lines: Array<Record<string, unknown>> = [];
     const logger = pino(
       { level: "info" },
@@ -30,13 +33,16 @@ describe("Manager.close() deadline", () => {
         },
       }),
     );
-    const factory = new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: `close${process.pid}` });
+    const prefix = `close${process.pid}`;
+    const factory = new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix });
+    const host = await spawnHost({ servers: nats.url, pool: "stubborn", prefix });
     const manager = await Manager.fromExchangeFactory(factory, {
-      executors: { pool: new HostPoolExecutor({ pool: "nobody" }) },
+      executors: { pool: new HostPoolExecutor({ pool: "stubborn" }) },
       closeTimeoutMs: 1_000,
       logger,
     });
-    const handle = await manager.launch(Counter, { executor: "pool" });
+    const handle = await manager.launch(StubbornShutdown, { executor: "pool" });
+    await handle.with({ timeoutMs: 20_000 }).ping();
     const started = Date.now();
     const error = await manager.close().catch((e: unknown) => e);
     const took = Date.now() - started;
@@ -48,7 +54,8 @@ describe("Manager.close() deadline", () => {
     expect(waiting).toMatchObject({ agents: [handle.agentId.uid], executors: ["pool"] });
     expect(lines.some((l) => String(l.msg).startsWith("close timed out"))).toBe(true);
     // Everything was closed all the same.
-    await expect(manager.launch(Counter, { executor: "pool" })).rejects.toThrow(/closed/);
+    await expect(manager.launch(StubbornShutdown, { executor: "pool" })).rejects.toThrow(/closed/);
     await expect(factory.createUserClient()).rejects.toThrow(/closed/);
-  });
+    await host.kill();
+  }, 60_000);
 });
