@@ -412,7 +412,8 @@ export class AgentEngine<A extends Agent = Agent> {
       if ((await settleWithin([...this.#subscriptions.inFlight(), { done: subscriptionsStopped! }], graceMs)).length > 0) {
         this.#logger.warn({ graceMs }, "event handler ignored its shutdown signal; abandoned (its event is delivered again)");
       }
-      if (terminate) await this.#subscriptions.remove();
+      // Fenced: another run of the agent owns it now, and its consumers with it.
+      if (terminate && this.#durable?.session.fenced === undefined) await this.#subscriptions.remove();
     }
     for (const loop of await settleWithin(loops, graceMs)) {
       loop.state = LoopState.Abandoned;
