@@ -228,7 +228,8 @@ test("an agent of a shared group shutting down slowly takes no more events: the 
     constructor(readonly slowShutdownMs: number) {
       super();
     }
-    @subscribe(`${subject}.g`, { stream, group: "shared", start: "all", maxDeliveries: 2, prefetch: 8 }) async on(p: { n: number }) {
+    // A short ack wait: events a pull request of the stopping agent had already taken come back after it.
+    @subscribe(`${subject}.g`, { stream, group: "shared", start: "all", maxDeliveries: 2, prefetch: 8, ackWaitMs: 2_000 }) async on(p: { n: number }) {
       handled.push(p.n);
     }
     override async agentOnShutdown() {
