@@ -42,3 +42,11 @@ export class BenchReminded extends Agent {
     reminderArrivals.set(this.agentId.uid, { dueAt: fire.dueAt, arrivedAt: Date.now() });
   }
 }
+
+/** Streams `n` copies of a `size`-byte payload (the streaming scenario). */
+export class BenchStreamer extends Agent {
+  @action async *items(n: number, size: number): AsyncGenerator<Uint8Array> {
+    const payload = new Uint8Array(size).fill(7);
+    for (let i = 0; i < n; i++) yield payload;
+  }
+}

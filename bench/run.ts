@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only roundTrip,discover,events] [-- --tracing]`: measures the runtime against bare
+ * `npm run bench [-- --quick] [-- --only roundTrip,streaming,events] [-- --tracing]`: measures the runtime against bare
  * NATS on this machine, side by side in one run. Starts its own nats-server (JetStream, temporary
  * store, random port), runs each scenario, prints a table per scenario and the targets, and writes
  * bench/results/latest.json (machine, versions, every figure and ratio). docs/BENCHMARKS.md
@@ -26,6 +26,7 @@ const SCENARIOS: Record<string, () => Promise<{ default: Scenario }>> = {
   tracing: () => import("./scenarios/tracing.ts"),
   state: () => import("./scenarios/state.ts"),
   effectivelyOnce: () => import("./scenarios/effectively-once.ts"),
+  streaming: () => import("./scenarios/streaming.ts"),
   events: () => import("./scenarios/events.ts"),
 };
 
@@ -80,14 +81,19 @@ const ctx: BenchContext = {
 };
 
 console.log(`academy-nats benchmarks (${quick ? "quick" : "full"} run${tracing === undefined ? "" : ", tracing recorded"}): nats-server ${serverVersion}, Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}`);
-const results: Record<string, ScenarioResult & { durationMs: number }> = {};
+const results: Record<string, ScenarioResult & { durationMs: number; loadAverage: { start: number[]; end: number[] } }> = {};
 for (const name of only) {
   const scenarioStart = Date.now();
-  ctx.log(`${name}: starting`);
+  // The machine is shared: the load average beside each scenario's figures says how busy it was.
+  const loadBefore = loadavg();
+  ctx.log(`${name}: starting (load average ${loadBefore.map((l) => l.toFixed(2)).join(" ")})`);
   const { default: scenario } = await SCENARIOS[name]!();
   const result = await scenario(ctx);
-  results[name] = { ...result, durationMs: Date.now() - scenarioStart };
-  printScenario(result);
+  const loadAfter = loadavg();
+  const load = `load average (1, 5, 15 min) at start ${loadBefore.map((l) => l.toFixed(2)).join(", ")}; at end ${loadAfter.map((l) => l.toFixed(2)).join(", ")} (${cpus().length} cores)`;
+  const withLoad = { ...result, notes: [...(result.notes ?? []), load] };
+  results[name] = { ...withLoad, durationMs: Date.now() - scenarioStart, loadAverage: { start: loadBefore, end: loadAfter } };
+  printScenario(withLoad);
   ctx.log(`${name}: done in ${((Date.now() - scenarioStart) / 1000).toFixed(1)} s`);
 }
 
@@ -116,7 +122,7 @@ const report = {
     cborX: packageVersion("cbor-x"),
     academyNats: (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version,
   },
-  scenarios: Object.fromEntries(Object.entries(results).map(([name, r]) => [name, { title: r.title, durationMs: r.durationMs, figures: r.figures, table: { headers: r.headers, rows: r.rows }, targets: r.targets, notes: r.notes ?? [] }])),
+  scenarios: Object.fromEntries(Object.entries(results).map(([name, r]) => [name, { title: r.title, durationMs: r.durationMs, loadAverage: r.loadAverage, figures: r.figures, table: { headers: r.headers, rows: r.rows }, targets: r.targets, notes: r.notes ?? [] }])),
   targets,
 };
 if (tracing !== undefined) {

@@ -18,6 +18,8 @@ export const ErrorCode = {
   ActionInvalidState: "ACTION_INVALID_STATE",
   UnknownAction: "UNKNOWN_ACTION",
   ActionArguments: "ACTION_ARGUMENTS",
+  ActionKind: "ACTION_KIND",
+  StreamInterrupted: "STREAM_INTERRUPTED",
   InvalidClient: "INVALID_CLIENT",
   IncompatibleProtocol: "INCOMPATIBLE_PROTOCOL",
   MalformedMessage: "MALFORMED_MESSAGE",
@@ -193,6 +195,50 @@ export class ActionArgumentsError extends AcademyError {
   }
   override details(): Record<string, unknown> {
     return { action: this.action, agentId: this.agentId };
+  }
+}
+
+/**
+ * A streaming action (an `async *` method) was called with `invoke`/`action`, or an ordinary one
+ * with `stream`: `streaming` says which kind the action is.
+ */
+export class ActionKindError extends AcademyError {
+  override readonly name: string = "ActionKindError";
+  readonly action: string | undefined;
+  readonly agentId: string | undefined;
+  /** Whether the action is a streaming one (so `stream` is the way to call it). */
+  readonly streaming: boolean | undefined;
+  constructor(message: string, options: AcademyErrorOptions & { action?: string; agentId?: string; streaming?: boolean } = {}) {
+    super(message, { ...options, code: ErrorCode.ActionKind });
+    this.action = options.action;
+    this.agentId = options.agentId;
+    this.streaming = options.streaming;
+  }
+  override details(): Record<string, unknown> {
+    return { action: this.action, agentId: this.agentId, streaming: this.streaming };
+  }
+}
+
+/**
+ * A stream ended without its end: its request was delivered to the agent again after the agent
+ * lost it (a crash, a restart) and is not run a second time, or items went missing on the way
+ * (a foreign caller's core reply subject). The items received before it were each received once,
+ * in order; `received` says how many.
+ */
+export class StreamInterruptedError extends AcademyError {
+  override readonly name: string = "StreamInterruptedError";
+  readonly agentId: string | undefined;
+  readonly tag: string | undefined;
+  /** Items the caller had received when the stream was interrupted, when known. */
+  readonly received: number | undefined;
+  constructor(message: string, options: RequestOptions & { received?: number } = {}) {
+    super(message, { ...options, code: ErrorCode.StreamInterrupted });
+    this.agentId = options.agentId;
+    this.tag = options.tag;
+    this.received = options.received;
+  }
+  override details(): Record<string, unknown> {
+    return { agentId: this.agentId, tag: this.tag, received: this.received };
   }
 }
 
@@ -700,6 +746,8 @@ export const errorClasses: ReadonlyMap<
     ActionInvalidStateError,
     UnknownActionError,
     ActionArgumentsError,
+    ActionKindError,
+    StreamInterruptedError,
     InvalidClientError,
     IncompatibleProtocolError,
     MalformedMessageError,

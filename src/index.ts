@@ -40,6 +40,7 @@ export {
   ActionArgumentsError,
   ActionCancelledError,
   ActionInvalidStateError,
+  ActionKindError,
   AgentAlreadyLaunchedError,
   AgentDefinitionError,
   AgentStateError,
@@ -72,6 +73,7 @@ export {
   SendOnlyClientError,
   SerializationError,
   SiteUnreachableError,
+  StreamInterruptedError,
   UnknownActionError,
   UnknownAgentTypeError,
   UnknownExecutorError,
@@ -124,7 +126,18 @@ export { ACTION_DURATION_BUCKETS, AgentMetrics, metricsInterceptors } from "./in
 export type { EventInput, EventNext } from "./interceptors/agent-interceptor.ts";
 export type { DeadLetterStats, ExchangeStats, MailboxDeliveries } from "./exchange/exchange-stats.ts";
 export { AgentHandle, isHandle } from "./exchange/handle.ts";
-export type { ActionArgs, ActionName, ActionResult, CallOptions, Handle, HandleShutdownOptions } from "./exchange/handle.ts";
+export type {
+  ActionArgs,
+  ActionName,
+  ActionResult,
+  CallOptions,
+  Handle,
+  HandleShutdownOptions,
+  StreamItem,
+  StreamName,
+  StreamOptions,
+} from "./exchange/handle.ts";
+export { DEFAULT_STREAM_WINDOW } from "./exchange/exchange-client.ts";
 export { MailboxStatus } from "./exchange/mailbox-status.ts";
 export { DeadLetterKind, ReplayRefusal } from "./exchange/dead-letters.ts";
 export type { DeadLetter, DeadLetterFilter, DeadLetterStore, ReplayResult } from "./exchange/dead-letters.ts";
@@ -168,6 +181,7 @@ export type { Collectable, CollectionPlan, CollectionPolicy, CollectionReport, K
 
 export { MessageType, PROTOCOL_VERSION } from "./protocol/messages.ts";
 export type {
+  ActionProgress,
   ActionRequest,
   ActionResponse,
   CancelRequest,
@@ -180,6 +194,9 @@ export type {
   ResponseMessage,
   Routing,
   ShutdownRequest,
+  StreamCredit,
+  StreamEnd,
+  StreamItems,
   SuccessResponse,
 } from "./protocol/messages.ts";
 export { HeaderLimits, RESERVED_HEADER_PREFIX } from "./protocol/headers.ts";

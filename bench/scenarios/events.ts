@@ -1,5 +1,5 @@
 /**
- * Scenario 11, events: events per second handled by agents' durable subscriptions (`@subscribe`
+ * Scenario 12, events: events per second handled by agents' durable subscriptions (`@subscribe`
  * on a JetStream stream), by one agent and by a `shared` group of 4, against bare JetStream pull
  * consumers doing the same work (decode the JSON, acknowledge) in the same run: one consumer, and
  * four readers of one durable. Throughput is measured on events already in the stream (the
@@ -199,7 +199,7 @@ export default async function events(ctx: BenchContext): Promise<ScenarioResult>
   const perS = (value: number): string => Math.round(value).toLocaleString("en-US");
   return {
     id: "events",
-    title: "11. Events: durable subscriptions of agents vs bare JetStream consumers (events/s draining a backlog; publish-to-handler latency at 1,000 events/s)",
+    title: "12. Events: durable subscriptions of agents vs bare JetStream consumers (events/s draining a backlog; publish-to-handler latency at 1,000 events/s)",
     headers: ["shape", "agents /s", "bare /s", "ratio", "agents p50", "agents p99", "bare p50", "bare p99"],
     rows: rows.map((r) => [r.shape, perS(r.libraryPerS), perS(r.barePerS), ratio(r.ratio), ms(r.library.p50Ms), ms(r.library.p99Ms), ms(r.bareLatency.p50Ms), ms(r.bareLatency.p99Ms)]),
     figures: { backlog, paced, ratePerS: rate, rounds, rows },

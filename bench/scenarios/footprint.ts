@@ -392,6 +392,15 @@ export default async function footprint(ctx: BenchContext): Promise<ScenarioResu
             met: largest.host.idleCpuPercent < CPU_GOAL_PERCENT,
           }
         : { name: "idle host CPU, 10,000 agents", goal: "< 2% of a core", measured: "not measured (launch failed)", met: false },
+    // Reported, not judged: what each idle agent (its mailbox consumer) costs nats-server.
+    largest === undefined
+      ? { name: "nats-server memory per idle agent", goal: "reported", measured: "not measured (launch failed)", met: false }
+      : {
+          name: "nats-server memory per idle agent",
+          goal: "reported",
+          measured: `${perItem(largest.server.bytesPerAgent)} server RSS per agent at ${count(largest.agents)} agents (a core subscription: ${perItem(runs[runs.length - 1]!.bare.server.bytesPerAgent)})`,
+          met: true,
+        },
   ];
 
   const failures = runs.flatMap(({ n, runtime }) => ("error" in runtime ? [`${count(n)} agents: ${runtime.error}`] : []));

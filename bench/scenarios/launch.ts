@@ -29,7 +29,8 @@ const CLOSE_TIMEOUT_MS = 60_000;
 const FLOOR_PAYLOAD_BYTES = 320;
 const SIZES = [100, 1_000] as const;
 const TARGET_N = 1_000;
-const TARGET_MS = 5_000;
+/** Issue 17: 1,000 agents on 2 hosts, all answering, in under 1.5 s (it was 5 s). */
+const TARGET_MS = 1_500;
 
 /** Milliseconds from the first launch (or publish) call. */
 interface Timeline {
@@ -258,7 +259,7 @@ export default async function launch(ctx: BenchContext): Promise<ScenarioResult>
   const targets: Target[] = [
     {
       name: "1,000 agents launched and answering",
-      goal: "< 5 s",
+      goal: `< ${TARGET_MS / 1000} s`,
       measured: largest.n >= TARGET_N ? seconds : `${seconds} for ${count(largest.n)} (1,000 not run)`,
       met: largest.n >= TARGET_N && largest.median.runtime.allAnsweredMs < TARGET_MS,
     },

@@ -86,6 +86,14 @@ export interface ActionContext {
   readonly signal: AbortSignal;
   /** The agent's exchange client. */
   readonly exchangeClient: AgentExchangeClient;
+  /**
+   * Report progress of this action to its caller (a number, or any small value): a caller that
+   * passed `onProgress` receives it. Reports are sent in order, one at a time; while one is on
+   * its way only the latest of those made meanwhile is kept (so a fast loop cannot flood the
+   * caller), and the last report always arrives before the result.
+   * @returns whether the caller observes progress (false: the report was dropped at no cost).
+   */
+  reportProgress(progress: unknown): boolean;
 }
 
 /** What `agentDescribe` returns. */
@@ -99,6 +107,8 @@ export interface AgentDescription {
     readonly description: string | undefined;
     /** The parameter list as written in the source, e.g. `"by = 1"`. */
     readonly parameters: string;
+    /** Present (true) for a streaming action: call it with `handle.stream`. */
+    readonly streaming?: true;
   }>;
 }
 
@@ -256,6 +266,7 @@ export abstract class Agent {
         name: spec.name,
         description: spec.description,
         parameters: parameterList((this as unknown as Record<string, unknown>)[spec.name] ?? spec.method),
+        ...(spec.streaming && { streaming: true as const }),
       })),
     };
   }

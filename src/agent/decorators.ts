@@ -44,6 +44,10 @@ export function classDefinitionSite(cls: object): string | undefined {
 }
 
 type AsyncMethod = (this: unknown, ...args: never[]) => Promise<unknown>;
+/** A streaming action's method: an `async *` method. */
+type AsyncGeneratorMethod = (this: unknown, ...args: never[]) => AsyncGenerator<unknown, unknown, undefined>;
+/** What `@action` decorates: an async method, or an `async *` method (a streaming action). */
+type ActionMethod = AsyncMethod | AsyncGeneratorMethod;
 
 /** An action: a method callable through handles. */
 export interface ActionSpec {
@@ -58,11 +62,16 @@ export interface ActionSpec {
    */
   readonly contextIndex: number;
   /**
+   * A streaming action: an `async *` method, whose items the caller takes with `handle.stream`
+   * (docs/PROTOCOL.md section 15).
+   */
+  readonly streaming: boolean;
+  /**
    * Effectively-once execution: a redelivery of a request this action completed is answered with
    * the recorded response instead of running the action again (docs/PROTOCOL.md section 10.10).
    */
   readonly once: boolean;
-  readonly method: AsyncMethod;
+  readonly method: ActionMethod;
 }
 
 /** A background loop, timer or event handler, started after startup and stopped at shutdown. */
@@ -119,6 +128,10 @@ export interface ActionOptions {
 export const PROTECTED_NAMES: ReadonlySet<string> = new Set([
   "action",
   "invoke",
+  "stream",
+  "invokeStream",
+  "proxyCall",
+  "sendCall",
   "with",
   "ping",
   "shutdown",
@@ -133,6 +146,10 @@ export const PROTECTED_NAMES: ReadonlySet<string> = new Set([
 
 function isAsyncFunction(fn: unknown): boolean {
   return Object.prototype.toString.call(fn) === "[object AsyncFunction]";
+}
+
+function isAsyncGeneratorFunction(fn: unknown): boolean {
+  return Object.prototype.toString.call(fn) === "[object AsyncGeneratorFunction]";
 }
 
 /** What a decorator says when code compiled with `experimentalDecorators` calls it. */
@@ -150,7 +167,7 @@ export type ExperimentalDecoratorsNotSupported = {
 };
 
 /** A standard decorator of agent methods (the second signature only turns legacy uses into a clear type error). */
-export interface AgentMethodDecorator<M extends AsyncMethod = AsyncMethod> {
+export interface AgentMethodDecorator<M extends ActionMethod = AsyncMethod> {
   <N extends M>(method: N, context: ClassMethodDecoratorContext): N;
   (target: object, propertyKey: string | symbol, descriptor: ExperimentalDecoratorsNotSupported): never;
 }
@@ -223,7 +240,10 @@ function contextParameterIndex(name: string, method: unknown): number {
 
 /** The spec of an action named `name`, checked. */
 function actionSpec(name: string, method: unknown, options: ActionOptions): ActionSpec {
-  requireAsync("action", name, method);
+  const streaming = isAsyncGeneratorFunction(method);
+  if (!streaming && !isAsyncFunction(method)) {
+    throw new AgentDefinitionError(`@action method '${name}' must be an async function (or an async generator, for a streaming action)`);
+  }
   if (PROTECTED_NAMES.has(name) && options.allowProtectedName !== true) {
     throw new AgentDefinitionError(`Action name '${name}' clashes with a handle method; rename it or pass { allowProtectedName: true }`);
   }
@@ -232,15 +252,15 @@ function actionSpec(name: string, method: unknown, options: ActionOptions): Acti
   if (options.once !== undefined && typeof options.once !== "boolean") {
     throw new AgentDefinitionError(`Action '${name}': once must be a boolean (got ${String(options.once)})`);
   }
-  return { kind: "action", name, description: options.description, context, contextIndex, once: options.once !== false, method: method as AsyncMethod };
+  return { kind: "action", name, description: options.description, context, contextIndex, streaming, once: options.once !== false, method: method as ActionMethod };
 }
 
-function decorateAction(options: ActionOptions): AgentMethodDecorator {
-  return function (method: AsyncMethod, context: unknown): AsyncMethod {
+function decorateAction(options: ActionOptions): AgentMethodDecorator<ActionMethod> {
+  return function (method: ActionMethod, context: unknown): ActionMethod {
     assertStandard(context);
     record(context, actionSpec(String(context.name), method, options));
     return method;
-  } as AgentMethodDecorator;
+  } as AgentMethodDecorator<ActionMethod>;
 }
 
 /**
@@ -250,17 +270,21 @@ function decorateAction(options: ActionOptions): AgentMethodDecorator {
  * @action async increment(by = 1) { ... }
  * @action async whoAsked() { return this.actionContext.sourceId; }
  * @action({ description: "Add to the count", context: true }) async add(n = 1, ctx?: ActionContext) { ... }
+ * @action async *tokens(prompt: string) { for (const t of prompt.split(" ")) yield t; }
  * ```
+ * An `async *` method is a streaming action: callers take its items with `handle.stream(name,
+ * ...args)` (or `handle.tokens(...)`, which returns an `AsyncIterable`), with flow control and
+ * cancellation (README, *Streaming*).
  * Standard decorators only: code compiled with `experimentalDecorators` gets an
  * `AgentDefinitionError` saying so (and TypeScript a type error naming the setting).
  * @throws {AgentDefinitionError} when the class is defined, if the method is not async, or has
  *   `context: true` without a last parameter for the context.
  */
-export function action<M extends AsyncMethod>(method: M, context: ClassMethodDecoratorContext): M;
-export function action(options: ActionOptions): AgentMethodDecorator;
+export function action<M extends ActionMethod>(method: M, context: ClassMethodDecoratorContext): M;
+export function action(options: ActionOptions): AgentMethodDecorator<ActionMethod>;
 export function action(target: object, propertyKey: string | symbol, descriptor: ExperimentalDecoratorsNotSupported): never;
-export function action(methodOrOptions: AsyncMethod | ActionOptions | object, context?: unknown): unknown {
-  if (typeof methodOrOptions === "function") return decorateAction({})(methodOrOptions as AsyncMethod, context as ClassMethodDecoratorContext);
+export function action(methodOrOptions: ActionMethod | ActionOptions | object, context?: unknown): unknown {
+  if (typeof methodOrOptions === "function") return decorateAction({})(methodOrOptions as ActionMethod, context as ClassMethodDecoratorContext);
   if (context !== undefined) assertStandard(context); // `@action` on a method, called as legacy code calls it
   return decorateAction(methodOrOptions as ActionOptions);
 }
@@ -361,7 +385,11 @@ export function defineAgent<C extends abstract new (...args: never[]) => unknown
   const actions = Array.isArray(definition.actions)
     ? Object.fromEntries((definition.actions as readonly string[]).map((name) => [name, {}]))
     : ((definition.actions ?? {}) as Record<string, ActionOptions>);
-  for (const [name, options] of Object.entries(actions)) addSpec(metadata, actionSpec(name, methodOf(name, "action"), options));
+  for (const [name, options] of Object.entries(actions)) {
+    const method = (cls.prototype as Record<string, unknown>)[name];
+    // An async generator is a streaming action; anything else must be an async method.
+    addSpec(metadata, actionSpec(name, isAsyncGeneratorFunction(method) ? method : methodOf(name, "action"), options));
+  }
   for (const name of definition.loops ?? []) addSpec(metadata, { kind: "loop", name, method: methodOf(name, "loop") });
   for (const [name, intervalMs] of Object.entries(definition.timers ?? {})) {
     checkInterval(intervalMs);

@@ -12,6 +12,7 @@ import { SCOPE_CLIENT } from "../interceptors/action-scope.ts";
 import type { ActionScope } from "../interceptors/action-scope.ts";
 import type { MessageHeaders } from "../protocol/headers.ts";
 import type { ActionRequest } from "../protocol/messages.ts";
+import type { ProgressReporter } from "./progress-reporter.ts";
 
 /** An action's scope and context. */
 export class EngineActionContext implements ActionScope, ActionContext {
@@ -19,13 +20,22 @@ export class EngineActionContext implements ActionScope, ActionContext {
   readonly request: ActionRequest;
   readonly signal: AbortSignal;
   readonly exchangeClient: AgentExchangeClient;
+  readonly #progress: ProgressReporter | undefined;
   #sourceId: AgentId | UserId | undefined | null = null;
 
-  constructor(agentId: string, request: ActionRequest, signal: AbortSignal, exchangeClient: AgentExchangeClient) {
+  /** @param progress - where progress reports go, when the caller asked for them. */
+  constructor(agentId: string, request: ActionRequest, signal: AbortSignal, exchangeClient: AgentExchangeClient, progress?: ProgressReporter) {
     this.agentId = agentId;
     this.request = request;
     this.signal = signal;
     this.exchangeClient = exchangeClient;
+    this.#progress = progress;
+  }
+
+  reportProgress(progress: unknown): boolean {
+    if (this.#progress === undefined) return false;
+    this.#progress.report(progress);
+    return true;
   }
 
   /** Handles used in the action send from the agent's client (`exchange/client-scope.ts`). */

@@ -8,23 +8,33 @@
 import type { Agent } from "../agent/agent.ts";
 import type { AgentSpec } from "../agent/decorators.ts";
 import type { ResolvedRuntimeConfig } from "../agent/runtime-config.ts";
-import { ActionCancelledError, ActionInvalidStateError, PingCancelledError, StateConflictError, UnknownActionError } from "../errors.ts";
+import {
+  ActionCancelledError,
+  ActionInvalidStateError,
+  ActionKindError,
+  PingCancelledError,
+  StateConflictError,
+  UnknownActionError,
+} from "../errors.ts";
 import type { AgentExchangeClient, RequestDelivery } from "../exchange/exchange-client.ts";
 import type { ResultStore } from "../exchange/result-store.ts";
-import type { AgentId } from "../identifiers.ts";
+import { AgentId, EntityRole, UserId } from "../identifiers.ts";
+import { MailboxStatus } from "../exchange/mailbox-status.ts";
 import { runInActionScope } from "../interceptors/action-scope.ts";
 import type { ActionInput, AgentInterceptor, InboundRequestInput } from "../interceptors/agent-interceptor.ts";
 import { composeInterceptors } from "../interceptors/interceptors.ts";
 import { toFailure } from "../protocol/failure.ts";
 import { MessageType, assertNever } from "../protocol/messages.ts";
-import type { ActionRequest, CancelRequest, RequestMessage, ResponseBody } from "../protocol/messages.ts";
+import type { ActionRequest, CancelRequest, RequestMessage, ResponseBody, StreamCredit } from "../protocol/messages.ts";
 import type { Logger } from "../util/logger.ts";
 import { EngineActionContext, argsWithContext } from "./action-context.ts";
 import { ActionSlots } from "./action-slots.ts";
 import type { ActionStatsRecorder } from "./agent-stats.ts";
 import { settleWithin } from "./grace.ts";
 import { RecentTags } from "./recent-tags.ts";
+import { ProgressReporter } from "./progress-reporter.ts";
 import { RESPONSE_RETRY_DELAY_MS, Responder } from "./responder.ts";
+import { StreamPump } from "./stream-pump.ts";
 import type { ActionOutcomes } from "./action-outcomes.ts";
 
 /** How many answered tags an agent remembers to recognise redeliveries. */
@@ -76,6 +86,8 @@ interface InFlightAction {
   /** The response being sent (and recorded) and the delivery settled, once answering began. */
   answering: Promise<void> | undefined;
   done: Promise<void>;
+  /** A streaming action's pump, once its generator runs. */
+  pump: StreamPump | undefined;
 }
 
 /** Routes one agent's requests and answers them. */
@@ -146,6 +158,12 @@ export class RequestDispatcher {
       return;
     }
     let request = delivery.message;
+    if (request.type === MessageType.StreamCredit) {
+      // Credits are not calls: they reach the stream they name (no interceptors, no answer).
+      this.#grant(request);
+      delivery.ack();
+      return;
+    }
     if (this.#answered.has(request.tag)) {
       delivery.ack();
       return;
@@ -182,6 +200,11 @@ export class RequestDispatcher {
       case MessageType.CancelRequest:
         void this.#handleCancel(request, delivery);
         return;
+      case MessageType.StreamCredit:
+        // An inboundRequest interceptor turned a request into a credit: not a call either.
+        this.#grant(request);
+        delivery.ack();
+        return;
       default:
         assertNever(request);
     }
@@ -192,14 +215,19 @@ export class RequestDispatcher {
    * still waiting for a slot are cancelled only when the mailbox is about to be terminated
    * (`terminate`); otherwise they return to the mailbox unanswered for the next run. Cancelled
    * actions get `graceMs` to return; those that ignore their signal longer are abandoned (their
-   * callers were answered already).
+   * callers were answered already). Streams are always cancelled, whatever `cancel` says: a
+   * stream waits on its consumer and may never end by itself.
    */
   async settle(terminate: boolean, cancel: boolean, graceMs = Number.POSITIVE_INFINITY): Promise<void> {
     this.#accepting = false;
     const entries = [...this.#inFlight.values()];
     if (cancel) {
       const reason = `Agent ${this.#options.agentId} shut down during the action`;
-      await Promise.all(entries.filter((entry) => entry.started || terminate).map((entry) => this.#cancel(entry, reason)));
+      const cancelled = entries.filter((entry) => entry.started || terminate || entry.request.stream !== undefined);
+      await Promise.all(cancelled.map((entry) => this.#cancel(entry, reason)));
+    } else {
+      const reason = `Agent ${this.#options.agentId} shut down during the stream`;
+      await Promise.all(entries.filter((entry) => entry.request.stream !== undefined).map((entry) => this.#cancel(entry, reason)));
     }
     // Wake queued actions: they see the engine is stopping and leave their requests unacknowledged.
     this.#slots.close();
@@ -231,6 +259,7 @@ export class RequestDispatcher {
       finished: false,
       answering: undefined,
       done: SETTLED,
+      pump: undefined,
     };
     this.#inFlight.set(request.tag, entry);
     entry.done = this.#runAction(entry);
@@ -275,12 +304,16 @@ export class RequestDispatcher {
           action === undefined
             ? this.#invoke(request, request.args, signal)
             : action({ request, agentType: this.#options.agentType, args: request.args, signal });
-        body = { type: MessageType.ActionResponse, result: await result };
+        const value = await result;
+        body =
+          entry.pump === undefined
+            ? { type: MessageType.ActionResponse, result: value }
+            : { type: MessageType.StreamEnd, run: entry.pump.runId, count: entry.pump.count, result: value };
         stats?.end(request.action, begun, true);
       } catch (error) {
         stats?.end(request.action, begun, false);
         if (error instanceof StateConflictError) return this.#fenced(entry);
-        body = { type: MessageType.ErrorResponse, error: toFailure(error) };
+        body = this.#failure(entry, error);
       }
       // With durable state, the state and the request's record are one write, before the response.
       let inState = false;
@@ -291,7 +324,7 @@ export class RequestDispatcher {
         } catch (error) {
           if (error instanceof StateConflictError) return this.#fenced(entry);
           this.#options.logger.warn({ err: error, action: request.action, tag: request.tag }, "could not save the agent's state; answering with the error");
-          body = { type: MessageType.ErrorResponse, error: toFailure(error) };
+          body = this.#failure(entry, error);
         }
       }
       entry.finished = true;
@@ -299,6 +332,13 @@ export class RequestDispatcher {
     } finally {
       this.#slots.release();
     }
+  }
+
+  /** The response for an action that failed: a stream's error follows its items (its end says how many went out). */
+  #failure(entry: InFlightAction, error: unknown): ResponseBody {
+    return entry.pump === undefined
+      ? { type: MessageType.ErrorResponse, error: toFailure(error) }
+      : { type: MessageType.StreamEnd, run: entry.pump.runId, count: entry.pump.count, error: toFailure(error) };
   }
 
   /**
@@ -364,10 +404,78 @@ export class RequestDispatcher {
     if (spec === undefined) {
       throw new UnknownActionError(`Agent ${agentId} has no action '${request.action}'`, { action: request.action, agentId: agentId.uid });
     }
+    const window = request.stream;
+    if (spec.streaming !== (window !== undefined)) {
+      throw new ActionKindError(
+        spec.streaming
+          ? `Action '${request.action}' of ${agentId} is a streaming action: take its items with handle.stream('${request.action}', ...)`
+          : `Action '${request.action}' of ${agentId} is not a streaming action: call it with handle.action('${request.action}', ...)`,
+        { action: request.action, agentId: agentId.uid, streaming: spec.streaming },
+      );
+    }
     const agent = this.#agent!;
-    const method = (agent as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>)[request.action]!;
-    const scope = new EngineActionContext(agentId.uid, request, signal, this.#client!);
-    return runInActionScope(scope, method, agent, spec.context ? argsWithContext(args, scope, spec.contextIndex, agentId.uid) : args);
+    const method = (agent as unknown as Record<string, (...args: unknown[]) => unknown>)[request.action]!;
+    if (window !== undefined) return this.#stream(request, window, method, spec.context ? spec.contextIndex : -1, args, signal);
+    const progress = request.progress === true ? this.#progressReporter(request) : undefined;
+    const scope = new EngineActionContext(agentId.uid, request, signal, this.#client!, progress);
+    const run = runInActionScope(scope, method, agent, spec.context ? argsWithContext(args, scope, spec.contextIndex, agentId.uid) : args) as Promise<unknown>;
+    if (progress === undefined) return run;
+    // The last progress report goes out before the result.
+    return run.finally(() => progress.close());
+  }
+
+  /**
+   * Run a streaming action: its generator is made and pulled inside the action's scope, under the
+   * caller's credit. Resolves with the generator's return value once every item went out.
+   */
+  #stream(
+    request: ActionRequest,
+    window: number,
+    method: (...args: unknown[]) => unknown,
+    contextIndex: number,
+    args: readonly unknown[],
+    signal: AbortSignal,
+  ): Promise<unknown> {
+    const entry = this.#inFlight.get(request.tag)!;
+    const agentId = this.#options.agentId.uid;
+    const pump = new StreamPump(window, (body) => this.#responder.sendFrame(request, body), this.#options.logger, () => this.#callerGone(request));
+    entry.pump = pump;
+    const scope = new EngineActionContext(agentId, request, signal, this.#client!);
+    const agent = this.#agent!;
+    const run = async (): Promise<unknown> => {
+      const generator = Reflect.apply(method, agent, contextIndex >= 0 ? argsWithContext(args, scope, contextIndex, agentId) : args);
+      return (await pump.run(generator as AsyncGenerator<unknown, unknown, undefined>, signal)).result;
+    };
+    return runInActionScope(scope, run, undefined, []);
+  }
+
+  /**
+   * Why a stalled stream's caller cannot take it any more (its mailbox is no longer active), or
+   * undefined while it may. A caller without a mailbox (a `replyTo` only) cannot be checked.
+   */
+  async #callerGone(request: ActionRequest): Promise<Error | undefined> {
+    const { src, srcRole, srcSite } = request;
+    if (src === undefined) return undefined;
+    const caller = srcRole === EntityRole.Agent ? new AgentId(src, undefined, srcSite) : new UserId(src, undefined, srcSite);
+    const status = await this.#client!.status(caller);
+    if (status === MailboxStatus.Active) return undefined;
+    return new ActionCancelledError(`Stream '${request.action}' stopped: its caller's mailbox ${src} is ${status}`, {
+      agentId: this.#options.agentId.uid,
+      tag: request.tag,
+    });
+  }
+
+  /** Progress reports of `request`, sent as frames through the `outboundResponse` interceptors. */
+  #progressReporter(request: ActionRequest): ProgressReporter {
+    return new ProgressReporter((body) => this.#responder.sendFrame(request, body), this.#options.logger);
+  }
+
+  /** A credit for a stream: more items may go (ignored for a stream that is gone, or from another caller). */
+  #grant(credit: StreamCredit): void {
+    const entry = this.#inFlight.get(credit.target);
+    if (entry === undefined || entry.request.src !== credit.src) return;
+    // Before the generator runs no item went out, so no credit beyond the request's can exist.
+    entry.pump?.grant(credit.credit);
   }
 
   /**
@@ -394,6 +502,8 @@ export class RequestDispatcher {
     if (entry.answered) return;
     const error = new ActionCancelledError(reason, { agentId: this.#options.agentId.uid, tag: entry.request.tag });
     entry.controller.abort(error);
+    // A running stream ends itself: its end, carrying this error, follows the items on their way.
+    if (entry.started && entry.request.stream !== undefined) return;
     await this.#answer(entry, { type: MessageType.ErrorResponse, error: toFailure(error) });
   }
 

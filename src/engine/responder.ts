@@ -85,6 +85,15 @@ export class Responder {
     }
   }
 
+  /**
+   * Send a response that does not end the request (a stream's items, a progress report) through
+   * the `outboundResponse` interceptors; the request stays unacknowledged.
+   * @throws what the exchange raises (`PayloadTooLargeError`, `ExchangeUnavailableError`, ...).
+   */
+  sendFrame(request: RequestMessage, body: ResponseBody): Promise<void> {
+    return this.#send(request, body);
+  }
+
   /** Write the request's result record; a failure is logged (a redelivery would then run it again). */
   async #record(request: RequestMessage, record: () => Promise<void>): Promise<void> {
     try {

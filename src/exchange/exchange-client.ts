@@ -7,7 +7,7 @@ import { MailboxStatus, assertMailboxActive, assertSendable, isSendable, termina
 import type { Agent } from "../agent/agent.ts";
 import { agentTypeInfo, typeRefName } from "../agent/agent-type.ts";
 import type { AgentClass, AgentTypeInfo, AgentTypeRef } from "../agent/agent-type.ts";
-import { AgentDefinitionError, ClientClosedError, InvalidClientError, SendOnlyClientError } from "../errors.ts";
+import { ActionCancelledError, AgentDefinitionError, ClientClosedError, InvalidClientError, InvalidConfigError, SendOnlyClientError } from "../errors.ts";
 import { isAgentBase } from "../agent/agent.ts";
 import { AgentId, newTag } from "../identifiers.ts";
 import type { EntityId } from "../identifiers.ts";
@@ -19,15 +19,18 @@ import { toFailure } from "../protocol/failure.ts";
 import { isEmptyHeaders } from "../protocol/headers.ts";
 import type { MessageHeaders } from "../protocol/headers.ts";
 import { MessageType, isRequest, requestMessage, responseMessage } from "../protocol/messages.ts";
-import type { RequestBody, RequestMessage, ResponseBody, ResponseMessage } from "../protocol/messages.ts";
+import type { ActionRequest, RequestBody, RequestMessage, ResponseBody, ResponseMessage } from "../protocol/messages.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
 import { AgentHandle } from "./handle.ts";
-import type { CallOptions, Handle, HandleClient } from "./handle.ts";
+import type { CallOptions, Handle, HandleClient, StreamOptions } from "./handle.ts";
 import type { ExchangeFactory } from "./exchange-factory.ts";
 import { PendingCall, giveUpError } from "./pending-call.ts";
 import type { CallOwner } from "./pending-call.ts";
 import { PendingRequests } from "./pending-requests.ts";
+import type { ResponseSink } from "./pending-requests.ts";
+import { PendingStream } from "./pending-stream.ts";
+import type { StreamOwner } from "./pending-stream.ts";
 import type { AgentRegistration, Delivery, ExchangeTransport } from "./transport.ts";
 
 /** Options of `discover`. */
@@ -87,6 +90,25 @@ export interface ExchangeClientOptions {
 
 function ignore(): void {}
 
+/** Items a stream's agent may run ahead of its consumer unless the caller says (`StreamOptions.window`). */
+export const DEFAULT_STREAM_WINDOW = 1024;
+
+/** A stream's window, checked. @throws {InvalidConfigError} unless a positive safe integer. */
+function streamWindow(window: number | undefined): number {
+  if (window === undefined) return DEFAULT_STREAM_WINDOW;
+  if (!Number.isSafeInteger(window) || window < 1) {
+    throw new InvalidConfigError(`A stream's window must be a positive integer (got ${String(window)})`);
+  }
+  return window;
+}
+
+/** A duration option of a stream, checked. @throws {InvalidConfigError} unless a non-negative number. */
+function streamDuration(name: string, ms: number | undefined): number | undefined {
+  if (ms === undefined) return undefined;
+  if (typeof ms !== "number" || Number.isNaN(ms) || ms < 0) throw new InvalidConfigError(`A stream's ${name} must be a non-negative number of ms (got ${String(ms)})`);
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
 /** Base of user and agent exchange clients. Create clients through an `ExchangeFactory`. */
 export abstract class ExchangeClient implements HandleBinder, HandleClient {
   /** The id of this client's own mailbox. */
@@ -108,6 +130,11 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   readonly #unsubscribeTerminated: () => void;
   readonly #terminationGraceMs: number;
   readonly #callOwner: CallOwner;
+  readonly #streamOwner: StreamOwner;
+  /** Streams whose request is going through the `outboundRequest` interceptors, by tag. */
+  readonly #opening = new Map<string, { stream: PendingStream; options: StreamOptions }>();
+  /** `onProgress` observers of calls going through the `outboundRequest` interceptors, by tag. */
+  readonly #observers = new Map<string, (progress: unknown) => void>();
   /** The composed `outboundRequest` hooks, if any interceptor has one. */
   readonly #outboundRequest: ((input: OutboundRequestInput) => Promise<ResponseMessage>) | undefined;
   /** The composed `inboundResponse` hooks, if any interceptor has one. */
@@ -130,9 +157,22 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
       release: (call) => this.#pending.remove(call),
       cancel: (call) => this.#sendCancel(call.agentId, call.request.tag),
     };
+    this.#streamOwner = {
+      open: (stream) => this.#openStream(stream),
+      release: (stream) => this.#pending.remove(stream),
+      cancel: (stream) => this.#sendCancel(stream.agentId, stream.request.tag),
+      credit: (stream, credit) => this.#sendCredit(stream, credit),
+    };
     this.#outboundRequest = composeInterceptors(interceptors, "outboundRequest", (input) => {
       const headers = isEmptyHeaders(input.headers) ? undefined : input.headers;
       if (input.body.type !== MessageType.ActionRequest && this.#posts.has(input.tag)) return this.#post(input.agentId, input.body, input.tag, headers);
+      if (input.body.type === MessageType.ActionRequest && input.body.stream !== undefined) {
+        const opening = this.#opening.get(input.tag);
+        if (opening !== undefined) {
+          this.#opening.delete(input.tag);
+          return this.#startStream(opening.stream, input.agentId, input.body, input.tag, headers, input.timeoutMs, input.signal);
+        }
+      }
       return this.#call(input.agentId, input.body, input.tag, headers, input.timeoutMs, input.signal);
     });
     this.#inboundResponse = composeInterceptors(interceptors, "inboundResponse", (input) => {
@@ -269,11 +309,120 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
         });
       }
       const outbound = this.#outboundRequest;
-      if (outbound === undefined) return this.#call(dest, body, newTag(), undefined, options.timeoutMs, options.signal);
-      return outbound({ agentId: dest, body, tag: newTag(), headers: {}, timeoutMs: options.timeoutMs, signal: options.signal });
+      const tag = newTag();
+      const onProgress = options.onProgress;
+      if (onProgress !== undefined) this.#observers.set(tag, onProgress);
+      const response =
+        outbound === undefined
+          ? this.#call(dest, body, tag, undefined, options.timeoutMs, options.signal)
+          : outbound({ agentId: dest, body, tag, headers: {}, timeoutMs: options.timeoutMs, signal: options.signal });
+      return onProgress === undefined ? response : response.finally(() => this.#observers.delete(tag));
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * @internal A stream of a streaming action (used by handles): an async iterator whose request
+   * goes out, through the `outboundRequest` interceptors, when its first item is asked for. Its
+   * frames come back through this client's mailbox (also with `replies: "core"`: durable, so a
+   * dropped connection loses none; docs/PROTOCOL.md section 15).
+   * @throws {InvalidConfigError} for a bad `window`, `itemTimeoutMs` or `timeoutMs`.
+   */
+  stream(dest: AgentId, action: string, args: readonly unknown[], options: StreamOptions): PendingStream {
+    const window = streamWindow(options.window);
+    const itemTimeoutMs = streamDuration("itemTimeoutMs", options.itemTimeoutMs);
+    const timeoutMs = streamDuration("timeoutMs", options.timeoutMs);
+    const tag = newTag();
+    const request: ActionRequest = { type: MessageType.ActionRequest, tag, dest: dest.uid, src: this.clientId.uid, action, args, stream: window };
+    return new PendingStream(this.#streamOwner, request, dest, window, itemTimeoutMs, { ...options, timeoutMs });
+  }
+
+  /** Send a stream's request through the `outboundRequest` interceptors; their failure fails the stream. */
+  #openStream(stream: PendingStream): void {
+    try {
+      this.#assertOpen();
+      if (!this.#listening) {
+        throw new SendOnlyClientError(`Client ${this.clientId} does not read its mailbox (startListener: false): it cannot take a stream`, {
+          entityId: this.clientId.uid,
+        });
+      }
+    } catch (error) {
+      stream.fail(error);
+      return;
+    }
+    const { tag, action, args, stream: window } = stream.request;
+    const body: RequestBody = { type: MessageType.ActionRequest, action, args, stream: window };
+    const outbound = this.#outboundRequest;
+    const options = stream.options;
+    let finished: Promise<ResponseMessage>;
+    if (outbound === undefined) {
+      finished = this.#startStream(stream, stream.agentId, body, tag, undefined, options.timeoutMs, options.signal);
+    } else {
+      this.#opening.set(tag, { stream, options });
+      try {
+        finished = outbound({ agentId: stream.agentId, body, tag, headers: {}, timeoutMs: options.timeoutMs, signal: options.signal });
+      } catch (error) {
+        finished = Promise.reject(error);
+      }
+    }
+    finished.then(
+      () => this.#opening.delete(tag),
+      (error: unknown) => {
+        this.#opening.delete(tag);
+        stream.fail(error);
+      },
+    );
+  }
+
+  /**
+   * Send a stream's request and register it: the end of the `outboundRequest` chain for streams.
+   * Resolves with the stream's end (or rejects with its error) when the stream is over. The
+   * request has no `replyTo`: frames come through this client's mailbox.
+   */
+  async #startStream(
+    stream: PendingStream,
+    dest: AgentId,
+    body: RequestBody,
+    tag: string,
+    headers: MessageHeaders | undefined,
+    timeoutMs: number | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<ResponseMessage> {
+    const message = requestMessage(body, tag, dest.uid, this.clientId.uid, undefined, headers, dest.site, this.clientId.role) as ActionRequest;
+    if (signal?.aborted) {
+      throw new ActionCancelledError(`Stream '${message.action}' on ${dest} was aborted by the caller`, { agentId: dest.uid, tag, cause: signal.reason });
+    }
+    const deliverable = this.#sendOrder.then(() => this.#assertDeliverable(dest));
+    this.#sendOrder = deliverable.catch(ignore);
+    await deliverable;
+    if (stream.closed) return stream.finished;
+    stream.request = message;
+    this.#pending.add(stream);
+    stream.start(timeoutMs, signal);
+    void this.#send(stream);
+    return stream.finished;
+  }
+
+  /** Grant a stream more items (a fire-and-forget request to its agent; a lost one is made up by the next). */
+  #sendCredit(stream: PendingStream, credit: number): void {
+    if (this.#closing !== undefined) return;
+    const dest = stream.agentId;
+    const target = stream.request.tag;
+    const message: RequestMessage = {
+      type: MessageType.StreamCredit,
+      // One id per credit value: a retried publish is stored once.
+      tag: `${target}.c${credit}`,
+      dest: dest.uid,
+      src: this.clientId.uid,
+      srcRole: this.clientId.role,
+      target,
+      credit,
+      ...(dest.site !== undefined && { destSite: dest.site }),
+    };
+    void this.transport.send(message).catch((error: unknown) => {
+      this.logger.debug({ err: error, dest: dest.uid, target, credit }, "stream credit not sent");
+    });
   }
 
   /**
@@ -327,7 +476,12 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     const deliverable = this.#sendOrder.then(() => this.#assertDeliverable(dest));
     this.#sendOrder = deliverable.catch(ignore);
     await deliverable;
-    const call = new PendingCall(this.#callOwner, message, dest, timeoutMs, signal);
+    let onProgress: ((progress: unknown) => void) | undefined;
+    if (this.#observers.size > 0) {
+      onProgress = this.#observers.get(tag);
+      this.#observers.delete(tag);
+    }
+    const call = new PendingCall(this.#callOwner, message, dest, timeoutMs, signal, onProgress);
     this.#pending.add(call);
     call.start();
     void this.#send(call);
@@ -335,7 +489,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 
   /** Hand a pending call's request to the transport; a failure to send fails the call. */
-  async #send(call: PendingCall): Promise<void> {
+  async #send(call: ResponseSink): Promise<void> {
     try {
       await this.transport.send(call.request);
     } catch (error) {
@@ -411,8 +565,8 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 
   /**
-   * Close the client: stop listening, fail pending requests with `ClientClosedError`, release the
-   * transport. Idempotent; every step runs even if an earlier one fails.
+   * Close the client: cancel its open streams, stop listening, fail pending requests with
+   * `ClientClosedError`, release the transport. Idempotent; every step runs even if an earlier one fails.
    */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -421,6 +575,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
 
   async #close(): Promise<void> {
     const steps: Array<[string, () => Promise<void> | void]> = [
+      ["cancel open streams", () => this.#cancelStreams()],
       ["before close", () => this.beforeClose()],
       ["stop listening", () => this.transport.stopListening()],
       [
@@ -455,6 +610,24 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   /** Whether `site` is another site than this client's exchange's own. */
   #isRemote(site: string | undefined): boolean {
     return site !== undefined && site !== this.transport.site;
+  }
+
+  /** Closing: ask the agents of this client's open streams to stop them (their generators would wait on credit). */
+  async #cancelStreams(): Promise<void> {
+    const streams = this.#pending.all().filter((sink) => sink instanceof PendingStream);
+    await Promise.allSettled(
+      streams.map((stream) =>
+        this.transport.send({
+          type: MessageType.CancelRequest,
+          target: stream.request.tag,
+          tag: newTag(),
+          dest: stream.agentId.uid,
+          src: this.clientId.uid,
+          srcRole: this.clientId.role,
+          ...(stream.agentId.site !== undefined && { destSite: stream.agentId.site }),
+        }),
+      ),
+    );
   }
 
   #sendCancel(dest: AgentId, target: string): void {

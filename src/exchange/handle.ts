@@ -7,6 +7,7 @@ import { HandleReference } from "../protocol/codec.ts";
 import { currentAgentClient } from "./client-scope.ts";
 import type { RequestBody, ResponseMessage } from "../protocol/messages.ts";
 import { MessageType } from "../protocol/messages.ts";
+import { ActionKindError } from "../errors.ts";
 
 /** Per-call options of a remote call. */
 export interface CallOptions {
@@ -18,6 +19,29 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Abort the call: a cancel request is sent and the call rejects with `ActionCancelledError`. */
   signal?: AbortSignal;
+  /**
+   * Receives the action's progress reports (`this.actionContext.reportProgress(...)`), in order,
+   * before the result. Without it the agent sends none. An exception it throws is ignored.
+   */
+  onProgress?: (progress: unknown) => void;
+}
+
+/** Options of a stream (`handle.stream`, `handle.invokeStream`, `handle.with`). */
+export interface StreamOptions extends CallOptions {
+  /**
+   * Most items the agent runs ahead of what the consumer has taken: items buffered on each side
+   * and in the exchange stay within it, so a stream holds at most `window` x the item size in
+   * memory on each side. A positive integer; lower it for large items. A larger window streams
+   * faster when the consumer keeps up (docs/BENCHMARKS.md, *Streaming*).
+   * @defaultValue 1024 (`DEFAULT_STREAM_WINDOW`)
+   */
+  window?: number;
+  /**
+   * Give up when the consumer has waited this many ms for the next item (a cancel request is
+   * sent; the iteration throws `RequestTimeoutError`). `timeoutMs` bounds the whole stream.
+   * @defaultValue no limit
+   */
+  itemTimeoutMs?: number;
 }
 
 /** Options of `Handle.shutdown`. */
@@ -36,9 +60,11 @@ export interface HandleClient {
   request(dest: AgentId, body: RequestBody, options: CallOptions): Promise<ResponseMessage>;
   /** Send a request that nobody answers; resolves once the exchange has taken it. */
   post(dest: AgentId, body: RequestBody): Promise<void>;
+  /** Open a stream of a streaming action (sent when its first item is asked for). */
+  stream(dest: AgentId, action: string, args: readonly unknown[], options: StreamOptions): AsyncIterableIterator<unknown>;
 }
 
-type HandleApiName = "action" | "invoke" | "with" | "ping" | "shutdown" | "agentId";
+type HandleApiName = "action" | "invoke" | "stream" | "invokeStream" | "proxyCall" | "sendCall" | "with" | "ping" | "shutdown" | "agentId";
 
 /**
  * The names a handle's typed proxy offers: `A`'s public string members, except those inherited
@@ -55,16 +81,30 @@ type ProxyKey<K> = K extends HandleApiName
       ? K
       : never;
 
-/** The proxy's member `K`: a call of the action when `A[K]` is an async method, else `never` (not callable). */
+/**
+ * The proxy's member `K`: a call of the action when `A[K]` is an async method, the stream of its
+ * items when it is an `async *` method, else `never` (not callable).
+ */
 type ProxyMember<A, K extends keyof A> = A[K] extends (...args: any[]) => Promise<any>
   ? (...args: ActionArgs<A, K>) => Promise<ActionResult<A, K>>
-  : never;
+  : A[K] extends (...args: any[]) => AsyncGenerator<any, any, any>
+    ? (...args: ActionArgs<A, K>) => AsyncIterableIterator<StreamItem<A, K>>
+    : never;
 
 /** Names of `A`'s methods that can be called as actions (async, not inherited from `Agent`). */
 export type ActionName<A> = {
   [K in keyof A]-?: ProxyKey<K> extends never ? never : A[K] extends (...args: any[]) => Promise<any> ? K : never;
 }[keyof A] &
   string;
+
+/** Names of `A`'s streaming actions (`async *` methods, not inherited from `Agent`). */
+export type StreamName<A> = {
+  [K in keyof A]-?: ProxyKey<K> extends never ? never : A[K] extends (...args: any[]) => AsyncGenerator<any, any, any> ? K : never;
+}[keyof A] &
+  string;
+
+/** The items streaming action `K` yields. */
+export type StreamItem<A, K extends keyof A> = A[K] extends (...args: any[]) => AsyncGenerator<infer T, any, any> ? T : never;
 
 /** A parameter list without its last parameter when that is an `ActionContext` (required or optional). */
 type StripContext<P extends readonly unknown[]> = P extends readonly [...infer Rest, ActionContext]
@@ -93,7 +133,8 @@ export type ActionProxy<A> = {
 
 /**
  * A reference to an agent: `handle.increment(3)`, `handle.action("increment", 3)`,
- * `handle.with({ timeoutMs: 500 }).increment(3)`, `handle.ping()`, `handle.shutdown()`.
+ * `handle.with({ timeoutMs: 500 }).increment(3)`, `handle.ping()`, `handle.shutdown()`; for a
+ * streaming action `for await (const t of handle.tokens(prompt))` or `handle.stream("tokens", prompt)`.
  * Handles can be passed as action arguments and results; they arrive bound to the receiver.
  * Inside an agent (its actions, loops and hooks) every handle sends from that agent's own
  * client, whichever client made it, as in Academy.
@@ -119,11 +160,105 @@ function isActionProperty(prop: string): boolean {
 }
 
 /**
+ * Calls through typed proxies not yet decided (call or stream), in the order they were made. A
+ * call made any other way (`action`, `invoke`, `ping`, `shutdown`) first sends these as ordinary
+ * calls, so that one client's requests still reach the exchange in the order they were made.
+ */
+const undecided: ProxyCall[] = [];
+
+function sendUndecided(): void {
+  while (undecided.length > 0) undecided.shift()!.send();
+}
+
+/**
+ * The microtask each proxy call queues: sends the oldest call still undecided. Calls decided
+ * sooner (iterated, awaited, or sent before a call by name) leave the queue, so a microtask may
+ * send a later one: by the time any microtask runs, the synchronous step that made it is over, and
+ * the call was not iterated there.
+ */
+function sendOldest(): void {
+  undecided.shift()?.send();
+}
+
+/**
+ * A call through the typed proxy: a promise of the action's result (a thenable: `await`,
+ * `then`, `catch`, `finally`) that is also an async iterable of a streaming action's items. It is
+ * a stream if its iterator is asked for in the synchronous step that made it; otherwise it is
+ * sent as an ordinary call at the end of that step, or sooner when awaited or when a call by name
+ * comes after it. One class with its methods on the prototype: no closure or property per call.
+ */
+class ProxyCall implements Promise<unknown>, AsyncIterable<unknown> {
+  readonly #handle: AgentHandle;
+  readonly #name: string;
+  readonly #args: readonly unknown[];
+  #sent: Promise<unknown> | undefined;
+  #streamed = false;
+
+  constructor(handle: AgentHandle, name: string, args: readonly unknown[]) {
+    this.#handle = handle;
+    this.#name = name;
+    this.#args = args;
+    undecided.push(this);
+    queueMicrotask(sendOldest);
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "ProxyCall";
+  }
+
+  /** Send it as an ordinary call, once; the promise of its result. */
+  send(): Promise<unknown> {
+    if (this.#sent === undefined) {
+      this.#leaveQueue();
+      this.#sent = this.#streamed
+        ? Promise.reject(this.#kindError())
+        : this.#handle.sendCall(this.#name, this.#args, {});
+    }
+    return this.#sent;
+  }
+
+  then<R1 = unknown, R2 = never>(
+    onfulfilled?: ((value: unknown) => R1 | PromiseLike<R1>) | null,
+    onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
+  ): Promise<R1 | R2> {
+    return this.send().then(onfulfilled, onrejected);
+  }
+
+  catch<R = never>(onrejected?: ((reason: unknown) => R | PromiseLike<R>) | null): Promise<unknown> {
+    return this.send().catch(onrejected);
+  }
+
+  finally(onfinally?: (() => void) | null): Promise<unknown> {
+    return this.send().finally(onfinally);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<unknown> {
+    if (this.#sent !== undefined || this.#streamed) throw this.#kindError();
+    this.#streamed = true;
+    this.#leaveQueue();
+    return this.#handle.invokeStream(this.#name, this.#args);
+  }
+
+  #leaveQueue(): void {
+    const at = undecided.indexOf(this);
+    if (at >= 0) undecided.splice(at, 1);
+  }
+
+  #kindError(): ActionKindError {
+    return new ActionKindError(
+      `The call of '${this.#name}' was ${this.#streamed ? "iterated as a stream" : "sent as an ordinary action"}: ` +
+        "iterate a stream where it is made, and await an ordinary call",
+      { action: this.#name, agentId: this.#handle.agentId.uid, streaming: this.#streamed },
+    );
+  }
+}
+
+/**
  * A call's options: a handle's `defaults`, overridden by `options` (no copy when `options` is
  * empty, the common case). A function, not a method: handles are proxies, which have no private
  * members of their class.
  */
-function callOptions(defaults: CallOptions, options: CallOptions): CallOptions {
+function callOptions<O extends CallOptions>(defaults: O, options: O): O {
   for (const _ in options) return { ...defaults, ...options };
   return defaults;
 }
@@ -135,10 +270,10 @@ function callOptions(defaults: CallOptions, options: CallOptions): CallOptions {
 export class AgentHandle<A extends Agent = Agent> extends HandleReference {
   readonly agentId: AgentId<A>;
   private readonly client: HandleClient;
-  private readonly defaults: CallOptions;
+  private readonly defaults: StreamOptions;
   private readonly actionFns = new Map<string, (...args: unknown[]) => Promise<unknown>>();
 
-  constructor(agentId: AgentId<A>, client: HandleClient, defaults: CallOptions = {}) {
+  constructor(agentId: AgentId<A>, client: HandleClient, defaults: StreamOptions = {}) {
     super();
     this.agentId = agentId;
     this.client = client;
@@ -150,7 +285,7 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
         if (!isActionProperty(prop)) return undefined;
         let fn = target.actionFns.get(prop);
         if (fn === undefined) {
-          fn = (...args: unknown[]) => target.invoke(prop, args);
+          fn = (...args: unknown[]) => target.proxyCall(prop, args);
           target.actionFns.set(prop, fn);
         }
         return fn;
@@ -174,17 +309,64 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
    * @throws {RequestTimeoutError} after `timeoutMs` (a cancel request is sent to the agent).
    * @throws {ActionCancelledError} when `signal` aborts (a cancel request is sent) or the agent cancels.
    */
-  async invoke(name: string, args: readonly unknown[] = [], options: CallOptions = {}): Promise<unknown> {
+  invoke(name: string, args: readonly unknown[] = [], options: CallOptions = {}): Promise<unknown> {
+    if (undecided.length > 0) sendUndecided();
+    return this.sendCall(name, args, options);
+  }
+
+  /** @internal Send an action request (no proxy calls are waiting to go before it). */
+  async sendCall(name: string, args: readonly unknown[], options: CallOptions): Promise<unknown> {
+    const resolved = callOptions<CallOptions>(this.defaults, options);
     const response = await (currentAgentClient() ?? this.client).request(
       this.agentId,
-      { type: MessageType.ActionRequest, action: name, args },
-      callOptions(this.defaults, options),
+      resolved.onProgress === undefined
+        ? { type: MessageType.ActionRequest, action: name, args }
+        : { type: MessageType.ActionRequest, action: name, args, progress: true },
+      resolved,
     );
     return response.type === MessageType.ActionResponse ? response.result : undefined;
   }
 
+  /**
+   * The items of a streaming action (an `async *` method), in order, each once: an async
+   * iterator whose request is sent when the first item is asked for. It ends when the generator
+   * returns, and throws what the generator threw (same `name` and `message`) after the items
+   * before it. Leaving the loop early (`break`) cancels the stream: the generator's `finally`
+   * runs in the agent. Options come from `with(...)`; see `invokeStream` for per-call ones.
+   * @throws {ActionKindError} (when iterated) if the action is not a streaming one.
+   */
+  stream<K extends StreamName<A>>(name: K, ...args: ActionArgs<A, K>): AsyncIterableIterator<StreamItem<A, K>>;
+  stream(name: string, ...args: unknown[]): AsyncIterableIterator<unknown>;
+  stream(name: string, ...args: unknown[]): AsyncIterableIterator<unknown> {
+    return this.invokeStream(name, args);
+  }
+
+  /**
+   * A stream with explicit per-call options (`window`, `itemTimeoutMs`, `timeoutMs`, `signal`).
+   * @throws {RequestTimeoutError} (when iterated) after `timeoutMs` overall or `itemTimeoutMs`
+   *   waiting for one item (a cancel request is sent).
+   * @throws {ActionCancelledError} (when iterated) when `signal` aborts or the agent cancels the
+   *   stream (it shut down, say).
+   * @throws {StreamInterruptedError} (when iterated) if the agent lost the stream (a crash).
+   * @throws {InvalidConfigError} for a `window` that is not a positive integer.
+   */
+  invokeStream(name: string, args: readonly unknown[] = [], options: StreamOptions = {}): AsyncIterableIterator<unknown> {
+    return (currentAgentClient() ?? this.client).stream(this.agentId, name, args, callOptions(this.defaults, options));
+  }
+
+  /**
+   * @internal A call through the typed proxy: a promise of the action's result, which is also an
+   * async iterable of a streaming action's items. Which one is decided at the end of the current
+   * synchronous step: asked for its iterator by then (`for await (const t of handle.tokens())`),
+   * it is a stream; else it is sent as an ordinary call (sooner, if a call by name is made first
+   * meanwhile: requests keep the order they were made in).
+   */
+  proxyCall(name: string, args: readonly unknown[]): Promise<unknown> & AsyncIterable<unknown> {
+    return new ProxyCall(this as AgentHandle, name, args);
+  }
+
   /** A handle to the same agent whose calls use these options by default. */
-  with(options: CallOptions): Handle<A> {
+  with(options: StreamOptions): Handle<A> {
     return new AgentHandle<A>(this.agentId, this.client, { ...this.defaults, ...options }) as Handle<A>;
   }
 
@@ -194,6 +376,7 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
    * @throws {RequestTimeoutError} after `timeoutMs`.
    */
   async ping(options: CallOptions = {}): Promise<number> {
+    if (undecided.length > 0) sendUndecided();
     const start = performance.now();
     await (currentAgentClient() ?? this.client).request(this.agentId, { type: MessageType.PingRequest }, callOptions(this.defaults, options));
     return performance.now() - start;
@@ -208,6 +391,7 @@ export class AgentHandle<A extends Agent = Agent> extends HandleReference {
    * @throws {BadEntityIdError} if the agent does not exist.
    */
   async shutdown(options: HandleShutdownOptions = {}): Promise<void> {
+    if (undecided.length > 0) sendUndecided();
     await (currentAgentClient() ?? this.client).post(this.agentId, { type: MessageType.ShutdownRequest, terminate: options.terminate });
   }
 

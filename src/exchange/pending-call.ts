@@ -58,6 +58,7 @@ export class PendingCall implements ResponseSink {
   readonly #owner: CallOwner;
   readonly #timeoutMs: number | undefined;
   readonly #signal: AbortSignal | undefined;
+  readonly #onProgress: ((progress: unknown) => void) | undefined;
   #resolve!: (response: ResponseMessage) => void;
   #reject!: (error: unknown) => void;
   #timer: NodeJS.Timeout | undefined;
@@ -66,9 +67,18 @@ export class PendingCall implements ResponseSink {
   /**
    * @param timeoutMs - give up after this many ms (undefined: never).
    * @param signal - give up when it aborts.
+   * @param onProgress - receives the action's progress reports (the request asked for them).
    */
-  constructor(owner: CallOwner, request: RequestMessage, agentId: AgentId, timeoutMs: number | undefined, signal: AbortSignal | undefined) {
+  constructor(
+    owner: CallOwner,
+    request: RequestMessage,
+    agentId: AgentId,
+    timeoutMs: number | undefined,
+    signal: AbortSignal | undefined,
+    onProgress?: (progress: unknown) => void,
+  ) {
     this.#owner = owner;
+    this.#onProgress = onProgress;
     this.request = request;
     this.agentId = agentId;
     this.#timeoutMs = timeoutMs;
@@ -85,13 +95,28 @@ export class PendingCall implements ResponseSink {
     if (this.#timeoutMs !== undefined) this.#timer = setTimeout(timedOut, this.#timeoutMs, this);
   }
 
-  /** A call ends with its first response: an error response rejects with the remote error. */
+  /**
+   * A call ends with its first final response (an error response rejects with the remote error);
+   * progress reports before it go to `onProgress`.
+   */
   receive(response: ResponseMessage): boolean {
+    if (response.type === MessageType.ActionProgress || response.type === MessageType.StreamItems) {
+      if (response.type === MessageType.ActionProgress && !this.#done) this.#progress(response.progress);
+      return false;
+    }
     if (this.#finish()) {
       if (response.type === MessageType.ErrorResponse) this.#reject(fromFailure(response.error));
       else this.#resolve(response);
     }
     return true;
+  }
+
+  #progress(progress: unknown): void {
+    try {
+      this.#onProgress?.(progress);
+    } catch {
+      // An observer's exception must not end the call (nor reach the mailbox reader).
+    }
   }
 
   fail(error: unknown): void {

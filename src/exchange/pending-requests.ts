@@ -1,8 +1,8 @@
 /**
  * The requests a client is waiting on, by tag. Each has a sink that receives every response to it
  * as it arrives and says which one is final; the request leaves the table with its final
- * response. (Today every response is final: a request has one response. A streaming request
- * would have several.)
+ * response: a call's first response (after any progress reports), a stream's end after its items
+ * (`PendingCall`, `PendingStream`).
  */
 import type { AgentId } from "../identifiers.ts";
 import type { RequestMessage, ResponseMessage } from "../protocol/messages.ts";
@@ -50,6 +50,11 @@ export class PendingRequests {
   fail(sink: ResponseSink, error: unknown): void {
     this.remove(sink);
     sink.fail(error);
+  }
+
+  /** Every pending request's sink. */
+  all(): ResponseSink[] {
+    return [...this.#sinks.values()];
   }
 
   /** End every pending request with `error`. */

@@ -86,8 +86,11 @@ export function resultKey(agentUid: string, tag: string): string {
   return `${agentUid}.=${createHash("sha256").update(tag).digest("hex")}`;
 }
 
-/** A response message's body without its routing. */
-function bodyOf(message: ResponseMessage): ResponseBody {
+/**
+ * A final response message's body without its routing (a stream's end is the final response of a
+ * streaming action; its items and progress reports are never recorded).
+ */
+function bodyOf(message: ResponseMessage): ResponseBody | undefined {
   switch (message.type) {
     case MessageType.ActionResponse:
       return { type: message.type, result: message.result };
@@ -95,6 +98,11 @@ function bodyOf(message: ResponseMessage): ResponseBody {
       return { type: message.type };
     case MessageType.ErrorResponse:
       return { type: message.type, error: message.error };
+    case MessageType.StreamEnd:
+      return { type: message.type, run: message.run, count: message.count, result: message.result, error: message.error };
+    case MessageType.StreamItems:
+    case MessageType.ActionProgress:
+      return undefined;
   }
 }
 

@@ -18,9 +18,17 @@ export const MessageType = {
   PingRequest: "ping-request",
   CancelRequest: "cancel-request",
   ShutdownRequest: "shutdown-request",
+  /** Caller → agent: the consumer of a stream allows more items (docs/PROTOCOL.md section 15). */
+  StreamCredit: "stream-credit",
   ActionResponse: "action-response",
   SuccessResponse: "success-response",
   ErrorResponse: "error-response",
+  /** Agent → caller: items of a stream, numbered from `seq`. */
+  StreamItems: "stream-items",
+  /** Agent → caller: a stream's end, after `count` items: its return value or its error. */
+  StreamEnd: "stream-end",
+  /** Agent → caller: progress of an ordinary action, to a caller that asked for it. */
+  ActionProgress: "action-progress",
 } as const;
 /** A message type (envelope field `type`). */
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
@@ -90,6 +98,13 @@ export interface ActionRequest extends Routing {
   readonly type: typeof MessageType.ActionRequest;
   readonly action: string;
   readonly args: readonly unknown[];
+  /**
+   * Present for a call of a streaming action (envelope key `stream`): the items the caller allows
+   * before its first credit (its window), a positive integer.
+   */
+  readonly stream?: number | undefined;
+  /** The caller observes progress reports (envelope key `progress: true`). */
+  readonly progress?: boolean | undefined;
 }
 /** Ping: answered with a success once the agent has started. */
 export interface PingRequest extends Routing {
@@ -107,6 +122,39 @@ export interface ShutdownRequest extends Routing {
   /** Override the agent's config (`terminateOnSuccess`) termination decision; absent means "let the config decide". */
   readonly terminate?: boolean | undefined;
 }
+/** More items for a stream: the consumer allows items numbered below `credit` (cumulative). */
+export interface StreamCredit extends Routing {
+  readonly type: typeof MessageType.StreamCredit;
+  /** Tag of the streaming action request. */
+  readonly target: string;
+  /** Items numbered below this (from 0) may be sent: taken so far plus the window. Only ever grows. */
+  readonly credit: number;
+}
+/** Items of a stream, the first numbered `seq` (items are numbered from 0 in yield order). */
+export interface StreamItems extends Routing {
+  readonly type: typeof MessageType.StreamItems;
+  /** Which run of the generator sent it (a request run again after a crash gets a new one); "" when absent. */
+  readonly run: string;
+  readonly seq: number;
+  readonly items: readonly unknown[];
+}
+/** A stream's end after `count` items: the generator's return value, or what it threw. */
+export interface StreamEnd extends Routing {
+  readonly type: typeof MessageType.StreamEnd;
+  /** Which run of the generator ended; "" when absent. */
+  readonly run: string;
+  /** Items sent before this end (the seq of the item that would have come next). */
+  readonly count: number;
+  readonly result?: unknown;
+  /** Present when the stream failed. */
+  readonly error?: Failure | undefined;
+}
+/** Progress of an ordinary action; `seq` counts the reports of one action from 0. */
+export interface ActionProgress extends Routing {
+  readonly type: typeof MessageType.ActionProgress;
+  readonly seq: number;
+  readonly progress: unknown;
+}
 /** An action's result. */
 export interface ActionResponse extends Routing {
   readonly type: typeof MessageType.ActionResponse;
@@ -123,15 +171,23 @@ export interface ErrorResponse extends Routing {
 }
 
 /** Any request. */
-export type RequestMessage = ActionRequest | PingRequest | CancelRequest | ShutdownRequest;
-/** Any response. */
-export type ResponseMessage = ActionResponse | SuccessResponse | ErrorResponse;
+export type RequestMessage = ActionRequest | PingRequest | CancelRequest | ShutdownRequest | StreamCredit;
+/** Any response (final ones and the frames of streams and progress before them). */
+export type ResponseMessage = ActionResponse | SuccessResponse | ErrorResponse | StreamItems | StreamEnd | ActionProgress;
 /** Any message. */
 export type Message = RequestMessage | ResponseMessage;
 
 /** A request a caller makes: a request message without its routing fields (cancels are sent by clients themselves). */
 export type RequestBody =
-  | { readonly type: typeof MessageType.ActionRequest; readonly action: string; readonly args: readonly unknown[] }
+  | {
+      readonly type: typeof MessageType.ActionRequest;
+      readonly action: string;
+      readonly args: readonly unknown[];
+      /** A streaming call: the window (items allowed before the first credit). */
+      readonly stream?: number | undefined;
+      /** The caller observes progress reports. */
+      readonly progress?: boolean | undefined;
+    }
   | { readonly type: typeof MessageType.PingRequest }
   | { readonly type: typeof MessageType.ShutdownRequest; readonly terminate?: boolean | undefined };
 
@@ -139,14 +195,42 @@ export type RequestBody =
 export type ResponseBody =
   | { readonly type: typeof MessageType.ActionResponse; readonly result: unknown }
   | { readonly type: typeof MessageType.SuccessResponse }
-  | { readonly type: typeof MessageType.ErrorResponse; readonly error: Failure };
+  | { readonly type: typeof MessageType.ErrorResponse; readonly error: Failure }
+  | { readonly type: typeof MessageType.StreamItems; readonly run: string; readonly seq: number; readonly items: readonly unknown[] }
+  | {
+      readonly type: typeof MessageType.StreamEnd;
+      readonly run: string;
+      readonly count: number;
+      readonly result?: unknown;
+      readonly error?: Failure | undefined;
+    }
+  | { readonly type: typeof MessageType.ActionProgress; readonly seq: number; readonly progress: unknown };
 
 const requestTypes: ReadonlySet<string> = new Set([
   MessageType.ActionRequest,
   MessageType.PingRequest,
   MessageType.CancelRequest,
   MessageType.ShutdownRequest,
+  MessageType.StreamCredit,
 ]);
+
+/**
+ * The JetStream de-duplication id (`Nats-Msg-Id`) of a message put into a mailbox: a request's
+ * tag; `r:<tag>` for a final response; `r:<tag>:<run>:<seq>`, `r:<tag>:<run>:end` and
+ * `r:<tag>:p<seq>` for a stream's items, its end and progress reports. A message retried with the same id is stored once.
+ */
+export function deduplicationId(message: Message): string {
+  switch (message.type) {
+    case MessageType.StreamItems:
+      return `r:${message.tag}:${message.run}:${message.seq}`;
+    case MessageType.StreamEnd:
+      return `r:${message.tag}:${message.run}:end`;
+    case MessageType.ActionProgress:
+      return `r:${message.tag}:p${message.seq}`;
+    default:
+      return isRequest(message) ? message.tag : `r:${message.tag}`;
+  }
+}
 
 /** Whether `message` is a request (as opposed to a response). */
 export function isRequest(message: Message): message is RequestMessage {
@@ -183,7 +267,10 @@ export function requestMessage(
 ): RequestMessage {
   switch (body.type) {
     case MessageType.ActionRequest:
-      return { type: body.type, tag, dest, src, srcRole, replyTo, headers, destSite, action: body.action, args: body.args };
+      return {
+        type: body.type, tag, dest, src, srcRole, replyTo, headers, destSite, action: body.action, args: body.args,
+        stream: body.stream, progress: body.progress,
+      };
     case MessageType.PingRequest:
       return { type: body.type, tag, dest, src, srcRole, replyTo, headers, destSite };
     case MessageType.ShutdownRequest:
@@ -209,6 +296,14 @@ export function responseMessage(request: Routing, body: ResponseBody, src: strin
       return { type: body.type, tag: request.tag, dest, src, replyTo, headers, destSite };
     case MessageType.ErrorResponse:
       return { type: body.type, tag: request.tag, dest, src, replyTo, headers, destSite, error: body.error };
+    case MessageType.StreamItems:
+      return { type: body.type, tag: request.tag, dest, src, replyTo, headers, destSite, run: body.run, seq: body.seq, items: body.items };
+    case MessageType.StreamEnd:
+      return {
+        type: body.type, tag: request.tag, dest, src, replyTo, headers, destSite, run: body.run, count: body.count, result: body.result, error: body.error,
+      };
+    case MessageType.ActionProgress:
+      return { type: body.type, tag: request.tag, dest, src, replyTo, headers, destSite, seq: body.seq, progress: body.progress };
     default:
       return assertNever(body);
   }
@@ -230,9 +325,30 @@ export function toEnvelope(message: Message): Envelope {
     case MessageType.ActionRequest:
       envelope.action = message.action;
       envelope.args = message.args;
+      if (message.stream !== undefined) envelope.stream = message.stream;
+      if (message.progress === true) envelope.progress = true;
       break;
     case MessageType.CancelRequest:
       envelope.target = message.target;
+      break;
+    case MessageType.StreamCredit:
+      envelope.target = message.target;
+      envelope.credit = message.credit;
+      break;
+    case MessageType.StreamItems:
+      if (message.run !== "") envelope.run = message.run;
+      envelope.seq = message.seq;
+      envelope.items = message.items;
+      break;
+    case MessageType.StreamEnd:
+      if (message.run !== "") envelope.run = message.run;
+      envelope.count = message.count;
+      if (message.error !== undefined) envelope.error = message.error;
+      else envelope.result = message.result;
+      break;
+    case MessageType.ActionProgress:
+      envelope.seq = message.seq;
+      envelope.progress = message.progress;
       break;
     case MessageType.ShutdownRequest:
       if (message.terminate !== undefined) envelope.terminate = message.terminate;
@@ -271,7 +387,7 @@ export function fromEnvelope(value: unknown): Message {
     );
   }
   const tag = requireString(e, "tag");
-  const response = typeof e.type === "string" && e.type.endsWith("-response");
+  const response = typeof e.type === "string" && responseTypes.has(e.type);
   // Requests name their mailbox; responses to a replyTo subject have none.
   const dest = response ? (optionalString(e, "dest") ?? "") : requireString(e, "dest");
   const src = optionalString(e, "src");
@@ -288,7 +404,11 @@ export function fromEnvelope(value: unknown): Message {
       const action = requireString(e, "action");
       const args = e.args ?? [];
       if (!Array.isArray(args)) throw new MalformedMessageError("Field 'args' must be an array");
-      return { type, tag, dest, src, srcRole, replyTo, headers, srcSite, action, args };
+      const stream = e.stream ?? undefined;
+      if (stream !== undefined && !isCount(stream, 1)) throw new MalformedMessageError("Field 'stream' must be a positive integer (the window) or absent");
+      const progress = e.progress ?? undefined;
+      if (progress !== undefined && typeof progress !== "boolean") throw new MalformedMessageError("Field 'progress' must be a boolean or absent");
+      return { type, tag, dest, src, srcRole, replyTo, headers, srcSite, action, args, stream, progress };
     }
     case MessageType.PingRequest:
       return { type, tag, dest, src, srcRole, replyTo, headers, srcSite };
@@ -301,8 +421,27 @@ export function fromEnvelope(value: unknown): Message {
       }
       return { type, tag, dest, src, srcRole, replyTo, headers, srcSite, terminate };
     }
+    case MessageType.StreamCredit: {
+      const credit = e.credit;
+      if (!isCount(credit, 0)) throw new MalformedMessageError("Field 'credit' must be a non-negative integer");
+      return { type, tag, dest, src, srcRole, replyTo, headers, srcSite, target: requireString(e, "target"), credit };
+    }
     case MessageType.ActionResponse:
       return { type, tag, dest, src, replyTo, headers, srcSite, result: e.result };
+    case MessageType.StreamItems: {
+      if (!isCount(e.seq, 0)) throw new MalformedMessageError("Field 'seq' must be a non-negative integer");
+      if (!Array.isArray(e.items) || e.items.length === 0) throw new MalformedMessageError("Field 'items' must be a non-empty array");
+      return { type, tag, dest, src, replyTo, headers, srcSite, run: optionalString(e, "run") ?? "", seq: e.seq, items: e.items };
+    }
+    case MessageType.StreamEnd: {
+      if (!isCount(e.count, 0)) throw new MalformedMessageError("Field 'count' must be a non-negative integer");
+      const error = e.error ?? undefined;
+      if (error !== undefined && !isFailure(error)) throw new MalformedMessageError("Field 'error' must be a failure map or absent");
+      return { type, tag, dest, src, replyTo, headers, srcSite, run: optionalString(e, "run") ?? "", count: e.count, result: e.result, error };
+    }
+    case MessageType.ActionProgress:
+      if (!isCount(e.seq, 0)) throw new MalformedMessageError("Field 'seq' must be a non-negative integer");
+      return { type, tag, dest, src, replyTo, headers, srcSite, seq: e.seq, progress: e.progress };
     case MessageType.SuccessResponse:
       return { type, tag, dest, src, replyTo, headers, srcSite };
     case MessageType.ErrorResponse:
@@ -311,6 +450,20 @@ export function fromEnvelope(value: unknown): Message {
     default:
       throw new MalformedMessageError(`Unknown message type ${JSON.stringify(type)}`);
   }
+}
+
+const responseTypes: ReadonlySet<string> = new Set([
+  MessageType.ActionResponse,
+  MessageType.SuccessResponse,
+  MessageType.ErrorResponse,
+  MessageType.StreamItems,
+  MessageType.StreamEnd,
+  MessageType.ActionProgress,
+]);
+
+/** Whether `value` is an integer of at least `min` that a double holds exactly. */
+function isCount(value: unknown, min: number): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= min;
 }
 
 /** The `srcRole` key: absent or null means unstated; otherwise `"agent"` or `"user"`. */

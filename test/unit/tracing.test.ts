@@ -10,6 +10,7 @@ import { flushTraces, tracingInstalled } from "../../src/interceptors/tracing.ts
 import { BasicTracerProvider, BatchSpanProcessor, InMemorySpanExporter } from "@opentelemetry/sdk-trace-base";
 import { Coordinator, Counter, ScopeProbe, Sleeper, Ticker, Troublemaker } from "../fixtures/agents.ts";
 import { installTestTracing, parentOf } from "../support/otel.ts";
+import { Streamer } from "../fixtures/streaming-agents.ts";
 import type { TestTracing } from "../support/otel.ts";
 
 /** Makes a span of its own inside an action, as application code does. */
@@ -34,6 +35,27 @@ async function withManager<T>(use: (manager: Manager) => Promise<T>, options: { 
 }
 
 describe("tracing", () => {
+  test("a stream is one call: one send span and one handle span, its child, covering every item and ending with the stream", async () => {
+    tracing = installTestTracing();
+    const { items, failed } = await withManager(async (manager) => {
+      const streamer = await manager.launch(Streamer);
+      const items: unknown[] = [];
+      for await (const item of streamer.stream("count", 50)) items.push(item);
+      const failed = await (async () => {
+        for await (const _ of streamer.stream("failAfter", 2));
+      })().catch((e: unknown) => e);
+      return { items, failed };
+    });
+    expect(items).toHaveLength(50);
+    expect((failed as Error).name).toBe("RangeError");
+    const send = tracing.span("send count");
+    const handle = tracing.span("handle count");
+    expect(parentOf(handle)).toBe(send.spanContext().spanId);
+    expect(send.status.code).not.toBe(SpanStatusCode.ERROR);
+    expect(tracing.span("send failAfter").status.code).toBe(SpanStatusCode.ERROR);
+    expect(tracing.span("handle failAfter").status.code).toBe(SpanStatusCode.ERROR);
+  });
+
   test("without an SDK nothing is recorded and no trace context travels", async () => {
     expect(tracingInstalled()).toBe(false);
     const headers = await withManager(async (manager) => {

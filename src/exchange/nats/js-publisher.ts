@@ -80,7 +80,7 @@ export class JetStreamPublisher {
    * Publish `data` to `subject` (headers must already hold `Nats-Msg-Id` if wanted) and resolve
    * with the stream's acknowledgement.
    */
-  publish(subject: string, data: Uint8Array, headers: MsgHdrs, timeoutMs: number): Promise<PubAck> {
+  publish(subject: string, data: Uint8Array, headers: MsgHdrs | undefined, timeoutMs: number): Promise<PubAck> {
     if (this.#nc.isClosed()) return Promise.reject(new ClosedConnectionError());
     this.#subscribe();
     const token = (this.#next++).toString(36);

@@ -15,7 +15,7 @@ import { EntityRole } from "../../identifiers.ts";
 import type { AgentId, EntityId } from "../../identifiers.ts";
 import { decodeMessage, encodeMessage } from "../../protocol/codec.ts";
 import { toFailure } from "../../protocol/failure.ts";
-import { NatsHeader, MessageType, isRequest, responseRouting } from "../../protocol/messages.ts";
+import { NatsHeader, MessageType, deduplicationId, isRequest, responseRouting } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
 import type { Logger } from "../../util/logger.ts";
 import { natsLayout } from "./nats-layout.ts";
@@ -28,6 +28,7 @@ import { NatsSiteLink } from "./nats-site-link.ts";
 import { CodecResultStore } from "../result-store.ts";
 import type { ResultStore } from "../result-store.ts";
 import { natsResultBytes } from "./nats-result-store.ts";
+import { batchWrites } from "./write-batching.ts";
 
 /** The oldest server this library runs on (work-queue streams, KV, `next_by_subj`, durable inactivity). */
 export const MIN_SERVER_VERSION = "2.9.0";
@@ -187,8 +188,10 @@ export class NatsExchange {
     this.logger = logger;
     this.site = settings.domain === undefined ? undefined : settings.prefix;
     this.maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+    // One socket write per event-loop turn (write-batching.ts).
+    batchWrites(nc);
     this.#publisher = new JetStreamPublisher(nc);
-    this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, this.layout.typesBucket, settings.retryWindowMs, this.site);
+    this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, { registry: this.layout.registryBucket, types: this.layout.typesBucket }, settings.retryWindowMs, this.site);
     this.view = new RegistryView(registryKv, logger, () => nc.isClosed(), this.site);
     this.links = new Map(settings.sites.map((site) => [site.name, new NatsSiteLink(this, site)]));
   }
@@ -279,6 +282,12 @@ export class NatsExchange {
     }
     logger.debug({ prefix: settings.prefix, serverVersion: version }, "NATS exchange ready");
     const exchange = new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, logger, provision);
+    if (provision.provision) {
+      // Layout 2 of the type index (member lists): complete it from layout 1 if an earlier version
+      // made the bucket (NATS-LAYOUT.md 6.4).
+      const migrated = await exchange.registry.ensureMemberLayout();
+      if (migrated > 0) logger.info({ agents: migrated }, "type index member lists built from the per-uid index");
+    }
     for (const link of exchange.links.values()) link.start();
     return exchange;
   }
@@ -389,8 +398,7 @@ export class NatsExchange {
     if (message.destSite !== undefined && message.destSite !== this.layout.prefix) return this.#sendRemote(message);
     const data = encodeMessage(message);
     const request = isRequest(message);
-    const msgId = request ? message.tag : `r:${message.tag}`;
-    const fields: Array<[string, string]> = [[NatsHeader.MsgId, msgId]];
+    const fields: Array<[string, string]> = [[NatsHeader.MsgId, deduplicationId(message)]];
     if (message.src !== undefined) fields.push([NatsHeader.Source, message.src]);
     this.checkSize(data.byteLength + headerBytes(fields), `Message to ${message.dest}`);
     if (!request && message.replyTo !== undefined) {
@@ -424,7 +432,7 @@ export class NatsExchange {
         ? { ...message, replyTo: undefined, srcSite: this.layout.prefix, destSite: undefined }
         : { ...message, srcSite: this.layout.prefix, destSite: undefined };
     const data = encodeMessage(routed);
-    const fields: Array<[string, string]> = [[NatsHeader.MsgId, request ? message.tag : `r:${message.tag}`]];
+    const fields: Array<[string, string]> = [[NatsHeader.MsgId, deduplicationId(message)]];
     if (message.src !== undefined) fields.push([NatsHeader.Source, message.src]);
     this.checkSize(data.byteLength + headerBytes(fields), `Message to ${message.dest}@${site}`);
     const headers = natsHeaders();

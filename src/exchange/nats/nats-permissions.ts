@@ -161,11 +161,14 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
       pub.add(`${api}.STREAM.PURGE.${mailboxes}`);
       sub.add(`${p}.deliver.>`);
       sub.add(`$JS.EVENT.ADVISORY.CONSUMER.DELETED.${mailboxes}.*`);
-      // Registry and type index: records and index entries written, read at the leader, watched
-      // (the registry view) and scanned (cold discovery); index entries purged at termination.
+      // Registry and type index: records, index entries and member lists written, read at the
+      // leader, watched (the registry view) and scanned; index entries purged at termination.
       pub.add(`$KV.${layout.registryBucket}.*`);
       pub.add(`$KV.${layout.typesBucket}.>`);
       pub.add(`${api}.STREAM.MSG.GET.${registry}`);
+      // The type index's member lists and catalog (layout 2), read at the leader before each
+      // compare-and-set and by cold discovery.
+      pub.add(`${api}.STREAM.MSG.GET.${types}`);
       pub.add(`${api}.STREAM.PURGE.${types}`);
       orderedConsumers(registry);
       orderedConsumers(types);

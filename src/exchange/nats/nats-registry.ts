@@ -3,7 +3,10 @@
  *
  * - registry bucket, key `<uid>`: the mailbox record (CBOR), see {@link MailboxRecord};
  * - types bucket, key `<type token>.<uid>`: one entry per type in an active agent's ancestry,
- *   value `[concrete type name, display name?]` (CBOR).
+ *   value `[concrete type name, display name?]` (CBOR), what foreign clients and site mirrors
+ *   read (layout 1);
+ * - types bucket, keys `v2.…`: the member lists of each concrete type, what a cold discover
+ *   reads (layout 2, `type-members.ts`).
  *
  * Registration writes the record, then the index; termination removes the index entries, then
  * marks the record terminated (compare-and-set), so `discover` never returns a terminated agent.
@@ -20,6 +23,7 @@ import type { AgentRegistration } from "../transport.ts";
 
 import { scanLatest } from "./kv-scan.ts";
 import { isWrongLastSequence, withNatsRetry } from "./nats-errors.ts";
+import { TypeMemberLists } from "./type-member-lists.ts";
 
 /** Version of the record format (field `v`). */
 export const RECORD_VERSION = 1;
@@ -92,17 +96,21 @@ export class NatsRegistry {
   readonly #retryWindowMs: number;
   /** The site put on the ids this registry mints and finds (undefined: none). */
   readonly #site: string | undefined;
+  /** Layout 2 of the type index: the member lists of each concrete type. */
+  readonly #members: TypeMemberLists;
 
   constructor(
     registry: KV,
     types: KV,
     js: JetStreamClient,
     jsm: JetStreamManager,
-    typesBucket: string,
+    buckets: { readonly registry: string; readonly types: string },
     retryWindowMs: number,
     site?: string,
   ) {
+    const typesBucket = buckets.types;
     this.#site = site;
+    this.#members = new TypeMemberLists(types, jsm, buckets.registry, (what, operation) => this.#retry(what, operation));
     this.#registry = registry;
     this.#types = types;
     this.#js = js;
@@ -164,11 +172,13 @@ export class NatsRegistry {
       throw error;
     }
     const indexValue = encodeValue(name === undefined ? [type.name] : [type.name, name]);
-    await Promise.all(
-      [...new Set(type.chain)].map((t) =>
+    const chain = type.chain[0] === type.name ? type.chain : [type.name, ...type.chain];
+    await Promise.all([
+      ...[...new Set(type.chain)].map((t) =>
         this.#retry("index agent type", () => this.#types.put(`${typeNameToken(t)}.${agentId.uid}`, indexValue)),
       ),
-    );
+      this.#members.add(chain, { uid: agentId.uid, revision, name }),
+    ]);
     return { record, revision };
   }
 
@@ -199,13 +209,14 @@ export class NatsRegistry {
       const { record } = current;
       if (record.role === EntityRole.Agent) {
         // Purge through the stream API: the key disappears with no delete marker left behind.
-        await Promise.all(
-          [...new Set(record.chain ?? [])].map((t) =>
+        await Promise.all([
+          ...[...new Set(record.chain ?? [])].map((t) =>
             this.#retry("unindex agent", () =>
               this.#jsm.streams.purge(this.#typesStream, { filter: `${this.#typesKeys}.${typeNameToken(t)}.${uid}` }),
             ),
           ),
-        );
+          ...(typeof record.type === "string" && record.type !== "" ? [this.#members.remove(record.type, uid)] : []),
+        ]);
       }
       const terminated: MailboxRecord = { ...record, status: MailboxStatus.Terminated, terminatedAt: Date.now() };
       try {
@@ -218,6 +229,48 @@ export class NatsRegistry {
         throw error;
       }
     }
+  }
+
+  /**
+   * Discovery's cold path on layout 2: the members of every matching concrete type, kept only if
+   * their registry record is unchanged since they were listed (one request to the registry
+   * stream checks them all: a terminated or removed record no longer has its message at that
+   * revision). O(matching types) keys read, whatever the number of agents.
+   * @returns undefined when layout 2 cannot answer (the lists are not complete yet: a bucket of an
+   * earlier version not migrated; or the registry stream has removed too many messages to list
+   * them): use {@link indexHits} and {@link checkHits} then.
+   */
+  async discoverMembers(typeName: string, allowSubclasses: boolean): Promise<AgentId[] | undefined> {
+    const [ready, members] = await Promise.all([this.#members.ready(), this.#members.members(typeName, allowSubclasses)]);
+    if (!ready) return undefined;
+    const state = await this.#members.registryState();
+    if (state === undefined) return undefined;
+    return TypeMemberLists.current(members, state).map((m) => new AgentId(m.uid, m.name, this.#site));
+  }
+
+  /**
+   * Make layout 2 of the type index complete (at provisioning): if its lists are not marked ready,
+   * list every active agent found in the per-uid keys of layout 1 (checked against its registry
+   * record), then mark them ready. Idempotent, and safe to run from many processes at once.
+   * @returns how many agents were listed (0 when the lists were ready already).
+   */
+  async ensureMemberLayout(): Promise<number> {
+    if (await this.#members.ready()) return 0;
+    const uids = new Set<string>();
+    for (const key of (await this.#retry("read type index", () => scanLatest(this.#js, this.#typesBucket, "*.*"))).keys()) {
+      const uid = key.slice(key.lastIndexOf(".") + 1);
+      if (UID.test(uid)) uids.add(uid);
+    }
+    const { records } = await this.checkHits([...uids], "Agent", true);
+    const active = records.filter(({ record }) => record.role === EntityRole.Agent && record.status === MailboxStatus.Active && typeof record.type === "string");
+    await Promise.all(
+      active.map(({ record, revision }) => {
+        const chain = record.chain !== undefined && record.chain[0] === record.type ? record.chain : [record.type!, ...(record.chain ?? [])];
+        return this.#members.add(chain, { uid: record.uid, revision, name: typeof record.name === "string" ? record.name : undefined });
+      }),
+    );
+    await this.#members.markReady();
+    return active.length;
   }
 
   /**

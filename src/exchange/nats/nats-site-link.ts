@@ -214,7 +214,7 @@ export class NatsSiteLink {
         mirror: { name: remote.outboxStream(layout.prefix), external: { api: `$JS.${site.domain}.API`, deliver: "" } },
       }),
     );
-    const registry = new NatsRegistry(registryKv, typesKv, js, jsm, remote.typesBucket, settings.retryWindowMs, site.name);
+    const registry = new NatsRegistry(registryKv, typesKv, js, jsm, { registry: remote.registryBucket, types: remote.typesBucket }, settings.retryWindowMs, site.name);
     const view = new RegistryView(registryKv, this.#logger, () => exchange.nc.isClosed(), site.name);
     view.onTerminated((uid) => {
       for (const listener of [...this.#terminationListeners]) listener(uid);

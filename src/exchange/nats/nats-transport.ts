@@ -129,7 +129,16 @@ export class NatsTransport implements ExchangeTransport {
     const { view, registry } = this.#ctx;
     const warm = await view.discover(typeName, allowSubclasses);
     if (warm !== undefined) return warm;
-    // Cold: read the index, check its hits against the registry (the index is only a hint), then
+    // Cold: the member lists of the matching types, checked against the registry in one request;
+    // then start the view for the next calls.
+    const members = await registry.discoverMembers(typeName, allowSubclasses);
+    if (members !== undefined) {
+      view.start();
+      return members;
+    }
+    // Layout 2 cannot answer (a bucket not migrated yet, or a registry that has removed too many
+    // messages to list them):
+    // read the per-uid index, check its hits against the registry (the index is only a hint), then
     // start the view for the next calls (loading it meanwhile would slow this call down). When the
     // hits are a large part of the registry, loading the view is the cheaper check, and it is
     // needed next anyway.

@@ -10,6 +10,7 @@ import { edgeExample } from "../../../examples/edge.ts";
 import { main as cpuWorkers } from "../../../examples/cpu-workers.ts";
 import { startService } from "../../../examples/embedded-host.ts";
 import { main as pipeline } from "../../../examples/pipeline.ts";
+import { main as streaming } from "../../../examples/streaming.ts";
 import { main as supervisor } from "../../../examples/supervisor.ts";
 import { LocalExchangeFactory, NatsExchangeFactory } from "../../../src/index.ts";
 import { startTestNats } from "../../support/nats.ts";
@@ -77,6 +78,24 @@ describe("examples people start from", () => {
     expect(await pipeline(new LocalExchangeFactory(), () => {})).toEqual(expected);
     await using nats = await startTestNats();
     expect(await pipeline(new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: "pipe" }), () => {})).toEqual(expected);
+  });
+
+  test("streaming tokens with for await (in process and on NATS)", async () => {
+    await using nats = await startTestNats();
+    for (const factory of [new LocalExchangeFactory(), new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: "stream" })]) {
+      lines.length = 0;
+      const text = await streaming(factory, print);
+      expect(text).toBe("You asked: what is a stream?. Streams arrive token by token, in order, each once.");
+      expect(lines).toEqual([
+        text,
+        "first three tokens: You asked: tell",
+        'progress: {"chapter":1,"of":3}',
+        'progress: {"chapter":2,"of":3}',
+        'progress: {"chapter":3,"of":3}',
+        "3 chapters summarized",
+        "generations stopped by their reader: 1",
+      ]);
+    }
   });
 
   test("CPU work on worker threads", async () => {

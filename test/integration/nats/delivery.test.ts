@@ -23,6 +23,7 @@ import { fromFailure } from "../../../src/protocol/failure.ts";
 import { CrashWorker } from "../../fixtures/crash-agents.ts";
 import { Counter, Recorder, Sleeper } from "../../fixtures/agents.ts";
 import { deferred } from "../../../src/util/deferred.ts";
+import { LAYOUT_READY_KEY, TYPE_CATALOG_KEY, decodeMembers, memberListKeys } from "../../../src/exchange/nats/type-members.ts";
 import { spawnChildAgent } from "../../support/child-agent.ts";
 import { startTestNats } from "../../support/nats.ts";
 import type { TestNats } from "../../support/nats.ts";
@@ -270,10 +271,26 @@ describe("bad input on a mailbox subject", () => {
     const options = factoryOptions();
     await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory(options));
     const registration = await manager.registerAgent(Recorder);
-    await manager.exchangeClient.terminate(registration.agentId);
+    const bucket = natsLayout(options.prefix).typesBucket;
     const jsm = await jetstreamManager(nc);
-    const types = await jsm.streams.info(`KV_${natsLayout(options.prefix).typesBucket}`);
-    expect(types.state.messages).toBe(0);
+    const memberKeys = memberListKeys("Recorder").map((key) => `$KV.${bucket}.${key}`);
+    const members = async (): Promise<string[]> => {
+      const found: string[] = [];
+      for (const subject of memberKeys) {
+        const message = await jsm.streams.getMessage(`KV_${bucket}`, { last_by_subj: subject }).catch(() => null);
+        if (message !== null) found.push(...(decodeMembers(message.data) ?? []).map((m) => m.uid));
+      }
+      return found;
+    };
+    expect(await members()).toEqual([registration.agentId.uid]);
+    await manager.exchangeClient.terminate(registration.agentId);
+    // What remains: the layout marker, the catalog of types and the (now empty) member list; no
+    // per-uid entry, and no member naming the agent.
+    const info = await jsm.streams.info(`KV_${bucket}`, { subjects_filter: `$KV.${bucket}.>` });
+    const left = Object.keys(info.state.subjects ?? {});
+    for (const subject of left) expect([`$KV.${bucket}.${LAYOUT_READY_KEY}`, `$KV.${bucket}.${TYPE_CATALOG_KEY}`, ...memberKeys]).toContain(subject);
+    expect(left.filter((s) => s.endsWith(registration.agentId.uid))).toEqual([]);
+    expect(await members()).toEqual([]);
   });
 
   test("a request delivered more than maxDeliveries times is answered with DeliveryLimitError and dead-lettered", async () => {

@@ -81,6 +81,20 @@ class Other extends Agent {
   }
 }
 
+/** Streams (section 15). */
+class Stepper extends Agent {
+  @action async *count(n: number): AsyncGenerator<number, string> {
+    for (let i = 0; i < n; i++) yield i;
+    return `counted ${n}`;
+  }
+  @action async *forever(): AsyncGenerator<number> {
+    for (let i = 0; ; i++) yield i;
+  }
+  @action async plain(): Promise<number> {
+    return 1;
+  }
+}
+
 class QuotaError extends Error {
   override name = "QuotaError";
   code = "E_QUOTA";
@@ -923,6 +937,94 @@ describe("a foreign client with only NATS and CBOR", () => {
     const r = await call(nc, prefix, userUid!, inbox, "anything", []);
     expect(r.env.type).toBe("error-response");
     expect(r.env.error).toMatchObject({ type: "InvalidClientError", code: "INVALID_CLIENT" });
+    inbox.unsubscribe();
+  });
+
+  test("8. a stream (section 15): window, frames in order, credits, end; cancel; the wrong kind", async () => {
+    await using d = await deployment();
+    const { nc, prefix } = d;
+    const uid = await launchAndFind(d, Stepper, "Stepper");
+    const inbox = new Inbox(nc);
+    const items = (tag: string): unknown[] =>
+      inbox
+        .withTag(tag)
+        .map((r) => r.env!)
+        .filter((env) => env.type === "stream-items")
+        .sort((a, b) => a.seq - b.seq)
+        .flatMap((env) => env.items as unknown[]);
+    const until = async (label: string, check: () => boolean): Promise<void> => {
+      const deadline = Date.now() + 10_000;
+      while (!check()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${label}`);
+        await inbox.arrival(deadline - Date.now());
+      }
+    };
+    const credit = async (target: string, value: number): Promise<void> => {
+      const tag = `${target}.c${value}`;
+      const ack = await publish(
+        nc,
+        mailboxSubject(prefix, uid),
+        encode({ v: 1, type: "stream-credit", tag, dest: uid, target, credit: value }),
+        requestHeaders(tag),
+      );
+      expect(ack.error).toBeUndefined();
+    };
+
+    // 15.2: `stream: 3` allows three items before any credit.
+    const tag = uuid();
+    const ack = await publish(
+      nc,
+      mailboxSubject(prefix, uid),
+      encode({ v: 1, type: "action-request", tag, dest: uid, replyTo: inbox.subject, action: "count", args: [8], stream: 3 }),
+      requestHeaders(tag, inbox.subject),
+    );
+    expect(ack.error).toBeUndefined();
+    await until("three items", () => items(tag).length === 3);
+    // The agent waits for credit: nothing more within a bounded look.
+    await inbox.arrival(300);
+    expect(items(tag)).toEqual([0, 1, 2]);
+    const frames = inbox.withTag(tag).map((r) => r.env!);
+    const run = frames[0]!.run as string;
+    expect(typeof run).toBe("string");
+    for (const frame of frames) expect(frame).toMatchObject({ v: 1, type: "stream-items", tag, src: uid, replyTo: inbox.subject, run });
+    // A credit of 5 (taken 2 + window 3): two more.
+    await credit(tag, 5);
+    await until("five items", () => items(tag).length === 5);
+    await credit(tag, 100);
+    await until("the end", () => inbox.withTag(tag).some((r) => r.env?.type === "stream-end"));
+    expect(items(tag)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    const end = inbox.withTag(tag).find((r) => r.env?.type === "stream-end")!.env!;
+    expect(end).toEqual({ v: 1, type: "stream-end", tag, src: uid, replyTo: inbox.subject, run, count: 8, result: "counted 8" });
+    // Sequence numbers are consecutive from 0 across frames.
+    let next = 0;
+    for (const frame of inbox.withTag(tag).map((r) => r.env!).filter((e) => e.type === "stream-items").sort((a, b) => a.seq - b.seq)) {
+      expect(frame.seq).toBe(next);
+      next += (frame.items as unknown[]).length;
+    }
+
+    // 15.3: a cancel ends the stream with stream-end ACTION_CANCELLED after the items sent.
+    const endless = uuid();
+    await publish(
+      nc,
+      mailboxSubject(prefix, uid),
+      encode({ v: 1, type: "action-request", tag: endless, dest: uid, replyTo: inbox.subject, action: "forever", stream: 4 }),
+      requestHeaders(endless, inbox.subject),
+    );
+    await until("four items", () => items(endless).length === 4);
+    const cancel = await send(nc, prefix, uid, inbox, { type: "cancel-request", target: endless });
+    expect(cancel.env.type).toBe("success-response");
+    await until("the cancelled end", () => inbox.withTag(endless).some((r) => r.env?.type === "stream-end"));
+    const cancelled = inbox.withTag(endless).find((r) => r.env?.type === "stream-end")!.env!;
+    expect(cancelled).toMatchObject({ count: 4, error: { type: "ActionCancelledError", code: "ACTION_CANCELLED" } });
+
+    // 15.2: the wrong kind either way is ACTION_KIND, in one error-response.
+    const wrong = await send(nc, prefix, uid, inbox, { type: "action-request", action: "plain", stream: 2 });
+    expect(wrong.env).toMatchObject({ type: "error-response", error: { type: "ActionKindError", code: "ACTION_KIND", data: { action: "plain", streaming: false } } });
+    const unary = await call(nc, prefix, uid, inbox, "count", [1]);
+    expect(unary.env).toMatchObject({ type: "error-response", error: { code: "ACTION_KIND", data: { streaming: true } } });
+    // 15.1: a window that is not a positive integer is MALFORMED_MESSAGE.
+    const bad = await send(nc, prefix, uid, inbox, { type: "action-request", action: "count", args: [1], stream: 0 });
+    expect(bad.env.error.code).toBe("MALFORMED_MESSAGE");
     inbox.unsubscribe();
   });
 

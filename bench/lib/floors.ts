@@ -1,0 +1,193 @@
+/**
+ * The JetStream floors of a durable call: the least that the same durable messages cost with
+ * nats.js and nats-server, with no runtime code at all (no envelope, no registry, no interceptors).
+ * The exchange is judged against these, not only against bare core request/reply, which no
+ * durable design can match (issue 17).
+ *
+ * Both floors use the exchange's connection layout: one connection for the caller and the agents,
+ * as one `NatsExchangeFactory` has; one work-queue stream holding every mailbox, one subject per
+ * mailbox, one durable push consumer per mailbox with explicit acks (the exchange's default
+ * `ack_wait` and `max_ack_pending`); publishes with `Nats-Msg-Id` whose PubAcks come back on one
+ * wildcard inbox subscription, as the exchange's publisher does.
+ *
+ * - **F1** (core replies): the request is stored in the agent's mailbox (its PubAck awaited
+ *   together with the reply), the agent answers on the caller's core inbox, then acks.
+ * - **F2** (durable replies): the same, but the reply is stored in the caller's mailbox in the
+ *   same stream; the agent acks the request after the reply's PubAck, and the caller acks the reply.
+ *
+ * Payloads are raw bytes (the exchange's CBOR envelope is part of the runtime's budget).
+ */
+import type { JsMsg } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { ConsumerMessages } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { createInbox, headers as natsHeaders, nanos } from "@nats-io/nats-core";
+import type { NatsConnection } from "@nats-io/nats-core";
+
+export const FloorKind = {
+  /** Request stored, reply over core NATS. */
+  F1: "F1",
+  /** Request and reply stored. */
+  F2: "F2",
+} as const;
+export type FloorKind = (typeof FloorKind)[keyof typeof FloorKind];
+
+export interface FloorOptions {
+  readonly servers: string;
+  /** Stream and subject prefix, unique in the run. */
+  readonly prefix: string;
+  readonly kind: FloorKind;
+  /** How many agent mailboxes (each with its own consumer). */
+  readonly agents: number;
+  /** The exchange's defaults: 30 s and 1,000. */
+  readonly ackWaitMs?: number;
+  readonly maxAckPending?: number;
+}
+
+/** A floor ready to be called: `call(agent, payload)` resolves with the echoed payload. */
+export interface Floor {
+  call(agent: number, payload: Uint8Array): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+interface Pending {
+  /** Parts still missing: the request's PubAck and the reply. */
+  missing: number;
+  reply: Uint8Array | undefined;
+  resolve(reply: Uint8Array): void;
+  reject(error: Error): void;
+}
+
+const TAG = "Bench-Tag";
+const REPLY_TO = "Bench-Reply-To";
+/** A PubAck that is not an error starts with `{"stream"`: enough to tell success from `{"error"`. */
+const OK_ACK = new TextEncoder().encode('{"stream"');
+
+function isOkAck(data: Uint8Array): boolean {
+  if (data.length < OK_ACK.length) return false;
+  for (let i = 0; i < OK_ACK.length; i++) if (data[i] !== OK_ACK[i]) return false;
+  return true;
+}
+
+export async function openFloor(options: FloorOptions): Promise<Floor> {
+  const { prefix, kind } = options;
+  const nc: NatsConnection = await connect({ servers: options.servers, noAsyncTraces: true });
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
+  const stream = `${prefix}_mailboxes`;
+  const mailbox = (name: string): string => `${prefix}.mbox.${name}`;
+  await jsm.streams.add({
+    name: stream,
+    subjects: [`${prefix}.mbox.*`],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    num_replicas: 1,
+    duplicate_window: nanos(120_000),
+  });
+  const consumers: ConsumerMessages[] = [];
+  const consume = async (name: string, onMessage: (m: JsMsg) => void): Promise<void> => {
+    const deliverSubject = `${prefix}.deliver.${name}`;
+    await jsm.consumers.add(stream, {
+      durable_name: `mbox-${name}`,
+      filter_subject: mailbox(name),
+      deliver_subject: deliverSubject,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(options.ackWaitMs ?? 30_000),
+      max_deliver: -1,
+      max_ack_pending: options.maxAckPending ?? 1000,
+    });
+    const consumer = await js.consumers.getBoundPushConsumer({ deliver_subject: deliverSubject });
+    consumers.push(await consumer.consume({ callback: onMessage }));
+  };
+
+  // PubAcks of every publish, on one wildcard inbox: token -> what to do with the ack.
+  const ackInbox = `${createInbox()}.`;
+  const acks = new Map<string, (ok: boolean) => void>();
+  nc.subscribe(`${ackInbox}*`, {
+    callback: (_error, msg) => {
+      const token = msg.subject.slice(ackInbox.length);
+      const settle = acks.get(token);
+      if (settle === undefined) return;
+      acks.delete(token);
+      settle(isOkAck(msg.data));
+    },
+  });
+  let next = 0;
+  /** Store `data` in mailbox `subject`; `onAck` runs with the PubAck's outcome. */
+  const store = (subject: string, data: Uint8Array, msgId: string, extra: Array<[string, string]>, onAck: (ok: boolean) => void): void => {
+    const token = (next++).toString(36);
+    acks.set(token, onAck);
+    const h = natsHeaders();
+    h.set("Nats-Msg-Id", msgId);
+    for (const [name, value] of extra) h.set(name, value);
+    nc.publish(subject, data, { reply: `${ackInbox}${token}`, headers: h });
+  };
+
+  const pending = new Map<string, Pending>();
+  const part = (tag: string, reply?: Uint8Array): void => {
+    const p = pending.get(tag);
+    if (p === undefined) return;
+    if (reply !== undefined) p.reply = reply;
+    if (--p.missing === 0) {
+      pending.delete(tag);
+      p.resolve(p.reply!);
+    }
+  };
+  const fail = (tag: string, error: Error): void => {
+    const p = pending.get(tag);
+    if (p === undefined) return;
+    pending.delete(tag);
+    p.reject(error);
+  };
+
+  // The caller's side of replies: a core inbox (F1) or its own mailbox (F2).
+  const replyInbox = `${createInbox()}.`;
+  if (kind === FloorKind.F1) {
+    nc.subscribe(`${replyInbox}*`, { callback: (_error, msg) => part(msg.subject.slice(replyInbox.length), msg.data) });
+  } else {
+    await consume("caller", (m) => {
+      const tag = m.headers?.get(TAG) ?? "";
+      m.ack();
+      part(tag, m.data);
+    });
+  }
+
+  // The agents: echo the payload back, then ack the request.
+  for (let agent = 0; agent < options.agents; agent++) {
+    await consume(`agent${agent}`, (m) => {
+      const tag = m.headers?.get(TAG) ?? "";
+      if (kind === FloorKind.F1) {
+        nc.publish(m.headers?.get(REPLY_TO) ?? "", m.data);
+        m.ack();
+        return;
+      }
+      store(mailbox("caller"), m.data, `r:${tag}`, [[TAG, tag]], (ok) => {
+        if (ok) m.ack();
+        else m.nak();
+      });
+    });
+  }
+  await nc.flush();
+
+  let calls = 0;
+  return {
+    call(agent, payload) {
+      const tag = (calls++).toString(36);
+      return new Promise<Uint8Array>((resolve, reject) => {
+        pending.set(tag, { missing: 2, reply: undefined, resolve, reject });
+        const extra: Array<[string, string]> = [[TAG, tag]];
+        if (kind === FloorKind.F1) extra.push([REPLY_TO, `${replyInbox}${tag}`]);
+        store(mailbox(`agent${agent}`), payload, `${prefix}:${tag}`, extra, (ok) => {
+          if (ok) part(tag);
+          else fail(tag, new Error(`${kind} floor: the request was not stored`));
+        });
+      });
+    },
+    async close() {
+      for (const messages of consumers) messages.stop();
+      await jsm.streams.delete(stream).catch(() => undefined);
+      await nc.close();
+    },
+  };
+}

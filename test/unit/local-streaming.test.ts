@@ -1,0 +1,8 @@
+import { LocalExchangeFactory } from "../../src/index.ts";
+import { encodeMessage } from "../../src/protocol/codec.ts";
+import { describeStreamingConformance } from "../conformance/streaming-conformance.ts";
+
+describeStreamingConformance("in-process exchange", () => ({
+  newFactory: (options) => new LocalExchangeFactory(options),
+  redeliver: async (factory, request) => (factory as LocalExchangeFactory).exchange.send(request.dest, encodeMessage(request)),
+}));
