@@ -102,11 +102,23 @@ function streamWindow(window: number | undefined): number {
   return window;
 }
 
+/** Node's timers fire at once beyond this many ms (a 32-bit signed delay): longer waits are capped. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A duration option of a call or stream, checked: `Infinity` is no limit (undefined), and a
+ * finite one beyond what a timer can wait (24.8 days) is that much.
+ * @throws {InvalidConfigError} unless a non-negative number.
+ */
+function durationOption(what: string, ms: number | undefined): number | undefined {
+  if (ms === undefined) return undefined;
+  if (typeof ms !== "number" || Number.isNaN(ms) || ms < 0) throw new InvalidConfigError(`${what} must be a non-negative number of ms (got ${String(ms)})`);
+  return Number.isFinite(ms) ? Math.min(ms, MAX_TIMER_MS) : undefined;
+}
+
 /** A duration option of a stream, checked. @throws {InvalidConfigError} unless a non-negative number. */
 function streamDuration(name: string, ms: number | undefined): number | undefined {
-  if (ms === undefined) return undefined;
-  if (typeof ms !== "number" || Number.isNaN(ms) || ms < 0) throw new InvalidConfigError(`A stream's ${name} must be a non-negative number of ms (got ${String(ms)})`);
-  return Number.isFinite(ms) ? ms : undefined;
+  return durationOption(`A stream's ${name}`, ms);
 }
 
 /** Base of user and agent exchange clients. Create clients through an `ExchangeFactory`. */
@@ -309,13 +321,14 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
         });
       }
       const outbound = this.#outboundRequest;
+      const timeoutMs = options.timeoutMs === undefined ? undefined : durationOption("A call's timeoutMs", options.timeoutMs);
       const tag = newTag();
       const onProgress = options.onProgress;
       if (onProgress !== undefined) this.#observers.set(tag, onProgress);
       const response =
         outbound === undefined
-          ? this.#call(dest, body, tag, undefined, options.timeoutMs, options.signal)
-          : outbound({ agentId: dest, body, tag, headers: {}, timeoutMs: options.timeoutMs, signal: options.signal });
+          ? this.#call(dest, body, tag, undefined, timeoutMs, options.signal)
+          : outbound({ agentId: dest, body, tag, headers: {}, timeoutMs, signal: options.signal });
       return onProgress === undefined ? response : response.finally(() => this.#observers.delete(tag));
     } catch (error) {
       return Promise.reject(error);

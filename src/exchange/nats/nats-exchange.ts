@@ -275,10 +275,15 @@ export class NatsExchange {
     const bucketOptions = kvBucketOptions(settings);
     const registryKv = await retry("provision registry bucket", () => openBucket(kvm, jsm, layout.registryBucket, bucketOptions, provision));
     const typesKv = await retry("provision type index bucket", () => openBucket(kvm, jsm, layout.typesBucket, bucketOptions, provision));
-    // The results bucket is made with the others, so that users who only look streams up (an
-    // operator provisions) find it; without provisioning it is opened when the first agent starts.
-    if (provision.provision && settings.resultWindowMs > 0) {
-      await retry("provision results bucket", () => openBucket(kvm, jsm, layout.resultsBucket, { ...bucketOptions, ttl: settings.resultWindowMs }, provision));
+    // The buckets opened on first use elsewhere (result records, durable state, reminders) are made
+    // with the others, so that users who only look streams up (an operator provisions) find them;
+    // without provisioning each is opened when first needed.
+    if (provision.provision) {
+      if (settings.resultWindowMs > 0) {
+        await retry("provision results bucket", () => openBucket(kvm, jsm, layout.resultsBucket, { ...bucketOptions, ttl: settings.resultWindowMs }, provision));
+      }
+      await retry("provision state bucket", () => kvm.create(layout.stateBucket, bucketOptions));
+      await retry("provision reminders bucket", () => kvm.create(layout.remindersBucket, bucketOptions));
     }
     logger.debug({ prefix: settings.prefix, serverVersion: version }, "NATS exchange ready");
     const exchange = new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, logger, provision);

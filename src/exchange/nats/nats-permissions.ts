@@ -148,7 +148,9 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
     case NatsRole.Caller:
     case NatsRole.Launcher: {
       pub.add(`${api}.INFO`);
-      streams(mailboxes, deadLetters, registry, types, results);
+      // Every library process looks up the buckets a provisioning process makes with the others
+      // (results, state, reminders), whether or not it uses them.
+      streams(mailboxes, deadLetters, registry, types, results, state, reminders);
       // Mailboxes: send, read (a push consumer per mailbox, made anew by each reader), acknowledge,
       // dead-letter, terminate (walk the stranded requests, purge).
       pub.add(`${p}.mbox.*`);
@@ -182,9 +184,8 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
         pub.add(`${api}.DIRECT.GET.${results}.>`);
       }
       if (options.role === NatsRole.Agent || options.role === NatsRole.Host || options.role === NatsRole.Launcher) {
-        // Durable state and reminders (docs/STATE.md): looked up, read at the leader, reminders
-        // listed (a scan) and, by agents' schedulers, watched.
-        streams(state, reminders);
+        // Durable state and reminders (docs/STATE.md): read at the leader, reminders listed (a
+        // scan) and, by agents' schedulers, watched.
         pub.add(`${api}.STREAM.MSG.GET.${state}`);
         pub.add(`${api}.STREAM.MSG.GET.${reminders}`);
         orderedConsumers(reminders);
