@@ -28,6 +28,7 @@ export interface HostValues extends ConnectionValues {
   hostTtlMs?: string;
   graceMs?: string;
   healthPort?: string;
+  jsonCalls?: boolean;
   logLevel?: string;
   pidFile?: string;
 }
@@ -56,6 +57,7 @@ export async function runHost(values: HostValues): Promise<number> {
     name: values.name,
     heartbeatMs: integerOption(values.heartbeatMs, "heartbeat-ms"),
     hostTtlMs: integerOption(values.hostTtlMs, "host-ttl-ms"),
+    jsonCalls: values.jsonCalls === true,
     exchange: { ...exchange, logger },
     logger,
   };

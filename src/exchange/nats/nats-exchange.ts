@@ -455,8 +455,8 @@ export class NatsExchange {
    * Store a message that is already encoded in a subject of this site's streams (the relay
    * forwarding what another site sent), de-duplicated by its `Nats-Msg-Id` header.
    */
-  async publishStored(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<void> {
-    await this.#publish(subject, data, headers);
+  async publishStored(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<PubAck> {
+    return this.#publish(subject, data, headers);
   }
 
   /**
