@@ -99,6 +99,8 @@ export class NatsDeadLetters implements DeadLetterStore {
       const value = letter.headers[`${Header.Original}${name.replace(/^(Nats|Academy)-/, "")}`];
       if (value !== undefined) headers.set(name, value);
     }
+    // A replay stores the request again (a new sequence): its agent reads its result record first.
+    headers.set(NatsHeader.Resent, "1");
     const msgID = `replay:${layout.deadLetterStream}:${id}`;
     await this.#ctx.retry("replay dead letter", () => this.#ctx.js.publish(origin, letter.data, { headers, msgID }));
     await this.remove(id);
