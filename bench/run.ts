@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only roundTrip,streaming] [-- --tracing]`: measures the runtime against bare
+ * `npm run bench [-- --quick] [-- --only roundTrip,streaming,events] [-- --tracing]`: measures the runtime against bare
  * NATS on this machine, side by side in one run. Starts its own nats-server (JetStream, temporary
  * store, random port), runs each scenario, prints a table per scenario and the targets, and writes
  * bench/results/latest.json (machine, versions, every figure and ratio). docs/BENCHMARKS.md
@@ -28,6 +28,7 @@ const SCENARIOS: Record<string, () => Promise<{ default: Scenario }>> = {
   state: () => import("./scenarios/state.ts"),
   effectivelyOnce: () => import("./scenarios/effectively-once.ts"),
   streaming: () => import("./scenarios/streaming.ts"),
+  events: () => import("./scenarios/events.ts"),
 };
 
 const { values } = parseArgs({

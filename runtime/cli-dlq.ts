@@ -55,6 +55,7 @@ function summary(letter: DeadLetter): Record<string, unknown> {
     mailbox: letter.mailbox,
     pool: letter.pool,
     agent: letter.agent,
+    ...(letter.handler !== undefined && { handler: letter.handler, subject: letter.originalSubject }),
     time: letter.time.toISOString(),
     reason: letter.reason,
     error: letter.error,
@@ -98,9 +99,10 @@ export async function showLetter(output: Output, id: string, values: DlqValues):
   return ExitCode.Ok;
 }
 
-/** The letter's body: a decoded message or launch request (its arguments decoded), else base64. */
+/** The letter's body: a decoded message or launch request (its arguments decoded), an event's text, else base64. */
 function decodeBody(letter: DeadLetter): unknown {
   try {
+    if (letter.kind === "event") return { event: new TextDecoder("utf-8", { fatal: true }).decode(letter.data) };
     if (letter.kind === "launch") {
       const request = decodeLaunchRequest(letter.data);
       return { ...request, args: decodeValue(request.args) };

@@ -29,6 +29,7 @@ export interface HostValues extends ConnectionValues {
   heartbeatThread?: boolean;
   graceMs?: string;
   healthPort?: string;
+  jsonCalls?: boolean;
   logLevel?: string;
   pidFile?: string;
 }
@@ -58,6 +59,7 @@ export async function runHost(values: HostValues): Promise<number> {
     heartbeatMs: integerOption(values.heartbeatMs, "heartbeat-ms"),
     hostTtlMs: integerOption(values.hostTtlMs, "host-ttl-ms"),
     heartbeatThread: values.heartbeatThread !== false,
+    jsonCalls: values.jsonCalls === true,
     exchange: { ...exchange, logger },
     logger,
   };

@@ -51,6 +51,7 @@ export const CLI_OPTIONS = {
   "no-heartbeat-thread": { flags: "--no-heartbeat-thread", env: "ACADEMY_NO_HEARTBEAT_THREAD", description: "heartbeat from the event loop, not from a thread of its own (docs/HOSTS.md 5.1)" },
   "grace-ms": { flags: "--grace-ms <ms>", env: "ACADEMY_GRACE_MS", description: "drain deadline after SIGTERM (default: 30000)" },
   "health-port": { flags: "--health-port <port>", env: "ACADEMY_HEALTH_PORT", description: "serve /healthz, /readyz and /metrics (Prometheus) on this port" },
+  "json-calls": { flags: "--json-calls", env: "ACADEMY_JSON_CALLS", description: "serve JSON calls to the modules' agent types: a NATS micro service per type (docs/PROTOCOL.md)" },
   "pid-file": { flags: "--pid-file <path>", env: "ACADEMY_PID_FILE", description: "write the host's pid here (signal that pid, not a wrapper's), removed at exit" },
   "log-level": { flags: "--log-level <level>", env: "ACADEMY_LOG_LEVEL", description: "pino level of the JSON logs on stdout (default: info)", choices: LOG_LEVELS },
 
@@ -71,7 +72,7 @@ export const CLI_OPTIONS = {
   "no-subclasses": { flags: "--no-subclasses", env: "ACADEMY_NO_SUBCLASSES", description: "only agents of exactly this type" },
 
   // --- dead letters ---
-  kind: { flags: "--kind <kind>", env: "ACADEMY_DLQ_KIND", description: "mailbox or launch dead letters", choices: ["mailbox", "launch"] },
+  kind: { flags: "--kind <kind>", env: "ACADEMY_DLQ_KIND", description: "mailbox, launch or event dead letters", choices: ["mailbox", "launch", "event"] },
   agent: { flags: "--agent <uid>", env: "ACADEMY_DLQ_AGENT", description: "dead letters of this mailbox" },
   reason: { flags: "--reason <code>", env: "ACADEMY_DLQ_REASON", description: "dead letters with this reason (an error code, e.g. DELIVERY_LIMIT)" },
   since: { flags: "--since <time>", env: "ACADEMY_DLQ_SINCE", description: "dead-lettered at or after: an ISO time, or an age such as 2h" },

@@ -38,6 +38,8 @@ export interface HostSettings {
   readonly sweepIntervalMs: number;
   /** Agent classes this host can run, by type name. */
   readonly classes: ReadonlyMap<string, AgentClass>;
+  /** Whether the host serves JSON calls to its types. */
+  readonly jsonCalls?: boolean;
 }
 
 /** An agent this host holds: running, or waiting out a retry backoff. */

@@ -70,6 +70,13 @@ export interface RuntimeHostOptions {
    * @defaultValue a registry of the host's own
    */
   metrics?: Registry;
+  /**
+   * Serve JSON calls to the agent types this host runs: a NATS micro service per type
+   * (`ExchangeFactory.serveJsonCalls`; docs/PROTOCOL.md, *JSON entry point*). Its user needs to
+   * subscribe to `<prefix>.json.>` and `$SRV.>`.
+   * @defaultValue false
+   */
+  jsonCalls?: boolean;
   /** @defaultValue silent */
   logger?: Logger;
 }
@@ -101,6 +108,7 @@ export function resolveSettings(options: RuntimeHostOptions, classes: ReadonlyMa
     heartbeatThread: flag(options.heartbeatThread, true, "heartbeatThread"),
     sweepIntervalMs: positive(options.sweepIntervalMs, 30_000, "sweepIntervalMs"),
     classes,
+    jsonCalls: options.jsonCalls === true,
   };
   if (settings.hostTtlMs < 2 * settings.heartbeatMs) {
     throw new InvalidConfigError(`hostTtlMs (${settings.hostTtlMs}) must be at least twice heartbeatMs (${settings.heartbeatMs})`, {

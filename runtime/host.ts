@@ -26,6 +26,7 @@ import { agentTypeName } from "../src/agent/agent-type.ts";
 import type { AgentClass } from "../src/agent/agent-type.ts";
 import { InvalidConfigError } from "../src/errors.ts";
 import type { ExchangeFactory } from "../src/exchange/exchange-factory.ts";
+import type { JsonCallService } from "../src/exchange/json-calls.ts";
 import { NatsExchangeFactory } from "../src/index.ts";
 import type { NatsExchangeOptions } from "../src/index.ts";
 import { loadAgentClasses } from "../src/manager/agent-modules.ts";
@@ -41,6 +42,7 @@ import { resolveSettings } from "./host-options.ts";
 import type { RuntimeHostOptions } from "./host-options.ts";
 import { Peers } from "./host-peers.ts";
 import { HostReaper } from "./host-reaper.ts";
+import { HostRouting } from "./host-routing.ts";
 import { libraryVersion } from "./version.ts";
 import { ReminderScheduler } from "../src/state/reminder-scheduler.ts";
 
@@ -61,6 +63,8 @@ export class RuntimeHost {
   readonly #intake: HostIntake;
   readonly #reaper: HostReaper;
   readonly #liveness: HostLiveness;
+  readonly #routing: HostRouting;
+  #jsonCalls: JsonCallService | undefined;
   readonly #stopped = deferred<void>();
   #draining: Promise<void> | undefined;
   /** Fires the exchange's reminders while the host serves (docs/STATE.md section 6). */
@@ -82,6 +86,7 @@ export class RuntimeHost {
     this.#intake = new HostIntake(core, this.#agents);
     this.#reaper = new HostReaper(core, peers);
     this.#liveness = new HostLiveness(core, peers, this.#agents, this.#reaper);
+    this.#routing = new HostRouting(core);
   }
 
   /**
@@ -176,6 +181,11 @@ export class RuntimeHost {
     await this.#liveness.start();
     this.#reaper.start();
     this.#intake.start(queue);
+    await this.#routing.start();
+    if (core.settings.jsonCalls === true) {
+      if (core.factory.serveJsonCalls === undefined) throw new InvalidConfigError("jsonCalls needs an exchange that serves JSON calls (ExchangeFactory.serveJsonCalls)", { option: "jsonCalls" });
+      this.#jsonCalls = await core.factory.serveJsonCalls({ types: [...this.classes.keys()], version: semverOf(libraryVersion()) });
+    }
     await this.#startReminders();
     await this.#measure();
     core.logger.info({ capacity: this.capacity, types: [...this.classes.keys()], version: libraryVersion() }, "host ready");
@@ -220,6 +230,8 @@ export class RuntimeHost {
     const agents = core.agents.size;
     core.logger.info({ agents }, "draining: handing agents back to the pool");
     core.state = HostState.Draining;
+    await this.#routing.stop();
+    await this.#jsonCalls?.stop();
     await this.#intake.stop();
     // Tell managers and peers at once that this host takes nothing new.
     await this.#liveness.announce();
@@ -233,12 +245,19 @@ export class RuntimeHost {
   }
 
   async #shutdownConnection(): Promise<void> {
+    await this.#routing.stop();
+    await this.#jsonCalls?.stop().catch(() => undefined);
     await this.#reminders?.close();
     this.#core.metrics.detach();
     this.#liveness.stopWatching();
     this.#reaper.stop();
     if (this.#ownsFactory) await this.#core.factory.close().catch(() => undefined);
   }
+}
+
+/** The library's version as the semantic version micro services report ("0.0.0" when unknown). */
+function semverOf(version: string): string {
+  return /^\d+\.\d+\.\d+/.test(version) ? version : "0.0.0";
 }
 
 /** Whether the host was given a factory, not options to make one. */

@@ -3,12 +3,17 @@
  * JetStream or in process.
  */
 export { Agent } from "./agent/agent.ts";
-export type { ActionContext, AgentContext, AgentDescription, AgentShutdownOptions, LaunchAlongsideOptions } from "./agent/agent.ts";
+export type { ActionContext, AgentContext, AgentDescription, AgentShutdownOptions, LaunchAlongsideOptions, PublishOptions } from "./agent/agent.ts";
 export { AgentEvent } from "./agent/agent-event.ts";
 export { agentTypeInfo, agentTypeName } from "./agent/agent-type.ts";
 export type { AgentClass, AgentTypeInfo, AgentTypeRef, AnyAgentClass } from "./agent/agent-type.ts";
 export { action, defineAgent, event, loop, timer } from "./agent/decorators.ts";
 export type { ActionOptions, AgentDefinition, AgentMethodDecorator, ExperimentalDecoratorsNotSupported } from "./agent/decorators.ts";
+export { EventCodec, SubscriptionGroup, keyedAgentId, subscribe } from "./agent/subscriptions.ts";
+export type { EventContext, EventKey, StartPosition, SubscribeOptions } from "./agent/subscriptions.ts";
+export type { SubscriptionStats } from "./engine/subscriptions.ts";
+export type { JsonCallOptions, JsonCallService } from "./exchange/json-calls.ts";
+export type { EventBus, EventPublishAck, EventPublishOptions, EventSubscription, InboundEvent, SubscriptionOwner } from "./exchange/events.ts";
 export { AgentEngine, EngineState } from "./engine/agent-engine.ts";
 export { PersistentState, durableState } from "./state/persistent-state.ts";
 export type { DurableStateOptions, ResolvedDurableStateOptions } from "./state/persistent-state.ts";

@@ -6,6 +6,8 @@ import type { AgentStats } from "../engine/agent-stats.ts";
 import type { AgentExchangeClient } from "../exchange/exchange-client.ts";
 import type { Handle } from "../exchange/handle.ts";
 import type { MessageHeaders } from "../protocol/headers.ts";
+import type { EventCodec } from "../protocol/event-codec.ts";
+import type { EventPublishAck } from "../exchange/events.ts";
 
 import type { AgentId, UserId } from "../identifiers.ts";
 import type { Logger } from "../util/logger.ts";
@@ -25,6 +27,32 @@ export interface AgentContext<A extends Agent = Agent> {
   readonly logger: Logger;
   /** Aborts when the agent begins to shut down. */
   readonly shutdownSignal: AbortSignal;
+  /**
+   * Publish an event on `subject` (docs/EVENTS.md): a core NATS publish (at-most-once), or with
+   * `durable` a JetStream publish acknowledged by the stream that captures the subject, with
+   * `msgId` as its `Nats-Msg-Id` (stored once within the stream's duplicate window).
+   * @returns the stream's acknowledgement (durable), else undefined.
+   * @throws {SerializationError} when `data` cannot be encoded by the codec.
+   * @throws {PayloadTooLargeError} beyond the server's `max_payload`.
+   * @throws {ExchangeUnavailableError} when a durable publish is not acknowledged within the retry window
+   *   (no stream captures the subject, or the server is unreachable).
+   */
+  publish(subject: string, data: unknown, options?: PublishOptions): Promise<EventPublishAck | undefined>;
+}
+
+/** Options of `agentContext.publish`. */
+export interface PublishOptions {
+  /**
+   * Store the event in JetStream and wait for the stream's acknowledgement.
+   * @defaultValue false (core publish)
+   */
+  readonly durable?: boolean;
+  /** Durable publishes: the `Nats-Msg-Id` that de-duplicates the event. */
+  readonly msgId?: string;
+  /** NATS headers of the event. */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** @defaultValue "json" */
+  readonly codec?: EventCodec;
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { AgentDefinitionError } from "../errors.ts";
 import { parameterList, splitParameters } from "./parameters.ts";
+import type { ResolvedSubscription, SubscribeOptions } from "./subscriptions.ts";
 
 // Node 20 has no Symbol.metadata. tsc only records decorator metadata when it exists, and esbuild
 // falls back to Symbol.for("Symbol.metadata"); install that same symbol so both agree.
@@ -21,9 +22,14 @@ const DEFINED_AT = Symbol.for("academy-nats.definedAt");
 function definitionSite(): string | undefined {
   const frames = (new Error().stack ?? "").split("\n").slice(1);
   const here = frames[0]?.match(/\((.*):\d+:\d+\)$/)?.[1] ?? frames[0]?.match(/at (.*):\d+:\d+$/)?.[1];
+  // Decorators of other modules of this folder (`@subscribe`) record through this one: skip them too.
+  const folder = here === undefined ? undefined : here.slice(0, Math.max(here.lastIndexOf("/"), here.lastIndexOf("\\")) + 1);
   for (const frame of frames) {
     const location = frame.match(/\((.*:\d+):\d+\)$/)?.[1] ?? frame.match(/at (.*:\d+):\d+$/)?.[1];
-    if (location !== undefined && (here === undefined || !location.startsWith(`${here}:`))) return location;
+    if (location === undefined) continue;
+    const inHere = here !== undefined && location.startsWith(`${here}:`);
+    const decoratorModule = folder !== undefined && location.startsWith(folder) && /\/(subscriptions|decorators)\.[cm]?[jt]s:/.test(location.replace(/\\/g, "/"));
+    if (!inHere && !decoratorModule) return location;
   }
   return undefined;
 }
@@ -79,7 +85,15 @@ export interface LoopSpec {
   readonly event?: string;
 }
 
-export type MemberSpec = ActionSpec | LoopSpec;
+/** An event subscription (`@subscribe`): started after startup, stopped at shutdown. */
+export interface SubscriptionSpec {
+  readonly kind: "subscription";
+  readonly name: string;
+  readonly method: AsyncMethod;
+  readonly subscription: ResolvedSubscription;
+}
+
+export type MemberSpec = ActionSpec | LoopSpec | SubscriptionSpec;
 
 /** Options of {@link action}. */
 export interface ActionOptions {
@@ -161,6 +175,28 @@ export interface AgentMethodDecorator<M extends ActionMethod = AsyncMethod> {
 /** @throws {AgentDefinitionError} when called the way `experimentalDecorators` code calls decorators. */
 function assertStandard(context: unknown): asserts context is ClassMethodDecoratorContext {
   if (typeof context !== "object" || context === null || !("kind" in context)) throw new AgentDefinitionError(EXPERIMENTAL_DECORATORS);
+}
+
+/**
+ * `resolveSubscription` of `subscriptions.ts`, installed by that module when it loads (it imports
+ * this one, so this one cannot import it back).
+ */
+let subscriptionResolver: ((subject: string, options: SubscribeOptions, handler: string) => ResolvedSubscription) | undefined;
+
+/** @internal Called by `subscriptions.ts` as it loads. */
+export function installSubscriptionResolver(resolve: (subject: string, options: SubscribeOptions, handler: string) => ResolvedSubscription): void {
+  subscriptionResolver = resolve;
+}
+
+/** @internal Check a decorator was called as a standard decorator of a method (for decorators in other modules). */
+export function assertStandardDecorator(context: unknown): asserts context is ClassMethodDecoratorContext {
+  assertStandard(context);
+}
+
+/** @internal Record a member declared by a decorator of another module (`@subscribe`). */
+export function recordMember(context: ClassMethodDecoratorContext, spec: MemberSpec): void {
+  requireAsync(spec.kind === "subscription" ? "subscribe" : spec.kind, spec.name, spec.method);
+  record(context, spec);
 }
 
 function record(context: ClassMethodDecoratorContext, spec: MemberSpec): void {
@@ -313,10 +349,12 @@ export interface AgentDefinition {
   readonly timers?: Readonly<Record<string, number>>;
   /** Event handlers: method name to the property holding the `AgentEvent` (as `@event(prop)`). */
   readonly events?: Readonly<Record<string, string>>;
+  /** Subscriptions: method name to the subject and options (as `@subscribe(subject, options)`). */
+  readonly subscriptions?: Readonly<Record<string, SubscribeOptions & { readonly subject: string }>>;
 }
 
 /**
- * Declare an agent class's actions, loops, timers and event handlers without decorators: for plain
+ * Declare an agent class's actions, loops, timers, event handlers and subscriptions without decorators: for plain
  * JavaScript, or TypeScript compiled without standard decorators. Call it once, right after the
  * class, before the class is launched; the methods must be async methods of its prototype.
  *
@@ -360,6 +398,11 @@ export function defineAgent<C extends abstract new (...args: never[]) => unknown
   for (const [name, property] of Object.entries(definition.events ?? {})) {
     addSpec(metadata, { kind: "event", name, method: methodOf(name, "event"), event: property });
   }
+  for (const [name, { subject, ...options }] of Object.entries(definition.subscriptions ?? {})) {
+    const method = methodOf(name, "subscribe");
+    if (subscriptionResolver === undefined) throw new AgentDefinitionError("Subscriptions need academy-nats's subscriptions module: import the library's entry");
+    addSpec(metadata, { kind: "subscription", name, method, subscription: subscriptionResolver(subject, options, name) });
+  }
   return cls;
 }
 
@@ -367,6 +410,8 @@ export function defineAgent<C extends abstract new (...args: never[]) => unknown
 export interface AgentSpec {
   readonly actions: ReadonlyMap<string, ActionSpec>;
   readonly loops: readonly LoopSpec[];
+  /** Event subscriptions (`@subscribe`). */
+  readonly subscriptions: readonly SubscriptionSpec[];
 }
 
 const specCache = new WeakMap<object, AgentSpec>();
@@ -381,17 +426,20 @@ export function agentSpec(cls: abstract new (...args: never[]) => unknown): Agen
   }
   const actions = new Map<string, ActionSpec>();
   const loops = new Map<string, LoopSpec>();
+  const subscriptions = new Map<string, SubscriptionSpec>();
   for (const c of chain) {
     const metadata = (c as { [Symbol.metadata]?: Record<symbol, MemberSpec[]> })[Symbol.metadata as symbol as typeof Symbol.metadata];
     if (metadata == null || !Object.prototype.hasOwnProperty.call(metadata, SPECS)) continue;
     for (const spec of metadata[SPECS] ?? []) {
       actions.delete(spec.name);
       loops.delete(spec.name);
+      subscriptions.delete(spec.name);
       if (spec.kind === "action") actions.set(spec.name, spec);
+      else if (spec.kind === "subscription") subscriptions.set(spec.name, spec);
       else loops.set(spec.name, spec);
     }
   }
-  const spec: AgentSpec = { actions, loops: [...loops.values()] };
+  const spec: AgentSpec = { actions, loops: [...loops.values()], subscriptions: [...subscriptions.values()] };
   specCache.set(cls, spec);
   return spec;
 }

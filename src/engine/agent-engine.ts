@@ -4,7 +4,7 @@
  * Academy's order.
  */
 import { Agent as AgentBase, bindAgent } from "../agent/agent.ts";
-import type { Agent, AgentContext } from "../agent/agent.ts";
+import type { Agent, AgentContext, PublishOptions } from "../agent/agent.ts";
 import type { AgentClass } from "../agent/agent-type.ts";
 import { agentSpec } from "../agent/decorators.ts";
 import type { AgentSpec, LoopSpec } from "../agent/decorators.ts";
@@ -18,7 +18,7 @@ import type { ResultStore } from "../exchange/result-store.ts";
 import type { AgentRegistration } from "../exchange/transport.ts";
 import type { AgentId } from "../identifiers.ts";
 import { currentAction, runOutsideActionScope } from "../interceptors/action-scope.ts";
-import type { AgentInterceptor } from "../interceptors/agent-interceptor.ts";
+import type { AgentInterceptor, EventInput } from "../interceptors/agent-interceptor.ts";
 import { composeInterceptors } from "../interceptors/interceptors.ts";
 import { runOutsideTrace } from "../interceptors/tracing.ts";
 import { deferred } from "../util/deferred.ts";
@@ -32,6 +32,9 @@ import { settleWithin } from "./grace.ts";
 import { LoopState, runLoop } from "./loops.ts";
 import type { EventRunner, LoopRun } from "./loops.ts";
 import { RequestDispatcher } from "./request-dispatcher.ts";
+import { AgentSubscriptions, callSubscriptionHandler } from "./subscriptions.ts";
+import { encodeEvent, EventCodec } from "../protocol/event-codec.ts";
+import type { EventBus, EventPublishAck } from "../exchange/events.ts";
 import { declaredState } from "../state/persistent-state.ts";
 import type { PersistentState } from "../state/persistent-state.ts";
 import { StateSession } from "../state/state-session.ts";
@@ -124,6 +127,10 @@ export class AgentEngine<A extends Agent = Agent> {
   readonly #children: ChildAgents;
   readonly #stats: ActionStatsRecorder;
   #loopRuns: readonly LoopRun[] = [];
+  readonly #subscriptions: AgentSubscriptions;
+  #eventBus: Promise<EventBus | undefined> | undefined;
+  /** The exchange's result records (effectively-once), if it keeps them. */
+  #results: ResultStore | undefined;
   /** When startup completed (ms since the epoch). */
   #startedAt: number | undefined;
   /** The agent's durable state, if it declares one, and this run's hold on its record. */
@@ -152,6 +159,18 @@ export class AgentEngine<A extends Agent = Agent> {
       agentType: options.registration.agentType.name,
       chain: composeInterceptors(interceptors, "event", (input) => this.#runHandler(input.handler)),
     };
+    const runSubscriptionHandler = async (input: EventInput): Promise<void> => {
+      await callSubscriptionHandler(this.agent, input);
+    };
+    const subscriptionChain = composeInterceptors(interceptors, "event", runSubscriptionHandler);
+    this.#subscriptions = new AgentSubscriptions({
+      specs: this.#spec.subscriptions,
+      agentId: this.agentId,
+      agentType: options.registration.agentType.name,
+      logger: this.#logger,
+      signal: this.#shutdownController.signal,
+      run: subscriptionChain ?? runSubscriptionHandler,
+    });
     this.#children = new ChildAgents(
       (source, registration, config) =>
         new AgentEngine(source, { exchangeFactory: this.#factory, registration, config, logger: baseLogger, interceptors: options.interceptors }),
@@ -220,6 +239,7 @@ export class AgentEngine<A extends Agent = Agent> {
       actions,
       loops: this.#loopRuns.map((loop) => ({ name: loop.name, kind: loop.kind, state: loop.state })),
       children: this.#children.running,
+      ...(this.#subscriptions.declared && { subscriptions: this.#subscriptions.stats() }),
     };
   }
 
@@ -262,6 +282,7 @@ export class AgentEngine<A extends Agent = Agent> {
         exchangeClient: client,
         logger: this.#logger,
         shutdownSignal: this.#shutdownController.signal,
+        publish: (subject, data, publishOptions) => this.#publish(subject, data, publishOptions),
       };
       bindAgent(agent, {
         context,
@@ -278,6 +299,7 @@ export class AgentEngine<A extends Agent = Agent> {
       loops = this.#spec.loops.map((spec) => this.#startLoop(agent, spec));
       this.#loopRuns = loops;
       await agent.agentOnStartup();
+      if (this.#subscriptions.declared) await this.#subscriptions.start(await this.#eventBusOf(), this.#results);
     } catch (error) {
       this.#logger.error({ err: error }, "agent startup failed");
       await this.#shutdown({ expected: false }, false, loops).catch((shutdownError: unknown) => {
@@ -357,6 +379,7 @@ export class AgentEngine<A extends Agent = Agent> {
       throw error;
     }
     this.#dispatcher.attach(this.#client, results);
+    this.#results = results;
     return this.#client;
   }
 
@@ -371,6 +394,8 @@ export class AgentEngine<A extends Agent = Agent> {
     this.#shutdownController.abort(new ActionCancelledError(`Agent ${this.agentId} is shutting down`));
     const errors: unknown[] = [];
     const terminate = request.terminate ?? (request.expected ? this.#config.terminateOnSuccess : this.#config.terminateOnError);
+    // Take no more events from now on (the event being handled finishes, or sees the signal).
+    const subscriptionsStopped = this.#subscriptions.declared ? this.#subscriptions.stop() : undefined;
 
     if (started) {
       try {
@@ -383,6 +408,13 @@ export class AgentEngine<A extends Agent = Agent> {
     // Then the agents launched alongside this one (Academy closes the agent's manager here).
     errors.push(...(await this.#children.shutdown()));
     const graceMs = this.#config.shutdownGraceMs;
+    if (this.#subscriptions.declared) {
+      if ((await settleWithin([...this.#subscriptions.inFlight(), { done: subscriptionsStopped! }], graceMs)).length > 0) {
+        this.#logger.warn({ graceMs }, "event handler ignored its shutdown signal; abandoned (its event is delivered again)");
+      }
+      // Fenced: another run of the agent owns it now, and its consumers with it.
+      if (terminate && this.#durable?.session.fenced === undefined) await this.#subscriptions.remove();
+    }
     for (const loop of await settleWithin(loops, graceMs)) {
       loop.state = LoopState.Abandoned;
       this.#logger.warn({ loop: loop.name, kind: loop.kind, graceMs }, "loop ignored its shutdown signal; abandoned (it may still run to its end)");
@@ -413,6 +445,20 @@ export class AgentEngine<A extends Agent = Agent> {
     this.#state = errors.length > 0 || !request.expected ? EngineState.Failed : EngineState.Stopped;
     this.#logger.info({ terminate, expected: request.expected }, "agent stopped");
     raiseErrors(errors, `Agent ${this.agentId} failed`);
+  }
+
+  /** The exchange's events, asked for once. */
+  #eventBusOf(): Promise<EventBus | undefined> {
+    this.#eventBus ??= this.#factory.events?.() ?? Promise.resolve(undefined);
+    return this.#eventBus;
+  }
+
+  /** `agentContext.publish`: encode, then publish on the exchange's events. */
+  async #publish(subject: string, data: unknown, options: PublishOptions = {}): Promise<EventPublishAck | undefined> {
+    const bus = await this.#eventBusOf();
+    if (bus === undefined) throw new InvalidConfigError("This agent's exchange offers no events to publish to (ExchangeFactory.events)", { option: "exchange" });
+    const bytes = encodeEvent(options.codec ?? EventCodec.Json, data);
+    return bus.publish(subject, bytes, { durable: options.durable, msgId: options.msgId, headers: options.headers });
   }
 
   /** The mailbox was terminated: delete the state record, unless the state is kept (`keepOnTerminate`). */

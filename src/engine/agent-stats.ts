@@ -5,6 +5,7 @@
  * allocation per call), read through the built-in action `agentStats` or `AgentEngine.stats()`,
  * as plain data a metrics exporter can turn into gauges and counters.
  */
+import type { SubscriptionStats } from "./subscriptions.ts";
 import type { LoopSpec } from "../agent/decorators.ts";
 import type { LoopState } from "./loops.ts";
 
@@ -53,6 +54,8 @@ export interface AgentStats {
   readonly loops: readonly LoopStats[];
   /** Agents launched alongside this one that are still running. */
   readonly children: number;
+  /** Event subscriptions (`@subscribe`): events handled, handler runs that failed, events dead-lettered; absent without any. */
+  readonly subscriptions?: ReadonlyArray<SubscriptionStats>;
 }
 
 /** Buckets per doubling of the run time: each about 9% wide. */

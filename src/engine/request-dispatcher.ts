@@ -278,7 +278,8 @@ export class RequestDispatcher {
       await this.#answer(entry, applied.response, true);
       return;
     }
-    if (entry.once && !(await this.#notYetAnswered(entry))) return;
+    // Only a delivery that may be a duplicate can have a record (PROTOCOL.md 10.10).
+    if (entry.once && entry.delivery.mayBeDuplicate !== false && !(await this.#notYetAnswered(entry))) return;
     if (applied !== undefined) {
       // Applied, but neither record has its response: still never run it twice.
       await this.#answer(entry, this.#unrecordedResponse(entry.request), true);

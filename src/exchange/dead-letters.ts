@@ -12,6 +12,8 @@ export const DeadLetterKind = {
   Mailbox: "mailbox",
   /** A launch request of a host pool. */
   Launch: "launch",
+  /** An event an agent's subscription could not handle (docs/EVENTS.md). */
+  Event: "event",
 } as const;
 export type DeadLetterKind = (typeof DeadLetterKind)[keyof typeof DeadLetterKind];
 
@@ -24,8 +26,10 @@ export interface DeadLetter {
   readonly mailbox?: string | undefined;
   /** Launch letters: the pool it was queued for. */
   readonly pool?: string | undefined;
-  /** Launch letters: the uid of the agent it would have launched, when its subject names one. */
+  /** Launch letters: the uid of the agent it would have launched, when its subject names one; event letters: the agent whose handler failed. */
   readonly agent?: string | undefined;
+  /** Event letters: the handler (method) of the subscription. */
+  readonly handler?: string | undefined;
   /** When it was set aside. */
   readonly time: Date;
   /** Why: the error's `code` (or name), e.g. `MALFORMED_MESSAGE`, `DELIVERY_LIMIT`, `UNKNOWN_AGENT_TYPE`. */
@@ -70,6 +74,11 @@ export const ReplayRefusal = {
   MailboxInactive: "mailbox-inactive",
   /** It does not say where it came from. */
   NoOrigin: "no-origin",
+  /**
+   * It is an event: a replay would publish it to every subscriber of its subject, not to the one
+   * that failed; publish it again yourself where that is what you want.
+   */
+  Event: "event",
 } as const;
 export type ReplayRefusal = (typeof ReplayRefusal)[keyof typeof ReplayRefusal];
 

@@ -9,6 +9,8 @@ import type { AgentClientOptions, AgentExchangeClient, RequestHandler, UserClien
 
 import type { PoolBackend } from "../pool/pool-backend.ts";
 import type { DeadLetterStore } from "./dead-letters.ts";
+import type { EventBus } from "./events.ts";
+import type { JsonCallOptions, JsonCallService } from "./json-calls.ts";
 import type { ExchangeStats } from "./exchange-stats.ts";
 import type { ResultStore } from "./result-store.ts";
 import type { Logger } from "../util/logger.ts";
@@ -75,6 +77,16 @@ export interface ExchangeFactory {
    * can reach), for the `academy dlq` command and other operator tools.
    */
   deadLetters?(): Promise<DeadLetterStore>;
+  /**
+   * The events of this exchange (optional): what agents' `@subscribe` handlers read and
+   * `agentContext.publish` writes. An agent with subscriptions cannot run on an exchange without it.
+   */
+  events?(): Promise<EventBus>;
+  /**
+   * Serve JSON calls to agents of `options.types` from any client of the exchange (optional; the
+   * NATS exchange serves a NATS micro service per type: docs/PROTOCOL.md, *JSON entry point*).
+   */
+  serveJsonCalls?(options: JsonCallOptions): Promise<JsonCallService>;
   /**
    * Queue statistics of this exchange (optional): mailbox depths and deliveries, dead letters; for
    * the metrics of runtime hosts and for `academy dashboard`.

@@ -24,6 +24,13 @@ export interface Delivery {
   readonly message: Message;
   /** 1 on first delivery, more on redeliveries. */
   readonly deliveryCount: number;
+  /**
+   * Whether this delivery may be a duplicate of a request handled before (given back by the
+   * exchange, left by an earlier reader, or published again): only then is its result record read
+   * before the action runs (docs/PROTOCOL.md section 10.10). `false` only when the transport can
+   * tell it is the first delivery of a first publication; absent: treated as `true`.
+   */
+  readonly mayBeDuplicate?: boolean;
   /** Handled: remove the message from the mailbox. */
   ack(): void;
   /** Not handled: deliver it again (after `delayMs`, default at once). */

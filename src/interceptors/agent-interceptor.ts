@@ -5,6 +5,7 @@
  */
 import type { MessageHeaders } from "../protocol/headers.ts";
 import type { ActionRequest, RequestMessage, ResponseBody } from "../protocol/messages.ts";
+import type { EventContext } from "../agent/subscriptions.ts";
 
 /** What `inboundRequest` hooks get: a request that reached the agent, before it is dispatched. */
 export interface InboundRequestInput {
@@ -43,9 +44,9 @@ export interface OutboundResponseInput {
 }
 
 /**
- * What `event` hooks get: one run of an agent's event handler. Today these are `@event` handlers,
- * run each time their `AgentEvent` is set; handlers of events that arrive as messages (agent
- * subscriptions, a later feature) will run through the same hook, with the message's `headers`.
+ * What `event` hooks get: one run of an agent's event handler: an `@event` handler, run each time
+ * its `AgentEvent` is set, or a `@subscribe` handler, run for an event that arrived as a message
+ * (with the message's `headers`, the decoded `payload` and the handler's `context`).
  */
 export interface EventInput {
   /** Uid of the agent. */
@@ -54,13 +55,21 @@ export interface EventInput {
   readonly agentType: string;
   /** The handler method's name. */
   readonly handler: string;
-  /** What the handler reacts to: the `AgentEvent` property of an `@event` handler. */
+  /**
+   * What the handler reacts to: the `AgentEvent` property of an `@event` handler; for a
+   * `@subscribe` handler the subscription's subject as declared (with its wildcards: a bounded set,
+   * fit for metric labels and span names; the event's own subject is `context.subject`).
+   */
   readonly event: string;
   /**
    * Headers of the message that carried the event (a trace context, say); absent for events
    * raised inside the agent, such as `AgentEvent`s.
    */
   readonly headers?: MessageHeaders | undefined;
+  /** `@subscribe` handlers: the decoded payload the handler gets. */
+  readonly payload?: unknown;
+  /** `@subscribe` handlers: the event context the handler gets (subject, sequence, delivery count...). */
+  readonly context?: EventContext | undefined;
 }
 
 /** The rest of an `inboundRequest` chain: returns the request to dispatch. */

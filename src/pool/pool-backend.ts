@@ -7,6 +7,7 @@
  */
 import type { MailboxStatus } from "../exchange/mailbox-status.ts";
 import type { AgentId, EntityRole } from "../identifiers.ts";
+import type { AgentTypeInfo } from "../agent/agent-type.ts";
 import type { HostRecord, LaunchRequest, Placement } from "./records.ts";
 
 /** A record with the revision it was read or written at (the compare-and-set token). */
@@ -165,6 +166,13 @@ export interface PoolBackend {
 
   /** A mailbox's status, read now from the registry (no cache). */
   mailboxStatus(uid: string): Promise<MailboxStatus>;
+  /**
+   * Register an agent mailbox under an id chosen by the caller (keyed routing: the id is derived
+   * from the type and key), unless a record exists already (create-if-absent, so routers racing
+   * register it once).
+   * @returns whether this call registered it.
+   */
+  registerAgentAs(id: AgentId, type: AgentTypeInfo): Promise<boolean>;
   /** Terminate an agent's mailbox (its waiting requests are answered with `MailboxTerminatedError`). */
   terminateMailbox(id: AgentId): Promise<void>;
   /** Call `listener` with the uid of every mailbox terminated from now on, until stopped. */

@@ -48,6 +48,12 @@ export const NatsHeader = {
   Tag: "Academy-Tag",
   /** Core NATS subject for the response, when the sender has no mailbox. */
   ReplyTo: "Academy-Reply-To",
+  /**
+   * `1` on every publication of a request after the first attempt (a retry, a relay's re-send, a
+   * replayed dead letter, a reminder fire): it may be stored again after the stream's duplicate
+   * window, so the agent reads its result record before running it (PROTOCOL.md 10.10).
+   */
+  Resent: "Academy-Resent",
 } as const;
 
 /**

@@ -55,8 +55,11 @@ export interface OnceFactoryOptions {
 export interface OnceTarget {
   newFactory(options?: OnceFactoryOptions): ExchangeFactory;
   /**
-   * Store `request` in its destination mailbox again as a new message, as a server that lost its
-   * acknowledgements (kill -9) gives it back: the duplicate source a process cannot see.
+   * Store `request` in its destination mailbox again as a new message marked as a re-publication
+   * (on NATS the `Academy-Resent` header), as a sender's retry or a relay stores it after the
+   * duplicate window: a duplicate no memory of the agent's process can recognise. (What a server
+   * that lost its acknowledgements gives back, an old sequence, is tested per exchange: on NATS in
+   * test/integration/nats/duplicate-rule.test.ts.)
    */
   redeliver(factory: ExchangeFactory, request: RequestMessage): Promise<void>;
 }

@@ -11,7 +11,10 @@ import { Recorder } from "../fixtures/agents.ts";
 /** How the suite gets an isolated exchange for each test. */
 export interface StreamingTarget {
   newFactory(options?: { interceptors?: InterceptorOptions; resultWindowMs?: number }): ExchangeFactory;
-  /** Store `request` in its mailbox again as a new message (what a server that lost its acks gives back). */
+  /**
+   * Store `request` in its mailbox again as a new message marked as a re-publication (on NATS
+   * `Academy-Resent`): a duplicate no memory of the agent's process can recognise (PROTOCOL.md 10.10).
+   */
   redeliver(factory: ExchangeFactory, request: RequestMessage): Promise<void>;
 }
 

@@ -4,5 +4,5 @@ import { describeEffectivelyOnce } from "../conformance/effectively-once.ts";
 
 describeEffectivelyOnce("in-process exchange", () => ({
   newFactory: (options) => new LocalExchangeFactory(options),
-  redeliver: async (factory, request) => (factory as LocalExchangeFactory).exchange.send(request.dest, encodeMessage(request)),
+  redeliver: async (factory, request) => (factory as LocalExchangeFactory).exchange.send(request.dest, encodeMessage(request), true),
 }));

@@ -4,5 +4,5 @@ import { describeStreamingConformance } from "../conformance/streaming-conforman
 
 describeStreamingConformance("in-process exchange", () => ({
   newFactory: (options) => new LocalExchangeFactory(options),
-  redeliver: async (factory, request) => (factory as LocalExchangeFactory).exchange.send(request.dest, encodeMessage(request)),
+  redeliver: async (factory, request) => (factory as LocalExchangeFactory).exchange.send(request.dest, encodeMessage(request), true),
 }));

@@ -16,6 +16,9 @@ import type { LocalExchangeOptions } from "./local-exchange.ts";
 import { PORT_FACTORY_MODULE, serveLocalExchange } from "./local-exchange-port.ts";
 import type { LocalPortDescriptorData } from "./local-exchange-port.ts";
 import { LocalTransport, openAgentClient } from "./local-transport.ts";
+import { LocalEvents } from "./local-events.ts";
+import type { EventBus } from "../events.ts";
+import type { DeadLetterStore } from "../dead-letters.ts";
 import { LocalStateStore } from "./local-state-store.ts";
 import type { StateStore } from "../../state/state-store.ts";
 import { LocalReminderStore } from "./local-reminder-store.ts";
@@ -56,6 +59,7 @@ export interface LocalExchangeFactoryOptions extends LocalExchangeOptions {
 export class LocalExchangeFactory implements ExchangeFactory {
   readonly exchange: LocalExchange;
   readonly interceptors: Interceptors;
+  readonly #events: LocalEvents;
   readonly #logger: Logger;
   readonly #deadlines: boolean;
   readonly #tracing: boolean;
@@ -67,6 +71,7 @@ export class LocalExchangeFactory implements ExchangeFactory {
   /** @throws {InvalidConfigError} for invalid interceptor lists, `deadlines` or `tracing`. */
   constructor(options: LocalExchangeFactoryOptions = {}) {
     this.exchange = new LocalExchange(options);
+    this.#events = new LocalEvents(this.exchange.maxPayload);
     this.interceptors = resolveInterceptors(options.interceptors, { deadlines: options.deadlines, tracing: options.tracing });
     this.#deadlines = options.deadlines ?? true;
     this.#tracing = options.tracing ?? true;
@@ -92,6 +97,19 @@ export class LocalExchangeFactory implements ExchangeFactory {
     options: AgentClientOptions = {},
   ): Promise<AgentExchangeClient> {
     return openAgentClient(this.exchange, registration, handler, { logger: this.#logger, ...options }, this);
+  }
+
+  /**
+   * In-process events (docs/EVENTS.md): publish/subscribe in memory. Agents in worker threads get
+   * none (their factory has no `events`).
+   */
+  async events(): Promise<EventBus> {
+    return this.#events;
+  }
+
+  /** The events this exchange set aside (kept in memory while the process runs). */
+  async deadLetters(): Promise<DeadLetterStore> {
+    return this.#events.letters;
   }
 
   /** Agents' durable state, in memory (docs/STATE.md). */

@@ -55,7 +55,7 @@ type CallBody = Call extends infer C ? (C extends Call ? Omit<C, "id"> : never) 
 type Notice = { op: "ack" | "nak"; uid: string; token: number; delayMs?: number };
 type Reply = { id: number; ok: true; value: Uint8Array } | { id: number; ok: false; error: Failure };
 type Event =
-  | { event: "deliver"; uid: string; bytes: Uint8Array; deliveryCount: number; token: number }
+  | { event: "deliver"; uid: string; bytes: Uint8Array; deliveryCount: number; token: number; mayBeDuplicate: boolean }
   | { event: "terminated"; uid: string }
   | { event: "mailbox-terminated"; uid: string };
 
@@ -88,7 +88,7 @@ export function serveLocalExchange(exchange: LocalExchange, onClosed: () => void
       case "attach": {
         const uid = call.uid;
         const sink: LocalMailboxSink = {
-          deliver: (bytes, deliveryCount, token) => post({ event: "deliver", uid, bytes, deliveryCount, token }),
+          deliver: (bytes, deliveryCount, token, mayBeDuplicate) => post({ event: "deliver", uid, bytes, deliveryCount, token, mayBeDuplicate }),
           terminated: () => {
             attached.delete(uid);
             post({ event: "terminated", uid });
@@ -274,7 +274,7 @@ export class PortExchangeApi implements LocalExchangeApi {
     }
     switch (message.event) {
       case "deliver":
-        this.#sinks.get(message.uid)?.deliver(message.bytes, message.deliveryCount, message.token);
+        this.#sinks.get(message.uid)?.deliver(message.bytes, message.deliveryCount, message.token, message.mayBeDuplicate);
         break;
       case "terminated": {
         const sink = this.#sinks.get(message.uid);

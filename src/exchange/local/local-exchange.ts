@@ -41,7 +41,11 @@ export interface LocalExchangeOptions {
 
 /** Receives one mailbox's messages from the exchange. */
 export interface LocalMailboxSink {
-  deliver(bytes: Uint8Array, deliveryCount: number, token: number): void;
+  /**
+   * `mayBeDuplicate`: delivered before (to any listener), or stored as a re-publication; only then
+   * is the request's result record read (PROTOCOL.md 10.10).
+   */
+  deliver(bytes: Uint8Array, deliveryCount: number, token: number, mayBeDuplicate: boolean): void;
   terminated(): void;
 }
 
@@ -49,6 +53,8 @@ interface StoredMessage {
   readonly token: number;
   readonly bytes: Uint8Array;
   deliveryCount: number;
+  /** Stored as a re-publication of a request that may have been handled (a reminder's fire). */
+  readonly resent: boolean;
 }
 
 interface Mailbox {
@@ -81,7 +87,8 @@ export class LocalExchange {
   constructor(options: LocalExchangeOptions = {}) {
     this.maxPayload = options.maxPayload ?? 1024 * 1024;
     this.stateRecords = new MemoryStateRecords(this.maxPayload);
-    this.reminders = new MemoryReminders((dest, bytes) => this.send(dest, bytes));
+    // A fire may repeat a due time after the de-duplication window: marked as a re-publication.
+    this.reminders = new MemoryReminders((dest, bytes) => this.send(dest, bytes, true));
     const windowMs = checkResultWindow(options.resultWindowMs ?? DEFAULT_RESULT_WINDOW_MS);
     this.results = windowMs === 0 ? undefined : new LocalResultTable(windowMs, this.maxPayload);
   }
@@ -114,7 +121,7 @@ export class LocalExchange {
    * Store an encoded message in its destination mailbox.
    * @throws {PayloadTooLargeError | BadEntityIdError | MailboxTerminatedError}
    */
-  send(dest: string, bytes: Uint8Array): void {
+  send(dest: string, bytes: Uint8Array, resent = false): void {
     if (bytes.byteLength > this.maxPayload) {
       throw new PayloadTooLargeError(
         `Message of ${bytes.byteLength} bytes exceeds the exchange's limit of ${this.maxPayload} bytes`,
@@ -124,7 +131,7 @@ export class LocalExchange {
     const mailbox = this.#mailboxes.get(dest);
     if (mailbox === undefined) throw new BadEntityIdError(`No mailbox ${dest}`, { entityId: dest });
     if (mailbox.status === MailboxStatus.Terminated) throw terminatedError(mailbox.id);
-    mailbox.queue.push({ token: this.#nextToken++, bytes, deliveryCount: 0 });
+    mailbox.queue.push({ token: this.#nextToken++, bytes, deliveryCount: 0, resent });
     this.#schedulePump(mailbox);
   }
 
@@ -236,7 +243,9 @@ export class LocalExchange {
       const stored = mailbox.queue.shift()!;
       stored.deliveryCount++;
       mailbox.unacked.set(stored.token, stored);
-      mailbox.sink.deliver(stored.bytes, stored.deliveryCount, stored.token);
+      // One store of each message, counted across listeners: a count above 1 is every way a
+      // duplicate reaches a listener here, besides a re-publication.
+      mailbox.sink.deliver(stored.bytes, stored.deliveryCount, stored.token, stored.deliveryCount > 1 || stored.resent);
     }
   }
 }

@@ -25,7 +25,7 @@ export interface LocalExchangeApi {
   discover(typeName: string, allowSubclasses: boolean): AgentId[] | Promise<AgentId[]>;
   send(dest: string, bytes: Uint8Array): void | Promise<void>;
   terminate(uid: string): void | Promise<void>;
-  attach(uid: string, sink: { deliver(bytes: Uint8Array, deliveryCount: number, token: number): void; terminated(): void }): void | Promise<void>;
+  attach(uid: string, sink: { deliver(bytes: Uint8Array, deliveryCount: number, token: number, mayBeDuplicate: boolean): void; terminated(): void }): void | Promise<void>;
   detach(uid: string): void | Promise<void>;
   ack(uid: string, token: number): void;
   nak(uid: string, token: number, delayMs?: number): void;
@@ -36,17 +36,19 @@ export interface LocalExchangeApi {
 class LocalDelivery implements Delivery {
   readonly message: Message;
   readonly deliveryCount: number;
+  readonly mayBeDuplicate: boolean;
   readonly #api: LocalExchangeApi;
   readonly #uid: string;
   readonly #token: number;
   #settled = false;
 
-  constructor(api: LocalExchangeApi, uid: string, token: number, message: Message, deliveryCount: number) {
+  constructor(api: LocalExchangeApi, uid: string, token: number, message: Message, deliveryCount: number, mayBeDuplicate: boolean) {
     this.#api = api;
     this.#uid = uid;
     this.#token = token;
     this.message = message;
     this.deliveryCount = deliveryCount;
+    this.mayBeDuplicate = mayBeDuplicate;
   }
 
   ack(): void {
@@ -90,7 +92,7 @@ export class LocalTransport implements ExchangeTransport {
     assertMailboxActive(await this.#api.status(uid), this.mailboxId);
     this.#listening = true;
     await this.#api.attach(uid, {
-      deliver: (bytes, deliveryCount, token) => {
+      deliver: (bytes, deliveryCount, token, mayBeDuplicate) => {
         let message: Message;
         try {
           message = decodeMessage(bytes, context);
@@ -99,7 +101,7 @@ export class LocalTransport implements ExchangeTransport {
           this.#api.ack(uid, token);
           return;
         }
-        handler.deliver(new LocalDelivery(this.#api, uid, token, message, deliveryCount));
+        handler.deliver(new LocalDelivery(this.#api, uid, token, message, deliveryCount, mayBeDuplicate));
       },
       terminated: () => {
         this.#listening = false;

@@ -43,7 +43,9 @@ export class NatsDeadLetters implements DeadLetterStore {
           ? layout.poolDeadLetterSubject(filter.pool)
           : filter.kind === DeadLetterKind.Launch
             ? `${layout.prefix}.dlq.launch.>`
-            : layout.deadLetterSubjects;
+            : filter.kind === DeadLetterKind.Event
+              ? `${layout.prefix}.dlq.event.>`
+              : layout.deadLetterSubjects;
     const found: DeadLetter[] = [];
     const limit = filter.limit ?? Number.POSITIVE_INFINITY;
     for (let seq = Math.max(1, Math.floor((filter.after ?? 0) + 1)); found.length < limit; ) {
@@ -71,6 +73,13 @@ export class NatsDeadLetters implements DeadLetterStore {
   async replay(id: number): Promise<ReplayResult> {
     const letter = await this.get(id);
     if (letter === undefined) return { replayed: false, refusal: ReplayRefusal.Missing, detail: `no dead letter ${id}` };
+    if (letter.kind === DeadLetterKind.Event) {
+      return {
+        replayed: false,
+        refusal: ReplayRefusal.Event,
+        detail: `dead letter ${id} is an event of ${letter.originalSubject ?? "?"}: a replay would reach every subscriber of the subject; publish it again where wanted`,
+      };
+    }
     const origin = letter.originalSubject;
     const { layout } = this.#ctx;
     if (origin === undefined || !(origin.startsWith(`${layout.prefix}.mbox.`) || origin.startsWith(`${layout.prefix}.launch.`))) {
@@ -90,6 +99,8 @@ export class NatsDeadLetters implements DeadLetterStore {
       const value = letter.headers[`${Header.Original}${name.replace(/^(Nats|Academy)-/, "")}`];
       if (value !== undefined) headers.set(name, value);
     }
+    // A replay stores the request again (a new sequence): its agent reads its result record first.
+    headers.set(NatsHeader.Resent, "1");
     const msgID = `replay:${layout.deadLetterStream}:${id}`;
     await this.#ctx.retry("replay dead letter", () => this.#ctx.js.publish(origin, letter.data, { headers, msgID }));
     await this.remove(id);
@@ -124,6 +135,9 @@ export class NatsDeadLetters implements DeadLetterStore {
     const { prefix } = this.#ctx.layout;
     const rest = stored.subject.slice(`${prefix}.dlq.`.length);
     const originalSubject = headers[Header.OriginalSubject];
+    if (rest.startsWith("event.")) {
+      return base(stored, headers, { kind: DeadLetterKind.Event, agent: rest.slice("event.".length), handler: headers["Academy-Event-Handler"] });
+    }
     if (rest.startsWith("launch.")) {
       const agent = originalSubject?.startsWith(`${prefix}.launch.`) ? originalSubject.split(".").at(-1) : undefined;
       return base(stored, headers, { kind: DeadLetterKind.Launch, pool: rest.slice("launch.".length), agent });
@@ -132,7 +146,7 @@ export class NatsDeadLetters implements DeadLetterStore {
   }
 }
 
-function base(stored: StoredMsg, headers: Record<string, string>, where: Pick<DeadLetter, "kind" | "mailbox" | "pool" | "agent">): DeadLetter {
+function base(stored: StoredMsg, headers: Record<string, string>, where: Pick<DeadLetter, "kind" | "mailbox" | "pool" | "agent" | "handler">): DeadLetter {
   return {
     id: stored.seq,
     ...where,

@@ -68,6 +68,10 @@ export const JsApiCode = {
   ...JetStreamApiCodes,
   /** `JSStreamMsgDeleteFailedF`: a delete of a message the stream does not have (nats-server's error table). */
   StreamMsgDeleteFailed: 10057,
+  /** `JSConsumerNameExistErr`: a durable of that name exists with another configuration. */
+  ConsumerNameExists: 10013,
+  /** `JSConsumerAlreadyExists` (later servers' code for the same). */
+  ConsumerAlreadyExists: 10148,
 } as const;
 
 /** Whether `error` is a JetStream API error with one of `codes`. */
@@ -78,6 +82,11 @@ export function isJsApiError(error: unknown, ...codes: number[]): boolean {
 /** The consumer does not exist. */
 export function isConsumerNotFound(error: unknown): boolean {
   return isJsApiError(error, JsApiCode.ConsumerNotFound);
+}
+
+/** A consumer of that name exists with another configuration (another process made it first). */
+export function isConsumerExists(error: unknown): boolean {
+  return isJsApiError(error, JsApiCode.ConsumerNameExists, JsApiCode.ConsumerAlreadyExists);
 }
 
 /** The stream has no such message (a read or delete of a sequence that is not there). */

@@ -27,6 +27,10 @@ import { checkDomain, checkSite, natsLayout } from "./nats-layout.ts";
 import { NatsPoolBackend } from "./nats-pool-backend.ts";
 import { NatsDeadLetters } from "./nats-dead-letters.ts";
 import { NatsExchangeStats } from "./nats-exchange-stats.ts";
+import { NatsEvents } from "./nats-events.ts";
+import { serveJsonCalls } from "./nats-json-service.ts";
+import type { JsonCallOptions, JsonCallService } from "../json-calls.ts";
+import type { EventBus } from "../events.ts";
 import type { ExchangeStats } from "../exchange-stats.ts";
 import type { DeadLetterStore } from "../dead-letters.ts";
 import { NatsTransport } from "./nats-transport.ts";
@@ -314,6 +318,7 @@ export class NatsExchangeFactory implements ExchangeFactory {
   readonly #servers: string[];
   #context: Promise<NatsExchange> | undefined;
   #closing: Promise<void> | undefined;
+  #events: { ctx: NatsExchange; bus: NatsEvents } | undefined;
 
   /**
    * @throws {InvalidConfigError} for invalid options: also several ways to authenticate at once, or
@@ -409,6 +414,36 @@ export class NatsExchangeFactory implements ExchangeFactory {
   /** The dead-letter stream of this exchange (docs/NATS-LAYOUT.md), on the factory's connection. */
   async deadLetters(): Promise<DeadLetterStore> {
     return new NatsDeadLetters(await this.#getContext());
+  }
+
+  /**
+   * Events on this exchange's connection (docs/EVENTS.md): core subscriptions, durable consumers
+   * on the users' streams, publishing, keyed routes.
+   */
+  async events(): Promise<EventBus> {
+    const ctx = await this.#getContext();
+    if (this.#events?.ctx !== ctx) this.#events = { ctx, bus: new NatsEvents(ctx) };
+    return this.#events.bus;
+  }
+
+  /**
+   * Serve JSON calls to agents of `options.types` from any NATS client: one NATS micro service per
+   * type (listed by `$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`) whose endpoint
+   * `<prefix>.json.<type>.<agent uid or key>` takes `{"action": "...", "args": [...]}`, calls the
+   * action through the agent's mailbox and replies `{"result": ...}` or `{"error": {...}}`
+   * (docs/PROTOCOL.md, *JSON entry point*). Any number of processes may serve the same types
+   * (a queue group shares the calls).
+   * @throws {InvalidConfigError} for no types, a bad version or timeout.
+   */
+  async serveJsonCalls(options: JsonCallOptions): Promise<JsonCallService> {
+    const ctx = await this.#getContext();
+    const client = await this.createUserClient({ name: "json-calls" });
+    try {
+      return serveJsonCalls(ctx, client, options);
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
   }
 
   /**

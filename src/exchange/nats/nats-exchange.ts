@@ -131,6 +131,10 @@ function headerBytes(fields: ReadonlyArray<readonly [string, string]>): number {
   return size;
 }
 
+/** The re-publication mark (PROTOCOL.md 10.10) as a header field, and its size in a header block. */
+const RESENT_FIELD: [string, string] = [NatsHeader.Resent, "1"];
+const RESENT_BYTES = headerBytes([RESENT_FIELD]) - headerBytes([]);
+
 /** Parse `major.minor.patch` (ignoring pre-release suffixes). */
 function versionTuple(version: string): [number, number, number] {
   const [major = 0, minor = 0, patch = 0] = version.split(/[.-]/).map((part) => Number.parseInt(part, 10) || 0);
@@ -399,13 +403,15 @@ export class NatsExchange {
    * @throws {PayloadTooLargeError} if it exceeds the server's `max_payload`.
    * @throws {ExchangeUnavailableError} if the server does not take it within the retry window.
    */
-  async send(message: Message): Promise<void> {
+  async send(message: Message, resent = false): Promise<void> {
     if (message.destSite !== undefined && message.destSite !== this.layout.prefix) return this.#sendRemote(message);
     const data = encodeMessage(message);
     const request = isRequest(message);
     const fields: Array<[string, string]> = [[NatsHeader.MsgId, deduplicationId(message)]];
     if (message.src !== undefined) fields.push([NatsHeader.Source, message.src]);
-    this.checkSize(data.byteLength + headerBytes(fields), `Message to ${message.dest}`);
+    if (resent) fields.push(RESENT_FIELD);
+    // Room for the re-publication mark that a retry adds (#publish).
+    this.checkSize(data.byteLength + headerBytes(fields) + (resent ? 0 : RESENT_BYTES), `Message to ${message.dest}`);
     if (!request && message.replyTo !== undefined) {
       // Every reply this process publishes passes here: never into the exchange's own subjects.
       if (message.replyTo.startsWith(`${this.layout.prefix}.`)) {
@@ -439,7 +445,7 @@ export class NatsExchange {
     const data = encodeMessage(routed);
     const fields: Array<[string, string]> = [[NatsHeader.MsgId, deduplicationId(message)]];
     if (message.src !== undefined) fields.push([NatsHeader.Source, message.src]);
-    this.checkSize(data.byteLength + headerBytes(fields), `Message to ${message.dest}@${site}`);
+    this.checkSize(data.byteLength + headerBytes(fields) + RESENT_BYTES, `Message to ${message.dest}@${site}`);
     const headers = natsHeaders();
     for (const [name, value] of fields) headers.set(name, value);
     await this.#publish(this.layout.outboxMailboxSubject(site, message.dest), data, headers);
@@ -449,8 +455,8 @@ export class NatsExchange {
    * Store a message that is already encoded in a subject of this site's streams (the relay
    * forwarding what another site sent), de-duplicated by its `Nats-Msg-Id` header.
    */
-  async publishStored(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<void> {
-    await this.#publish(subject, data, headers);
+  async publishStored(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<PubAck> {
+    return this.#publish(subject, data, headers);
   }
 
   /**
@@ -551,8 +557,18 @@ export class NatsExchange {
     await this.retry("purge mailbox", () => jsm.streams.purge(layout.mailboxStream, { filter: subject }));
   }
 
+  /**
+   * Publish a mailbox message, retrying with the same message id. Every attempt after the first
+   * carries `Academy-Resent: 1`: if the first was stored and the retry comes after the duplicate
+   * window, the retry is stored again, and the mark makes the agent read the request's result
+   * record before running it (PROTOCOL.md 10.10).
+   */
   async #publish(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<PubAck> {
-    return this.retry("publish", () => this.#publisher.publish(subject, data, headers, this.settings.requestTimeoutMs));
+    let attempts = 0;
+    return this.retry("publish", () => {
+      if (++attempts === 2) headers.set(NatsHeader.Resent, "1");
+      return this.#publisher.publish(subject, data, headers, this.settings.requestTimeoutMs);
+    });
   }
 
   /**

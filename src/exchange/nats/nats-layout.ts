@@ -45,6 +45,23 @@ export interface NatsLayout {
   deliverSubject(uid: string, session: string): string;
   /** Subject messages dead-lettered from a mailbox go to. */
   deadLetterSubject(uid: string): string;
+  /** Where the events an agent's subscriptions set aside go (docs/EVENTS.md). */
+  eventDeadLetterSubject(uid: string): string;
+  /** Durable consumer of one agent's subscription (group `each`). */
+  eventConsumer(uid: string, handler: string): string;
+  /** Durable consumer the agents of a type share for one subscription (group `shared`). */
+  sharedEventConsumer(agentType: string, handler: string): string;
+  /** Durable consumer the keyed routers of one agent type's subscription share. */
+  routerConsumer(agentType: string, handler: string): string;
+  /** Core queue group of a `shared` core subscription. */
+  eventQueue(agentType: string, handler: string): string;
+  /** Stream where routers copy the events of keyed subscriptions whose key is a payload field (docs/EVENTS.md 5). */
+  readonly keyedStream: string;
+  readonly keyedSubjects: string;
+  /** Where the events of one key of such a subscription are copied. */
+  keyedEventSubject(agentType: string, handler: string, key: string): string;
+  /** Subjects of the JSON entry point of an agent type: `<prefix>.json.<type>.<agent uid or key>` (docs/PROTOCOL.md). */
+  jsonCallSubjects(agentType: string): string;
   /** Subject of a launch request of agent `uid` on `pool`. */
   launchSubject(pool: string, uid: string): string;
   /** Wildcard subject of a pool's launch requests (the pool consumer's filter). */
@@ -97,6 +114,15 @@ export function natsLayout(prefix: string): NatsLayout {
     mailboxConsumer: (uid) => `mbox-${checkUid(uid)}`,
     deliverSubject: (uid, session) => `${prefix}.deliver.${checkUid(uid)}.${checkUid(session)}`,
     deadLetterSubject: (uid) => `${prefix}.dlq.${checkUid(uid)}`,
+    eventDeadLetterSubject: (uid) => `${prefix}.dlq.event.${checkUid(uid)}`,
+    eventConsumer: (uid, handler) => `${prefix}_ev_${checkUid(uid)}_${nameToken(handler)}`,
+    sharedEventConsumer: (agentType, handler) => `${prefix}_evs_${nameToken(agentType)}_${nameToken(handler)}`,
+    routerConsumer: (agentType, handler) => `${prefix}_route_${nameToken(agentType)}_${nameToken(handler)}`,
+    eventQueue: (agentType, handler) => `${prefix}.evq.${nameToken(agentType)}.${nameToken(handler)}`,
+    jsonCallSubjects: (agentType) => `${prefix}.json.${nameToken(agentType)}.*`,
+    keyedStream: `${prefix}_keyed`,
+    keyedSubjects: `${prefix}.keyed.>`,
+    keyedEventSubject: (agentType, handler, key) => `${prefix}.keyed.${nameToken(agentType)}.${nameToken(handler)}.${key}`,
     launchStream: `${prefix}_launches`,
     launchSubjects: `${prefix}.launch.>`,
     hostsBucket: `${prefix}_hosts`,
@@ -143,6 +169,18 @@ export function checkDomain(domain: string, option = "domain"): string {
 }
 
 /** Mailbox uids become subject tokens and consumer names: reject anything that could escape. */
+/**
+ * A type or method name as a consumer-name token: characters outside `[A-Za-z0-9_-]` become `_`,
+ * followed by a short hash of the name when any was replaced (so that two names stay apart).
+ */
+function nameToken(name: string): string {
+  const safe = name.replace(/[^A-Za-z0-9_-]/g, "_");
+  if (safe === name) return name;
+  let hash = 0;
+  for (let i = 0; i < name.length; i++) hash = (Math.imul(hash, 31) + name.charCodeAt(i)) >>> 0;
+  return `${safe}-${hash.toString(36)}`;
+}
+
 function checkUid(uid: string): string {
   if (!UID.test(uid)) throw new InvalidConfigError(`Invalid mailbox uid ${JSON.stringify(uid)}`, { option: "uid" });
   return uid;

@@ -24,9 +24,12 @@ import {
 import type { Message } from "../../protocol/messages.ts";
 import type { Logger } from "../../util/logger.ts";
 import type { Delivery, MailboxHandler } from "../transport.ts";
+import { NEW_READER, advance, mayBeDuplicate, restart } from "../duplicate-rule.ts";
+import type { ReaderProgress } from "../duplicate-rule.ts";
+import { parseAckReply } from "./ack-reply.ts";
 
 import type { NatsExchange } from "./nats-exchange.ts";
-import { isConsumerNotFound } from "./nats-errors.ts";
+import { isConsumerNotFound, isNoMessageFound } from "./nats-errors.ts";
 
 /** How long a reader that finds its consumer gone waits before concluding it was not a takeover. */
 const TAKEOVER_SETTLE_MS = 250;
@@ -49,6 +52,11 @@ export class NatsMailbox {
   #deliverSubject: string | undefined;
   #stopped = false;
   #terminatedNotified = false;
+  /**
+   * How far this reader's consumer has got (duplicate-rule.ts): which deliveries may be
+   * duplicates and must have their result record read. Each new consumer must catch up again.
+   */
+  #progress: ReaderProgress = NEW_READER;
 
   constructor(ctx: NatsExchange, id: EntityId, handler: MailboxHandler, context: HandleBinder, logger: Logger) {
     this.#ctx = ctx;
@@ -109,6 +117,10 @@ export class NatsMailbox {
         continue;
       }
       this.#deliverSubject = deliverSubject;
+      // A new consumer: it delivers again what earlier readers held (duplicate-rule.ts, rule 2),
+      // all of it at or below the subject's last sequence at the stream leader, read now.
+      const lastSeq = await this.#lastSequence();
+      this.#progress = restart(this.#progress, lastSeq);
       // Bound to the subject just created: no further round trip to look the consumer up.
       const consumer = await js.consumers.getBoundPushConsumer({ deliver_subject: deliverSubject });
       if (this.#stopped) return;
@@ -118,6 +130,29 @@ export class NatsMailbox {
       previous?.stop();
       if (this.#stopped) messages.stop();
       return;
+    }
+  }
+
+  /**
+   * The last stream sequence of this mailbox's subject, read at the stream leader (a
+   * `STREAM.MSG.GET` through the API, not a direct get a lagging replica could answer); 0 when the
+   * mailbox is empty; `Infinity` (check every delivery of this consumer) when it cannot be read.
+   */
+  async #lastSequence(): Promise<number> {
+    const { layout, jsm } = this.#ctx;
+    try {
+      const last = await this.#ctx.retry("read mailbox's last sequence", async () => {
+        try {
+          return await jsm.streams.getMessage(layout.mailboxStream, { last_by_subj: layout.mailboxSubject(this.#id.uid) });
+        } catch (error) {
+          if (isNoMessageFound(error)) return null;
+          throw error;
+        }
+      });
+      return last?.seq ?? 0;
+    } catch (error) {
+      this.#logger.warn({ err: error }, "could not read the mailbox's last sequence; every delivery of this consumer reads its result record");
+      return Number.POSITIVE_INFINITY;
     }
   }
 
@@ -199,7 +234,11 @@ export class NatsMailbox {
       m.nak();
       return;
     }
-    const deliveryCount = m.info.deliveryCount;
+    // The delivery count, stream sequence and pending count, read once from the ack subject.
+    const facts = parseAckReply(ackSubject(m));
+    const deliveryCount = facts.deliveryCount;
+    const progress = this.#progress;
+    this.#progress = advance(progress, facts);
     let message: Message;
     try {
       message = this.#decode(m);
@@ -238,6 +277,8 @@ export class NatsMailbox {
     const delivery: Delivery = {
       message,
       deliveryCount,
+      // Rules 1, 2 and 4 from the ack subject; rule 3 (a re-publication) from the headers.
+      mayBeDuplicate: mayBeDuplicate(progress, facts) || m.headers?.has(NatsHeader.Resent) === true,
       ack: () => {
         if (settled) return;
         settled = true;
@@ -359,4 +400,9 @@ function readAddress(m: JsMsg, prefix: string): Address | undefined {
     replyTo: replyTo !== undefined && isValidReplySubject(replyTo) && !replyTo.startsWith(`${prefix}.`) ? replyTo : undefined,
     request,
   };
+}
+
+/** The reply (ack) subject of a JetStream delivery: nats.js's `JsMsgImpl.reply`, not on the interface. */
+function ackSubject(m: JsMsg): string | undefined {
+  return (m as JsMsg & { readonly reply?: string }).reply;
 }

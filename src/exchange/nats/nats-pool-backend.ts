@@ -10,6 +10,7 @@ import { Kvm } from "@nats-io/kv";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { nanos } from "@nats-io/nats-core";
 import type { MailboxStatus } from "../mailbox-status.ts";
+import type { AgentTypeInfo } from "../../agent/agent-type.ts";
 import type { AgentId } from "../../identifiers.ts";
 import type { HostEntry, LaunchQueue, MailboxEntry, PoolBackend, StopWatch, Versioned } from "../../pool/pool-backend.ts";
 import { decodeHostRecord, decodePlacement } from "../../pool/records.ts";
@@ -275,6 +276,12 @@ export class NatsPoolBackend implements PoolBackend {
 
   terminateMailbox(id: AgentId): Promise<void> {
     return this.ctx.terminate(id);
+  }
+
+  async registerAgentAs(id: AgentId, type: AgentTypeInfo): Promise<boolean> {
+    const entry = await this.ctx.registry.registerAgentAs(id, type);
+    if (entry !== undefined) this.ctx.view.apply(entry);
+    return entry !== undefined;
   }
 
   onMailboxTerminated(listener: (uid: string) => void): StopWatch {

@@ -195,6 +195,10 @@ export class NatsRelay {
         const value = m.headers?.get(name);
         if (value !== undefined && value !== "") headers.set(name, value);
       }
+      // Marked as a re-publication (PROTOCOL.md 10.10): the relay's own consumer can give a message
+      // back after it was stored (a lost ack, a server crash), and the outbox may hold it twice (a
+      // sender's retry), each time possibly after the mailbox stream's duplicate window.
+      headers.set(NatsHeader.Resent, "1");
       await exchange.publishStored(exchange.layout.mailboxSubject(uid), m.data, headers);
       return;
     }

@@ -124,7 +124,10 @@ export class NatsReminderStore implements ReminderStore {
   async fire(record: ReminderRecord, dueAt: number): Promise<FireResult> {
     const status = await this.#ctx.status(record.uid);
     if (status !== MailboxStatus.Active) return FireResult.Gone;
-    await this.#ctx.send(reminderRequest(record, dueAt));
+    // Marked as a re-publication (PROTOCOL.md 10.10): a due time whose fire was not moved on (a
+    // scheduler that stopped in between, schedulers racing) can be fired again after the
+    // stream's duplicate window, so its agent always reads the fire's result record.
+    await this.#ctx.send(reminderRequest(record, dueAt), true);
     return FireResult.Sent;
   }
 

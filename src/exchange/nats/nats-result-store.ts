@@ -14,7 +14,7 @@ export interface ResultBucketContext {
   /** Retry through transient failures. */
   retry<T>(what: string, operation: () => Promise<T>): Promise<T>;
   /** Publish into a stream through the message path's publisher (retried; resolves on the PubAck). */
-  publishStored(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<void>;
+  publishStored(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<unknown>;
 }
 
 /**

@@ -21,13 +21,14 @@ for (const replies of ["mailbox", "core"] as const) {
   describeEffectivelyOnce(`NATS JetStream exchange, replies: ${replies}`, () => ({
     newFactory: (options) =>
       new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: `once${process.pid}_${++counter}`, replies, ...options }),
-    // A new message with the same envelope (a new message id, so JetStream stores it): what a
-    // server that lost the acknowledgement gives back after a kill -9.
+    // A new message with the same envelope (a new message id, so JetStream stores it), marked as
+    // a re-publication: what a sender's retry after the duplicate window stores.
     redeliver: async (factory, request) => {
       const ctx = await (factory as NatsExchangeFactory).context();
       const headers = natsHeaders();
       headers.set(NatsHeader.MsgId, `redelivered:${request.tag}:${++counter}`);
       if (request.src !== undefined) headers.set(NatsHeader.Source, request.src);
+      headers.set(NatsHeader.Resent, "1");
       await ctx.js.publish(ctx.layout.mailboxSubject(request.dest), encodeMessage(request), { headers });
     },
   }));

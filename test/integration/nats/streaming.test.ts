@@ -44,6 +44,8 @@ async function redeliver(f: ExchangeFactory, request: RequestMessage): Promise<v
   const headers = natsHeaders();
   headers.set(NatsHeader.MsgId, `redelivered:${request.tag}:${++serial}`);
   if (request.src !== undefined) headers.set(NatsHeader.Source, request.src);
+  // Marked as a re-publication: a new sequence, as a retry after the duplicate window stores it.
+  headers.set(NatsHeader.Resent, "1");
   await ctx.js.publish(ctx.layout.mailboxSubject(request.dest), encodeMessage(request), { headers });
 }
 

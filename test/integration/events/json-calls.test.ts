@@ -1,0 +1,120 @@
+/**
+ * The JSON entry point (docs/PROTOCOL.md, *JSON entry point*) called by a plain nats.js client:
+ * results, the typed JSON errors (unknown action, bad body, terminated or unknown agent, an
+ * action's own error), keyed agents by key, and the `$SRV` micro protocol.
+ */
+import { connect } from "@nats-io/transport-node";
+import type { Msg, NatsConnection } from "@nats-io/nats-core";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { Manager, NatsExchangeFactory, agentTypeInfo, keyedAgentId } from "../../../src/index.ts";
+import type { JsonCallService } from "../../../src/index.ts";
+import { NatsPoolBackend } from "../../../src/exchange/nats/nats-pool-backend.ts";
+import { Counter, Troublemaker } from "../../fixtures/agents.ts";
+import { startTestNats } from "../../support/nats.ts";
+import type { TestNats } from "../../support/nats.ts";
+
+let nats: TestNats;
+let nc: NatsConnection;
+let factory: NatsExchangeFactory;
+let manager: Manager;
+let service: JsonCallService;
+const prefix = `json${process.pid}`;
+
+beforeAll(async () => {
+  nats = await startTestNats();
+  nc = await connect(nats.connectionOptions);
+  factory = new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix });
+  manager = await Manager.fromExchangeFactory(factory);
+  service = await factory.serveJsonCalls({ types: ["Counter", "Troublemaker"], version: "1.2.3" });
+});
+afterAll(async () => {
+  await service?.stop();
+  await manager?.close().catch(() => undefined);
+  await nc?.close();
+  await nats?.[Symbol.asyncDispose]();
+});
+
+const encoder = new TextEncoder();
+
+async function call(type: string, agent: string, body: unknown): Promise<{ json: Record<string, any>; msg: Msg }> {
+  const data = typeof body === "string" ? encoder.encode(body) : encoder.encode(JSON.stringify(body));
+  const msg = await nc.request(`${prefix}.json.${type}.${agent}`, data, { timeout: 10_000 });
+  return { json: msg.json<Record<string, any>>(), msg };
+}
+
+describe("JSON calls from a plain NATS client", () => {
+  test("a JSON body calls the action through the mailbox and gets its result", async () => {
+    const counter = await manager.launch(Counter);
+    expect((await call("Counter", counter.agentId.uid, { action: "increment", args: [3] })).json).toEqual({ result: 3 });
+    expect((await call("Counter", counter.agentId.uid, { action: "increment" })).json).toEqual({ result: 4 });
+    expect(await counter.get()).toBe(4);
+    const echoed = await call("Troublemaker", (await manager.launch(Troublemaker)).agentId.uid, { action: "echo", args: [{ a: [1, "two", null] }] });
+    expect(echoed.json).toEqual({ result: { a: [1, "two", null] } });
+  });
+
+  test("typed JSON errors: unknown action, bad body, unknown agent, terminated agent, the action's own error", async () => {
+    const counter = await manager.launch(Counter);
+    const uid = counter.agentId.uid;
+    const unknown = await call("Counter", uid, { action: "explode" });
+    expect(unknown.json.error).toMatchObject({ type: "UnknownActionError", code: "UNKNOWN_ACTION", data: { action: "explode" } });
+    expect(unknown.msg.headers?.get("Nats-Service-Error-Code")).toBe("404");
+
+    for (const body of ["{not json", "[1,2]", JSON.stringify({ args: [1] }), JSON.stringify({ action: "increment", args: 5 }), JSON.stringify({ action: "increment", timeoutMs: -1 })]) {
+      const bad = await call("Counter", uid, body);
+      expect(bad.json.error, body).toMatchObject({ type: "MalformedMessageError", code: "MALFORMED_MESSAGE" });
+      expect(bad.msg.headers?.get("Nats-Service-Error-Code")).toBe("400");
+    }
+    const notUtf8 = await nc.request(`${prefix}.json.Counter.${uid}`, new Uint8Array([0xff, 0xfe]), { timeout: 10_000 });
+    expect(notUtf8.json<Record<string, any>>().error.type).toBe("MalformedMessageError");
+
+    const missing = await call("Counter", "no-such-agent", { action: "get" });
+    expect(missing.json.error).toMatchObject({ type: "BadEntityIdError", code: "BAD_ENTITY_ID" });
+    expect(missing.msg.headers?.get("Nats-Service-Error-Code")).toBe("404");
+
+    const trouble = await manager.launch(Troublemaker);
+    const own = await call("Troublemaker", trouble.agentId.uid, { action: "fail", args: ["no way"] });
+    expect(own.json.error).toMatchObject({ type: "ValidationError", message: "no way" });
+    expect(own.msg.headers?.get("Nats-Service-Error-Code")).toBe("500");
+
+    await manager.shutdown(counter);
+    const terminated = await call("Counter", uid, { action: "get" });
+    expect(terminated.json.error).toMatchObject({ type: "AgentTerminatedError", code: "MAILBOX_TERMINATED" });
+    expect(terminated.msg.headers?.get("Nats-Service-Error-Code")).toBe("410");
+    // The agent keeps serving other calls meanwhile; the service too.
+    const other = await manager.launch(Counter);
+    expect((await call("Counter", other.agentId.uid, { action: "increment", args: [1] })).json).toEqual({ result: 1 });
+  });
+
+  test("a keyed agent is called by its key", async () => {
+    const agentId = keyedAgentId("Counter", "acct-42");
+    const backend = await NatsPoolBackend.for(await factory.context());
+    await backend.registerAgentAs(agentId, agentTypeInfo(Counter));
+    await manager.launch(Counter, { registration: { agentId, agentType: agentTypeInfo(Counter) } });
+    expect((await call("Counter", "acct-42", { action: "increment", args: [5] })).json).toEqual({ result: 5 });
+    expect((await call("Counter", agentId.uid, { action: "get" })).json).toEqual({ result: 5 });
+  });
+
+  test("$SRV.PING, INFO and STATS list one micro service per agent type", async () => {
+    const pings: Array<Record<string, any>> = [];
+    const sub = nc.subscribe(`_INBOX.ping.${prefix}`, { callback: (_e, m) => void pings.push(m.json()) });
+    nc.publish("$SRV.PING", new Uint8Array(), { reply: `_INBOX.ping.${prefix}` });
+    await nc.flush();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    sub.unsubscribe();
+    const mine = pings.filter((p) => String(p.name).startsWith(`${prefix}-`));
+    expect(mine.map((p) => p.name).sort()).toEqual([`${prefix}-Counter`, `${prefix}-Troublemaker`]);
+    expect(mine.every((p) => p.type === "io.nats.micro.v1.ping_response" && p.version === "1.2.3" && typeof p.id === "string")).toBe(true);
+
+    const info = (await nc.request(`$SRV.INFO.${prefix}-Counter`, new Uint8Array(), { timeout: 5_000 })).json<Record<string, any>>();
+    expect(info.type).toBe("io.nats.micro.v1.info_response");
+    expect(info.endpoints).toEqual([{ name: "call", subject: `${prefix}.json.Counter.*`, queue_group: "q", metadata: null }]);
+
+    const id = service.services.find((s) => s.agentType === "Counter")!.id;
+    const stats = (await nc.request(`$SRV.STATS.${prefix}-Counter.${id}`, new Uint8Array(), { timeout: 5_000 })).json<Record<string, any>>();
+    expect(stats.type).toBe("io.nats.micro.v1.stats_response");
+    expect(stats.endpoints[0].num_requests).toBeGreaterThanOrEqual(5);
+    expect(stats.endpoints[0].num_errors).toBeGreaterThanOrEqual(1);
+    expect(stats.endpoints[0].average_processing_time).toBeGreaterThan(0);
+    expect(Number.isNaN(Date.parse(stats.started))).toBe(false);
+  });
+});
