@@ -50,3 +50,37 @@ export class BenchStreamer extends Agent {
     for (let i = 0; i < n; i++) yield payload;
   }
 }
+
+/**
+ * Loads the event loop of its host (the heartbeats scenario): a CPU-bound action that holds the
+ * loop, and one that makes garbage while yielding to the loop (GC pressure, no blocking code).
+ */
+export class BenchLoad extends Agent {
+  /** Busy-wait `ms` without yielding. */
+  @action async spin(ms: number): Promise<void> {
+    const end = performance.now() + ms;
+    while (performance.now() < end) {
+      // hold the event loop
+    }
+  }
+
+  /**
+   * Allocate for `ms`, yielding to the event loop every few ms: short-lived objects plus a
+   * retained set of `retainMiB` replaced piecemeal (old-generation churn, so major collections).
+   */
+  @action async churn(ms: number, retainMiB: number): Promise<number> {
+    const end = performance.now() + ms;
+    const retained: unknown[] = new Array(retainMiB * 64);
+    let made = 0;
+    while (performance.now() < end) {
+      const slice = performance.now() + 5;
+      while (performance.now() < slice) {
+        const chunk = Array.from({ length: 128 }, (_, i) => ({ i, s: `x${i}`, a: [i, i + 1] }));
+        retained[made % retained.length] = new Array(2_048).fill(chunk); // about 16 KiB each
+        made++;
+      }
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    return made;
+  }
+}

@@ -21,6 +21,7 @@ const SCENARIOS: Record<string, () => Promise<{ default: Scenario }>> = {
   launch: () => import("./scenarios/launch.ts"),
   discover: () => import("./scenarios/discover.ts"),
   footprint: () => import("./scenarios/footprint.ts"),
+  heartbeats: () => import("./scenarios/heartbeats.ts"),
   failover: () => import("./scenarios/failover.ts"),
   edge: () => import("./scenarios/edge.ts"),
   tracing: () => import("./scenarios/tracing.ts"),

@@ -26,6 +26,7 @@ export interface HostValues extends ConnectionValues {
   name?: string;
   heartbeatMs?: string;
   hostTtlMs?: string;
+  heartbeatThread?: boolean;
   graceMs?: string;
   healthPort?: string;
   jsonCalls?: boolean;
@@ -57,6 +58,7 @@ export async function runHost(values: HostValues): Promise<number> {
     name: values.name,
     heartbeatMs: integerOption(values.heartbeatMs, "heartbeat-ms"),
     hostTtlMs: integerOption(values.hostTtlMs, "host-ttl-ms"),
+    heartbeatThread: values.heartbeatThread !== false,
     jsonCalls: values.jsonCalls === true,
     exchange: { ...exchange, logger },
     logger,

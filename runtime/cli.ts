@@ -101,7 +101,7 @@ function program(output: Output, result: { code: number; json: boolean }): Comma
   };
 
   command<HostValues>(root, "host", "serve a pool until SIGTERM: run the agents its launches ask for", [
-    "pool", "module", "capacity", "replicas", "name", "heartbeat-ms", "host-ttl-ms", "grace-ms", "health-port", "json-calls", "pid-file", "log-level",
+    "pool", "module", "capacity", "replicas", "name", "heartbeat-ms", "host-ttl-ms", "no-heartbeat-thread", "grace-ms", "health-port", "json-calls", "pid-file", "log-level",
   ], (values) => runHost(values as HostValues)).addHelpText("after", HOST_HELP);
 
   command<DashboardValues>(root, "dashboard", "serve a live page of hosts, agents, dead letters and actions per second until SIGTERM", ["port", "bind", "log-level", "json"], (values) =>

@@ -33,6 +33,8 @@ export interface HostSettings {
   readonly capacity: number;
   readonly heartbeatMs: number;
   readonly hostTtlMs: number;
+  /** Write heartbeats from a thread of their own (host-heartbeat-thread.ts). */
+  readonly heartbeatThread: boolean;
   readonly sweepIntervalMs: number;
   /** Agent classes this host can run, by type name. */
   readonly classes: ReadonlyMap<string, AgentClass>;

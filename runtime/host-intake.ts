@@ -23,7 +23,17 @@ import type { HostCore } from "./host-core.ts";
 import type { LaunchOutcome } from "./host-metrics.ts";
 
 const FETCH_BATCH = 64;
-const FETCH_EXPIRES_MS = 2_000;
+
+/**
+ * How long a fetch waits for launch requests: at most 2 s, and under half of ttl − heartbeat (the
+ * least silence after which a host is reaped), but at least 1 s (nats.js' floor). A pull request
+ * lives on in the server while its host is frozen or cut off (its connection is not closed), and
+ * the server would hand it the launch requests of its own reaped agents, which then wait out the
+ * ack wait (30 s): so it must have expired by the time the host can be reaped.
+ */
+export function fetchExpiresMs(heartbeatMs: number, hostTtlMs: number): number {
+  return Math.min(2_000, Math.max(1_000, Math.floor((hostTtlMs - heartbeatMs) / 2)));
+}
 
 /** A launch request that passed the checks: what to run. */
 interface Runnable {
@@ -70,7 +80,7 @@ export class HostIntake {
         continue;
       }
       try {
-        this.#batch = await queue.fetch({ max: Math.min(free, FETCH_BATCH), expiresMs: FETCH_EXPIRES_MS });
+        this.#batch = await queue.fetch({ max: Math.min(free, FETCH_BATCH), expiresMs: fetchExpiresMs(core.settings.heartbeatMs, core.settings.hostTtlMs) });
         for await (const m of this.#batch) {
           if (core.state !== HostState.Serving) {
             m.nak();

@@ -13,6 +13,7 @@ import { HostState } from "./host-core.ts";
 import type { HostCore } from "./host-core.ts";
 import type { Peers } from "./host-peers.ts";
 import type { HostReaper } from "./host-reaper.ts";
+import { HeartbeatThread } from "./host-heartbeat-thread.ts";
 
 /** The heartbeat and host record of one host. */
 export class HostLiveness {
@@ -24,9 +25,13 @@ export class HostLiveness {
   #revision = 0;
   #lastHeartbeat = 0;
   #heartbeating: Promise<void> | undefined;
+  /** The heartbeat thread, when heartbeats are written off the event loop. */
+  #thread: HeartbeatThread | undefined;
   #stopWatch: StopWatch | undefined;
   /** Aborted when the host leaves: ends the heartbeat loop. */
   readonly #leaving = new AbortController();
+  /** Aborted when the heartbeat thread takes over: ends the heartbeat loop. */
+  readonly #handedOver = new AbortController();
 
   constructor(core: HostCore, peers: Peers, agents: HostAgents, reaper: HostReaper) {
     this.#core = core;
@@ -52,14 +57,71 @@ export class HostLiveness {
     );
   }
 
-  /** Heartbeat every `heartbeatMs` until the host leaves. */
-  start(): void {
-    this.#heartbeating = this.#heartbeatLoop();
+  /** Whether heartbeats are written by a thread of their own (else by the event loop). */
+  get threaded(): boolean {
+    return this.#thread !== undefined;
+  }
+
+  /**
+   * Heartbeat every `heartbeatMs` until the host leaves: from a thread of its own if the settings
+   * ask for it and it starts, else from the event loop. The event loop heartbeats while the thread
+   * starts (loading its modules and connecting can take longer than a ttl on a loaded machine),
+   * then hands the record over to it.
+   */
+  async start(): Promise<void> {
+    const core = this.#core;
+    this.#heartbeating = this.#heartbeatLoop(AbortSignal.any([this.#leaving.signal, this.#handedOver.signal]));
+    if (!core.settings.heartbeatThread) return;
+    const thread = await this.#startThread();
+    if (thread === undefined) return;
+    this.#handedOver.abort();
+    await this.#heartbeating; // the write under way, if any
+    this.#heartbeating = undefined;
+    if (this.#leaving.signal.aborted) {
+      await thread.stop();
+      return;
+    }
+    if (!thread.alive) {
+      core.logger.error("heartbeat thread exited; heartbeating from the event loop");
+      this.#heartbeating = this.#heartbeatLoop(this.#leaving.signal);
+      return;
+    }
+    this.#thread = thread;
+    thread.resume(this.#revision);
+  }
+
+  async #startThread(): Promise<HeartbeatThread | undefined> {
+    const core = this.#core;
+    try {
+      return await HeartbeatThread.start(core.factory.forWorker(), core.settings, () => core.record(), {
+        beat: (revision, at) => {
+          this.#revision = revision;
+          this.#lastHeartbeat = at;
+        },
+        failed: (message, silentMs) => core.logger.warn({ err: message, silentMs }, "heartbeat failed"),
+        lost: (reason, message) => {
+          if (core.state !== HostState.Serving) return;
+          if (message !== undefined) core.logger.warn({ err: message }, "heartbeat failed");
+          void this.#fence(reason).catch((error: unknown) => core.logger.error({ err: error }, "fencing failed"));
+        },
+        exited: (code) => {
+          if (this.#thread === undefined) return; // not handed over yet: start() sees it
+          this.#thread = undefined;
+          if (this.#leaving.signal.aborted) return;
+          core.logger.error({ code }, "heartbeat thread exited; heartbeating from the event loop");
+          this.#heartbeating = this.#heartbeatLoop(this.#leaving.signal);
+        },
+      });
+    } catch (error) {
+      core.logger.warn({ err: error }, "no heartbeat thread; heartbeating from the event loop");
+      return undefined;
+    }
   }
 
   /** Rewrite the record now (a draining host tells managers and peers at once); best effort. */
   async announce(): Promise<void> {
-    await this.#core.backend.updateHost(this.#core.record(), this.#revision).then(
+    const write = this.#thread?.write() ?? this.#core.backend.updateHost(this.#core.record(), this.#revision);
+    await write.then(
       (revision) => {
         if (revision !== undefined) this.#revision = revision;
       },
@@ -70,6 +132,9 @@ export class HostLiveness {
   /** Stop heartbeating and remove this host's record (if that fails, the record is reaped). */
   async leave(): Promise<void> {
     this.#leaving.abort();
+    const thread = this.#thread;
+    this.#thread = undefined;
+    if (thread !== undefined) this.#revision = (await thread.stop()) ?? this.#revision;
     await this.#heartbeating;
     await this.#core.backend.deleteHost(this.#core.hostId, this.#revision).catch((error: unknown) => {
       this.#core.logger.warn({ err: error }, "could not remove this host's record (it will be reaped)");
@@ -81,8 +146,7 @@ export class HostLiveness {
     this.#stopWatch?.();
   }
 
-  async #heartbeatLoop(): Promise<void> {
-    const { signal } = this.#leaving;
+  async #heartbeatLoop(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       await sleep(this.#core.settings.heartbeatMs, undefined, { signal }).catch(() => undefined);
       if (signal.aborted) return;
@@ -135,6 +199,7 @@ export class HostLiveness {
       try {
         this.#revision = await core.backend.createHost(core.record());
         this.#lastHeartbeat = Date.now();
+        this.#thread?.resume(this.#revision);
         core.logger.info({ previousHostId }, "host rejoined the pool");
         return;
       } catch (rejoinError) {

@@ -37,17 +37,26 @@ export interface RuntimeHostOptions {
    */
   name?: string;
   /**
-   * Interval of heartbeats (and of checks for silent hosts), in ms.
-   * @defaultValue 2_000
+   * Interval of heartbeats (and, halved, of checks for silent hosts), in ms.
+   * @defaultValue 1_000
    */
   heartbeatMs?: number;
   /**
    * A host silent this long is reaped and its agents restarted on other hosts, in ms. A host that
    * cannot heartbeat this long stops its agents itself (their mailboxes kept), since others are
-   * about to restart them. Failover takes up to this plus one heartbeat plus the agents' startup.
-   * @defaultValue 6_000
+   * about to restart them. Failover takes up to this plus half a heartbeat plus the agents' startup.
+   * @defaultValue 3_000
    */
   hostTtlMs?: number;
+  /**
+   * Write heartbeats from a worker thread with a NATS connection of its own, so that a busy event
+   * loop (a CPU-bound action, GC pressure) does not get a live host reaped; the thread stops
+   * heartbeating when the event loop has not run for `hostTtlMs`, so a stuck host is still reaped.
+   * Without a thread (false, or when it cannot start, e.g. on a factory built on an existing
+   * connection), heartbeats are written from the event loop. docs/HOSTS.md 5.1.
+   * @defaultValue true
+   */
+  heartbeatThread?: boolean;
   /**
    * Interval of the orphan sweep (placements whose host is gone, launches lost between two
    * writes), done by one host of the pool, in ms.
@@ -78,6 +87,12 @@ function positive(value: number | undefined, fallback: number, option: string): 
   return v;
 }
 
+function flag(value: boolean | undefined, fallback: boolean, option: string): boolean {
+  const v = value ?? fallback;
+  if (typeof v !== "boolean") throw new InvalidConfigError(`${option} must be true or false (got ${String(v)})`, { option });
+  return v;
+}
+
 /**
  * The host's options with their defaults, checked.
  * @throws {InvalidConfigError} for a bad pool name, a count that is not a positive integer, or a
@@ -88,8 +103,9 @@ export function resolveSettings(options: RuntimeHostOptions, classes: ReadonlyMa
     pool: checkPool(options.pool),
     name: options.name ?? hostname(),
     capacity: positive(options.capacity, 100, "capacity"),
-    heartbeatMs: positive(options.heartbeatMs, 2_000, "heartbeatMs"),
-    hostTtlMs: positive(options.hostTtlMs, 6_000, "hostTtlMs"),
+    heartbeatMs: positive(options.heartbeatMs, 1_000, "heartbeatMs"),
+    hostTtlMs: positive(options.hostTtlMs, 3_000, "hostTtlMs"),
+    heartbeatThread: flag(options.heartbeatThread, true, "heartbeatThread"),
     sweepIntervalMs: positive(options.sweepIntervalMs, 30_000, "sweepIntervalMs"),
     classes,
     jsonCalls: options.jsonCalls === true,

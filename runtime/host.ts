@@ -178,7 +178,7 @@ export class RuntimeHost {
     const queue = await core.backend.launchQueue(this.pool);
     await this.#liveness.join();
     core.state = HostState.Serving;
-    this.#liveness.start();
+    await this.#liveness.start();
     this.#reaper.start();
     this.#intake.start(queue);
     await this.#routing.start();

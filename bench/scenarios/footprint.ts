@@ -413,7 +413,7 @@ export default async function footprint(ctx: BenchContext): Promise<ScenarioResu
     targets,
     notes: [
       "An agent is a durable JetStream push consumer (its subscription costs nothing while idle) plus its runtime objects; the bare floor is one core subscription. nats-server keeps each consumer's state.",
-      "Idle host CPU is the heartbeat (2 s), the check of peers' heartbeats, and the 30 s sweep over the placements the host keeps by a watch. The minute after a launch also holds V8 releasing the launch's garbage (a few full collections, once).",
+      "Idle host CPU is the heartbeat (1 s, written by the heartbeat thread; the event loop passes it the record 4 times a second), the check of peers' heartbeats, and the 30 s sweep over the placements the host keeps by a watch. The minute after a launch also holds V8 releasing the launch's garbage (a few full collections, once).",
       "RSS includes heap not yet released (noisy at small N and in the quick run); heap is measured after a full collection.",
       ...failures.map((f) => `FAILED ${f}`),
     ],

@@ -25,7 +25,7 @@ import { POOL_RECORD_VERSION } from "../../../src/pool/records.ts";
 import type { LaunchRequest } from "../../../src/pool/records.ts";
 import { encodeValue } from "../../../src/protocol/codec.ts";
 import { defaultRuntimeConfig } from "../../../src/agent/runtime-config.ts";
-import { AlwaysFailing, PoolCounter } from "../../fixtures/host-agents.ts";
+import { AlwaysFailing, LoopHog, PoolCounter } from "../../fixtures/host-agents.ts";
 import { runCli, spawnHost } from "../../support/host-process.ts";
 import type { HostProcess, SpawnHostOptions } from "../../support/host-process.ts";
 import { startTestNats } from "../../support/nats.ts";
@@ -129,8 +129,13 @@ describe("runtime hosts", () => {
     const states = async (): Promise<string[]> => (await p.placements()).map((pl) => pl.state).sort();
     await eventually(async () => ((await states()).join() === "queued,queued,running,running,running" ? true : undefined), 5_000, "3 running, 2 queued");
     const ctx = await p.factory.context();
-    const info = await ctx.jsm.consumers.info(ctx.layout.launchStream, ctx.layout.poolConsumer(p.pool));
-    expect(info.num_pending + info.num_ack_pending).toBe(2);
+    // A host acknowledges a request after its claim is written: wait for the last acks to land.
+    const unacked = async (): Promise<number> => {
+      const info = await ctx.jsm.consumers.info(ctx.layout.launchStream, ctx.layout.poolConsumer(p.pool));
+      return info.num_pending + info.num_ack_pending;
+    };
+    await eventually(async () => ((await unacked()) <= 2 ? true : undefined), 5_000, "the claimed requests acknowledged");
+    expect(await unacked()).toBe(2);
     // A freed slot takes the next launch.
     const placements = await p.placements();
     const running = placements.filter((pl) => pl.state === PlacementState.Running).map((pl) => pl.uid);
@@ -149,10 +154,11 @@ describe("runtime hosts", () => {
   test("kill -9 of a host: its agents answer again under the same ids, requests sent meanwhile included", async () => {
     await using p = await pool();
     // Default liveness settings: this measures the failover users get.
-    const victim = await p.start({ heartbeatMs: 2_000, hostTtlMs: 6_000, capacity: 20 });
+    const DEFAULTS = { heartbeatMs: undefined, hostTtlMs: undefined };
+    const victim = await p.start({ ...DEFAULTS, capacity: 20 });
     const handles = await launchAll(p, 20);
     expect(new Set(await Promise.all(handles.map((h) => h.where())))).toEqual(new Set([victim.child.pid]));
-    const survivor = await p.start({ heartbeatMs: 2_000, hostTtlMs: 6_000, capacity: 20 });
+    const survivor = await p.start({ ...DEFAULTS, capacity: 20 });
 
     const killedAt = performance.now();
     await victim.kill();
@@ -188,6 +194,41 @@ describe("runtime hosts", () => {
     const rejoined = frozen.logs().find((l) => l.msg === "host rejoined the pool")!;
     const listed = JSON.parse(runCli(["hosts", "--servers", nats.url, "--prefix", p.prefix, "--json"]).stdout) as Array<{ hostId: string }>;
     expect(listed.map((h) => h.hostId).sort()).toEqual([other.hostId, rejoined.hostId as string].sort());
+  });
+
+  // Spins of 0.8 ttl with a turn of the event loop between them: heartbeats written from the event
+  // loop come about 1.6 ttl apart (the write of one turn is acknowledged in the next, and the
+  // following heartbeat waits out the next spin), so the host is reaped; from the heartbeat thread,
+  // the event loop is seen at every turn, well within a ttl, and the host is not.
+  test.each([
+    { mode: "the heartbeat thread", extra: [], reaped: false },
+    { mode: "the event loop", extra: ["--no-heartbeat-thread"], reaped: true },
+  ])("a host whose event loop is held by CPU-bound actions is reaped only when heartbeats come from $mode", async ({ extra, reaped }) => {
+    await using p = await pool();
+    const busy = await p.start({ extra });
+    const hog = await p.manager.launch(LoopHog, { executor: "workers" });
+    expect(await hog.where()).toBe(busy.child.pid);
+    const peer = await p.start();
+    expect(await hog.with({ timeoutMs: 30_000 }).spin(FAST.hostTtlMs * 0.8, 5)).toBe(busy.child.pid);
+    // Give the peer a reaping check after the last spin.
+    await new Promise((resolve) => setTimeout(resolve, FAST.hostTtlMs));
+    const reapedBusy = peer.logs().some((l) => l.msg === "reaped a silent host; restarting its agents" && l.deadHost === busy.hostId);
+    const fenced = busy.logs().some((l) => l.msg === "host fenced; stopping its agents and rejoining the pool");
+    expect({ reapedBusy, fenced }).toEqual({ reapedBusy: reaped, fenced: reaped });
+    if (!reaped) expect(await hog.where()).toBe(busy.child.pid);
+  });
+
+  test("a host whose event loop is stuck for longer than its ttl is reaped, although its heartbeat thread runs", async () => {
+    await using p = await pool();
+    const stuck = await p.start();
+    const hog = await p.manager.launch(LoopHog, { executor: "workers" });
+    const counters = await launchAll(p, 2);
+    expect(new Set(await Promise.all([hog.where(), ...counters.map((c) => c.where())]))).toEqual(new Set([stuck.child.pid]));
+    const other = await p.start();
+    void hog.spin(FAST.hostTtlMs * 4, 1, stuck.child.pid).catch(() => undefined); // answered by nobody, or late
+    // The thread stops vouching for the event loop after a ttl: the other host restarts the agents.
+    expect(await Promise.all(counters.map((c) => c.where()))).toEqual([other.child.pid, other.child.pid]);
+    await stuck.waitFor(/"msg":"host rejoined the pool"/, 15_000);
   });
 
   test("an agent whose mailbox was terminated while its host was down is not restarted", async () => {
