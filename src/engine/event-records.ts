@@ -29,15 +29,7 @@ export class Watermark {
     this.#store = store;
     this.#scope = scope;
     this.#logger = logger;
-    this.#request = {
-      type: MessageType.ActionRequest,
-      tag: `evw-${safeToken(handler)}-${safeToken(stream)}`,
-      dest: scope,
-      src: scope,
-      replyTo: undefined,
-      action: handler,
-      args: [],
-    } as ActionRequest;
+    this.#request = selfRequest(scope, handler, `evw-${safeToken(handler)}-${safeToken(stream)}`);
   }
 
   /** Whether an event with this sequence was handled (the record covers it). */
@@ -87,13 +79,10 @@ export function safeToken(name: string): string {
  * from `scope` to itself whose tag names the handler, stream and sequence (docs/EVENTS.md).
  */
 export function eventRecord(scope: string, handler: string, event: InboundEvent): ActionRequest {
-  return {
-    type: MessageType.ActionRequest,
-    tag: `ev-${safeToken(handler)}-${event.stream}-${event.sequence}`,
-    dest: scope,
-    src: scope,
-    replyTo: undefined,
-    action: handler,
-    args: [],
-  } as ActionRequest;
+  return selfRequest(scope, handler, `ev-${safeToken(handler)}-${event.stream}-${event.sequence}`);
+}
+
+/** The request from `scope` to itself, naming `handler`, whose result record an event record is. */
+function selfRequest(scope: string, handler: string, tag: string): ActionRequest {
+  return { type: MessageType.ActionRequest, tag, dest: scope, src: scope, replyTo: undefined, action: handler, args: [] } as ActionRequest;
 }
