@@ -48,7 +48,7 @@ export async function startHost(options: BenchHostOptions): Promise<BenchHost> {
   if (options.heartbeatMs !== undefined) args.push("--heartbeat-ms", String(options.heartbeatMs));
   if (options.hostTtlMs !== undefined) args.push("--host-ttl-ms", String(options.hostTtlMs));
   args.push(...(options.extra ?? []));
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), "--import", "tsx", CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...extraNodeArgs(), "--import", "tsx", CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   const lines: string[] = [];
   let stderr = "";
   let buffered = "";
@@ -118,4 +118,12 @@ export function cpuTimeMs(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
   return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
+/**
+ * Node flags for every bench host from `BENCH_HOST_NODE_ARGS` (space-separated), e.g.
+ * `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the hosts (Node refuses `--cpu-prof` in NODE_OPTIONS).
+ */
+function extraNodeArgs(): string[] {
+  return (process.env.BENCH_HOST_NODE_ARGS ?? "").split(" ").filter(Boolean);
 }
