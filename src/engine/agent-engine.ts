@@ -127,7 +127,8 @@ export class AgentEngine<A extends Agent = Agent> {
   readonly #children: ChildAgents;
   readonly #stats: ActionStatsRecorder;
   #loopRuns: readonly LoopRun[] = [];
-  readonly #subscriptions: AgentSubscriptions;
+  /** The agent's event subscriptions; undefined when it declares none (an idle agent then holds nothing for them). */
+  readonly #subscriptions: AgentSubscriptions | undefined;
   #eventBus: Promise<EventBus | undefined> | undefined;
   /** The exchange's result records (effectively-once), if it keeps them. */
   #results: ResultStore | undefined;
@@ -159,18 +160,20 @@ export class AgentEngine<A extends Agent = Agent> {
       agentType: options.registration.agentType.name,
       chain: composeInterceptors(interceptors, "event", (input) => this.#runHandler(input.handler)),
     };
-    const runSubscriptionHandler = async (input: EventInput): Promise<void> => {
-      await callSubscriptionHandler(this.agent, input);
-    };
-    const subscriptionChain = composeInterceptors(interceptors, "event", runSubscriptionHandler);
-    this.#subscriptions = new AgentSubscriptions({
-      specs: this.#spec.subscriptions,
-      agentId: this.agentId,
-      agentType: options.registration.agentType.name,
-      logger: this.#logger,
-      signal: this.#shutdownController.signal,
-      run: subscriptionChain ?? runSubscriptionHandler,
-    });
+    if (this.#spec.subscriptions.length > 0) {
+      const runSubscriptionHandler = async (input: EventInput): Promise<void> => {
+        await callSubscriptionHandler(this.agent, input);
+      };
+      const subscriptionChain = composeInterceptors(interceptors, "event", runSubscriptionHandler);
+      this.#subscriptions = new AgentSubscriptions({
+        specs: this.#spec.subscriptions,
+        agentId: this.agentId,
+        agentType: options.registration.agentType.name,
+        logger: this.#logger,
+        signal: this.#shutdownController.signal,
+        run: subscriptionChain ?? runSubscriptionHandler,
+      });
+    }
     this.#children = new ChildAgents(
       (source, registration, config) =>
         new AgentEngine(source, { exchangeFactory: this.#factory, registration, config, logger: baseLogger, interceptors: options.interceptors }),
@@ -239,7 +242,7 @@ export class AgentEngine<A extends Agent = Agent> {
       actions,
       loops: this.#loopRuns.map((loop) => ({ name: loop.name, kind: loop.kind, state: loop.state })),
       children: this.#children.running,
-      ...(this.#subscriptions.declared && { subscriptions: this.#subscriptions.stats() }),
+      ...(this.#subscriptions?.declared === true && { subscriptions: this.#subscriptions.stats() }),
     };
   }
 
@@ -299,7 +302,7 @@ export class AgentEngine<A extends Agent = Agent> {
       loops = this.#spec.loops.map((spec) => this.#startLoop(agent, spec));
       this.#loopRuns = loops;
       await agent.agentOnStartup();
-      if (this.#subscriptions.declared) await this.#subscriptions.start(await this.#eventBusOf(), this.#results);
+      if (this.#subscriptions?.declared === true) await this.#subscriptions.start(await this.#eventBusOf(), this.#results);
     } catch (error) {
       this.#logger.error({ err: error }, "agent startup failed");
       await this.#shutdown({ expected: false }, false, loops).catch((shutdownError: unknown) => {
@@ -395,7 +398,8 @@ export class AgentEngine<A extends Agent = Agent> {
     const errors: unknown[] = [];
     const terminate = request.terminate ?? (request.expected ? this.#config.terminateOnSuccess : this.#config.terminateOnError);
     // Take no more events from now on (the event being handled finishes, or sees the signal).
-    const subscriptionsStopped = this.#subscriptions.declared ? this.#subscriptions.stop() : undefined;
+    const subscriptions = this.#subscriptions?.declared === true ? this.#subscriptions : undefined;
+    const subscriptionsStopped = subscriptions?.stop();
 
     if (started) {
       try {
@@ -408,12 +412,12 @@ export class AgentEngine<A extends Agent = Agent> {
     // Then the agents launched alongside this one (Academy closes the agent's manager here).
     errors.push(...(await this.#children.shutdown()));
     const graceMs = this.#config.shutdownGraceMs;
-    if (this.#subscriptions.declared) {
-      if ((await settleWithin([...this.#subscriptions.inFlight(), { done: subscriptionsStopped! }], graceMs)).length > 0) {
+    if (subscriptions !== undefined) {
+      if ((await settleWithin([...subscriptions.inFlight(), { done: subscriptionsStopped! }], graceMs)).length > 0) {
         this.#logger.warn({ graceMs }, "event handler ignored its shutdown signal; abandoned (its event is delivered again)");
       }
       // Fenced: another run of the agent owns it now, and its consumers with it.
-      if (terminate && this.#durable?.session.fenced === undefined) await this.#subscriptions.remove();
+      if (terminate && this.#durable?.session.fenced === undefined) await subscriptions.remove();
     }
     for (const loop of await settleWithin(loops, graceMs)) {
       loop.state = LoopState.Abandoned;

@@ -75,7 +75,11 @@ class ActionRecord {
   inFlight = 0;
   totalMs = 0;
   maxMs = 0;
-  readonly histogram = new Uint32Array(BUCKETS);
+  /**
+   * Made on the first finished call: an idle agent's actions hold none (about 1.1 KiB each, four
+   * or more actions per agent; docs/BENCHMARKS.md section 5).
+   */
+  #histogram: Uint32Array | undefined;
 
   record(ms: number, ok: boolean): void {
     this.inFlight--;
@@ -83,15 +87,17 @@ class ActionRecord {
     if (!ok) this.failed++;
     this.totalMs += ms;
     if (ms > this.maxMs) this.maxMs = ms;
-    this.histogram[bucketOf(ms * 1000)]!++;
+    (this.#histogram ??= new Uint32Array(BUCKETS))[bucketOf(ms * 1000)]!++;
   }
 
   /** The run time below which `q` of the calls finished: the upper edge of its bucket, capped by the longest. */
   quantile(q: number): number {
     const rank = Math.ceil(q * this.handled);
+    const histogram = this.#histogram;
+    if (histogram === undefined) return this.maxMs;
     let seen = 0;
     for (let bucket = 0; bucket < BUCKETS; bucket++) {
-      seen += this.histogram[bucket]!;
+      seen += histogram[bucket]!;
       if (seen >= rank) return Math.min(2 ** (bucket / PER_DOUBLING) / 1000, this.maxMs);
     }
     return this.maxMs;

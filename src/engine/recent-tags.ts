@@ -5,7 +5,8 @@
 
 /** A bounded set of tags: adding beyond `capacity` forgets the oldest. */
 export class RecentTags {
-  readonly #tags = new Set<string>();
+  /** Made with the first tag: an agent that answered nothing holds no set. */
+  #tags: Set<string> | undefined;
   readonly #capacity: number;
 
   /** @param capacity - how many tags to remember (at least 1). */
@@ -15,12 +16,13 @@ export class RecentTags {
 
   /** Whether `tag` was added and not yet forgotten. */
   has(tag: string): boolean {
-    return this.#tags.has(tag);
+    return this.#tags?.has(tag) === true;
   }
 
   /** Remember `tag`, forgetting the oldest one if the set is full. */
   add(tag: string): void {
-    this.#tags.add(tag);
-    if (this.#tags.size > this.#capacity) this.#tags.delete(this.#tags.values().next().value!);
+    const tags = (this.#tags ??= new Set());
+    tags.add(tag);
+    if (tags.size > this.#capacity) tags.delete(tags.values().next().value!);
   }
 }

@@ -135,18 +135,17 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
    * Handles by agent uid, held weakly: one handle per agent while anything holds it, and no growth
    * from the ids that decoded messages carry (a hostile sender could otherwise fill it).
    */
-  readonly #handles = new Map<string, WeakRef<AgentHandle>>();
-  readonly #forgetHandle = new FinalizationRegistry<string>((uid) => {
-    if (this.#handles.get(uid)?.deref() === undefined) this.#handles.delete(uid);
-  });
+  #handles: Map<string, WeakRef<AgentHandle>> | undefined;
+  /** Made with the first handle (as the maps and owners below are on first use: idle agents hold none; docs/BENCHMARKS.md section 5). */
+  #forgetHandle: FinalizationRegistry<string> | undefined;
   readonly #unsubscribeTerminated: () => void;
   readonly #terminationGraceMs: number;
-  readonly #callOwner: CallOwner;
-  readonly #streamOwner: StreamOwner;
+  #callOwner: CallOwner | undefined;
+  #streamOwner: StreamOwner | undefined;
   /** Streams whose request is going through the `outboundRequest` interceptors, by tag. */
-  readonly #opening = new Map<string, { stream: PendingStream; options: StreamOptions }>();
+  #opening: Map<string, { stream: PendingStream; options: StreamOptions }> | undefined;
   /** `onProgress` observers of calls going through the `outboundRequest` interceptors, by tag. */
-  readonly #observers = new Map<string, (progress: unknown) => void>();
+  #observers: Map<string, (progress: unknown) => void> | undefined;
   /** The composed `outboundRequest` hooks, if any interceptor has one. */
   readonly #outboundRequest: ((input: OutboundRequestInput) => Promise<ResponseMessage>) | undefined;
   /** The composed `inboundResponse` hooks, if any interceptor has one. */
@@ -154,7 +153,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   /** Settles when the previous request has been handed to the transport (keeps sends in call order). */
   #sendOrder: Promise<unknown> = Promise.resolve();
   /** Tags of requests going out through `post` (sent without a reply address; no response awaited). */
-  readonly #posts = new Set<string>();
+  #posts: Set<string> | undefined;
   #closing: Promise<void> | undefined;
 
   protected constructor(transport: ExchangeTransport, options: ExchangeClientOptions, factory: ExchangeFactory) {
@@ -165,23 +164,13 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     this.logger = (options.logger ?? silentLogger).child({ clientId: transport.mailboxId.uid });
     this.#terminationGraceMs = options.terminationGraceMs ?? 1000;
     this.#unsubscribeTerminated = transport.onTerminated((uid) => this.#onMailboxTerminated(uid));
-    this.#callOwner = {
-      release: (call) => this.#pending.remove(call),
-      cancel: (call) => this.#sendCancel(call.agentId, call.request.tag),
-    };
-    this.#streamOwner = {
-      open: (stream) => this.#openStream(stream),
-      release: (stream) => this.#pending.remove(stream),
-      cancel: (stream) => this.#sendCancel(stream.agentId, stream.request.tag),
-      credit: (stream, credit) => this.#sendCredit(stream, credit),
-    };
     this.#outboundRequest = composeInterceptors(interceptors, "outboundRequest", (input) => {
       const headers = isEmptyHeaders(input.headers) ? undefined : input.headers;
-      if (input.body.type !== MessageType.ActionRequest && this.#posts.has(input.tag)) return this.#post(input.agentId, input.body, input.tag, headers);
+      if (input.body.type !== MessageType.ActionRequest && this.#posts?.has(input.tag) === true) return this.#post(input.agentId, input.body, input.tag, headers);
       if (input.body.type === MessageType.ActionRequest && input.body.stream !== undefined) {
-        const opening = this.#opening.get(input.tag);
+        const opening = this.#opening?.get(input.tag);
         if (opening !== undefined) {
-          this.#opening.delete(input.tag);
+          this.#opening!.delete(input.tag);
           return this.#startStream(opening.stream, input.agentId, input.body, input.tag, headers, input.timeoutMs, input.signal);
         }
       }
@@ -293,18 +282,40 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     if (!(agentId instanceof AgentId)) {
       throw new TypeError(`A handle needs an AgentId, got ${Object.prototype.toString.call(agentId)}`);
     }
-    let handle = this.#handles.get(agentId.uid)?.deref();
+    let handle = this.#handles?.get(agentId.uid)?.deref();
     if (handle === undefined) {
       handle = new AgentHandle(agentId, this) as unknown as AgentHandle;
-      this.#handles.set(agentId.uid, new WeakRef(handle));
+      const handles = (this.#handles ??= new Map());
+      handles.set(agentId.uid, new WeakRef(handle));
+      this.#forgetHandle ??= new FinalizationRegistry<string>((uid) => {
+        if (handles.get(uid)?.deref() === undefined) handles.delete(uid);
+      });
       this.#forgetHandle.register(handle, agentId.uid);
     }
     return handle as unknown as Handle<A>;
   }
 
+  /** What pending calls need of this client: made on the first call. */
+  #callOwnerOf(): CallOwner {
+    return (this.#callOwner ??= {
+      release: (call) => this.#pending.remove(call),
+      cancel: (call) => this.#sendCancel(call.agentId, call.request.tag),
+    });
+  }
+
+  /** What pending streams need of this client: made on the first stream. */
+  #streamOwnerOf(): StreamOwner {
+    return (this.#streamOwner ??= {
+      open: (stream) => this.#openStream(stream),
+      release: (stream) => this.#pending.remove(stream),
+      cancel: (stream) => this.#sendCancel(stream.agentId, stream.request.tag),
+      credit: (stream, credit) => this.#sendCredit(stream, credit),
+    });
+  }
+
   /** @internal Handles this client holds now (for tests of the cache's bound). */
   get cachedHandles(): number {
-    return this.#handles.size;
+    return this.#handles?.size ?? 0;
   }
 
   /**
@@ -324,12 +335,12 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
       const timeoutMs = options.timeoutMs === undefined ? undefined : durationOption("A call's timeoutMs", options.timeoutMs);
       const tag = newTag();
       const onProgress = options.onProgress;
-      if (onProgress !== undefined) this.#observers.set(tag, onProgress);
+      if (onProgress !== undefined) (this.#observers ??= new Map()).set(tag, onProgress);
       const response =
         outbound === undefined
           ? this.#call(dest, body, tag, undefined, timeoutMs, options.signal)
           : outbound({ agentId: dest, body, tag, headers: {}, timeoutMs, signal: options.signal });
-      return onProgress === undefined ? response : response.finally(() => this.#observers.delete(tag));
+      return onProgress === undefined ? response : response.finally(() => this.#observers!.delete(tag));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -348,7 +359,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     const timeoutMs = streamDuration("timeoutMs", options.timeoutMs);
     const tag = newTag();
     const request: ActionRequest = { type: MessageType.ActionRequest, tag, dest: dest.uid, src: this.clientId.uid, action, args, stream: window };
-    return new PendingStream(this.#streamOwner, request, dest, window, itemTimeoutMs, { ...options, timeoutMs });
+    return new PendingStream(this.#streamOwnerOf(), request, dest, window, itemTimeoutMs, { ...options, timeoutMs });
   }
 
   /** Send a stream's request through the `outboundRequest` interceptors; their failure fails the stream. */
@@ -372,7 +383,7 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     if (outbound === undefined) {
       finished = this.#startStream(stream, stream.agentId, body, tag, undefined, options.timeoutMs, options.signal);
     } else {
-      this.#opening.set(tag, { stream, options });
+      (this.#opening ??= new Map()).set(tag, { stream, options });
       try {
         finished = outbound({ agentId: stream.agentId, body, tag, headers: {}, timeoutMs: options.timeoutMs, signal: options.signal });
       } catch (error) {
@@ -380,9 +391,9 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
       }
     }
     finished.then(
-      () => this.#opening.delete(tag),
+      () => this.#opening?.delete(tag),
       (error: unknown) => {
-        this.#opening.delete(tag);
+        this.#opening?.delete(tag);
         stream.fail(error);
       },
     );
@@ -450,10 +461,10 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
       const tag = newTag();
       const outbound = this.#outboundRequest;
       if (outbound === undefined) return this.#post(dest, body, tag, undefined).then(ignore);
-      this.#posts.add(tag);
+      (this.#posts ??= new Set()).add(tag);
       return outbound({ agentId: dest, body, tag, headers: {}, timeoutMs: undefined, signal: undefined })
         .then(ignore)
-        .finally(() => this.#posts.delete(tag));
+        .finally(() => this.#posts!.delete(tag));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -490,11 +501,12 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     this.#sendOrder = deliverable.catch(ignore);
     await deliverable;
     let onProgress: ((progress: unknown) => void) | undefined;
-    if (this.#observers.size > 0) {
-      onProgress = this.#observers.get(tag);
-      this.#observers.delete(tag);
+    const observers = this.#observers;
+    if (observers !== undefined && observers.size > 0) {
+      onProgress = observers.get(tag);
+      observers.delete(tag);
     }
-    const call = new PendingCall(this.#callOwner, message, dest, timeoutMs, signal, onProgress);
+    const call = new PendingCall(this.#callOwnerOf(), message, dest, timeoutMs, signal, onProgress);
     this.#pending.add(call);
     call.start();
     void this.#send(call);
