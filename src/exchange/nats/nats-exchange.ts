@@ -460,6 +460,18 @@ export class NatsExchange {
   }
 
   /**
+   * Store a control-plane record — a KV write (its subject and `Nats-Expected-Last-Subject-Sequence`
+   * header made by the caller: `kv-writes.ts`), a launch request — through the shared-inbox
+   * publisher, retrying transient failures within the retry window. Unlike `js.publish()`, no
+   * nats.js request per write, so no `Error` built for each (launching 1,000 agents makes several
+   * thousand of these writes). Not marked `Academy-Resent` on retries: such records are written by
+   * compare-and-set or de-duplicated by message id, not read by the duplicate rule.
+   */
+  async publishRecord(what: string, subject: string, data: Uint8Array, headers: MsgHdrs | undefined): Promise<PubAck> {
+    return this.retry(what, () => this.#publisher.publish(subject, data, headers, this.settings.requestTimeoutMs));
+  }
+
+  /**
    * Status of a mailbox of `site` (undefined: this site). Another site's is read from the local
    * mirror of its registry, which trails it (eventually consistent).
    * @throws {UnknownSiteError} for a site this exchange has no link to.
