@@ -195,7 +195,7 @@ export class NatsExchange {
     // One socket write per event-loop turn (write-batching.ts).
     batchWrites(nc);
     this.#publisher = new JetStreamPublisher(nc);
-    this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, { registry: this.layout.registryBucket, types: this.layout.typesBucket }, settings.retryWindowMs, this.site);
+    this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, { registry: this.layout.registryBucket, types: this.layout.typesBucket }, settings.retryWindowMs, this.site, (what, subject, data, headers) => this.publishRecord(what, subject, data, headers));
     this.view = new RegistryView(registryKv, logger, () => nc.isClosed(), this.site);
     this.links = new Map(settings.sites.map((site) => [site.name, new NatsSiteLink(this, site)]));
   }

@@ -18,13 +18,13 @@ export const HEADER_ALLOWANCE = 256;
 
 /** Put a launch request on the stream, de-duplicated by agent and generation (`launch:<uid>:<gen>`). */
 export async function publishLaunch(ctx: NatsExchange, request: LaunchRequest): Promise<void> {
-  const { layout, js, settings } = ctx;
-  const subject = layout.launchSubject(request.pool, request.uid);
+  const subject = ctx.layout.launchSubject(request.pool, request.uid);
   const data = encodeLaunchRequest(request);
   ctx.checkSize(data.byteLength + HEADER_ALLOWANCE, `Launch request of agent ${request.uid}`);
-  await ctx.retry("publish launch request", () =>
-    js.publish(subject, data, { msgID: `launch:${request.uid}:${request.gen}`, timeout: settings.requestTimeoutMs }),
-  );
+  const headers = natsHeaders();
+  headers.set("Nats-Msg-Id", `launch:${request.uid}:${request.gen}`);
+  // Through the shared-inbox publisher: no nats.js request (and no Error built) per launch.
+  await ctx.publishRecord("publish launch request", subject, data, headers);
 }
 
 /**

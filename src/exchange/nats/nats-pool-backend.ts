@@ -22,6 +22,7 @@ import { ensureStream, kvBucketOptions, notFound, openBucket, storageType } from
 import type { NatsExchange } from "./nats-exchange.ts";
 import { isWrongLastSequence, withDeadline } from "./nats-errors.ts";
 import { ExchangeNotFoundError } from "../../errors.ts";
+import { KvWriter } from "./kv-writes.ts";
 import { HEADER_ALLOWANCE, launchPending, openLaunchQueue, publishLaunch, publishRemoteLaunch } from "./nats-launch-queue.ts";
 import { decodeRecord } from "./nats-registry.ts";
 
@@ -37,12 +38,15 @@ export class NatsPoolBackend implements PoolBackend {
   readonly site: string | undefined;
   readonly #hostsKv: KV | undefined;
   readonly #placementsKv: KV | undefined;
+  /** Placement writes through the exchange's shared-inbox publisher (`kv-writes.ts`). */
+  readonly #placementWrites: KvWriter | undefined;
 
   private constructor(ctx: NatsExchange, hosts: KV | undefined, placements: KV | undefined) {
     this.ctx = ctx;
     this.site = ctx.site;
     this.#hostsKv = hosts;
     this.#placementsKv = placements;
+    this.#placementWrites = placements === undefined ? undefined : new KvWriter(placements, (what, subject, data, headers) => ctx.publishRecord(what, subject, data, headers));
   }
 
   /** Whether the backend has its buckets (always, unless the exchange was opened without provisioning). */
@@ -53,6 +57,11 @@ export class NatsPoolBackend implements PoolBackend {
   get #hosts(): KV {
     if (this.#hostsKv === undefined) throw notFound(this.ctx.settings.prefix, `bucket ${this.ctx.layout.hostsBucket}`);
     return this.#hostsKv;
+  }
+
+  get #writes(): KvWriter {
+    if (this.#placementWrites === undefined) throw notFound(this.ctx.settings.prefix, `bucket ${this.ctx.layout.placementsBucket}`);
+    return this.#placementWrites;
   }
 
   get #placements(): KV {
@@ -147,7 +156,7 @@ export class NatsPoolBackend implements PoolBackend {
     const data = encodeValue(placement);
     this.ctx.checkSize(data.byteLength + HEADER_ALLOWANCE, `Placement of agent ${placement.uid} (its launch arguments included)`);
     try {
-      const revision = await this.ctx.retry("create placement", () => this.#placements.create(key, data));
+      const revision = await this.#writes.create("create placement", key, data);
       return { value: placement, revision };
     } catch (error) {
       if (isWrongLastSequence(error)) return undefined;
@@ -158,7 +167,7 @@ export class NatsPoolBackend implements PoolBackend {
   async compareAndSetPlacement(placement: Placement, revision: number): Promise<number | undefined> {
     const key = this.ctx.layout.placementKey(placement.pool, placement.uid);
     try {
-      return await this.ctx.retry("update placement", () => this.#placements.update(key, encodeValue(placement), revision));
+      return await this.#writes.update("update placement", key, encodeValue(placement), revision);
     } catch (error) {
       if (isWrongLastSequence(error)) return undefined;
       throw error;

@@ -24,6 +24,8 @@ import type { AgentRegistration } from "../transport.ts";
 import { scanLatest } from "./kv-scan.ts";
 import { isWrongLastSequence, withNatsRetry } from "./nats-errors.ts";
 import { TypeMemberLists } from "./type-member-lists.ts";
+import { KvWriter } from "./kv-writes.ts";
+import type { RecordPublisher } from "./kv-writes.ts";
 
 /** Version of the record format (field `v`). */
 export const RECORD_VERSION = 1;
@@ -98,7 +100,14 @@ export class NatsRegistry {
   readonly #site: string | undefined;
   /** Layout 2 of the type index: the member lists of each concrete type. */
   readonly #members: TypeMemberLists;
+  /** Registrations and index entries through the exchange's shared-inbox publisher, when given. */
+  readonly #registryWrites: KvWriter | undefined;
+  readonly #typesWrites: KvWriter | undefined;
 
+  /**
+   * `publish` stores the writes of registration (records, index entries) without a nats.js
+   * request each (`kv-writes.ts`); without it they go through nats.js' KV.
+   */
   constructor(
     registry: KV,
     types: KV,
@@ -107,8 +116,11 @@ export class NatsRegistry {
     buckets: { readonly registry: string; readonly types: string },
     retryWindowMs: number,
     site?: string,
+    publish?: RecordPublisher,
   ) {
     const typesBucket = buckets.types;
+    this.#registryWrites = publish === undefined ? undefined : new KvWriter(registry, publish);
+    this.#typesWrites = publish === undefined ? undefined : new KvWriter(types, publish);
     this.#site = site;
     this.#members = new TypeMemberLists(types, jsm, buckets.registry, (what, operation) => this.#retry(what, operation));
     this.#registry = registry;
@@ -136,7 +148,7 @@ export class NatsRegistry {
       status: MailboxStatus.Active,
       registeredAt: Date.now(),
     };
-    const revision = await this.#retry("register user", () => this.#registry.create(id.uid, encodeValue(record)));
+    const revision = await this.#create("register user", id.uid, encodeValue(record));
     return { record, revision };
   }
 
@@ -166,7 +178,7 @@ export class NatsRegistry {
     };
     let revision: number;
     try {
-      revision = await this.#retry("register agent", () => this.#registry.create(agentId.uid, encodeValue(record)));
+      revision = await this.#create("register agent", agentId.uid, encodeValue(record));
     } catch (error) {
       if (isWrongLastSequence(error)) return undefined;
       throw error;
@@ -175,11 +187,23 @@ export class NatsRegistry {
     const chain = type.chain[0] === type.name ? type.chain : [type.name, ...type.chain];
     await Promise.all([
       ...[...new Set(type.chain)].map((t) =>
-        this.#retry("index agent type", () => this.#types.put(`${typeNameToken(t)}.${agentId.uid}`, indexValue)),
+        this.#putIndex(`${typeNameToken(t)}.${agentId.uid}`, indexValue),
       ),
       this.#members.add(chain, { uid: agentId.uid, revision, name }),
     ]);
     return { record, revision };
+  }
+
+  /** Create a registry record (create-if-absent); its revision. */
+  #create(what: string, uid: string, data: Uint8Array): Promise<number> {
+    const writes = this.#registryWrites;
+    return writes === undefined ? this.#retry(what, () => this.#registry.create(uid, data)) : writes.create(what, uid, data);
+  }
+
+  /** Put a layout-1 index entry. */
+  async #putIndex(key: string, data: Uint8Array): Promise<void> {
+    const writes = this.#typesWrites;
+    await (writes === undefined ? this.#retry("index agent type", () => this.#types.put(key, data)) : writes.put("index agent type", key, data));
   }
 
   /**
