@@ -105,7 +105,9 @@ export class HostIntake {
    * request's headers); counted by outcome.
    */
   async #onLaunch(m: LaunchDelivery): Promise<void> {
-    const request = tryDecode(m.data);
+    // Decoded once: the span, the checks and the claim all use it.
+    const decoded = decode(m.data);
+    const request = decoded instanceof Error ? undefined : decoded;
     const { hostId, settings, metrics } = this.#core;
     const attributes = {
       [TraceAttribute.Pool]: settings.pool,
@@ -119,7 +121,7 @@ export class HostIntake {
     const outcome = await inSpan(
       `claim ${request?.type ?? "launch"}`,
       { kind: SpanKind.CONSUMER, attributes },
-      () => this.#settle(m),
+      () => this.#settle(m, decoded),
       extractTraceContext(request?.headers),
       (settled) => settled,
     );
@@ -127,10 +129,10 @@ export class HostIntake {
   }
 
   /** Take a launch request; what became of it. Never throws. */
-  async #settle(m: LaunchDelivery): Promise<LaunchOutcome> {
+  async #settle(m: LaunchDelivery, decoded: LaunchRequest | Error): Promise<LaunchOutcome> {
     let outcome: LaunchOutcome = "retried";
     try {
-      outcome = await this.#take(m);
+      outcome = await this.#take(m, decoded);
     } catch (error) {
       if (error instanceof ExchangeUnavailableError || error instanceof ClientClosedError || !(error instanceof AcademyError)) {
         // NATS trouble while claiming: let the request come back (to this host or another).
@@ -138,7 +140,7 @@ export class HostIntake {
         m.nak(1_000);
       } else {
         // A typed error (a placement too large to store, say) will not go away by retrying.
-        outcome = await this.#reject(m, tryDecode(m.data), error).then(
+        outcome = await this.#reject(m, decoded instanceof Error ? undefined : decoded, error).then(
           () => "rejected" as const,
           (rejectError: unknown) => {
             this.#core.logger.warn({ err: rejectError, subject: m.subject }, "could not reject launch request; it will be redelivered");
@@ -154,8 +156,8 @@ export class HostIntake {
   }
 
   /** Check and claim a launch request; `claimed` if an agent started here (keeping its slot). */
-  async #take(m: LaunchDelivery): Promise<LaunchOutcome> {
-    const runnable = await this.#check(m);
+  async #take(m: LaunchDelivery, decoded: LaunchRequest | Error): Promise<LaunchOutcome> {
+    const runnable = await this.#check(m, decoded);
     if (typeof runnable === "string") return runnable;
     const { request, agentClass } = runnable;
     const { backend, logger } = this.#core;
@@ -187,14 +189,15 @@ export class HostIntake {
    * request this host cannot run is rejected, or handed back for a host of the pool that can.
    * @returns what to run, or what became of the request when it was dealt with.
    */
-  async #check(m: LaunchDelivery): Promise<Runnable | "rejected" | "deferred"> {
+  async #check(m: LaunchDelivery, decoded: LaunchRequest | Error): Promise<Runnable | "rejected" | "deferred"> {
     const { pool, classes } = this.#core.settings;
-    let request: LaunchRequest;
-    try {
-      request = decodeLaunchRequest(m.data);
-      if (request.pool !== pool) throw new MalformedMessageError(`Launch request for pool '${request.pool}' arrived on pool '${pool}'`);
-    } catch (error) {
-      await this.#reject(m, undefined, error as Error);
+    if (decoded instanceof Error) {
+      await this.#reject(m, undefined, decoded);
+      return "rejected";
+    }
+    const request = decoded;
+    if (request.pool !== pool) {
+      await this.#reject(m, undefined, new MalformedMessageError(`Launch request for pool '${request.pool}' arrived on pool '${pool}'`));
       return "rejected";
     }
     const agentClass = classes.get(request.type);
@@ -260,11 +263,11 @@ function checkArgs(args: Uint8Array): MalformedMessageError | undefined {
   return Array.isArray(decoded) ? undefined : new MalformedMessageError("Launch arguments must encode an array");
 }
 
-/** The launch request in `bytes`, if it is one (for rejecting it with its agent named). */
-function tryDecode(bytes: Uint8Array): LaunchRequest | undefined {
+/** The launch request in `bytes`, or why it is not one (`MalformedMessageError`, `InvalidConfigError`). */
+function decode(bytes: Uint8Array): LaunchRequest | Error {
   try {
     return decodeLaunchRequest(bytes);
-  } catch {
-    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error : new MalformedMessageError(`Malformed launch request: ${String(error)}`);
   }
 }

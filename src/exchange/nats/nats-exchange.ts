@@ -461,7 +461,7 @@ export class NatsExchange {
 
   /**
    * Store a control-plane record — a KV write (its subject and `Nats-Expected-Last-Subject-Sequence`
-   * header made by the caller: `kv-writes.ts`), a launch request — through the shared-inbox
+   * header made by the caller: `kv-records.ts`), a launch request — through the shared-inbox
    * publisher, retrying transient failures within the retry window. Unlike `js.publish()`, no
    * nats.js request per write, so no `Error` built for each (launching 1,000 agents makes several
    * thousand of these writes). Not marked `Academy-Resent` on retries: such records are written by

@@ -22,7 +22,8 @@ import { ensureStream, kvBucketOptions, notFound, openBucket, storageType } from
 import type { NatsExchange } from "./nats-exchange.ts";
 import { isWrongLastSequence, withDeadline } from "./nats-errors.ts";
 import { ExchangeNotFoundError } from "../../errors.ts";
-import { KvWriter } from "./kv-writes.ts";
+import { KvRecords } from "./kv-records.ts";
+import type { KvRecord } from "./kv-records.ts";
 import { HEADER_ALLOWANCE, launchPending, openLaunchQueue, publishLaunch, publishRemoteLaunch } from "./nats-launch-queue.ts";
 import { decodeRecord } from "./nats-registry.ts";
 
@@ -38,15 +39,16 @@ export class NatsPoolBackend implements PoolBackend {
   readonly site: string | undefined;
   readonly #hostsKv: KV | undefined;
   readonly #placementsKv: KV | undefined;
-  /** Placement writes through the exchange's shared-inbox publisher (`kv-writes.ts`). */
-  readonly #placementWrites: KvWriter | undefined;
+  /** Placement reads and writes through the exchange's shared-inbox publisher (`kv-records.ts`). */
+  readonly #placementWrites: KvRecords | undefined;
 
   private constructor(ctx: NatsExchange, hosts: KV | undefined, placements: KV | undefined) {
     this.ctx = ctx;
     this.site = ctx.site;
     this.#hostsKv = hosts;
     this.#placementsKv = placements;
-    this.#placementWrites = placements === undefined ? undefined : new KvWriter(placements, (what, subject, data, headers) => ctx.publishRecord(what, subject, data, headers));
+    this.#placementWrites =
+      placements === undefined ? undefined : new KvRecords(placements, (what, subject, data, headers) => ctx.publishRecord(what, subject, data, headers));
   }
 
   /** Whether the backend has its buckets (always, unless the exchange was opened without provisioning). */
@@ -59,7 +61,7 @@ export class NatsPoolBackend implements PoolBackend {
     return this.#hostsKv;
   }
 
-  get #writes(): KvWriter {
+  get #writes(): KvRecords {
     if (this.#placementWrites === undefined) throw notFound(this.ctx.settings.prefix, `bucket ${this.ctx.layout.placementsBucket}`);
     return this.#placementWrites;
   }
@@ -147,8 +149,7 @@ export class NatsPoolBackend implements PoolBackend {
 
   async getPlacement(pool: string, uid: string): Promise<Versioned<Placement> | undefined> {
     if (this.#placementsKv === undefined) return undefined;
-    const entry = await this.ctx.retry("read placement", () => this.#placements.get(this.ctx.layout.placementKey(pool, uid)));
-    return placementEntry(entry);
+    return placementEntry(await this.#writes.get("read placement", this.ctx.layout.placementKey(pool, uid)));
   }
 
   async createPlacement(placement: Placement): Promise<Versioned<Placement> | undefined> {
@@ -353,7 +354,7 @@ export class NatsPoolBackend implements PoolBackend {
   }
 }
 
-function placementEntry(entry: KvEntry | null): Versioned<Placement> | undefined {
+function placementEntry(entry: KvRecord | null): Versioned<Placement> | undefined {
   if (entry === null || entry.operation !== "PUT") return undefined;
   const value = decodePlacement(entry.value);
   return value === undefined ? undefined : { value, revision: entry.revision };

@@ -24,8 +24,8 @@ import type { AgentRegistration } from "../transport.ts";
 import { scanLatest } from "./kv-scan.ts";
 import { isWrongLastSequence, withNatsRetry } from "./nats-errors.ts";
 import { TypeMemberLists } from "./type-member-lists.ts";
-import { KvWriter } from "./kv-writes.ts";
-import type { RecordPublisher } from "./kv-writes.ts";
+import { KvRecords } from "./kv-records.ts";
+import type { RecordPublisher } from "./kv-records.ts";
 
 /** Version of the record format (field `v`). */
 export const RECORD_VERSION = 1;
@@ -100,13 +100,13 @@ export class NatsRegistry {
   readonly #site: string | undefined;
   /** Layout 2 of the type index: the member lists of each concrete type. */
   readonly #members: TypeMemberLists;
-  /** Registrations and index entries through the exchange's shared-inbox publisher, when given. */
-  readonly #registryWrites: KvWriter | undefined;
-  readonly #typesWrites: KvWriter | undefined;
+  /** Record reads, registrations and index entries through the exchange's shared-inbox publisher, when given. */
+  readonly #registryWrites: KvRecords | undefined;
+  readonly #typesWrites: KvRecords | undefined;
 
   /**
-   * `publish` stores the writes of registration (records, index entries) without a nats.js
-   * request each (`kv-writes.ts`); without it they go through nats.js' KV.
+   * `publish` serves record reads and the writes of registration (records, index entries) without
+   * a nats.js request each (`kv-records.ts`); without it they go through nats.js' KV.
    */
   constructor(
     registry: KV,
@@ -119,8 +119,8 @@ export class NatsRegistry {
     publish?: RecordPublisher,
   ) {
     const typesBucket = buckets.types;
-    this.#registryWrites = publish === undefined ? undefined : new KvWriter(registry, publish);
-    this.#typesWrites = publish === undefined ? undefined : new KvWriter(types, publish);
+    this.#registryWrites = publish === undefined ? undefined : new KvRecords(registry, publish);
+    this.#typesWrites = publish === undefined ? undefined : new KvRecords(types, publish);
     this.#site = site;
     this.#members = new TypeMemberLists(types, jsm, buckets.registry, (what, operation) => this.#retry(what, operation));
     this.#registry = registry;
@@ -211,7 +211,8 @@ export class NatsRegistry {
    * reflects every write acknowledged before the call (see `openBucket`).
    */
   async get(uid: string): Promise<RecordEntry | undefined> {
-    const entry = await this.#retry("read registry", () => this.#registry.get(uid));
+    const reads = this.#registryWrites;
+    const entry = reads === undefined ? await this.#retry("read registry", () => this.#registry.get(uid)) : await reads.get("read registry", uid);
     if (entry === null || entry.operation !== "PUT") return undefined;
     const record = decodeRecord(entry.value);
     return record === undefined ? undefined : { record, revision: entry.revision };
