@@ -27,9 +27,10 @@ import type { Delivery, MailboxHandler } from "../transport.ts";
 import { NEW_READER, advance, mayBeDuplicate, restart } from "../duplicate-rule.ts";
 import type { ReaderProgress } from "../duplicate-rule.ts";
 import { parseAckReply } from "./ack-reply.ts";
+import { JsApiRequests } from "./js-api-requests.ts";
 
 import type { NatsExchange } from "./nats-exchange.ts";
-import { isConsumerNotFound, isNoMessageFound } from "./nats-errors.ts";
+import { isConsumerNotFound } from "./nats-errors.ts";
 
 /** How long a reader that finds its consumer gone waits before concluding it was not a takeover. */
 const TAKEOVER_SETTLE_MS = 250;
@@ -85,7 +86,7 @@ export class NatsMailbox {
    * #checkConsumer).
    */
   async #open(): Promise<void> {
-    const { layout, jsm, js, settings } = this.#ctx;
+    const { layout, js, settings } = this.#ctx;
     const name = layout.mailboxConsumer(this.#id.uid);
     for (let attempt = 1; ; attempt++) {
       const deliverSubject = layout.deliverSubject(this.#id.uid, nuid.next());
@@ -106,14 +107,10 @@ export class NatsMailbox {
         // restart is made again by its reader (#checkConsumer on reconnect), delivering them again.
         mem_storage: true,
       };
-      const created = await this.#ctx.retry("replace mailbox consumer", async () => {
-        try {
-          await jsm.consumers.delete(layout.mailboxStream, name);
-        } catch (error) {
-          if (!isConsumerNotFound(error)) throw error;
-        }
-        return jsm.consumers.add(layout.mailboxStream, config);
-      });
+      // Through the shared inbox (js-api-requests.ts), each retried within the retry window.
+      const api = this.#api();
+      await api.deleteConsumer(layout.mailboxStream, name);
+      const created = await api.addConsumer(layout.mailboxStream, config);
       // Another reader replaced the consumer in between: the newest reader wins; try again.
       if (created.config.deliver_subject !== deliverSubject) {
         if (attempt >= OPEN_ATTEMPTS) {
@@ -146,21 +143,19 @@ export class NatsMailbox {
    * mailbox is empty; `Infinity` (check every delivery of this consumer) when it cannot be read.
    */
   async #lastSequence(): Promise<number> {
-    const { layout, jsm } = this.#ctx;
+    const { layout } = this.#ctx;
     try {
-      const last = await this.#ctx.retry("read mailbox's last sequence", async () => {
-        try {
-          return await jsm.streams.getMessage(layout.mailboxStream, { last_by_subj: layout.mailboxSubject(this.#id.uid) });
-        } catch (error) {
-          if (isNoMessageFound(error)) return null;
-          throw error;
-        }
-      });
-      return last?.seq ?? 0;
+      return await this.#api().lastSequence(layout.mailboxStream, layout.mailboxSubject(this.#id.uid));
     } catch (error) {
       this.#logger.warn({ err: error }, "could not read the mailbox's last sequence; every delivery of this consumer reads its result record");
       return Number.POSITIVE_INFINITY;
     }
+  }
+
+  /** The JetStream API requests of opening, through the exchange's shared inbox. */
+  #api(): JsApiRequests {
+    const ctx = this.#ctx;
+    return new JsApiRequests(ctx.jsm, (what, subject, data, headers) => ctx.publishRecord(what, subject, data, headers));
   }
 
   /** Stop delivering; unacked messages are nak'ed so the next reader gets them at once. */
