@@ -224,7 +224,8 @@ export class HostPoolExecutor implements AgentExecutor {
     const request = this.#launchRequest(spec, headers);
     // Leave room for what hosts add to the placement (host ids, a failure): a launch that only just
     // fits would fail on the host instead.
-    backend.checkSize(encodeLaunchRequest(request).byteLength + PLACEMENT_ROOM, `Launch request of agent ${agentId}`);
+    const encoded = encodeLaunchRequest(request);
+    backend.checkSize(encoded.byteLength + PLACEMENT_ROOM, `Launch request of agent ${agentId}`);
     if (this.#remote(backend)) {
       if (spec.newlyRegistered !== true) {
         throw new ExecutorError(`Pool '${this.pool}' of site ${this.site} launches new agents only; ${agentId} was registered before`, {
@@ -252,7 +253,9 @@ export class HostPoolExecutor implements AgentExecutor {
       );
     }
     waiter.gen = placed.placement.gen;
-    await backend.publishLaunch(placed.placement);
+    // A placement made from this request carries its launch fields unchanged (launch(): created,
+    // gen 0); a relaunch of a stopped agent moves the generation on, and is encoded anew.
+    await backend.publishLaunch(placed.placement, placed.placement.gen === request.gen ? encoded : undefined);
     spec.logger.debug({ agentId: agentId.uid, agentType: agentType.name, pool: this.pool, gen: waiter.gen }, "launch request published");
   }
 

@@ -90,8 +90,11 @@ export interface PoolBackend {
 
   // --- launches ---
 
-  /** Put a launch request in its pool's queue, stored once per agent and generation. */
-  publishLaunch(request: LaunchRequest): Promise<void>;
+  /**
+   * Put a launch request in its pool's queue, stored once per agent and generation.
+   * @param encoded - `encodeLaunchRequest(request)`, when the caller has it already (not encoded again).
+   */
+  publishLaunch(request: LaunchRequest, encoded?: Uint8Array): Promise<void>;
   /**
    * Put a launch request in the queue of `request.pool` on another site (docs/EDGE.md): stored
    * here in the outbox to that site and forwarded when its uplink allows, however long that takes.

@@ -17,9 +17,9 @@ import { isConsumerNotFound } from "./nats-errors.ts";
 export const HEADER_ALLOWANCE = 256;
 
 /** Put a launch request on the stream, de-duplicated by agent and generation (`launch:<uid>:<gen>`). */
-export async function publishLaunch(ctx: NatsExchange, request: LaunchRequest): Promise<void> {
+export async function publishLaunch(ctx: NatsExchange, request: LaunchRequest, encoded?: Uint8Array): Promise<void> {
   const subject = ctx.layout.launchSubject(request.pool, request.uid);
-  const data = encodeLaunchRequest(request);
+  const data = encoded ?? encodeLaunchRequest(request);
   ctx.checkSize(data.byteLength + HEADER_ALLOWANCE, `Launch request of agent ${request.uid}`);
   const headers = natsHeaders();
   headers.set("Nats-Msg-Id", `launch:${request.uid}:${request.gen}`);

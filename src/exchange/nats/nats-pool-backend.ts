@@ -116,9 +116,9 @@ export class NatsPoolBackend implements PoolBackend {
 
   // --- launches ---
 
-  publishLaunch(request: LaunchRequest): Promise<void> {
+  publishLaunch(request: LaunchRequest, encoded?: Uint8Array): Promise<void> {
     if (!this.#provisioned) return Promise.reject(notFound(this.ctx.settings.prefix, `stream ${this.ctx.layout.launchStream}`));
-    return publishLaunch(this.ctx, request);
+    return publishLaunch(this.ctx, request, encoded);
   }
 
   publishRemoteLaunch(site: string, request: LaunchRequest): Promise<void> {
