@@ -162,12 +162,7 @@ export class HostIntake {
     const { request, agentClass } = runnable;
     const { backend, logger } = this.#core;
     const log = { agentId: request.uid, agentType: request.type, gen: request.gen };
-    // An active mailbox as the host's registry view knows it needs no read here: the agent's
-    // transport reads the status afresh before its mailbox is opened, and a mailbox terminated
-    // meanwhile fails that start (the placement is then recorded failed, as below). Anything else
-    // (unknown, terminated, missing) is read now, and dealt with here.
-    const known = backend.knownMailboxStatus?.(request.uid);
-    const status = known === MailboxStatus.Active ? known : await backend.mailboxStatus(request.uid);
+    const status = await backend.mailboxStatus(request.uid);
     if (status === MailboxStatus.Missing) {
       await this.#reject(m, request, mailboxError(status, request.uid)!);
       return "rejected";

@@ -170,12 +170,6 @@ export interface PoolBackend {
   /** A mailbox's status, read now from the registry (no cache). */
   mailboxStatus(uid: string): Promise<MailboxStatus>;
   /**
-   * A mailbox's status as a watch-fed copy of the registry last saw it, without a round trip;
-   * undefined when the copy does not know the mailbox (or the backend keeps none). It may trail the
-   * registry: use it only where a later fresh read backs it up.
-   */
-  knownMailboxStatus?(uid: string): MailboxStatus | undefined;
-  /**
    * Register an agent mailbox under an id chosen by the caller (keyed routing: the id is derived
    * from the type and key), unless a record exists already (create-if-absent, so routers racing
    * register it once).

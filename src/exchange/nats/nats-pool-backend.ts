@@ -284,10 +284,6 @@ export class NatsPoolBackend implements PoolBackend {
     return this.ctx.registry.status(uid);
   }
 
-  knownMailboxStatus(uid: string): MailboxStatus | undefined {
-    return this.ctx.view.status(uid);
-  }
-
   terminateMailbox(id: AgentId): Promise<void> {
     return this.ctx.terminate(id);
   }
