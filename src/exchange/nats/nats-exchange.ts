@@ -478,10 +478,15 @@ export class NatsExchange {
     return this.link(site!).discover(typeName, allowSubclasses);
   }
 
+  /** Status of a mailbox of this site from the registry view, if it knows it (no round trip). */
+  knownStatus(uid: string): MailboxStatus | undefined {
+    this.view.start();
+    return this.view.status(uid);
+  }
+
   /** Status of a mailbox, from the registry view when it knows, else from the bucket. */
   async status(uid: string): Promise<MailboxStatus> {
-    this.view.start();
-    const known = this.view.status(uid);
+    const known = this.knownStatus(uid);
     if (known !== undefined) return known;
     const entry = await this.registry.get(uid);
     if (entry === undefined) return MailboxStatus.Missing;
