@@ -1,5 +1,5 @@
 /**
- * `npx tsx --expose-gc bench/decoder.ts [--quick] [--reps 7] [--fuzz 300] [--only name,...]`: the
+ * `npm run bench:decoder -- [--quick] [--reps 7] [--fuzz 300] [--only name,...]`: the
  * decoder guard (src/protocol/cbor-guard.ts, cbor-cost.ts) against cbor-x alone. No network.
  * Prints three tables and writes bench/results/decoder.json:
  *

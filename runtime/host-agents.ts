@@ -19,9 +19,28 @@ type RunFailure = { readonly error: unknown; readonly retryable: boolean } | und
 /** The agents of one host. */
 export class HostAgents {
   readonly #core: HostCore;
+  /** The host's lease (`HostLiveness.admission`). */
+  readonly #lease: () => true | Promise<boolean>;
 
-  constructor(core: HostCore) {
+  constructor(core: HostCore, lease: () => true | Promise<boolean>) {
     this.#core = core;
+    this.#lease = lease;
+  }
+
+  /**
+   * Whether an action of `hosted` may run: while the host holds its lease and still holds the
+   * agent under its current id (a fenced host rejoins under a new one, and its old agents' runs
+   * belong to other hosts by then).
+   */
+  #admission(hosted: HostedAgent): true | Promise<boolean> {
+    const core = this.#core;
+    const lease = hosted.placement.host === core.hostId ? this.#lease() : Promise.resolve(false);
+    if (lease === true) return true;
+    return lease.then((admitted) => {
+      if (admitted && hosted.placement.host === core.hostId) return true;
+      core.logger.info({ agentId: hosted.placement.uid }, "request left in the mailbox: the host lost the agent to another run");
+      return false;
+    });
   }
 
   /** Run the agent of a placement this host has just claimed (it holds a slot until the run ends). */
@@ -35,6 +54,7 @@ export class HostAgents {
       config: runConfig(placement.config, policy, placement.attempt),
       logger,
       interceptors: [this.#core.metrics.agent],
+      admission: () => this.#admission(hosted),
     });
     const hosted: HostedAgent = { placement, engine, handover: undefined, retryTimer: undefined, finished: Promise.resolve() };
     this.#core.agents.set(placement.uid, hosted);

@@ -31,6 +31,7 @@ export type ToHeartbeatThread =
 export type FromHeartbeatThread =
   | { readonly type: "ready" }
   | { readonly type: "failed-to-start"; readonly message: string }
+  /** A heartbeat got through; `at` is when it was sent (ms since the epoch). */
   | { readonly type: "beat"; readonly revision: number; readonly at: number }
   | { readonly type: "failed"; readonly message: string; readonly silentMs: number }
   | { readonly type: "lost"; readonly reason: string; readonly message?: string }

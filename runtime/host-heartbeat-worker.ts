@@ -68,10 +68,12 @@ function serial<T>(work: () => Promise<T>): Promise<T> {
 
 /** Write the record once; the new revision, or undefined when it changed or is gone (reaped). */
 async function write(): Promise<number | undefined> {
-  const next = await backend.updateHost({ ...record, heartbeatAt: Date.now() }, revision);
+  // The time it was sent: peers see the write after that, so the host's lease runs from it.
+  const sentAt = Date.now();
+  const next = await backend.updateHost({ ...record, heartbeatAt: sentAt }, revision);
   if (next !== undefined) {
     revision = next;
-    lastWritten = Date.now();
+    lastWritten = sentAt;
   }
   return next;
 }

@@ -4,6 +4,13 @@
  * know its peers. A host that finds its record changed or gone, or cannot heartbeat for its time
  * to live, is fenced: it stops the agents it held, rejoins under a new id, and reaps its own old
  * record if nobody else did. docs/HOSTS.md 5.1 and 5.3.
+ *
+ * A host runs its agents' actions only while it holds a lease: peers reap a host whose record has
+ * not changed for its ttl, measured from when they saw the change, so a host whose last heartbeat
+ * was sent less than a ttl ago (less a margin) cannot have been reaped. A host whose event loop or
+ * connection stalled past that holds its agents' actions until a heartbeat gets through (then it
+ * runs them) or it finds itself fenced (then it leaves them in their mailboxes for the agents' new
+ * runs): a revived host never runs a request that another host's run of the same agent may get.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { ClientClosedError, HostFencedError } from "../src/errors.ts";
@@ -24,6 +31,8 @@ export class HostLiveness {
   /** The revision of this host's record that it last wrote. */
   #revision = 0;
   #lastHeartbeat = 0;
+  /** Actions held while the lease is in doubt: told true when a heartbeat gets through, false when fenced. */
+  #held: Array<(admitted: boolean) => void> = [];
   #heartbeating: Promise<void> | undefined;
   /** The heartbeat thread, when heartbeats are written off the event loop. */
   #thread: HeartbeatThread | undefined;
@@ -45,12 +54,39 @@ export class HostLiveness {
     return this.#lastHeartbeat;
   }
 
+  /**
+   * Whether an action of one of this host's agents may run now: true while the host's lease holds
+   * (its last heartbeat was sent less than `ttl - heartbeat / 2` ago), else a promise of the answer:
+   * true once a heartbeat gets through, false if the host is fenced or leaves (the request stays in
+   * its mailbox).
+   */
+  admission(): true | Promise<boolean> {
+    const { hostTtlMs, heartbeatMs } = this.#core.settings;
+    if (Date.now() < this.#lastHeartbeat + hostTtlMs - heartbeatMs / 2) return true;
+    if (this.#core.state === HostState.Stopped) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => this.#held.push(resolve));
+  }
+
+  /** A heartbeat sent at `sentAt` got through: the lease runs from then. */
+  #renewed(sentAt: number): void {
+    this.#lastHeartbeat = sentAt;
+    this.#release(true);
+  }
+
+  #release(admitted: boolean): void {
+    if (this.#held.length === 0) return;
+    const held = this.#held;
+    this.#held = [];
+    for (const resolve of held) resolve(admitted);
+  }
+
   /** Write this host's record and start following the others'. */
   async join(): Promise<void> {
     const { backend } = this.#core;
-    this.#core.startedAt = Date.now();
+    const sentAt = Date.now();
+    this.#core.startedAt = sentAt;
     this.#revision = await backend.createHost(this.#core.record());
-    this.#lastHeartbeat = Date.now();
+    this.#renewed(sentAt);
     this.#stopWatch = await backend.watchHosts(
       (entry) => this.#peers.observe(entry, this.#core.hostId),
       (hostId) => this.#peers.remove(hostId),
@@ -96,7 +132,7 @@ export class HostLiveness {
       return await HeartbeatThread.start(core.factory.forWorker(), core.settings, () => core.record(), {
         beat: (revision, at) => {
           this.#revision = revision;
-          this.#lastHeartbeat = at;
+          this.#renewed(at);
         },
         failed: (message, silentMs) => core.logger.warn({ err: message, silentMs }, "heartbeat failed"),
         lost: (reason, message) => {
@@ -132,6 +168,7 @@ export class HostLiveness {
   /** Stop heartbeating and remove this host's record (if that fails, the record is reaped). */
   async leave(): Promise<void> {
     this.#leaving.abort();
+    this.#release(false);
     const thread = this.#thread;
     this.#thread = undefined;
     if (thread !== undefined) this.#revision = (await thread.stop()) ?? this.#revision;
@@ -156,6 +193,7 @@ export class HostLiveness {
 
   async #heartbeat(): Promise<void> {
     const core = this.#core;
+    const sentAt = Date.now();
     try {
       const revision = await core.backend.updateHost(core.record(), this.#revision);
       if (revision === undefined) {
@@ -163,7 +201,7 @@ export class HostLiveness {
         return;
       }
       this.#revision = revision;
-      this.#lastHeartbeat = Date.now();
+      this.#renewed(sentAt);
     } catch (error) {
       if (core.state === HostState.Stopped) return;
       const silentMs = Date.now() - this.#lastHeartbeat;
@@ -184,6 +222,7 @@ export class HostLiveness {
     const error = new HostFencedError(`Host ${core.hostId} left the pool: ${reason}`, { hostId: core.hostId });
     core.logger.error({ err: error, agents: core.agents.size }, "host fenced; stopping its agents and rejoining the pool");
     core.metrics.fenced();
+    this.#release(false);
     // Launches claimed from now on are claimed under the new id, and their agents keep running.
     const oldId = core.renew();
     const stopping = this.#agents.stop("drop", (agent) => agent.placement.host === oldId);
@@ -196,9 +235,10 @@ export class HostLiveness {
   async #rejoin(previousHostId: string): Promise<void> {
     const core = this.#core;
     while (core.state === HostState.Serving) {
+      const sentAt = Date.now();
       try {
         this.#revision = await core.backend.createHost(core.record());
-        this.#lastHeartbeat = Date.now();
+        this.#renewed(sentAt);
         this.#thread?.resume(this.#revision);
         core.logger.info({ previousHostId }, "host rejoined the pool");
         return;

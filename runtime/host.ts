@@ -82,7 +82,7 @@ export class RuntimeHost {
     this.#core = core;
     this.#ownsFactory = ownsFactory;
     const peers = new Peers();
-    this.#agents = new HostAgents(core);
+    this.#agents = new HostAgents(core, () => this.#liveness.admission());
     this.#intake = new HostIntake(core, this.#agents);
     this.#reaper = new HostReaper(core, peers);
     this.#liveness = new HostLiveness(core, peers, this.#agents, this.#reaper);

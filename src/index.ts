@@ -30,6 +30,7 @@ export type { ReminderChange, ReminderStore } from "./state/reminder-store.ts";
 export { ReminderScheduler } from "./state/reminder-scheduler.ts";
 export type { ReminderSchedulerOptions } from "./state/reminder-scheduler.ts";
 export type { AgentBuilder, AgentEngineOptions, AgentSource } from "./engine/agent-engine.ts";
+export type { Admission } from "./engine/request-dispatcher.ts";
 export type { ActionStats, AgentStats, LoopStats } from "./engine/agent-stats.ts";
 export { LoopState } from "./engine/loops.ts";
 export { defaultRuntimeConfig, resolveRuntimeConfig } from "./agent/runtime-config.ts";

@@ -32,6 +32,7 @@ import { settleWithin } from "./grace.ts";
 import { LoopState, runLoop } from "./loops.ts";
 import type { EventRunner, LoopRun } from "./loops.ts";
 import { RequestDispatcher } from "./request-dispatcher.ts";
+import type { Admission } from "./request-dispatcher.ts";
 import { AgentSubscriptions, callSubscriptionHandler } from "./subscriptions.ts";
 import { encodeEvent, EventCodec } from "../protocol/event-codec.ts";
 import type { EventBus, EventPublishAck } from "../exchange/events.ts";
@@ -85,6 +86,12 @@ export interface AgentEngineOptions {
    * @defaultValue none
    */
   readonly interceptors?: readonly AgentInterceptor[];
+  /**
+   * Consulted before each action request runs (a runtime host holds them while its lease is in
+   * doubt, see `Admission`).
+   * @defaultValue every action may run
+   */
+  readonly admission?: Admission;
 }
 
 /** Why and how the engine shuts down. */
@@ -190,6 +197,7 @@ export class AgentEngine<A extends Agent = Agent> {
       interceptors,
       ready: this.#ready.promise,
       onShutdownRequest: (terminate) => this.requestShutdown({ expected: true, terminate }),
+      admission: options.admission,
     });
   }
 

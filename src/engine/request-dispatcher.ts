@@ -63,7 +63,17 @@ export interface DispatcherOptions {
    * runs, written before its response is sent. Set by `useOutcomes` once they are loaded.
    */
   readonly outcomes?: ActionOutcomes;
+  /** See {@link Admission}; undefined: every action may run. */
+  readonly admission?: Admission | undefined;
 }
+
+/**
+ * Whether an action request may run now: `true`, or a promise of the answer. A runtime host holds
+ * actions while its place in the pool is in doubt (its lease lapsed: its event loop or connection
+ * stalled), and refuses them once it knows another host took the agent over; a refused request is
+ * left in the mailbox, unanswered, for the agent's next run.
+ */
+export type Admission = () => true | Promise<boolean>;
 
 const SETTLED: Promise<void> = Promise.resolve();
 
@@ -292,6 +302,12 @@ export class RequestDispatcher {
   async #runAction(entry: InFlightAction): Promise<void> {
     if (!this.#ready && !(await this.#options.ready) && !entry.answered) {
       // Startup never completed: leave the request in the mailbox.
+      this.#inFlight.delete(entry.request.tag);
+      return;
+    }
+    const admitted = this.#options.admission?.();
+    if (admitted !== undefined && admitted !== true && !(await admitted)) {
+      // The host lost the agent to another: leave the request in the mailbox for the new run.
       this.#inFlight.delete(entry.request.tag);
       return;
     }

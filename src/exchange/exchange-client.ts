@@ -22,6 +22,7 @@ import { MessageType, isRequest, requestMessage, responseMessage } from "../prot
 import type { ActionRequest, RequestBody, RequestMessage, ResponseBody, ResponseMessage } from "../protocol/messages.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
+import { MAX_TIMER_MS } from "../util/timers.ts";
 import { AgentHandle } from "./handle.ts";
 import type { CallOptions, Handle, HandleClient, StreamOptions } from "./handle.ts";
 import type { ExchangeFactory } from "./exchange-factory.ts";
@@ -103,9 +104,6 @@ function streamWindow(window: number | undefined): number {
   }
   return window;
 }
-
-/** Node's timers fire at once beyond this many ms (a 32-bit signed delay): longer waits are capped. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * A duration option of a call or stream, checked: `Infinity` is no limit (undefined), and a

@@ -17,6 +17,7 @@
 import { InvalidConfigError, RequestTimeoutError } from "../errors.ts";
 import type { MessageHeaders } from "../protocol/headers.ts";
 import type { ActionRequest, ResponseMessage } from "../protocol/messages.ts";
+import { timerDelay } from "../util/timers.ts";
 import { currentAction } from "./action-scope.ts";
 import type { ActionInput, ActionNext, AgentInterceptor } from "./agent-interceptor.ts";
 import type { CallerInterceptor, OutboundRequestInput, OutboundRequestNext } from "./caller-interceptor.ts";
@@ -120,7 +121,7 @@ class DeadlineWatch {
     this.#deadline = deadline;
     if (source.aborted) this.#controller.abort(source.reason);
     else source.addEventListener("abort", this, ONCE);
-    this.#timer = setTimeout(expire, remainingMs, this);
+    this.#timer = setTimeout(expire, timerDelay(remainingMs), this);
   }
 
   get signal(): AbortSignal {
@@ -137,7 +138,7 @@ class DeadlineWatch {
     // Node reads its timer clock once per loop turn, so a timer can fire a little early.
     const remainingMs = this.#deadline - Date.now();
     if (remainingMs > 0) {
-      this.#timer = setTimeout(expire, remainingMs, this);
+      this.#timer = setTimeout(expire, timerDelay(remainingMs), this);
       return;
     }
     this.#controller.abort(deadlinePassed(this.#request, this.#deadline, "while it ran"));

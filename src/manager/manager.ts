@@ -33,6 +33,7 @@ import type { UserId } from "../identifiers.ts";
 import { encodeValue } from "../protocol/codec.ts";
 import { silentLogger } from "../util/logger.ts";
 import type { Logger } from "../util/logger.ts";
+import { timerDelay } from "../util/timers.ts";
 import { ReminderScheduler } from "../state/reminder-scheduler.ts";
 import { EventLoopExecutor } from "./event-loop-executor.ts";
 import type { AgentExecutor } from "./executor.ts";
@@ -117,7 +118,7 @@ export interface ManagerShutdownOptions {
   raiseError?: boolean;
   /** Override the agent's config: terminate its mailbox (`true`) or keep it (`false`). */
   terminate?: boolean;
-  /** When blocking, give up after this many ms with `WaitTimeoutError`. */
+  /** When blocking, give up after this many ms with `WaitTimeoutError` (`Infinity`: never). */
   timeoutMs?: number;
 }
 
@@ -141,7 +142,7 @@ export interface WaitOptions {
   raiseError?: boolean;
   /** @defaultValue "all-completed" */
   returnWhen?: ReturnWhen;
-  /** Give up after this many ms with `WaitTimeoutError`. */
+  /** Give up after this many ms with `WaitTimeoutError` (`Infinity`: never). */
   timeoutMs?: number;
 }
 
@@ -508,12 +509,16 @@ export class Manager implements AsyncDisposable {
     const targets = [...new Set([...agents].map((a) => this.#lookup(a)))];
     if (targets.length === 0) return { done: [], pending: [] };
     const returnWhen = options.returnWhen ?? ReturnWhen.AllCompleted;
+    const { timeoutMs } = options;
+    if (timeoutMs !== undefined && (typeof timeoutMs !== "number" || Number.isNaN(timeoutMs) || timeoutMs < 0)) {
+      throw new InvalidConfigError(`timeoutMs must be a non-negative number of ms (got ${String(timeoutMs)})`, { option: "timeoutMs" });
+    }
     const condition = this.#waitCondition(targets, returnWhen);
-    if (options.timeoutMs === undefined) {
+    if (timeoutMs === undefined || timeoutMs === Number.POSITIVE_INFINITY) {
       await condition;
     } else {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([condition, new Promise<void>((resolve) => (timer = setTimeout(resolve, options.timeoutMs)))]);
+      await Promise.race([condition, new Promise<void>((resolve) => (timer = setTimeout(resolve, timerDelay(timeoutMs))))]);
       clearTimeout(timer);
       const pending = targets.filter((t) => !t.done).length;
       if (pending === targets.length || (pending > 0 && returnWhen === ReturnWhen.AllCompleted)) {
@@ -576,7 +581,7 @@ export class Manager implements AsyncDisposable {
     const timedOut = await Promise.race([
       stopped.then(() => false),
       new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), Math.max(0, deadline - Date.now()));
+        timer = setTimeout(() => resolve(true), timerDelay(deadline - Date.now()));
       }),
     ]);
     clearTimeout(timer);

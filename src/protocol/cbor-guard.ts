@@ -133,6 +133,26 @@ function scan(bytes: Uint8Array, budget: number): number {
   let count = 0;
   let keyState = 0;
   for (;;) {
+    if (kind === ARRAY && left !== 1) {
+      // A run of small integers and simple values in an array, the densest input there is (one
+      // byte an item): counted in a loop of its own, all but the array's last item, which the
+      // general path below reads and closes the array with.
+      const stop = left === -1 || left - 1 > end - pos ? end : pos + left - 1;
+      let i = pos;
+      while (i < stop) {
+        const b = bytes[i]!;
+        if (b < 0x18 || (b >= 0xf4 && b <= 0xf7)) i++;
+        else break;
+      }
+      if (i !== pos) {
+        const n = i - pos;
+        cost += n * Cost.scalar;
+        count += n;
+        if (left !== -1) left -= n;
+        pos = i;
+        if (cost > budget) fail(pos - 1, `decoding would cost more than the budget of ${budget} units for ${end} bytes`);
+      }
+    }
     if (pos >= end) fail(pos, end === 0 ? "no data" : "truncated: an item is missing");
     const start = pos;
     const initial = bytes[pos++]!;

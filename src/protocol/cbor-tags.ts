@@ -109,6 +109,8 @@ export function tagCost(tagClass: number): number {
       return Cost.id;
     case TagClass.Handle:
       return Cost.handle;
+    case TagClass.Generic:
+      return Cost.genericTag;
     default:
       return 0;
   }

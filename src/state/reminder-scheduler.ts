@@ -12,6 +12,7 @@ import { planFires } from "./reminder-record.ts";
 import type { VersionedReminder } from "./reminder-record.ts";
 import { FireResult } from "./reminder-store.ts";
 import type { ReminderChange, ReminderStore } from "./reminder-store.ts";
+import { timerDelay } from "../util/timers.ts";
 
 /** Options of {@link ReminderScheduler.start}. */
 export interface ReminderSchedulerOptions {
@@ -41,8 +42,6 @@ export interface ReminderSchedulerOptions {
 
 /** How long a reminder whose handling failed waits before the next try, in ms. */
 const RETRY_MS = 1_000;
-/** Longest timer Node.js keeps (about 24.8 days). */
-const MAX_TIMER_MS = 2_147_483_647;
 
 interface Entry {
   reminder: VersionedReminder;
@@ -127,7 +126,7 @@ export class ReminderScheduler {
     this.#timer = undefined;
     this.#timerAt = earliest;
     if (earliest === Number.POSITIVE_INFINITY) return;
-    this.#timer = setTimeout(() => this.#tick(), Math.min(MAX_TIMER_MS, Math.max(0, earliest - Date.now())));
+    this.#timer = setTimeout(() => this.#tick(), timerDelay(earliest - Date.now()));
     this.#timer.unref();
   }
 

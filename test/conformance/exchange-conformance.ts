@@ -491,10 +491,30 @@ export function describeConformance(name: string, target: () => ConformanceTarge
       test("timeoutMs: Infinity waits for the answer (no timer that Node would fire at once); a negative or NaN timeoutMs is InvalidConfigError", async () => {
         await using manager = await open();
         const handle = await manager.launch(new Sleeper());
-        expect(await handle.with({ timeoutMs: Infinity }).sleep(50)).toBe("done");
-        expect(await handle.invoke("sleep", [20], { timeoutMs: 2 ** 40 })).toBe("done");
-        await expect(handle.with({ timeoutMs: -1 }).quick()).rejects.toThrow(InvalidConfigError);
-        await expect(handle.invoke("quick", [], { timeoutMs: Number.NaN })).rejects.toThrow(InvalidConfigError);
+        // A timer given more than 2^31 - 1 ms fires after 1 ms with a warning: none may be made,
+        // neither by the caller nor by the agent's deadline (a deadline's timer re-armed every ms).
+        const overflows: string[] = [];
+        const onWarning = (warning: Error): void => {
+          if (warning.name === "TimeoutOverflowWarning") overflows.push(warning.message);
+        };
+        process.on("warning", onWarning);
+        try {
+          expect(await handle.with({ timeoutMs: Infinity }).sleep(50)).toBe("done");
+          expect(await handle.invoke("sleep", [20], { timeoutMs: 2 ** 40 })).toBe("done");
+          expect(await handle.invoke("sleep", [20], { timeoutMs: 2 ** 31 - 1 })).toBe("done");
+          await expect(handle.with({ timeoutMs: -1 }).quick()).rejects.toThrow(InvalidConfigError);
+          await expect(handle.invoke("quick", [], { timeoutMs: Number.NaN })).rejects.toThrow(InvalidConfigError);
+          await expect(manager.wait([handle], { timeoutMs: -5 })).rejects.toThrow(InvalidConfigError);
+          // Manager.wait: Infinity waits until the agent stops (it used to time out at once).
+          const waiting = manager.wait([handle], { timeoutMs: Infinity });
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          await manager.shutdown(handle);
+          expect((await waiting).done).toHaveLength(1);
+          await new Promise((resolve) => setTimeout(resolve, 20)); // warnings are emitted on a later tick
+        } finally {
+          process.off("warning", onWarning);
+        }
+        expect(overflows).toEqual([]);
       });
 
       test("an abort signal cancels the action in the agent and raises ActionCancelledError", async () => {

@@ -14,6 +14,7 @@ import { Decoder, Tag } from "cbor-x";
 import { describe, expect, test } from "vitest";
 import { AgentId, IncompatibleProtocolError, MalformedMessageError, SerializationError, UserId } from "../../src/index.ts";
 import { CborLimits, estimateCborCost, scanCbor } from "../../src/protocol/cbor-guard.ts";
+import { Cost } from "../../src/protocol/cbor-cost.ts";
 import { decodeMessage, decodeValue, encodeMessage, encodeValue } from "../../src/protocol/codec.ts";
 import type { Message } from "../../src/protocol/messages.ts";
 import { TestHandle, mutate, seedMessages, seededRandom } from "../support/cbor-fuzz.ts";
@@ -154,6 +155,22 @@ describe("refused: superlinear or explosive constructs", () => {
     expectRefused(hex("82 01"), /truncated: an array of 2 items has 1 bytes left/);
     expectRefused(hex("9f 01"), /byte 2: truncated: an item is missing/);
     expectRefused(hex("19 01"), /truncated: an item's argument/);
+  });
+
+  test("runs of small integers and simple values in arrays (read by a loop of their own) end where the array does", () => {
+    expect(decodeValue(hex("83 01 02 03"))).toEqual([1, 2, 3]);
+    expect(decodeValue(hex("82 83 01 02 03 82 f5 f6"))).toEqual([[1, 2, 3], [true, null]]);
+    expect(decodeValue(hex("9f 01 02 f4 ff"))).toEqual([1, 2, false]);
+    expect(decodeValue(hex("9f 9f 01 ff 02 ff"))).toEqual([[1], 2]);
+    expect(decodeValue(hex("84 01 02 63 61 62 63 03"))).toEqual([1, 2, "abc", 3]);
+    expectRefused(hex("83 01 02"), /truncated/);
+    expectRefused(hex("82 01 02 03"), /byte 3: 1 bytes after the end of the item/);
+    expectRefused(hex("9f 01 02"), /byte 3: truncated: an item is missing/);
+    expectRefused(hex("83 01 1c 02"), /byte 2: reserved additional information 28/);
+    // The same cost as item by item: an array, then one unit a small item.
+    const items = 10_000;
+    expect(estimateCborCost(cat(hex("99 2710"), Buffer.alloc(items, 0x05)))).toBe(Cost.array + items * Cost.scalar);
+    expect(estimateCborCost(cat(hex("9f"), Buffer.alloc(items, 0xf6), hex("ff")))).toBe(Cost.array + items * Cost.scalar);
   });
 
   test("not well-formed or not accepted: reserved values, stray breaks, indefinite strings, trailing bytes", () => {

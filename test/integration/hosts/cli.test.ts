@@ -256,7 +256,7 @@ describe("academy commands on a pool", () => {
     expect(runCli(["dlq", "purge", "999999", ...base]).status).toBe(3);
     expect(json<{ results: Array<{ removed: boolean }> }>(["dlq", "purge", "--all-matching", ...base]).results).toHaveLength(2);
     expect(json<unknown[]>(["dlq", "list", ...base])).toEqual([]);
-  });
+  }, 90_000); // about 20 processes of the CLI, one after another: 20 s on a quiet machine
 
   test("gc deletes mailboxes terminated long ago and their final placements, keeps the rest", async () => {
     const old = json<{ agentId: string }>(["launch", "PoolCounter", "--pool", "workers", ...base]).agentId;

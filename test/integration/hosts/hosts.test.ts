@@ -226,7 +226,11 @@ describe("runtime hosts", () => {
     expect(new Set(await Promise.all([hog.where(), ...counters.map((c) => c.where())]))).toEqual(new Set([stuck.child.pid]));
     const other = await p.start();
     void hog.spin(FAST.hostTtlMs * 4, 1, stuck.child.pid).catch(() => undefined); // answered by nobody, or late
-    // The thread stops vouching for the event loop after a ttl: the other host restarts the agents.
+    await new Promise((resolve) => setTimeout(resolve, FAST.hostTtlMs / 3)); // the stuck host is spinning
+    // These requests reach the stuck host. The thread stops vouching for the event loop after a
+    // ttl: the other host restarts the agents and answers them. The stuck host, revived, never runs
+    // them: its readers find their mailboxes taken over, and its lease has lapsed (actions held
+    // until it is fenced, then left in their mailboxes).
     expect(await Promise.all(counters.map((c) => c.where()))).toEqual([other.child.pid, other.child.pid]);
     await stuck.waitFor(/"msg":"host rejoined the pool"/, 15_000);
   });
