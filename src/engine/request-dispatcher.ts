@@ -522,11 +522,10 @@ export class RequestDispatcher {
    * Respond once, then acknowledge. `inState`: the request is recorded in the agent's state record
    * already, which stands for its result record.
    */
-  async #answer(entry: InFlightAction, body: ResponseBody, inState = false): Promise<void> {
-    if (entry.answered) return;
+  #answer(entry: InFlightAction, body: ResponseBody, inState = false): Promise<void> {
+    if (entry.answered) return SETTLED;
     entry.answered = true;
-    entry.answering = this.#respond(entry, body, inState);
-    await entry.answering;
+    return (entry.answering = this.#respond(entry, body, inState));
   }
 
   async #respond(entry: InFlightAction, body: ResponseBody, inState: boolean): Promise<void> {

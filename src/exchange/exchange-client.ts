@@ -574,12 +574,14 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 
   /** Hand a pending call's request to the transport; a failure to send fails the call. */
-  async #send(call: ResponseSink): Promise<void> {
+  #send(call: ResponseSink): Promise<void> {
+    let sent: Promise<void>;
     try {
-      await this.transport.send(call.request);
+      sent = this.transport.send(call.request);
     } catch (error) {
-      this.#pending.fail(call, error);
+      sent = Promise.reject(error);
     }
+    return sent.catch((error: unknown) => this.#pending.fail(call, error));
   }
 
   /**
