@@ -19,6 +19,9 @@
  */
 
 import { existsSync } from "node:fs";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { connect } from "@nats-io/transport-node";
+import { afterAll, beforeAll } from "vitest";
 import { request } from "node:http";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -110,6 +113,44 @@ export async function startTestNats(
       `was found and no Docker engine answers. ${NATS_SERVER_INSTALL_HINT} ` +
       "Alternatively run a Docker engine, and the tests start NATS with testcontainers.",
   );
+}
+
+/** The server of one test file and a connection to it; see {@link natsForFile}. */
+export interface FileNats {
+  /** The server, from the file's `beforeAll` hooks on. */
+  readonly nats: TestNats;
+  /** A connection to it, for the tests' own streams and checks. */
+  readonly nc: NatsConnection;
+}
+
+/**
+ * One server for the tests of a file: started (with a connection to it) in a `beforeAll` hook and
+ * stopped in an `afterAll` hook, which run before and after the file's own hooks registered after
+ * this call. Read its fields in tests and hooks, not when the file is imported.
+ */
+export function natsForFile(options: NatsServerOptions = {}): FileNats {
+  let nats: TestNats | undefined;
+  let nc: NatsConnection | undefined;
+  beforeAll(async () => {
+    nats = await startTestNats(options);
+    nc = await connect(nats.connectionOptions);
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await nats?.[Symbol.asyncDispose]();
+  });
+  const started = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error("natsForFile: the file's server is read before its beforeAll hook ran");
+    return value;
+  };
+  return {
+    get nats() {
+      return started(nats);
+    },
+    get nc() {
+      return started(nc);
+    },
+  };
 }
 
 /**

@@ -4,42 +4,31 @@
  * a stream that does not exist failing the agent's startup with a typed error, and the dead
  * letters of events in `academy dlq`'s store.
  */
-import { connect } from "@nats-io/transport-node";
-import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, DeadLetterKind, InvalidConfigError, Manager, NatsExchangeFactory, action, subscribe } from "../../../src/index.ts";
 import type { EventContext } from "../../../src/index.ts";
 import { runCli } from "../../support/host-process.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
 
-let nats: TestNats;
-let nc: NatsConnection;
+const shared = natsForFile();
+
 let serial = 0;
 
-beforeAll(async () => {
-  nats = await startTestNats();
-  nc = await connect(nats.connectionOptions);
-});
-afterAll(async () => {
-  await nc?.close();
-  await nats?.[Symbol.asyncDispose]();
-});
 
 function factory(): NatsExchangeFactory {
-  return new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: `dur${process.pid}_${++serial}` });
+  return new NatsExchangeFactory({ servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix: `dur${process.pid}_${++serial}` });
 }
 
 async function channel(): Promise<{ stream: string; subject: string }> {
   const id = `${process.pid}_${++serial}`;
-  await (await jetstreamManager(nc)).streams.add({ name: `D_${id}`, subjects: [`d${id}.>`] });
+  await (await jetstreamManager(shared.nc)).streams.add({ name: `D_${id}`, subjects: [`d${id}.>`] });
   return { stream: `D_${id}`, subject: `d${id}` };
 }
 
 async function publish(subject: string, from: number, to: number): Promise<void> {
-  const js = jetstream(nc);
+  const js = jetstream(shared.nc);
   for (let n = from; n < to; n++) await js.publish(subject, new TextEncoder().encode(JSON.stringify({ n })));
 }
 
@@ -118,7 +107,7 @@ test("an agent stopped without termination resumes where it left off, events pub
 
 /** A second factory on the same prefix (a new process would make one). */
 function factory2(f: NatsExchangeFactory): NatsExchangeFactory {
-  return new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: f.settings.prefix });
+  return new NatsExchangeFactory({ servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix: f.settings.prefix });
 }
 
 test("a durable subscription to a stream that does not exist fails the agent's startup with InvalidConfigError", async () => {
@@ -185,7 +174,7 @@ test("academy dlq lists an event's dead letter with its handler, shows its text,
   await using manager = await Manager.fromExchangeFactory(f);
   const agent = await manager.launch(Rejecting);
   await publish(`${subject}.bad`, 7, 8);
-  const base = ["--servers", nats.url, "--prefix", f.settings.prefix, "--json"];
+  const base = ["--servers", shared.nats.url, "--prefix", f.settings.prefix, "--json"];
   const list = (): Array<Record<string, unknown>> => JSON.parse(runCli(["dlq", "list", "--kind", "event", ...base]).stdout) as Array<Record<string, unknown>>;
   const letters = await until(async () => list(), (l) => l.length > 0);
   expect(letters).toHaveLength(1);
@@ -213,9 +202,9 @@ test("a subscription reads on through a restart of the server: nothing lost, in 
   const agent = await manager.launch(Survivor);
   await publish(`${subject}.s`, 0, 50);
   await until(() => agent.state(), (s) => s.length >= 50);
-  await nats.restart();
+  await shared.nats.restart();
   // The test's own publishing connection reconnects too.
-  await until(async () => nc.isClosed() || (await nc.flush().then(() => true, () => false)), (ok) => ok);
+  await until(async () => shared.nc.isClosed() || (await shared.nc.flush().then(() => true, () => false)), (ok) => ok);
   await publish(`${subject}.s`, 50, 100);
   const seen = await until(() => agent.state(), (s) => s.length >= 100);
   expect(seen).toEqual([...Array(100).keys()]);

@@ -6,56 +6,47 @@
  * tests read in stream order.
  */
 import { fileURLToPath } from "node:url";
-import { connect } from "@nats-io/transport-node";
-import type { NatsConnection } from "@nats-io/nats-core";
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/nats-core";
 import type { JetStreamClient } from "@nats-io/jetstream";
-import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
+import { afterEach, beforeAll, expect, test } from "vitest";
 import { HostPoolExecutor, Manager, NatsExchangeFactory, keyedAgentId } from "../../../src/index.ts";
 import { NatsPoolBackend } from "../../../src/exchange/nats/nats-pool-backend.ts";
 import { Broadcast, OrderedRecorder, SharedWorker } from "../../fixtures/event-agents.ts";
 import { spawnHost } from "../../support/host-process.ts";
 import type { HostProcess } from "../../support/host-process.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
+
+const shared = natsForFile();
 
 const EVENT_AGENTS = fileURLToPath(new URL("../../fixtures/event-agents.ts", import.meta.url));
 const FAST = { heartbeatMs: 300, hostTtlMs: 1_500 } as const;
 
-let nats: TestNats;
-let nc: NatsConnection;
 let js: JetStreamClient;
 let serial = 0;
 const hosts: HostProcess[] = [];
 
 beforeAll(async () => {
-  nats = await startTestNats();
-  nc = await connect(nats.connectionOptions);
-  js = jetstream(nc);
-  const jsm = await jetstreamManager(nc);
+  js = jetstream(shared.nc);
+  const jsm = await jetstreamManager(shared.nc);
   await jsm.streams.add({ name: "RESULTS", subjects: ["results.>"] });
 });
 afterEach(async () => {
   await Promise.all(hosts.splice(0).map((h) => h.kill()));
 });
-afterAll(async () => {
-  await nc?.close();
-  await nats?.[Symbol.asyncDispose]();
-});
 
 async function stream(name: string, subjects: string[]): Promise<void> {
-  await (await jetstreamManager(nc)).streams.add({ name, subjects });
+  await (await jetstreamManager(shared.nc)).streams.add({ name, subjects });
 }
 
 async function host(prefix: string, pool: string, capacity = 100, extra: Partial<Parameters<typeof spawnHost>[0]> = {}): Promise<HostProcess> {
-  const h = await spawnHost({ servers: nats.url, prefix, pool, capacity, modules: [EVENT_AGENTS], ...FAST, ...extra });
+  const h = await spawnHost({ servers: shared.nats.url, prefix, pool, capacity, modules: [EVENT_AGENTS], ...FAST, ...extra });
   hosts.push(h);
   return h;
 }
 
 async function managerFor(prefix: string, pool: string): Promise<Manager> {
-  const factory = new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix });
+  const factory = new NatsExchangeFactory({ servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix });
   return Manager.fromExchangeFactory(factory, { executors: { pool: new HostPoolExecutor({ pool }) }, defaultExecutor: "pool" });
 }
 
@@ -69,7 +60,7 @@ async function publishAll(events: Array<[string, unknown]>): Promise<void> {
 
 /** Messages on `subject` of the RESULTS stream. */
 async function resultCount(subject: string): Promise<number> {
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(shared.nc);
   const info = await jsm.streams.info("RESULTS", { subjects_filter: subject });
   return info.state.subjects?.[subject] ?? 0;
 }
@@ -87,7 +78,7 @@ async function waitForResults(subject: string, count: number, timeoutMs: number)
 async function results<T>(subject: string): Promise<T[]> {
   const total = await resultCount(subject);
   // One filter subject (nats-server 2.9 has no filter_subjects).
-  const info = await (await jetstreamManager(nc)).consumers.add("RESULTS", { filter_subject: subject, ack_policy: AckPolicy.None, inactive_threshold: nanos(60_000) });
+  const info = await (await jetstreamManager(shared.nc)).consumers.add("RESULTS", { filter_subject: subject, ack_policy: AckPolicy.None, inactive_threshold: nanos(60_000) });
   const consumer = await js.consumers.get("RESULTS", info.name);
   const found: T[] = [];
   while (found.length < total) {
@@ -180,7 +171,7 @@ test("each group: 2 agents on 2 hosts each see all 1,000 events; terminating one
     for (const agent of agents) {
       expect(rows.filter((r) => r.agent === agent.agentId.uid).map((r) => r.n)).toEqual([...Array(1_000).keys()]);
     }
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(shared.nc);
     const consumerOf = (uid: string) => `${prefix}_ev_${uid}_onNews`;
     expect((await jsm.consumers.info("EACH", consumerOf(agents[0]!.agentId.uid))).num_pending).toBe(0);
     await manager.shutdown(agents[0]!);
@@ -230,7 +221,7 @@ test("keyed routing: 100 keys launch 100 agents on demand on a pool of 2 hosts w
     const sensor = manager.getHandle(keyedAgentId("Sensor", "s7")) as unknown as { count(): Promise<number> };
     expect(await sensor.count()).toBeGreaterThan(0);
     // The surviving host serves JSON calls: a plain client calls the agent of a key by its key.
-    const reply = await nc.request(`${prefix}.json.Sensor.s7`, new TextEncoder().encode(JSON.stringify({ action: "count" })), { timeout: 10_000 });
+    const reply = await shared.nc.request(`${prefix}.json.Sensor.s7`, new TextEncoder().encode(JSON.stringify({ action: "count" })), { timeout: 10_000 });
     expect(reply.json<{ result: number }>().result).toBe(await sensor.count());
   } finally {
     await manager.close().catch(() => undefined);

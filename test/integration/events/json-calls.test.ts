@@ -3,42 +3,36 @@
  * results, the typed JSON errors (unknown action, bad body, terminated or unknown agent, an
  * action's own error), keyed agents by key, and the `$SRV` micro protocol.
  */
-import { connect } from "@nats-io/transport-node";
-import type { Msg, NatsConnection } from "@nats-io/nats-core";
+import type { Msg } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { Manager, NatsExchangeFactory, agentTypeInfo, keyedAgentId } from "../../../src/index.ts";
 import type { JsonCallService } from "../../../src/index.ts";
 import { NatsPoolBackend } from "../../../src/exchange/nats/nats-pool-backend.ts";
 import { Counter, Troublemaker } from "../../fixtures/agents.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
 
-let nats: TestNats;
-let nc: NatsConnection;
+const shared = natsForFile();
+
 let factory: NatsExchangeFactory;
 let manager: Manager;
 let service: JsonCallService;
 const prefix = `json${process.pid}`;
 
 beforeAll(async () => {
-  nats = await startTestNats();
-  nc = await connect(nats.connectionOptions);
-  factory = new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix });
+  factory = new NatsExchangeFactory({ servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix });
   manager = await Manager.fromExchangeFactory(factory);
   service = await factory.serveJsonCalls({ types: ["Counter", "Troublemaker"], version: "1.2.3" });
 });
 afterAll(async () => {
   await service?.stop();
   await manager?.close().catch(() => undefined);
-  await nc?.close();
-  await nats?.[Symbol.asyncDispose]();
 });
 
 const encoder = new TextEncoder();
 
 async function call(type: string, agent: string, body: unknown): Promise<{ json: Record<string, any>; msg: Msg }> {
   const data = typeof body === "string" ? encoder.encode(body) : encoder.encode(JSON.stringify(body));
-  const msg = await nc.request(`${prefix}.json.${type}.${agent}`, data, { timeout: 10_000 });
+  const msg = await shared.nc.request(`${prefix}.json.${type}.${agent}`, data, { timeout: 10_000 });
   return { json: msg.json<Record<string, any>>(), msg };
 }
 
@@ -64,7 +58,7 @@ describe("JSON calls from a plain NATS client", () => {
       expect(bad.json.error, body).toMatchObject({ type: "MalformedMessageError", code: "MALFORMED_MESSAGE" });
       expect(bad.msg.headers?.get("Nats-Service-Error-Code")).toBe("400");
     }
-    const notUtf8 = await nc.request(`${prefix}.json.Counter.${uid}`, new Uint8Array([0xff, 0xfe]), { timeout: 10_000 });
+    const notUtf8 = await shared.nc.request(`${prefix}.json.Counter.${uid}`, new Uint8Array([0xff, 0xfe]), { timeout: 10_000 });
     expect(notUtf8.json<Record<string, any>>().error.type).toBe("MalformedMessageError");
 
     const missing = await call("Counter", "no-such-agent", { action: "get" });
@@ -96,21 +90,21 @@ describe("JSON calls from a plain NATS client", () => {
 
   test("$SRV.PING, INFO and STATS list one micro service per agent type", async () => {
     const pings: Array<Record<string, any>> = [];
-    const sub = nc.subscribe(`_INBOX.ping.${prefix}`, { callback: (_e, m) => void pings.push(m.json()) });
-    nc.publish("$SRV.PING", new Uint8Array(), { reply: `_INBOX.ping.${prefix}` });
-    await nc.flush();
+    const sub = shared.nc.subscribe(`_INBOX.ping.${prefix}`, { callback: (_e, m) => void pings.push(m.json()) });
+    shared.nc.publish("$SRV.PING", new Uint8Array(), { reply: `_INBOX.ping.${prefix}` });
+    await shared.nc.flush();
     await new Promise((resolve) => setTimeout(resolve, 300));
     sub.unsubscribe();
     const mine = pings.filter((p) => String(p.name).startsWith(`${prefix}-`));
     expect(mine.map((p) => p.name).sort()).toEqual([`${prefix}-Counter`, `${prefix}-Troublemaker`]);
     expect(mine.every((p) => p.type === "io.nats.micro.v1.ping_response" && p.version === "1.2.3" && typeof p.id === "string")).toBe(true);
 
-    const info = (await nc.request(`$SRV.INFO.${prefix}-Counter`, new Uint8Array(), { timeout: 5_000 })).json<Record<string, any>>();
+    const info = (await shared.nc.request(`$SRV.INFO.${prefix}-Counter`, new Uint8Array(), { timeout: 5_000 })).json<Record<string, any>>();
     expect(info.type).toBe("io.nats.micro.v1.info_response");
     expect(info.endpoints).toEqual([{ name: "call", subject: `${prefix}.json.Counter.*`, queue_group: "q", metadata: null }]);
 
     const id = service.services.find((s) => s.agentType === "Counter")!.id;
-    const stats = (await nc.request(`$SRV.STATS.${prefix}-Counter.${id}`, new Uint8Array(), { timeout: 5_000 })).json<Record<string, any>>();
+    const stats = (await shared.nc.request(`$SRV.STATS.${prefix}-Counter.${id}`, new Uint8Array(), { timeout: 5_000 })).json<Record<string, any>>();
     expect(stats.type).toBe("io.nats.micro.v1.stats_response");
     expect(stats.endpoints[0].num_requests).toBeGreaterThanOrEqual(5);
     expect(stats.endpoints[0].num_errors).toBeGreaterThanOrEqual(1);

@@ -3,8 +3,6 @@
  * its JSON output and its exit codes; read-only commands never create streams or buckets; dead
  * letters listed, shown, replayed and purged; gc of long-terminated mailboxes; credentials.
  */
-import { connect } from "@nats-io/transport-node";
-import type { NatsConnection } from "@nats-io/nats-core";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
@@ -22,25 +20,16 @@ import { fileURLToPath } from "node:url";
 import type { AddressInfo } from "node:net";
 import { HOST_AGENTS, runCli, spawnHost } from "../../support/host-process.ts";
 import type { HostProcess } from "../../support/host-process.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
 
-let nats: TestNats;
-let nc: NatsConnection;
-beforeAll(async () => {
-  nats = await startTestNats();
-  nc = await connect(nats.connectionOptions);
-});
-afterAll(async () => {
-  await nc?.close();
-  await nats?.[Symbol.asyncDispose]();
-});
+const shared = natsForFile();
+
 
 let serial = 0;
 const newPrefix = (): string => `cli${process.pid}_${++serial}`;
 
 async function streamNames(): Promise<string[]> {
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(shared.nc);
   const names: string[] = [];
   for await (const name of jsm.streams.names()) names.push(name);
   return names;
@@ -80,7 +69,7 @@ describe("academy command configuration", () => {
 
   test("read-only commands on a prefix nobody uses create nothing and exit 3 naming the prefix", async () => {
     const before = await streamNames();
-    const base = ["--servers", nats.url, "--prefix", "typo"];
+    const base = ["--servers", shared.nats.url, "--prefix", "typo"];
     for (const args of [["hosts"], ["agents"], ["discover", "Counter"], ["status", "x"], ["dlq", "list"], ["gc", "--dry-run"], ["call", "x", "get"]]) {
       const result = runCli([...args, ...base]);
       expect(result.status, args.join(" ")).toBe(3);
@@ -112,11 +101,11 @@ describe("academy host", () => {
     const port = (taken.address() as AddressInfo).port;
     try {
       const prefix = newPrefix();
-      const result = runCli(["host", "--servers", nats.url, "--prefix", prefix, "--pool", "p", "--module", HOST_AGENTS, "--health-port", String(port)]);
+      const result = runCli(["host", "--servers", shared.nats.url, "--prefix", prefix, "--pool", "p", "--module", HOST_AGENTS, "--health-port", String(port)]);
       expect(result.status).toBe(2);
       expect(result.stderr).toContain(`--health-port ${port}: cannot listen (EADDRINUSE)`);
       // It never connected: the prefix has no exchange, so no host record and no claimed launch.
-      expect(runCli(["hosts", "--servers", nats.url, "--prefix", prefix]).status).toBe(3);
+      expect(runCli(["hosts", "--servers", shared.nats.url, "--prefix", prefix]).status).toBe(3);
     } finally {
       taken.close();
     }
@@ -127,7 +116,7 @@ describe("academy host under npm", () => {
   test("killing the npm wrapper of a host drains the host (its signals never reach it); --pid-file names the host itself", async () => {
     const prefix = newPrefix();
     const pidFile = join(tmpdir(), `academy-host-${process.pid}-${serial}.pid`);
-    const npm = spawn("npm", ["run", "--silent", "academy", "--", "host", "--servers", nats.url, "--prefix", prefix, "--pool", "wrapped", "--module", HOST_AGENTS, "--pid-file", pidFile], {
+    const npm = spawn("npm", ["run", "--silent", "academy", "--", "host", "--servers", shared.nats.url, "--prefix", prefix, "--pool", "wrapped", "--module", HOST_AGENTS, "--pid-file", pidFile], {
       cwd: fileURLToPath(new URL("../../../", import.meta.url)),
       stdio: ["ignore", "pipe", "pipe"],
       detached: true,
@@ -141,7 +130,7 @@ describe("academy host under npm", () => {
       npm.kill("SIGKILL"); // the wrapper dies without passing anything on
       await expect.poll(() => logs.includes('"msg":"host drained and stopped"'), { timeout: 20_000 }).toBe(true);
       await expect.poll(() => existsSync(pidFile), { timeout: 5_000 }).toBe(false);
-      expect(json<unknown[]>(["hosts", "--servers", nats.url, "--prefix", prefix])).toEqual([]);
+      expect(json<unknown[]>(["hosts", "--servers", shared.nats.url, "--prefix", prefix])).toEqual([]);
     } finally {
       try {
         process.kill(-npm.pid!, "SIGKILL");
@@ -159,8 +148,8 @@ describe("academy commands on a pool", () => {
 
   beforeAll(async () => {
     prefix = newPrefix();
-    host = await spawnHost({ servers: nats.url, prefix, pool: "workers" });
-    base = ["--servers", nats.url, "--prefix", prefix];
+    host = await spawnHost({ servers: shared.nats.url, prefix, pool: "workers" });
+    base = ["--servers", shared.nats.url, "--prefix", prefix];
   });
   afterAll(async () => {
     await host?.kill();
@@ -214,7 +203,7 @@ describe("academy commands on a pool", () => {
     const id = json<{ agentId: string }>(["launch", "PoolCounter", "1", "--pool", "workers", ...base]).agentId;
     expect(json<{ result: number }>(["call", id, "get", ...base]).result).toBe(1);
     const layout = natsLayout(prefix);
-    const js = (await import("@nats-io/jetstream")).jetstream(nc);
+    const js = (await import("@nats-io/jetstream")).jetstream(shared.nc);
     // A request that reached the delivery limit: dead-lettered with its routing headers.
     const request = encodeMessage({ type: MessageType.ActionRequest, tag: "replayed-1", dest: id, action: "increment", args: [41] });
     const headers = natsHeaders();
@@ -264,7 +253,7 @@ describe("academy commands on a pool", () => {
     expect(runCli(["shutdown", old, "--terminate", ...base]).status).toBe(0);
     await expect.poll(() => json<{ placement: string }>(["status", old, ...base]).placement, { timeout: 10_000 }).toBe("completed");
     // Backdate the termination: two days ago.
-    const registry = await new Kvm(nc).open(natsLayout(prefix).registryBucket);
+    const registry = await new Kvm(shared.nc).open(natsLayout(prefix).registryBucket);
     const entry = (await registry.get(old))!;
     const record = (await import("../../../src/protocol/codec.ts")).decodeValue(entry.value) as Record<string, unknown>;
     await registry.put(old, encodeValue({ ...record, terminatedAt: Date.now() - 2 * 86_400_000 }));
@@ -277,7 +266,7 @@ describe("academy commands on a pool", () => {
     expect(done).toMatchObject({ deletedMailboxes: 1, deletedPlacements: 1 });
     expect(runCli(["status", old, ...base]).status).toBe(3);
     expect(json(["status", live, ...base])).toMatchObject({ status: "active" });
-    const factory = new NatsExchangeFactory({ servers: nats.url, prefix, provision: false });
+    const factory = new NatsExchangeFactory({ servers: shared.nats.url, prefix, provision: false });
     const client = await factory.createUserClient();
     expect(await client.status(new (await import("../../../src/index.ts")).AgentId(old))).toBe(MailboxStatus.Missing);
     await client.close();

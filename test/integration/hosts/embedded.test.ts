@@ -2,7 +2,7 @@
  * Hosts embedded in a program (`RuntimeHost.start` with classes), and the host-pool executor's
  * checks: a quicker loop than the child-process tests, on the same code.
  */
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import {
   AgentDefinitionError,
   AgentTerminatedError,
@@ -19,22 +19,16 @@ import { NatsPoolBackend } from "../../../src/exchange/nats/nats-pool-backend.ts
 import { POOL_RECORD_VERSION } from "../../../src/pool/records.ts";
 import { encodeValue } from "../../../src/protocol/codec.ts";
 import { PoolCounter, PoolRelay, PoolSpawner } from "../../fixtures/host-agents.ts";
-import { startTestNats } from "../../support/nats.ts";
+import { natsForFile, startTestNats } from "../../support/nats.ts";
 import type { Handle } from "../../../src/index.ts";
-import type { TestNats } from "../../support/nats.ts";
 
-let nats: TestNats;
+const shared = natsForFile();
+
 let serial = 0;
 
-beforeAll(async () => {
-  nats = await startTestNats();
-});
-afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
-});
 
 function exchange(prefix: string): NatsExchangeFactory {
-  return new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix });
+  return new NatsExchangeFactory({ servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix });
 }
 
 describe("embedded runtime hosts", () => {
@@ -67,7 +61,7 @@ describe("embedded runtime hosts", () => {
       await using host = await RuntimeHost.start({
         pool: "swept",
         classes: [PoolCounter],
-        exchange: { servers: nats.url, prefix },
+        exchange: { servers: shared.nats.url, prefix },
         heartbeatMs: 100,
         hostTtlMs: 300,
         sweepIntervalMs: 200,
@@ -84,7 +78,7 @@ describe("embedded runtime hosts", () => {
   test("a drained host hands its agents to another host of the pool", async () => {
     const prefix = `e${process.pid}_${++serial}`;
     const options = { pool: "embedded", classes: [PoolCounter], heartbeatMs: 200, hostTtlMs: 1_000 };
-    const first = await RuntimeHost.start({ ...options, exchange: { servers: nats.url, prefix } });
+    const first = await RuntimeHost.start({ ...options, exchange: { servers: shared.nats.url, prefix } });
     expect(first.state).toBe(HostState.Serving);
     await using manager = await Manager.fromExchangeFactory(exchange(prefix), {
       executors: { embedded: new HostPoolExecutor({ pool: "embedded" }) },
@@ -94,7 +88,7 @@ describe("embedded runtime hosts", () => {
     expect([await a.increment(), await b.increment()]).toEqual([11, 21]);
     expect(first.agentIds().sort()).toEqual([a.agentId.uid, b.agentId.uid].sort());
 
-    await using second = await RuntimeHost.start({ ...options, exchange: { servers: nats.url, prefix }, capacity: 1 });
+    await using second = await RuntimeHost.start({ ...options, exchange: { servers: shared.nats.url, prefix }, capacity: 1 });
     await first.drain();
     expect(first.state).toBe(HostState.Stopped);
     expect(first.agentIds()).toEqual([]);
@@ -143,7 +137,7 @@ describe("embedded runtime hosts", () => {
     await using host = await RuntimeHost.start({
       pool: "ring",
       classes: [PoolRelay, PoolSpawner, PoolCounter],
-      exchange: { servers: nats.url, prefix },
+      exchange: { servers: shared.nats.url, prefix },
     });
     await using manager = await Manager.fromExchangeFactory(exchange(prefix), {
       executors: { ring: new HostPoolExecutor({ pool: "ring" }) },
@@ -190,7 +184,7 @@ describe("embedded runtime hosts", () => {
     await manager.exchangeClient.terminate(queued.agentId);
     await expect(manager.wait([queued], { raiseError: true, timeoutMs: 5_000 })).rejects.toBeInstanceOf(AgentTerminatedError);
     await expect(manager.close()).rejects.toBeInstanceOf(AgentTerminatedError); // close raises agents' errors
-    await expect(RuntimeHost.start({ pool: "x", exchange: { servers: nats.url, prefix } })).rejects.toBeInstanceOf(InvalidConfigError);
+    await expect(RuntimeHost.start({ pool: "x", exchange: { servers: shared.nats.url, prefix } })).rejects.toBeInstanceOf(InvalidConfigError);
     await expect(RuntimeHost.start({ pool: "x", classes: [PoolCounter], heartbeatMs: 1000, hostTtlMs: 1500 })).rejects.toThrow(
       /at least twice/,
     );

@@ -4,10 +4,8 @@
  * unknown types, dead-lettering of malformed launches, retries, and the listing commands.
  * Each test uses its own prefix, so every test has its own streams, buckets and pool.
  */
-import { connect } from "@nats-io/transport-node";
-import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { afterEach, describe, expect, test } from "vitest";
 import {
   AgentAlreadyLaunchedError,
   AgentTerminatedError,
@@ -28,24 +26,15 @@ import { defaultRuntimeConfig } from "../../../src/agent/runtime-config.ts";
 import { AlwaysFailing, LoopHog, PoolCounter } from "../../fixtures/host-agents.ts";
 import { runCli, spawnHost } from "../../support/host-process.ts";
 import type { HostProcess, SpawnHostOptions } from "../../support/host-process.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
 
-let nats: TestNats;
-let nc: NatsConnection;
+const shared = natsForFile();
+
 let serial = 0;
 const hosts: HostProcess[] = [];
 
-beforeAll(async () => {
-  nats = await startTestNats();
-  nc = await connect(nats.connectionOptions);
-});
 afterEach(async () => {
   await Promise.all(hosts.splice(0).map((h) => h.kill()));
-});
-afterAll(async () => {
-  await nc?.close();
-  await nats?.[Symbol.asyncDispose]();
 });
 
 /** Fast liveness for most tests; the failover test uses the defaults. */
@@ -63,7 +52,7 @@ interface Pool {
 async function pool(options: { maxRetries?: number } = {}): Promise<Pool & AsyncDisposable> {
   const prefix = `h${process.pid}_${++serial}`;
   const poolName = "workers";
-  const factory = new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix });
+  const factory = new NatsExchangeFactory({ servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix });
   const manager = await Manager.fromExchangeFactory(factory, {
     executors: { workers: new HostPoolExecutor({ pool: poolName }) },
     maxRetries: options.maxRetries ?? 0,
@@ -75,7 +64,7 @@ async function pool(options: { maxRetries?: number } = {}): Promise<Pool & Async
     manager,
     factory,
     async start(extra = {}) {
-      const host = await spawnHost({ servers: nats.url, prefix, pool: poolName, ...FAST, ...extra });
+      const host = await spawnHost({ servers: shared.nats.url, prefix, pool: poolName, ...FAST, ...extra });
       hosts.push(host);
       return host;
     },
@@ -173,7 +162,7 @@ describe("runtime hosts", () => {
     expect(new Set(await Promise.all(handles.map((h) => h.where())))).toEqual(new Set([survivor.child.pid]));
     const placements = await p.placements();
     expect(placements.every((pl) => pl.host === survivor.hostId && pl.gen === 1)).toBe(true);
-    expect(runCli(["hosts", "--servers", nats.url, "--prefix", p.prefix, "--json"]).stdout).not.toContain(victim.hostId);
+    expect(runCli(["hosts", "--servers", shared.nats.url, "--prefix", p.prefix, "--json"]).stdout).not.toContain(victim.hostId);
   });
 
   test("a host frozen past its time to live is reaped; when it wakes it stops its agents and rejoins under a new id", async () => {
@@ -192,7 +181,7 @@ describe("runtime hosts", () => {
     await eventually(async () => (frozen.logs().filter((l) => l.msg === "agent stopped").length === 4 ? true : undefined), 5_000, "4 agents stopped");
     expect(await Promise.all(handles.map((h) => h.increment(1)))).toEqual([1, 101, 201, 301]);
     const rejoined = frozen.logs().find((l) => l.msg === "host rejoined the pool")!;
-    const listed = JSON.parse(runCli(["hosts", "--servers", nats.url, "--prefix", p.prefix, "--json"]).stdout) as Array<{ hostId: string }>;
+    const listed = JSON.parse(runCli(["hosts", "--servers", shared.nats.url, "--prefix", p.prefix, "--json"]).stdout) as Array<{ hostId: string }>;
     expect(listed.map((h) => h.hostId).sort()).toEqual([other.hostId, rejoined.hostId as string].sort());
   });
 
@@ -347,7 +336,7 @@ describe("runtime hosts", () => {
   test("malformed launch requests are dead-lettered and the host keeps serving", async () => {
     await using p = await pool();
     const host = await p.start();
-    const js = jetstream(nc);
+    const js = jetstream(shared.nc);
     const layout = natsLayout(p.prefix);
     const registration = await p.manager.registerAgent(PoolCounter);
     await js.publish(layout.launchSubject(p.pool, "garbage"), new Uint8Array([0xff, 0x00, 0x13]));
@@ -380,7 +369,7 @@ describe("runtime hosts", () => {
     const store = await NatsPoolBackend.for(await p.factory.context());
     const placement = (await p.placements())[0]!;
     // The same request again, past the stream's duplicate window (a different message id).
-    await jetstream(nc).publish(natsLayout(p.prefix).launchSubject(p.pool, placement.uid), encodeValue({ ...placement }), {
+    await jetstream(shared.nc).publish(natsLayout(p.prefix).launchSubject(p.pool, placement.uid), encodeValue({ ...placement }), {
       msgID: "another-id",
     });
     await store.publishLaunch(placement);
@@ -389,7 +378,7 @@ describe("runtime hosts", () => {
     expect(host.logs().filter((l) => l.msg === "launch request is a duplicate or stale; dropped")).toHaveLength(1);
     const registration = { agentId: h!.agentId, agentType: { name: "PoolCounter", chain: ["PoolCounter", "Agent"] } };
     const other = await Manager.fromExchangeFactory(
-      new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: p.prefix }),
+      new NatsExchangeFactory({ servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix: p.prefix }),
       { executors: { workers: new HostPoolExecutor({ pool: p.pool }) } },
     );
     await expect(other.launch(PoolCounter, { executor: "workers", registration })).rejects.toBeInstanceOf(AgentAlreadyLaunchedError);
@@ -416,7 +405,7 @@ describe("runtime hosts", () => {
     const host = await p.start({ name: "lister", capacity: 7 });
     const handles = await launchAll(p, 2);
     await Promise.all(handles.map((h) => h.where()));
-    const base = ["--servers", nats.url, "--prefix", p.prefix];
+    const base = ["--servers", shared.nats.url, "--prefix", p.prefix];
     const hostsJson = runCli(["hosts", ...base, "--json"]);
     expect(hostsJson.status).toBe(0);
     expect(JSON.parse(hostsJson.stdout)).toEqual([
@@ -454,7 +443,7 @@ function launchRequest(uid: string, poolName: string): LaunchRequest {
 
 /** Dead letters of a pool's launch requests: reason code and original subject. */
 async function deadLetters(prefix: string, poolName: string): Promise<Array<{ reason: string; subject: string }>> {
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(shared.nc);
   const layout = natsLayout(prefix);
   const found: Array<{ reason: string; subject: string }> = [];
   for (let seq = 1; ; ) {

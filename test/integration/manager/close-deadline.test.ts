@@ -6,20 +6,14 @@
  */
 import { Writable } from "node:stream";
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { HostPoolExecutor, Manager, NatsExchangeFactory, WaitTimeoutError } from "../../../src/index.ts";
 import { StubbornShutdown } from "../../fixtures/host-agents.ts";
 import { spawnHost } from "../../support/host-process.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
 
-let nats: TestNats;
-beforeAll(async () => {
-  nats = await startTestNats();
-});
-afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
-});
+const shared = natsForFile();
+
 
 describe("Manager.close() deadline", () => {
   test("an agent that does not stop: close logs what it waits for and ends with WaitTimeoutError", async () => {
@@ -34,8 +28,8 @@ describe("Manager.close() deadline", () => {
       }),
     );
     const prefix = `close${process.pid}`;
-    const factory = new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix });
-    const host = await spawnHost({ servers: nats.url, pool: "stubborn", prefix });
+    const factory = new NatsExchangeFactory({ servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix });
+    const host = await spawnHost({ servers: shared.nats.url, pool: "stubborn", prefix });
     const manager = await Manager.fromExchangeFactory(factory, {
       executors: { pool: new HostPoolExecutor({ pool: "stubborn" }) },
       closeTimeoutMs: 1_000,

@@ -4,24 +4,18 @@
  * fix, close waited out its whole deadline (`closeTimeoutMs`, 60 s by default) and threw
  * `WaitTimeoutError`.
  */
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { HostPoolExecutor, MailboxStatus, Manager, NatsExchangeFactory } from "../../../src/index.ts";
 import { RuntimeHost } from "../../../runtime/index.ts";
 import { Counter } from "../../fixtures/worker-agents.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
 
-let nats: TestNats;
-beforeAll(async () => {
-  nats = await startTestNats();
-});
-afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
-});
+const shared = natsForFile();
+
 
 describe("Manager.close() after the pool's only host drained", () => {
   test("ends the launches no host will start, terminates their mailboxes, and returns at once without an error", async () => {
-    const options = { servers: nats.url, connectionOptions: nats.connectionOptions, prefix: `drained${process.pid}` };
+    const options = { servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix: `drained${process.pid}` };
     const factory = new NatsExchangeFactory(options);
     const host = await RuntimeHost.start({ pool: "solo", classes: [Counter], exchange: options, heartbeatMs: 500, hostTtlMs: 2_000 });
     const manager = await Manager.fromExchangeFactory(factory, { executors: { solo: new HostPoolExecutor({ pool: "solo" }) }, closeTimeoutMs: 30_000 });

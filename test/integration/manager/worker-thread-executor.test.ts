@@ -26,8 +26,9 @@ import { WorkerThreadExecutor } from "../../../src/manager/worker-thread-executo
 import type { WorkerThreadExecutorOptions } from "../../../src/manager/worker-thread-executor.ts";
 import { deferred } from "../../../src/util/deferred.ts";
 import { Caller, Counter, Cruncher, Exiter, FlakyStartup, Relay, Spawner } from "../../fixtures/worker-agents.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
+
+const shared = natsForFile();
 
 const AGENTS = new URL("../../fixtures/worker-agents.ts", import.meta.url);
 const DUPLICATE_AGENTS = new URL("../../fixtures/worker-agents-duplicate.ts", import.meta.url);
@@ -54,16 +55,13 @@ class NotInModules extends Agent {
   }
 }
 
-let nats: TestNats;
 let dir: string;
 let serial = 0;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "worker-executor-"));
-  nats = await startTestNats();
 });
 afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -78,11 +76,11 @@ const exchanges: Array<{ name: string; create(): ExchangeFactory }> = [
     name: "NATS",
     create: () =>
       new NatsExchangeFactory({
-        servers: nats.url,
+        servers: shared.nats.url,
         prefix: `wte${process.pid}_${++serial}`,
-        ...(nats.connectionOptions.user === undefined
+        ...(shared.nats.connectionOptions.user === undefined
           ? {}
-          : { connectionOptions: { user: nats.connectionOptions.user, pass: nats.connectionOptions.pass } }),
+          : { connectionOptions: { user: shared.nats.connectionOptions.user, pass: shared.nats.connectionOptions.pass } }),
       }),
   },
 ];

@@ -2,11 +2,9 @@
  * What only the NATS exchange promises: nothing is lost when an agent process or the server dies,
  * a re-sent request runs once, and bad bytes on a mailbox never stop an agent.
  */
-import { connect } from "@nats-io/transport-node";
-import type { NatsConnection } from "@nats-io/nats-core";
 import { headers as natsHeaders, createInbox } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import {
   DeliveryLimitError,
   IncompatibleProtocolError,
@@ -25,30 +23,21 @@ import { Counter, Recorder, Sleeper } from "../../fixtures/agents.ts";
 import { deferred } from "../../../src/util/deferred.ts";
 import { LAYOUT_READY_KEY, TYPE_CATALOG_KEY, decodeMembers, memberListKeys } from "../../../src/exchange/nats/type-members.ts";
 import { spawnChildAgent } from "../../support/child-agent.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile, startTestNats } from "../../support/nats.ts";
 
-let nats: TestNats;
-let nc: NatsConnection;
+const shared = natsForFile();
+
 let serial = 0;
 
-beforeAll(async () => {
-  nats = await startTestNats();
-  nc = await connect(nats.connectionOptions);
-});
-afterAll(async () => {
-  await nc?.close();
-  await nats?.[Symbol.asyncDispose]();
-});
 
 function factoryOptions(extra: NatsExchangeOptions = {}): NatsExchangeOptions & { prefix: string } {
-  return { servers: nats.url, connectionOptions: nats.connectionOptions, prefix: `d${process.pid}_${++serial}`, ...extra };
+  return { servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix: `d${process.pid}_${++serial}`, ...extra };
 }
 
 /** Subscribe to a fresh inbox and return the first message decoded. */
 async function firstReply(subject: string): Promise<() => Promise<Message>> {
-  const sub = nc.subscribe(subject, { max: 1 });
-  await nc.flush();
+  const sub = shared.nc.subscribe(subject, { max: 1 });
+  await shared.nc.flush();
   return async () => {
     for await (const m of sub) return fromEnvelope(decodeValue(m.data));
     throw new Error("inbox closed");
@@ -61,13 +50,13 @@ describe("at-least-once delivery on NATS", () => {
     await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory(options));
     const registration = await manager.registerAgent(CrashWorker);
     const uid = registration.agentId.uid;
-    const first = spawnChildAgent([nats.url, options.prefix, uid, "hang"]);
+    const first = spawnChildAgent([shared.nats.url, options.prefix, uid, "hang"]);
     try {
       const handle = manager.getHandle(registration);
       const pending = handle.work(21);
       await first.waitFor(/^WORKING 21$/);
       await first.kill();
-      const second = spawnChildAgent([nats.url, options.prefix, uid, "serve"]);
+      const second = spawnChildAgent([shared.nats.url, options.prefix, uid, "serve"]);
       try {
         const started = Date.now();
         const result = await pending;
@@ -102,7 +91,7 @@ describe("at-least-once delivery on NATS", () => {
       action: "record",
       args: ["once"],
     };
-    const js = jetstream(nc);
+    const js = jetstream(shared.nc);
     const first = await js.publish(layout.mailboxSubject(handle.agentId.uid), encodeMessage(request), { msgID: request.tag });
     const second = await js.publish(layout.mailboxSubject(handle.agentId.uid), encodeMessage(request), { msgID: request.tag });
     expect(first.duplicate).toBe(false);
@@ -145,7 +134,7 @@ describe("bad input on a mailbox subject", () => {
     const handle = await manager.launch(Recorder);
     const layout = natsLayout(options.prefix);
     const subject = layout.mailboxSubject(handle.agentId.uid);
-    const js = jetstream(nc);
+    const js = jetstream(shared.nc);
 
     // 1. Bytes that are not CBOR, with no reply address: dead-lettered.
     await js.publish(subject, new TextEncoder().encode("{not cbor"));
@@ -174,7 +163,7 @@ describe("bad input on a mailbox subject", () => {
 
     // The agent still serves, and the unanswerable messages are on the dead-letter stream.
     expect(await handle.record("after")).toBe(1);
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(shared.nc);
     const dead = await jsm.streams.info(layout.deadLetterStream);
     expect(dead.state.messages).toBe(5);
     const first = await jsm.streams.getMessage(layout.deadLetterStream, { seq: dead.state.first_seq });
@@ -193,8 +182,8 @@ describe("bad input on a mailbox subject", () => {
     const other = await manager.registerAgent(Recorder);
     const layout = natsLayout(options.prefix);
     const subject = layout.mailboxSubject(handle.agentId.uid);
-    const js = jetstream(nc);
-    const jsm = await jetstreamManager(nc);
+    const js = jetstream(shared.nc);
+    const jsm = await jetstreamManager(shared.nc);
     const request = (tag: string, extra: Record<string, unknown>) =>
       encodeValue({ v: 1, type: "action-request", tag, dest: handle.agentId.uid, action: "record", args: [tag], ...extra });
 
@@ -245,9 +234,9 @@ describe("bad input on a mailbox subject", () => {
     const layout = natsLayout(options.prefix);
     // A forged answer to the pending call, put into the caller's mailbox but addressed elsewhere.
     const forged = { v: 1, type: "action-response", tag, dest: sleeper.agentId.uid, src: sleeper.agentId.uid, result: "forged" };
-    await jetstream(nc).publish(layout.mailboxSubject(client.clientId.uid), encodeValue(forged), { msgID: `forged:${tag}` });
+    await jetstream(shared.nc).publish(layout.mailboxSubject(client.clientId.uid), encodeValue(forged), { msgID: `forged:${tag}` });
     expect(await call).toBe("done");
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(shared.nc);
     const dead = await jsm.streams.getMessage(layout.deadLetterStream, { last_by_subj: layout.deadLetterSubject(client.clientId.uid) });
     expect(dead?.header.get("Academy-Dead-Reason")).toBe("MALFORMED_MESSAGE");
     await client.close();
@@ -259,7 +248,7 @@ describe("bad input on a mailbox subject", () => {
     const counter = await manager.launch(Counter);
     expect(await counter.increment(1)).toBe(1);
     const layout = natsLayout(options.prefix);
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(shared.nc);
     await jsm.consumers.delete(layout.mailboxStream, layout.mailboxConsumer(counter.agentId.uid));
     // Sent while the consumer is gone: it waits in the stream for the new consumer.
     expect(await counter.with({ timeoutMs: 10_000 }).increment(2)).toBe(3);
@@ -272,7 +261,7 @@ describe("bad input on a mailbox subject", () => {
     await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory(options));
     const registration = await manager.registerAgent(Recorder);
     const bucket = natsLayout(options.prefix).typesBucket;
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(shared.nc);
     const memberKeys = memberListKeys("Recorder").map((key) => `$KV.${bucket}.${key}`);
     const members = async (): Promise<string[]> => {
       const found: string[] = [];
@@ -304,7 +293,7 @@ describe("bad input on a mailbox subject", () => {
       const error = await manager.getHandle(registration).action("record", 1).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(DeliveryLimitError);
       expect((error as DeliveryLimitError).deliveries).toBe(3);
-      const jsm = await jetstreamManager(nc);
+      const jsm = await jetstreamManager(shared.nc);
       const dead = await jsm.streams.info(natsLayout(options.prefix).deadLetterStream);
       expect(dead.state.messages).toBe(1);
       const stored = await jsm.streams.getMessage(natsLayout(options.prefix).deadLetterStream, { seq: dead.state.first_seq });

@@ -3,36 +3,25 @@
  * index, which is only a hint: entries can outlive their agents or be written by anyone allowed to
  * write the bucket. Every hit must be confirmed by the agent's registry record.
  */
-import { connect } from "@nats-io/transport-node";
-import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { NatsExchangeFactory, natsLayout } from "../../../src/index.ts";
 import { decodeValue, encodeValue } from "../../../src/protocol/codec.ts";
 import { Counter, FastCounter, Recorder } from "../../fixtures/agents.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
 
-let nats: TestNats;
-let nc: NatsConnection;
+const shared = natsForFile();
 
-beforeAll(async () => {
-  nats = await startTestNats();
-  nc = await connect(nats.connectionOptions);
-});
-afterAll(async () => {
-  await nc?.close();
-  await nats?.[Symbol.asyncDispose]();
-});
+
 
 const sorted = (ids: ReadonlyArray<{ uid: string }>): string[] => ids.map((id) => id.uid).sort();
 
 describe("cold discover checks the type index against the registry", () => {
   test("index garbage is not returned: only agents whose records are active and of the type", async () => {
     const prefix = `disc${process.pid}`;
-    const options = { servers: nats.url, connectionOptions: nats.connectionOptions, prefix };
+    const options = { servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix };
     const writer = new NatsExchangeFactory(options);
     const client = await writer.createUserClient();
     const counter = await client.registerAgent(Counter, { name: "c1" });
@@ -41,7 +30,7 @@ describe("cold discover checks the type index against the registry", () => {
     const recorder = await client.registerAgent(Recorder);
     await client.terminate(terminated.agentId);
 
-    const types = await new Kvm(jetstream(nc)).open(natsLayout(prefix).typesBucket);
+    const types = await new Kvm(jetstream(shared.nc)).open(natsLayout(prefix).typesBucket);
     const garbage: string[] = [];
     const put = async (key: string, value: unknown): Promise<void> => {
       await types.put(key, value instanceof Uint8Array ? value : encodeValue(value));
@@ -80,13 +69,13 @@ describe("cold discover checks the type index against the registry", () => {
 
   test("many hits (more than a quarter of the registry, read in one pass) are checked the same way", async () => {
     const prefix = `discmany${process.pid}`;
-    const options = { servers: nats.url, connectionOptions: nats.connectionOptions, prefix };
+    const options = { servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix };
     const writer = new NatsExchangeFactory(options);
     const client = await writer.createUserClient();
     const live = await Promise.all(Array.from({ length: 120 }, () => client.registerAgent(Counter)));
     const dead = await Promise.all(Array.from({ length: 40 }, () => client.registerAgent(Counter)));
     // Mark the records terminated and leave their index entries behind.
-    const registry = await new Kvm(jetstream(nc)).open(natsLayout(prefix).registryBucket);
+    const registry = await new Kvm(jetstream(shared.nc)).open(natsLayout(prefix).registryBucket);
     for (const { agentId } of dead) {
       const entry = (await registry.get(agentId.uid))!;
       const current = decodeValue(entry.value) as Record<string, unknown>;

@@ -1,26 +1,19 @@
-import { afterAll, beforeAll } from "vitest";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import { NatsExchangeFactory } from "../../../src/index.ts";
 import { encodeMessage } from "../../../src/protocol/codec.ts";
 import { NatsHeader } from "../../../src/protocol/messages.ts";
 import { describeEffectivelyOnce } from "../../conformance/effectively-once.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
 
-let nats: TestNats;
+const shared = natsForFile();
+
 let counter = 0;
 
-beforeAll(async () => {
-  nats = await startTestNats();
-});
-afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
-});
 
 for (const replies of ["mailbox", "core"] as const) {
   describeEffectivelyOnce(`NATS JetStream exchange, replies: ${replies}`, () => ({
     newFactory: (options) =>
-      new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: `once${process.pid}_${++counter}`, replies, ...options }),
+      new NatsExchangeFactory({ servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix: `once${process.pid}_${++counter}`, replies, ...options }),
     // A new message with the same envelope (a new message id, so JetStream stores it), marked as
     // a re-publication: what a sender's retry after the duplicate window stores.
     redeliver: async (factory, request) => {

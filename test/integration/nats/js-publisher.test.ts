@@ -1,26 +1,18 @@
 /** The mailbox path's JetStream publisher: acks, duplicates, and every failure typed as nats.js types it. */
 import { connect } from "@nats-io/transport-node";
-import type { NatsConnection } from "@nats-io/nats-core";
 import { NoRespondersError, headers } from "@nats-io/nats-core";
 import { JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { beforeAll, describe, expect, test } from "vitest";
 import { JetStreamPublisher } from "../../../src/exchange/nats/js-publisher.ts";
 import { isTransientNatsError } from "../../../src/exchange/nats/nats-errors.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
 
-let nats: TestNats;
-let nc: NatsConnection;
+const shared = natsForFile();
+
 
 beforeAll(async () => {
-  nats = await startTestNats();
-  nc = await connect(nats.connectionOptions);
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(shared.nc);
   await jsm.streams.add({ name: "pubtest", subjects: ["pubtest.>"], duplicate_window: 60_000_000_000 });
-});
-afterAll(async () => {
-  await nc?.close();
-  await nats?.[Symbol.asyncDispose]();
 });
 
 function withId(id: string) {
@@ -31,7 +23,7 @@ function withId(id: string) {
 
 describe("JetStreamPublisher", () => {
   test("stores a message and reports a re-sent id as a duplicate", async () => {
-    const publisher = new JetStreamPublisher(nc);
+    const publisher = new JetStreamPublisher(shared.nc);
     const first = await publisher.publish("pubtest.a", new Uint8Array([1]), withId("m1"), 5000);
     const again = await publisher.publish("pubtest.a", new Uint8Array([1]), withId("m1"), 5000);
     expect(first).toMatchObject({ stream: "pubtest", duplicate: false });
@@ -39,14 +31,14 @@ describe("JetStreamPublisher", () => {
   });
 
   test("a subject no stream captures fails with NoRespondersError, which is retried", async () => {
-    const publisher = new JetStreamPublisher(nc);
+    const publisher = new JetStreamPublisher(shared.nc);
     const error = await publisher.publish("nostream.a", new Uint8Array([1]), headers(), 5000).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(NoRespondersError);
     expect(isTransientNatsError(error)).toBe(true);
   });
 
   test("a failed expectation fails with the server's JetStreamApiError code", async () => {
-    const publisher = new JetStreamPublisher(nc);
+    const publisher = new JetStreamPublisher(shared.nc);
     const h = headers();
     h.set("Nats-Expected-Stream", "other");
     const error = await publisher.publish("pubtest.b", new Uint8Array([1]), h, 5000).catch((e: unknown) => e);
@@ -56,7 +48,7 @@ describe("JetStreamPublisher", () => {
   });
 
   test("an unanswered publish times out with TimeoutError; a closed connection fails what waits", async () => {
-    const other = await connect(nats.connectionOptions);
+    const other = await connect(shared.nats.connectionOptions);
     other.subscribe("silent.>", { callback: () => {} });
     await other.flush();
     const publisher = new JetStreamPublisher(other);

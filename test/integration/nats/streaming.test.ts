@@ -4,7 +4,7 @@
  * executors.
  */
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { AcademyError, HostPoolExecutor, Manager, NatsExchangeFactory, StreamInterruptedError } from "../../../src/index.ts";
 import type { ExchangeFactory, NatsExchangeOptions, RequestMessage } from "../../../src/index.ts";
 import { headers as natsHeaders } from "@nats-io/nats-core";
@@ -18,23 +18,18 @@ import { CrashWorker } from "../../fixtures/crash-agents.ts";
 import { spawnChildAgent } from "../../support/child-agent.ts";
 import { spawnHost } from "../../support/host-process.ts";
 import type { HostProcess } from "../../support/host-process.ts";
-import { startTestNats } from "../../support/nats.ts";
+import { natsForFile, startTestNats } from "../../support/nats.ts";
 import type { TestNats } from "../../support/nats.ts";
+
+const shared = natsForFile();
 
 const STREAMING_AGENTS = new URL("../../fixtures/streaming-agents.ts", import.meta.url);
 const EXEC_ARGV = ["--import", new URL("../../fixtures/register-tsx.mjs", import.meta.url).href];
 
-let nats: TestNats;
 let serial = 0;
 
-beforeAll(async () => {
-  nats = await startTestNats();
-});
-afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
-});
 
-function factory(options: NatsExchangeOptions = {}, server: TestNats = nats): NatsExchangeFactory {
+function factory(options: NatsExchangeOptions = {}, server: TestNats = shared.nats): NatsExchangeFactory {
   return new NatsExchangeFactory({ servers: server.url, connectionOptions: server.connectionOptions, prefix: `s${process.pid}_${++serial}`, ...options });
 }
 
@@ -89,14 +84,14 @@ describe("NATS streams across faults and executors", () => {
   }
 
   test("the caller's and then the agent's connection dropped mid-stream: a complete ordered stream or a typed error", async () => {
-    const port = Number(new URL(nats.url).port);
+    const port = Number(new URL(shared.nats.url).port);
     await using callerLink = await startTcpProxy({ targetPort: port });
     await using agentLink = await startTcpProxy({ targetPort: port });
     const prefix = `s${process.pid}_${++serial}`;
     const through = (link: { port: number }): NatsExchangeFactory =>
       new NatsExchangeFactory({
         servers: `nats://127.0.0.1:${link.port}`,
-        ...(nats.connectionOptions.user === undefined ? {} : { connectionOptions: { user: nats.connectionOptions.user, pass: nats.connectionOptions.pass } }),
+        ...(shared.nats.connectionOptions.user === undefined ? {} : { connectionOptions: { user: shared.nats.connectionOptions.user, pass: shared.nats.connectionOptions.pass } }),
         prefix,
       });
     await using agents = await Manager.fromExchangeFactory(through(agentLink));
@@ -132,7 +127,7 @@ describe("NATS streams across faults and executors", () => {
     await using manager = await Manager.fromExchangeFactory(factory({ prefix }));
     const registration = await manager.registerAgent(CrashWorker);
     const uid = registration.agentId.uid;
-    const first = spawnChildAgent([nats.url, prefix, uid, "hang"]);
+    const first = spawnChildAgent([shared.nats.url, prefix, uid, "hang"]);
     const second = { current: undefined as ReturnType<typeof spawnChildAgent> | undefined };
     try {
       const handle = manager.getHandle(registration.agentId);
@@ -143,7 +138,7 @@ describe("NATS streams across faults and executors", () => {
           if (items.length === 3) {
             await first.waitFor(/^TICKED 3$/);
             await first.kill();
-            second.current = spawnChildAgent([nats.url, prefix, uid, "serve"]);
+            second.current = spawnChildAgent([shared.nats.url, prefix, uid, "serve"]);
           }
         }
       })().catch((e: unknown) => e);
@@ -187,7 +182,7 @@ describe("NATS streams across faults and executors", () => {
     try {
       await using manager = await Manager.fromExchangeFactory(f, { executors: { pool: new HostPoolExecutor({ pool: "streams" }) } });
       hosts.push(
-        await spawnHost({ servers: nats.url, prefix, pool: "streams", modules: [fileURLToPath(STREAMING_AGENTS)], heartbeatMs: 300, hostTtlMs: 1_500 }),
+        await spawnHost({ servers: shared.nats.url, prefix, pool: "streams", modules: [fileURLToPath(STREAMING_AGENTS)], heartbeatMs: 300, hostTtlMs: 1_500 }),
       );
       const streamer = await manager.launch(Streamer, { executor: "pool" });
       const items: unknown[] = [];

@@ -4,38 +4,27 @@
  * registry in one request. Lists are kept by compare-and-set from many processes at once, garbage
  * written over them is ignored, and a bucket of layout 1 is migrated at provisioning.
  */
-import { connect } from "@nats-io/transport-node";
-import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { NatsExchangeFactory, natsLayout } from "../../../src/index.ts";
 import { decodeValue, encodeValue } from "../../../src/protocol/codec.ts";
 import { LAYOUT_READY_KEY, TYPE_CATALOG_KEY, decodeMembers, encodeMembers, memberListKey, memberListKeys } from "../../../src/exchange/nats/type-members.ts";
 import { Counter, FastCounter, Recorder } from "../../fixtures/agents.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
 
-let nats: TestNats;
-let nc: NatsConnection;
+const shared = natsForFile();
 
-beforeAll(async () => {
-  nats = await startTestNats();
-  nc = await connect(nats.connectionOptions);
-});
-afterAll(async () => {
-  await nc?.close();
-  await nats?.[Symbol.asyncDispose]();
-});
+
 
 const sorted = (ids: ReadonlyArray<{ uid: string }>): string[] => ids.map((id) => id.uid).sort();
 let prefixes = 0;
-const options = () => ({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix: `members${process.pid}_${prefixes++}` });
+const options = () => ({ servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix: `members${process.pid}_${prefixes++}` });
 
 /** Every member of a concrete type's lists, read from the bucket. */
 async function listed(prefix: string, type: string): Promise<string[]> {
-  const types = await new Kvm(jetstream(nc)).open(natsLayout(prefix).typesBucket);
+  const types = await new Kvm(jetstream(shared.nc)).open(natsLayout(prefix).typesBucket);
   const uids: string[] = [];
   for (const key of memberListKeys(type)) {
     const entry = await types.get(key);
@@ -77,7 +66,7 @@ describe("type index member lists", () => {
     expect(await listed(opts.prefix, "Counter")).toEqual(sorted([live.agentId, stale.agentId]));
     // A record marked terminated behind the library's back (as an index write racing a termination
     // leaves a member behind): its member stays listed, with the revision of the old record.
-    const registry = await new Kvm(jetstream(nc)).open(natsLayout(opts.prefix).registryBucket);
+    const registry = await new Kvm(jetstream(shared.nc)).open(natsLayout(opts.prefix).registryBucket);
     const entry = (await registry.get(stale.agentId.uid))!;
     await registry.update(stale.agentId.uid, encodeValue({ ...(decodeValue(entry.value) as object), status: "terminated", terminatedAt: Date.now() }), entry.revision);
     expect(await listed(opts.prefix, "Counter")).toContain(stale.agentId.uid);
@@ -95,8 +84,8 @@ describe("type index member lists", () => {
     const client = await writer.createUserClient();
     const counter = await client.registerAgent(Counter);
     const recorder = await client.registerAgent(Recorder);
-    const types = await new Kvm(jetstream(nc)).open(natsLayout(opts.prefix).typesBucket);
-    const registryInfo = await (await jetstreamManager(nc)).streams.info(`KV_${natsLayout(opts.prefix).registryBucket}`);
+    const types = await new Kvm(jetstream(shared.nc)).open(natsLayout(opts.prefix).typesBucket);
+    const registryInfo = await (await jetstreamManager(shared.nc)).streams.info(`KV_${natsLayout(opts.prefix).registryBucket}`);
     const someRevision = registryInfo.state.last_seq;
     // Members that are not the library's: in a shard that is not their uid's, with revisions the
     // registry never reached, with no record at all; a list that is not CBOR; a catalog entry whose
@@ -135,7 +124,7 @@ describe("type index member lists", () => {
     await writer.close();
     // What an earlier version left: the per-uid keys, no lists, no catalog, no marker.
     const bucket = natsLayout(opts.prefix).typesBucket;
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(shared.nc);
     await jsm.streams.purge(`KV_${bucket}`, { filter: `$KV.${bucket}.v2.>` });
     expect(await listed(opts.prefix, "Counter")).toEqual([]);
 
@@ -149,7 +138,7 @@ describe("type index member lists", () => {
     const upgraded = new NatsExchangeFactory(opts);
     await upgraded.createUserClient();
     expect(await listed(opts.prefix, "Counter")).toEqual(sorted(agents.filter((r) => r.agentType.name === "Counter").map((r) => r.agentId)));
-    const types = await new Kvm(jetstream(nc)).open(bucket);
+    const types = await new Kvm(jetstream(shared.nc)).open(bucket);
     expect((await types.get(LAYOUT_READY_KEY))?.operation).toBe("PUT");
     await upgraded.close();
 

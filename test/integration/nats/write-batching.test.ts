@@ -4,19 +4,17 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { batchTransportWrites, batchWrites } from "../../../src/exchange/nats/write-batching.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile, startTestNats } from "../../support/nats.ts";
 
-let nats: TestNats;
+const shared = natsForFile();
+
 let observer: NatsConnection;
 
 beforeAll(async () => {
-  nats = await startTestNats();
-  observer = await connect(nats.connectionOptions);
+  observer = await connect(shared.nats.connectionOptions);
 });
 afterAll(async () => {
   await observer?.close();
-  await nats?.[Symbol.asyncDispose]();
 });
 
 /** Count socket writes (every socket of this process) while `run` runs. */
@@ -40,7 +38,7 @@ describe("write batching", () => {
     const received: number[] = [];
     const sub = observer.subscribe("batch.order", { callback: (_e, m) => void received.push(m.data[0]! + 256 * m.data[1]!) });
     await observer.flush();
-    const nc = await connect(nats.connectionOptions);
+    const nc = await connect(shared.nats.connectionOptions);
     expect(batchWrites(nc)).toBe(true);
     expect(batchTransportWrites(nc)).toBe(true); // idempotent
     const publishSpread = async (): Promise<void> => {
@@ -55,7 +53,7 @@ describe("write batching", () => {
       await new Promise((resolve) => setImmediate(resolve));
     });
     await nc.flush();
-    const plain = await connect(nats.connectionOptions);
+    const plain = await connect(shared.nats.connectionOptions);
     const unbatched = await countWrites(async () => {
       for (let i = 0; i < 20; i++) {
         plain.publish("batch.other", new Uint8Array([i]));
@@ -77,7 +75,7 @@ describe("write batching", () => {
     const received: number[] = [];
     const sub = observer.subscribe("batch.close", { callback: (_e, m) => void received.push(m.data[0]!) });
     await observer.flush();
-    const nc = await connect(nats.connectionOptions);
+    const nc = await connect(shared.nats.connectionOptions);
     batchWrites(nc);
     for (let i = 0; i < 10; i++) nc.publish("batch.close", new Uint8Array([i]));
     await nc.close();

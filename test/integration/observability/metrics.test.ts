@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { Registry } from "prom-client";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { HostPoolExecutor, Manager, NatsExchangeFactory } from "../../../src/index.ts";
 import { RuntimeHost } from "../../../runtime/index.ts";
 import { NatsPoolBackend } from "../../../src/exchange/nats/nats-pool-backend.ts";
@@ -16,28 +16,22 @@ import { encodeValue } from "../../../src/protocol/codec.ts";
 import { findFreePorts } from "../../../src/testing/index.ts";
 import { Busy } from "../../fixtures/observed-agents.ts";
 import { spawnHost } from "../../support/host-process.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
 import { httpGet, parseMetrics, sampleValue, scrape } from "../../support/prometheus.ts";
+
+const shared = natsForFile();
 
 const OBSERVED_AGENTS = fileURLToPath(new URL("../../fixtures/observed-agents.ts", import.meta.url));
 
-let nats: TestNats;
 
-beforeAll(async () => {
-  nats = await startTestNats();
-});
-afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
-});
 
 describe("host metrics", () => {
   test("academy host serves /metrics on its health port, and the values move with what the host does", async () => {
     const prefix = `metrics${process.pid}`;
     const [port] = await findFreePorts(1);
     const timing = { heartbeatMs: 300, hostTtlMs: 1_500 };
-    const host = await spawnHost({ servers: nats.url, prefix, pool: "m", modules: [OBSERVED_AGENTS], ...timing, extra: ["--health-port", String(port)] });
-    const factory = new NatsExchangeFactory({ servers: nats.url, prefix });
+    const host = await spawnHost({ servers: shared.nats.url, prefix, pool: "m", modules: [OBSERVED_AGENTS], ...timing, extra: ["--health-port", String(port)] });
+    const factory = new NatsExchangeFactory({ servers: shared.nats.url, prefix });
     try {
       // At start: nothing counted yet; the host's gauges and the process's metrics are there.
       const response = await httpGet(port!, "/metrics");
@@ -96,7 +90,7 @@ describe("host metrics", () => {
       await expect.poll(async () => sampleValue(await scrape(port!), "academy_dead_letters"), { timeout: 15_000, interval: 250 }).toBe(1);
 
       // A host of the pool dies: this one reaps it.
-      const doomed = await spawnHost({ servers: nats.url, prefix, pool: "m", modules: [OBSERVED_AGENTS], ...timing, name: "doomed" });
+      const doomed = await spawnHost({ servers: shared.nats.url, prefix, pool: "m", modules: [OBSERVED_AGENTS], ...timing, name: "doomed" });
       await doomed.kill();
       await expect.poll(async () => sampleValue(await scrape(port!), "academy_failovers_total"), { timeout: 15_000, interval: 250 }).toBe(1);
       samples = await scrape(port!);
@@ -112,7 +106,7 @@ describe("host metrics", () => {
   test("hosts embedded in a program put their metrics on the registry it gives them, to serve where it likes", async () => {
     const prefix = `metrics_emb${process.pid}`;
     const registry = new Registry();
-    const exchange = { servers: nats.url, prefix };
+    const exchange = { servers: shared.nats.url, prefix };
     await using first = await RuntimeHost.start({ pool: "e", classes: [Busy], exchange, capacity: 3, metrics: registry });
     await using second = await RuntimeHost.start({ pool: "e", classes: [Busy], exchange, capacity: 4, metrics: registry });
     expect(first.metrics).toBe(registry);

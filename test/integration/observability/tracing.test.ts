@@ -10,27 +10,25 @@ import { afterAll, beforeAll, expect, test } from "vitest";
 import { HostPoolExecutor, Manager, NatsExchangeFactory } from "../../../src/index.ts";
 import { RuntimeHost } from "../../../runtime/index.ts";
 import { Back, Front } from "../../fixtures/observed-agents.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
 import { installTestTracing, parentOf } from "../../support/otel.ts";
 import type { TestTracing } from "../../support/otel.ts";
 
-let nats: TestNats;
+const shared = natsForFile();
+
 let tracing: TestTracing;
 
 beforeAll(async () => {
-  nats = await startTestNats();
   // As NodeSDK sets up an application: a tracer provider, the W3C propagator, a context manager.
   tracing = installTestTracing({ contextManager: true });
 });
 afterAll(async () => {
   await tracing?.uninstall();
-  await nats?.[Symbol.asyncDispose]();
 });
 
 test("a user call to agent A that calls agent B on another host is one trace with the right parent and child spans", async () => {
   const prefix = `trace${process.pid}`;
-  const exchange = { servers: nats.url, connectionOptions: nats.connectionOptions, prefix };
+  const exchange = { servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix };
   const hostOptions = { exchange, heartbeatMs: 500, hostTtlMs: 2_000 };
   await using hostA = await RuntimeHost.start({ ...hostOptions, pool: "front", name: "host-a", classes: [Front] });
   await using hostB = await RuntimeHost.start({ ...hostOptions, pool: "back", name: "host-b", classes: [Back] });

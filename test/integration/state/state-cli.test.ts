@@ -3,27 +3,21 @@
  * record and reminders of a running agent, in JSON and as text; exit code 3 for an unknown agent
  * or an agent without state; neither creates a bucket.
  */
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { Manager, NatsExchangeFactory } from "../../../src/index.ts";
 import { Reminded, StatefulCounter } from "../../fixtures/state-agents.ts";
 import { Counter } from "../../fixtures/agents.ts";
 import { runCli } from "../../support/host-process.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
 
-let nats: TestNats;
-beforeAll(async () => {
-  nats = await startTestNats();
-});
-afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
-});
+const shared = natsForFile();
+
 
 describe("academy state and reminders", () => {
   test("show an agent's state and list its reminders; exit code 3 when there is none", async () => {
     const prefix = `scli${process.pid}`;
-    const connection = ["--servers", nats.url, "--prefix", prefix];
-    await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix }));
+    const connection = ["--servers", shared.nats.url, "--prefix", prefix];
+    await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory({ servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix }));
     const counter = await manager.launch(StatefulCounter, { name: "stateful" });
     await counter.increment(41);
     await counter.increment(1);
@@ -60,6 +54,6 @@ describe("academy state and reminders", () => {
     expect(runCli(["state", plain.agentId.uid, ...connection]).status).toBe(3);
     expect(runCli(["state", "no-such-agent", ...connection]).status).toBe(3);
     // A prefix where nothing ever ran: not found, and nothing created.
-    expect(runCli(["state", "x", "--servers", nats.url, "--prefix", `${prefix}_none`]).status).toBe(3);
+    expect(runCli(["state", "x", "--servers", shared.nats.url, "--prefix", `${prefix}_none`]).status).toBe(3);
   });
 });

@@ -6,42 +6,36 @@
  * through kill -9 of its agent's host, each due time once.
  */
 import { fileURLToPath } from "node:url";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { afterEach, describe, expect, test } from "vitest";
 import { HostPoolExecutor, Manager, NatsExchangeFactory, decodeStateRecord } from "../../../src/index.ts";
 import type { Handle } from "../../../src/index.ts";
 import { decodeValue } from "../../../src/protocol/codec.ts";
 import { Reminded, StatefulCounter } from "../../fixtures/state-agents.ts";
 import { HOST_AGENTS, spawnHost } from "../../support/host-process.ts";
 import type { HostProcess } from "../../support/host-process.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
+
+const shared = natsForFile();
 
 const STATE_AGENTS = fileURLToPath(new URL("../../fixtures/state-agents.ts", import.meta.url));
 const FAST = { heartbeatMs: 300, hostTtlMs: 1_500 } as const;
 
-let nats: TestNats;
 let serial = 0;
 const hosts: HostProcess[] = [];
 
-beforeAll(async () => {
-  nats = await startTestNats();
-});
 afterEach(async () => {
   await Promise.all(hosts.splice(0).map((h) => h.kill()));
-});
-afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
 });
 
 async function pool(): Promise<{ manager: Manager; factory: NatsExchangeFactory; start(): Promise<HostProcess> } & AsyncDisposable> {
   const prefix = `sh${process.pid}_${++serial}`;
-  const factory = new NatsExchangeFactory({ servers: nats.url, connectionOptions: nats.connectionOptions, prefix });
+  const factory = new NatsExchangeFactory({ servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix });
   const manager = await Manager.fromExchangeFactory(factory, { executors: { workers: new HostPoolExecutor({ pool: "workers" }) }, maxRetries: 0 });
   return {
     manager,
     factory,
     async start() {
-      const host = await spawnHost({ servers: nats.url, prefix, pool: "workers", modules: [HOST_AGENTS, STATE_AGENTS], ...FAST });
+      const host = await spawnHost({ servers: shared.nats.url, prefix, pool: "workers", modules: [HOST_AGENTS, STATE_AGENTS], ...FAST });
       hosts.push(host);
       return host;
     },

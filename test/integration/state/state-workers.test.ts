@@ -3,25 +3,19 @@
  * and reminders reach the main thread's exchange through its port) and on NATS: the state is kept
  * across runs in workers and in the event loop, and a reminder set from a worker fires into it.
  */
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { LocalExchangeFactory, Manager, NatsExchangeFactory } from "../../../src/index.ts";
 import type { ExchangeFactory, Handle } from "../../../src/index.ts";
 import { WorkerThreadExecutor } from "../../../src/manager/worker-thread-executor.ts";
 import { Reminded, StatefulCounter } from "../../fixtures/state-agents.ts";
-import { startTestNats } from "../../support/nats.ts";
-import type { TestNats } from "../../support/nats.ts";
+import { natsForFile } from "../../support/nats.ts";
+
+const shared = natsForFile();
 
 const AGENTS = new URL("../../fixtures/state-agents.ts", import.meta.url);
 const EXEC_ARGV = ["--import", new URL("../../fixtures/register-tsx.mjs", import.meta.url).href];
 
-let nats: TestNats;
 let serial = 0;
-beforeAll(async () => {
-  nats = await startTestNats();
-});
-afterAll(async () => {
-  await nats?.[Symbol.asyncDispose]();
-});
 
 const exchanges: Array<{ name: string; create(): ExchangeFactory }> = [
   { name: "in-process", create: () => new LocalExchangeFactory() },
@@ -29,9 +23,9 @@ const exchanges: Array<{ name: string; create(): ExchangeFactory }> = [
     name: "NATS",
     create: () =>
       new NatsExchangeFactory({
-        servers: nats.url,
+        servers: shared.nats.url,
         prefix: `sw${process.pid}_${++serial}`,
-        ...(nats.connectionOptions.user === undefined ? {} : { connectionOptions: { user: nats.connectionOptions.user, pass: nats.connectionOptions.pass } }),
+        ...(shared.nats.connectionOptions.user === undefined ? {} : { connectionOptions: { user: shared.nats.connectionOptions.user, pass: shared.nats.connectionOptions.pass } }),
       }),
   },
 ];
