@@ -13,23 +13,31 @@ import type { ActionScope } from "../interceptors/action-scope.ts";
 import type { MessageHeaders } from "../protocol/headers.ts";
 import type { ActionRequest } from "../protocol/messages.ts";
 import type { ProgressReporter } from "./progress-reporter.ts";
+import type { SignalSource } from "./action-signal.ts";
 
 /** An action's scope and context. */
 export class EngineActionContext implements ActionScope, ActionContext {
   readonly agentId: string;
   readonly request: ActionRequest;
-  readonly signal: AbortSignal;
   readonly exchangeClient: AgentExchangeClient;
+  readonly #signal: SignalSource;
   readonly #progress: ProgressReporter | undefined;
   #sourceId: AgentId | UserId | undefined | null = null;
 
-  /** @param progress - where progress reports go, when the caller asked for them. */
-  constructor(agentId: string, request: ActionRequest, signal: AbortSignal, exchangeClient: AgentExchangeClient, progress?: ProgressReporter) {
+  /**
+   * @param signal - where the action's signal is read from when first asked for (it is made then).
+   * @param progress - where progress reports go, when the caller asked for them.
+   */
+  constructor(agentId: string, request: ActionRequest, signal: SignalSource, exchangeClient: AgentExchangeClient, progress?: ProgressReporter) {
     this.agentId = agentId;
     this.request = request;
-    this.signal = signal;
+    this.#signal = signal;
     this.exchangeClient = exchangeClient;
     this.#progress = progress;
+  }
+
+  get signal(): AbortSignal {
+    return this.#signal.signal;
   }
 
   reportProgress(progress: unknown): boolean {

@@ -36,6 +36,8 @@ import { ProgressReporter } from "./progress-reporter.ts";
 import { RESPONSE_RETRY_DELAY_MS, Responder } from "./responder.ts";
 import { StreamPump } from "./stream-pump.ts";
 import type { ActionOutcomes } from "./action-outcomes.ts";
+import { ActionSignal } from "./action-signal.ts";
+import type { SignalSource } from "./action-signal.ts";
 
 /** How many answered tags an agent remembers to recognise redeliveries. */
 const ANSWERED_MEMORY = 1024;
@@ -86,7 +88,8 @@ interface InFlightAction {
   readonly delivery: RequestDelivery;
   /** Further deliveries of the same request (redeliveries while it runs); acked with it. */
   duplicates: RequestDelivery[] | undefined;
-  readonly controller: AbortController;
+  /** The action's abort signal, made when first read. */
+  readonly abort: ActionSignal;
   started: boolean;
   answered: boolean;
   /** Effectively-once: the record is looked up before running and written with the response. */
@@ -98,6 +101,26 @@ interface InFlightAction {
   done: Promise<void>;
   /** A streaming action's pump, once its generator runs. */
   pump: StreamPump | undefined;
+}
+
+/**
+ * What the `action` hooks get: the action's signal is read from the entry's {@link ActionSignal}
+ * only when a hook or the action reads it (a hook may replace it, as `ActionInput` allows). Own
+ * accessor properties, so that a hook passing on `{ ...input, args }` passes the signal too.
+ */
+function actionInput(request: ActionRequest, agentType: string, abort: ActionSignal): ActionInput {
+  let signal: AbortSignal | undefined;
+  return {
+    request,
+    agentType,
+    args: request.args,
+    get signal(): AbortSignal {
+      return (signal ??= abort.signal);
+    },
+    set signal(value: AbortSignal) {
+      signal = value;
+    },
+  };
 }
 
 /** Routes one agent's requests and answers them. */
@@ -129,7 +152,8 @@ export class RequestDispatcher {
     this.#slots = new ActionSlots(options.config.maxConcurrentActions);
     this.#responder = new Responder(options.logger, options.interceptors);
     this.#inboundRequest = composeInterceptors(options.interceptors, "inboundRequest", (input) => input.request);
-    this.#action = composeInterceptors(options.interceptors, "action", (input) => this.#invoke(input.request, input.args, input.signal));
+    // The input is the signal's source: read (and so made) only if the action or a hook reads it.
+    this.#action = composeInterceptors(options.interceptors, "action", (input) => this.#invoke(input.request, input.args, input));
     void options.ready.then((ready) => {
       this.#ready = ready;
     });
@@ -262,7 +286,7 @@ export class RequestDispatcher {
       request,
       delivery,
       duplicates: undefined,
-      controller: new AbortController(),
+      abort: new ActionSignal(),
       started: false,
       answered: false,
       once: this.#results !== undefined && this.#options.spec.actions.get(request.action)?.once === true,
@@ -315,12 +339,11 @@ export class RequestDispatcher {
       const begun = stats?.begin(request.action) ?? 0;
       let body: ResponseBody;
       try {
-        const signal = entry.controller.signal;
         const action = this.#action;
         const result =
           action === undefined
-            ? this.#invoke(request, request.args, signal)
-            : action({ request, agentType: this.#options.agentType, args: request.args, signal });
+            ? this.#invoke(request, request.args, entry.abort)
+            : action(actionInput(request, this.#options.agentType, entry.abort));
         const value = await result;
         body =
           entry.pump === undefined
@@ -415,7 +438,7 @@ export class RequestDispatcher {
    * @throws {UnknownActionError} if the agent has no such action.
    * @throws {ActionArgumentsError} for too many arguments before a context parameter.
    */
-  #invoke(request: ActionRequest, args: readonly unknown[], signal: AbortSignal): Promise<unknown> {
+  #invoke(request: ActionRequest, args: readonly unknown[], signal: SignalSource): Promise<unknown> {
     const agentId = this.#options.agentId;
     const spec = this.#options.spec.actions.get(request.action);
     if (spec === undefined) {
@@ -432,7 +455,7 @@ export class RequestDispatcher {
     }
     const agent = this.#agent!;
     const method = (agent as unknown as Record<string, (...args: unknown[]) => unknown>)[request.action]!;
-    if (window !== undefined) return this.#stream(request, window, method, spec.context ? spec.contextIndex : -1, args, signal);
+    if (window !== undefined) return this.#stream(request, window, method, spec.context ? spec.contextIndex : -1, args, signal.signal);
     const progress = request.progress === true ? this.#progressReporter(request) : undefined;
     const scope = new EngineActionContext(agentId.uid, request, signal, this.#client!, progress);
     const run = runInActionScope(scope, method, agent, spec.context ? argsWithContext(args, scope, spec.contextIndex, agentId.uid) : args) as Promise<unknown>;
@@ -457,7 +480,7 @@ export class RequestDispatcher {
     const agentId = this.#options.agentId.uid;
     const pump = new StreamPump(window, (body) => this.#responder.sendFrame(request, body), this.#options.logger, () => this.#callerGone(request));
     entry.pump = pump;
-    const scope = new EngineActionContext(agentId, request, signal, this.#client!);
+    const scope = new EngineActionContext(agentId, request, { signal }, this.#client!);
     const agent = this.#agent!;
     const run = async (): Promise<unknown> => {
       const generator = Reflect.apply(method, agent, contextIndex >= 0 ? argsWithContext(args, scope, contextIndex, agentId) : args);
@@ -499,11 +522,10 @@ export class RequestDispatcher {
    * Respond once, then acknowledge. `inState`: the request is recorded in the agent's state record
    * already, which stands for its result record.
    */
-  async #answer(entry: InFlightAction, body: ResponseBody, inState = false): Promise<void> {
-    if (entry.answered) return;
+  #answer(entry: InFlightAction, body: ResponseBody, inState = false): Promise<void> {
+    if (entry.answered) return SETTLED;
     entry.answered = true;
-    entry.answering = this.#respond(entry, body, inState);
-    await entry.answering;
+    return (entry.answering = this.#respond(entry, body, inState));
   }
 
   async #respond(entry: InFlightAction, body: ResponseBody, inState: boolean): Promise<void> {
@@ -518,7 +540,7 @@ export class RequestDispatcher {
   async #cancel(entry: InFlightAction, reason: string): Promise<void> {
     if (entry.answered) return;
     const error = new ActionCancelledError(reason, { agentId: this.#options.agentId.uid, tag: entry.request.tag });
-    entry.controller.abort(error);
+    entry.abort.abort(error);
     // A running stream ends itself: its end, carrying this error, follows the items on their way.
     if (entry.started && entry.request.stream !== undefined) return;
     await this.#answer(entry, { type: MessageType.ErrorResponse, error: toFailure(error) });

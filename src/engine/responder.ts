@@ -42,7 +42,7 @@ export class Responder {
    * result record is written at the same time, and the deliveries are settled once both are done.
    * @returns true when acknowledged (the response went out or can never go out), false when handed back.
    */
-  async answer(
+  answer(
     request: RequestMessage,
     body: ResponseBody,
     delivery: RequestDelivery,
@@ -51,10 +51,14 @@ export class Responder {
   ): Promise<boolean> {
     // The record is written concurrently with the response: off the caller's critical path, and
     // stored before the acknowledgement (a failed response is handed back, and its redelivery is
-    // answered from the record).
-    let delivered: boolean;
-    if (record === undefined) delivered = await this.#respond(request, body);
-    else [delivered] = await Promise.all([this.#respond(request, body), this.#record(request, record)]);
+    // answered from the record). Not async: one promise fewer per answer.
+    const responded = this.#respond(request, body);
+    if (record === undefined) return responded.then((delivered) => this.#settle(delivered, delivery, duplicates));
+    return Promise.all([responded, this.#record(request, record)]).then(([delivered]) => this.#settle(delivered, delivery, duplicates));
+  }
+
+  /** Acknowledge the deliveries once the response is out, or hand them back; returns whether acknowledged. */
+  #settle(delivered: boolean, delivery: RequestDelivery, duplicates: readonly RequestDelivery[] | undefined): boolean {
     if (!delivered) {
       delivery.nak(RESPONSE_RETRY_DELAY_MS);
       if (duplicates !== undefined) for (const duplicate of duplicates) duplicate.nak(RESPONSE_RETRY_DELAY_MS);
@@ -95,12 +99,16 @@ export class Responder {
   }
 
   /** Write the request's result record; a failure is logged (a redelivery would then run it again). */
-  async #record(request: RequestMessage, record: () => Promise<void>): Promise<void> {
+  #record(request: RequestMessage, record: () => Promise<void>): Promise<void> {
+    let recording: Promise<void>;
     try {
-      await record();
+      recording = record();
     } catch (error) {
-      this.#logger.warn({ err: error, tag: request.tag }, "could not record the result; a redelivery of this request would run it again");
+      recording = Promise.reject(error);
     }
+    return recording.catch((error: unknown) => {
+      this.#logger.warn({ err: error, tag: request.tag }, "could not record the result; a redelivery of this request would run it again");
+    });
   }
 
   /** Send a response through the `outboundResponse` interceptors. */

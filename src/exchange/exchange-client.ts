@@ -91,6 +91,8 @@ export interface ExchangeClientOptions {
 
 function ignore(): void {}
 
+const SETTLED: Promise<void> = Promise.resolve();
+
 /** Items a stream's agent may run ahead of its consumer unless the caller says (`StreamOptions.window`). */
 export const DEFAULT_STREAM_WINDOW = 1024;
 
@@ -150,6 +152,11 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   readonly #inboundResponse: ((input: InboundResponseInput) => void) | undefined;
   /** Settles when the previous request has been handed to the transport (keeps sends in call order). */
   #sendOrder: Promise<unknown> = Promise.resolve();
+  /**
+   * Requests still waiting in `#sendOrder` (a status lookup under way, a post being stored). While
+   * there are none, a request whose destination's status is known in memory goes out at once.
+   */
+  #ordered = 0;
   /** Tags of requests going out through `post` (sent without a reply address; no response awaited). */
   #posts: Set<string> | undefined;
   #closing: Promise<void> | undefined;
@@ -415,9 +422,14 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     if (signal?.aborted) {
       throw new ActionCancelledError(`Stream '${message.action}' on ${dest} was aborted by the caller`, { agentId: dest.uid, tag, cause: signal.reason });
     }
-    const deliverable = this.#sendOrder.then(() => this.#assertDeliverable(dest));
-    this.#sendOrder = deliverable.catch(ignore);
-    await deliverable;
+    const deliverable = this.#deliverable(dest);
+    if (deliverable !== undefined) {
+      try {
+        await deliverable;
+      } finally {
+        this.#ordered--;
+      }
+    }
     if (stream.closed) return stream.finished;
     stream.request = message;
     this.#pending.add(stream);
@@ -475,15 +487,20 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
    */
   async #post(dest: AgentId, body: RequestBody, tag: string, headers: MessageHeaders | undefined): Promise<ResponseMessage> {
     const message = requestMessage(body, tag, dest.uid, undefined, undefined, headers, dest.site);
+    // Requests after a post wait until it is stored.
+    this.#ordered++;
     const deliverable = this.#sendOrder.then(() => this.#assertDeliverable(dest));
-    const sent = deliverable.then(() => this.transport.send(message));
+    const sent = deliverable.then(() => this.transport.send(message)).finally(() => this.#ordered--);
     this.#sendOrder = sent.catch(ignore);
     await sent;
     return { type: MessageType.SuccessResponse, tag, dest: this.clientId.uid, src: dest.uid };
   }
 
-  /** Send a request and wait for its response: the end of the `outboundRequest` chain. */
-  async #call(
+  /**
+   * Send a request and wait for its response: the end of the `outboundRequest` chain. Not async:
+   * when the destination's status is known in memory the request goes out in this step.
+   */
+  #call(
     dest: AgentId,
     body: RequestBody,
     tag: string,
@@ -491,13 +508,58 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
     timeoutMs: number | undefined,
     signal: AbortSignal | undefined,
   ): Promise<ResponseMessage> {
-    const message = requestMessage(body, tag, dest.uid, this.clientId.uid, this.transport.replySubject, headers, dest.site, this.clientId.role);
-    if (signal?.aborted) throw giveUpError("abort", message, signal.reason);
-    // Requests from one client reach the exchange in call order (FIFO per mailbox), even while an
-    // earlier request's status lookup is still under way.
+    try {
+      const message = requestMessage(body, tag, dest.uid, this.clientId.uid, this.transport.replySubject, headers, dest.site, this.clientId.role);
+      if (signal?.aborted) throw giveUpError("abort", message, signal.reason);
+      // Requests from one client reach the exchange in call order (FIFO per mailbox), even while an
+      // earlier request's status lookup is still under way.
+      const deliverable = this.#deliverable(dest);
+      if (deliverable === undefined) return this.#sendCall(message, dest, tag, timeoutMs, signal);
+      return this.#callWhenDeliverable(deliverable, message, dest, tag, timeoutMs, signal);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async #callWhenDeliverable(
+    deliverable: Promise<void>,
+    message: RequestMessage,
+    dest: AgentId,
+    tag: string,
+    timeoutMs: number | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<ResponseMessage> {
+    try {
+      await deliverable;
+    } finally {
+      this.#ordered--;
+    }
+    return this.#sendCall(message, dest, tag, timeoutMs, signal);
+  }
+
+  /**
+   * Wait until a request to `dest` may go out, in call order: undefined when it may go at once
+   * (nothing is waiting before it and the destination's status is known in memory: checked now);
+   * else a promise of the check, queued behind earlier ones, and the request counts in
+   * `#ordered` until the caller has sent it (the caller decrements).
+   * @throws {MailboxTerminatedError | BadEntityIdError} when the known status forbids sending.
+   */
+  #deliverable(dest: AgentId): Promise<void> | undefined {
+    if (this.#ordered === 0 && dest.site === undefined) {
+      const known = this.transport.knownStatus?.(dest.uid);
+      if (known !== undefined) {
+        assertMailboxActive(known, dest);
+        return undefined;
+      }
+    }
+    this.#ordered++;
     const deliverable = this.#sendOrder.then(() => this.#assertDeliverable(dest));
     this.#sendOrder = deliverable.catch(ignore);
-    await deliverable;
+    return deliverable;
+  }
+
+  /** Register a pending call and hand its request to the transport. */
+  #sendCall(message: RequestMessage, dest: AgentId, tag: string, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<ResponseMessage> {
     let onProgress: ((progress: unknown) => void) | undefined;
     const observers = this.#observers;
     if (observers !== undefined && observers.size > 0) {
@@ -512,28 +574,46 @@ export abstract class ExchangeClient implements HandleBinder, HandleClient {
   }
 
   /** Hand a pending call's request to the transport; a failure to send fails the call. */
-  async #send(call: ResponseSink): Promise<void> {
+  #send(call: ResponseSink): Promise<void> {
+    let sent: Promise<void>;
     try {
-      await this.transport.send(call.request);
+      sent = this.transport.send(call.request);
     } catch (error) {
-      this.#pending.fail(call, error);
+      sent = Promise.reject(error);
     }
+    return sent.catch((error: unknown) => this.#pending.fail(call, error));
   }
 
   /**
    * @internal Answer a request (no-op for requests without a reply address; dropped when the
    * requester's mailbox is gone). The response carries `headers` only: never the request's.
    */
-  async respond(request: RequestMessage, body: ResponseBody, headers?: MessageHeaders): Promise<void> {
-    if (request.src === undefined && request.replyTo === undefined) return;
-    if (request.replyTo === undefined) {
-      const status = await this.transport.status(request.src!, false, request.srcSite);
-      if (!isSendable(status, this.#isRemote(request.srcSite))) {
-        this.logger.debug({ tag: request.tag, dest: request.src, status }, "dropping response to inactive mailbox");
-        return;
+  respond(request: RequestMessage, body: ResponseBody, headers?: MessageHeaders): Promise<void> {
+    if (request.src === undefined && request.replyTo === undefined) return SETTLED;
+    try {
+      if (request.replyTo === undefined) {
+        // The requester's status from memory when known (no asynchronous step), else looked up.
+        const known = request.srcSite === undefined ? this.transport.knownStatus?.(request.src!) : undefined;
+        if (known === undefined) return this.#respondWhenSendable(request, body, headers);
+        if (!this.#sendableTo(request, known)) return SETTLED;
       }
+      return this.transport.send(responseMessage(request, body, this.clientId.uid, headers));
+    } catch (error) {
+      return Promise.reject(error);
     }
+  }
+
+  async #respondWhenSendable(request: RequestMessage, body: ResponseBody, headers: MessageHeaders | undefined): Promise<void> {
+    const status = await this.transport.status(request.src!, false, request.srcSite);
+    if (!this.#sendableTo(request, status)) return;
     await this.transport.send(responseMessage(request, body, this.clientId.uid, headers));
+  }
+
+  /** Whether a response may go to the requester's mailbox in `status` (dropped, and logged, if not). */
+  #sendableTo(request: RequestMessage, status: MailboxStatus): boolean {
+    if (isSendable(status, this.#isRemote(request.srcSite))) return true;
+    this.logger.debug({ tag: request.tag, dest: request.src, status }, "dropping response to inactive mailbox");
+    return false;
   }
 
   /** Requests that reach this client's mailbox. */

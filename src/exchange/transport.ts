@@ -91,6 +91,12 @@ export interface ExchangeTransport {
    * @throws {UnknownSiteError | SiteUnreachableError} for a site it cannot read.
    */
   status(uid: string, fresh?: boolean, site?: string): Promise<MailboxStatus>;
+  /**
+   * The status `status(uid)` would give for a mailbox of this transport's own site, when the
+   * transport knows it in memory now (its registry view); undefined when it would have to look it
+   * up. Lets the per-call path check a mailbox without an asynchronous step.
+   */
+  knownStatus?(uid: string): MailboxStatus | undefined;
   /** Register a new agent mailbox of the given type. */
   registerAgent(type: AgentTypeInfo, name?: string): Promise<AgentRegistration>;
   /**

@@ -37,6 +37,52 @@ const SWEEP_INTERVAL_MS = 100;
 
 const decoder = new TextDecoder();
 
+/**
+ * A PubAck that is not an error begins with `{"stream"`: nats-server writes the `error` field
+ * first when there is one (`{"error":...}`), and the stream name first otherwise.
+ */
+const OK_ACK_START = new TextEncoder().encode('{"stream"');
+
+function isSuccessAck(data: Uint8Array): boolean {
+  if (data.length < OK_ACK_START.length) return false;
+  for (let i = 0; i < OK_ACK_START.length; i++) if (data[i] !== OK_ACK_START[i]) return false;
+  return true;
+}
+
+/**
+ * A successful PubAck read only when one of its fields is: most publishes on the message path
+ * (requests, responses, result records) need to know that the message was stored, not where, so
+ * they skip decoding and parsing its JSON.
+ */
+class StoredAck implements PubAck {
+  readonly #data: Uint8Array;
+  #parsed: PubAck | undefined;
+
+  constructor(data: Uint8Array) {
+    this.#data = data;
+  }
+
+  #ack(): PubAck {
+    return (this.#parsed ??= JSON.parse(decoder.decode(this.#data)) as PubAck);
+  }
+
+  get stream(): string {
+    return this.#ack().stream;
+  }
+
+  get seq(): number {
+    return this.#ack().seq;
+  }
+
+  get domain(): string | undefined {
+    return this.#ack().domain;
+  }
+
+  get duplicate(): boolean {
+    return this.#ack().duplicate === true;
+  }
+}
+
 export class JetStreamPublisher {
   readonly #nc: NatsConnection;
   readonly #prefix: string;
@@ -109,8 +155,13 @@ export class JetStreamPublisher {
           waiter.reject(new NoRespondersError(waiter.subject));
           return;
         }
+        const data = msg.data;
+        if (isSuccessAck(data)) {
+          waiter.resolve(new StoredAck(data));
+          return;
+        }
         try {
-          const ack = JSON.parse(decoder.decode(msg.data)) as PubAck & { error?: { code: number; err_code?: number; description: string } };
+          const ack = JSON.parse(decoder.decode(data)) as PubAck & { error?: { code: number; err_code?: number; description: string } };
           if (ack.error !== undefined) waiter.reject(new JetStreamApiError({ code: ack.error.code, err_code: ack.error.err_code ?? 0, description: ack.error.description }));
           else waiter.resolve({ ...ack, duplicate: ack.duplicate === true });
         } catch (parseError) {

@@ -123,33 +123,48 @@ export interface RetryOptions {
  * lacks to `PermissionDeniedError` (not retried), exhausted retries to `ExchangeUnavailableError`;
  * others pass through unchanged.
  */
-export async function withNatsRetry<T>(operation: () => Promise<T>, options: RetryOptions): Promise<T> {
+export function withNatsRetry<T>(operation: () => Promise<T>, options: RetryOptions): Promise<T> {
+  // The first attempt is the common case (every publish on the message path): its promise is
+  // returned as it is, with no async frame, policy object or await until it fails.
   const startedAt = Date.now();
+  let first: Promise<T>;
+  try {
+    first = operation();
+  } catch (error) {
+    first = Promise.reject(error);
+  }
+  return first.catch((error: unknown) => retryAfterFailure(operation, options, startedAt, error));
+}
+
+/** The attempts after a failed first one (see {@link withNatsRetry}). */
+async function retryAfterFailure<T>(operation: () => Promise<T>, options: RetryOptions, startedAt: number, firstError: unknown): Promise<T> {
   const policy: RetryPolicy = { ...NATS_RETRY, windowMs: options.windowMs };
+  let error = firstError;
   for (let attempt = 0; ; attempt++) {
+    if (isClosedNatsError(error)) {
+      throw new ClientClosedError(`NATS connection closed during ${options.what}`, { cause: error });
+    }
+    const denied = permissionViolation(error);
+    if (denied !== undefined) {
+      throw new PermissionDeniedError(`NATS refused ${options.what}: ${denied.message}`, {
+        subject: denied.subject,
+        operation: denied.operation,
+        cause: error,
+      });
+    }
+    if (!isTransientNatsError(error)) throw error;
+    const delayMs = nextRetryDelayMs(policy, attempt, Date.now() - startedAt);
+    if (delayMs === undefined) {
+      throw new ExchangeUnavailableError(
+        `NATS did not answer ${options.what} within ${options.windowMs} ms: ${(error as Error).message}`,
+        { cause: error, subject: options.subject },
+      );
+    }
+    await sleep(delayMs);
     try {
       return await operation();
-    } catch (error) {
-      if (isClosedNatsError(error)) {
-        throw new ClientClosedError(`NATS connection closed during ${options.what}`, { cause: error });
-      }
-      const denied = permissionViolation(error);
-      if (denied !== undefined) {
-        throw new PermissionDeniedError(`NATS refused ${options.what}: ${denied.message}`, {
-          subject: denied.subject,
-          operation: denied.operation,
-          cause: error,
-        });
-      }
-      if (!isTransientNatsError(error)) throw error;
-      const delayMs = nextRetryDelayMs(policy, attempt, Date.now() - startedAt);
-      if (delayMs === undefined) {
-        throw new ExchangeUnavailableError(
-          `NATS did not answer ${options.what} within ${options.windowMs} ms: ${(error as Error).message}`,
-          { cause: error, subject: options.subject },
-        );
-      }
-      await sleep(delayMs);
+    } catch (next) {
+      error = next;
     }
   }
 }

@@ -124,6 +124,10 @@ export function kvBucketOptions(settings: ResolvedNatsSettings): { history: numb
   return { history: 1, replicas: settings.replicas, storage: storageType(settings), timeout: settings.requestTimeoutMs };
 }
 
+const SETTLED: Promise<void> = Promise.resolve();
+
+function ignore(): void {}
+
 /** Bytes NATS adds for a header block: `NATS/1.0\r\n`, each `key: value\r\n`, then `\r\n`. */
 function headerBytes(fields: ReadonlyArray<readonly [string, string]>): number {
   let size = 12;
@@ -403,7 +407,16 @@ export class NatsExchange {
    * @throws {PayloadTooLargeError} if it exceeds the server's `max_payload`.
    * @throws {ExchangeUnavailableError} if the server does not take it within the retry window.
    */
-  async send(message: Message, resent = false): Promise<void> {
+  send(message: Message, resent = false): Promise<void> {
+    // Not async (one promise fewer per message): what it throws becomes a rejection.
+    try {
+      return this.#send(message, resent);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #send(message: Message, resent: boolean): Promise<void> {
     if (message.destSite !== undefined && message.destSite !== this.layout.prefix) return this.#sendRemote(message);
     const data = encodeMessage(message);
     const request = isRequest(message);
@@ -420,11 +433,11 @@ export class NatsExchange {
       // A caller without a mailbox: a core NATS reply. The request's ack follows it on the same
       // connection, so the server has the reply before it can see the ack (no flush needed).
       this.nc.publish(message.replyTo, data);
-      return;
+      return SETTLED;
     }
     const headers = natsHeaders();
     for (const [name, value] of fields) headers.set(name, value);
-    await this.#publish(this.layout.mailboxSubject(message.dest), data, headers);
+    return this.#publish(this.layout.mailboxSubject(message.dest), data, headers).then(ignore);
   }
 
   /**
@@ -455,7 +468,7 @@ export class NatsExchange {
    * Store a message that is already encoded in a subject of this site's streams (the relay
    * forwarding what another site sent), de-duplicated by its `Nats-Msg-Id` header.
    */
-  async publishStored(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<PubAck> {
+  publishStored(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<PubAck> {
     return this.#publish(subject, data, headers);
   }
 
@@ -490,10 +503,15 @@ export class NatsExchange {
     return this.link(site!).discover(typeName, allowSubclasses);
   }
 
+  /** Status of a mailbox of this site from the registry view, if it knows it (no round trip). */
+  knownStatus(uid: string): MailboxStatus | undefined {
+    this.view.start();
+    return this.view.status(uid);
+  }
+
   /** Status of a mailbox, from the registry view when it knows, else from the bucket. */
   async status(uid: string): Promise<MailboxStatus> {
-    this.view.start();
-    const known = this.view.status(uid);
+    const known = this.knownStatus(uid);
     if (known !== undefined) return known;
     const entry = await this.registry.get(uid);
     if (entry === undefined) return MailboxStatus.Missing;
@@ -575,7 +593,7 @@ export class NatsExchange {
    * window, the retry is stored again, and the mark makes the agent read the request's result
    * record before running it (PROTOCOL.md 10.10).
    */
-  async #publish(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<PubAck> {
+  #publish(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<PubAck> {
     let attempts = 0;
     return this.retry("publish", () => {
       if (++attempts === 2) headers.set(NatsHeader.Resent, "1");

@@ -288,7 +288,7 @@ export class NatsMailbox {
       message,
       deliveryCount,
       // Rules 1, 2 and 4 from the ack subject; rule 3 (a re-publication) from the headers.
-      mayBeDuplicate: mayBeDuplicate(progress, facts) || m.headers?.has(NatsHeader.Resent) === true,
+      mayBeDuplicate: mayBeDuplicate(progress, facts) || maybeResent(m),
       ack: () => {
         if (settled) return;
         settled = true;
@@ -311,13 +311,21 @@ export class NatsMailbox {
 
   #settle(m: JsMsg): void {
     this.#unacked.delete(m);
-    if (this.#unacked.size === 0) this.#setKeepAlive(false);
   }
 
-  /** Keep ack deadlines of messages being handled from expiring (a third of the ack wait). */
+  /**
+   * Keep ack deadlines of messages being handled from expiring (a third of the ack wait). The
+   * timer runs while messages are unacknowledged and stops at its first tick with none: a mailbox
+   * that handles one message after another keeps one timer rather than making and clearing one
+   * per message. `stop()` clears it at once.
+   */
   #setKeepAlive(on: boolean): void {
     if (on && this.#keepAlive === undefined) {
       this.#keepAlive = setInterval(() => {
+        if (this.#unacked.size === 0) {
+          this.#setKeepAlive(false);
+          return;
+        }
         for (const m of this.#unacked) m.working();
       }, Math.max(100, Math.floor(this.#ctx.settings.ackWaitMs / 3)));
       this.#keepAlive.unref();
@@ -410,6 +418,32 @@ function readAddress(m: JsMsg, prefix: string): Address | undefined {
     replyTo: replyTo !== undefined && isValidReplySubject(replyTo) && !replyTo.startsWith(`${prefix}.`) ? replyTo : undefined,
     request,
   };
+}
+
+const RESENT = new TextEncoder().encode(NatsHeader.Resent);
+
+/**
+ * Whether a delivery may carry the re-publication mark (`Academy-Resent`, duplicate rule 3), read
+ * from the raw bytes of its NATS header block rather than by decoding the block into a headers
+ * map (which costs a string, a split and a map per message): true when the name occurs anywhere
+ * in the block. That is never false for a message whose headers have the field, and true for one
+ * that only mentions the name in a value, which costs only a record read. Falls back to the
+ * decoded headers when the message does not have nats.js's shape.
+ */
+function maybeResent(m: JsMsg): boolean {
+  const raw = (m as unknown as { msg?: { _rdata?: unknown; _msg?: { hdr?: unknown } } }).msg;
+  const data = raw?._rdata;
+  const headerLength = raw?._msg?.hdr;
+  if (!(data instanceof Uint8Array) || typeof headerLength !== "number") return m.headers?.has(NatsHeader.Resent) === true;
+  if (headerLength <= 0) return false;
+  const last = Math.min(headerLength, data.length) - RESENT.length;
+  const first = RESENT[0]!;
+  outer: for (let i = 0; i <= last; i++) {
+    if (data[i] !== first) continue;
+    for (let j = 1; j < RESENT.length; j++) if (data[i + j] !== RESENT[j]) continue outer;
+    return true;
+  }
+  return false;
 }
 
 /** The reply (ack) subject of a JetStream delivery: nats.js's `JsMsgImpl.reply`, not on the interface. */

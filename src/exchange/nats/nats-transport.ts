@@ -109,13 +109,17 @@ export class NatsTransport implements ExchangeTransport {
     await mailbox?.stop();
   }
 
-  async send(message: Message): Promise<void> {
-    await this.#ctx.send(message);
+  send(message: Message): Promise<void> {
+    return this.#ctx.send(message);
   }
 
   async status(uid: string, fresh = false, site?: string): Promise<MailboxStatus> {
     if (site !== undefined) return this.#ctx.statusAt(uid, site, fresh);
     return fresh ? this.#ctx.registry.status(uid) : this.#ctx.status(uid);
+  }
+
+  knownStatus(uid: string): MailboxStatus | undefined {
+    return this.#ctx.knownStatus(uid);
   }
 
   async registerAgent(type: AgentTypeInfo, name?: string): Promise<AgentRegistration> {
