@@ -115,6 +115,13 @@ describe("discover and status across sites", () => {
     const jsm = await world.jsm("cloud");
     const stale = await jsm.streams.getMessage("KV_s1_types", { last_by_subj: `$KV.s1_types.SiteLedger.${doomed.agentId.uid}` }).catch(() => null);
     expect(stale).not.toBeNull();
+    // The type index has its own mirror, which may catch up after the registry's: wait for the new
+    // agent's key there (eventually consistent across sites, EDGE.md section 4).
+    await eventually(
+      async () => ((await jsm.streams.getMessage("KV_s1_types", { last_by_subj: `$KV.s1_types.SiteLedger.${born.agentId.uid}` }).catch(() => null)) === null ? undefined : true),
+      10_000,
+      "the new agent's type-index key reaches the cloud's mirror",
+    );
     await using fresh = await Manager.fromExchangeFactory(world.factory("cloud"));
     expect(uids(await fresh.exchangeClient.discover(SiteLedger, { sites: ["s1"] }))).toEqual(expected);
     await s1Manager.shutdown(kept, { blocking: true, terminate: true });
