@@ -52,6 +52,13 @@ interface Mirrors {
   readonly relay: NatsRelay | undefined;
 }
 
+
+/**
+ * How long a discover across sites waits for the view of the mirrored registry to catch up (one
+ * watch over the local mirror, whether the link is up or not) before it falls back to the
+ * mirrored type index.
+ */
+const VIEW_SYNC_MS = 5_000;
 export class NatsSiteLink {
   readonly site: NatsSiteSettings;
   readonly #exchange: NatsExchange;
@@ -130,14 +137,16 @@ export class NatsSiteLink {
 
   /**
    * Active agents of a type on that site, from the local mirrors: the view of the mirrored
-   * registry once it has caught up, else the mirrored type index checked against the mirrored
-   * registry (purges of index keys are not mirrored, so the index alone may list terminated
-   * agents; and the index is only a hint anyway).
+   * registry, waited for up to {@link VIEW_SYNC_MS} when it has not caught up yet (a fresh
+   * process), else the mirrored type index checked against the mirrored registry. The index is
+   * only a fallback: purges of its keys are not mirrored, and its mirror can fall behind the
+   * registry's (on nats-server 2.9.10 it stalls at compare-and-set writes of the member lists made
+   * during an outage; docs/EDGE.md section 4), so it may miss agents the registry has.
    */
   async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
     const { registry, view } = await this.#ready();
     view.start();
-    const warm = await view.discover(typeName, allowSubclasses);
+    const warm = await view.discover(typeName, allowSubclasses, VIEW_SYNC_MS);
     if (warm !== undefined) return warm;
     const hits = await registry.indexHits(typeName, allowSubclasses);
     return (await registry.checkHits(hits, typeName, allowSubclasses)).found;

@@ -88,13 +88,17 @@ describe("discover and status across sites", () => {
     await cloudManager.shutdown(e, { blocking: true });
   }, 60_000);
 
+  // How long the registry's mirror may take to deliver a change after the link returns: a second or
+  // so on a quiet machine, more on 2 cores loaded by the full suite.
+  const MIRROR_MS = 30_000;
+
   test("an agent terminated at a site while it was offline shows terminated in the cloud after the link returns", async () => {
     const [cloudManager, s1Manager] = managers as [Manager, Manager, Manager];
     const site = world.topology.site("s1");
     const kept = await s1Manager.launch(SiteLedger, { config: { terminateOnSuccess: false } });
     const doomed = await s1Manager.launch(SiteLedger);
     const client = cloudManager.exchangeClient;
-    await eventually(async () => (await client.status(doomed.agentId)) === MailboxStatus.Active, 10_000, "the cloud sees the new agent");
+    await eventually(async () => (await client.status(doomed.agentId)) === MailboxStatus.Active, MIRROR_MS, "the cloud sees the new agent");
 
     site.cut();
     await site.waitForLinkDown();
@@ -106,25 +110,16 @@ describe("discover and status across sites", () => {
     expect(await client.status(born.agentId)).toBe(MailboxStatus.Missing);
 
     site.restore();
-    await eventually(async () => (await client.status(doomed.agentId)) === MailboxStatus.Terminated, 10_000, "the termination reaches the cloud");
-    await eventually(async () => (await client.status(born.agentId)) === MailboxStatus.Active, 10_000, "the new agent reaches the cloud");
+    await eventually(async () => (await client.status(doomed.agentId)) === MailboxStatus.Terminated, MIRROR_MS, "the termination reaches the cloud");
+    await eventually(async () => (await client.status(born.agentId)) === MailboxStatus.Active, MIRROR_MS, "the new agent reaches the cloud");
     const expected = uids([kept.agentId, born.agentId]);
     expect(uids(await client.discover(SiteLedger, { sites: ["s1"] }))).toEqual(expected);
-    // A fresh process reads the mirrored type index first: the terminated agent's keys are still
-    // there (purges are not mirrored), and discover filters them out by status.
-    const jsm = await world.jsm("cloud");
-    const stale = await jsm.streams.getMessage("KV_s1_types", { last_by_subj: `$KV.s1_types.SiteLedger.${doomed.agentId.uid}` }).catch(() => null);
-    expect(stale).not.toBeNull();
-    // The type index has its own mirror, which may catch up after the registry's: wait for the new
-    // agent's key there (eventually consistent across sites, EDGE.md section 4).
-    await eventually(
-      async () => ((await jsm.streams.getMessage("KV_s1_types", { last_by_subj: `$KV.s1_types.SiteLedger.${born.agentId.uid}` }).catch(() => null)) === null ? undefined : true),
-      10_000,
-      "the new agent's type-index key reaches the cloud's mirror",
-    );
+    // A fresh process answers from its view of the mirrored registry, which it waits to catch up
+    // with: not from the mirrored type index, whose mirror can fall behind the registry's (and on
+    // nats-server 2.9.10 stall: EDGE.md section 4) and still holds the terminated agent's keys.
     await using fresh = await Manager.fromExchangeFactory(world.factory("cloud"));
     expect(uids(await fresh.exchangeClient.discover(SiteLedger, { sites: ["s1"] }))).toEqual(expected);
     await s1Manager.shutdown(kept, { blocking: true, terminate: true });
     await s1Manager.shutdown(born, { blocking: true });
-  }, 60_000);
+  }, 180_000);
 });
