@@ -3,11 +3,12 @@
  * `s1` and `s2` (their own domains), each behind an uplink the test can cut, with the deny rules
  * of deploy/edge: no site's subjects cross a leaf connection; only JetStream mirrors do.
  */
+import { afterAll, beforeAll } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { NatsExchangeFactory } from "../../src/index.ts";
+import { Manager, NatsExchangeFactory } from "../../src/index.ts";
 import type { NatsExchangeOptions } from "../../src/index.ts";
 import { findNatsServerBinary, startNatsLeafTopology, NATS_SERVER_INSTALL_HINT } from "../../src/testing/index.ts";
 import type { NatsLeafTopology } from "../../src/testing/index.ts";
@@ -85,4 +86,61 @@ export async function eventually<T>(check: () => Promise<T | undefined | false>,
     if (Date.now() >= deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/** The edge world of one test file: the cloud and site s1 linked both ways, a manager on each. */
+export interface LinkedCloudAndSite {
+  readonly world: EdgeWorld;
+  readonly cloud: NatsExchangeFactory;
+  readonly s1: NatsExchangeFactory;
+  readonly cloudManager: Manager;
+  readonly s1Manager: Manager;
+}
+
+/**
+ * Start an edge world for the tests of a file in a `beforeAll` hook (the cloud linked to s1 and s1
+ * to the cloud, a manager on each) and stop it in an `afterAll` hook. Read its fields in tests and
+ * hooks, not when the file is imported.
+ */
+export function linkedCloudAndSiteForFile(): LinkedCloudAndSite {
+  let linked: LinkedCloudAndSite | undefined;
+  let world: EdgeWorld | undefined;
+  const managers: Manager[] = [];
+  beforeAll(async () => {
+    world = await startEdgeWorld();
+    const cloud = world.factory("cloud");
+    const cloudManager = await Manager.fromExchangeFactory(cloud);
+    managers.push(cloudManager);
+    const s1 = world.factory("s1");
+    const s1Manager = await Manager.fromExchangeFactory(s1);
+    managers.push(s1Manager);
+    await eventually(() => cloud.linkSite("s1").then(() => true), 15_000, "cloud links to s1");
+    await s1.linkSite("cloud");
+    linked = { world, cloud, s1, cloudManager, s1Manager };
+  });
+  afterAll(async () => {
+    for (const manager of managers.reverse()) await manager.close();
+    await world?.[Symbol.asyncDispose]();
+  });
+  const started = (): LinkedCloudAndSite => {
+    if (linked === undefined) throw new Error("linkedCloudAndSiteForFile: the edge world is read before its beforeAll hook ran");
+    return linked;
+  };
+  return {
+    get world() {
+      return started().world;
+    },
+    get cloud() {
+      return started().cloud;
+    },
+    get s1() {
+      return started().s1;
+    },
+    get cloudManager() {
+      return started().cloudManager;
+    },
+    get s1Manager() {
+      return started().s1Manager;
+    },
+  };
 }

@@ -4,41 +4,20 @@
  * both servers restart during the outage. A caller that gave up gets its typed error and the
  * late answer goes nowhere else.
  */
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { Manager, RequestTimeoutError } from "../../../src/index.ts";
-import type { Handle, NatsExchangeFactory } from "../../../src/index.ts";
+import { describe, expect, test } from "vitest";
+import { RequestTimeoutError } from "../../../src/index.ts";
+import type { Handle } from "../../../src/index.ts";
 import { CloudLedger, SiteLedger } from "../../fixtures/edge-agents.ts";
-import { eventually, startEdgeWorld } from "../../support/edge.ts";
-import type { EdgeWorld } from "../../support/edge.ts";
+import { eventually, linkedCloudAndSiteForFile } from "../../support/edge.ts";
 
 const CALLS = 1000;
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
-let world: EdgeWorld;
-let cloud: NatsExchangeFactory;
-let s1: NatsExchangeFactory;
-let cloudManager: Manager;
-let s1Manager: Manager;
-
-beforeAll(async () => {
-  world = await startEdgeWorld();
-  cloud = world.factory("cloud");
-  cloudManager = await Manager.fromExchangeFactory(cloud);
-  s1 = world.factory("s1");
-  s1Manager = await Manager.fromExchangeFactory(s1);
-  await eventually(() => cloud.linkSite("s1").then(() => true), 15_000, "cloud links to s1");
-  await s1.linkSite("cloud");
-});
-
-afterAll(async () => {
-  await s1Manager?.close();
-  await cloudManager?.close();
-  await world?.[Symbol.asyncDispose]();
-});
+const linked = linkedCloudAndSiteForFile();
 
 /** Messages stored in a stream of a site's server. */
 async function stored(site: "cloud" | "s1", stream: string): Promise<number> {
-  return (await (await world.jsm(site)).streams.info(stream)).state.messages;
+  return (await (await linked.world.jsm(site)).streams.info(stream)).state.messages;
 }
 
 /** Calls `count` numbers through `handle` at once; counts those settled so far. */
@@ -53,13 +32,13 @@ function callMany(handle: Handle<SiteLedger> | Handle<CloudLedger>, sender: stri
 }
 
 async function outage(restartServers: boolean): Promise<{ catchUpMs: number }> {
-  const site = world.topology.site("s1");
+  const site = linked.world.topology.site("s1");
   const siteLedger = new SiteLedger();
   const cloudLedger = new CloudLedger();
-  const siteHandle = await s1Manager.launch(siteLedger);
-  const cloudHandle = await cloudManager.launch(cloudLedger);
-  await using cloudUser = await cloud.createUserClient();
-  await using siteUser = await s1.createUserClient();
+  const siteHandle = await linked.s1Manager.launch(siteLedger);
+  const cloudHandle = await linked.cloudManager.launch(cloudLedger);
+  await using cloudUser = await linked.cloud.createUserClient();
+  await using siteUser = await linked.s1.createUserClient();
   const toSite = cloudUser.getHandle(siteHandle.agentId);
   const toCloud = siteUser.getHandle(cloudHandle.agentId);
   expect(toSite.agentId.site).toBe("s1");
@@ -71,10 +50,10 @@ async function outage(restartServers: boolean): Promise<{ catchUpMs: number }> {
   await site.waitForLinkDown();
   // The site keeps working on its own: calls, discover, launches.
   expect(await siteHandle.record("local", 0)).toBe(0);
-  expect((await s1Manager.exchangeClient.discover(SiteLedger)).map((id) => id.uid)).toContain(siteHandle.agentId.uid);
-  const launched = await s1Manager.launch(SiteLedger);
+  expect((await linked.s1Manager.exchangeClient.discover(SiteLedger)).map((id) => id.uid)).toContain(siteHandle.agentId.uid);
+  const launched = await linked.s1Manager.launch(SiteLedger);
   expect(await launched.record("local", 1)).toBe(1);
-  await s1Manager.shutdown(launched, { blocking: true });
+  await linked.s1Manager.shutdown(launched, { blocking: true });
 
   const outbox = { cloud: await stored("cloud", "cloud_out_s1"), s1: await stored("s1", "s1_out_cloud") };
   const down = callMany(toSite, "cloud", CALLS);
@@ -85,7 +64,7 @@ async function outage(restartServers: boolean): Promise<{ catchUpMs: number }> {
   expect(down.settled() + up.settled()).toBe(0);
 
   if (restartServers) {
-    await world.topology.hub.restart();
+    await linked.world.topology.hub.restart();
     await site.server.restart();
     expect(await siteHandle.record("local", 2)).toBe(2);
     expect(down.settled() + up.settled()).toBe(0);
@@ -103,8 +82,8 @@ async function outage(restartServers: boolean): Promise<{ catchUpMs: number }> {
   expect(cloudLedger.seen.get("s1")).toEqual(range(CALLS));
   expect(siteLedger.calls).toBe(CALLS + (restartServers ? 3 : 2));
   expect(cloudLedger.calls).toBe(CALLS + 1);
-  await s1Manager.shutdown(siteHandle, { blocking: true });
-  await cloudManager.shutdown(cloudHandle, { blocking: true });
+  await linked.s1Manager.shutdown(siteHandle, { blocking: true });
+  await linked.cloudManager.shutdown(cloudHandle, { blocking: true });
   return { catchUpMs };
 }
 
@@ -120,11 +99,11 @@ describe("calls across sites through an outage", () => {
   }, 120_000);
 
   test("a caller that gave up gets RequestTimeoutError; the request, late past its deadline, is refused, and that answer reaches no other call", async () => {
-    const site = world.topology.site("s1");
+    const site = linked.world.topology.site("s1");
     const ledger = new SiteLedger();
-    const handle = await s1Manager.launch(ledger);
-    const patient = await cloud.createUserClient();
-    const gone = await cloud.createUserClient();
+    const handle = await linked.s1Manager.launch(ledger);
+    const patient = await linked.cloud.createUserClient();
+    const gone = await linked.cloud.createUserClient();
     await expect(patient.getHandle(handle.agentId).record("warm", 0)).resolves.toBe(0);
     site.cut();
     await site.waitForLinkDown();
@@ -139,7 +118,7 @@ describe("calls across sites through an outage", () => {
     await expect(patient.getHandle(handle.agentId).record("patient", 2)).resolves.toBe(2);
     // Both stored requests reached the agent after their deadlines (timeout plus the cancel
     // window): it refused them instead of running them, and its answers came back to the cloud.
-    const jsm = await world.jsm("cloud");
+    const jsm = await linked.world.jsm("cloud");
     await eventually(async () => {
       const relay = await jsm.consumers.info("cloud_in_s1", "relay");
       return relay.num_pending === 0 && relay.num_ack_pending === 0 && (await stored("cloud", "cloud_in_s1")) >= answersBefore + 3;
@@ -150,6 +129,6 @@ describe("calls across sites through an outage", () => {
     const left = await jsm.streams.getMessage("cloud_mailboxes", { last_by_subj: `cloud.mbox.${goneId.uid}` }).catch(() => null);
     expect(left).toBeNull();
     await patient.close();
-    await s1Manager.shutdown(handle, { blocking: true });
+    await linked.s1Manager.shutdown(handle, { blocking: true });
   }, 60_000);
 });

@@ -3,40 +3,17 @@
  * and the credits go through the cloud's outbox to the site, the frames through the site's outbox
  * back (docs/EDGE.md); the items arrive in order, each once, and `break` cancels the generator.
  */
-import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
-import { Manager } from "../../../src/index.ts";
-import type { NatsExchangeFactory } from "../../../src/index.ts";
+import { describe, expect, test, vi } from "vitest";
 import { Streamer } from "../../fixtures/streaming-agents.ts";
-import { eventually, startEdgeWorld } from "../../support/edge.ts";
-import type { EdgeWorld } from "../../support/edge.ts";
+import { linkedCloudAndSiteForFile } from "../../support/edge.ts";
 
-let world: EdgeWorld;
-let cloud: NatsExchangeFactory;
-let s1: NatsExchangeFactory;
-let cloudManager: Manager;
-let s1Manager: Manager;
-
-beforeAll(async () => {
-  world = await startEdgeWorld();
-  cloud = world.factory("cloud");
-  cloudManager = await Manager.fromExchangeFactory(cloud);
-  s1 = world.factory("s1");
-  s1Manager = await Manager.fromExchangeFactory(s1);
-  await eventually(() => cloud.linkSite("s1").then(() => true), 15_000, "cloud links to s1");
-  await s1.linkSite("cloud");
-});
-
-afterAll(async () => {
-  await s1Manager?.close();
-  await cloudManager?.close();
-  await world?.[Symbol.asyncDispose]();
-});
+const linked = linkedCloudAndSiteForFile();
 
 describe("streams across sites", () => {
-  test("a cloud caller streams from an agent on an edge site: in order, each once; break cancels it there", async () => {
+  test("a linked.cloud caller streams from an agent on an edge site: in order, each once; break cancels it there", async () => {
     const agent = new Streamer();
-    const launched = await s1Manager.launch(agent);
-    const remote = cloudManager.getHandle(launched.agentId);
+    const launched = await linked.s1Manager.launch(agent);
+    const remote = linked.cloudManager.getHandle(launched.agentId);
     expect(remote.agentId.site).toBe("s1");
     const items: unknown[] = [];
     for await (const item of remote.invokeStream("count", [2000], { window: 64 })) items.push(item);
