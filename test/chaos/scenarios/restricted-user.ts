@@ -187,7 +187,11 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
       }
       return found;
     };
-    const before = await watchers();
+    // The caller's view starts its watches in the background: wait until their consumers exist.
+    let before = await watchers();
+    for (const deadline = Date.now() + 15_000; before.length === 0 && Date.now() < deadline; before = await watchers()) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     for (const name of before) await adminJsm.consumers.delete(`KV_${layout.registryBucket}`, name);
     let after: string[] = [];
     const watchReset = (async () => {
