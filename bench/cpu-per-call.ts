@@ -1,7 +1,8 @@
 /**
- * `npm run bench:cpu -- [--rounds 5] [--window-ms 2000] [--only exchange,norecords,core,f2,f1] [--mode pipelined,sequential] [--sizes 64,1024]`:
+ * `npm run bench:cpu -- [--rounds 5] [--window-ms 2000] [--only exchange,norecords,core,f2r,f2,f1r,f1] [--mode pipelined,sequential] [--sizes 64,1024]`:
  * this process's CPU per call and calls per second for the exchange (durable replies, and
- * `replies: "core"`, and durable replies without result records) and the JetStream floors F2 and F1 (bench/lib/floors.ts), each with one
+ * `replies: "core"`, and durable replies without result records) and the JetStream floors F2, F1
+ * and F2r, F1r (the same with result records; bench/lib/floors.ts), each with one
  * agent in this process, pipelined (64 calls in flight) and sequential, at 64 B and 1 KiB.
  * Rounds are interleaved path by path, so a noisy neighbour slows every path alike; each cell is
  * the median over the rounds. Next to this process's CPU it reports nats-server's CPU per call
@@ -24,7 +25,7 @@ import { cpuTimeMs } from "./lib/hosts.ts";
 import { bytes, ratio } from "./lib/stats.ts";
 import { formatTable } from "./lib/report.ts";
 
-const PATHS = ["exchange", "norecords", "core", "f2", "f1"] as const;
+const PATHS = ["exchange", "norecords", "core", "f2r", "f2", "f1r", "f1"] as const;
 type PathName = (typeof PATHS)[number];
 const MODES = ["pipelined", "sequential"] as const;
 type Mode = (typeof MODES)[number];
@@ -114,6 +115,9 @@ const noRecordsAgent = await noRecords.launch(BenchEcho);
 const fastAgent = await fast.launch(BenchEcho);
 const f1 = await openFloor({ servers: server.url, prefix: `${prefix}f1`, kind: FloorKind.F1, agents: 1 });
 const f2 = await openFloor({ servers: server.url, prefix: `${prefix}f2`, kind: FloorKind.F2, agents: 1 });
+// The same with each reply also stored as a result record: the exchange's stored messages with records.
+const f1r = await openFloor({ servers: server.url, prefix: `${prefix}f1r`, kind: FloorKind.F1, agents: 1, records: true });
+const f2r = await openFloor({ servers: server.url, prefix: `${prefix}f2r`, kind: FloorKind.F2, agents: 1, records: true });
 
 const loadStart = loadavg();
 const cells: Cell[] = [];
@@ -127,6 +131,8 @@ try {
         core: () => fastAgent.echo(payload),
         f2: () => f2.call(0, payload),
         f1: () => f1.call(0, payload),
+        f2r: () => f2r.call(0, payload),
+        f1r: () => f1r.call(0, payload),
       };
       const callers = mode === "pipelined" ? IN_FLIGHT : 1;
       // Warm up every path (JIT, consumers, buffers).
@@ -156,11 +162,14 @@ try {
 } finally {
   await f1.close();
   await f2.close();
+  await f1r.close();
+  await f2r.close();
 }
 const loadEnd = loadavg();
 
 const headers = ["mode", "payload", "path", "calls/s", "CPU µs/call", "of it system", "vs floor", "server µs/call", "process % core", "server % core"];
-const floorOf: Record<PathName, PathName> = { exchange: "f2", norecords: "f2", core: "f1", f2: "f2", f1: "f1" };
+// Each path against the floor with the same stored messages (records or not).
+const floorOf: Record<PathName, PathName> = { exchange: "f2r", norecords: "f2", core: "f1r", f2r: "f2r", f2: "f2", f1r: "f1r", f1: "f1" };
 const rows = cells.map((c) => {
   const floor = cells.find((f) => f.mode === c.mode && f.payloadBytes === c.payloadBytes && f.path === floorOf[c.path]);
   return [
@@ -179,7 +188,10 @@ const rows = cells.map((c) => {
 console.log(`\nCPU per call, this process (median of ${rounds} interleaved windows of ${windowMs} ms; ${IN_FLIGHT} in flight when pipelined; one agent)\n`);
 console.log(formatTable(headers, rows));
 const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(", ");
-console.log(`  exchange = durable replies with result records (the default) vs F2; norecords = the same with resultWindowMs: 0; core = replies: "core" vs F1. vs floor = CPU per call over the floor's.`);
+console.log(
+  `  exchange = durable replies with result records (the default) vs F2r; norecords = the same with resultWindowMs: 0, vs F2; core = replies: "core" (records) vs F1r. ` +
+    "F2r / F1r = F2 / F1 with each reply also stored as a result record (bench/lib/floors.ts). vs floor = CPU per call over the floor's.",
+);
 console.log(`  load average at start ${load(loadStart)}; at end ${load(loadEnd)} (${cpus().length} cores)`);
 
 const out = values.out ?? fileURLToPath(new URL("./results/cpu-per-call.json", import.meta.url));
