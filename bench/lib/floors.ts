@@ -15,10 +15,18 @@
  * - **F2** (durable replies): the same, but the reply is stored in the caller's mailbox in the
  *   same stream; the agent acks the request after the reply's PubAck, and the caller acks the reply.
  *
+ * With `records: true` (F1r, F2r) the agent also stores the reply as a result record, as the
+ * exchange's effectively-once execution does by default: a plain publish of the reply's bytes to
+ * `$KV.<bucket>.<agent>.<tag>` of a KV bucket kept for the exchange's result window, at the same
+ * time as the reply, and the request is acked only once both are stored. These are the same
+ * JetStream messages as the exchange's with records (one more stored message per call than
+ * F1 / F2), still with no runtime code.
+ *
  * Payloads are raw bytes (the exchange's CBOR envelope is part of the runtime's budget).
  */
 import type { JsMsg } from "@nats-io/jetstream";
 import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import type { ConsumerMessages } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { createInbox, headers as natsHeaders, nanos } from "@nats-io/nats-core";
@@ -42,6 +50,8 @@ export interface FloorOptions {
   /** The exchange's defaults: 30 s and 1,000. */
   readonly ackWaitMs?: number;
   readonly maxAckPending?: number;
+  /** Store each reply as a result record too (F1r / F2r). @defaultValue false */
+  readonly records?: boolean;
 }
 
 /** A floor ready to be called: `call(agent, payload)` resolves with the echoed payload. */
@@ -84,6 +94,9 @@ export async function openFloor(options: FloorOptions): Promise<Floor> {
     num_replicas: 1,
     duplicate_window: nanos(120_000),
   });
+  // The exchange's results bucket: one replica, file storage, kept for the default result window.
+  const recordsBucket = `${prefix}_results`;
+  if (options.records === true) await new Kvm(nc).create(recordsBucket, { ttl: 600_000, history: 1, storage: StorageType.File, replicas: 1 });
   const consumers: ConsumerMessages[] = [];
   const consume = async (name: string, onMessage: (m: JsMsg) => void): Promise<void> => {
     const deliverSubject = `${prefix}.deliver.${name}`;
@@ -114,12 +127,12 @@ export async function openFloor(options: FloorOptions): Promise<Floor> {
     },
   });
   let next = 0;
-  /** Store `data` in mailbox `subject`; `onAck` runs with the PubAck's outcome. */
-  const store = (subject: string, data: Uint8Array, msgId: string, extra: Array<[string, string]>, onAck: (ok: boolean) => void): void => {
+  /** Store `data` at `subject` (a mailbox, a record); `onAck` runs with the PubAck's outcome. */
+  const store = (subject: string, data: Uint8Array, msgId: string | undefined, extra: Array<[string, string]>, onAck: (ok: boolean) => void): void => {
     const token = (next++).toString(36);
     acks.set(token, onAck);
     const h = natsHeaders();
-    h.set("Nats-Msg-Id", msgId);
+    if (msgId !== undefined) h.set("Nats-Msg-Id", msgId);
     for (const [name, value] of extra) h.set(name, value);
     nc.publish(subject, data, { reply: `${ackInbox}${token}`, headers: h });
   };
@@ -153,19 +166,26 @@ export async function openFloor(options: FloorOptions): Promise<Floor> {
     });
   }
 
-  // The agents: echo the payload back, then ack the request.
+  // The agents: echo the payload back (and store it as a record), then ack the request.
   for (let agent = 0; agent < options.agents; agent++) {
     await consume(`agent${agent}`, (m) => {
       const tag = m.headers?.get(TAG) ?? "";
-      if (kind === FloorKind.F1) {
-        nc.publish(m.headers?.get(REPLY_TO) ?? "", m.data);
-        m.ack();
-        return;
+      let stores = kind === FloorKind.F1 ? 0 : 1;
+      let failed = false;
+      const stored = (ok: boolean): void => {
+        failed ||= !ok;
+        if (--stores > 0) return;
+        if (failed) m.nak();
+        else m.ack();
+      };
+      if (options.records === true) {
+        stores++;
+        // As the exchange writes records: no message id (a record is keyed by its subject).
+        store(`$KV.${recordsBucket}.agent${agent}.${tag}`, m.data, undefined, [], stored);
       }
-      store(mailbox("caller"), m.data, `r:${tag}`, [[TAG, tag]], (ok) => {
-        if (ok) m.ack();
-        else m.nak();
-      });
+      if (kind === FloorKind.F1) nc.publish(m.headers?.get(REPLY_TO) ?? "", m.data);
+      else store(mailbox("caller"), m.data, `r:${tag}`, [[TAG, tag]], stored);
+      if (stores === 0) m.ack();
     });
   }
   await nc.flush();
@@ -187,6 +207,7 @@ export async function openFloor(options: FloorOptions): Promise<Floor> {
     async close() {
       for (const messages of consumers) messages.stop();
       await jsm.streams.delete(stream).catch(() => undefined);
+      if (options.records === true) await jsm.streams.delete(`KV_${recordsBucket}`).catch(() => undefined);
       await nc.close();
     },
   };

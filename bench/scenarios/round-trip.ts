@@ -28,6 +28,9 @@ interface Row {
   floorF1: Summary;
   /** F2: request and reply stored, no runtime code. */
   floorF2: Summary;
+  /** F1 and F2 with a result record stored per call, as the exchange does by default. */
+  floorF1r: Summary;
+  floorF2r: Summary;
   /** Exchange p50 over bare NATS p50 (same payload, same run). */
   p50Ratio: number;
   /** The same with replies over core NATS. */
@@ -38,6 +41,9 @@ interface Row {
   noRecordsP50VsF2: number;
   /** Exchange with core replies, p50 over F1's. */
   coreRepliesP50VsF1: number;
+  /** Exchange (durable replies, records) over F2r, core replies over F1r: the same stored messages. */
+  p50VsF2r: number;
+  coreRepliesP50VsF1r: number;
 }
 
 /** Payload sizes the targets judge (the floors are measured at every size). */
@@ -59,12 +65,16 @@ export default async function roundTrip(ctx: BenchContext): Promise<ScenarioResu
     ["noRecords", await noRecords.launch(BenchEcho)],
     ["inProcess", await local.launch(BenchEcho)],
   ];
-  const samplesTemplate = { exchange: [] as number[], coreReplies: [] as number[], bareNats: [] as number[], inProcess: [] as number[], floorF1: [] as number[], floorF2: [] as number[], noRecords: [] as number[] };
+  const samplesTemplate = { exchange: [] as number[], coreReplies: [] as number[], bareNats: [] as number[], inProcess: [] as number[], floorF1: [] as number[], floorF2: [] as number[], floorF1r: [] as number[], floorF2r: [] as number[], noRecords: [] as number[] };
   const f1 = await openFloor({ servers: server.url, prefix: ctx.prefix("rtf1"), kind: FloorKind.F1, agents: 1 });
   const f2 = await openFloor({ servers: server.url, prefix: ctx.prefix("rtf2"), kind: FloorKind.F2, agents: 1 });
+  const f1r = await openFloor({ servers: server.url, prefix: ctx.prefix("rtf1r"), kind: FloorKind.F1, agents: 1, records: true });
+  const f2r = await openFloor({ servers: server.url, prefix: ctx.prefix("rtf2r"), kind: FloorKind.F2, agents: 1, records: true });
   const floors: Array<[keyof typeof samplesTemplate, (payload: Uint8Array) => Promise<unknown>]> = [
     ["floorF1", (payload) => f1.call(0, payload)],
     ["floorF2", (payload) => f2.call(0, payload)],
+    ["floorF1r", (payload) => f1r.call(0, payload)],
+    ["floorF2r", (payload) => f2r.call(0, payload)],
   ];
 
   const nc = await connect({ servers: server.url, noAsyncTraces: true });
@@ -81,7 +91,7 @@ export default async function roundTrip(ctx: BenchContext): Promise<ScenarioResu
       const big = size >= 100 * 1024;
       const rounds = quick ? 5 : 20;
       const perRound = quick ? (big ? 10 : 100) : big ? 25 : 250;
-      const samples = { exchange: [] as number[], coreReplies: [] as number[], bareNats: [] as number[], inProcess: [] as number[], floorF1: [] as number[], floorF2: [] as number[], noRecords: [] as number[] };
+      const samples = { exchange: [] as number[], coreReplies: [] as number[], bareNats: [] as number[], inProcess: [] as number[], floorF1: [] as number[], floorF2: [] as number[], floorF1r: [] as number[], floorF2r: [] as number[], noRecords: [] as number[] };
       // Warm every path (JIT, buffers, the registry view) before measuring.
       for (let i = 0; i < (big ? 20 : 300); i++) {
         for (const [, handle] of paths) await handle.echo(payload);
@@ -101,6 +111,8 @@ export default async function roundTrip(ctx: BenchContext): Promise<ScenarioResu
         inProcess: summarize(samples.inProcess),
         floorF1: summarize(samples.floorF1),
         floorF2: summarize(samples.floorF2),
+        floorF1r: summarize(samples.floorF1r),
+        floorF2r: summarize(samples.floorF2r),
         noRecords: summarize(samples.noRecords),
       };
       rows.push({
@@ -110,6 +122,8 @@ export default async function roundTrip(ctx: BenchContext): Promise<ScenarioResu
         p50VsF2: row.exchange.p50Ms / row.floorF2.p50Ms,
         noRecordsP50VsF2: row.noRecords.p50Ms / row.floorF2.p50Ms,
         coreRepliesP50VsF1: row.coreReplies.p50Ms / row.floorF1.p50Ms,
+        p50VsF2r: row.exchange.p50Ms / row.floorF2r.p50Ms,
+        coreRepliesP50VsF1r: row.coreReplies.p50Ms / row.floorF1r.p50Ms,
       });
       ctx.log(`round trip ${bytes(size)}: exchange p50 ${ms(row.exchange.p50Ms)} ms, F2 ${ms(row.floorF2.p50Ms)} ms, core replies ${ms(row.coreReplies.p50Ms)} ms, F1 ${ms(row.floorF1.p50Ms)} ms, bare ${ms(row.bareNats.p50Ms)} ms`);
     }
@@ -118,25 +132,31 @@ export default async function roundTrip(ctx: BenchContext): Promise<ScenarioResu
     await responder.close();
     await f1.close();
     await f2.close();
+    await f1r.close();
+    await f2r.close();
   }
 
   const judged = rows.filter((r) => JUDGED.includes(r.payloadBytes));
   return {
     id: "roundTrip",
     title: "1. Action round trip, sequential (ms): exchange (durable replies) vs floor F2, replies over core NATS vs floor F1, and bare NATS request/reply and in-process",
-    headers: ["payload", "exchange p50", "p99", "F2 p50", "vs F2", "no records p50", "vs F2", "core replies p50", "p99", "F1 p50", "vs F1", "bare NATS p50", "p99", "in-process p50", "vs bare", "core vs bare"],
+    headers: ["payload", "exchange p50", "p99", "F2 p50", "vs F2", "F2r p50", "vs F2r", "no records p50", "vs F2", "core replies p50", "p99", "F1 p50", "vs F1", "F1r p50", "vs F1r", "bare NATS p50", "p99", "in-process p50", "vs bare", "core vs bare"],
     rows: rows.map((r) => [
       bytes(r.payloadBytes),
       ms(r.exchange.p50Ms),
       ms(r.exchange.p99Ms),
       ms(r.floorF2.p50Ms),
       ratio(r.p50VsF2),
+      ms(r.floorF2r.p50Ms),
+      ratio(r.p50VsF2r),
       ms(r.noRecords.p50Ms),
       ratio(r.noRecordsP50VsF2),
       ms(r.coreReplies.p50Ms),
       ms(r.coreReplies.p99Ms),
       ms(r.floorF1.p50Ms),
       ratio(r.coreRepliesP50VsF1),
+      ms(r.floorF1r.p50Ms),
+      ratio(r.coreRepliesP50VsF1r),
       ms(r.bareNats.p50Ms),
       ms(r.bareNats.p99Ms),
       ms(r.inProcess.p50Ms),
@@ -150,6 +170,7 @@ export default async function roundTrip(ctx: BenchContext): Promise<ScenarioResu
     ]),
     notes: [
       "F1 = the request stored in a work-queue stream (Nats-Msg-Id, PubAck awaited with the reply), a push consumer, a core reply, then the ack; F2 = the same with the reply stored in the caller's mailbox in that stream and the request acked after its PubAck. Raw payloads, no runtime code, one connection as the exchange has (bench/lib/floors.ts).",
+      "F1r / F2r = F1 / F2 with the reply also stored as a result record (a KV publish beside the reply; the request acked once both are stored): the same stored messages as the exchange with effectively-once execution on, its default, still with no runtime code. vs F2r / vs F1r isolate the runtime's own cost.",
       "no records = durable replies with effectively-once execution off (resultWindowMs: 0): no result record read before each action and written after it, which the floors do not have either.",
       "vs F2 / vs F1 = exchange p50 / floor p50; vs bare = exchange p50 / bare NATS p50, of the same payload in the same run. Every path runs in this one process, interleaved round by round.",
       "The exchange stores each request in JetStream before the agent sees it, and (durable replies) each response before the caller sees it.",
