@@ -17,6 +17,7 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
 import { typeNameToken } from "../../agent/agent-type.ts";
+import { CrossSiteOperationError } from "../../errors.ts";
 import { AgentId, EntityRole } from "../../identifiers.ts";
 import type { EntityId } from "../../identifiers.ts";
 import { decodeValue, encodeValue } from "../../protocol/codec.ts";
@@ -144,14 +145,17 @@ export class NatsRegistry {
     return this.#registry;
   }
 
-  /** Whether this registry has member lists (false over another site's mirrors). */
-  get hasMemberLists(): boolean {
-    return this.#members !== undefined;
-  }
-
-  /** The member lists, for writes. @throws {TypeError} over mirrors, which are read-only. */
-  #lists(): TypeMemberLists {
-    if (this.#members === undefined) throw new TypeError("A registry over another site's mirrors is read-only: it has no member lists to write");
+  /**
+   * The member lists, for writes.
+   * @throws {CrossSiteOperationError} over another site's mirrors, which only that site writes.
+   */
+  #lists(entityId?: string): TypeMemberLists {
+    if (this.#members === undefined) {
+      throw new CrossSiteOperationError(`The registry of site ${this.#site ?? "?"} here is a read-only mirror: only that site registers and terminates its agents`, {
+        site: this.#site,
+        entityId,
+      });
+    }
     return this.#members;
   }
 
@@ -182,7 +186,7 @@ export class NatsRegistry {
    * @returns the new record; undefined if the uid was registered before (left as it is).
    */
   async registerAgentAs(agentId: AgentId, type: AgentTypeInfo): Promise<RecordEntry | undefined> {
-    const lists = this.#lists();
+    const lists = this.#lists(agentId.uid);
     const name = agentId.name;
     const record: MailboxRecord = {
       v: RECORD_VERSION,
@@ -246,7 +250,7 @@ export class NatsRegistry {
    * @returns the terminated record, or undefined if it was missing or already terminated.
    */
   async markTerminated(uid: string): Promise<RecordEntry | undefined> {
-    const lists = this.#lists();
+    const lists = this.#lists(uid);
     for (;;) {
       const current = await this.get(uid);
       if (current === undefined || current.record.status === MailboxStatus.Terminated) return undefined;
@@ -303,7 +307,7 @@ export class NatsRegistry {
    * {@link removeLegacyMemberLists} then removes the old ones). Idempotent, and safe to run from
    * many processes at once.
    * @returns how many agents were listed (0 when the lists were ready already).
-   * @throws {TypeError} over another site's mirrors (no lists).
+   * @throws {CrossSiteOperationError} over another site's mirrors (no lists).
    */
   async ensureMemberLayout(): Promise<number> {
     const lists = this.#lists();

@@ -1,7 +1,8 @@
 /**
  * The type index's member lists on NATS (layout 2, `type-members.ts`), in their own bucket
- * (`<p>_type_lists`, never mirrored by other sites): compare-and-set edits coalesced per key, the cold read of a type's members checked against the registry in one
- * request, and the migration from the per-uid keys of layout 1.
+ * (`<p>_type_lists`, never mirrored by other sites): compare-and-set edits coalesced per key, the
+ * cold read of a type's members checked against the registry in one request, and the migration
+ * from the per-uid keys of layout 1.
  *
  * Edits of one list made by this process while a compare-and-set of that list is in flight are
  * applied together by the next one, so that launching many agents of a type costs one write per
