@@ -58,7 +58,7 @@ describe("natsPermissions", () => {
     }
     const provisioning = natsPermissions({ role: NatsRole.Host, prefix: "x", provision: true }).publish.allow.filter((s) => s.includes("STREAM.CREATE"));
     expect(provisioning.sort()).toEqual(
-      ["x_mailboxes", "x_dead_letters", "KV_x_registry", "KV_x_types", "KV_x_state", "KV_x_reminders", "x_launches", "KV_x_hosts", "KV_x_placements", "KV_x_results"].map((n) => `$JS.API.STREAM.CREATE.${n}`).sort(),
+      ["x_mailboxes", "x_dead_letters", "KV_x_registry", "KV_x_types", "KV_x_type_lists", "KV_x_state", "KV_x_reminders", "x_launches", "KV_x_hosts", "KV_x_placements", "KV_x_results"].map((n) => `$JS.API.STREAM.CREATE.${n}`).sort(),
     );
   });
 

@@ -186,6 +186,7 @@ export class NatsExchange {
     settings: ResolvedNatsSettings,
     registryKv: KV,
     typesKv: KV,
+    listsKv: KV,
     logger: Logger,
     provisioning: Provisioning,
   ) {
@@ -202,7 +203,7 @@ export class NatsExchange {
     batchWrites(nc);
     encodeCommandsWithBuffer(nc);
     this.#publisher = new JetStreamPublisher(nc);
-    this.registry = new NatsRegistry(registryKv, typesKv, js, jsm, { registry: this.layout.registryBucket, types: this.layout.typesBucket }, settings.retryWindowMs, this.site, (what, subject, data, headers) => this.publishRecord(what, subject, data, headers));
+    this.registry = new NatsRegistry(registryKv, typesKv, listsKv, js, jsm, { registry: this.layout.registryBucket, types: this.layout.typesBucket }, settings.retryWindowMs, this.site, (what, subject, data, headers) => this.publishRecord(what, subject, data, headers));
     this.view = new RegistryView(registryKv, logger, () => nc.isClosed(), this.site);
     this.links = new Map(settings.sites.map((site) => [site.name, new NatsSiteLink(this, site)]));
   }
@@ -286,6 +287,8 @@ export class NatsExchange {
     const bucketOptions = kvBucketOptions(settings);
     const registryKv = await retry("provision registry bucket", () => openBucket(kvm, jsm, layout.registryBucket, bucketOptions, provision));
     const typesKv = await retry("provision type index bucket", () => openBucket(kvm, jsm, layout.typesBucket, bucketOptions, provision));
+    // The type index's member lists: a bucket of their own, which other sites never mirror.
+    const listsKv = await retry("provision type index member lists bucket", () => openBucket(kvm, jsm, layout.memberListsBucket, bucketOptions, provision));
     // The buckets opened on first use elsewhere (result records, durable state, reminders) are made
     // with the others, so that users who only look streams up (an operator provisions) find them;
     // without provisioning each is opened when first needed.
@@ -297,12 +300,16 @@ export class NatsExchange {
       await retry("provision reminders bucket", () => kvm.create(layout.remindersBucket, bucketOptions));
     }
     logger.debug({ prefix: settings.prefix, serverVersion: version }, "NATS exchange ready");
-    const exchange = new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, logger, provision);
+    const exchange = new NatsExchange(nc, js, jsm, settings, registryKv, typesKv, listsKv, logger, provision);
     if (provision.provision) {
       // Layout 2 of the type index (member lists): complete it from layout 1 if an earlier version
-      // made the bucket (NATS-LAYOUT.md 6.4).
+      // made the deployment, then remove the lists earlier versions kept in the types bucket
+      // (NATS-LAYOUT.md 6.4).
       const migrated = await exchange.registry.ensureMemberLayout();
       if (migrated > 0) logger.info({ agents: migrated }, "type index member lists built from the per-uid index");
+      if (await exchange.registry.removeLegacyMemberLists()) {
+        logger.info({ bucket: layout.typesBucket }, "type index member lists of an earlier version removed from the types bucket");
+      }
     }
     for (const link of exchange.links.values()) link.start();
     return exchange;

@@ -18,8 +18,13 @@ export interface NatsLayout {
   readonly deadLetterSubjects: string;
   /** KV bucket: one record per mailbox (role, name, type, ancestry, status). */
   readonly registryBucket: string;
-  /** KV bucket: type index, one key per (type in an agent's ancestry, agent). */
+  /** KV bucket: type index, one key per (type in an agent's ancestry, agent); sites mirror it. */
   readonly typesBucket: string;
+  /**
+   * KV bucket: the type index's member lists (catalog, lists per concrete type, ready marker),
+   * kept by compare-and-set, so never mirrored by other sites (docs/EDGE.md 4).
+   */
+  readonly memberListsBucket: string;
   /** Work-queue stream of agent launch requests, for every pool of runtime hosts. */
   readonly launchStream: string;
   /** Wildcard subject of the launch stream. */
@@ -109,6 +114,7 @@ export function natsLayout(prefix: string): NatsLayout {
     deadLetterSubjects: `${prefix}.dlq.>`,
     registryBucket: `${prefix}_registry`,
     typesBucket: `${prefix}_types`,
+    memberListsBucket: `${prefix}_type_lists`,
     resultsBucket: `${prefix}_results`,
     mailboxSubject: (uid) => `${prefix}.mbox.${checkUid(uid)}`,
     mailboxConsumer: (uid) => `mbox-${checkUid(uid)}`,

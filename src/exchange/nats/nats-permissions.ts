@@ -90,6 +90,7 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
   const deadLetters = layout.deadLetterStream;
   const registry = `KV_${layout.registryBucket}`;
   const types = `KV_${layout.typesBucket}`;
+  const lists = `KV_${layout.memberListsBucket}`;
   const launches = layout.launchStream;
   const hosts = `KV_${layout.hostsBucket}`;
   const placements = `KV_${layout.placementsBucket}`;
@@ -122,8 +123,9 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
       pub.add(`${api}.INFO`);
       for (const uid of options.mailboxes ?? ["*"]) pub.add(uid === "*" ? `${p}.mbox.*` : layout.mailboxSubject(uid));
       if (options.registry !== false) {
-        // Status (a direct get, or a read at the leader) and the type index (list, then read).
-        for (const stream of [registry, types]) {
+        // Status (a direct get, or a read at the leader) and the type index (list, then read; or
+        // its member lists, read by name).
+        for (const stream of [registry, types, lists]) {
           pub.add(`${api}.DIRECT.GET.${stream}`);
           pub.add(`${api}.DIRECT.GET.${stream}.>`);
           pub.add(`${api}.STREAM.MSG.GET.${stream}`);
@@ -150,7 +152,7 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
       pub.add(`${api}.INFO`);
       // Every library process looks up the buckets a provisioning process makes with the others
       // (results, state, reminders), whether or not it uses them.
-      streams(mailboxes, deadLetters, registry, types, results, state, reminders);
+      streams(mailboxes, deadLetters, registry, types, lists, results, state, reminders);
       // Mailboxes: send, read (a push consumer per mailbox, made anew by each reader), acknowledge,
       // dead-letter, terminate (walk the stranded requests, purge).
       pub.add(`${p}.mbox.*`);
@@ -163,15 +165,18 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
       pub.add(`${api}.STREAM.PURGE.${mailboxes}`);
       sub.add(`${p}.deliver.>`);
       sub.add(`$JS.EVENT.ADVISORY.CONSUMER.DELETED.${mailboxes}.*`);
-      // Registry and type index: records, index entries and member lists written, read at the
-      // leader, watched (the registry view) and scanned; index entries purged at termination.
+      // Registry and type index: records and index entries written, read at the leader, watched
+      // (the registry view) and scanned; index entries purged at termination (and, by a
+      // provisioning process, the member lists an earlier version kept in the types bucket).
       pub.add(`$KV.${layout.registryBucket}.*`);
       pub.add(`$KV.${layout.typesBucket}.>`);
       pub.add(`${api}.STREAM.MSG.GET.${registry}`);
-      // The type index's member lists and catalog (layout 2), read at the leader before each
-      // compare-and-set and by cold discovery.
       pub.add(`${api}.STREAM.MSG.GET.${types}`);
       pub.add(`${api}.STREAM.PURGE.${types}`);
+      // The type index's member lists and catalog (layout 2, their own bucket): written by
+      // compare-and-set, read at the leader before each and by cold discovery.
+      pub.add(`$KV.${layout.memberListsBucket}.>`);
+      pub.add(`${api}.STREAM.MSG.GET.${lists}`);
       orderedConsumers(registry);
       orderedConsumers(types);
       if (options.role === NatsRole.Agent || options.role === NatsRole.Host) {

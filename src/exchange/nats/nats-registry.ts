@@ -1,12 +1,13 @@
 /**
- * Mailbox registration, status and the type index, in two KV buckets:
+ * Mailbox registration, status and the type index, in three KV buckets:
  *
  * - registry bucket, key `<uid>`: the mailbox record (CBOR), see {@link MailboxRecord};
  * - types bucket, key `<type token>.<uid>`: one entry per type in an active agent's ancestry,
  *   value `[concrete type name, display name?]` (CBOR), what foreign clients and site mirrors
- *   read (layout 1);
- * - types bucket, keys `v2.…`: the member lists of each concrete type, what a cold discover
- *   reads (layout 2, `type-members.ts`).
+ *   read (layout 1; each key written once and removed once, so safe to mirror);
+ * - member lists bucket, keys `v2.…`: the member lists of each concrete type, what a cold
+ *   discover reads (layout 2, `type-members.ts`), kept by compare-and-set and never mirrored.
+ *   A registry over another site's mirrors has none ({@link NatsRegistry} `lists` undefined).
  *
  * Registration writes the record, then the index; termination removes the index entries, then
  * marks the record terminated (compare-and-set), so `discover` never returns a terminated agent.
@@ -16,6 +17,7 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { AgentTypeInfo } from "../../agent/agent-type.ts";
 import { typeNameToken } from "../../agent/agent-type.ts";
+import { CrossSiteOperationError } from "../../errors.ts";
 import { AgentId, EntityRole } from "../../identifiers.ts";
 import type { EntityId } from "../../identifiers.ts";
 import { decodeValue, encodeValue } from "../../protocol/codec.ts";
@@ -24,6 +26,7 @@ import type { AgentRegistration } from "../transport.ts";
 import { scanLatest } from "./kv-scan.ts";
 import { isWrongLastSequence, withNatsRetry } from "./nats-errors.ts";
 import { TypeMemberLists } from "./type-member-lists.ts";
+import { LEGACY_LIST_KEYS, decodeCatalog } from "./type-members.ts";
 import { KvRecords } from "./kv-records.ts";
 import type { RecordPublisher } from "./kv-records.ts";
 
@@ -85,7 +88,7 @@ export function decodeRecord(bytes: Uint8Array): MailboxRecord | undefined {
   }
 }
 
-/** Registry operations on the two buckets. */
+/** Registry operations on the registry, types and member lists buckets. */
 export class NatsRegistry {
   readonly #registry: KV;
   readonly #types: KV;
@@ -98,19 +101,23 @@ export class NatsRegistry {
   readonly #retryWindowMs: number;
   /** The site put on the ids this registry mints and finds (undefined: none). */
   readonly #site: string | undefined;
-  /** Layout 2 of the type index: the member lists of each concrete type. */
-  readonly #members: TypeMemberLists;
+  /** Layout 2 of the type index: the member lists of each concrete type; undefined over mirrors. */
+  readonly #members: TypeMemberLists | undefined;
   /** Record reads, registrations and index entries through the exchange's shared-inbox publisher, when given. */
   readonly #registryWrites: KvRecords | undefined;
   readonly #typesWrites: KvRecords | undefined;
 
   /**
-   * `publish` serves record reads and the writes of registration (records, index entries) without
-   * a nats.js request each (`kv-records.ts`); without it they go through nats.js' KV.
+   * `lists` is the member lists bucket of this site; undefined for a registry over the read-only
+   * mirrors of another site's registry and types buckets (the lists are not mirrored: such a
+   * registry discovers from the per-uid keys, {@link indexHits}, and never writes). `publish`
+   * serves record reads and the writes of registration (records, index entries) without a nats.js
+   * request each (`kv-records.ts`); without it they go through nats.js' KV.
    */
   constructor(
     registry: KV,
     types: KV,
+    lists: KV | undefined,
     js: JetStreamClient,
     jsm: JetStreamManager,
     buckets: { readonly registry: string; readonly types: string },
@@ -122,7 +129,7 @@ export class NatsRegistry {
     this.#registryWrites = publish === undefined ? undefined : new KvRecords(registry, publish);
     this.#typesWrites = publish === undefined ? undefined : new KvRecords(types, publish);
     this.#site = site;
-    this.#members = new TypeMemberLists(types, jsm, buckets.registry, (what, operation) => this.#retry(what, operation));
+    this.#members = lists === undefined ? undefined : new TypeMemberLists(lists, jsm, buckets.registry, (what, operation) => this.#retry(what, operation));
     this.#registry = registry;
     this.#types = types;
     this.#js = js;
@@ -136,6 +143,20 @@ export class NatsRegistry {
   /** The registry bucket (for maintenance: garbage collection of terminated records). */
   get bucket(): KV {
     return this.#registry;
+  }
+
+  /**
+   * The member lists, for writes.
+   * @throws {CrossSiteOperationError} over another site's mirrors, which only that site writes.
+   */
+  #lists(entityId?: string): TypeMemberLists {
+    if (this.#members === undefined) {
+      throw new CrossSiteOperationError(`The registry of site ${this.#site ?? "?"} here is a read-only mirror: only that site registers and terminates its agents`, {
+        site: this.#site,
+        entityId,
+      });
+    }
+    return this.#members;
   }
 
   /** Register a user mailbox. */
@@ -165,6 +186,7 @@ export class NatsRegistry {
    * @returns the new record; undefined if the uid was registered before (left as it is).
    */
   async registerAgentAs(agentId: AgentId, type: AgentTypeInfo): Promise<RecordEntry | undefined> {
+    const lists = this.#lists(agentId.uid);
     const name = agentId.name;
     const record: MailboxRecord = {
       v: RECORD_VERSION,
@@ -189,7 +211,7 @@ export class NatsRegistry {
       ...[...new Set(type.chain)].map((t) =>
         this.#putIndex(`${typeNameToken(t)}.${agentId.uid}`, indexValue),
       ),
-      this.#members.add(chain, { uid: agentId.uid, revision, name }),
+      lists.add(chain, { uid: agentId.uid, revision, name }),
     ]);
     return { record, revision };
   }
@@ -228,6 +250,7 @@ export class NatsRegistry {
    * @returns the terminated record, or undefined if it was missing or already terminated.
    */
   async markTerminated(uid: string): Promise<RecordEntry | undefined> {
+    const lists = this.#lists(uid);
     for (;;) {
       const current = await this.get(uid);
       if (current === undefined || current.record.status === MailboxStatus.Terminated) return undefined;
@@ -240,7 +263,7 @@ export class NatsRegistry {
               this.#jsm.streams.purge(this.#typesStream, { filter: `${this.#typesKeys}.${typeNameToken(t)}.${uid}` }),
             ),
           ),
-          ...(typeof record.type === "string" && record.type !== "" ? [this.#members.remove(record.type, uid)] : []),
+          ...(typeof record.type === "string" && record.type !== "" ? [lists.remove(record.type, uid)] : []),
         ]);
       }
       const terminated: MailboxRecord = { ...record, status: MailboxStatus.Terminated, terminatedAt: Date.now() };
@@ -261,26 +284,34 @@ export class NatsRegistry {
    * their registry record is unchanged since they were listed (one request to the registry
    * stream checks them all: a terminated or removed record no longer has its message at that
    * revision). O(matching types) keys read, whatever the number of agents.
-   * @returns undefined when layout 2 cannot answer (the lists are not complete yet: a bucket of an
-   * earlier version not migrated; or the registry stream has removed too many messages to list
-   * them): use {@link indexHits} and {@link checkHits} then.
+   * @returns undefined when layout 2 cannot answer (the lists are not complete yet: a deployment
+   * of an earlier version not migrated; the registry stream has removed too many messages to list
+   * them; or this registry reads another site's mirrors, which have no lists): use
+   * {@link indexHits} and {@link checkHits} then.
    */
   async discoverMembers(typeName: string, allowSubclasses: boolean): Promise<AgentId[] | undefined> {
-    const [ready, members] = await Promise.all([this.#members.ready(), this.#members.members(typeName, allowSubclasses)]);
+    const lists = this.#members;
+    if (lists === undefined) return undefined;
+    const [ready, members] = await Promise.all([lists.ready(), lists.members(typeName, allowSubclasses)]);
     if (!ready) return undefined;
-    const state = await this.#members.registryState();
+    const state = await lists.registryState();
     if (state === undefined) return undefined;
     return TypeMemberLists.current(members, state).map((m) => new AgentId(m.uid, m.name, this.#site));
   }
 
   /**
-   * Make layout 2 of the type index complete (at provisioning): if its lists are not marked ready,
-   * list every active agent found in the per-uid keys of layout 1 (checked against its registry
-   * record), then mark them ready. Idempotent, and safe to run from many processes at once.
+   * Make layout 2 of the type index complete (at provisioning): if its lists are not marked ready
+   * in the member lists bucket, list every active agent found in the per-uid keys of layout 1
+   * (checked against its registry record), then mark them ready. This also moves the lists of an
+   * earlier version, kept in the types bucket, to their own bucket (they are rebuilt, not copied;
+   * {@link removeLegacyMemberLists} then removes the old ones). Idempotent, and safe to run from
+   * many processes at once.
    * @returns how many agents were listed (0 when the lists were ready already).
+   * @throws {CrossSiteOperationError} over another site's mirrors (no lists).
    */
   async ensureMemberLayout(): Promise<number> {
-    if (await this.#members.ready()) return 0;
+    const lists = this.#lists();
+    if (await lists.ready()) return 0;
     const uids = new Set<string>();
     for (const key of (await this.#retry("read type index", () => scanLatest(this.#js, this.#typesBucket, "*.*"))).keys()) {
       const uid = key.slice(key.lastIndexOf(".") + 1);
@@ -291,11 +322,37 @@ export class NatsRegistry {
     await Promise.all(
       active.map(({ record, revision }) => {
         const chain = record.chain !== undefined && record.chain[0] === record.type ? record.chain : [record.type!, ...(record.chain ?? [])];
-        return this.#members.add(chain, { uid: record.uid, revision, name: typeof record.name === "string" ? record.name : undefined });
+        return lists.add(chain, { uid: record.uid, revision, name: typeof record.name === "string" ? record.name : undefined });
       }),
     );
-    await this.#members.markReady();
+    await lists.markReady();
     return active.length;
+  }
+
+  /**
+   * Remove from the types bucket the member lists, catalog and marker that earlier versions kept
+   * there ({@link LEGACY_LIST_KEYS}), once the lists are ready in their own bucket: nothing reads
+   * them any more, and compare-and-set writes there are what stalls sites' mirrors. Removed by
+   * `STREAM.PURGE` with a subject filter, as termination removes per-uid keys: a purge is not
+   * mirrored, so it adds nothing a mirror could stall on (a mirror keeps its stale copies, which
+   * nothing reads either). Looks at two keys first, so it costs two reads when there is nothing
+   * to remove.
+   * @returns whether anything was found to remove.
+   */
+  async removeLegacyMemberLists(): Promise<boolean> {
+    const [catalog, ready] = await Promise.all(
+      [LEGACY_LIST_KEYS.catalog, LEGACY_LIST_KEYS.ready].map((key) => this.#retry("read legacy type index layout", () => this.#types.get(key))),
+    );
+    // `v2.types` is also the per-uid key of an agent with uid "types" of a type named "v2": a
+    // catalog is a map, an index value an array.
+    const staleCatalog = catalog !== null && catalog !== undefined && catalog.operation === "PUT" && decodeCatalog(catalog.value) !== undefined;
+    const staleReady = ready !== null && ready !== undefined && ready.operation === "PUT";
+    if (!staleCatalog && !staleReady) return false;
+    const filters = [LEGACY_LIST_KEYS.lists, LEGACY_LIST_KEYS.ready, ...(staleCatalog ? [LEGACY_LIST_KEYS.catalog] : [])];
+    for (const key of filters) {
+      await this.#retry("remove legacy type index layout", () => this.#jsm.streams.purge(this.#typesStream, { filter: `${this.#typesKeys}.${key}` }));
+    }
+    return true;
   }
 
   /**

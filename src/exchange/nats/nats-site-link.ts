@@ -7,7 +7,9 @@
  * - the **inbox** `<p>_in_<site>`, a mirror of that site's outbox for this site, and a **relay**
  *   that stores each of its messages in this site's mailboxes ({@link NatsRelay});
  * - read-only **KV mirrors** of that site's registry and type index (same bucket names), read by
- *   status and discover through a watch-fed view.
+ *   status and discover through a watch-fed view. The index's member lists (`<site>_type_lists`)
+ *   are not mirrored: they are kept by compare-and-set, and on nats-server 2.9.10 a key updated
+ *   twice that way during an outage stalls a mirror for good.
  *
  * Mirrors are set up once, when the site first answers; from then on they catch up by themselves
  * after outages and restarts of either side (a mirror resumes from its own last sequence). A link
@@ -138,10 +140,9 @@ export class NatsSiteLink {
   /**
    * Active agents of a type on that site, from the local mirrors: the view of the mirrored
    * registry, waited for up to {@link VIEW_SYNC_MS} when it has not caught up yet (a fresh
-   * process), else the mirrored type index checked against the mirrored registry. The index is
-   * only a fallback: purges of its keys are not mirrored, and its mirror can fall behind the
-   * registry's (on nats-server 2.9.10 it stalls at compare-and-set writes of the member lists made
-   * during an outage; docs/EDGE.md section 4), so it may miss agents the registry has.
+   * process), else the mirrored type index's per-uid keys checked against the mirrored registry.
+   * The index is only a fallback: purges of its keys are not mirrored, and its mirror is a stream
+   * of its own that can trail the registry's, so it may miss agents the registry has.
    */
   async discover(typeName: string, allowSubclasses: boolean): Promise<AgentId[]> {
     const { registry, view } = await this.#ready();
@@ -223,7 +224,10 @@ export class NatsSiteLink {
         mirror: { name: remote.outboxStream(layout.prefix), external: { api: `$JS.${site.domain}.API`, deliver: "" } },
       }),
     );
-    const registry = new NatsRegistry(registryKv, typesKv, js, jsm, { registry: remote.registryBucket, types: remote.typesBucket }, settings.retryWindowMs, site.name);
+    // Read-only, and without member lists: the site's lists bucket is not mirrored (they are kept
+    // by compare-and-set, which stalls mirrors on 2.9.10), so this registry discovers from the
+    // mirrored per-uid keys and never writes.
+    const registry = new NatsRegistry(registryKv, typesKv, undefined, js, jsm, { registry: remote.registryBucket, types: remote.typesBucket }, settings.retryWindowMs, site.name);
     const view = new RegistryView(registryKv, this.#logger, () => exchange.nc.isClosed(), site.name);
     view.onTerminated((uid) => {
       for (const listener of [...this.#terminationListeners]) listener(uid);

@@ -1,7 +1,8 @@
 /**
- * The type index's member lists on NATS (layout 2, `type-members.ts`): compare-and-set edits
- * coalesced per key, the cold read of a type's members checked against the registry in one
- * request, and the migration from the per-uid keys of layout 1.
+ * The type index's member lists on NATS (layout 2, `type-members.ts`), in their own bucket
+ * (`<p>_type_lists`, never mirrored by other sites): compare-and-set edits coalesced per key, the
+ * cold read of a type's members checked against the registry in one request, and the migration
+ * from the per-uid keys of layout 1.
  *
  * Edits of one list made by this process while a compare-and-set of that list is in flight are
  * applied together by the next one, so that launching many agents of a type costs one write per
@@ -33,6 +34,12 @@ import { encodeValue } from "../../protocol/codec.ts";
  */
 export const MAX_DELETED_DETAILS = 100_000;
 
+/**
+ * Above this size a member list value is decoded in a turn of the event loop of its own: a shard
+ * of 10,000 agents of one type is about 28 KiB.
+ */
+const LARGE_LIST_BYTES = 64 * 1024;
+
 interface QueuedEdit {
   readonly edit: MemberEdit;
   resolve(): void;
@@ -45,7 +52,8 @@ export interface FoundMember extends TypeMember {
 }
 
 export class TypeMemberLists {
-  readonly #types: KV;
+  /** The member lists bucket. */
+  readonly #lists: KV;
   readonly #jsm: JetStreamManager;
   readonly #registryStream: string;
   readonly #retry: <T>(what: string, operation: () => Promise<T>) => Promise<T>;
@@ -54,8 +62,9 @@ export class TypeMemberLists {
   /** Types this process has found in the catalog or put there (a type's ancestry does not change). */
   readonly #catalogued = new Map<string, Promise<void>>();
 
-  constructor(types: KV, jsm: JetStreamManager, registryBucket: string, retry: <T>(what: string, operation: () => Promise<T>) => Promise<T>) {
-    this.#types = types;
+  /** `lists`: the member lists bucket (`NatsLayout.memberListsBucket`), never a mirror. */
+  constructor(lists: KV, jsm: JetStreamManager, registryBucket: string, retry: <T>(what: string, operation: () => Promise<T>) => Promise<T>) {
+    this.#lists = lists;
     this.#jsm = jsm;
     this.#registryStream = `KV_${registryBucket}`;
     this.#retry = retry;
@@ -74,7 +83,7 @@ export class TypeMemberLists {
 
   /** Whether the lists are complete (layout 2 is ready). */
   async ready(): Promise<boolean> {
-    const entry = await this.#retry("read type index layout", () => this.#types.get(LAYOUT_READY_KEY));
+    const entry = await this.#retry("read type index layout", () => this.#lists.get(LAYOUT_READY_KEY));
     return entry !== null && entry.operation === "PUT";
   }
 
@@ -82,7 +91,7 @@ export class TypeMemberLists {
   async markReady(): Promise<void> {
     await this.#retry("mark type index layout", async () => {
       try {
-        await this.#types.create(LAYOUT_READY_KEY, encodeValue(MEMBER_LAYOUT_VERSION));
+        await this.#lists.create(LAYOUT_READY_KEY, encodeValue(MEMBER_LAYOUT_VERSION));
       } catch (error) {
         if (!isWrongLastSequence(error)) throw error;
       }
@@ -99,12 +108,15 @@ export class TypeMemberLists {
     const types: string[] = [];
     for (const [type, chain] of catalog) if (allowSubclasses ? chain.includes(typeName) : type === typeName) types.push(type);
     const keys = types.flatMap((type) => memberListKeys(type).map((key, shard) => ({ type, key, shard })));
-    const values = await Promise.all(keys.map(({ key }) => this.#retry("read type members", () => this.#types.get(key))));
+    const values = await Promise.all(keys.map(({ key }) => this.#retry("read type members", () => this.#lists.get(key))));
     const found: FoundMember[] = [];
     for (let i = 0; i < values.length; i++) {
       const entry = values[i];
       if (entry === null || entry === undefined || entry.operation !== "PUT") continue;
       const { type, shard } = keys[i]!;
+      // A value far larger than a list of this size is written by someone else and may be slow to
+      // decode (up to ~0.2 s for 1 MiB of some CBOR): let other work run between two of them.
+      if (entry.value.byteLength > LARGE_LIST_BYTES) await new Promise<void>((resolve) => setImmediate(resolve));
       for (const member of decodeMembers(entry.value) ?? []) {
         // A member filed under another shard than its own was not written by the library.
         if (memberShard(member.uid) === shard) found.push({ uid: member.uid, revision: member.revision, name: member.name, type });
@@ -115,7 +127,7 @@ export class TypeMemberLists {
 
   /** The catalog as stored (empty when absent or unreadable). */
   async #readCatalog(): Promise<Map<string, string[]>> {
-    const entry = await this.#retry("read type catalog", () => this.#types.get(TYPE_CATALOG_KEY));
+    const entry = await this.#retry("read type catalog", () => this.#lists.get(TYPE_CATALOG_KEY));
     return (entry !== null && entry.operation === "PUT" ? decodeCatalog(entry.value) : undefined) ?? new Map();
   }
 
@@ -148,13 +160,13 @@ export class TypeMemberLists {
     if (done === undefined) {
       done = this.#retry("catalog agent type", async () => {
         for (;;) {
-          const entry = await this.#types.get(TYPE_CATALOG_KEY);
+          const entry = await this.#lists.get(TYPE_CATALOG_KEY);
           const catalog = (entry !== null && entry.operation === "PUT" ? decodeCatalog(entry.value) : undefined) ?? new Map<string, string[]>();
           if (catalog.has(type)) return;
           catalog.set(type, [...chain]);
           try {
-            if (entry === null) await this.#types.create(TYPE_CATALOG_KEY, encodeCatalog(catalog));
-            else await this.#types.update(TYPE_CATALOG_KEY, encodeCatalog(catalog), entry.revision);
+            if (entry === null) await this.#lists.create(TYPE_CATALOG_KEY, encodeCatalog(catalog));
+            else await this.#lists.update(TYPE_CATALOG_KEY, encodeCatalog(catalog), entry.revision);
             return;
           } catch (error) {
             if (!isWrongLastSequence(error)) throw error;
@@ -201,14 +213,14 @@ export class TypeMemberLists {
   /** One compare-and-set loop: read the list at the leader, edit it, write it at that revision. */
   async #commit(key: string, edits: readonly MemberEdit[]): Promise<void> {
     for (;;) {
-      const entry = await this.#types.get(key);
+      const entry = await this.#lists.get(key);
       // A value that is not a list (written over the key by someone else) is replaced.
       const current = entry !== null && entry.operation === "PUT" ? (decodeMembers(entry.value) ?? []) : [];
       const next = applyMemberEdits(current, edits);
       if (next === undefined) return;
       try {
-        if (entry === null) await this.#types.create(key, encodeMembers(next));
-        else await this.#types.update(key, encodeMembers(next), entry.revision);
+        if (entry === null) await this.#lists.create(key, encodeMembers(next));
+        else await this.#lists.update(key, encodeMembers(next), entry.revision);
         return;
       } catch (error) {
         if (isWrongLastSequence(error)) continue; // another writer got there first: read again

@@ -1,22 +1,28 @@
 /**
- * The type index's member lists (layout 2 of the types bucket), as plain data: key names, the
- * shard of a uid, the value formats, and the edits that registration and termination make. The
- * I/O around them (compare-and-set, coalescing, reading) is in `type-member-lists.ts`.
+ * The type index's member lists (layout 2), as plain data: key names, the shard of a uid, the
+ * value formats, and the edits that registration and termination make. The I/O around them
+ * (compare-and-set, coalescing, reading) is in `type-member-lists.ts`.
+ *
+ * They live in a bucket of their own, `<p>_type_lists` (`NatsLayout.memberListsBucket`), which
+ * other sites never mirror: a key updated twice by compare-and-set during an outage stalls a
+ * mirror on nats-server 2.9.10 (docs/EDGE.md 4). Its keys:
  *
  * - `v2.types`: the catalog, every concrete agent type registered in this deployment with its
  *   ancestry (CBOR map of type name to array of text, own name first, ending with "Agent");
  * - `v2.members.<type token>.<shard>`: the active agents of that concrete type whose uid falls in
  *   the shard, value a CBOR array of `[uid, registry revision]` or `[uid, registry revision,
  *   display name]`;
- * - `v2.layout.ready`: present once the lists hold every agent of the bucket (written after a
- *   migration from the per-uid keys of layout 1, or at once for a new bucket).
+ * - `v2.layout.ready`: present once the lists hold every agent of the deployment (written after a
+ *   migration from the per-uid keys of layout 1 in the types bucket, or at once for a new one).
+ *
+ * Earlier versions kept the same keys in the types bucket itself ({@link LEGACY_LIST_KEYS}): a
+ * provisioning process builds the lists anew in their own bucket, then purges those.
  *
  * A cold discover reads the catalog and the lists of the matching concrete types, each key by its
  * name: 1 + {@link MEMBER_SHARDS} × (matching types) keys, whatever the number of agents. (Not by
- * a scan: a filtered last-per-subject consumer costs the server a walk of the bucket's stream,
- * which also holds the per-uid keys of layout 1.) The registry revision lets it check every member
- * against the registry in one request (a record whose revision is still in the registry stream
- * has not been terminated or removed since).
+ * a scan: a filtered last-per-subject consumer costs the server a walk of the bucket's stream.)
+ * The registry revision lets it check every member against the registry in one request (a record
+ * whose revision is still in the registry stream has not been terminated or removed since).
  */
 import { typeNameToken } from "../../agent/agent-type.ts";
 import { decodeValue, encodeValue } from "../../protocol/codec.ts";
@@ -45,6 +51,13 @@ export type MemberEdit = { readonly kind: "add"; readonly member: TypeMember } |
 
 /** The catalog's key. */
 export const TYPE_CATALOG_KEY = "v2.types";
+
+/**
+ * Key filters, in the types bucket, of the lists, catalog and marker that earlier versions kept
+ * there (none of them is a per-uid key of layout 1, which has two tokens; `v2.types` does too, and
+ * is taken for a stale catalog only if its value decodes as one).
+ */
+export const LEGACY_LIST_KEYS = { catalog: TYPE_CATALOG_KEY, ready: LAYOUT_READY_KEY, lists: "v2.members.*.*" } as const;
 
 /** The keys of every shard of a concrete type's member list. */
 export function memberListKeys(typeName: string): string[] {

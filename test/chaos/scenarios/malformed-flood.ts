@@ -1,7 +1,7 @@
 /**
  * Malformed flood: 10,000 malformed messages (2,000 with `--short`) published into agent and user
- * mailboxes, a pool's launch queue and every KV bucket (registry, type index, hosts, placements,
- * results), while a healthy agent is called continuously from another client and a runtime host serves the
+ * mailboxes, a pool's launch queue and every KV bucket (registry, type index, its member lists,
+ * hosts, placements, results), while a healthy agent is called continuously from another client and a runtime host serves the
  * pool. The garbage: random bytes, truncated CBOR envelopes, envelopes with wrong types, another
  * protocol version, foreign envelopes (JSON, CBOR arrays and text), oversized envelope headers and
  * NATS headers, and CBOR values that are not records.
@@ -25,6 +25,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { Agent, HostPoolExecutor, Manager, NatsExchangeFactory, action, natsLayout } from "../../../src/index.ts";
 import { encodeValue } from "../../../src/protocol/codec.ts";
+import { memberListKey, memberListKeys } from "../../../src/exchange/nats/type-members.ts";
 import { startNatsServer } from "../../../src/testing/index.ts";
 import { RuntimeHost } from "../../../runtime/index.ts";
 import { readLedger, recordExecution, tally } from "../ledger.ts";
@@ -221,11 +222,17 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
     const next = random(0x5eed + total);
     const garbage = garbageMaker(next);
     const mailboxes = [probe.agentId.uid, pooled.agentId.uid, caller.clientId.uid];
+    // The type's member lists that the final discover reads, except the shards holding the live
+    // agents (garbage there would drop them: whoever may write the bucket may do that), so that
+    // discover reads garbage in the others and must ignore it.
+    const liveShards = new Set([probe, pooled].map((h) => memberListKey("FloodProbe", h.agentId.uid)));
+    const garbledShards = memberListKeys("FloodProbe").filter((key) => !liveShards.has(key));
     const targets: Array<{ what: string; subject: () => string; dest: string }> = [
       ...mailboxes.map((uid) => ({ what: `mailbox ${uid}`, subject: () => layout.mailboxSubject(uid), dest: uid })),
       { what: "launch queue", subject: () => layout.launchSubject(POOL, randomUUID()), dest: randomUUID() },
       { what: "registry", subject: () => `$KV.${layout.registryBucket}.${randomUUID()}`, dest: randomUUID() },
       { what: "type index", subject: () => `$KV.${layout.typesBucket}.FloodProbe.${randomUUID()}`, dest: randomUUID() },
+      { what: "member lists", subject: () => `$KV.${layout.memberListsBucket}.${garbledShards[Math.floor(next() * garbledShards.length)]!}`, dest: randomUUID() },
       { what: "hosts", subject: () => `$KV.${layout.hostsBucket}.flood-${randomUUID()}`, dest: randomUUID() },
       { what: "placements", subject: () => `$KV.${layout.placementsBucket}.${POOL}.${randomUUID()}`, dest: randomUUID() },
       { what: "results", subject: () => `$KV.${layout.resultsBucket}.${probe.agentId.uid}.${randomUUID()}`, dest: randomUUID() },

@@ -3,11 +3,13 @@
  * bignum of issue 11, colliding Sets and Maps, shared-value and packed-value bombs, record
  * definitions, deep nesting, dense tags...), built at the payload limit, sent as whole messages
  * and as the argument of a well-formed request into an agent's and a pool agent's mailbox, into a
- * pool's launch queue and into every KV bucket (registry, type index, hosts, placements, results),
+ * pool's launch queue and into every KV bucket (registry, type index, its member lists, hosts,
+ * placements, results),
  * while 4 callers call a healthy agent continuously and a runtime host serves the pool, all in this
  * process. Fails when a call is lost or run twice, a call waits over 1 s, the process's event loop
- * is blocked over 1 s, a poisoned mailbox message is not dead-lettered, or the host no longer
- * launches afterwards. `--short` sends each class to one place in turn instead of all.
+ * is blocked over 1 s, a poisoned mailbox message is not dead-lettered, a fresh process's discover
+ * (which reads the poisoned member lists) does not return exactly the live agents, or the host no
+ * longer launches afterwards. `--short` sends each class to one place in turn instead of all.
  */
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -20,6 +22,7 @@ import { HostPoolExecutor, Manager, NatsExchangeFactory, natsLayout } from "../.
 import { startNatsServer } from "../../../src/testing/index.ts";
 import { RuntimeHost } from "../../../runtime/index.ts";
 import { INPUT_CLASSES, array, map, text, uint } from "../../support/cbor-inputs.ts";
+import { memberListKey, memberListKeys } from "../../../src/exchange/nats/type-members.ts";
 import { CallLoad, ChaosProbe, until, useLedger } from "../call-load.ts";
 import { readLedger, tally } from "../ledger.ts";
 import type { ChaosContext, ChaosResult, ChaosScenario } from "../scenario.ts";
@@ -64,6 +67,10 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
     for (const caller of callers) await caller.getHandle(healthy.agentId).hit(`warm-up-${caller.clientId.uid}`);
 
     const classes = INPUT_CLASSES.filter((c) => c.verdict === "refused");
+    // The type's member lists that a cold discover reads, except the shards of the live agents
+    // (poison there would drop them: whoever may write the bucket may do that).
+    const liveShards = new Set([healthy, pooled].map((h) => memberListKey("ChaosProbe", h.agentId.uid)));
+    const poisonedShards = memberListKeys("ChaosProbe").filter((key) => !liveShards.has(key));
     const size = limit - MARGIN;
     const targets: Array<{ what: string; subject: () => string; wrap?: string }> = [
       { what: "agent mailbox", subject: () => layout.mailboxSubject(healthy.agentId.uid) },
@@ -72,6 +79,7 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
       { what: "launch queue", subject: () => layout.launchSubject(POOL, randomUUID()) },
       { what: "registry", subject: () => `$KV.${layout.registryBucket}.${randomUUID()}` },
       { what: "type index", subject: () => `$KV.${layout.typesBucket}.ChaosProbe.${randomUUID()}` },
+      { what: "member lists", subject: () => `$KV.${layout.memberListsBucket}.${poisonedShards[Math.floor(Math.random() * poisonedShards.length)]!}` },
       { what: "hosts", subject: () => `$KV.${layout.hostsBucket}.poison-${randomUUID()}` },
       { what: "placements", subject: () => `$KV.${layout.placementsBucket}.${POOL}.${randomUUID()}` },
       { what: "results", subject: () => `$KV.${layout.resultsBucket}.${healthy.agentId.uid}.${randomUUID()}` },
@@ -122,6 +130,11 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
     };
     await until(async () => (await count(layout.deadLetterStream, `${prefix}.dlq.*`)) >= mailboxPoison, 120_000, "the poisoned mailbox messages to be dead-lettered");
     const handledMs = Date.now() - startedAt;
+    // A fresh process discovers while the loop is watched: its cold path decodes the poisoned lists.
+    const fresh = new NatsExchangeFactory(options);
+    const discovered = (await (await fresh.createUserClient()).discover(ChaosProbe)).map((id) => id.uid).sort();
+    await fresh.close();
+    const live = [healthy.agentId.uid, pooled.agentId.uid].sort();
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     stop = true;
     await calling;
@@ -154,6 +167,7 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
     const problems: string[] = [];
     if (load.failed > 0) problems.push(`${load.failed} calls failed (${load.failures.slice(0, 3).join("; ")})`);
     if (laterAnswer !== "after-poison") problems.push("the host did not run a new agent afterwards");
+    if (JSON.stringify(discovered) !== JSON.stringify(live)) problems.push(`a fresh discover returned ${discovered.length} agents, ${live.length} live`);
     if (leftInMailboxes !== 0) problems.push(`${leftInMailboxes} messages left in mailboxes (${leftSubjects}; the healthy agent ${healthy.agentId.uid}, the pool agent ${pooled.agentId.uid})`);
     if (maxLoopDelayMs > MAX_STALL_MS * ctx.stallFactor) problems.push(`the event loop was blocked for ${Math.round(maxLoopDelayMs)} ms`);
     const result: ChaosResult = {

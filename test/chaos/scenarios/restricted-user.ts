@@ -27,6 +27,7 @@ import { join } from "node:path";
 import { Agent, HostPoolExecutor, Manager, NatsExchangeFactory, NatsRole, action, natsLayout } from "../../../src/index.ts";
 import type { ActionContext, NatsExchangeOptions } from "../../../src/index.ts";
 import { decodeValue, encodeValue } from "../../../src/protocol/codec.ts";
+import { TYPE_CATALOG_KEY, decodeCatalog, decodeMembers, memberListKey } from "../../../src/exchange/nats/type-members.ts";
 import { RuntimeHost, listAgentRows, listHostRows } from "../../../runtime/index.ts";
 import { startSecureNats } from "../../support/secure-nats.ts";
 import type { SecureNats } from "../../support/secure-nats.ts";
@@ -249,12 +250,17 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
           return kv.watch({ key: ">" });
         });
         await attack("list the type index", () => jsm.streams.info(`KV_${layout.typesBucket}`, { subjects_filter: `$KV.${layout.typesBucket}.>` }));
+        await attack("read the type catalog", () => jsm.streams.getMessage(`KV_${layout.memberListsBucket}`, { last_by_subj: `$KV.${layout.memberListsBucket}.${TYPE_CATALOG_KEY}` }));
+        await attack("direct get of a member list", () =>
+          mallory.request(`$JS.API.DIRECT.GET.KV_${layout.memberListsBucket}.$KV.${layout.memberListsBucket}.${memberListKey("Guarded", guarded.agentId.uid)}`, undefined, { timeout: 2_000 }),
+        );
+        await attack("write a member list", () => js.publish(`$KV.${layout.memberListsBucket}.${memberListKey("Guarded", guarded.agentId.uid)}`, new Uint8Array([0x80])));
         // Reading another client's responses with a consumer of its own on the victim's mailbox.
         await attack("a consumer on the victim's mailbox", () =>
           jsm.consumers.add(layout.mailboxStream, { name: "mallory", filter_subject: layout.mailboxSubject(victim.clientId.uid), deliver_subject: "_INBOX.mallory.x", ack_policy: "explicit" as never }),
         );
         // Deleting and purging streams and consumers.
-        for (const stream of [layout.mailboxStream, registryStream, `KV_${layout.typesBucket}`, layout.deadLetterStream, layout.launchStream]) {
+        for (const stream of [layout.mailboxStream, registryStream, `KV_${layout.typesBucket}`, `KV_${layout.memberListsBucket}`, layout.deadLetterStream, layout.launchStream]) {
           await attack(`delete ${stream}`, () => jsm.streams.delete(stream));
         }
         await attack("purge the mailboxes", () => jsm.streams.purge(layout.mailboxStream));
@@ -310,6 +316,10 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
     const foreignStatus = (decodeValue(status.data) as { status: string }).status;
     const typesInfo = await foreign.request(`$JS.API.STREAM.INFO.KV_${layout.typesBucket}`, JSON.stringify({ subjects_filter: `$KV.${layout.typesBucket}.Guarded.*` }), { timeout: 5_000 });
     const foreignFound = Object.keys((JSON.parse(new TextDecoder().decode(typesInfo.data)) as { state: { subjects?: Record<string, number> } }).state.subjects ?? {}).length;
+    // And the member lists (PROTOCOL.md 9): the catalog, then the shard of an agent, by direct gets.
+    const catalog = await foreign.request(`$JS.API.DIRECT.GET.KV_${layout.memberListsBucket}.$KV.${layout.memberListsBucket}.${TYPE_CATALOG_KEY}`, undefined, { timeout: 5_000 });
+    const shard = await foreign.request(`$JS.API.DIRECT.GET.KV_${layout.memberListsBucket}.$KV.${layout.memberListsBucket}.${memberListKey("Guarded", guarded.agentId.uid)}`, undefined, { timeout: 5_000 });
+    const foreignListed = (decodeCatalog(catalog.data)?.has("Guarded") ?? false) && (decodeMembers(shard.data) ?? []).some((m) => m.uid === guarded.agentId.uid);
     for (let i = 0; i < rounds; i++) await calls.make("foreign", (id) => within(foreignCall(foreign, "_INBOX.foreign", guarded.agentId.uid, id), 10_000, "a foreign call"));
 
     // The foreign caller with a mailbox of its own (8.2).
@@ -389,7 +399,7 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
     const violations = await nats.violations();
     const legitimate = violations.filter((v) => v.user !== "mallory");
     const streamsLeft = await Promise.all(
-      [layout.mailboxStream, `KV_${layout.registryBucket}`, `KV_${layout.typesBucket}`, layout.deadLetterStream, layout.launchStream].map((s) =>
+      [layout.mailboxStream, `KV_${layout.registryBucket}`, `KV_${layout.typesBucket}`, `KV_${layout.memberListsBucket}`, layout.deadLetterStream, layout.launchStream].map((s) =>
         adminJsm.streams.info(s).then(() => true, () => false),
       ),
     );
@@ -404,6 +414,7 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
     if (!seen) problems.push("discover after the watch reset missed a new agent");
     if (streamsLeft.includes(false)) problems.push("a stream is gone");
     if (foreignStatus !== "active" || foreignFound < 1) problems.push(`the foreign caller read status ${foreignStatus} and found ${foreignFound} agents`);
+    if (!foreignListed) problems.push("the foreign caller did not find the agent in the member lists");
     if (hostRows.length !== 1 || agentRows.length < 1) problems.push(`the launcher listed ${hostRows.length} hosts and ${agentRows.length} agents`);
     const result: ChaosResult = {
       calls: calls.ids.length,

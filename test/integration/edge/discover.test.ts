@@ -3,9 +3,14 @@
  * included) and their status through mirrors of their registries, eventually; a site sees the
  * cloud's; an agent terminated at a site while it was offline shows terminated in the cloud once
  * the link is back, and is no longer discovered although its type-index keys stay in the mirror.
+ * The type index's member lists, kept by compare-and-set, stay in their own bucket, which is not
+ * mirrored: a site's mirrored type index receives no compare-and-set write, outage or not.
  */
+import { jetstream } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { MailboxStatus, Manager } from "../../../src/index.ts";
+import { MailboxStatus, Manager, natsLayout } from "../../../src/index.ts";
+import { decodeMembers, memberListKeys } from "../../../src/exchange/nats/type-members.ts";
 import type { AgentId, NatsExchangeFactory } from "../../../src/index.ts";
 import { Caller, CloudLedger, Ledger, SiteLedger } from "../../fixtures/edge-agents.ts";
 import { eventually, startEdgeWorld } from "../../support/edge.ts";
@@ -121,5 +126,55 @@ describe("discover and status across sites", () => {
     expect(uids(await fresh.exchangeClient.discover(SiteLedger, { sites: ["s1"] }))).toEqual(expected);
     await s1Manager.shutdown(kept, { blocking: true, terminate: true });
     await s1Manager.shutdown(born, { blocking: true });
+  }, 180_000);
+
+  test("registrations and terminations at a site, during an outage too, send its type index mirror no compare-and-set write, and the member lists are not mirrored", async () => {
+    const s1Manager = managers[1]!;
+    const site = world.topology.site("s1");
+    const client = s1Manager.exchangeClient;
+    const s1 = natsLayout("s1");
+    const before = await Promise.all(Array.from({ length: 6 }, () => client.registerAgent(SiteLedger)));
+    await client.terminate(before[0]!.agentId);
+    // During an outage: more agents of one type than it has shards, so that some member list is
+    // updated twice by compare-and-set, what stalls a mirror for good on nats-server 2.9.10.
+    site.cut();
+    await site.waitForLinkDown();
+    const during = await Promise.all(Array.from({ length: 24 }, () => client.registerAgent(SiteLedger)));
+    for (const { agentId } of during.slice(0, 4)) await client.terminate(agentId);
+    site.restore();
+    await site.waitForLink();
+    // The mirror of the site's type index is not stalled: a key written after the outage arrives.
+    const last = await client.registerAgent(SiteLedger);
+    const hub = await world.connection("cloud");
+    const mirrored = await new Kvm(jetstream(hub)).open(s1.typesBucket);
+    await eventually(async () => (await mirrored.get(`SiteLedger.${last.agentId.uid}`))?.operation === "PUT", MIRROR_MS, "the key written after the outage reaches the cloud's mirror");
+    // No message of the mirror carries a compare-and-set header, and none is a member list.
+    const hubJsm = await world.jsm("cloud");
+    const info = await hubJsm.streams.info(`KV_${s1.typesBucket}`);
+    expect(info.config.mirror?.name).toBe(`KV_${s1.typesBucket}`);
+    let messages = 0;
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+      const message = await hubJsm.streams.getMessage(`KV_${s1.typesBucket}`, { seq }).catch(() => null);
+      if (message === null) continue;
+      messages++;
+      expect(message.subject.startsWith(`$KV.${s1.typesBucket}.v2.`), message.subject).toBe(false);
+      for (const [header] of message.header ?? []) expect(header.toLowerCase().startsWith("nats-expected"), `${header} on ${message.subject}`).toBe(false);
+    }
+    expect(messages).toBeGreaterThan(30);
+    // The lists bucket exists at the site and lists the live agents; the cloud has no copy of it.
+    const streams: string[] = [];
+    for await (const name of hubJsm.streams.names()) streams.push(name);
+    expect(streams).toContain(`KV_${s1.typesBucket}`);
+    expect(streams).not.toContain(`KV_${s1.memberListsBucket}`);
+    const lists = await new Kvm(jetstream(await world.connection("s1"))).open(s1.memberListsBucket);
+    const listed: string[] = [];
+    for (const key of memberListKeys("SiteLedger")) {
+      const entry = await lists.get(key);
+      if (entry !== null && entry.operation === "PUT") listed.push(...(decodeMembers(entry.value) ?? []).map((m) => m.uid));
+    }
+    const live = [...before.slice(1), ...during.slice(4), last].map((r) => r.agentId);
+    expect(uids(live).every((uid) => listed.includes(uid))).toBe(true);
+    for (const { agentId } of [before[0]!, ...during.slice(0, 4)]) expect(listed).not.toContain(agentId.uid);
+    for (const id of live) await client.terminate(id);
   }, 180_000);
 });

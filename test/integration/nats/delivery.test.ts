@@ -260,24 +260,28 @@ describe("bad input on a mailbox subject", () => {
     const options = factoryOptions();
     await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory(options));
     const registration = await manager.registerAgent(Recorder);
-    const bucket = natsLayout(options.prefix).typesBucket;
+    const { typesBucket, memberListsBucket } = natsLayout(options.prefix);
     const jsm = await jetstreamManager(shared.nc);
-    const memberKeys = memberListKeys("Recorder").map((key) => `$KV.${bucket}.${key}`);
+    const memberKeys = memberListKeys("Recorder").map((key) => `$KV.${memberListsBucket}.${key}`);
     const members = async (): Promise<string[]> => {
       const found: string[] = [];
       for (const subject of memberKeys) {
-        const message = await jsm.streams.getMessage(`KV_${bucket}`, { last_by_subj: subject }).catch(() => null);
+        const message = await jsm.streams.getMessage(`KV_${memberListsBucket}`, { last_by_subj: subject }).catch(() => null);
         if (message !== null) found.push(...(decodeMembers(message.data) ?? []).map((m) => m.uid));
       }
       return found;
     };
+    const subjects = async (bucket: string): Promise<string[]> =>
+      Object.keys((await jsm.streams.info(`KV_${bucket}`, { subjects_filter: `$KV.${bucket}.>` })).state.subjects ?? {});
     expect(await members()).toEqual([registration.agentId.uid]);
+    expect((await subjects(typesBucket)).filter((s) => s.endsWith(registration.agentId.uid))).toHaveLength(2);
     await manager.exchangeClient.terminate(registration.agentId);
-    // What remains: the layout marker, the catalog of types and the (now empty) member list; no
-    // per-uid entry, and no member naming the agent.
-    const info = await jsm.streams.info(`KV_${bucket}`, { subjects_filter: `$KV.${bucket}.>` });
-    const left = Object.keys(info.state.subjects ?? {});
-    for (const subject of left) expect([`$KV.${bucket}.${LAYOUT_READY_KEY}`, `$KV.${bucket}.${TYPE_CATALOG_KEY}`, ...memberKeys]).toContain(subject);
+    // What remains: in the types bucket, nothing (no per-uid entry; the member lists are not
+    // there); in the member lists bucket, the layout marker, the catalog of types and the (now
+    // empty) member list, with no member naming the agent.
+    expect(await subjects(typesBucket)).toEqual([]);
+    const left = await subjects(memberListsBucket);
+    for (const subject of left) expect([`$KV.${memberListsBucket}.${LAYOUT_READY_KEY}`, `$KV.${memberListsBucket}.${TYPE_CATALOG_KEY}`, ...memberKeys]).toContain(subject);
     expect(left.filter((s) => s.endsWith(registration.agentId.uid))).toEqual([]);
     expect(await members()).toEqual([]);
   });

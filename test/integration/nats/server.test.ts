@@ -95,7 +95,7 @@ describe("NATS exchange configuration and servers", () => {
     const layout = natsLayout(prefix);
     const nc = await connect({ servers: cluster.urls });
     const jsm = await jetstreamManager(nc);
-    const streams = [layout.mailboxStream, layout.deadLetterStream, `KV_${layout.registryBucket}`, `KV_${layout.typesBucket}`, layout.launchStream, `KV_${layout.hostsBucket}`, `KV_${layout.placementsBucket}`];
+    const streams = [layout.mailboxStream, layout.deadLetterStream, `KV_${layout.registryBucket}`, `KV_${layout.typesBucket}`, `KV_${layout.memberListsBucket}`, layout.launchStream, `KV_${layout.hostsBucket}`, `KV_${layout.placementsBucket}`];
     const replicas = Object.fromEntries(await Promise.all(streams.map(async (name) => [name, (await jsm.streams.info(name)).config.num_replicas] as const)));
     expect(replicas).toEqual(Object.fromEntries(streams.map((name) => [name, 3])));
     const leader = (await jsm.streams.info(layout.mailboxStream)).cluster?.leader;

@@ -1,14 +1,16 @@
 /**
  * Layout 2 of the type index: the member lists of each concrete type, what a cold discover reads
  * (one key per shard of each matching type, whatever the number of agents), checked against the
- * registry in one request. Lists are kept by compare-and-set from many processes at once, garbage
- * written over them is ignored, and a bucket of layout 1 is migrated at provisioning.
+ * registry in one request. Lists are kept by compare-and-set from many processes at once, in a
+ * bucket of their own (never mirrored by other sites), garbage written over them is ignored, and a
+ * deployment of layout 1, or of the version that kept the lists in the types bucket, is migrated
+ * at provisioning.
  */
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { randomUUID } from "node:crypto";
 import { describe, expect, test } from "vitest";
-import { NatsExchangeFactory, natsLayout } from "../../../src/index.ts";
+import { ExchangeNotFoundError, NatsExchangeFactory, natsLayout } from "../../../src/index.ts";
 import { decodeValue, encodeValue } from "../../../src/protocol/codec.ts";
 import { LAYOUT_READY_KEY, TYPE_CATALOG_KEY, decodeMembers, encodeMembers, memberListKey, memberListKeys } from "../../../src/exchange/nats/type-members.ts";
 import { Counter, FastCounter, Recorder } from "../../fixtures/agents.ts";
@@ -22,12 +24,12 @@ const sorted = (ids: ReadonlyArray<{ uid: string }>): string[] => ids.map((id) =
 let prefixes = 0;
 const options = () => ({ servers: shared.nats.url, connectionOptions: shared.nats.connectionOptions, prefix: `members${process.pid}_${prefixes++}` });
 
-/** Every member of a concrete type's lists, read from the bucket. */
-async function listed(prefix: string, type: string): Promise<string[]> {
-  const types = await new Kvm(jetstream(shared.nc)).open(natsLayout(prefix).typesBucket);
+/** Every member of a concrete type's lists, read from the lists bucket (or `bucket`). */
+async function listed(prefix: string, type: string, bucket = natsLayout(prefix).memberListsBucket): Promise<string[]> {
+  const lists = await new Kvm(jetstream(shared.nc)).open(bucket);
   const uids: string[] = [];
   for (const key of memberListKeys(type)) {
-    const entry = await types.get(key);
+    const entry = await lists.get(key);
     if (entry !== null && entry.operation === "PUT") uids.push(...(decodeMembers(entry.value) ?? []).map((m) => m.uid));
   }
   return uids.sort();
@@ -84,7 +86,7 @@ describe("type index member lists", () => {
     const client = await writer.createUserClient();
     const counter = await client.registerAgent(Counter);
     const recorder = await client.registerAgent(Recorder);
-    const types = await new Kvm(jetstream(shared.nc)).open(natsLayout(opts.prefix).typesBucket);
+    const types = await new Kvm(jetstream(shared.nc)).open(natsLayout(opts.prefix).memberListsBucket);
     const registryInfo = await (await jetstreamManager(shared.nc)).streams.info(`KV_${natsLayout(opts.prefix).registryBucket}`);
     const someRevision = registryInfo.state.last_seq;
     // Members that are not the library's: in a shard that is not their uid's, with revisions the
@@ -114,7 +116,7 @@ describe("type index member lists", () => {
     for (const factory of [writer, reader]) await factory.close();
   });
 
-  test("a bucket of layout 1 (per-uid keys only) is still discovered, and provisioning builds its lists", async () => {
+  test("a deployment of layout 1 (per-uid keys only) is still discovered, and provisioning builds its lists", async () => {
     const opts = options();
     const writer = new NatsExchangeFactory(opts);
     const client = await writer.createUserClient();
@@ -122,24 +124,31 @@ describe("type index member lists", () => {
     const gone = await client.registerAgent(Counter);
     await client.terminate(gone.agentId);
     await writer.close();
-    // What an earlier version left: the per-uid keys, no lists, no catalog, no marker.
-    const bucket = natsLayout(opts.prefix).typesBucket;
     const jsm = await jetstreamManager(shared.nc);
-    await jsm.streams.purge(`KV_${bucket}`, { filter: `$KV.${bucket}.v2.>` });
-    expect(await listed(opts.prefix, "Counter")).toEqual([]);
+    const lists = `KV_${natsLayout(opts.prefix).memberListsBucket}`;
+    // What an earlier version left: the per-uid keys, no lists bucket.
+    await jsm.streams.delete(lists);
 
-    // Without provisioning nothing is written: discover reads the per-uid keys.
+    // Without provisioning, a deployment with no lists bucket is not opened: a provisioning process
+    // (or the operator) must make the bucket and build the lists first.
+    const unprovisioned = new NatsExchangeFactory({ ...opts, provision: false });
+    await expect(unprovisioned.createUserClient()).rejects.toThrow(ExchangeNotFoundError);
+    await unprovisioned.close();
+
+    // With the bucket made but its lists not built yet (not marked ready), a process that does not
+    // provision writes nothing there: discover reads the per-uid keys.
+    await new Kvm(jetstream(shared.nc)).create(natsLayout(opts.prefix).memberListsBucket, { history: 1 });
     const readOnly = new NatsExchangeFactory({ ...opts, provision: false });
     expect(sorted(await (await readOnly.createUserClient()).discover(Counter))).toEqual(sorted(agents.map((r) => r.agentId)));
-    expect((await jsm.streams.info(`KV_${bucket}`, { subjects_filter: `$KV.${bucket}.v2.>` })).state.subjects).toBeUndefined();
+    expect((await jsm.streams.info(lists)).state.messages).toBe(0);
     await readOnly.close();
 
     // A provisioning process builds the lists from the per-uid keys and their records, then marks them ready.
     const upgraded = new NatsExchangeFactory(opts);
     await upgraded.createUserClient();
     expect(await listed(opts.prefix, "Counter")).toEqual(sorted(agents.filter((r) => r.agentType.name === "Counter").map((r) => r.agentId)));
-    const types = await new Kvm(jetstream(shared.nc)).open(bucket);
-    expect((await types.get(LAYOUT_READY_KEY))?.operation).toBe("PUT");
+    const ready = await new Kvm(jetstream(shared.nc)).open(natsLayout(opts.prefix).memberListsBucket);
+    expect((await ready.get(LAYOUT_READY_KEY))?.operation).toBe("PUT");
     await upgraded.close();
 
     const reader = new NatsExchangeFactory(opts);
@@ -147,5 +156,69 @@ describe("type index member lists", () => {
     expect(sorted(found)).toEqual(sorted(agents.map((r) => r.agentId)));
     expect(new Set(found.map((id) => id.name))).toEqual(new Set(agents.map((r) => r.agentId.name)));
     await reader.close();
+  });
+
+  test("a deployment of the version that kept the lists in the types bucket: provisioning builds them in their own bucket and removes the old keys, which nothing reads", async () => {
+    const opts = options();
+    const layout = natsLayout(opts.prefix);
+    const writer = new NatsExchangeFactory(opts);
+    const client = await writer.createUserClient();
+    const agents = await Promise.all(Array.from({ length: 12 }, (_, i) => client.registerAgent(i % 3 === 0 ? FastCounter : Counter, { name: `m${i}` })));
+    const recorder = await client.registerAgent(Recorder);
+    const gone = await client.registerAgent(Counter);
+    await client.terminate(gone.agentId);
+    await writer.close();
+
+    // The previous version's shape: the catalog, lists and marker in the types bucket (copied from
+    // the lists bucket), no lists bucket.
+    const kvm = new Kvm(jetstream(shared.nc));
+    const [types, lists] = await Promise.all([kvm.open(layout.typesBucket), kvm.open(layout.memberListsBucket)]);
+    const oldKeys: string[] = [];
+    for await (const key of await lists.keys()) {
+      await types.put(key, (await lists.get(key))!.value);
+      oldKeys.push(key);
+    }
+    expect(oldKeys).toEqual(expect.arrayContaining([LAYOUT_READY_KEY, TYPE_CATALOG_KEY]));
+    // A stale list there that the new code must never read: the recorder (of another type, its
+    // record current, so the revision check alone would keep it) filed as a Counter in its shard.
+    const recorderShard = memberListKey("Counter", recorder.agentId.uid);
+    const stale = decodeMembers((await types.get(recorderShard))?.value ?? encodeMembers([])) ?? [];
+    const recorderRevision = (await (await kvm.open(layout.registryBucket)).get(recorder.agentId.uid))!.revision;
+    await types.put(recorderShard, encodeMembers([...stale, { uid: recorder.agentId.uid, revision: recorderRevision }]));
+    const jsm = await jetstreamManager(shared.nc);
+    await jsm.streams.delete(`KV_${layout.memberListsBucket}`);
+    const v2Subjects = async (): Promise<string[]> =>
+      Object.keys((await jsm.streams.info(`KV_${layout.typesBucket}`, { subjects_filter: `$KV.${layout.typesBucket}.v2.>` })).state.subjects ?? {});
+    expect((await v2Subjects()).length).toBeGreaterThan(2);
+
+    // A provisioning process of this version: lists built in their own bucket from the per-uid keys.
+    const upgraded = new NatsExchangeFactory(opts);
+    await upgraded.createUserClient();
+    const counters = agents.filter((r) => r.agentType.name === "Counter").map((r) => r.agentId);
+    expect(await listed(opts.prefix, "Counter")).toEqual(sorted(counters));
+    expect(await listed(opts.prefix, "FastCounter")).toEqual(sorted(agents.filter((r) => r.agentType.name === "FastCounter").map((r) => r.agentId)));
+    expect((await (await kvm.open(layout.memberListsBucket)).get(LAYOUT_READY_KEY))?.operation).toBe("PUT");
+    // The old keys are gone from the types bucket; its per-uid keys are all there.
+    expect(await v2Subjects()).toEqual([]);
+    for (const { agentId } of agents) expect((await types.get(`Counter.${agentId.uid}`))?.operation).toBe("PUT");
+    await upgraded.close();
+
+    // A fresh process discovers from the new lists: every agent, and neither the recorder filed
+    // under Counter nor the terminated agent.
+    const reader = new NatsExchangeFactory(opts);
+    const fresh = await reader.createUserClient();
+    expect(sorted(await fresh.discover(Counter))).toEqual(sorted(agents.map((r) => r.agentId)));
+    const other = new NatsExchangeFactory(opts);
+    expect(sorted(await (await other.createUserClient()).discover(Counter, { allowSubclasses: false }))).toEqual(sorted(counters));
+    await other.close();
+    await reader.close();
+
+    // An old key written again (a process of the previous version still running) is removed by the
+    // next provisioning process; with none left, provisioning finds nothing to remove.
+    await types.put(TYPE_CATALOG_KEY, (await (await kvm.open(layout.memberListsBucket)).get(TYPE_CATALOG_KEY))!.value);
+    const again = new NatsExchangeFactory(opts);
+    await again.createUserClient();
+    await again.close();
+    expect(await v2Subjects()).toEqual([]);
   });
 });
