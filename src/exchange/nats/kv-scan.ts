@@ -30,6 +30,8 @@ export async function scanLatest(
 export interface ScannedEntry {
   readonly value: Uint8Array;
   readonly revision: number;
+  /** The expected last subject sequence the write carried (a compare-and-set); undefined: none. */
+  readonly expectedSequence?: number | undefined;
 }
 
 /** {@link scanLatest}, with each value's revision. */
@@ -62,7 +64,10 @@ export async function scanLatestEntries(
       const operation = m.headers?.get("KV-Operation");
       const key = m.subject.slice(keyPrefix.length);
       latest.delete(key);
-      if (operation !== "DEL" && operation !== "PURGE") latest.set(key, { value: m.data, revision: m.seq });
+      if (operation !== "DEL" && operation !== "PURGE") {
+        const expected = m.headers?.get("Nats-Expected-Last-Subject-Sequence");
+        latest.set(key, { value: m.data, revision: m.seq, expectedSequence: expected ? Number(expected) : undefined });
+      }
       if (--remaining <= 0) caughtUp();
     },
   });

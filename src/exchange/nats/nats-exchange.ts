@@ -310,6 +310,10 @@ export class NatsExchange {
       if (await exchange.registry.removeLegacyMemberLists()) {
         logger.info({ bucket: layout.typesBucket }, "type index member lists of an earlier version removed from the types bucket");
       }
+      // Records whose last write is a compare-and-set (terminations by earlier versions) stall
+      // other sites' mirrors of the registry: rewritten once as plain puts (nats-registry.ts).
+      const rewritten = await exchange.registry.rewriteCompareAndSetRecords();
+      if (rewritten > 0) logger.info({ records: rewritten }, "registry records of an earlier version rewritten for other sites' mirrors");
     }
     for (const link of exchange.links.values()) link.start();
     return exchange;

@@ -23,7 +23,7 @@ import type { EntityId } from "../../identifiers.ts";
 import { decodeValue, encodeValue } from "../../protocol/codec.ts";
 import type { AgentRegistration } from "../transport.ts";
 
-import { scanLatest } from "./kv-scan.ts";
+import { scanLatest, scanLatestEntries } from "./kv-scan.ts";
 import { isWrongLastSequence, withNatsRetry } from "./nats-errors.ts";
 import { TypeMemberLists } from "./type-member-lists.ts";
 import { LEGACY_LIST_KEYS, decodeCatalog } from "./type-members.ts";
@@ -88,6 +88,18 @@ export function decodeRecord(bytes: Uint8Array): MailboxRecord | undefined {
   }
 }
 
+/**
+ * Key of the lists bucket set once this site's registry holds no compare-and-set write as a
+ * record's last one ({@link NatsRegistry.rewriteCompareAndSetRecords}); its value is the registry
+ * stream's last sequence then (CBOR integer): a mirror of the registry in another site that has
+ * not passed that sequence and does not move may be stuck at a write of an earlier version
+ * (docs/EDGE.md 4).
+ */
+export const MIRROR_SAFE_KEY = "v2.registry.mirror-safe";
+
+/** Records rewritten at once by {@link NatsRegistry.rewriteCompareAndSetRecords}. */
+const REWRITE_BATCH = 256;
+
 /** Registry operations on the registry, types and member lists buckets. */
 export class NatsRegistry {
   readonly #registry: KV;
@@ -96,6 +108,7 @@ export class NatsRegistry {
   readonly #jsm: JetStreamManager;
   /** Stream behind the types bucket, and the subject prefix of its keys (the KV conventions). */
   readonly #typesBucket: string;
+  readonly #registryBucket: string;
   readonly #typesStream: string;
   readonly #typesKeys: string;
   readonly #retryWindowMs: number;
@@ -135,6 +148,7 @@ export class NatsRegistry {
     this.#js = js;
     this.#jsm = jsm;
     this.#typesBucket = typesBucket;
+    this.#registryBucket = buckets.registry;
     this.#typesStream = `KV_${typesBucket}`;
     this.#typesKeys = `$KV.${typesBucket}`;
     this.#retryWindowMs = retryWindowMs;
@@ -251,32 +265,62 @@ export class NatsRegistry {
    */
   async markTerminated(uid: string): Promise<RecordEntry | undefined> {
     const lists = this.#lists(uid);
-    for (;;) {
-      const current = await this.get(uid);
-      if (current === undefined || current.record.status === MailboxStatus.Terminated) return undefined;
-      const { record } = current;
-      if (record.role === EntityRole.Agent) {
-        // Purge through the stream API: the key disappears with no delete marker left behind.
-        await Promise.all([
-          ...[...new Set(record.chain ?? [])].map((t) =>
-            this.#retry("unindex agent", () =>
-              this.#jsm.streams.purge(this.#typesStream, { filter: `${this.#typesKeys}.${typeNameToken(t)}.${uid}` }),
-            ),
+    const current = await this.get(uid);
+    if (current === undefined || current.record.status === MailboxStatus.Terminated) return undefined;
+    const { record } = current;
+    if (record.role === EntityRole.Agent) {
+      // Purge through the stream API: the key disappears with no delete marker left behind.
+      await Promise.all([
+        ...[...new Set(record.chain ?? [])].map((t) =>
+          this.#retry("unindex agent", () =>
+            this.#jsm.streams.purge(this.#typesStream, { filter: `${this.#typesKeys}.${typeNameToken(t)}.${uid}` }),
           ),
-          ...(typeof record.type === "string" && record.type !== "" ? [lists.remove(record.type, uid)] : []),
-        ]);
-      }
-      const terminated: MailboxRecord = { ...record, status: MailboxStatus.Terminated, terminatedAt: Date.now() };
-      try {
-        const revision = await this.#retry("terminate", () =>
-          this.#registry.update(uid, encodeValue(terminated), current.revision),
-        );
-        return { record: terminated, revision };
-      } catch (error) {
-        if (isWrongLastSequence(error)) continue; // raced: read again
-        throw error;
-      }
+        ),
+        ...(typeof record.type === "string" && record.type !== "" ? [lists.remove(record.type, uid)] : []),
+      ]);
     }
+    // A plain put, not a compare-and-set on the revision read: other sites mirror this bucket,
+    // and on nats-server 2.9.10 a mirror re-checks a message's expected-sequence header against
+    // its own copy. A record created and terminated while a site is cut off has its creation
+    // replaced at the site (one revision per key) before the mirror fetches it, so the mirror
+    // would refuse the termination, and every later message, for good. A record goes from
+    // active to terminated only, and only this method writes it after its creation (garbage
+    // collection deletes it days later), so racing terminations write the same state; the
+    // creation (`create`, expected sequence 0) passes a mirror's check.
+    const terminated: MailboxRecord = { ...record, status: MailboxStatus.Terminated, terminatedAt: Date.now() };
+    const writes = this.#registryWrites;
+    const data = encodeValue(terminated);
+    const revision = await (writes === undefined ? this.#retry("terminate", () => this.#registry.put(uid, data)) : writes.put("terminate", uid, data));
+    return { record: terminated, revision };
+  }
+
+  /**
+   * Rewrite as plain puts the records whose last write was a compare-and-set update: the
+   * terminations of earlier versions. Other sites mirror this bucket, and on nats-server 2.9.10
+   * such a write stalls a mirror for good when the write it expects (the record's creation) was
+   * replaced before the mirror fetched it: every mirror made after a termination, and every one
+   * that was cut off across a registration and its termination. Rewritten, the record's last write
+   * carries no expectation, and the old one is gone (one revision per key). Once per deployment:
+   * {@link MIRROR_SAFE_KEY} (in the lists bucket) then holds the registry stream's last sequence.
+   * Mirrors made from then on do not stall; one already stalled stays so (docs/EDGE.md 4). Idempotent; racing
+   * processes rewrite the same values.
+   * @returns how many records were rewritten (0 when the marker was there already).
+   * @throws {CrossSiteOperationError} over another site's mirrors.
+   */
+  async rewriteCompareAndSetRecords(): Promise<number> {
+    const lists = this.#lists();
+    if ((await lists.marker(MIRROR_SAFE_KEY)) !== undefined) return 0;
+    const entries = await this.#retry("read registry", () => scanLatestEntries(this.#js, this.#registryBucket, ">"));
+    const stale = [...entries].filter(([, entry]) => (entry.expectedSequence ?? 0) > 0);
+    const writes = this.#registryWrites;
+    const put = (key: string, value: Uint8Array): Promise<number> =>
+      writes === undefined ? this.#retry("rewrite registry record", () => this.#registry.put(key, value)) : writes.put("rewrite registry record", key, value);
+    for (let i = 0; i < stale.length; i += REWRITE_BATCH) {
+      await Promise.all(stale.slice(i, i + REWRITE_BATCH).map(([key, entry]) => put(key, entry.value)));
+    }
+    const info = await this.#retry("read registry stream", () => this.#jsm.streams.info(`KV_${this.#registryBucket}`));
+    await lists.mark(MIRROR_SAFE_KEY, encodeValue(info.state.last_seq));
+    return stale.length;
   }
 
   /**

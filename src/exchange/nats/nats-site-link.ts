@@ -33,6 +33,7 @@ import { NatsRegistry } from "./nats-registry.ts";
 import { NatsRelay } from "./nats-relay.ts";
 import { RegistryView } from "./registry-view.ts";
 
+
 /** States of a {@link NatsSiteLink}. */
 export const SiteLinkState = {
   /** Not set up yet: setting up, or waiting to try again. */
@@ -214,8 +215,9 @@ export class NatsSiteLink {
     const remote = natsLayout(site.name);
     const kvm = new Kvm(js);
     const mirrorOf = (bucket: string) => ({ ...kvBucketOptions(settings), mirror: { name: bucket, domain: site.domain } });
-    const registryKv = await exchange.retry("provision registry mirror", () => kvm.create(remote.registryBucket, mirrorOf(remote.registryBucket)));
-    const typesKv = await exchange.retry("provision type index mirror", () => kvm.create(remote.typesBucket, mirrorOf(remote.typesBucket)));
+    const mirror = (bucket: string) => exchange.retry("provision KV mirror", () => kvm.create(bucket, mirrorOf(bucket)));
+    const registryKv = await mirror(remote.registryBucket);
+    const typesKv = await mirror(remote.typesBucket);
     // Created last: its existence says the link was set up.
     await exchange.retry("provision inbox", () =>
       ensureStream(jsm, logger, {
@@ -235,7 +237,58 @@ export class NatsSiteLink {
     view.start();
     const relay = settings.relay ? new NatsRelay(exchange, site, this.#logger) : undefined;
     relay?.start();
+    // A type index mirror fed by an earlier version may be stuck for good: made again once the site
+    // has been upgraded. In the background: it asks the site, which may not answer now. Reads by
+    // name go on with the mirror made again. (A registry mirror stuck at an earlier version's
+    // compare-and-set termination cannot be told from a slow one: docs/EDGE.md 4 says what to do.)
+    void this.#renewLegacyTypesMirror(remote.typesBucket, mirror).catch((error: unknown) => {
+      this.#logger.warn({ err: error }, "type index mirror could not be made again");
+    });
     return { registry, view, relay };
+  }
+
+  /**
+   * Make the mirror of the site's type index again if an earlier version fed it. That version
+   * kept the type index's member lists (`v2.` keys, written by compare-and-set) in the types
+   * bucket, and on nats-server 2.9.10 a mirror re-checks each message's expected-sequence header
+   * against its own copy: where the write a list update expects was replaced at the site before
+   * the mirror fetched it, the mirror stalls there for good, and neither the purge that removes
+   * the lists at an upgraded site (NATS-LAYOUT.md 6.4) nor anything else releases it. A mirror made
+   * again after that purge holds only the per-uid keys and catches up at once. While the site
+   * still holds such keys (not upgraded yet), or does not answer, the mirror is left as it is; the
+   * next start of this process checks again. A mirror with no such key costs one stream info.
+   * @returns whether the mirror was made again.
+   */
+  async #renewLegacyTypesMirror(bucket: string, create: (bucket: string) => Promise<unknown>): Promise<boolean> {
+    const exchange = this.#exchange;
+    const { jsm, nc, settings } = exchange;
+    const stream = `KV_${bucket}`;
+    // Lists `v2.members.<type>.<shard>` and the marker `v2.layout.ready`: three tokens or more,
+    // so never a per-uid key (`<type>.<uid>`), even of a type named "v2".
+    const legacy = `$KV.${bucket}.v2.*.>`;
+    const holdsLegacyKeys = async (manager: JetStreamManager): Promise<boolean> =>
+      Object.keys((await manager.streams.info(stream, { subjects_filter: legacy })).state.subjects ?? {}).length > 0;
+    try {
+      if (!(await holdsLegacyKeys(jsm))) return false;
+      const remote = await jetstreamManager(nc, { domain: this.site.domain, timeout: settings.requestTimeoutMs });
+      if (await holdsLegacyKeys(remote)) {
+        this.#logger.warn({ stream }, "type index mirror holds member lists of an earlier version, and so does the site: left as it is until the site has been upgraded");
+        return false;
+      }
+    } catch (error) {
+      if (!isStreamNotFound(error)) this.#logger.warn({ stream, err: error }, "type index mirror could not be checked: left as it is");
+      return false;
+    }
+    this.#logger.warn({ stream }, "type index mirror made again: it held member lists of an earlier version, which the site has removed");
+    await exchange.retry("delete type index mirror", async () => {
+      try {
+        await jsm.streams.delete(stream);
+      } catch (error) {
+        if (!isStreamNotFound(error)) throw error;
+      }
+    });
+    await create(bucket);
+    return true;
   }
 
   /**

@@ -87,6 +87,26 @@ export class TypeMemberLists {
     return entry !== null && entry.operation === "PUT";
   }
 
+  /**
+   * A marker of this deployment's maintenance, kept in the lists bucket (which other sites do not
+   * mirror): its value, or undefined when absent.
+   */
+  async marker(key: string): Promise<Uint8Array | undefined> {
+    const entry = await this.#retry("read deployment marker", () => this.#lists.get(key));
+    return entry !== null && entry.operation === "PUT" ? entry.value : undefined;
+  }
+
+  /** Set a marker if absent (a marker set by another process is kept). */
+  async mark(key: string, value: Uint8Array): Promise<void> {
+    await this.#retry("write deployment marker", async () => {
+      try {
+        await this.#lists.create(key, value);
+      } catch (error) {
+        if (!isWrongLastSequence(error)) throw error;
+      }
+    });
+  }
+
   /** Mark the lists complete. */
   async markReady(): Promise<void> {
     await this.#retry("mark type index layout", async () => {
