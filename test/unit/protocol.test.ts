@@ -1,3 +1,4 @@
+import { Encoder } from "cbor-x";
 import { describe, expect, test } from "vitest";
 import { AgentId, IncompatibleProtocolError, MalformedMessageError, SerializationError, UserId } from "../../src/index.ts";
 import { HandleReference, decodeMessage, decodeValue, encodeMessage, encodeValue } from "../../src/protocol/codec.ts";
@@ -153,6 +154,28 @@ describe("codec", () => {
     expect(decoded.set).toEqual(new Set([1, 2]));
     expect(decoded.date).toEqual(new Date(5));
     expect([...decoded.bytes]).toEqual([1, 2]);
+  });
+
+  test("function-valued properties are dropped; without functions the bytes are cbor-x's with skipFunction", () => {
+    // The codec's configuration, with skipFunction on every encode (what it did before it tried
+    // the encoder without the option first).
+    const reference = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false, skipFunction: true } as ConstructorParameters<typeof Encoder>[0]);
+    const plain = {
+      type: "action-request",
+      tag: "t1",
+      args: [new Uint8Array([7, 7]), { nested: { deep: [1, "two", null, undefined] } }, new AgentId("a-uid", "n")],
+      headers: { "academy-deadline": "1767225601000" },
+      n: 2 ** 40,
+      big: 12n,
+      m: new Map([["k", { v: 1 }]]),
+    };
+    expect([...encodeValue(plain)]).toEqual([...reference.encode(plain)]);
+    const withMethods = { keep: 1, drop: () => 2, inner: { also: function named() {}, stays: "x" }, list: [{ f: () => 3, g: 4 }] };
+    expect([...encodeValue(withMethods)]).toEqual([...reference.encode(withMethods)]);
+    expect(decodeValue(encodeValue(withMethods))).toEqual({ keep: 1, inner: { stays: "x" }, list: [{ g: 4 }] });
+    // A function that is not a property value is still refused, whichever encoder tried it.
+    expect(() => encodeValue({ list: [() => 1] })).toThrow(SerializationError);
+    expect(() => encodeValue([1, () => 1])).toThrow(SerializationError);
   });
 
   test("a __proto__ key in foreign CBOR cannot pollute prototypes", () => {

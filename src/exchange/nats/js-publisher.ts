@@ -14,6 +14,7 @@ import type { PubAck } from "@nats-io/jetstream";
 import { JetStreamApiError } from "@nats-io/jetstream";
 import { ClosedConnectionError, NoRespondersError, TimeoutError, createInbox } from "@nats-io/nats-core";
 import type { MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
+import type { PublishHeaders } from "./header-block.ts";
 
 /**
  * The connection's inbox prefix (nats.js's `inboxPrefix` connection option, default `_INBOX`).
@@ -124,9 +125,10 @@ export class JetStreamPublisher {
 
   /**
    * Publish `data` to `subject` (headers must already hold `Nats-Msg-Id` if wanted) and resolve
-   * with the stream's acknowledgement.
+   * with the stream's acknowledgement. `headers` is nats.js's map or a {@link HeaderBlock}: nats.js's
+   * publish reads only its `encode()`.
    */
-  publish(subject: string, data: Uint8Array, headers: MsgHdrs | undefined, timeoutMs: number): Promise<PubAck> {
+  publish(subject: string, data: Uint8Array, headers: PublishHeaders | undefined, timeoutMs: number): Promise<PubAck> {
     if (this.#nc.isClosed()) return Promise.reject(new ClosedConnectionError());
     this.#subscribe();
     const token = (this.#next++).toString(36);
@@ -134,7 +136,9 @@ export class JetStreamPublisher {
       this.#waiters.set(token, { subject, deadline: Date.now() + timeoutMs, resolve, reject });
       this.#startSweeper();
       try {
-        this.#nc.publish(subject, data, { reply: `${this.#prefix}${token}`, headers });
+        // nats.js 3.4's publish reads only `encode()` of its headers (protocol.js), which a
+        // HeaderBlock has; the type says MsgHdrs, whose interface does not even declare it.
+        this.#nc.publish(subject, data, { reply: `${this.#prefix}${token}`, headers: headers as MsgHdrs | undefined });
       } catch (error) {
         this.#waiters.delete(token);
         reject(error as Error);

@@ -20,6 +20,8 @@ import type { Message } from "../../protocol/messages.ts";
 import type { Logger } from "../../util/logger.ts";
 import { natsLayout } from "./nats-layout.ts";
 import type { NatsLayout } from "./nats-layout.ts";
+import { HeaderBlock } from "./header-block.ts";
+import type { PublishHeaders } from "./header-block.ts";
 import { JetStreamPublisher } from "./js-publisher.ts";
 import { isConsumerNotFound, isStreamNotFound, withNatsRetry } from "./nats-errors.ts";
 import { NatsRegistry } from "./nats-registry.ts";
@@ -29,6 +31,7 @@ import { CodecResultStore } from "../result-store.ts";
 import type { ResultStore } from "../result-store.ts";
 import { natsResultBytes } from "./nats-result-store.ts";
 import { batchWrites } from "./write-batching.ts";
+import { encodeCommandsWithBuffer } from "./command-encoding.ts";
 
 /** The oldest server this library runs on (work-queue streams, KV, `next_by_subj`, durable inactivity). */
 export const MIN_SERVER_VERSION = "2.9.0";
@@ -135,9 +138,8 @@ function headerBytes(fields: ReadonlyArray<readonly [string, string]>): number {
   return size;
 }
 
-/** The re-publication mark (PROTOCOL.md 10.10) as a header field, and its size in a header block. */
-const RESENT_FIELD: [string, string] = [NatsHeader.Resent, "1"];
-const RESENT_BYTES = headerBytes([RESENT_FIELD]) - headerBytes([]);
+/** The size of the re-publication mark (PROTOCOL.md 10.10) in a header block. */
+const RESENT_BYTES = headerBytes([[NatsHeader.Resent, "1"]]) - headerBytes([]);
 
 /** Parse `major.minor.patch` (ignoring pre-release suffixes). */
 function versionTuple(version: string): [number, number, number] {
@@ -199,6 +201,7 @@ export class NatsExchange {
     this.maxPayload = nc.info?.max_payload ?? 1024 * 1024;
     // One socket write per event-loop turn (write-batching.ts).
     batchWrites(nc);
+    encodeCommandsWithBuffer(nc);
     this.#publisher = new JetStreamPublisher(nc);
     this.registry = new NatsRegistry(registryKv, typesKv, listsKv, js, jsm, { registry: this.layout.registryBucket, types: this.layout.typesBucket }, settings.retryWindowMs, this.site, (what, subject, data, headers) => this.publishRecord(what, subject, data, headers));
     this.view = new RegistryView(registryKv, logger, () => nc.isClosed(), this.site);
@@ -431,11 +434,12 @@ export class NatsExchange {
     if (message.destSite !== undefined && message.destSite !== this.layout.prefix) return this.#sendRemote(message);
     const data = encodeMessage(message);
     const request = isRequest(message);
-    const fields: Array<[string, string]> = [[NatsHeader.MsgId, deduplicationId(message)]];
-    if (message.src !== undefined) fields.push([NatsHeader.Source, message.src]);
-    if (resent) fields.push(RESENT_FIELD);
+    const headers = new HeaderBlock();
+    headers.set(NatsHeader.MsgId, deduplicationId(message));
+    if (message.src !== undefined) headers.set(NatsHeader.Source, message.src);
+    if (resent) headers.set(NatsHeader.Resent, "1");
     // Room for the re-publication mark that a retry adds (#publish).
-    this.checkSize(data.byteLength + headerBytes(fields) + (resent ? 0 : RESENT_BYTES), `Message to ${message.dest}`);
+    this.checkSize(data.byteLength + headers.encode().byteLength + (resent ? 0 : RESENT_BYTES), `Message to ${message.dest}`);
     if (!request && message.replyTo !== undefined) {
       // Every reply this process publishes passes here: never into the exchange's own subjects.
       if (message.replyTo.startsWith(`${this.layout.prefix}.`)) {
@@ -446,8 +450,6 @@ export class NatsExchange {
       this.nc.publish(message.replyTo, data);
       return SETTLED;
     }
-    const headers = natsHeaders();
-    for (const [name, value] of fields) headers.set(name, value);
     return this.#publish(this.layout.mailboxSubject(message.dest), data, headers).then(ignore);
   }
 
@@ -467,11 +469,10 @@ export class NatsExchange {
         ? { ...message, replyTo: undefined, srcSite: this.layout.prefix, destSite: undefined }
         : { ...message, srcSite: this.layout.prefix, destSite: undefined };
     const data = encodeMessage(routed);
-    const fields: Array<[string, string]> = [[NatsHeader.MsgId, deduplicationId(message)]];
-    if (message.src !== undefined) fields.push([NatsHeader.Source, message.src]);
-    this.checkSize(data.byteLength + headerBytes(fields) + RESENT_BYTES, `Message to ${message.dest}@${site}`);
-    const headers = natsHeaders();
-    for (const [name, value] of fields) headers.set(name, value);
+    const headers = new HeaderBlock();
+    headers.set(NatsHeader.MsgId, deduplicationId(message));
+    if (message.src !== undefined) headers.set(NatsHeader.Source, message.src);
+    this.checkSize(data.byteLength + headers.encode().byteLength + RESENT_BYTES, `Message to ${message.dest}@${site}`);
     await this.#publish(this.layout.outboxMailboxSubject(site, message.dest), data, headers);
   }
 
@@ -479,7 +480,7 @@ export class NatsExchange {
    * Store a message that is already encoded in a subject of this site's streams (the relay
    * forwarding what another site sent), de-duplicated by its `Nats-Msg-Id` header.
    */
-  publishStored(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<PubAck> {
+  publishStored(subject: string, data: Uint8Array, headers: PublishHeaders): Promise<PubAck> {
     return this.#publish(subject, data, headers);
   }
 
@@ -604,7 +605,7 @@ export class NatsExchange {
    * window, the retry is stored again, and the mark makes the agent read the request's result
    * record before running it (PROTOCOL.md 10.10).
    */
-  #publish(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<PubAck> {
+  #publish(subject: string, data: Uint8Array, headers: PublishHeaders): Promise<PubAck> {
     let attempts = 0;
     return this.retry("publish", () => {
       if (++attempts === 2) headers.set(NatsHeader.Resent, "1");

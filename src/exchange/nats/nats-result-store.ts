@@ -5,8 +5,8 @@
  * written by one host is seen by the next host a redelivery reaches, a lagging replica or not.
  */
 import type { KV } from "@nats-io/kv";
-import { headers as natsHeaders } from "@nats-io/nats-core";
-import type { MsgHdrs } from "@nats-io/nats-core";
+import { HeaderBlock } from "./header-block.ts";
+import type { PublishHeaders } from "./header-block.ts";
 import type { ResultBytes } from "../result-store.ts";
 
 /** What the results bucket needs from the exchange. */
@@ -14,7 +14,7 @@ export interface ResultBucketContext {
   /** Retry through transient failures. */
   retry<T>(what: string, operation: () => Promise<T>): Promise<T>;
   /** Publish into a stream through the message path's publisher (retried; resolves on the PubAck). */
-  publishStored(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<unknown>;
+  publishStored(subject: string, data: Uint8Array, headers: PublishHeaders): Promise<unknown>;
 }
 
 /**
@@ -33,7 +33,9 @@ export function natsResultBytes(ctx: ResultBucketContext, kv: KV, bucket: string
       return entry.value;
     },
     async put(key, bytes) {
-      await ctx.publishStored(`$KV.${bucket}.${key}`, bytes, natsHeaders());
+      // No fields (an empty block, as nats.js's empty headers map encodes): a retry adds the
+      // re-publication mark to it.
+      await ctx.publishStored(`$KV.${bucket}.${key}`, bytes, new HeaderBlock());
     },
   };
 }
