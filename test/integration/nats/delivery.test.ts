@@ -22,6 +22,7 @@ import { CrashWorker } from "../../fixtures/crash-agents.ts";
 import { Counter, Recorder, Sleeper } from "../../fixtures/agents.ts";
 import { deferred } from "../../../src/util/deferred.ts";
 import { LAYOUT_READY_KEY, TYPE_CATALOG_KEY, decodeMembers, memberListKeys } from "../../../src/exchange/nats/type-members.ts";
+import { MIRROR_SAFE_KEY } from "../../../src/exchange/nats/nats-registry.ts";
 import { spawnChildAgent } from "../../support/child-agent.ts";
 import { natsForFile, startTestNats } from "../../support/nats.ts";
 
@@ -281,7 +282,9 @@ describe("bad input on a mailbox subject", () => {
     // empty) member list, with no member naming the agent.
     expect(await subjects(typesBucket)).toEqual([]);
     const left = await subjects(memberListsBucket);
-    for (const subject of left) expect([`$KV.${memberListsBucket}.${LAYOUT_READY_KEY}`, `$KV.${memberListsBucket}.${TYPE_CATALOG_KEY}`, ...memberKeys]).toContain(subject);
+    for (const subject of left) {
+      expect([`$KV.${memberListsBucket}.${LAYOUT_READY_KEY}`, `$KV.${memberListsBucket}.${TYPE_CATALOG_KEY}`, `$KV.${memberListsBucket}.${MIRROR_SAFE_KEY}`, ...memberKeys]).toContain(subject);
+    }
     expect(left.filter((s) => s.endsWith(registration.agentId.uid))).toEqual([]);
     expect(await members()).toEqual([]);
   });
