@@ -162,7 +162,7 @@ export default async function effectivelyOnce(ctx: BenchContext): Promise<Scenar
   const small = latency[0]!;
   return {
     id: "effectivelyOnce",
-    title: "9. The cost of effectively-once execution: with result records (default) vs without (resultWindowMs: 0), durable replies",
+    title: "10. The cost of effectively-once execution: with result records (default) vs without (resultWindowMs: 0), durable replies",
     headers: ["measure", "with records", "reading every record", "without", "ratio", "ratio, reading every"],
     rows: [
       ...latency.flatMap((r) => [

@@ -103,7 +103,7 @@ export default async function state(ctx: BenchContext): Promise<ScenarioResult> 
 
   return {
     id: "state",
-    title: `State and reminders: A. an increment without and with a durable-state save, vs bare KV writes (ms); B. ${count} one-shot reminders due in one second`,
+    title: `9. State and reminders: A. an increment without and with a durable-state save, vs bare KV writes (ms); B. ${count} one-shot reminders due in one second`,
     headers: ["measure", "p50", "p99", "mean", "vs plain p50"],
     rows: [
       ["increment, no state", ms(a.plain.p50Ms), ms(a.plain.p99Ms), ms(a.plain.meanMs), ratio(1)],

@@ -123,7 +123,7 @@ export default async function streaming(ctx: BenchContext): Promise<ScenarioResu
   const per = (v: number): string => `${Math.round(v).toLocaleString("en-US")}/s`;
   return {
     id: "streaming",
-    title: `Streaming: ${ITEM_BYTES} B items per second through a handle (NATS, frames through the caller's mailbox) vs bare NATS core publishes; time to first item vs action round trip`,
+    title: `11. Streaming: ${ITEM_BYTES} B items per second through a handle (NATS, frames through the caller's mailbox) vs bare NATS core publishes; time to first item vs action round trip`,
     headers: ["path", "items/s (median)", "vs bare", "vs bare, per round", "p50 ms", "p99 ms"],
     rows: [
       ["bare NATS publish -> subscriber", per(bare), "1.00x", "1.00x", "", ""],

@@ -57,7 +57,7 @@ export default async function tracingCost(ctx: BenchContext): Promise<ScenarioRe
   ctx.log(`tracing: off ${us(off)} µs, on without SDK ${us(noSdk)} µs, recorded ${us(recorded)} µs CPU per call`);
   return {
     id: "tracing",
-    title: "What tracing costs: CPU µs per in-process action call (caller and agent), median of interleaved rounds",
+    title: "8. What tracing costs: CPU µs per in-process action call (caller and agent), median of interleaved rounds",
     headers: ["tracing", "CPU µs per call", "vs off"],
     rows: [
       ["off (tracing: false)", us(off), "-"],
