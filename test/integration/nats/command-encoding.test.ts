@@ -2,20 +2,14 @@
 import { connect } from "@nats-io/transport-node";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import type { Msg, NatsConnection } from "@nats-io/nats-core";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { encodeCommandsWithBuffer } from "../../../src/exchange/nats/command-encoding.ts";
 import { natsForFile } from "../../support/nats.ts";
 
 const shared = natsForFile();
 
-let observer: NatsConnection;
-
-beforeAll(async () => {
-  observer = await connect(shared.nats.connectionOptions);
-});
-afterAll(async () => {
-  await observer?.close();
-});
+/** The fixture's own connection, which no test batches or re-encodes, watches what the others send. */
+const observer = (): NatsConnection => shared.nc;
 
 describe("command encoding", () => {
   test("SUB, PUB, HPUB (with and without a reply subject) and UNSUB go through it and arrive intact", async () => {
@@ -36,8 +30,8 @@ describe("command encoding", () => {
     const seen: Msg[] = [];
     const sub = nc.subscribe("enc.>", { callback: (_e, m) => void seen.push(m) });
     const fromObserver: Msg[] = [];
-    const observed = observer.subscribe("enc.>", { callback: (_e, m) => void fromObserver.push(m) });
-    await observer.flush();
+    const observed = observer().subscribe("enc.>", { callback: (_e, m) => void fromObserver.push(m) });
+    await observer().flush();
     await nc.flush();
 
     const h = natsHeaders();

@@ -2,20 +2,14 @@
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import net from "node:net";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { batchTransportWrites, batchWrites } from "../../../src/exchange/nats/write-batching.ts";
 import { natsForFile, startTestNats } from "../../support/nats.ts";
 
 const shared = natsForFile();
 
-let observer: NatsConnection;
-
-beforeAll(async () => {
-  observer = await connect(shared.nats.connectionOptions);
-});
-afterAll(async () => {
-  await observer?.close();
-});
+/** The fixture's own connection, which no test batches or re-encodes, watches what the others send. */
+const observer = (): NatsConnection => shared.nc;
 
 /** Count socket writes (every socket of this process) while `run` runs. */
 async function countWrites(run: () => Promise<void>): Promise<number> {
@@ -36,8 +30,8 @@ async function countWrites(run: () => Promise<void>): Promise<number> {
 describe("write batching", () => {
   test("publishes made a few microtasks apart leave in one write, all of them, in order", async () => {
     const received: number[] = [];
-    const sub = observer.subscribe("batch.order", { callback: (_e, m) => void received.push(m.data[0]! + 256 * m.data[1]!) });
-    await observer.flush();
+    const sub = observer().subscribe("batch.order", { callback: (_e, m) => void received.push(m.data[0]! + 256 * m.data[1]!) });
+    await observer().flush();
     const nc = await connect(shared.nats.connectionOptions);
     expect(batchWrites(nc)).toBe(true);
     expect(batchTransportWrites(nc)).toBe(true); // idempotent
@@ -63,7 +57,7 @@ describe("write batching", () => {
     });
     expect(batched).toBe(1);
     expect(unbatched).toBeGreaterThanOrEqual(20);
-    await observer.flush();
+    await observer().flush();
     await expect.poll(() => received.length).toBe(1000);
     expect(received).toEqual(Array.from({ length: 1000 }, (_, i) => i));
     sub.unsubscribe();
@@ -73,8 +67,8 @@ describe("write batching", () => {
 
   test("closing in the same turn as the publishes still sends them", async () => {
     const received: number[] = [];
-    const sub = observer.subscribe("batch.close", { callback: (_e, m) => void received.push(m.data[0]!) });
-    await observer.flush();
+    const sub = observer().subscribe("batch.close", { callback: (_e, m) => void received.push(m.data[0]!) });
+    await observer().flush();
     const nc = await connect(shared.nats.connectionOptions);
     batchWrites(nc);
     for (let i = 0; i < 10; i++) nc.publish("batch.close", new Uint8Array([i]));
