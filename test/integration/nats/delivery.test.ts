@@ -301,7 +301,13 @@ describe("bad input on a mailbox subject", () => {
       expect(error).toBeInstanceOf(DeliveryLimitError);
       expect((error as DeliveryLimitError).deliveries).toBe(3);
       const jsm = await jetstreamManager(shared.nc);
-      const dead = await jsm.streams.info(natsLayout(options.prefix).deadLetterStream);
+      // The mailbox answers the caller, then stores the dead letter (nats-mailbox.ts #reject): the
+      // answer can arrive first. Wait for the dead letter, up to 10 s.
+      let dead = await jsm.streams.info(natsLayout(options.prefix).deadLetterStream);
+      for (const until = Date.now() + 10_000; dead.state.messages === 0 && Date.now() < until; ) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        dead = await jsm.streams.info(natsLayout(options.prefix).deadLetterStream);
+      }
       expect(dead.state.messages).toBe(1);
       const stored = await jsm.streams.getMessage(natsLayout(options.prefix).deadLetterStream, { seq: dead.state.first_seq });
       expect(stored?.header.get("Academy-Dead-Reason")).toBe("DELIVERY_LIMIT");
