@@ -528,12 +528,14 @@ export class RequestDispatcher {
     return (entry.answering = this.#respond(entry, body, inState));
   }
 
-  async #respond(entry: InFlightAction, body: ResponseBody, inState: boolean): Promise<void> {
+  #respond(entry: InFlightAction, body: ResponseBody, inState: boolean): Promise<void> {
+    // Not async (one promise fewer per action): `answer` never throws nor rejects.
     const results = this.#results;
     const record = entry.once && !inState ? () => results!.record(this.#options.agentId.uid, entry.request, body) : undefined;
-    const acked = await this.#responder.answer(entry.request, body, entry.delivery, entry.duplicates, record);
-    this.#inFlight.delete(entry.request.tag);
-    if (acked) this.#answered.add(entry.request.tag);
+    return this.#responder.answer(entry.request, body, entry.delivery, entry.duplicates, record).then((acked) => {
+      this.#inFlight.delete(entry.request.tag);
+      if (acked) this.#answered.add(entry.request.tag);
+    });
   }
 
   /** Abort the action's signal and answer its caller with `ActionCancelledError`. */

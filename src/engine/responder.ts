@@ -47,14 +47,17 @@ export class Responder {
     body: ResponseBody,
     delivery: RequestDelivery,
     duplicates?: readonly RequestDelivery[],
-    record?: () => Promise<void>,
+    record?: () => Promise<unknown>,
   ): Promise<boolean> {
     // The record is written concurrently with the response: off the caller's critical path, and
     // stored before the acknowledgement (a failed response is handed back, and its redelivery is
-    // answered from the record). Not async: one promise fewer per answer.
+    // answered from the record). Not async, and no Promise.all: neither promise rejects (both
+    // turn failures into values), so waiting for one then the other is the same join with two
+    // promises fewer per answer.
     const responded = this.#respond(request, body);
     if (record === undefined) return responded.then((delivered) => this.#settle(delivered, delivery, duplicates));
-    return Promise.all([responded, this.#record(request, record)]).then(([delivered]) => this.#settle(delivered, delivery, duplicates));
+    const recorded = this.#record(request, record);
+    return responded.then((delivered) => recorded.then(() => this.#settle(delivered, delivery, duplicates)));
   }
 
   /** Acknowledge the deliveries once the response is out, or hand them back; returns whether acknowledged. */
@@ -74,18 +77,28 @@ export class Responder {
    * @returns false when the exchange was unreachable (the request should be delivered again);
    * true when the response went out or can never go out (then it is logged and dropped).
    */
-  async #respond(request: RequestMessage, body: ResponseBody): Promise<boolean> {
+  #respond(request: RequestMessage, body: ResponseBody): Promise<boolean> {
+    // Not async: the common case is one promise (the send's, then `true`); never rejects.
+    let sent: Promise<void>;
     try {
-      await this.#send(request, body);
-      return true;
+      sent = this.#send(request, body);
     } catch (error) {
-      if (!(error instanceof PayloadTooLargeError || error instanceof SerializationError)) return this.#undelivered(request, error);
-      try {
-        await this.#send(request, { type: MessageType.ErrorResponse, error: toFailure(error) });
-        return true;
-      } catch (second) {
-        return this.#undelivered(request, second);
-      }
+      sent = Promise.reject(error);
+    }
+    return sent.then(
+      () => true,
+      (error: unknown) => this.#respondWithError(request, error),
+    );
+  }
+
+  /** The response could not be sent: send the error instead when the result was the problem. */
+  async #respondWithError(request: RequestMessage, error: unknown): Promise<boolean> {
+    if (!(error instanceof PayloadTooLargeError || error instanceof SerializationError)) return this.#undelivered(request, error);
+    try {
+      await this.#send(request, { type: MessageType.ErrorResponse, error: toFailure(error) });
+      return true;
+    } catch (second) {
+      return this.#undelivered(request, second);
     }
   }
 
@@ -99,8 +112,8 @@ export class Responder {
   }
 
   /** Write the request's result record; a failure is logged (a redelivery would then run it again). */
-  #record(request: RequestMessage, record: () => Promise<void>): Promise<void> {
-    let recording: Promise<void>;
+  #record(request: RequestMessage, record: () => Promise<unknown>): Promise<unknown> {
+    let recording: Promise<unknown>;
     try {
       recording = record();
     } catch (error) {

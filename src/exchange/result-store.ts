@@ -57,9 +57,10 @@ export interface ResultStore {
   /**
    * Record `body` as the response to `request`, durably, before the request is acknowledged. A
    * result that cannot be encoded or stored whole is recorded as the error its caller got for it.
+   * Recorded when the promise resolves (its value means nothing).
    * @throws {ExchangeUnavailableError} when the store cannot be written.
    */
-  record(agentUid: string, request: ActionRequest, body: ResponseBody): Promise<void>;
+  record(agentUid: string, request: ActionRequest, body: ResponseBody): Promise<unknown>;
 }
 
 /** Where an exchange keeps result records: bytes by key, each kept for `windowMs`. */
@@ -69,8 +70,11 @@ export interface ResultBytes {
   readonly maxRecordBytes: number;
   /** The bytes recorded under `key`, if any (expired ones are gone). */
   get(key: string): Promise<Uint8Array | undefined>;
-  /** Store `bytes` under `key` (replacing what was there), durably when the promise resolves. */
-  put(key: string, bytes: Uint8Array): Promise<void>;
+  /**
+   * Store `bytes` under `key` (replacing what was there), durably when the promise resolves (its
+   * value means nothing: an implementation may resolve with its store's acknowledgement).
+   */
+  put(key: string, bytes: Uint8Array): Promise<unknown>;
 }
 
 /** Request tags used as they are in keys (what `newTag` makes and more); others are hashed. */
@@ -138,7 +142,7 @@ export class CodecResultStore implements ResultStore {
     return bodyOf(message);
   }
 
-  record(agentUid: string, request: ActionRequest, body: ResponseBody): Promise<void> {
+  record(agentUid: string, request: ActionRequest, body: ResponseBody): Promise<unknown> {
     // Not async (one promise fewer per action): what it throws becomes a rejection.
     try {
       return this.#bytes.put(resultKey(agentUid, request.tag), this.#encode(agentUid, request, body));

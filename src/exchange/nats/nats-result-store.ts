@@ -32,10 +32,15 @@ export function natsResultBytes(ctx: ResultBucketContext, kv: KV, bucket: string
       if (entry === null || entry.operation !== "PUT") return undefined;
       return entry.value;
     },
-    async put(key, bytes) {
+    put(key, bytes) {
       // No fields (an empty block, as nats.js's empty headers map encodes): a retry adds the
-      // re-publication mark to it.
-      await ctx.publishStored(`$KV.${bucket}.${key}`, bytes, new HeaderBlock());
+      // re-publication mark to it. Not async (no promise of its own per record): what resolves
+      // is the stored acknowledgement, which callers ignore.
+      try {
+        return ctx.publishStored(`$KV.${bucket}.${key}`, bytes, new HeaderBlock());
+      } catch (error) {
+        return Promise.reject(error);
+      }
     },
   };
 }
