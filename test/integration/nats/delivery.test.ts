@@ -24,6 +24,7 @@ import { deferred } from "../../../src/util/deferred.ts";
 import { LAYOUT_READY_KEY, TYPE_CATALOG_KEY, decodeMembers, memberListKeys } from "../../../src/exchange/nats/type-members.ts";
 import { MIRROR_SAFE_KEY } from "../../../src/exchange/nats/nats-registry.ts";
 import { spawnChildAgent } from "../../support/child-agent.ts";
+import { eventually } from "../../support/edge.ts";
 import { natsForFile, startTestNats } from "../../support/nats.ts";
 
 const shared = natsForFile();
@@ -171,9 +172,13 @@ describe("bad input on a mailbox subject", () => {
     expect(first?.header.get("Academy-Dead-Reason")).toBe("MALFORMED_MESSAGE");
     expect(first?.header.get("Academy-Original-Subject")).toBe(subject);
     expect(new TextDecoder().decode(first?.data)).toBe("{not cbor");
-    // Nothing is left in the mailbox.
-    const mailbox = await jsm.streams.info(layout.mailboxStream, { subjects_filter: subject });
-    expect(mailbox.state.subjects?.[subject] ?? 0).toBe(0);
+    // Nothing is left in the mailbox. The acknowledgements are sent without waiting for the server
+    // (the last rejection's term after its dead letter, the request's ack after its response): they
+    // can arrive after the answer, so wait for them.
+    await eventually(async () => {
+      const mailbox = await jsm.streams.info(layout.mailboxStream, { subjects_filter: subject });
+      return (mailbox.state.subjects?.[subject] ?? 0) === 0;
+    }, 10_000, "the mailbox empties");
   });
 
   test("hostile reply subjects and misaddressed requests are rejected, never followed", async () => {
