@@ -61,11 +61,21 @@ interface Window {
   systemUs: number;
   /** nats-server's CPU in ms (/proc, 10 ms ticks). */
   serverMs: number;
+  /** Messages into and out of nats-server over the window (its /varz counters, all clients). */
+  serverMsgsIn: number;
+  serverMsgsOut: number;
+}
+
+/** nats-server's message counters (monitoring endpoint). */
+async function serverMessages(monitorPort: number): Promise<{ in: number; out: number }> {
+  const varz = (await (await fetch(`http://127.0.0.1:${monitorPort}/varz`)).json()) as { in_msgs: number; out_msgs: number };
+  return { in: varz.in_msgs, out: varz.out_msgs };
 }
 
 /** Run `callers` loops calling `call()` back to back for `ms`, measuring CPU around the window. */
 async function window(callers: number, ms: number, serverPid: number, call: () => Promise<unknown>): Promise<Window> {
   let calls = 0;
+  const msgsBefore = await serverMessages(monitorPort);
   const serverBefore = cpuTimeMs(serverPid);
   const cpuBefore = process.cpuUsage();
   const start = performance.now();
@@ -80,7 +90,9 @@ async function window(callers: number, ms: number, serverPid: number, call: () =
   );
   const wallMs = performance.now() - start;
   const cpu = process.cpuUsage(cpuBefore);
-  return { calls, wallMs, userUs: cpu.user, systemUs: cpu.system, serverMs: cpuTimeMs(serverPid) - serverBefore };
+  const serverMs = cpuTimeMs(serverPid) - serverBefore;
+  const msgsAfter = await serverMessages(monitorPort);
+  return { calls, wallMs, userUs: cpu.user, systemUs: cpu.system, serverMs, serverMsgsIn: msgsAfter.in - msgsBefore.in, serverMsgsOut: msgsAfter.out - msgsBefore.out };
 }
 
 function median(values: readonly number[]): number {
@@ -97,6 +109,9 @@ interface Cell {
   cpuUsPerCall: number;
   systemUsPerCall: number;
   serverCpuUsPerCall: number;
+  /** Messages nats-server received and sent per call (every client of the window, the path's). */
+  serverMsgsInPerCall: number;
+  serverMsgsOutPerCall: number;
   /** % of one core over the window. */
   processUtilisation: number;
   serverUtilisation: number;
@@ -105,6 +120,7 @@ interface Cell {
 
 await using server = await startNatsServer({ maxPayload: 8 * 1024 * 1024 });
 const serverPid = server.pid!;
+const monitorPort = server.monitorPort;
 const prefix = `cpu${process.pid}`;
 await using durable = await Manager.fromExchangeFactory(new NatsExchangeFactory({ servers: server.url, prefix: `${prefix}d` }));
 await using fast = await Manager.fromExchangeFactory(new NatsExchangeFactory({ servers: server.url, prefix: `${prefix}c`, replies: "core" }));
@@ -151,6 +167,8 @@ try {
           cpuUsPerCall: median(ws.map((w) => (w.userUs + w.systemUs) / w.calls)),
           systemUsPerCall: median(ws.map((w) => w.systemUs / w.calls)),
           serverCpuUsPerCall: median(ws.map((w) => (w.serverMs * 1000) / w.calls)),
+          serverMsgsInPerCall: median(ws.map((w) => w.serverMsgsIn / w.calls)),
+          serverMsgsOutPerCall: median(ws.map((w) => w.serverMsgsOut / w.calls)),
           processUtilisation: median(ws.map((w) => (100 * (w.userUs + w.systemUs)) / 1000 / w.wallMs)),
           serverUtilisation: median(ws.map((w) => (100 * w.serverMs) / w.wallMs)),
           windows: ws,
@@ -167,7 +185,7 @@ try {
 }
 const loadEnd = loadavg();
 
-const headers = ["mode", "payload", "path", "calls/s", "CPU µs/call", "of it system", "vs floor", "server µs/call", "process % core", "server % core"];
+const headers = ["mode", "payload", "path", "calls/s", "CPU µs/call", "of it system", "vs floor", "server µs/call", "server msgs in/out per call", "process % core", "server % core"];
 // Each path against the floor with the same stored messages (records or not).
 const floorOf: Record<PathName, PathName> = { exchange: "f2r", norecords: "f2", core: "f1r", f2r: "f2r", f2: "f2", f1r: "f1r", f1: "f1" };
 const rows = cells.map((c) => {
@@ -181,6 +199,7 @@ const rows = cells.map((c) => {
     c.systemUsPerCall.toFixed(1),
     floor === undefined || floor === c ? "-" : ratio(c.cpuUsPerCall / floor.cpuUsPerCall),
     c.serverCpuUsPerCall.toFixed(1),
+    `${c.serverMsgsInPerCall.toFixed(2)} / ${c.serverMsgsOutPerCall.toFixed(2)}`,
     c.processUtilisation.toFixed(0),
     c.serverUtilisation.toFixed(0),
   ];
