@@ -98,7 +98,7 @@ export interface NatsExchangeOptions extends NatsAuthOptions {
    */
   ackWaitMs?: number;
   /**
-   * Deliveries of one request before it is answered with `DeliveryLimitError` and dead-lettered:
+   * Deliveries of one request before it is dead-lettered and answered with `DeliveryLimitError`:
    * it bounds requests an agent keeps handing back (failing to respond, naks). It does not bound
    * requests that crash the agent's process: a restarted reader recreates the consumer so that
    * in-flight requests return at once, which restarts their count; crash loops are bounded by the

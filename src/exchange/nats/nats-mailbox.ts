@@ -336,11 +336,12 @@ export class NatsMailbox {
   }
 
   /**
-   * A message that cannot be handled: answer its sender with the typed error when a reply address
-   * can be read (from the envelope, else the headers), dead-letter it, and remove it.
+   * A message that cannot be handled: dead-letter it; once the dead letter is stored, answer its
+   * sender with the typed error when a reply address can be read (from the envelope, else the
+   * headers), and remove it. A message whose dead letter cannot be stored is kept and not answered.
    */
   async #reject(m: JsMsg, error: Error, decoded?: Message): Promise<void> {
-    // Keep its ack deadline alive while we answer and dead-letter it (retries can outlast it).
+    // Keep its ack deadline alive while we dead-letter and answer it (retries can outlast it).
     this.#unacked.add(m);
     this.#setKeepAlive(true);
     try {
@@ -350,12 +351,38 @@ export class NatsMailbox {
     }
   }
 
+  /**
+   * In this order, so that a sender told "rejected" can always find the dead letter, and is told
+   * once per stored dead letter rather than once per attempt:
+   * 1. the dead letter, de-duplicated by the message's stream sequence (`NatsExchange.deadLetter`'s
+   *    `dl:<seq>`), so a rejection repeated after a crash between steps 1 and 3 (the message is
+   *    delivered again) is stored once within the dead-letter stream's duplicate window;
+   * 2. the answer, best effort (a failure is logged: the dead letter is what is kept);
+   * 3. `term`, which removes it from the mailbox.
+   * If step 1 fails (after the retry window), the message is nak'ed with a delay and left unanswered:
+   * the next delivery rejects it again, from step 1.
+   */
   async #rejectNow(m: JsMsg, error: Error, decoded?: Message): Promise<void> {
+    this.#logger.warn({ err: error, subject: m.subject, seq: m.info.streamSequence }, "rejecting mailbox message");
+    try {
+      // Kept as Academy-Original-Msg-Id, -Src, -Reply-To, -Tag.
+      const kept = [NatsHeader.MsgId, NatsHeader.Source, NatsHeader.ReplyTo, NatsHeader.Tag].flatMap((name) => {
+        const value = m.headers?.get(name);
+        const short = name.replace(/^(Nats|Academy)-/, "");
+        return value !== undefined && value !== "" ? [[short, value] as const] : [];
+      });
+      await this.#ctx.deadLetter(this.#ctx.layout.deadLetterSubject(this.#id.uid), { data: m.data, subject: m.subject, seq: m.info.streamSequence, headers: kept }, error);
+    } catch (deadLetterError) {
+      // Keep the message rather than lose it: it is delivered again later, rejected again, and
+      // answered then, once its dead letter is stored.
+      this.#logger.error({ err: deadLetterError }, "could not dead-letter a rejected message; leaving it in the mailbox");
+      m.nak(this.#ctx.settings.ackWaitMs);
+      return;
+    }
     const address: Address | undefined =
       decoded !== undefined
         ? { tag: decoded.tag, src: decoded.src, replyTo: decoded.replyTo, request: isRequest(decoded) }
         : readAddress(m, this.#ctx.layout.prefix);
-    this.#logger.warn({ err: error, subject: m.subject, seq: m.info.streamSequence }, "rejecting mailbox message");
     if (address !== undefined && address.request && (address.src !== undefined || address.replyTo !== undefined)) {
       await this.#ctx
         .answer({
@@ -365,20 +392,7 @@ export class NatsMailbox {
         })
         .catch((answerError: unknown) => this.#logger.warn({ err: answerError }, "could not answer a rejected message"));
     }
-    try {
-      // Kept as Academy-Original-Msg-Id, -Src, -Reply-To, -Tag.
-      const kept = [NatsHeader.MsgId, NatsHeader.Source, NatsHeader.ReplyTo, NatsHeader.Tag].flatMap((name) => {
-        const value = m.headers?.get(name);
-        const short = name.replace(/^(Nats|Academy)-/, "");
-        return value !== undefined && value !== "" ? [[short, value] as const] : [];
-      });
-      await this.#ctx.deadLetter(this.#ctx.layout.deadLetterSubject(this.#id.uid), { data: m.data, subject: m.subject, seq: m.info.streamSequence, headers: kept }, error);
-      m.term();
-    } catch (deadLetterError) {
-      // Keep the message rather than lose it: it is delivered again later and rejected again.
-      this.#logger.error({ err: deadLetterError }, "could not dead-letter a rejected message; leaving it in the mailbox");
-      m.nak(this.#ctx.settings.ackWaitMs);
-    }
+    m.term();
   }
 }
 

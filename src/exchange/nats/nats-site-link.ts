@@ -72,6 +72,10 @@ export class NatsSiteLink {
   #mirrors: Mirrors | undefined;
   #retry: NodeJS.Timeout | undefined;
   #warned = false;
+  /** Aborted by close(): the background renewal of the type index mirror starts nothing after it. */
+  readonly #closing = new AbortController();
+  /** That renewal (#renewLegacyTypesMirror) while it runs; close() waits for it. Never rejects. */
+  #renewal: Promise<unknown> | undefined;
 
   constructor(exchange: NatsExchange, site: NatsSiteSettings) {
     this.#exchange = exchange;
@@ -160,14 +164,20 @@ export class NatsSiteLink {
     return () => this.#terminationListeners.delete(listener);
   }
 
-  /** Stop the relay and the view; the streams stay. Idempotent. */
+  /**
+   * Stop the relay and the view; the streams stay. A renewal of the type index mirror still running
+   * starts no further stream operation, and one already deleting the mirror makes it again before
+   * this resolves: no stream operation of the link happens after it. Idempotent.
+   */
   async close(): Promise<void> {
     if (this.#state === SiteLinkState.Closed) return;
     this.#state = SiteLinkState.Closed;
+    this.#closing.abort();
     if (this.#retry !== undefined) clearTimeout(this.#retry);
     const mirrors = this.#mirrors;
     this.#mirrors = undefined;
     if (mirrors !== undefined) await this.#stop(mirrors);
+    await this.#renewal;
   }
 
   async #stop(mirrors: Mirrors): Promise<void> {
@@ -241,7 +251,8 @@ export class NatsSiteLink {
     // has been upgraded. In the background: it asks the site, which may not answer now. Reads by
     // name go on with the mirror made again. (A registry mirror stuck at an earlier version's
     // compare-and-set termination cannot be told from a slow one: docs/EDGE.md 4 says what to do.)
-    void this.#renewLegacyTypesMirror(remote.typesBucket, mirror).catch((error: unknown) => {
+    // Kept for close(), which stops it and waits for it.
+    this.#renewal = this.#renewLegacyTypesMirror(remote.typesBucket, mirror, this.#closing.signal).catch((error: unknown) => {
       this.#logger.warn({ err: error }, "type index mirror could not be made again");
     });
     return { registry, view, relay };
@@ -257,9 +268,11 @@ export class NatsSiteLink {
    * again after that purge holds only the per-uid keys and catches up at once. While the site
    * still holds such keys (not upgraded yet), or does not answer, the mirror is left as it is; the
    * next start of this process checks again. A mirror with no such key costs one stream info.
+   * Once `signal` is aborted (the link closed) it starts no further request, up to the deletion;
+   * a mirror it has deleted is always made again (other processes of this site read it).
    * @returns whether the mirror was made again.
    */
-  async #renewLegacyTypesMirror(bucket: string, create: (bucket: string) => Promise<unknown>): Promise<boolean> {
+  async #renewLegacyTypesMirror(bucket: string, create: (bucket: string) => Promise<unknown>, signal: AbortSignal): Promise<boolean> {
     const exchange = this.#exchange;
     const { jsm, nc, settings } = exchange;
     const stream = `KV_${bucket}`;
@@ -269,8 +282,10 @@ export class NatsSiteLink {
     const holdsLegacyKeys = async (manager: JetStreamManager): Promise<boolean> =>
       Object.keys((await manager.streams.info(stream, { subjects_filter: legacy })).state.subjects ?? {}).length > 0;
     try {
-      if (!(await holdsLegacyKeys(jsm))) return false;
+      if (signal.aborted) return false;
+      if (!(await holdsLegacyKeys(jsm)) || signal.aborted) return false;
       const remote = await jetstreamManager(nc, { domain: this.site.domain, timeout: settings.requestTimeoutMs });
+      if (signal.aborted) return false;
       if (await holdsLegacyKeys(remote)) {
         this.#logger.warn({ stream }, "type index mirror holds member lists of an earlier version, and so does the site: left as it is until the site has been upgraded");
         return false;
@@ -279,6 +294,7 @@ export class NatsSiteLink {
       if (!isStreamNotFound(error)) this.#logger.warn({ stream, err: error }, "type index mirror could not be checked: left as it is");
       return false;
     }
+    if (signal.aborted) return false;
     this.#logger.warn({ stream }, "type index mirror made again: it held member lists of an earlier version, which the site has removed");
     await exchange.retry("delete type index mirror", async () => {
       try {
@@ -287,6 +303,7 @@ export class NatsSiteLink {
         if (!isStreamNotFound(error)) throw error;
       }
     });
+    // Even if the link was closed meanwhile (close() waits for this).
     await create(bucket);
     return true;
   }

@@ -238,4 +238,43 @@ describe("discover and status across sites", () => {
     }
     for (const id of [old.agentId, stuck.agentId, later.agentId]) await client.terminate(id);
   }, 180_000);
+  test("a cloud process closed while it makes a stuck type index mirror again finishes making it before its close resolves: the mirror is not left deleted", async () => {
+    const s1 = natsLayout("s1");
+    const stream = `KV_${s1.typesBucket}`;
+    const key = "v2.members.Closing.0";
+    const siteJsm = await world.jsm("s1");
+    const hubJsm = await world.jsm("cloud");
+    const legacyIn = async (): Promise<string[]> =>
+      Object.keys((await hubJsm.streams.info(stream, { subjects_filter: `$KV.${s1.typesBucket}.v2.*.>` })).state.subjects ?? {});
+    // The cloud's mirror holds a member list of an earlier version that the site no longer has
+    // (written as a plain put, then purged at the site: a purge is not mirrored).
+    await (await new Kvm(jetstream(await world.connection("s1"))).open(s1.typesBucket)).put(key, new Uint8Array([0x80]));
+    await eventually(async () => (await legacyIn()).includes(`$KV.${s1.typesBucket}.${key}`), MIRROR_MS, "the old key reaches the cloud's mirror");
+    await siteJsm.streams.purge(stream, { filter: `$KV.${s1.typesBucket}.${key}` });
+    // A new cloud process links to s1 and makes that mirror again in the background; it is closed
+    // the moment its deletion of the mirror reaches the server.
+    const closing = world.factory("cloud");
+    const observer = await world.connection("cloud");
+    const seen: string[] = [];
+    let closed: Promise<void> | undefined;
+    const sub = observer.subscribe(`$JS.API.STREAM.*.${stream}`, {
+      callback: (_, m) => {
+        const operation = m.subject.split(".")[3]!;
+        if (operation !== "DELETE" && operation !== "CREATE") return;
+        seen.push(operation);
+        if (operation === "DELETE") closed = closing.close();
+      },
+    });
+    await observer.flush();
+    await closing.linkSite("s1");
+    await eventually(async () => closed !== undefined, MIRROR_MS, "the new cloud process deletes the stuck mirror");
+    await closed;
+    // By then the mirror was made again (its creation reached the server before the close
+    // resolved: the observer's flush delivers whatever was sent before it), and nothing follows.
+    await observer.flush();
+    expect(seen).toEqual(["DELETE", "CREATE"]);
+    expect((await hubJsm.streams.info(stream)).config.mirror?.name).toBe(stream);
+    expect(await legacyIn()).toEqual([]);
+    sub.unsubscribe();
+  }, 60_000);
 });

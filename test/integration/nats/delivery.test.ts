@@ -4,6 +4,7 @@
  */
 import { headers as natsHeaders, createInbox } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { pino } from "pino";
 import { describe, expect, test } from "vitest";
 import {
   DeliveryLimitError,
@@ -24,6 +25,7 @@ import { deferred } from "../../../src/util/deferred.ts";
 import { LAYOUT_READY_KEY, TYPE_CATALOG_KEY, decodeMembers, memberListKeys } from "../../../src/exchange/nats/type-members.ts";
 import { MIRROR_SAFE_KEY } from "../../../src/exchange/nats/nats-registry.ts";
 import { spawnChildAgent } from "../../support/child-agent.ts";
+import { eventually } from "../../support/edge.ts";
 import { natsForFile, startTestNats } from "../../support/nats.ts";
 
 const shared = natsForFile();
@@ -171,9 +173,13 @@ describe("bad input on a mailbox subject", () => {
     expect(first?.header.get("Academy-Dead-Reason")).toBe("MALFORMED_MESSAGE");
     expect(first?.header.get("Academy-Original-Subject")).toBe(subject);
     expect(new TextDecoder().decode(first?.data)).toBe("{not cbor");
-    // Nothing is left in the mailbox.
-    const mailbox = await jsm.streams.info(layout.mailboxStream, { subjects_filter: subject });
-    expect(mailbox.state.subjects?.[subject] ?? 0).toBe(0);
+    // Nothing is left in the mailbox. The acknowledgements are sent without waiting for the server
+    // (the last rejection's term after its dead letter, the request's ack after its response): they
+    // can arrive after the answer, so wait for them.
+    await eventually(async () => {
+      const mailbox = await jsm.streams.info(layout.mailboxStream, { subjects_filter: subject });
+      return (mailbox.state.subjects?.[subject] ?? 0) === 0;
+    }, 10_000, "the mailbox empties");
   });
 
   test("hostile reply subjects and misaddressed requests are rejected, never followed", async () => {
@@ -301,18 +307,76 @@ describe("bad input on a mailbox subject", () => {
       expect(error).toBeInstanceOf(DeliveryLimitError);
       expect((error as DeliveryLimitError).deliveries).toBe(3);
       const jsm = await jetstreamManager(shared.nc);
-      // The mailbox answers the caller, then stores the dead letter (nats-mailbox.ts #reject): the
-      // answer can arrive first. Wait for the dead letter, up to 10 s.
-      let dead = await jsm.streams.info(natsLayout(options.prefix).deadLetterStream);
-      for (const until = Date.now() + 10_000; dead.state.messages === 0 && Date.now() < until; ) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        dead = await jsm.streams.info(natsLayout(options.prefix).deadLetterStream);
-      }
+      // The mailbox stores the dead letter before it answers (nats-mailbox.ts #rejectNow): it is
+      // there by the time the caller has the error.
+      const dead = await jsm.streams.info(natsLayout(options.prefix).deadLetterStream);
       expect(dead.state.messages).toBe(1);
       const stored = await jsm.streams.getMessage(natsLayout(options.prefix).deadLetterStream, { seq: dead.state.first_seq });
       expect(stored?.header.get("Academy-Dead-Reason")).toBe("DELIVERY_LIMIT");
     } finally {
       await reader.close();
     }
+  });
+
+  test("a rejected message whose dead letter cannot be stored is kept unanswered; once it can be, it is dead-lettered once, then answered", async () => {
+    // The failure to store is logged: that is the event the test waits for.
+    const storeFailed = deferred<void>();
+    const logger = pino({ level: "error" }, {
+      write: (line: string) => {
+        if ((JSON.parse(line) as { msg?: string }).msg === "could not dead-letter a rejected message; leaving it in the mailbox") storeFailed.resolve();
+      },
+    });
+    // The dead letter's publish gives up after 1 s; the kept message comes back 1 s after its nak.
+    const options = factoryOptions({ logger, retryWindowMs: 1_000, ackWaitMs: 1_000 });
+    await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory(options));
+    const handle = await manager.launch(Recorder);
+    const layout = natsLayout(options.prefix);
+    const subject = layout.mailboxSubject(handle.agentId.uid);
+    const jsm = await jetstreamManager(shared.nc);
+    // An operator deleted the dead-letter stream: nothing captures <p>.dlq.<uid> any more.
+    const { config } = await jsm.streams.info(layout.deadLetterStream);
+    await jsm.streams.delete(layout.deadLetterStream);
+
+    const inbox = createInbox();
+    const answers: Message[] = [];
+    const answered = deferred<void>();
+    const sub = shared.nc.subscribe(inbox, {
+      callback: (_, m) => {
+        answers.push(fromEnvelope(decodeValue(m.data)));
+        answered.resolve();
+      },
+    });
+    await shared.nc.flush();
+    const h = natsHeaders();
+    h.set("Academy-Reply-To", inbox);
+    const { seq } = await jetstream(shared.nc).publish(subject, new Uint8Array([0xff, 0x00, 0x13]), { msgID: "kept-1", headers: h });
+
+    await storeFailed.promise;
+    await shared.nc.flush();
+    expect(answers).toEqual([]);
+    const kept = await jsm.streams.info(layout.mailboxStream, { subjects_filter: subject });
+    expect(kept.state.subjects?.[subject]).toBe(1);
+
+    // Storing works again: the next delivery stores the dead letter, then answers.
+    await jsm.streams.add(config);
+    await answered.promise;
+    const dead = await jsm.streams.info(layout.deadLetterStream);
+    expect(dead.state.messages).toBe(1);
+    const stored = await jsm.streams.getMessage(layout.deadLetterStream, { seq: dead.state.first_seq });
+    expect(stored?.header.get("Academy-Dead-Reason")).toBe("MALFORMED_MESSAGE");
+    expect(stored?.header.get("Academy-Original-Seq")).toBe(String(seq));
+    // Its de-duplication key: a rejection repeated within the duplicate window is stored once.
+    expect(stored?.header.get("Nats-Msg-Id")).toBe(`dl:${seq}`);
+    expect(answers).toHaveLength(1);
+    expect(answers[0]).toMatchObject({ type: "error-response", tag: "kept-1" });
+    expect(fromFailure((answers[0] as ErrorResponse).error)).toBeInstanceOf(MalformedMessageError);
+    // Then it leaves the mailbox (term, after the answer), answered once.
+    await eventually(async () => {
+      const info = await jsm.streams.info(layout.mailboxStream, { subjects_filter: subject });
+      return (info.state.subjects?.[subject] ?? 0) === 0;
+    }, 10_000, "the rejected message leaves the mailbox");
+    await shared.nc.flush();
+    expect(answers).toHaveLength(1);
+    sub.unsubscribe();
   });
 });
