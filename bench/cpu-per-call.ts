@@ -5,8 +5,9 @@
  * and F2r, F1r (the same with result records; bench/lib/floors.ts), each with one
  * agent in this process, pipelined (64 calls in flight) and sequential, at 64 B and 1 KiB.
  * Rounds are interleaved path by path, so a noisy neighbour slows every path alike; each cell is
- * the median over the rounds. Next to this process's CPU it reports nats-server's CPU per call
- * and both processes' utilisation (% of one core) over the window: a pipelined path whose
+ * the median over the rounds. Next to this process's CPU it reports nats-server's CPU and
+ * messages in and out per call (its /varz counters, every client: the path's own traffic while it
+ * runs alone) and both processes' utilisation (% of one core) over the window: a pipelined path whose
  * process is well under 100% is bounded by something other than its own CPU.
  *
  * Prints a table and writes bench/results/cpu-per-call.json. `--only` and `--mode` narrow the run,
