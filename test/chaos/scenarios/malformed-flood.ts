@@ -158,6 +158,19 @@ async function streamMessages(nc: NatsConnection, stream: string, subject: strin
   return Object.values(info.state.subjects ?? {}).reduce((sum, n) => sum + n, 0);
 }
 
+/** What is left under `subject`, subject by subject, with the first message's headers of each. */
+async function stillInMailboxes(nc: NatsConnection, stream: string, subject: string): Promise<string> {
+  const jsm = await jetstreamManager(nc);
+  const info = await jsm.streams.info(stream, { subjects_filter: subject });
+  const left: string[] = [];
+  for (const [name, count] of Object.entries(info.state.subjects ?? {})) {
+    const first = await jsm.streams.getMessage(stream, { next_by_subj: name, seq: 0 } as never).catch(() => undefined);
+    const headers = first?.header === undefined ? "" : [...first.header.keys()].map((key) => `${key}=${first.header.get(key)}`).join(" ");
+    left.push(`${name}: ${count}, first seq ${first?.seq ?? "?"} [${headers}] ${first?.data.length ?? 0} B`);
+  }
+  return left.join("; ");
+}
+
 /** Wait until `check` holds, polling every 100 ms, at most `ms`. */
 async function until(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
   const deadline = Date.now() + ms;
@@ -273,7 +286,16 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
     await Promise.all(callers);
     const { peakRss, peakHeap } = memory.stop();
 
-    const leftInMailboxes = await streamMessages(nc, layout.mailboxStream, `${prefix}.mbox.*`);
+    // The callers' last requests are acknowledged once their responses are stored, without the
+    // caller waiting, and a rejection is terminated once its answer is out: settled within moments.
+    // A message that stays (poison, or a rejection never terminated) fails the run after 15 s.
+    let leftInMailboxes = 0;
+    await until(
+      async () => (leftInMailboxes = await streamMessages(nc, layout.mailboxStream, `${prefix}.mbox.*`)) === 0,
+      15_000,
+      "the mailboxes to empty",
+    ).catch(() => undefined);
+    const leftSubjects = leftInMailboxes === 0 ? "" : await stillInMailboxes(nc, layout.mailboxStream, `${prefix}.mbox.*`);
     const leftInLaunches = await streamMessages(nc, layout.launchStream, `${prefix}.launch.>`);
     const deadLetters = await streamMessages(nc, layout.deadLetterStream, `${prefix}.dlq.*`);
     const launchDeadLetters = await streamMessages(nc, layout.deadLetterStream, layout.poolDeadLetterSubject(POOL));
@@ -300,7 +322,7 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
     const { executedTwice, neverExecuted } = tally(counts, ids);
     const problems: string[] = [];
     if (failed > 0 || answered !== ids.length) problems.push(`${ids.length - answered} of ${ids.length} calls not answered (${failures.slice(0, 3).join("; ")})`);
-    if (leftInMailboxes !== 0) problems.push(`${leftInMailboxes} messages left in mailboxes`);
+    if (leftInMailboxes !== 0) problems.push(`${leftInMailboxes} messages left in mailboxes (${leftSubjects})`);
     if (leftInLaunches !== 0) problems.push(`${leftInLaunches} launch requests left in the queue`);
     if (laterAnswer !== "after-flood") problems.push("the host did not run a new agent after the flood");
     if (JSON.stringify(discovered) !== JSON.stringify(live)) problems.push(`discover returned ${discovered.length} agents, ${live.length} live`);
