@@ -238,6 +238,7 @@ describe("discover and status across sites", () => {
     }
     for (const id of [old.agentId, stuck.agentId, later.agentId]) await client.terminate(id);
   }, 180_000);
+
   test("a cloud process closed while it makes a stuck type index mirror again finishes making it before its close resolves: the mirror is not left deleted", async () => {
     const s1 = natsLayout("s1");
     const stream = `KV_${s1.typesBucket}`;
