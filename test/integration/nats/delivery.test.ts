@@ -167,6 +167,9 @@ describe("bad input on a mailbox subject", () => {
     // The agent still serves, and the unanswerable messages are on the dead-letter stream.
     expect(await handle.record("after")).toBe(1);
     const jsm = await jetstreamManager(shared.nc);
+    // The rejections run beside the agent's later deliveries: odd-2's dead letter may still be on
+    // its way when "after" is answered.
+    await eventually(async () => (await jsm.streams.info(layout.deadLetterStream)).state.messages >= 5, 10_000, "the five dead letters");
     const dead = await jsm.streams.info(layout.deadLetterStream);
     expect(dead.state.messages).toBe(5);
     const first = await jsm.streams.getMessage(layout.deadLetterStream, { seq: dead.state.first_seq });
@@ -212,6 +215,9 @@ describe("bad input on a mailbox subject", () => {
     const otherSubject = layout.mailboxSubject(other.agentId.uid);
     const mailbox = await jsm.streams.info(layout.mailboxStream, { subjects_filter: otherSubject });
     expect(mailbox.state.subjects?.[otherSubject] ?? 0).toBe(0);
+    // The rejections run beside the agent's later deliveries: h5's dead letter may still be on its
+    // way when "fine" is answered.
+    await eventually(async () => (await jsm.streams.info(layout.deadLetterStream)).state.messages >= 5, 10_000, "the five dead letters");
     const dead = await jsm.streams.info(layout.deadLetterStream);
     expect(dead.state.messages).toBe(5);
     const first = await jsm.streams.getMessage(layout.deadLetterStream, { seq: dead.state.first_seq });
