@@ -199,11 +199,17 @@ describe("runtime hosts", () => {
     expect(await hog.where()).toBe(busy.child.pid);
     const peer = await p.start();
     expect(await hog.with({ timeoutMs: 30_000 }).spin(FAST.hostTtlMs * 0.8, 5)).toBe(busy.child.pid);
-    // Give the peer a reaping check after the last spin.
-    await new Promise((resolve) => setTimeout(resolve, FAST.hostTtlMs));
-    const reapedBusy = peer.logs().some((l) => l.msg === "reaped a silent host; restarting its agents" && l.deadHost === busy.hostId);
-    const fenced = busy.logs().some((l) => l.msg === "host fenced; stopping its agents and rejoining the pool");
-    expect({ reapedBusy, fenced }).toEqual({ reapedBusy: reaped, fenced: reaped });
+    const reapedBusy = (): boolean => peer.logs().some((l) => l.msg === "reaped a silent host; restarting its agents" && l.deadHost === busy.hostId);
+    const fenced = (): boolean => busy.logs().some((l) => l.msg === "host fenced; stopping its agents and rejoining the pool");
+    if (reaped) {
+      // The peer's reaping check and the busy host's fencing come after the spins, when each gets
+      // to it: on a loaded machine that can be later than a fixed wait.
+      await eventually(async () => (reapedBusy() && fenced() ? true : undefined), 15_000, "the busy host reaped and fenced");
+    } else {
+      // Give the peer a reaping check after the last spin (the other case shows such a check finds it).
+      await new Promise((resolve) => setTimeout(resolve, FAST.hostTtlMs));
+    }
+    expect({ reapedBusy: reapedBusy(), fenced: fenced() }).toEqual({ reapedBusy: reaped, fenced: reaped });
     if (!reaped) expect(await hog.where()).toBe(busy.child.pid);
   });
 
@@ -215,7 +221,9 @@ describe("runtime hosts", () => {
     expect(new Set(await Promise.all([hog.where(), ...counters.map((c) => c.where())]))).toEqual(new Set([stuck.child.pid]));
     const other = await p.start();
     void hog.spin(FAST.hostTtlMs * 4, 1, stuck.child.pid).catch(() => undefined); // answered by nobody, or late
-    await new Promise((resolve) => setTimeout(resolve, FAST.hostTtlMs / 3)); // the stuck host is spinning
+    // The stuck host is spinning (printed as the spin starts; no sleep: on a loaded machine the
+    // request may not have reached the host yet, and the counters would answer from it).
+    await stuck.waitFor(/"msg":"loop hog spinning"/, 15_000);
     // These requests reach the stuck host. The thread stops vouching for the event loop after a
     // ttl: the other host restarts the agents and answers them. The stuck host, revived, never runs
     // them: its readers find their mailboxes taken over, and its lease has lapsed (actions held
@@ -251,7 +259,8 @@ describe("runtime hosts", () => {
     const staying = await p.start();
     // A request running when the drain starts is answered, not cancelled.
     const running = handles[0]!.slow(1_000);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Running, not only sent: a request still in the mailbox when the drain starts stays there.
+    await leaving.waitFor(/"msg":"slow action running"/);
     leaving.signal("SIGTERM");
     expect(await running).toBe(leaving.child.pid);
     expect(await leaving.exited).toBe(0);
@@ -271,7 +280,8 @@ describe("runtime hosts", () => {
     const [h] = await launchAll(p, 1);
     await h!.where();
     void h!.slow(30_000).catch(() => undefined);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Busy, not only sent: a host with nothing running drains at once and exits 0.
+    await host.waitFor(/"msg":"slow action running"/);
     host.signal("SIGTERM");
     await host.waitFor(/"msg":"draining"/);
     host.signal("SIGTERM");
@@ -284,7 +294,8 @@ describe("runtime hosts", () => {
     const [h] = await launchAll(p, 1);
     await h!.where();
     const slow = h!.slow(5_000);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Running, not only sent: a host with nothing running drains at once and exits 0.
+    await host.waitFor(/"msg":"slow action running"/);
     const signalled = performance.now();
     host.signal("SIGTERM");
     expect(await host.exited).toBe(1);
