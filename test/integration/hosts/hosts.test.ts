@@ -384,7 +384,15 @@ describe("runtime hosts", () => {
       msgID: "another-id",
     });
     await store.publishLaunch(placement);
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // Wait until the host has taken every request (a request is acknowledged just before its drop
+    // is logged), instead of a fixed second that a loaded machine can overrun.
+    const ctx = await p.factory.context();
+    const unsettled = async (): Promise<number> => {
+      const info = await ctx.jsm.consumers.info(ctx.layout.launchStream, ctx.layout.poolConsumer(p.pool));
+      return info.num_pending + info.num_ack_pending;
+    };
+    const dropped = (): number => host.logs().filter((l) => l.msg === "launch request is a duplicate or stale; dropped").length;
+    await eventually(async () => ((await unsettled()) === 0 && dropped() >= 1 ? true : undefined), 15_000, "the duplicate taken and dropped");
     expect(host.logs().filter((l) => l.msg === "agent starting")).toHaveLength(1);
     expect(host.logs().filter((l) => l.msg === "launch request is a duplicate or stale; dropped")).toHaveLength(1);
     const registration = { agentId: h!.agentId, agentType: { name: "PoolCounter", chain: ["PoolCounter", "Agent"] } };
@@ -416,6 +424,9 @@ describe("runtime hosts", () => {
     const host = await p.start({ name: "lister", capacity: 7 });
     const handles = await launchAll(p, 2);
     await Promise.all(handles.map((h) => h.where()));
+    // The load a host record shows is written with each heartbeat: wait for the one that counts both.
+    const backend = await NatsPoolBackend.for(await p.factory.context());
+    await eventually(async () => ((await backend.getHost(host.hostId))?.value.load === 2 ? true : undefined), 10_000, "a heartbeat with load 2");
     const base = ["--servers", shared.nats.url, "--prefix", p.prefix];
     const hostsJson = runCli(["hosts", ...base, "--json"]);
     expect(hostsJson.status).toBe(0);
