@@ -135,6 +135,9 @@ export function describeReminderConformance(name: string, target: () => Conforma
       const started = Date.now();
       await using scheduler = await ReminderScheduler.start(store, { lateMs: 100 });
       void scheduler;
+      // The scheduler knows the reminders once started, and plans their fires on its next timer
+      // turn: "now" for the misfire policy is about here, however long starting took.
+      const ready = Date.now();
       const caught = await firesAtLeast(catchUp!, "r", 8);
       // Every missed due time, from the first, then on time.
       expect(caught[0]).toBe(firstAt);
@@ -143,7 +146,7 @@ export function describeReminderConformance(name: string, target: () => Conforma
       // One fire for the latest missed due time, then on time.
       const latestMissed = firstAt + Math.floor((started - firstAt) / 200) * 200;
       expect(onceFires[0]).toBeGreaterThanOrEqual(latestMissed);
-      expect(onceFires[0]).toBeLessThanOrEqual(started + 200);
+      expect(onceFires[0]).toBeLessThanOrEqual(ready + 200);
       expectContiguous(onceFires, 200);
       const skipFires = await firesAtLeast(skip!, "r", 2);
       // None of the missed ones.
