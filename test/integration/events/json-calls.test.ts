@@ -4,7 +4,7 @@
  * action's own error), keyed agents by key, and the `$SRV` micro protocol.
  */
 import type { Msg } from "@nats-io/nats-core";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { Manager, NatsExchangeFactory, agentTypeInfo, keyedAgentId } from "../../../src/index.ts";
 import type { JsonCallService } from "../../../src/index.ts";
 import { NatsPoolBackend } from "../../../src/exchange/nats/nats-pool-backend.ts";
@@ -93,9 +93,13 @@ describe("JSON calls from a plain NATS client", () => {
     const sub = shared.nc.subscribe(`_INBOX.ping.${prefix}`, { callback: (_e, m) => void pings.push(m.json()) });
     shared.nc.publish("$SRV.PING", new Uint8Array(), { reply: `_INBOX.ping.${prefix}` });
     await shared.nc.flush();
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    const ours = () => pings.filter((p) => String(p.name).startsWith(`${prefix}-`));
+    // Wait for our two services' answers (a fixed 300 ms could end before a loaded machine sent
+    // them), then a little longer for any answer too many.
+    await vi.waitFor(() => expect(ours().length).toBeGreaterThanOrEqual(2), { timeout: 10_000, interval: 20 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
     sub.unsubscribe();
-    const mine = pings.filter((p) => String(p.name).startsWith(`${prefix}-`));
+    const mine = ours();
     expect(mine.map((p) => p.name).sort()).toEqual([`${prefix}-Counter`, `${prefix}-Troublemaker`]);
     expect(mine.every((p) => p.type === "io.nats.micro.v1.ping_response" && p.version === "1.2.3" && typeof p.id === "string")).toBe(true);
 
