@@ -84,7 +84,8 @@ describe("durable state on runtime hosts", () => {
 
     // The action sleeps 2 s before changing the state; its host freezes during the sleep.
     const slow = counter.slowIncrement(2_000);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Running, not only sent (a request frozen in the mailbox would never try the write).
+    await frozen.waitFor(/"msg":"slow increment running"/);
     frozen.signal("SIGSTOP");
     // Reaped and replaced: the other host loads the state (taking it over) and runs the request again.
     expect(await slow).toBe(2);
