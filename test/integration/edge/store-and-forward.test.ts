@@ -5,7 +5,7 @@
  * late answer goes nowhere else.
  */
 import { describe, expect, test } from "vitest";
-import { RequestTimeoutError } from "../../../src/index.ts";
+import { DEFAULT_CANCEL_WINDOW_MS, RequestTimeoutError } from "../../../src/index.ts";
 import type { Handle } from "../../../src/index.ts";
 import { CloudLedger, SiteLedger } from "../../fixtures/edge-agents.ts";
 import { eventually, linkedCloudAndSiteForFile } from "../../support/edge.ts";
@@ -110,9 +110,15 @@ describe("calls across sites through an outage", () => {
     await site.waitForLinkDown();
     const answersBefore = await stored("cloud", "cloud_in_s1");
     await expect(patient.getHandle(handle.agentId).with({ timeoutMs: 300 }).record("patient", 1)).rejects.toBeInstanceOf(RequestTimeoutError);
+    const goneSent = Date.now();
     await expect(gone.getHandle(handle.agentId).with({ timeoutMs: 300 }).record("gone", 1)).rejects.toBeInstanceOf(RequestTimeoutError);
     const goneId = gone.clientId;
     await gone.close();
+    // Late for sure: restore the link only once both deadlines (timeout plus the cancel window,
+    // stamped when each request was sent) have passed. The leaf reconnects within about a second
+    // of the restore, which alone need not outlast the later deadline.
+    const lateAt = goneSent + 300 + DEFAULT_CANCEL_WINDOW_MS + 200;
+    while (Date.now() <= lateAt) await new Promise((resolve) => setTimeout(resolve, lateAt - Date.now() + 1));
     site.restore();
     await site.waitForLink();
     // The same client's next call gets its own answer, not the late one.
