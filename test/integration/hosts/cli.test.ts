@@ -187,7 +187,7 @@ describe("academy commands on a pool", () => {
     // Terminated, or not there at all: exit 3.
     expect(runCli(["call", id, "get", ...base]).status).toBe(3);
     expect(runCli(["ping", "no-such-agent", ...base]).status).toBe(3);
-  });
+  }, 90_000); // 16 processes of the CLI, one after another: 8 s on a quiet machine
 
   test("two agents of one type: a type is ambiguous (exit 2), ids are not", () => {
     const a = json<{ agentId: string }>(["launch", "PoolCounter", "--pool", "workers", ...base]).agentId;
@@ -271,7 +271,7 @@ describe("academy commands on a pool", () => {
     expect(await client.status(new (await import("../../../src/index.ts")).AgentId(old))).toBe(MailboxStatus.Missing);
     await client.close();
     await factory.close();
-  });
+  }, 60_000); // 9 or more processes of the CLI, one after another: 7 s on a quiet machine
 });
 
 /** `runCli` with extra environment variables. */
