@@ -103,7 +103,7 @@ describe("durable state on runtime hosts", () => {
     expect(await counter.increment(1)).toBe(3);
   });
 
-  test("a reminder every 500 ms keeps firing through kill -9 of its agent's host: over 10 s no due time twice, none lost", async () => {
+  test("a reminder every 500 ms keeps firing through kill -9 of its agent's host: over 10 s no due time twice, none lost", { timeout: 60_000 }, async () => {
     await using p = await pool();
     const [a, b] = [await p.start(), await p.start()];
     const agent: Handle<Reminded> = await p.manager.launch(Reminded, { executor: "workers" });
