@@ -391,10 +391,16 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
     for (const { client } of callerFactories) await client.close();
     await manager.close();
     await host.drain();
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const deadLettered = await adminJsm.streams
-      .getMessage(layout.deadLetterStream, { last_by_subj: layout.deadLetterSubject(guarded.agentId.uid) })
-      .then((m) => m !== null, () => false);
+    // The rejection's dead letter is stored beside the agent's later work: wait for it (up to 10 s).
+    const deadLetterStored = (): Promise<boolean> =>
+      adminJsm.streams.getMessage(layout.deadLetterStream, { last_by_subj: layout.deadLetterSubject(guarded.agentId.uid) }).then(
+        (m) => m !== null,
+        () => false,
+      );
+    let deadLettered = await deadLetterStored();
+    for (const deadline = Date.now() + 10_000; !deadLettered && Date.now() < deadline; deadLettered = await deadLetterStored()) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
     if (!deadLettered) problems.push("the restricted user's malformed request was not dead-lettered");
     const violations = await nats.violations();
     const legitimate = violations.filter((v) => v.user !== "mallory");
