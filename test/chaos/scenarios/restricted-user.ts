@@ -172,11 +172,14 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
       }),
     );
     const victim = callerFactories[0]!.client;
-    await victim.discover(Guarded);
+    // Both callers' views watch the registry from here on: every watch the check below counts is
+    // one that was deleted and must be made again (a view started later would make a new consumer
+    // that passes for a remade one).
+    for (const { client } of callerFactories) await client.discover(Guarded);
 
-    // An operator deletes the consumers of the caller's registry watches; they are made again when
-    // the watches miss two heartbeats (30 s apart), and the old consumer is deleted first (nats.js
-    // deletes it whether or not it exists). Waited for at the end.
+    // An operator deletes the consumers of the callers' registry watches; they are made again when
+    // the watches miss their heartbeats (about 90 s after the deletion here), and the old consumer
+    // is deleted first (nats.js deletes it whether or not it exists). Waited for at the end.
     const admin = await connect(nats.users["admin"]!.connectionOptions);
     closers.push(() => admin.close());
     const adminJsm = await jetstreamManager(admin);
@@ -188,9 +191,9 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
       }
       return found;
     };
-    // The caller's view starts its watches in the background: wait until their consumers exist.
+    // The callers' views start their watches in the background: wait until both consumers exist.
     let before = await watchers();
-    for (const deadline = Date.now() + 15_000; before.length === 0 && Date.now() < deadline; before = await watchers()) {
+    for (const deadline = Date.now() + 15_000; before.length < callerFactories.length && Date.now() < deadline; before = await watchers()) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     for (const name of before) await adminJsm.consumers.delete(`KV_${layout.registryBucket}`, name);
@@ -199,7 +202,7 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
       const deadline = Date.now() + 120_000;
       while (Date.now() < deadline) {
         after = await watchers();
-        if (before.length > 0 && after.length >= before.length && !after.some((name) => before.includes(name))) return true;
+        if (before.length >= callerFactories.length && after.length >= before.length && !after.some((name) => before.includes(name))) return true;
         await new Promise((resolve) => setTimeout(resolve, 500));
       }
       return false;
