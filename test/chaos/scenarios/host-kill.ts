@@ -83,9 +83,22 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
     await Promise.all(Array.from({ length: QUICK_CALLS }, (_, i) => call(agents[i % AGENTS]!, 0)));
     // Long calls; kill the first host once every agent has started one.
     const long = Promise.all(agents.flatMap((agent) => Array.from({ length: LONG_PER_AGENT }, () => call(agent, longMs))));
-    await until(() => new Set(first.lines.filter((l) => l.startsWith("LONG-START ")).map((l) => l.split(" ")[1])).size >= AGENTS, 30_000, "the long actions to start");
+    let firstStartSeenAt: number | undefined;
+    await until(
+      () => {
+        const startedBy = new Set(first.lines.filter((l) => l.startsWith("LONG-START ")).map((l) => l.split(" ")[1]));
+        if (startedBy.size > 0) firstStartSeenAt ??= Date.now();
+        return startedBy.size >= AGENTS;
+      },
+      30_000,
+      "the long actions to start",
+    );
     const started = first.lines.filter((l) => l.startsWith("LONG-START ")).length;
-    await new Promise((resolve) => setTimeout(resolve, longMs / 2));
+    // Kill in the middle of the earliest long action, half of it after it was seen to start (at once
+    // if that is past): timed from the last agent's start instead, an action that began over half
+    // its length before the last one (a loaded machine spreads them) would end on the first host
+    // before the kill, answered there, and fail the run.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, firstStartSeenAt! + longMs / 2 - Date.now())));
     const killedAt = Date.now();
     await first.kill();
     ctx.log(`killed the first host (pid ${firstPid}) with ${started} long actions started on it`);

@@ -287,16 +287,23 @@ async function run(ctx: ChaosContext): Promise<ChaosResult> {
     const { peakRss, peakHeap } = memory.stop();
 
     // The callers' last requests are acknowledged once their responses are stored, without the
-    // caller waiting, and a rejection is terminated once its answer is out: settled within moments.
-    // A message that stays (poison, or a rejection never terminated) fails the run after 15 s.
+    // caller waiting, and a rejection is terminated once its answer is out; a rejected launch
+    // request is acknowledged after its dead letter is stored (and, when it names an agent, after
+    // its placement and mailbox are settled): all settled within moments of the dead letters being
+    // counted, not at once. A message that stays (poison, or a rejection never terminated or
+    // acknowledged) fails the run after 15 s.
     let leftInMailboxes = 0;
+    let leftInLaunches = 0;
     await until(
-      async () => (leftInMailboxes = await streamMessages(nc, layout.mailboxStream, `${prefix}.mbox.*`)) === 0,
+      async () => {
+        leftInMailboxes = await streamMessages(nc, layout.mailboxStream, `${prefix}.mbox.*`);
+        leftInLaunches = await streamMessages(nc, layout.launchStream, `${prefix}.launch.>`);
+        return leftInMailboxes === 0 && leftInLaunches === 0;
+      },
       15_000,
-      "the mailboxes to empty",
+      "the mailboxes and the launch queue to empty",
     ).catch(() => undefined);
     const leftSubjects = leftInMailboxes === 0 ? "" : await stillInMailboxes(nc, layout.mailboxStream, `${prefix}.mbox.*`);
-    const leftInLaunches = await streamMessages(nc, layout.launchStream, `${prefix}.launch.>`);
     const deadLetters = await streamMessages(nc, layout.deadLetterStream, `${prefix}.dlq.*`);
     const launchDeadLetters = await streamMessages(nc, layout.deadLetterStream, layout.poolDeadLetterSubject(POOL));
 
