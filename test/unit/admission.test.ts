@@ -65,7 +65,9 @@ describe("admission of actions", () => {
       return asked === 1 ? gate.promise : true;
     });
     const answer = user.getHandle(registration.agentId).work("a");
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The request reached the admission, which holds it: the action has not run.
+    await expect.poll(() => asked, { timeout: 5_000 }).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
     expect(run.agent.ran).toEqual([]);
     gate.resolve(true);
     expect(await answer).toBe("a by first");
@@ -76,9 +78,14 @@ describe("admission of actions", () => {
   test("an action refused by its admission never runs there: the agent's next run answers it", async () => {
     const { factory, user, registration } = await setUp();
     const gate = deferred();
-    const zombie = start(factory, registration, "old run", () => gate.promise);
+    let asked = 0;
+    const zombie = start(factory, registration, "old run", () => {
+      asked += 1;
+      return gate.promise;
+    });
     const answer = user.getHandle(registration.agentId).work("a");
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The old run got the request and asks its admission, which then refuses it.
+    await expect.poll(() => asked, { timeout: 5_000 }).toBe(1);
     gate.resolve(false);
     await new Promise((resolve) => setTimeout(resolve, 50));
     await zombie.stop();

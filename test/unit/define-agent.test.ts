@@ -16,8 +16,8 @@ describe("defineAgent", () => {
     expect(description.description ?? "").toMatch(/^Greets/);
     expect(description.actions).toContainEqual({ name: "greet", description: "Say hello", parameters: "name" });
     await greeter.action("poke");
-    await expect.poll(async () => ((await greeter.action("stats")) as { ticks: number; woken: number }).woken).toBe(1);
-    await expect.poll(async () => ((await greeter.action("stats")) as { ticks: number }).ticks).toBeGreaterThan(1);
+    await expect.poll(async () => ((await greeter.action("stats")) as { ticks: number; woken: number }).woken, { timeout: 10_000 }).toBe(1);
+    await expect.poll(async () => ((await greeter.action("stats")) as { ticks: number }).ticks, { timeout: 10_000 }).toBeGreaterThan(1);
     await manager.shutdown(greeter);
   });
 

@@ -36,6 +36,10 @@ afterAll(async () => {
 
 const uids = (ids: readonly AgentId[]): string[] => ids.map((id) => id.uid).sort();
 
+// How long a mirror may take to deliver a change (after the link returns, too): a second or so on
+// a quiet machine, more on 2 cores loaded by the full suite.
+const MIRROR_MS = 30_000;
+
 describe("handles across sites", () => {
   test("a handle passed from the cloud to a site agent, or back, is called on its own site", async () => {
     const [cloudManager, s1Manager] = managers as [Manager, Manager, Manager];
@@ -72,7 +76,7 @@ describe("discover and status across sites", () => {
     const everywhere = await eventually(async () => {
       const found = await client.discover(Ledger, { sites: "all" });
       return found.length === all.length ? found : undefined;
-    }, 10_000, "every ledger discovered");
+    }, MIRROR_MS, "every ledger discovered");
     expect(uids(everywhere)).toEqual(all);
     expect(new Map(everywhere.map((id) => [id.uid, id.site]))).toEqual(
       new Map([[a, "s1"], [b, "s1"], [c, "s2"], [d, "s2"], [e, "cloud"]].map(([h, site]) => [(h as typeof a).agentId.uid, site as string])),
@@ -88,15 +92,11 @@ describe("discover and status across sites", () => {
     const fromSite = await eventually(async () => {
       const ids = await s1Manager.exchangeClient.discover(CloudLedger, { sites: ["cloud"] });
       return ids.length === 1 ? ids : undefined;
-    }, 10_000, "s1 discovers the cloud's ledger");
+    }, MIRROR_MS, "s1 discovers the cloud's ledger");
     expect(fromSite[0]!.uid).toBe(e.agentId.uid);
     for (const h of [a, b, c, d]) await (h.agentId.site === "s1" ? s1Manager : s2Manager).shutdown(h, { blocking: true });
     await cloudManager.shutdown(e, { blocking: true });
   }, 60_000);
-
-  // How long the registry's mirror may take to deliver a change after the link returns: a second or
-  // so on a quiet machine, more on 2 cores loaded by the full suite.
-  const MIRROR_MS = 30_000;
 
   test("an agent terminated at a site while it was offline shows terminated in the cloud after the link returns", async () => {
     const [cloudManager, s1Manager] = managers as [Manager, Manager, Manager];

@@ -94,8 +94,10 @@ describe("sites that cannot be used", () => {
   test("a site first started with its uplink down works on its own and links to the cloud once the uplink returns, creating its link with 2.9 fields only", async () => {
     // Every JetStream create request either server gets from now on, as sent.
     const creates: Array<{ subject: string; body: Record<string, unknown> }> = [];
+    const observers: Array<Awaited<ReturnType<typeof world.connection>>> = [];
     for (const server of ["cloud", "s2"] as const) {
       const nc = await world.connection(server);
+      observers.push(nc);
       for (const subject of ["$JS.API.STREAM.CREATE.>", "$JS.API.CONSUMER.>"]) {
         nc.subscribe(subject, {
           callback: (_error, msg) => {
@@ -126,6 +128,9 @@ describe("sites that cannot be used", () => {
     const toCloud = s2Manager.exchangeClient.getHandle(cloudLedger.agentId);
     expect(await toCloud.record("s2", 7)).toBe(7);
     expect(await cloud2.exchangeClient.getHandle(local.agentId).record("cloud", 8)).toBe(8);
+    // Every request a server got before now has reached this process: each observer's copy was
+    // sent before the server answered the request, so before the answer to this flush.
+    for (const nc of observers) await nc.flush();
     // Outboxes, inboxes, KV mirrors and relay consumers of both links were created, with nothing
     // a 2.9 server would drop silently (an unfiltered consumer on a work queue is the worst case).
     const streamsMade = creates.filter((c) => c.subject.startsWith("$JS.API.STREAM.CREATE.")).map((c) => c.subject.split(".").pop());

@@ -88,6 +88,11 @@ async function results<T>(subject: string): Promise<T[]> {
   return found;
 }
 
+/** The keys whose agents a host's routers launched, from its log. */
+function launchedBy(h: HostProcess): string[] {
+  return h.logs().filter((l) => l.msg === "launched keyed agent").map((l) => l.key as string);
+}
+
 function assertOrderedPerKey(rows: Array<{ key: string; n: number }>): void {
   const last = new Map<string, number>();
   for (const row of rows) {
@@ -197,9 +202,11 @@ test("keyed routing: 100 keys launch 100 agents on demand on a pool of 2 hosts w
     };
     await publishAll(half(0, 5));
     expect(await waitForResults("results.sensors", 500, 90_000)).toBe(500);
-    // Both routers launched agents, and together exactly one per key.
-    const launched = [a, b].map((h) => h.logs().filter((l) => l.msg === "launched keyed agent").map((l) => l.key as string));
-    expect(launched.flat().sort()).toEqual([...keys].sort());
+    // Both routers launched agents, and together exactly one per key. A router logs a launch after
+    // the launch is published, so the agent it launched may have handled its events before the log
+    // line reaches this process: wait for the lines, then compare.
+    await expect.poll(() => [a, b].flatMap(launchedBy).sort(), { timeout: 20_000 }).toEqual([...keys].sort());
+    const launched = [a, b].map(launchedBy);
     expect(launched.every((list) => list.length > 0)).toBe(true);
 
     await a.kill();
@@ -252,10 +259,11 @@ test("keyed routing by a payload field: each account's events copied to its agen
       expect(mine[0]!.subject).toBe(`payments.region${k % 3}`);
     }
     expect(new Set(rows.map((r) => r.seq)).size).toBe(100);
-    const launched = [a, b].flatMap((h) => h.logs().filter((l) => l.msg === "launched keyed agent").map((l) => l.key as string));
-    expect(launched.sort()).toEqual([...accounts].sort());
-    const letters = await (await (manager.exchangeFactory as NatsExchangeFactory).deadLetters()).list({ kind: "event" });
-    expect(letters.map((l) => l.reason)).toEqual(["MALFORMED_MESSAGE"]);
+    await expect.poll(() => [a, b].flatMap(launchedBy).sort(), { timeout: 20_000 }).toEqual([...accounts].sort());
+    // The routers share one consumer: the router that took the event without an account writes its
+    // dead letter on its own time, possibly after the other router copied every other event.
+    const letters = await (manager.exchangeFactory as NatsExchangeFactory).deadLetters();
+    await expect.poll(async () => (await letters.list({ kind: "event" })).map((l) => l.reason), { timeout: 20_000 }).toEqual(["MALFORMED_MESSAGE"]);
   } finally {
     await manager.close().catch(() => undefined);
   }

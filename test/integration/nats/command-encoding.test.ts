@@ -43,8 +43,8 @@ describe("command encoding", () => {
     nc.publish("enc.both", new Uint8Array([6]), { headers: h, reply: "enc-inbox.2" });
     nc.publish("enc.ütf", new Uint8Array([7]));
     await nc.flush();
-    await expect.poll(() => fromObserver.length).toBe(5);
-    await expect.poll(() => seen.length).toBe(5);
+    await expect.poll(() => fromObserver.length, { timeout: 10_000 }).toBe(5);
+    await expect.poll(() => seen.length, { timeout: 10_000 }).toBe(5);
 
     for (const got of [seen, fromObserver]) {
       expect(got.map((m) => [m.subject, [...m.data], m.reply ?? ""])).toEqual([
@@ -64,7 +64,7 @@ describe("command encoding", () => {
     await nc.flush();
     nc.publish("enc.after", new Uint8Array([8]));
     await nc.flush();
-    await expect.poll(() => fromObserver.length).toBe(6);
+    await expect.poll(() => fromObserver.length, { timeout: 10_000 }).toBe(6);
     expect(seen).toHaveLength(5);
     observed.unsubscribe();
     await nc.close();

@@ -150,17 +150,17 @@ describe("NATS: which deliveries read their result record", () => {
     };
     await freshCaughtUp();
     // Past the stream's duplicate window the same message id is stored again (not a duplicate),
-    // with a sequence above everything the reader has seen: only the mark tells it apart.
-    await new Promise((resolve) => setTimeout(resolve, 600));
-    expect((await republish(true)).duplicate).toBe(false);
+    // with a sequence above everything the reader has seen: only the mark tells it apart. The
+    // server forgets ids on a timer of its own: publish until it stores one (one inside the window
+    // is dropped as a duplicate, and nothing reaches the agent).
+    await until(async () => !(await republish(true)).duplicate);
     await until(() => (responses.get(key)?.length ?? 0) === 2);
     expect(responses.get(key)).toEqual([`${key}:1`, `${key}:1`]);
     expect(executions.get(key)).toBe(1);
     // The same re-publication without the mark is, to a caught-up reader, a new request (what a
     // foreign caller that retries without the mark gets): the mark is what protects it.
     await freshCaughtUp();
-    await new Promise((resolve) => setTimeout(resolve, 600));
-    expect((await republish(false)).duplicate).toBe(false);
+    await until(async () => !(await republish(false)).duplicate);
     await until(() => (responses.get(key)?.length ?? 0) === 3);
     expect(executions.get(key)).toBe(2);
   });
@@ -178,8 +178,16 @@ describe("NATS: which deliveries read their result record", () => {
     const config = (await ctx.jsm.streams.info(stream)).config;
     await ctx.jsm.streams.delete(stream);
     const tag = `retried${++counter}`;
+    // The stream comes back once the first attempt has failed: when the second one is published.
+    let attempts = 0;
+    const publish = ctx.nc.publish.bind(ctx.nc);
+    ctx.nc.publish = (to, ...rest) => {
+      if (to === subject) attempts++;
+      publish(to, ...rest);
+    };
     const sent = ctx.send(request(tag));
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await until(() => attempts >= 2);
+    ctx.nc.publish = publish;
     await ctx.jsm.streams.add(config);
     await sent;
     const message = await stored();

@@ -172,7 +172,7 @@ describe("NATS streams across faults and executors", () => {
       taken.push(item);
       if (taken.length === 5) break;
     }
-    await expect.poll(async () => ((await streamer.record()) as { events: string[] }).events.at(-1)).toBe("finally");
+    await expect.poll(async () => ((await streamer.record()) as { events: string[] }).events.at(-1), { timeout: 15_000 }).toBe("finally");
   });
 
   test("a stream from an agent on a runtime host (host-pool executor)", async () => {
@@ -194,7 +194,7 @@ describe("NATS streams across faults and executors", () => {
         if (taken.length === 5) break;
       }
       expect(taken).toEqual([0, 1, 2, 3, 4]);
-      await expect.poll(async () => ((await streamer.record()) as { events: string[] }).events.at(-1)).toBe("finally");
+      await expect.poll(async () => ((await streamer.record()) as { events: string[] }).events.at(-1), { timeout: 15_000 }).toBe("finally");
       await manager.shutdown(streamer);
     } finally {
       await Promise.all(hosts.map((h) => h.kill()));

@@ -58,7 +58,7 @@ describe("write batching", () => {
     expect(batched).toBe(1);
     expect(unbatched).toBeGreaterThanOrEqual(20);
     await observer().flush();
-    await expect.poll(() => received.length).toBe(1000);
+    await expect.poll(() => received.length, { timeout: 10_000 }).toBe(1000);
     expect(received).toEqual(Array.from({ length: 1000 }, (_, i) => i));
     sub.unsubscribe();
     await nc.close();
@@ -73,7 +73,7 @@ describe("write batching", () => {
     batchWrites(nc);
     for (let i = 0; i < 10; i++) nc.publish("batch.close", new Uint8Array([i]));
     await nc.close();
-    await expect.poll(() => received.length).toBe(10);
+    await expect.poll(() => received.length, { timeout: 10_000 }).toBe(10);
     expect(received).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     sub.unsubscribe();
   });
@@ -102,7 +102,7 @@ describe("write batching", () => {
         await new Promise((resolve) => setImmediate(resolve));
       });
       expect(writes).toBe(1);
-      await expect.poll(() => received.length).toBe(5);
+      await expect.poll(() => received.length, { timeout: 10_000 }).toBe(5);
       await watcher.close();
       await nc.close();
     } finally {

@@ -107,8 +107,8 @@ describe("startTcpProxy", () => {
     const heldClosed = new Promise<void>((resolve) => held.on("close", () => resolve()));
     held.on("error", () => undefined);
     await new Promise((resolve) => held.on("connect", resolve));
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(proxy.connections).toBe(1);
+    // The proxy counts the connection when its server accepts it, in a turn of its own.
+    await expect.poll(() => proxy.connections, { timeout: 5_000 }).toBe(1);
     proxy.cut();
     await heldClosed;
     expect(proxy.isOpen).toBe(false);
