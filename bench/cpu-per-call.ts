@@ -1,9 +1,9 @@
 /**
- * `npm run bench:cpu -- [--rounds 5] [--window-ms 2000] [--only exchange,norecords,core,f2r,f2,f1r,f1] [--mode pipelined,sequential] [--sizes 64,1024]`:
+ * `npm run bench:cpu -- [--rounds 5] [--window-ms 2000] [--only exchange,norecords,core,f2r,f2,f1r,f1] [--mode pipelined,sequential] [--sizes 64,1024] [--in-flight 64]`:
  * this process's CPU per call and calls per second for the exchange (durable replies, and
  * `replies: "core"`, and durable replies without result records) and the JetStream floors F2, F1
  * and F2r, F1r (the same with result records; bench/lib/floors.ts), each with one
- * agent in this process, pipelined (64 calls in flight) and sequential, at 64 B and 1 KiB.
+ * agent in this process, pipelined (64 calls in flight, or `--in-flight`) and sequential, at 64 B and 1 KiB.
  * Rounds are interleaved path by path, so a noisy neighbour slows every path alike; each cell is
  * the median over the rounds. Next to this process's CPU it reports nats-server's CPU and
  * messages in and out per call (its /varz counters, every client: the path's own traffic while it
@@ -30,8 +30,6 @@ const PATHS = ["exchange", "norecords", "core", "f2r", "f2", "f1r", "f1"] as con
 type PathName = (typeof PATHS)[number];
 const MODES = ["pipelined", "sequential"] as const;
 type Mode = (typeof MODES)[number];
-/** Calls in flight to the one agent in the pipelined mode, as scenario 2's first shape. */
-const IN_FLIGHT = 64;
 
 const { values } = parseArgs({
   options: {
@@ -41,8 +39,14 @@ const { values } = parseArgs({
     mode: { type: "string" },
     sizes: { type: "string", default: "64,1024" },
     out: { type: "string" },
+    // Calls in flight to the one agent in the pipelined mode: 64, as scenario 2's first shape. Fewer
+    // run a floor at a lower rate, to compare the server's CPU per call with the exchange's at the
+    // same rate.
+    "in-flight": { type: "string", default: "64" },
   },
 });
+const IN_FLIGHT = Number(values["in-flight"]);
+if (!Number.isInteger(IN_FLIGHT) || IN_FLIGHT < 1) throw new Error(`--in-flight must be a positive integer, not ${values["in-flight"]}`);
 const rounds = Number(values.rounds);
 const windowMs = Number(values["window-ms"]);
 const list = <T extends string>(value: string | undefined, all: readonly T[]): T[] => {
