@@ -13,7 +13,7 @@
  * Prints a table and writes bench/results/cpu-per-call.json. `--only` and `--mode` narrow the run,
  * e.g. to profile one path: `node --import tsx --cpu-prof bench/cpu-per-call.ts --only exchange --mode pipelined`.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -69,6 +69,9 @@ interface Window {
   /** Messages into and out of nats-server over the window (its /varz counters, all clients). */
   serverMsgsIn: number;
   serverMsgsOut: number;
+  /** This process's read and write system calls over the window (socket reads and writes, mostly). */
+  reads: number;
+  writes: number;
 }
 
 /** nats-server's message counters (monitoring endpoint). */
@@ -77,12 +80,24 @@ async function serverMessages(monitorPort: number): Promise<{ in: number; out: n
   return { in: varz.in_msgs, out: varz.out_msgs };
 }
 
+/** This process's read and write system calls so far (Linux's /proc/self/io; NaN elsewhere). */
+function syscalls(): { reads: number; writes: number } {
+  try {
+    const io = readFileSync("/proc/self/io", "utf8");
+    const field = (name: string): number => Number(new RegExp(`^${name}: (\\d+)$`, "m").exec(io)?.[1] ?? Number.NaN);
+    return { reads: field("syscr"), writes: field("syscw") };
+  } catch {
+    return { reads: Number.NaN, writes: Number.NaN };
+  }
+}
+
 /** Run `callers` loops calling `call()` back to back for `ms`, measuring CPU around the window. */
 async function window(callers: number, ms: number, serverPid: number, call: () => Promise<unknown>): Promise<Window> {
   let calls = 0;
   const msgsBefore = await serverMessages(monitorPort);
   const serverBefore = cpuTimeMs(serverPid);
   const cpuBefore = process.cpuUsage();
+  const ioBefore = syscalls();
   const start = performance.now();
   const deadline = start + ms;
   await Promise.all(
@@ -95,9 +110,16 @@ async function window(callers: number, ms: number, serverPid: number, call: () =
   );
   const wallMs = performance.now() - start;
   const cpu = process.cpuUsage(cpuBefore);
+  const ioAfter = syscalls();
   const serverMs = cpuTimeMs(serverPid) - serverBefore;
   const msgsAfter = await serverMessages(monitorPort);
-  return { calls, wallMs, userUs: cpu.user, systemUs: cpu.system, serverMs, serverMsgsIn: msgsAfter.in - msgsBefore.in, serverMsgsOut: msgsAfter.out - msgsBefore.out };
+  return {
+    calls,
+    wallMs,
+    userUs: cpu.user, systemUs: cpu.system, serverMs, serverMsgsIn: msgsAfter.in - msgsBefore.in, serverMsgsOut: msgsAfter.out - msgsBefore.out,
+    reads: ioAfter.reads - ioBefore.reads,
+    writes: ioAfter.writes - ioBefore.writes,
+  };
 }
 
 function median(values: readonly number[]): number {
@@ -117,6 +139,9 @@ interface Cell {
   /** Messages nats-server received and sent per call (every client of the window, the path's). */
   serverMsgsInPerCall: number;
   serverMsgsOutPerCall: number;
+  /** This process's read and write system calls per call. */
+  readsPerCall: number;
+  writesPerCall: number;
   /** % of one core over the window. */
   processUtilisation: number;
   serverUtilisation: number;
@@ -174,6 +199,8 @@ try {
           serverCpuUsPerCall: median(ws.map((w) => (w.serverMs * 1000) / w.calls)),
           serverMsgsInPerCall: median(ws.map((w) => w.serverMsgsIn / w.calls)),
           serverMsgsOutPerCall: median(ws.map((w) => w.serverMsgsOut / w.calls)),
+          readsPerCall: median(ws.map((w) => w.reads / w.calls)),
+          writesPerCall: median(ws.map((w) => w.writes / w.calls)),
           processUtilisation: median(ws.map((w) => (100 * (w.userUs + w.systemUs)) / 1000 / w.wallMs)),
           serverUtilisation: median(ws.map((w) => (100 * w.serverMs) / w.wallMs)),
           windows: ws,
@@ -190,7 +217,7 @@ try {
 }
 const loadEnd = loadavg();
 
-const headers = ["mode", "payload", "path", "calls/s", "CPU µs/call", "of it system", "vs floor", "server µs/call", "server msgs in/out per call", "process % core", "server % core"];
+const headers = ["mode", "payload", "path", "calls/s", "CPU µs/call", "of it system", "vs floor", "server µs/call", "server msgs in/out per call", "reads/writes per call", "process % core", "server % core"];
 // Each path against the floor with the same stored messages (records or not).
 const floorOf: Record<PathName, PathName> = { exchange: "f2r", norecords: "f2", core: "f1r", f2r: "f2r", f2: "f2", f1r: "f1r", f1: "f1" };
 const rows = cells.map((c) => {
@@ -205,6 +232,7 @@ const rows = cells.map((c) => {
     floor === undefined || floor === c ? "-" : ratio(c.cpuUsPerCall / floor.cpuUsPerCall),
     c.serverCpuUsPerCall.toFixed(1),
     `${c.serverMsgsInPerCall.toFixed(2)} / ${c.serverMsgsOutPerCall.toFixed(2)}`,
+    `${c.readsPerCall.toFixed(2)} / ${c.writesPerCall.toFixed(2)}`,
     c.processUtilisation.toFixed(0),
     c.serverUtilisation.toFixed(0),
   ];
