@@ -97,7 +97,7 @@ interface InFlightAction {
   /** The action's method has returned or thrown. */
   finished: boolean;
   /** The response being sent (and recorded) and the delivery settled, once answering began. */
-  answering: Promise<void> | undefined;
+  answering: Promise<unknown> | undefined;
   done: Promise<void>;
   /** A streaming action's pump, once its generator runs. */
   pump: StreamPump | undefined;
@@ -522,17 +522,18 @@ export class RequestDispatcher {
    * Respond once, then acknowledge. `inState`: the request is recorded in the agent's state record
    * already, which stands for its result record.
    */
-  #answer(entry: InFlightAction, body: ResponseBody, inState = false): Promise<void> {
+  #answer(entry: InFlightAction, body: ResponseBody, inState = false): Promise<unknown> {
     if (entry.answered) return SETTLED;
     entry.answered = true;
     return (entry.answering = this.#respond(entry, body, inState));
   }
 
-  #respond(entry: InFlightAction, body: ResponseBody, inState: boolean): Promise<void> {
-    // Not async (one promise fewer per action): `answer` never throws nor rejects.
+  #respond(entry: InFlightAction, body: ResponseBody, inState: boolean): Promise<boolean> {
+    // Not async, and no `.then()` (the bookkeeping runs in `answer`'s `settled`): `answer` never
+    // throws nor rejects.
     const results = this.#results;
     const record = entry.once && !inState ? () => results!.record(this.#options.agentId.uid, entry.request, body) : undefined;
-    return this.#responder.answer(entry.request, body, entry.delivery, entry.duplicates, record).then((acked) => {
+    return this.#responder.answer(entry.request, body, entry.delivery, entry.duplicates, record, (acked) => {
       this.#inFlight.delete(entry.request.tag);
       if (acked) this.#answered.add(entry.request.tag);
     });

@@ -40,6 +40,7 @@ export class Responder {
    * Answer `request` with `body`, then acknowledge `delivery` and any `duplicates` (redeliveries of
    * the same request), or hand them back when the exchange was unreachable. With `record`, the
    * result record is written at the same time, and the deliveries are settled once both are done.
+   * `settled`, if given, is called with the outcome just before the promise resolves.
    * @returns true when acknowledged (the response went out or can never go out), false when handed back.
    */
   answer(
@@ -48,46 +49,39 @@ export class Responder {
     delivery: RequestDelivery,
     duplicates?: readonly RequestDelivery[],
     record?: () => Promise<unknown>,
+    settled?: (acked: boolean) => void,
   ): Promise<boolean> {
     // The record is written concurrently with the response: off the caller's critical path, and
     // stored before the acknowledgement (a failed response is handed back, and its redelivery is
-    // answered from the record). Not async, and no Promise.all: neither promise rejects (both
-    // turn failures into values), so waiting for one then the other is the same join with two
-    // promises fewer per answer.
-    const responded = this.#respond(request, body);
-    if (record === undefined) return responded.then((delivered) => this.#settle(delivered, delivery, duplicates));
-    const recorded = this.#record(request, record);
-    return responded.then((delivered) => recorded.then(() => this.#settle(delivered, delivery, duplicates)));
-  }
-
-  /** Acknowledge the deliveries once the response is out, or hand them back; returns whether acknowledged. */
-  #settle(delivered: boolean, delivery: RequestDelivery, duplicates: readonly RequestDelivery[] | undefined): boolean {
-    if (!delivered) {
-      delivery.nak(RESPONSE_RETRY_DELAY_MS);
-      if (duplicates !== undefined) for (const duplicate of duplicates) duplicate.nak(RESPONSE_RETRY_DELAY_MS);
-      return false;
-    }
-    delivery.ack();
-    if (duplicates !== undefined) for (const duplicate of duplicates) duplicate.ack();
-    return true;
+    // answered from the record). One join and three promises per answer (the send's observer, the
+    // record's observer, the answer's own), not a promise per step.
+    return new Promise<boolean>((resolve) => {
+      const join = new AnswerJoin(this.#logger, delivery, duplicates, record === undefined ? 1 : 2, settled, resolve);
+      this.#respond(request, body, join);
+      if (record !== undefined) this.#record(request, record, join);
+    });
   }
 
   /**
-   * Publish a response. Results too large or not encodable are replaced by the error.
-   * @returns false when the exchange was unreachable (the request should be delivered again);
-   * true when the response went out or can never go out (then it is logged and dropped).
+   * Publish a response, and tell `join` whether it went out. Results too large or not encodable
+   * are replaced by the error. Not delivered (false) when the exchange was unreachable (the
+   * request should be delivered again); delivered (true) when the response went out or can never
+   * go out (then it is logged and dropped).
    */
-  #respond(request: RequestMessage, body: ResponseBody): Promise<boolean> {
-    // Not async: the common case is one promise (the send's, then `true`); never rejects.
+  #respond(request: RequestMessage, body: ResponseBody, join: AnswerJoin): void {
     let sent: Promise<void>;
     try {
       sent = this.#send(request, body);
     } catch (error) {
       sent = Promise.reject(error);
     }
-    return sent.then(
-      () => true,
-      (error: unknown) => this.#respondWithError(request, error),
+    sent.then(
+      () => join.responded(true),
+      (error: unknown) =>
+        this.#respondWithError(request, error).then(
+          (delivered) => join.responded(delivered),
+          () => join.responded(false),
+        ),
     );
   }
 
@@ -111,17 +105,21 @@ export class Responder {
     return this.#send(request, body);
   }
 
-  /** Write the request's result record; a failure is logged (a redelivery would then run it again). */
-  #record(request: RequestMessage, record: () => Promise<unknown>): Promise<unknown> {
+  /** Write the request's result record, then tell `join`; a failure is logged (a redelivery would then run it again). */
+  #record(request: RequestMessage, record: () => Promise<unknown>, join: AnswerJoin): void {
     let recording: Promise<unknown>;
     try {
       recording = record();
     } catch (error) {
       recording = Promise.reject(error);
     }
-    return recording.catch((error: unknown) => {
-      this.#logger.warn({ err: error, tag: request.tag }, "could not record the result; a redelivery of this request would run it again");
-    });
+    recording.then(
+      () => join.recorded(),
+      (error: unknown) => {
+        this.#logger.warn({ err: error, tag: request.tag }, "could not record the result; a redelivery of this request would run it again");
+        join.recorded();
+      },
+    );
   }
 
   /** Send a response through the `outboundResponse` interceptors. */
@@ -139,5 +137,72 @@ export class Responder {
     }
     this.#logger.error({ err: error, tag: request.tag }, "response cannot be delivered; dropped");
     return true;
+  }
+}
+
+/**
+ * The end of one answer: waits for the response to go out (or fail) and, with a record, for the
+ * record to be written, then acknowledges the deliveries (or hands them back) and resolves.
+ */
+class AnswerJoin {
+  readonly #logger: Logger;
+  readonly #delivery: RequestDelivery;
+  readonly #duplicates: readonly RequestDelivery[] | undefined;
+  readonly #settled: ((acked: boolean) => void) | undefined;
+  readonly #resolve: (acked: boolean) => void;
+  /** What is still awaited: the response, and the record if there is one. */
+  #waiting: number;
+  #delivered = false;
+
+  constructor(
+    logger: Logger,
+    delivery: RequestDelivery,
+    duplicates: readonly RequestDelivery[] | undefined,
+    waiting: number,
+    settled: ((acked: boolean) => void) | undefined,
+    resolve: (acked: boolean) => void,
+  ) {
+    this.#logger = logger;
+    this.#delivery = delivery;
+    this.#duplicates = duplicates;
+    this.#waiting = waiting;
+    this.#settled = settled;
+    this.#resolve = resolve;
+  }
+
+  /** The response went out (true), or could not and should be retried (false). */
+  responded(delivered: boolean): void {
+    this.#delivered = delivered;
+    if (--this.#waiting === 0) this.#settle();
+  }
+
+  /** The record was written, or could not be (logged). */
+  recorded(): void {
+    if (--this.#waiting === 0) this.#settle();
+  }
+
+  /**
+   * Acknowledge the deliveries once the response is out, or hand them back. Never throws (it runs
+   * in the observers of the response's and the record's promises): a delivery that cannot be
+   * settled (its connection closed) is logged and counts as handed back, as the server will
+   * deliver it again.
+   */
+  #settle(): void {
+    let acked = this.#delivered;
+    const duplicates = this.#duplicates;
+    try {
+      if (acked) {
+        this.#delivery.ack();
+        if (duplicates !== undefined) for (const duplicate of duplicates) duplicate.ack();
+      } else {
+        this.#delivery.nak(RESPONSE_RETRY_DELAY_MS);
+        if (duplicates !== undefined) for (const duplicate of duplicates) duplicate.nak(RESPONSE_RETRY_DELAY_MS);
+      }
+    } catch (error) {
+      this.#logger.warn({ err: error }, "could not settle a request's delivery; it will be delivered again");
+      acked = false;
+    }
+    this.#settled?.(acked);
+    this.#resolve(acked);
   }
 }

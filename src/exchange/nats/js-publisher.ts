@@ -26,11 +26,55 @@ export function connectionInboxPrefix(nc: NatsConnection): string {
   return typeof prefix === "string" && prefix !== "" ? prefix : "_INBOX";
 }
 
-interface Waiter {
+/**
+ * What to do when a publish fails: the promise of another outcome (a retry, usually), which the
+ * publish's own promise then follows. Given, it sees every failure of the publish, whatever its
+ * kind (a timeout, no responders, a refusal, a closed connection, a stream's error), and the
+ * publish's promise rejects only if what it returns does.
+ */
+export type PublishRecovery<T> = (error: Error) => Promise<T>;
+
+/** A publish waiting for its acknowledgement. */
+class Waiter {
   readonly subject: string;
   readonly deadline: number;
-  resolve(ack: PubAck): void;
-  reject(error: Error): void;
+  /** Whether the publish resolves with its `PubAck` (else with undefined, once stored). */
+  readonly wantsAck: boolean;
+  readonly resolve: (value: unknown) => void;
+  readonly #reject: (error: Error) => void;
+  readonly #recover: PublishRecovery<unknown> | undefined;
+
+  constructor(
+    subject: string,
+    deadline: number,
+    wantsAck: boolean,
+    resolve: (value: unknown) => void,
+    reject: (error: Error) => void,
+    recover: PublishRecovery<unknown> | undefined,
+  ) {
+    this.subject = subject;
+    this.deadline = deadline;
+    this.wantsAck = wantsAck;
+    this.resolve = resolve;
+    this.#reject = reject;
+    this.#recover = recover;
+  }
+
+  /** The publish failed: recover (the promise follows the recovery's), or reject. */
+  fail(error: Error): void {
+    if (this.#recover === undefined) {
+      this.#reject(error);
+      return;
+    }
+    let recovered: Promise<unknown>;
+    try {
+      recovered = this.#recover(error);
+    } catch (thrown) {
+      this.#reject(thrown as Error);
+      return;
+    }
+    this.resolve(recovered);
+  }
 }
 
 /** How often expired waiters are failed, in ms (timeouts are this much coarser). */
@@ -114,7 +158,7 @@ export class JetStreamPublisher {
       for (const [token, waiter] of this.#waiters) {
         if (!inbox && waiter.subject !== refused.subject) continue;
         this.#waiters.delete(token);
-        waiter.reject(refused);
+        waiter.fail(refused);
       }
       if (inbox) {
         // Subscribe again on the next publish (the permissions may have been fixed meanwhile).
@@ -126,14 +170,34 @@ export class JetStreamPublisher {
   /**
    * Publish `data` to `subject` (headers must already hold `Nats-Msg-Id` if wanted) and resolve
    * with the stream's acknowledgement. `headers` is nats.js's map or a {@link HeaderBlock}: nats.js's
-   * publish reads only its `encode()`.
+   * publish reads only its `encode()`. With `recover`, a failure is handed to it (see
+   * {@link PublishRecovery}).
    */
-  publish(subject: string, data: Uint8Array, headers: PublishHeaders | undefined, timeoutMs: number): Promise<PubAck> {
-    if (this.#nc.isClosed()) return Promise.reject(new ClosedConnectionError());
-    this.#subscribe();
-    const token = (this.#next++).toString(36);
-    return new Promise<PubAck>((resolve, reject) => {
-      this.#waiters.set(token, { subject, deadline: Date.now() + timeoutMs, resolve, reject });
+  publish(subject: string, data: Uint8Array, headers: PublishHeaders | undefined, timeoutMs: number, recover?: PublishRecovery<PubAck>): Promise<PubAck> {
+    return this.#publish(subject, data, headers, timeoutMs, true, recover) as Promise<PubAck>;
+  }
+
+  /**
+   * {@link publish} for a caller that needs to know only that the message was stored: resolves
+   * with undefined, without an acknowledgement object (the message path's requests, responses and
+   * result records).
+   */
+  store(subject: string, data: Uint8Array, headers: PublishHeaders | undefined, timeoutMs: number, recover?: PublishRecovery<void>): Promise<void> {
+    return this.#publish(subject, data, headers, timeoutMs, false, recover) as Promise<void>;
+  }
+
+  #publish(subject: string, data: Uint8Array, headers: PublishHeaders | undefined, timeoutMs: number, wantsAck: boolean, recover: PublishRecovery<unknown> | undefined): Promise<unknown> {
+    // One promise per publish, whatever happens: a failure is handed to `recover` inside it (no
+    // `.catch()` and its promise on every publish to retry the few that fail).
+    return new Promise<unknown>((resolve, reject) => {
+      const waiter = new Waiter(subject, Date.now() + timeoutMs, wantsAck, resolve, reject, recover);
+      if (this.#nc.isClosed()) {
+        waiter.fail(new ClosedConnectionError());
+        return;
+      }
+      this.#subscribe();
+      const token = (this.#next++).toString(36);
+      this.#waiters.set(token, waiter);
       this.#startSweeper();
       try {
         // nats.js 3.4's publish reads only `encode()` of its headers (protocol.js), which a
@@ -141,7 +205,7 @@ export class JetStreamPublisher {
         this.#nc.publish(subject, data, { reply: `${this.#prefix}${token}`, headers: headers as MsgHdrs | undefined });
       } catch (error) {
         this.#waiters.delete(token);
-        reject(error as Error);
+        waiter.fail(error as Error);
       }
     });
   }
@@ -156,20 +220,20 @@ export class JetStreamPublisher {
         if (waiter === undefined) return; // late: already timed out (and retried)
         this.#waiters.delete(token);
         if (msg.data.length === 0 && msg.headers?.code === 503) {
-          waiter.reject(new NoRespondersError(waiter.subject));
+          waiter.fail(new NoRespondersError(waiter.subject));
           return;
         }
         const data = msg.data;
         if (isSuccessAck(data)) {
-          waiter.resolve(new StoredAck(data));
+          waiter.resolve(waiter.wantsAck ? new StoredAck(data) : undefined);
           return;
         }
         try {
           const ack = JSON.parse(decoder.decode(data)) as PubAck & { error?: { code: number; err_code?: number; description: string } };
-          if (ack.error !== undefined) waiter.reject(new JetStreamApiError({ code: ack.error.code, err_code: ack.error.err_code ?? 0, description: ack.error.description }));
-          else waiter.resolve({ ...ack, duplicate: ack.duplicate === true });
+          if (ack.error !== undefined) waiter.fail(new JetStreamApiError({ code: ack.error.code, err_code: ack.error.err_code ?? 0, description: ack.error.description }));
+          else waiter.resolve(waiter.wantsAck ? { ...ack, duplicate: ack.duplicate === true } : undefined);
         } catch (parseError) {
-          waiter.reject(parseError as Error);
+          waiter.fail(parseError as Error);
         }
       },
     });
@@ -188,7 +252,7 @@ export class JetStreamPublisher {
     for (const [token, waiter] of this.#waiters) {
       if (waiter.deadline > now) continue;
       this.#waiters.delete(token);
-      waiter.reject(new TimeoutError());
+      waiter.fail(new TimeoutError());
     }
     if (this.#waiters.size === 0) this.#stopSweeper();
   }
@@ -199,8 +263,9 @@ export class JetStreamPublisher {
   }
 
   #failAll(error: Error): void {
-    for (const waiter of this.#waiters.values()) waiter.reject(error);
+    const waiters = [...this.#waiters.values()];
     this.#waiters.clear();
+    for (const waiter of waiters) waiter.fail(error);
     this.#stopSweeper();
   }
 }

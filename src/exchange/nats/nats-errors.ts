@@ -136,8 +136,12 @@ export function withNatsRetry<T>(operation: () => Promise<T>, options: RetryOpti
   return first.catch((error: unknown) => retryAfterFailure(operation, options, startedAt, error));
 }
 
-/** The attempts after a failed first one (see {@link withNatsRetry}). */
-async function retryAfterFailure<T>(operation: () => Promise<T>, options: RetryOptions, startedAt: number, firstError: unknown): Promise<T> {
+/**
+ * The attempts after a failed first one (see {@link withNatsRetry}), for an operation whose first
+ * attempt was made by other means (a publish that hands its failure to a recovery: js-publisher.ts);
+ * `startedAt` is when that first attempt began (`Date.now()`).
+ */
+export async function retryAfterFailure<T>(operation: () => Promise<T>, options: RetryOptions, startedAt: number, firstError: unknown): Promise<T> {
   const policy: RetryPolicy = { ...NATS_RETRY, windowMs: options.windowMs };
   let error = firstError;
   for (let attempt = 0; ; attempt++) {

@@ -23,7 +23,8 @@ import type { NatsLayout } from "./nats-layout.ts";
 import { HeaderBlock } from "./header-block.ts";
 import type { PublishHeaders } from "./header-block.ts";
 import { JetStreamPublisher } from "./js-publisher.ts";
-import { isConsumerNotFound, isStreamNotFound, withNatsRetry } from "./nats-errors.ts";
+import { isConsumerNotFound, isStreamNotFound, retryAfterFailure, withNatsRetry } from "./nats-errors.ts";
+import type { RetryOptions } from "./nats-errors.ts";
 import { NatsRegistry } from "./nats-registry.ts";
 import { RegistryView } from "./registry-view.ts";
 import { NatsSiteLink } from "./nats-site-link.ts";
@@ -129,8 +130,6 @@ export function kvBucketOptions(settings: ResolvedNatsSettings): { history: numb
 
 const SETTLED: Promise<void> = Promise.resolve();
 
-function ignore(): void {}
-
 /** Bytes NATS adds for a header block: `NATS/1.0\r\n`, each `key: value\r\n`, then `\r\n`. */
 function headerBytes(fields: ReadonlyArray<readonly [string, string]>): number {
   let size = 12;
@@ -176,6 +175,8 @@ export class NatsExchange {
   readonly provisioning: Provisioning;
   readonly #mailboxWatchers = new Map<string, MailboxWatcher>();
   readonly #publisher: JetStreamPublisher;
+  /** The retries of the message path's publishes (the retry window of `retry`). */
+  readonly #publishRetry: RetryOptions;
   #results: Promise<ResultStore | undefined> | undefined;
   #advisories: Subscription | undefined;
 
@@ -203,6 +204,7 @@ export class NatsExchange {
     batchWrites(nc);
     encodeCommandsWithBuffer(nc);
     this.#publisher = new JetStreamPublisher(nc);
+    this.#publishRetry = { windowMs: settings.retryWindowMs, what: "publish" };
     this.registry = new NatsRegistry(registryKv, typesKv, listsKv, js, jsm, { registry: this.layout.registryBucket, types: this.layout.typesBucket }, settings.retryWindowMs, this.site, (what, subject, data, headers) => this.publishRecord(what, subject, data, headers));
     this.view = new RegistryView(registryKv, logger, () => nc.isClosed(), this.site);
     this.links = new Map(settings.sites.map((site) => [site.name, new NatsSiteLink(this, site)]));
@@ -450,7 +452,7 @@ export class NatsExchange {
       this.nc.publish(message.replyTo, data);
       return SETTLED;
     }
-    return this.#publish(this.layout.mailboxSubject(message.dest), data, headers).then(ignore);
+    return this.#store(this.layout.mailboxSubject(message.dest), data, headers);
   }
 
   /**
@@ -482,6 +484,11 @@ export class NatsExchange {
    */
   publishStored(subject: string, data: Uint8Array, headers: PublishHeaders): Promise<PubAck> {
     return this.#publish(subject, data, headers);
+  }
+
+  /** {@link publishStored} for a message whose acknowledgement is not read: resolves once stored. */
+  store(subject: string, data: Uint8Array, headers: PublishHeaders): Promise<void> {
+    return this.#store(subject, data, headers);
   }
 
   /**
@@ -606,12 +613,27 @@ export class NatsExchange {
    * record before running it (PROTOCOL.md 10.10).
    */
   #publish(subject: string, data: Uint8Array, headers: PublishHeaders): Promise<PubAck> {
-    let attempts = 0;
-    return this.retry("publish", () => {
-      if (++attempts === 2) headers.set(NatsHeader.Resent, "1");
-      return this.#publisher.publish(subject, data, headers, this.settings.requestTimeoutMs);
+    // `retry("publish", ...)` without its `.catch()` per publish: the publish hands a failure to
+    // the retries itself (one promise per publish; the same attempts, errors and window).
+    const startedAt = Date.now();
+    const timeoutMs = this.settings.requestTimeoutMs;
+    return this.#publisher.publish(subject, data, headers, timeoutMs, (error) => {
+      headers.set(NatsHeader.Resent, "1");
+      return retryAfterFailure(() => this.#publisher.publish(subject, data, headers, timeoutMs), this.#publishRetry, startedAt, error);
     });
   }
+
+  /** {@link #publish} that resolves with undefined once stored (no acknowledgement object). */
+  #store(subject: string, data: Uint8Array, headers: PublishHeaders): Promise<void> {
+    const startedAt = Date.now();
+    const timeoutMs = this.settings.requestTimeoutMs;
+    return this.#publisher.store(subject, data, headers, timeoutMs, (error) => {
+      // Every attempt after the first carries the re-publication mark.
+      headers.set(NatsHeader.Resent, "1");
+      return retryAfterFailure(() => this.#publisher.store(subject, data, headers, timeoutMs), this.#publishRetry, startedAt, error);
+    });
+  }
+
 
   /**
    * @param what - what is being sent, for the message ("Message to <uid>").

@@ -13,8 +13,8 @@ import type { ResultBytes } from "../result-store.ts";
 export interface ResultBucketContext {
   /** Retry through transient failures. */
   retry<T>(what: string, operation: () => Promise<T>): Promise<T>;
-  /** Publish into a stream through the message path's publisher (retried; resolves on the PubAck). */
-  publishStored(subject: string, data: Uint8Array, headers: PublishHeaders): Promise<unknown>;
+  /** Store a message through the message path's publisher (retried; resolves once stored). */
+  store(subject: string, data: Uint8Array, headers: PublishHeaders): Promise<unknown>;
 }
 
 /**
@@ -34,10 +34,10 @@ export function natsResultBytes(ctx: ResultBucketContext, kv: KV, bucket: string
     },
     put(key, bytes) {
       // No fields (an empty block, as nats.js's empty headers map encodes): a retry adds the
-      // re-publication mark to it. Not async (no promise of its own per record): what resolves
-      // is the stored acknowledgement, which callers ignore.
+      // re-publication mark to it. Not async (no promise of its own per record): the publish's
+      // promise is the record's.
       try {
-        return ctx.publishStored(`$KV.${bucket}.${key}`, bytes, new HeaderBlock());
+        return ctx.store(`$KV.${bucket}.${key}`, bytes, new HeaderBlock());
       } catch (error) {
         return Promise.reject(error);
       }

@@ -60,4 +60,45 @@ describe("JetStreamPublisher", () => {
     await other.close();
     expect(((await waiting) as Error).name).toBe("ClosedConnectionError");
   });
+
+  test("store() resolves with nothing once stored; a failure goes to the recovery, whose outcome the publish takes", async () => {
+    const publisher = new JetStreamPublisher(shared.nc);
+    await expect(publisher.store("pubtest.c", new Uint8Array([1]), withId("s1"), 5000)).resolves.toBeUndefined();
+    const failures: Error[] = [];
+    const recovered = await publisher.publish("nostream.c", new Uint8Array([1]), headers(), 5000, (error) => {
+      failures.push(error);
+      return publisher.publish("pubtest.c", new Uint8Array([2]), withId("s2"), 5000);
+    });
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toBeInstanceOf(NoRespondersError);
+    expect(recovered).toMatchObject({ stream: "pubtest", duplicate: false });
+    const refused = new Error("refused by the recovery");
+    const error = await publisher
+      .store("nostream.d", new Uint8Array([1]), headers(), 5000, () => {
+        throw refused;
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBe(refused);
+  });
+
+  test("a late acknowledgement of an expired publish does not settle the next publish in its slot", async () => {
+    const other = await connect(shared.nats.connectionOptions);
+    let seq = 0;
+    // A stand-in stream that acknowledges each publish 400 ms late, numbering them.
+    other.subscribe("late.>", {
+      callback: (_error, msg) => {
+        const ack = JSON.stringify({ stream: "late", seq: ++seq });
+        setTimeout(() => msg.respond(new TextEncoder().encode(ack)), 400);
+      },
+    });
+    await other.flush();
+    const publisher = new JetStreamPublisher(other);
+    const first = await publisher.publish("late.a", new Uint8Array([1]), headers(), 150).catch((e: unknown) => e);
+    expect((first as Error).name).toBe("TimeoutError");
+    // The first publish's slot is free again: the second takes it, and the first's
+    // acknowledgement arrives while the second waits.
+    const second = await publisher.publish("late.b", new Uint8Array([1]), headers(), 5000);
+    expect(second.seq).toBe(2);
+    await other.close();
+  });
 });
