@@ -32,6 +32,7 @@ import { ActionSlots } from "./action-slots.ts";
 import type { ActionStatsRecorder } from "./agent-stats.ts";
 import { settleWithin } from "./grace.ts";
 import { RecentTags } from "./recent-tags.ts";
+import { SlotMap } from "../util/slot-table.ts";
 import { ProgressReporter } from "./progress-reporter.ts";
 import { RESPONSE_RETRY_DELAY_MS, Responder } from "./responder.ts";
 import { StreamPump } from "./stream-pump.ts";
@@ -126,7 +127,8 @@ function actionInput(request: ActionRequest, agentType: string, abort: ActionSig
 /** Routes one agent's requests and answers them. */
 export class RequestDispatcher {
   readonly #options: DispatcherOptions;
-  readonly #inFlight = new Map<string, InFlightAction>();
+  /** Requests being handled, by tag (a {@link SlotMap}: no `Map` holding the entries themselves). */
+  readonly #inFlight = new SlotMap<InFlightAction>();
   readonly #answered = new RecentTags(ANSWERED_MEMORY);
   readonly #slots: ActionSlots;
   readonly #responder: Responder;
@@ -254,7 +256,7 @@ export class RequestDispatcher {
    */
   async settle(terminate: boolean, cancel: boolean, graceMs = Number.POSITIVE_INFINITY): Promise<void> {
     this.#accepting = false;
-    const entries = [...this.#inFlight.values()];
+    const entries = this.#inFlight.values();
     if (cancel) {
       const reason = `Agent ${this.#options.agentId} shut down during the action`;
       const cancelled = entries.filter((entry) => entry.started || terminate || entry.request.stream !== undefined);

@@ -6,6 +6,7 @@
  */
 import type { AgentId } from "../identifiers.ts";
 import type { RequestMessage, ResponseMessage } from "../protocol/messages.ts";
+import { SlotMap } from "../util/slot-table.ts";
 
 /** Receives the responses to one request. */
 export interface ResponseSink {
@@ -24,7 +25,8 @@ export interface ResponseSink {
 
 /** Pending requests of one client, by tag. */
 export class PendingRequests {
-  readonly #sinks = new Map<string, ResponseSink>();
+  /** By request tag (a {@link SlotMap}: no `Map` holding the calls themselves). */
+  readonly #sinks = new SlotMap<ResponseSink>();
 
   /** Wait for responses to `sink.request`. */
   add(sink: ResponseSink): void {
@@ -54,12 +56,12 @@ export class PendingRequests {
 
   /** Every pending request's sink. */
   all(): ResponseSink[] {
-    return [...this.#sinks.values()];
+    return this.#sinks.values();
   }
 
   /** End every pending request with `error`. */
   failAll(error: unknown): void {
-    for (const sink of [...this.#sinks.values()]) this.fail(sink, error);
+    for (const sink of this.#sinks.values()) this.fail(sink, error);
   }
 
   /** Whether a request to the mailbox `uid` is pending. */
@@ -70,6 +72,6 @@ export class PendingRequests {
 
   /** End every request pending on the mailbox `uid` with the error `errorFor` makes for it. */
   failWaitingOn(uid: string, errorFor: (sink: ResponseSink) => unknown): void {
-    for (const sink of [...this.#sinks.values()]) if (sink.agentId.uid === uid) this.fail(sink, errorFor(sink));
+    for (const sink of this.#sinks.values()) if (sink.agentId.uid === uid) this.fail(sink, errorFor(sink));
   }
 }

@@ -15,6 +15,7 @@ import { JetStreamApiError } from "@nats-io/jetstream";
 import { ClosedConnectionError, NoRespondersError, TimeoutError, createInbox } from "@nats-io/nats-core";
 import type { MsgHdrs, NatsConnection, Subscription } from "@nats-io/nats-core";
 import type { PublishHeaders } from "./header-block.ts";
+import { SlotTable } from "../../util/slot-table.ts";
 
 /**
  * The connection's inbox prefix (nats.js's `inboxPrefix` connection option, default `_INBOX`).
@@ -37,6 +38,8 @@ export type PublishRecovery<T> = (error: Error) => Promise<T>;
 /** A publish waiting for its acknowledgement. */
 class Waiter {
   readonly subject: string;
+  /** The last token of its acknowledgement's subject: `<slot>_<sequence>`, in base 36. */
+  token = "";
   readonly deadline: number;
   /** Whether the publish resolves with its `PubAck` (else with undefined, once stored). */
   readonly wantsAck: boolean;
@@ -131,7 +134,12 @@ class StoredAck implements PubAck {
 export class JetStreamPublisher {
   readonly #nc: NatsConnection;
   readonly #prefix: string;
-  readonly #waiters = new Map<string, Waiter>();
+  /**
+   * Publishes waiting for their acknowledgement, by slot (not a `Map`: see {@link SlotTable}). A
+   * publish's token names its slot and a sequence number, so that a late acknowledgement of an
+   * expired publish is not taken for the slot's next one.
+   */
+  readonly #waiters = new SlotTable<Waiter>();
   #sub: Subscription | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   #next = 0;
@@ -155,9 +163,9 @@ export class JetStreamPublisher {
       const refused = error instanceof Error && error.name === "PermissionViolationError" ? (error as Error & { subject?: string; operation?: string }) : undefined;
       if (refused === undefined) continue;
       const inbox = refused.operation === "subscription" && refused.subject === `${this.#prefix}*`;
-      for (const [token, waiter] of this.#waiters) {
+      for (const [slot, waiter] of this.#waiters.entries()) {
         if (!inbox && waiter.subject !== refused.subject) continue;
-        this.#waiters.delete(token);
+        this.#waiters.take(slot);
         waiter.fail(refused);
       }
       if (inbox) {
@@ -196,15 +204,16 @@ export class JetStreamPublisher {
         return;
       }
       this.#subscribe();
-      const token = (this.#next++).toString(36);
-      this.#waiters.set(token, waiter);
+      const slot = this.#waiters.add(waiter);
+      const token = `${slot.toString(36)}_${(this.#next++).toString(36)}`;
+      waiter.token = token;
       this.#startSweeper();
       try {
         // nats.js 3.4's publish reads only `encode()` of its headers (protocol.js), which a
         // HeaderBlock has; the type says MsgHdrs, whose interface does not even declare it.
         this.#nc.publish(subject, data, { reply: `${this.#prefix}${token}`, headers: headers as MsgHdrs | undefined });
       } catch (error) {
-        this.#waiters.delete(token);
+        this.#waiters.take(slot);
         waiter.fail(error as Error);
       }
     });
@@ -216,9 +225,11 @@ export class JetStreamPublisher {
       callback: (error, msg) => {
         if (error !== null) return;
         const token = msg.subject.slice(this.#prefix.length);
-        const waiter = this.#waiters.get(token);
-        if (waiter === undefined) return; // late: already timed out (and retried)
-        this.#waiters.delete(token);
+        // The slot is the token's leading base-36 digits (parseInt stops at the "_").
+        const slot = Number.parseInt(token, 36);
+        const waiter = this.#waiters.get(slot);
+        if (waiter === undefined || waiter.token !== token) return; // late: already timed out (and retried), or foreign
+        this.#waiters.take(slot);
         if (msg.data.length === 0 && msg.headers?.code === 503) {
           waiter.fail(new NoRespondersError(waiter.subject));
           return;
@@ -249,9 +260,9 @@ export class JetStreamPublisher {
   /** Fail waiters past their deadline; stop the timer once nothing waits. */
   #expire(): void {
     const now = Date.now();
-    for (const [token, waiter] of this.#waiters) {
+    for (const [slot, waiter] of this.#waiters.entries()) {
       if (waiter.deadline > now) continue;
-      this.#waiters.delete(token);
+      this.#waiters.take(slot);
       waiter.fail(new TimeoutError());
     }
     if (this.#waiters.size === 0) this.#stopSweeper();
@@ -263,9 +274,9 @@ export class JetStreamPublisher {
   }
 
   #failAll(error: Error): void {
-    const waiters = [...this.#waiters.values()];
-    this.#waiters.clear();
-    for (const waiter of waiters) waiter.fail(error);
+    const waiters = this.#waiters.entries();
+    for (const [slot] of waiters) this.#waiters.take(slot);
+    for (const [, waiter] of waiters) waiter.fail(error);
     this.#stopSweeper();
   }
 }

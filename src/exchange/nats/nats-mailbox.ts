@@ -31,6 +31,7 @@ import { JsApiRequests } from "./js-api-requests.ts";
 
 import type { NatsExchange } from "./nats-exchange.ts";
 import { isConsumerNotFound } from "./nats-errors.ts";
+import { SlotTable } from "../../util/slot-table.ts";
 
 /** How long a reader that finds its consumer gone waits before concluding it was not a takeover. */
 const TAKEOVER_SETTLE_MS = 250;
@@ -45,7 +46,8 @@ export class NatsMailbox {
   readonly #handler: MailboxHandler;
   readonly #context: HandleBinder;
   readonly #logger: Logger;
-  readonly #unacked = new Set<JsMsg>();
+  /** Messages being handled, by slot (a {@link SlotTable}, not a `Set`: see there). */
+  readonly #unacked = new SlotTable<JsMsg>();
   #messages: ConsumerMessages | undefined;
   #keepAlive: NodeJS.Timeout | undefined;
   #unwatch: (() => void) | undefined;
@@ -166,8 +168,10 @@ export class NatsMailbox {
     this.#setKeepAlive(false);
     const messages = this.#messages;
     this.#messages = undefined;
-    for (const m of this.#unacked) m.nak();
-    this.#unacked.clear();
+    for (const [slot, m] of this.#unacked.entries()) {
+      this.#unacked.take(slot);
+      m.nak();
+    }
     if (messages !== undefined) {
       messages.stop();
       await messages.closed().catch(() => undefined);
@@ -281,7 +285,7 @@ export class NatsMailbox {
       void this.#reject(m, error, message);
       return;
     }
-    this.#unacked.add(m);
+    const slot = this.#unacked.add(m);
     this.#setKeepAlive(true);
     let settled = false;
     const delivery: Delivery = {
@@ -292,13 +296,13 @@ export class NatsMailbox {
       ack: () => {
         if (settled) return;
         settled = true;
-        this.#settle(m);
+        this.#settle(slot);
         m.ack();
       },
       nak: (delayMs) => {
         if (settled) return;
         settled = true;
-        this.#settle(m);
+        this.#settle(slot);
         m.nak(delayMs);
       },
     };
@@ -309,8 +313,9 @@ export class NatsMailbox {
     return fromEnvelope(decodeValue(m.data, this.#context));
   }
 
-  #settle(m: JsMsg): void {
-    this.#unacked.delete(m);
+  /** The message in `slot` is settled (or given back): no longer kept alive. */
+  #settle(slot: number): void {
+    this.#unacked.take(slot);
   }
 
   /**
@@ -326,7 +331,7 @@ export class NatsMailbox {
           this.#setKeepAlive(false);
           return;
         }
-        for (const m of this.#unacked) m.working();
+        for (const [, m] of this.#unacked.entries()) m.working();
       }, Math.max(100, Math.floor(this.#ctx.settings.ackWaitMs / 3)));
       this.#keepAlive.unref();
     } else if (!on && this.#keepAlive !== undefined) {
@@ -342,12 +347,12 @@ export class NatsMailbox {
    */
   async #reject(m: JsMsg, error: Error, decoded?: Message): Promise<void> {
     // Keep its ack deadline alive while we dead-letter and answer it (retries can outlast it).
-    this.#unacked.add(m);
+    const slot = this.#unacked.add(m);
     this.#setKeepAlive(true);
     try {
       await this.#rejectNow(m, error, decoded);
     } finally {
-      this.#settle(m);
+      this.#settle(slot);
     }
   }
 
