@@ -20,6 +20,7 @@ import type { ResponseMessage } from "../protocol/messages.ts";
 import { currentAction } from "./action-scope.ts";
 import type { ActionInput, ActionNext, AgentInterceptor, EventInput, EventNext } from "./agent-interceptor.ts";
 import type { CallerInterceptor, OutboundRequestInput, OutboundRequestNext } from "./caller-interceptor.ts";
+import { SlotMap } from "../util/slot-table.ts";
 
 /** The name of this library's tracer (the instrumentation scope of its spans). */
 export const TRACER_NAME = "academy-nats";
@@ -162,9 +163,10 @@ export function runOutsideTrace<T, R>(fn: (arg: T) => R, arg: T): R {
 
 /**
  * The spans of the actions running now, by agent and tag: the parent of the calls those actions
- * make when no context manager carries the active span through their awaits.
+ * make when no context manager carries the active span through their awaits. A {@link SlotMap}:
+ * no `Map` holding the spans themselves.
  */
-const actionSpans = new Map<string, Span>();
+const actionSpans = new SlotMap<Span>();
 
 function actionKey(agentId: string, tag: string): string {
   return `${agentId} ${tag}`;

@@ -21,6 +21,7 @@ import type { MessageHeaders } from "../../protocol/headers.ts";
 import type { EventBus, EventPublishAck, EventPublishOptions, EventSubscription, InboundEvent, KeyedRoute, RouteSession, SubscriptionOwner } from "../events.ts";
 import { isConsumerExists, isConsumerNotFound, isStreamNotFound } from "./nats-errors.ts";
 import type { NatsExchange } from "./nats-exchange.ts";
+import { SlotTable } from "../../util/slot-table.ts";
 
 /** Bytes kept free for the headers of a dead letter when its event fills `max_payload`. */
 const DEAD_LETTER_HEADROOM = 4096;
@@ -412,7 +413,8 @@ class Reader {
   #messages: ConsumerMessages | undefined;
   #stopped = false;
   #loop: Promise<void> = Promise.resolve();
-  readonly #inFlight = new Set<Promise<void>>();
+  /** Events being handled in parallel (a {@link SlotTable}, not a `Set`: see there). */
+  readonly #inFlight = new SlotTable<Promise<void>>();
 
   constructor(ctx: NatsExchange, stream: string, name: string, prefetch: number, handle: (m: JsMsg) => Promise<void> | void, parallel: boolean) {
     this.#ctx = ctx;
@@ -431,7 +433,7 @@ class Reader {
     this.#stopped = true;
     await this.#messages?.close().catch(() => undefined);
     await this.#loop;
-    await Promise.all(this.#inFlight);
+    await Promise.all(this.#inFlight.entries().map(([, handled]) => handled));
   }
 
   async #run(): Promise<void> {
@@ -453,9 +455,9 @@ class Reader {
           }
           if (this.#parallel) {
             const handled = Promise.resolve(this.#handle(m)).catch((error: unknown) => this.#ctx.logger.warn({ err: error }, "event handling failed"));
-            this.#inFlight.add(handled);
-            void handled.finally(() => this.#inFlight.delete(handled));
-            while (this.#inFlight.size >= this.#prefetch) await Promise.race(this.#inFlight);
+            const slot = this.#inFlight.add(handled);
+            void handled.finally(() => this.#inFlight.take(slot));
+            while (this.#inFlight.size >= this.#prefetch) await Promise.race(this.#inFlight.entries().map(([, running]) => running));
           } else {
             await this.#handle(m);
           }
