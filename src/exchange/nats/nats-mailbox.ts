@@ -287,8 +287,26 @@ export class NatsMailbox {
     }
     const slot = this.#unacked.add(m);
     this.#setKeepAlive(true);
-    // Rules 1, 2 and 4 from the ack subject; rule 3 (a re-publication) from the headers.
-    this.#handler.deliver(new MailboxDelivery(message, deliveryCount, mayBeDuplicate(progress, facts) || maybeResent(m), m, this.#unacked, slot));
+    let settled = false;
+    const delivery: Delivery = {
+      message,
+      deliveryCount,
+      // Rules 1, 2 and 4 from the ack subject; rule 3 (a re-publication) from the headers.
+      mayBeDuplicate: mayBeDuplicate(progress, facts) || maybeResent(m),
+      ack: () => {
+        if (settled) return;
+        settled = true;
+        this.#settle(slot);
+        m.ack();
+      },
+      nak: (delayMs) => {
+        if (settled) return;
+        settled = true;
+        this.#settle(slot);
+        m.nak(delayMs);
+      },
+    };
+    this.#handler.deliver(delivery);
   }
 
   #decode(m: JsMsg): Message {
@@ -450,41 +468,4 @@ function maybeResent(m: JsMsg): boolean {
 /** The reply (ack) subject of a JetStream delivery: nats.js's `JsMsgImpl.reply`, not on the interface. */
 function ackSubject(m: JsMsg): string | undefined {
   return (m as JsMsg & { readonly reply?: string }).reply;
-}
-
-/**
- * A message handed to the client: settled once, by `ack` or `nak`, which also stops keeping its
- * ack deadline alive. A class, not an object with two closures per message.
- */
-class MailboxDelivery implements Delivery {
-  readonly message: Message;
-  readonly deliveryCount: number;
-  readonly mayBeDuplicate: boolean;
-  readonly #m: JsMsg;
-  readonly #unacked: SlotTable<JsMsg>;
-  readonly #slot: number;
-  #settled = false;
-
-  constructor(message: Message, deliveryCount: number, mayBeDuplicate: boolean, m: JsMsg, unacked: SlotTable<JsMsg>, slot: number) {
-    this.message = message;
-    this.deliveryCount = deliveryCount;
-    this.mayBeDuplicate = mayBeDuplicate;
-    this.#m = m;
-    this.#unacked = unacked;
-    this.#slot = slot;
-  }
-
-  ack(): void {
-    if (this.#settled) return;
-    this.#settled = true;
-    this.#unacked.take(this.#slot);
-    this.#m.ack();
-  }
-
-  nak(delayMs?: number): void {
-    if (this.#settled) return;
-    this.#settled = true;
-    this.#unacked.take(this.#slot);
-    this.#m.nak(delayMs);
-  }
 }
