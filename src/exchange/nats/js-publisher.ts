@@ -182,7 +182,7 @@ export class JetStreamPublisher {
    * {@link PublishRecovery}).
    */
   publish(subject: string, data: Uint8Array, headers: PublishHeaders | undefined, timeoutMs: number, recover?: PublishRecovery<PubAck>): Promise<PubAck> {
-    return this.#publish(subject, data, headers, timeoutMs, true, recover) as Promise<PubAck>;
+    return this.send(subject, data, headers, timeoutMs, true, recover) as Promise<PubAck>;
   }
 
   /**
@@ -191,10 +191,14 @@ export class JetStreamPublisher {
    * result records).
    */
   store(subject: string, data: Uint8Array, headers: PublishHeaders | undefined, timeoutMs: number, recover?: PublishRecovery<void>): Promise<void> {
-    return this.#publish(subject, data, headers, timeoutMs, false, recover) as Promise<void>;
+    return this.send(subject, data, headers, timeoutMs, false, recover) as Promise<void>;
   }
 
-  #publish(subject: string, data: Uint8Array, headers: PublishHeaders | undefined, timeoutMs: number, wantsAck: boolean, recover: PublishRecovery<unknown> | undefined): Promise<unknown> {
+  /**
+   * {@link publish} (`wantsAck`) or {@link store}, for a caller that makes both kinds: resolves
+   * with the acknowledgement, or with undefined.
+   */
+  send(subject: string, data: Uint8Array, headers: PublishHeaders | undefined, timeoutMs: number, wantsAck: boolean, recover?: PublishRecovery<unknown>): Promise<unknown> {
     // One promise per publish, whatever happens: a failure is handed to `recover` inside it (no
     // `.catch()` and its promise on every publish to retry the few that fail).
     return new Promise<unknown>((resolve, reject) => {

@@ -613,27 +613,25 @@ export class NatsExchange {
    * record before running it (PROTOCOL.md 10.10).
    */
   #publish(subject: string, data: Uint8Array, headers: PublishHeaders): Promise<PubAck> {
-    // `retry("publish", ...)` without its `.catch()` per publish: the publish hands a failure to
-    // the retries itself (one promise per publish; the same attempts, errors and window).
-    const startedAt = Date.now();
-    const timeoutMs = this.settings.requestTimeoutMs;
-    return this.#publisher.publish(subject, data, headers, timeoutMs, (error) => {
-      headers.set(NatsHeader.Resent, "1");
-      return retryAfterFailure(() => this.#publisher.publish(subject, data, headers, timeoutMs), this.#publishRetry, startedAt, error);
-    });
+    return this.#stored(subject, data, headers, true) as Promise<PubAck>;
   }
 
   /** {@link #publish} that resolves with undefined once stored (no acknowledgement object). */
   #store(subject: string, data: Uint8Array, headers: PublishHeaders): Promise<void> {
-    const startedAt = Date.now();
-    const timeoutMs = this.settings.requestTimeoutMs;
-    return this.#publisher.store(subject, data, headers, timeoutMs, (error) => {
-      // Every attempt after the first carries the re-publication mark.
-      headers.set(NatsHeader.Resent, "1");
-      return retryAfterFailure(() => this.#publisher.store(subject, data, headers, timeoutMs), this.#publishRetry, startedAt, error);
-    });
+    return this.#stored(subject, data, headers, false) as Promise<void>;
   }
 
+  #stored(subject: string, data: Uint8Array, headers: PublishHeaders, wantsAck: boolean): Promise<unknown> {
+    // `retry("publish", ...)` without its `.catch()` per publish: the publish hands a failure to
+    // the retries itself (one promise per publish; the same attempts, errors and window).
+    const startedAt = Date.now();
+    const timeoutMs = this.settings.requestTimeoutMs;
+    const publisher = this.#publisher;
+    return publisher.send(subject, data, headers, timeoutMs, wantsAck, (error) => {
+      headers.set(NatsHeader.Resent, "1");
+      return retryAfterFailure(() => publisher.send(subject, data, headers, timeoutMs, wantsAck), this.#publishRetry, startedAt, error);
+    });
+  }
 
   /**
    * @param what - what is being sent, for the message ("Message to <uid>").
