@@ -1,5 +1,5 @@
 /**
- * `npm run bench:cpu -- [--rounds 5] [--window-ms 2000] [--only exchange,norecords,core,f2r,f2,f1r,f1] [--mode pipelined,sequential] [--sizes 64,1024] [--in-flight 64]`:
+ * `npm run bench:cpu -- [--rounds 5] [--window-ms 2000] [--only exchange,norecords,core,f2r,f2,f1r,f1,f2s,f1s] [--mode pipelined,sequential] [--sizes 64,1024] [--in-flight 64]`:
  * this process's CPU per call and calls per second for the exchange (durable replies, and
  * `replies: "core"`, and durable replies without result records) and the JetStream floors F2, F1
  * and F2r, F1r (the same with result records; bench/lib/floors.ts), each with one
@@ -22,11 +22,13 @@ import { Manager, NatsExchangeFactory } from "../src/index.ts";
 import { startNatsServer } from "../src/testing/index.ts";
 import { BenchEcho } from "./agents.ts";
 import { FloorKind, openFloor } from "./lib/floors.ts";
+import type { Floor, MessageSizes } from "./lib/floors.ts";
+import { connect } from "@nats-io/transport-node";
 import { cpuTimeMs } from "./lib/hosts.ts";
 import { bytes, ratio } from "./lib/stats.ts";
 import { formatTable } from "./lib/report.ts";
 
-const PATHS = ["exchange", "norecords", "core", "f2r", "f2", "f1r", "f1"] as const;
+const PATHS = ["exchange", "norecords", "core", "f2r", "f2", "f1r", "f1", "f2s", "f1s"] as const;
 type PathName = (typeof PATHS)[number];
 const MODES = ["pipelined", "sequential"] as const;
 type Mode = (typeof MODES)[number];
@@ -69,15 +71,18 @@ interface Window {
   /** Messages into and out of nats-server over the window (its /varz counters, all clients). */
   serverMsgsIn: number;
   serverMsgsOut: number;
+  /** Bytes (payloads and headers) into and out of nats-server over the window (/varz, all clients). */
+  serverBytesIn: number;
+  serverBytesOut: number;
   /** This process's read and write system calls over the window (socket reads and writes, mostly). */
   reads: number;
   writes: number;
 }
 
-/** nats-server's message counters (monitoring endpoint). */
-async function serverMessages(monitorPort: number): Promise<{ in: number; out: number }> {
-  const varz = (await (await fetch(`http://127.0.0.1:${monitorPort}/varz`)).json()) as { in_msgs: number; out_msgs: number };
-  return { in: varz.in_msgs, out: varz.out_msgs };
+/** nats-server's message and byte counters (monitoring endpoint). */
+async function serverMessages(monitorPort: number): Promise<{ in: number; out: number; bytesIn: number; bytesOut: number }> {
+  const varz = (await (await fetch(`http://127.0.0.1:${monitorPort}/varz`)).json()) as { in_msgs: number; out_msgs: number; in_bytes: number; out_bytes: number };
+  return { in: varz.in_msgs, out: varz.out_msgs, bytesIn: varz.in_bytes, bytesOut: varz.out_bytes };
 }
 
 /** This process's read and write system calls so far (Linux's /proc/self/io; NaN elsewhere). */
@@ -117,9 +122,38 @@ async function window(callers: number, ms: number, serverPid: number, call: () =
     calls,
     wallMs,
     userUs: cpu.user, systemUs: cpu.system, serverMs, serverMsgsIn: msgsAfter.in - msgsBefore.in, serverMsgsOut: msgsAfter.out - msgsBefore.out,
+    serverBytesIn: msgsAfter.bytesIn - msgsBefore.bytesIn,
+    serverBytesOut: msgsAfter.bytesOut - msgsBefore.bytesOut,
     reads: ioAfter.reads - ioBefore.reads,
     writes: ioAfter.writes - ioBefore.writes,
   };
+}
+
+/**
+ * The body sizes of the exchange's messages for `payload`: its request (read off the agent's
+ * mailbox subject) and its response (read off the result record, which is the response's bytes),
+ * over one call watched by a second connection.
+ */
+async function exchangeSizes(url: string, prefix: string, agentUid: string, call: () => Promise<unknown>): Promise<MessageSizes> {
+  const spy = await connect({ servers: url });
+  try {
+    let requestBytes = 0;
+    let responseBytes = 0;
+    spy.subscribe(`${prefix}.mbox.${agentUid}`, { max: 1, callback: (_error, m) => {
+      requestBytes = m.data.byteLength;
+    } });
+    spy.subscribe(`$KV.${prefix}_results.${agentUid}.>`, { max: 1, callback: (_error, m) => {
+      responseBytes = m.data.byteLength;
+    } });
+    await spy.flush();
+    await call();
+    // The record is stored before the request is acknowledged, not before the call returns.
+    for (let i = 0; i < 100 && (requestBytes === 0 || responseBytes === 0); i++) await new Promise((r) => setTimeout(r, 10));
+    if (requestBytes === 0 || responseBytes === 0) throw new Error(`could not read the sizes of the messages of ${prefix}`);
+    return { requestBytes, responseBytes };
+  } finally {
+    await spy.close();
+  }
 }
 
 function median(values: readonly number[]): number {
@@ -139,6 +173,9 @@ interface Cell {
   /** Messages nats-server received and sent per call (every client of the window, the path's). */
   serverMsgsInPerCall: number;
   serverMsgsOutPerCall: number;
+  /** Bytes nats-server received and sent per call (payloads and headers, every client of the window). */
+  serverBytesInPerCall: number;
+  serverBytesOutPerCall: number;
   /** This process's read and write system calls per call. */
   readsPerCall: number;
   writesPerCall: number;
@@ -171,6 +208,17 @@ try {
   for (const mode of modes) {
     for (const size of sizes) {
       const payload = new Uint8Array(size).fill(7);
+      // The floors with the exchange's message sizes for this payload (durable / core replies).
+      let f2s: Floor | undefined;
+      let f1s: Floor | undefined;
+      if (paths.includes("f2s")) {
+        const sized = await exchangeSizes(server.url, `${prefix}d`, durableAgent.agentId.uid, () => durableAgent.echo(payload));
+        f2s = await openFloor({ servers: server.url, prefix: `${prefix}f2s${size}`, kind: FloorKind.F2, agents: 1, records: true, sized });
+      }
+      if (paths.includes("f1s")) {
+        const sized = await exchangeSizes(server.url, `${prefix}c`, fastAgent.agentId.uid, () => fastAgent.echo(payload));
+        f1s = await openFloor({ servers: server.url, prefix: `${prefix}f1s${size}`, kind: FloorKind.F1, agents: 1, records: true, sized });
+      }
       const calls: Record<PathName, () => Promise<unknown>> = {
         exchange: () => durableAgent.echo(payload),
         norecords: () => noRecordsAgent.echo(payload),
@@ -179,6 +227,8 @@ try {
         f1: () => f1.call(0, payload),
         f2r: () => f2r.call(0, payload),
         f1r: () => f1r.call(0, payload),
+        f2s: () => f2s!.call(0, payload),
+        f1s: () => f1s!.call(0, payload),
       };
       const callers = mode === "pipelined" ? IN_FLIGHT : 1;
       // Warm up every path (JIT, consumers, buffers).
@@ -199,6 +249,8 @@ try {
           serverCpuUsPerCall: median(ws.map((w) => (w.serverMs * 1000) / w.calls)),
           serverMsgsInPerCall: median(ws.map((w) => w.serverMsgsIn / w.calls)),
           serverMsgsOutPerCall: median(ws.map((w) => w.serverMsgsOut / w.calls)),
+          serverBytesInPerCall: median(ws.map((w) => w.serverBytesIn / w.calls)),
+          serverBytesOutPerCall: median(ws.map((w) => w.serverBytesOut / w.calls)),
           readsPerCall: median(ws.map((w) => w.reads / w.calls)),
           writesPerCall: median(ws.map((w) => w.writes / w.calls)),
           processUtilisation: median(ws.map((w) => (100 * (w.userUs + w.systemUs)) / 1000 / w.wallMs)),
@@ -206,6 +258,8 @@ try {
           windows: ws,
         });
       }
+      await f2s?.close();
+      await f1s?.close();
       process.stderr.write(`[cpu] ${mode} ${bytes(size)} done\n`);
     }
   }
@@ -217,11 +271,14 @@ try {
 }
 const loadEnd = loadavg();
 
-const headers = ["mode", "payload", "path", "calls/s", "CPU µs/call", "of it system", "vs floor", "server µs/call", "server msgs in/out per call", "reads/writes per call", "process % core", "server % core"];
+const headers = ["mode", "payload", "path", "calls/s", "CPU µs/call", "of it system", "vs floor", "vs sized floor", "server µs/call", "server msgs in/out per call", "server bytes in/out per call", "reads/writes per call", "process % core", "server % core"];
 // Each path against the floor with the same stored messages (records or not).
-const floorOf: Record<PathName, PathName> = { exchange: "f2r", norecords: "f2", core: "f1r", f2r: "f2r", f2: "f2", f1r: "f1r", f1: "f1" };
+const floorOf: Record<PathName, PathName> = { exchange: "f2r", norecords: "f2", core: "f1r", f2r: "f2r", f2: "f2", f1r: "f1r", f1: "f1", f2s: "f2r", f1s: "f1r" };
+// The floors with the exchange's message sizes: what is left once the envelope's bytes are paid.
+const sizedFloorOf: Partial<Record<PathName, PathName>> = { exchange: "f2s", core: "f1s" };
 const rows = cells.map((c) => {
   const floor = cells.find((f) => f.mode === c.mode && f.payloadBytes === c.payloadBytes && f.path === floorOf[c.path]);
+  const sizedFloor = cells.find((f) => f.mode === c.mode && f.payloadBytes === c.payloadBytes && f.path === sizedFloorOf[c.path]);
   return [
     c.mode,
     bytes(c.payloadBytes),
@@ -230,8 +287,10 @@ const rows = cells.map((c) => {
     c.cpuUsPerCall.toFixed(1),
     c.systemUsPerCall.toFixed(1),
     floor === undefined || floor === c ? "-" : ratio(c.cpuUsPerCall / floor.cpuUsPerCall),
+    sizedFloor === undefined ? "-" : ratio(c.cpuUsPerCall / sizedFloor.cpuUsPerCall),
     c.serverCpuUsPerCall.toFixed(1),
     `${c.serverMsgsInPerCall.toFixed(2)} / ${c.serverMsgsOutPerCall.toFixed(2)}`,
+    `${Math.round(c.serverBytesInPerCall)} / ${Math.round(c.serverBytesOutPerCall)}`,
     `${c.readsPerCall.toFixed(2)} / ${c.writesPerCall.toFixed(2)}`,
     c.processUtilisation.toFixed(0),
     c.serverUtilisation.toFixed(0),
@@ -242,7 +301,9 @@ console.log(formatTable(headers, rows));
 const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(", ");
 console.log(
   `  exchange = durable replies with result records (the default) vs F2r; norecords = the same with resultWindowMs: 0, vs F2; core = replies: "core" (records) vs F1r. ` +
-    "F2r / F1r = F2 / F1 with each reply also stored as a result record (bench/lib/floors.ts). vs floor = CPU per call over the floor's.",
+    "F2r / F1r = F2 / F1 with each reply also stored as a result record (bench/lib/floors.ts); " +
+    "F2s / F1s = F2r / F1r carrying the exchange's message sizes (its envelope's bytes, header fields, tag and uid lengths), judged against F2r / F1r. " +
+    "vs floor = CPU per call over the floor's; vs sized floor = the exchange's over F2s's / F1s's.",
 );
 console.log(`  load average at start ${load(loadStart)}; at end ${load(loadEnd)} (${cpus().length} cores)`);
 

@@ -22,7 +22,13 @@
  * JetStream messages as the exchange's with records (one more stored message per call than
  * F1 / F2), still with no runtime code.
  *
- * Payloads are raw bytes (the exchange's CBOR envelope is part of the runtime's budget).
+ * Payloads are raw bytes (the exchange's CBOR envelope is part of the runtime's budget). With
+ * `sized` (F1s, F2s) the floor carries the exchange's message sizes instead: requests and replies of
+ * the byte counts the exchange's envelopes have for the same payload (measured from its messages),
+ * the exchange's header fields (`Nats-Msg-Id` with a request tag as long as the exchange's, and
+ * `Academy-Src` on requests) and mailbox names as long as its uids. Still no runtime code: what
+ * separates such a floor from F1r / F2r is what the bytes of the envelope cost nats.js and
+ * nats-server; what separates the exchange from it is the runtime's own work.
  */
 import type { JsMsg } from "@nats-io/jetstream";
 import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -31,6 +37,8 @@ import type { ConsumerMessages } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { createInbox, headers as natsHeaders, nanos } from "@nats-io/nats-core";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { randomUUID } from "node:crypto";
+import { newTag } from "../../src/identifiers.ts";
 
 export const FloorKind = {
   /** Request stored, reply over core NATS. */
@@ -52,6 +60,16 @@ export interface FloorOptions {
   readonly maxAckPending?: number;
   /** Store each reply as a result record too (F1r / F2r). @defaultValue false */
   readonly records?: boolean;
+  /** Carry the exchange's message sizes (F1s / F2s, with `records`): see the module's comment. */
+  readonly sized?: MessageSizes;
+}
+
+/** The sizes of the exchange's messages for one payload size, body bytes (headers not counted). */
+export interface MessageSizes {
+  /** The request's envelope. */
+  readonly requestBytes: number;
+  /** The response's envelope (and its result record, the same bytes). */
+  readonly responseBytes: number;
 }
 
 /** A floor ready to be called: `call(agent, payload)` resolves with the echoed payload. */
@@ -69,6 +87,8 @@ interface Pending {
 }
 
 const TAG = "Bench-Tag";
+const MSG_ID = "Nats-Msg-Id";
+const SRC = "Academy-Src";
 const REPLY_TO = "Bench-Reply-To";
 /** A PubAck that is not an error starts with `{"stream"`: enough to tell success from `{"error"`. */
 const OK_ACK = new TextEncoder().encode('{"stream"');
@@ -80,7 +100,11 @@ function isOkAck(data: Uint8Array): boolean {
 }
 
 export async function openFloor(options: FloorOptions): Promise<Floor> {
-  const { prefix, kind } = options;
+  const { prefix, kind, sized } = options;
+  // Mailbox names: as long as the exchange's uids when sized.
+  const callerName = sized === undefined ? "caller" : randomUUID();
+  const agentNames = Array.from({ length: options.agents }, (_, i) => (sized === undefined ? `agent${i}` : randomUUID()));
+  const replyBody = sized === undefined ? undefined : new Uint8Array(sized.responseBytes);
   const nc: NatsConnection = await connect({ servers: options.servers, noAsyncTraces: true });
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
@@ -132,7 +156,7 @@ export async function openFloor(options: FloorOptions): Promise<Floor> {
     const token = (next++).toString(36);
     acks.set(token, onAck);
     const h = natsHeaders();
-    if (msgId !== undefined) h.set("Nats-Msg-Id", msgId);
+    if (msgId !== undefined) h.set(MSG_ID, msgId);
     for (const [name, value] of extra) h.set(name, value);
     nc.publish(subject, data, { reply: `${ackInbox}${token}`, headers: h });
   };
@@ -159,8 +183,8 @@ export async function openFloor(options: FloorOptions): Promise<Floor> {
   if (kind === FloorKind.F1) {
     nc.subscribe(`${replyInbox}*`, { callback: (_error, msg) => part(msg.subject.slice(replyInbox.length), msg.data) });
   } else {
-    await consume("caller", (m) => {
-      const tag = m.headers?.get(TAG) ?? "";
+    await consume(callerName, (m) => {
+      const tag = sized === undefined ? (m.headers?.get(TAG) ?? "") : (m.headers?.get(MSG_ID) ?? "").slice(2);
       m.ack();
       part(tag, m.data);
     });
@@ -168,8 +192,9 @@ export async function openFloor(options: FloorOptions): Promise<Floor> {
 
   // The agents: echo the payload back (and store it as a record), then ack the request.
   for (let agent = 0; agent < options.agents; agent++) {
-    await consume(`agent${agent}`, (m) => {
-      const tag = m.headers?.get(TAG) ?? "";
+    await consume(agentNames[agent]!, (m) => {
+      const tag = (sized === undefined ? m.headers?.get(TAG) : m.headers?.get(MSG_ID)) ?? "";
+      const reply = replyBody ?? m.data;
       let stores = kind === FloorKind.F1 ? 0 : 1;
       let failed = false;
       const stored = (ok: boolean): void => {
@@ -181,10 +206,10 @@ export async function openFloor(options: FloorOptions): Promise<Floor> {
       if (options.records === true) {
         stores++;
         // As the exchange writes records: no message id (a record is keyed by its subject).
-        store(`$KV.${recordsBucket}.agent${agent}.${tag}`, m.data, undefined, [], stored);
+        store(`$KV.${recordsBucket}.${agentNames[agent]!}.${tag}`, reply, undefined, [], stored);
       }
-      if (kind === FloorKind.F1) nc.publish(m.headers?.get(REPLY_TO) ?? "", m.data);
-      else store(mailbox("caller"), m.data, `r:${tag}`, [[TAG, tag]], stored);
+      if (kind === FloorKind.F1) nc.publish(m.headers?.get(REPLY_TO) ?? "", reply);
+      else store(mailbox(callerName), reply, `r:${tag}`, sized === undefined ? [[TAG, tag]] : [], stored);
       if (stores === 0) m.ack();
     });
   }
@@ -193,12 +218,20 @@ export async function openFloor(options: FloorOptions): Promise<Floor> {
   let calls = 0;
   return {
     call(agent, payload) {
-      const tag = (calls++).toString(36);
+      const tag = sized === undefined ? (calls++).toString(36) : newTag();
+      let request = payload;
+      if (sized !== undefined) {
+        // The payload inside a request of the exchange's size.
+        request = new Uint8Array(Math.max(sized.requestBytes, payload.byteLength));
+        request.set(payload);
+      }
       return new Promise<Uint8Array>((resolve, reject) => {
         pending.set(tag, { missing: 2, reply: undefined, resolve, reject });
-        const extra: Array<[string, string]> = [[TAG, tag]];
+        // Sized: the exchange's fields (the tag as the message id; the caller's mailbox, or for F1
+        // the core reply subject, which the exchange carries in its envelope).
+        const extra: Array<[string, string]> = sized === undefined ? [[TAG, tag]] : kind === FloorKind.F1 ? [] : [[SRC, callerName]];
         if (kind === FloorKind.F1) extra.push([REPLY_TO, `${replyInbox}${tag}`]);
-        store(mailbox(`agent${agent}`), payload, `${prefix}:${tag}`, extra, (ok) => {
+        store(mailbox(agentNames[agent]!), request, sized === undefined ? `${prefix}:${tag}` : tag, extra, (ok) => {
           if (ok) part(tag);
           else fail(tag, new Error(`${kind} floor: the request was not stored`));
         });
