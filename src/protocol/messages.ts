@@ -35,9 +35,9 @@ export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
 /**
  * NATS headers of mailbox messages, readable without decoding the body so that even an
- * undecodable request can be answered. This library writes `Nats-Msg-Id` and `Academy-Src` on
- * every message it puts in a mailbox; `Academy-Tag` and `Academy-Reply-To` are read (as
- * fallbacks) for foreign senders that set them.
+ * undecodable request can be answered. This library writes `Nats-Msg-Id` on every message it puts
+ * in a mailbox and `Academy-Src` on every request that has a `src`; `Academy-Tag` and
+ * `Academy-Reply-To` are read (as fallbacks) for foreign senders that set them.
  */
 export const NatsHeader = {
   /** JetStream de-duplication id: the request tag for requests, `r:<tag>` for responses. */

@@ -3,6 +3,7 @@ import { Agent, AgentDefinitionError, AgentId, ErrorCode, InvalidConfigError, Lo
 import { LocalResultTable, tableResultBytes } from "../../src/exchange/local/local-results.ts";
 import { CodecResultStore, DEFAULT_RESULT_WINDOW_MS, checkResultWindow, resultKey } from "../../src/exchange/result-store.ts";
 import type { HandleBinder } from "../../src/protocol/codec.ts";
+import { newTag } from "../../src/identifiers.ts";
 import type { ActionRequest } from "../../src/protocol/messages.ts";
 
 const binder: HandleBinder = { getHandle: (agentId) => ({ agentId }) };
@@ -29,6 +30,18 @@ describe("result keys", () => {
     expect(resultKey("agent1", "a.b c*?")).not.toBe(odd);
     expect(resultKey("agent1", "x".repeat(129))).toMatch(/^agent1\.=[0-9a-f]{64}$/);
     for (const key of [odd, resultKey("a", ""), resultKey("a", "é")]) expect(key).toMatch(/^[-/=.\w]+$/);
+  });
+
+  test("the library's own tags: 22 characters of base64url, distinct across refills of their entropy, used in keys as they are", () => {
+    const tags = new Set<string>();
+    // 256 tags per refill of the random bytes: several refills.
+    for (let i = 0; i < 2000; i++) {
+      const tag = newTag();
+      expect(tag).toMatch(/^[A-Za-z0-9_-]{22}$/);
+      expect(resultKey("agent1", tag)).toBe(`agent1.${tag}`);
+      tags.add(tag);
+    }
+    expect(tags.size).toBe(2000);
   });
 });
 
