@@ -12,7 +12,7 @@
  */
 import { createHash } from "node:crypto";
 import { InvalidConfigError, PayloadTooLargeError, SerializationError } from "../errors.ts";
-import { decodeMessage, encodeMessage } from "../protocol/codec.ts";
+import { decodeMessage, encodeMessage, encodeRecord } from "../protocol/codec.ts";
 import type { HandleBinder } from "../protocol/codec.ts";
 import { toFailure } from "../protocol/failure.ts";
 import { MessageType, isRequest, responseMessage, responseRouting } from "../protocol/messages.ts";
@@ -155,7 +155,8 @@ export class CodecResultStore implements ResultStore {
   #encode(agentUid: string, request: ActionRequest, body: ResponseBody): Uint8Array {
     let bytes: Uint8Array;
     try {
-      bytes = encodeMessage(responseMessage(request, body, agentUid, undefined));
+      // The response message itself: its bytes, when it was just sent (encodeRecord).
+      bytes = encodeRecord(responseMessage(request, body, agentUid, undefined));
     } catch (error) {
       if (!(error instanceof SerializationError)) throw error;
       return encodeMessage(responseMessage(request, { type: MessageType.ErrorResponse, error: toFailure(error) }, agentUid, undefined));

@@ -184,6 +184,68 @@ export function decodeValue(bytes: Uint8Array, context?: HandleBinder): unknown 
  * not a valid headers map (`HeaderLimits`).
  */
 export function encodeMessage(message: Message): Uint8Array {
+  const bytes = encodeMessageOnce(message);
+  // A final response without headers: its result record, encoded next in this same synchronous
+  // run, is the same message (encodeRecord).
+  if (message.headers === undefined && RECORDED_TYPES.has(message.type)) keepForRecord(message, bytes);
+  return bytes;
+}
+
+/** The message types a result record holds (docs/PROTOCOL.md 10.10): the final responses. */
+const RECORDED_TYPES: ReadonlySet<string> = new Set(["action-response", "error-response", "success-response", "stream-end"]);
+
+/** The last final response encoded in this synchronous run, and its bytes (see encodeRecord). */
+let keptMessage: Message | undefined;
+let keptBytes: Uint8Array | undefined;
+let clearScheduled = false;
+const clearKept = (): void => {
+  keptMessage = undefined;
+  keptBytes = undefined;
+  clearScheduled = false;
+};
+
+function keepForRecord(message: Message, bytes: Uint8Array): void {
+  keptMessage = message;
+  keptBytes = bytes;
+  // Kept to the end of this synchronous run only: no user code runs between a response's encoding
+  // and its record's, and nothing large stays referenced once the run is over.
+  if (!clearScheduled) {
+    clearScheduled = true;
+    queueMicrotask(clearKept);
+  }
+}
+
+/** Whether two messages have the same fields with the same values (the same objects inside). */
+function sameFields(a: Message, b: Message): boolean {
+  let count = 0;
+  for (const key in a) {
+    if ((a as unknown as Record<string, unknown>)[key] !== (b as unknown as Record<string, unknown>)[key]) return false;
+    count++;
+  }
+  for (const _key in b) count--;
+  return count === 0;
+}
+
+/**
+ * Encode a result record: a final response message (PROTOCOL.md 10.10). An agent sends a response
+ * and then, in the same synchronous run, records the same message built from the same body: that
+ * second encoding reuses the bytes of the first (same fields, the same result object, encoded
+ * moments before with no code in between that could change it) instead of encoding and checking
+ * the result again. Otherwise it encodes as {@link encodeMessage} does.
+ * @throws {SerializationError} as {@link encodeMessage}.
+ */
+export function encodeRecord(message: Message): Uint8Array {
+  const kept = keptMessage;
+  if (kept !== undefined && kept.tag === message.tag && sameFields(kept, message)) {
+    const bytes = keptBytes!;
+    keptMessage = undefined;
+    keptBytes = undefined;
+    return bytes;
+  }
+  return encodeMessageOnce(message);
+}
+
+function encodeMessageOnce(message: Message): Uint8Array {
   if (message.headers !== undefined) {
     const problem = headersProblem(message.headers);
     if (problem !== undefined) throw new SerializationError(`Message headers ${problem}`);

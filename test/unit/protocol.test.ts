@@ -1,7 +1,7 @@
 import { Encoder } from "cbor-x";
 import { describe, expect, test } from "vitest";
 import { AgentId, IncompatibleProtocolError, MalformedMessageError, SerializationError, UserId } from "../../src/index.ts";
-import { HandleReference, decodeMessage, decodeValue, encodeMessage, encodeValue } from "../../src/protocol/codec.ts";
+import { HandleReference, decodeMessage, decodeValue, encodeMessage, encodeRecord, encodeValue } from "../../src/protocol/codec.ts";
 import { HeaderLimits } from "../../src/protocol/headers.ts";
 import { PROTOCOL_VERSION, fromEnvelope, isValidReplySubject, requestMessage, responseMessage, toEnvelope } from "../../src/protocol/messages.ts";
 import type { Message } from "../../src/protocol/messages.ts";
@@ -183,5 +183,41 @@ describe("codec", () => {
     const decoded = decodeValue(hostile) as Record<string, unknown>;
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(Object.getPrototypeOf(decoded)).toBe(Object.prototype);
+  });
+});
+
+describe("result records share their response's bytes", () => {
+  const request = requestMessage({ type: "action-request", action: "work", args: [1] }, "t-9", "agent-1", "user-1", undefined, undefined);
+  const body = { type: "action-response", result: { total: 3, items: [1, 2] } } as const;
+
+  test("a record encoded right after its response, in the same run, reuses the response's bytes", () => {
+    const sent = encodeMessage(responseMessage(request, body, "agent-1", undefined));
+    const recorded = encodeRecord(responseMessage(request, body, "agent-1", undefined));
+    expect(recorded).toBe(sent);
+    // Once: a second record of it is encoded again (the same bytes, a new buffer).
+    const again = encodeRecord(responseMessage(request, body, "agent-1", undefined));
+    expect(again).not.toBe(sent);
+    expect(again).toEqual(sent);
+  });
+
+  test("anything else is encoded anew: another result object, other routing, headers, or a later run", async () => {
+    const sent = encodeMessage(responseMessage(request, body, "agent-1", undefined));
+    const copy = { type: "action-response", result: { total: 3, items: [1, 2] } } as const;
+    expect(encodeRecord(responseMessage(request, copy, "agent-1", undefined))).not.toBe(sent);
+
+    encodeMessage(responseMessage(request, body, "agent-1", undefined));
+    const elsewhere = encodeRecord({ ...responseMessage(request, body, "agent-1", undefined), srcSite: "other" });
+    expect(decodeMessage(elsewhere).srcSite).toBe("other");
+
+    const withHeaders = encodeMessage(responseMessage(request, body, "agent-1", { trace: "x" }));
+    expect(encodeRecord(responseMessage(request, body, "agent-1", { trace: "x" }))).not.toBe(withHeaders);
+
+    // A result changed after the run in which the response was encoded is recorded as it is now.
+    const mutable = { type: "action-response", result: { n: 1 } } as { type: "action-response"; result: { n: number } };
+    encodeMessage(responseMessage(request, mutable, "agent-1", undefined));
+    await Promise.resolve();
+    mutable.result.n = 2;
+    const later = decodeMessage(encodeRecord(responseMessage(request, mutable, "agent-1", undefined)));
+    expect(later.type === "action-response" && later.result).toEqual({ n: 2 });
   });
 });
