@@ -4,6 +4,8 @@
  */
 import { describe, expect, test } from "vitest";
 import { NATS_RETRY, agentRetryPolicy, backoffDelayMs, nextRetryDelayMs, retriesLeft } from "../../src/util/backoff.ts";
+import { ClientClosedError } from "../../src/errors.ts";
+import { withNatsRetry } from "../../src/exchange/nats/nats-errors.ts";
 
 describe("backoff", () => {
   test("delays double from the initial one and stop at the cap", () => {
@@ -26,5 +28,57 @@ describe("backoff", () => {
     expect(nextRetryDelayMs(policy, 0, 976)).toBeUndefined();
     expect(nextRetryDelayMs(policy, 10, 0)).toBe(1_000);
     expect(nextRetryDelayMs(policy, 10, 1)).toBeUndefined();
+  });
+});
+
+describe("NATS retries with an abort signal", () => {
+  const timeout = (): Error => Object.assign(new Error("timeout"), { name: "TimeoutError" });
+
+  test("an abort during the wait for the next attempt ends it at once with ClientClosedError, and no attempt follows", async () => {
+    const closing = new AbortController();
+    let attempts = 0;
+    const started = Date.now();
+    const retried = withNatsRetry(
+      () => {
+        attempts++;
+        return Promise.reject(timeout());
+      },
+      { windowMs: 60_000, what: "read inbox", signal: closing.signal },
+    );
+    // Past the first few waits (25 ms doubling), then aborted in the middle of one.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const before = attempts;
+    closing.abort();
+    await expect(retried).rejects.toBeInstanceOf(ClientClosedError);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(attempts).toBe(before);
+    expect(before).toBeGreaterThan(1);
+  });
+
+  test("already aborted: the failed first attempt is the last", async () => {
+    const closing = new AbortController();
+    closing.abort();
+    let attempts = 0;
+    await expect(
+      withNatsRetry(
+        () => {
+          attempts++;
+          return Promise.reject(timeout());
+        },
+        { windowMs: 60_000, what: "read inbox", signal: closing.signal },
+      ),
+    ).rejects.toBeInstanceOf(ClientClosedError);
+    expect(attempts).toBe(1);
+  });
+
+  test("without a signal, retries go on through the window as before", async () => {
+    let attempts = 0;
+    const value = await withNatsRetry(
+      () => (++attempts < 3 ? Promise.reject(timeout()) : Promise.resolve("ok")),
+      { windowMs: 60_000, what: "read inbox" },
+    );
+    expect(value).toBe("ok");
+    expect(attempts).toBe(3);
   });
 });

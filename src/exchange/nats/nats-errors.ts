@@ -115,6 +115,11 @@ export interface RetryOptions {
   readonly what: string;
   /** Subject involved, if any (for error context). */
   readonly subject?: string;
+  /**
+   * Once aborted, no further attempt starts: the wait for the next one ends at once with
+   * `ClientClosedError` (the owner of the operation is closing). The attempt in flight runs on.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -164,7 +169,16 @@ export async function retryAfterFailure<T>(operation: () => Promise<T>, options:
         { cause: error, subject: options.subject },
       );
     }
-    await sleep(delayMs);
+    const signal = options.signal;
+    if (signal === undefined) await sleep(delayMs);
+    else {
+      try {
+        if (signal.aborted) throw signal.reason;
+        await sleep(delayMs, undefined, { signal });
+      } catch {
+        throw new ClientClosedError(`Closed during ${options.what}`, { cause: error });
+      }
+    }
     try {
       return await operation();
     } catch (next) {

@@ -412,9 +412,12 @@ export class NatsExchange {
     }
   }
 
-  /** Retry a NATS operation through transient failures, within the retry window. */
-  retry<T>(what: string, operation: () => Promise<T>): Promise<T> {
-    return withNatsRetry(operation, { windowMs: this.settings.retryWindowMs, what });
+  /**
+   * Retry a NATS operation through transient failures, within the retry window; with `signal`,
+   * no attempt starts after it is aborted (`ClientClosedError`).
+   */
+  retry<T>(what: string, operation: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return withNatsRetry(operation, { windowMs: this.settings.retryWindowMs, what, signal });
   }
 
   /**

@@ -102,12 +102,14 @@ export class NatsSiteLink {
 
   #ready(): Promise<Mirrors> {
     if (this.#mirrors !== undefined) return Promise.resolve(this.#mirrors);
-    if (this.#state === SiteLinkState.Closed) return Promise.reject(new SiteUnreachableError(`The link to site ${this.site.name} is closed`, this.#context()));
+    if (this.#state === SiteLinkState.Closed) return Promise.reject(this.#closedError());
     this.#setup ??= this.#setUp().then(
       (mirrors) => {
         if (this.#state === SiteLinkState.Closed) {
-          void this.#stop(mirrors);
-          throw new SiteUnreachableError(`The link to site ${this.site.name} is closed`, this.#context());
+          // Closed while it was being set up: stopped before the setup settles (close() waits).
+          return this.#stop(mirrors).then(() => {
+            throw this.#closedError();
+          });
         }
         this.#mirrors = mirrors;
         this.#state = SiteLinkState.Ready;
@@ -165,9 +167,11 @@ export class NatsSiteLink {
   }
 
   /**
-   * Stop the relay and the view; the streams stay. A renewal of the type index mirror still running
-   * starts no further stream operation, and one already deleting the mirror makes it again before
-   * this resolves: no stream operation of the link happens after it. Idempotent.
+   * Stop the relay and the view; the streams stay. A setup still running starts no further step
+   * and stops what it started before this resolves (it waits for the step in flight, one NATS
+   * request at most); a renewal of the type index mirror still running starts no further stream
+   * operation, and one already deleting the mirror makes it again before this resolves: no stream
+   * or consumer operation of the link happens after it. Idempotent.
    */
   async close(): Promise<void> {
     if (this.#state === SiteLinkState.Closed) return;
@@ -177,6 +181,10 @@ export class NatsSiteLink {
     const mirrors = this.#mirrors;
     this.#mirrors = undefined;
     if (mirrors !== undefined) await this.#stop(mirrors);
+    else await this.#setup?.then(
+      () => undefined,
+      () => undefined,
+    );
     await this.#renewal;
   }
 
@@ -189,12 +197,20 @@ export class NatsSiteLink {
     return { site: this.site.name, domain: this.site.domain };
   }
 
+  #closedError(): SiteUnreachableError {
+    return new SiteUnreachableError(`The link to site ${this.site.name} is closed`, this.#context());
+  }
+
   async #setUp(): Promise<Mirrors> {
     const exchange = this.#exchange;
     const { jsm, js, layout, settings, logger } = exchange;
     const site = this.site;
     const inbox = layout.inboxStream(site.name);
-    const known = await exchange.retry("read inbox", async () => {
+    // Each step starts only while the link is open (close() aborts `closing`), retries included.
+    const closing = this.#closing.signal;
+    const retry = <T>(what: string, operation: () => Promise<T>): Promise<T> =>
+      closing.aborted ? Promise.reject(this.#closedError()) : exchange.retry(what, operation, closing);
+    const known = await retry("read inbox", async () => {
       try {
         await jsm.streams.info(inbox);
         return true;
@@ -204,7 +220,10 @@ export class NatsSiteLink {
       }
     });
     // Never set up: create nothing for a site that does not answer.
-    if (!known) await this.#probe();
+    if (!known) {
+      if (closing.aborted) throw this.#closedError();
+      await this.#probe();
+    }
     const storage = storageType(settings);
     const kept = {
       retention: RetentionPolicy.Limits,
@@ -214,7 +233,7 @@ export class NatsSiteLink {
       max_bytes: settings.outboxMaxBytes,
       discard: DiscardPolicy.Old,
     };
-    await exchange.retry("provision outbox", () =>
+    await retry("provision outbox", () =>
       ensureStream(jsm, logger, {
         ...kept,
         name: layout.outboxStream(site.name),
@@ -225,17 +244,21 @@ export class NatsSiteLink {
     const remote = natsLayout(site.name);
     const kvm = new Kvm(js);
     const mirrorOf = (bucket: string) => ({ ...kvBucketOptions(settings), mirror: { name: bucket, domain: site.domain } });
-    const mirror = (bucket: string) => exchange.retry("provision KV mirror", () => kvm.create(bucket, mirrorOf(bucket)));
+    const mirror = (bucket: string) => retry("provision KV mirror", () => kvm.create(bucket, mirrorOf(bucket)));
+    // The renewal below makes a mirror it deleted again even once the link is closed.
+    const remakeMirror = (bucket: string) => exchange.retry("provision KV mirror", () => kvm.create(bucket, mirrorOf(bucket)));
     const registryKv = await mirror(remote.registryBucket);
     const typesKv = await mirror(remote.typesBucket);
     // Created last: its existence says the link was set up.
-    await exchange.retry("provision inbox", () =>
+    await retry("provision inbox", () =>
       ensureStream(jsm, logger, {
         ...kept,
         name: inbox,
         mirror: { name: remote.outboxStream(layout.prefix), external: { api: `$JS.${site.domain}.API`, deliver: "" } },
       }),
     );
+    // Nothing below starts while the link is closed: the view's watch and the relay's consumer.
+    if (closing.aborted) throw this.#closedError();
     // Read-only, and without member lists: the site's lists bucket is not mirrored (they are kept
     // by compare-and-set, which stalls mirrors on 2.9.10), so this registry discovers from the
     // mirrored per-uid keys and never writes.
@@ -252,7 +275,7 @@ export class NatsSiteLink {
     // name go on with the mirror made again. (A registry mirror stuck at an earlier version's
     // compare-and-set termination cannot be told from a slow one: docs/EDGE.md 4 says what to do.)
     // Kept for close(), which stops it and waits for it.
-    this.#renewal = this.#renewLegacyTypesMirror(remote.typesBucket, mirror, this.#closing.signal).catch((error: unknown) => {
+    this.#renewal = this.#renewLegacyTypesMirror(remote.typesBucket, remakeMirror, this.#closing.signal).catch((error: unknown) => {
       this.#logger.warn({ err: error }, "type index mirror could not be made again");
     });
     return { registry, view, relay };

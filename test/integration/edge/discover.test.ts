@@ -8,9 +8,11 @@
  */
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
+import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { MailboxStatus, Manager, natsLayout } from "../../../src/index.ts";
 import { MIRROR_SAFE_KEY } from "../../../src/exchange/nats/nats-registry.ts";
+import { NatsSiteLink } from "../../../src/exchange/nats/nats-site-link.ts";
 import { decodeMembers, memberListKeys } from "../../../src/exchange/nats/type-members.ts";
 import type { AgentId, NatsExchangeFactory } from "../../../src/index.ts";
 import { Caller, CloudLedger, Ledger, SiteLedger } from "../../fixtures/edge-agents.ts";
@@ -238,6 +240,48 @@ describe("discover and status across sites", () => {
     }
     for (const id of [old.agentId, stuck.agentId, later.agentId]) await client.terminate(id);
   }, 180_000);
+
+  test("a link to a site closed while it is being set up sends no stream or consumer request once its close has resolved", async () => {
+    // The exchange's connection stays open after the link's close, so a setup that went on after
+    // it could still send requests; every JetStream API request it sends is logged as it is sent.
+    const nc = await connect({ servers: world.url("cloud") });
+    const protocol = (nc as unknown as { protocol: { publish(subject: string, ...rest: unknown[]): void } }).protocol;
+    const publish = protocol.publish.bind(protocol);
+    // The link's streams and consumers: its inbox and outbox, the KV mirrors of s1's buckets.
+    const ofTheLink = /^\$JS\.API\..*\.(cloud_in_s1|cloud_out_s1|KV_s1_[a-z_]+)(\.|$)/;
+    const sent: string[] = [];
+    let link: NatsSiteLink | undefined;
+    let closed: Promise<number> | undefined;
+    protocol.publish = (subject: string, ...rest: unknown[]) => {
+      if (ofTheLink.test(subject)) {
+        sent.push(subject);
+        // Closed as it sends its first request: the rest of its setup is still to come.
+        closed ??= link!.close().then(() => sent.length);
+      }
+      publish(subject, ...rest);
+    };
+    // The link, as the new exchange starts setting it up (links start with their exchange).
+    const start = NatsSiteLink.prototype.start;
+    NatsSiteLink.prototype.start = function (this: NatsSiteLink) {
+      link ??= this;
+      start.call(this);
+    };
+    const factory = world.factory("cloud", { connection: nc }, ["s1"]);
+    try {
+      await factory.context();
+    } finally {
+      NatsSiteLink.prototype.start = start;
+    }
+    await eventually(async () => closed !== undefined, 15_000, "the link's setup sends its first request");
+    const atClose = await closed!;
+    // Long enough for the rest of a setup (stream infos, the mirrors, the view's watch, the relay).
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(sent.slice(atClose)).toEqual([]);
+    expect(atClose).toBeGreaterThan(0);
+    await expect(link!.ready()).rejects.toThrow(/closed/);
+    await factory.close();
+    await nc.close();
+  }, 30_000);
 
   test("a cloud process closed while it makes a stuck type index mirror again finishes making it before its close resolves: the mirror is not left deleted", async () => {
     const s1 = natsLayout("s1");
