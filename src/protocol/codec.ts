@@ -194,7 +194,7 @@ export function encodeMessage(message: Message): Uint8Array {
 /** The message types a result record holds (docs/PROTOCOL.md 10.10): the final responses. */
 const RECORDED_TYPES: ReadonlySet<string> = new Set(["action-response", "error-response", "success-response", "stream-end"]);
 
-/** The last final response encoded in this synchronous run, and its bytes (see encodeRecord). */
+/** The last final response encoded, and its bytes, until the next microtasks run (see encodeRecord). */
 let keptMessage: Message | undefined;
 let keptBytes: Uint8Array | undefined;
 let clearScheduled = false;
@@ -207,8 +207,9 @@ const clearKept = (): void => {
 function keepForRecord(message: Message, bytes: Uint8Array): void {
   keptMessage = message;
   keptBytes = bytes;
-  // Kept to the end of this synchronous run only: no user code runs between a response's encoding
-  // and its record's, and nothing large stays referenced once the run is over.
+  // Kept only until the microtasks queued so far have run: a response's record is encoded right
+  // after it, in the same synchronous run (no user code in between), and nothing large stays
+  // referenced after that.
   if (!clearScheduled) {
     clearScheduled = true;
     queueMicrotask(clearKept);
