@@ -11,15 +11,15 @@
  * process is well under 100% is bounded by something other than its own CPU.
  *
  * Prints a table and writes bench/results/cpu-per-call.json. `--only` and `--mode` narrow the run,
- * e.g. to profile one path: `node --import tsx --cpu-prof bench/cpu-per-call.ts --only exchange --mode pipelined`.
+ * e.g. to profile one path: `npm run bench:build && node --cpu-prof .bench-build/bench/cpu-per-call.js --only exchange --mode pipelined`.
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { dirname } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Manager, NatsExchangeFactory } from "../src/index.ts";
 import { startNatsServer } from "../src/testing/index.ts";
+import { repoPath } from "./lib/build.ts";
 import { BenchEcho } from "./agents.ts";
 import { FloorKind, openFloor } from "./lib/floors.ts";
 import type { Floor, MessageSizes } from "./lib/floors.ts";
@@ -307,7 +307,7 @@ console.log(
 );
 console.log(`  load average at start ${load(loadStart)}; at end ${load(loadEnd)} (${cpus().length} cores)`);
 
-const out = values.out ?? fileURLToPath(new URL("./results/cpu-per-call.json", import.meta.url));
+const out = values.out ?? repoPath("bench/results/cpu-per-call.json");
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(
   out,

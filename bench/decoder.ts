@@ -19,10 +19,10 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Encoder } from "cbor-x";
 import { IncompatibleProtocolError, MalformedMessageError } from "../src/errors.ts";
+import { repoPath } from "./lib/build.ts";
 import { CborLimits, estimateCborCost, scanCbor } from "../src/protocol/cbor-guard.ts";
 import { decodeMessage, decodeValue, encodeMessage, encodeValue } from "../src/protocol/codec.ts";
 import { mutate, seedMessages, seededRandom } from "../test/support/cbor-fuzz.ts";
@@ -254,7 +254,7 @@ console.log("\nTypical messages: ns per message (best of alternating rounds)\n")
 console.log(formatTable(["message", "bytes", "scan", "cbor-x decode", "scan / decode"], perMessageRows));
 console.log(`  target: the scan at most a third of the decode: ${commonMet ? "met" : "NOT MET"}`);
 
-const out = fileURLToPath(new URL("./results/decoder.json", import.meta.url));
+const out = repoPath("bench/results/decoder.json");
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(
   out,

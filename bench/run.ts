@@ -8,9 +8,9 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem, type as osType, release } from "node:os";
 import { dirname } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startNatsServer } from "../src/testing/index.ts";
+import { repoPath } from "./lib/build.ts";
 import type { BenchContext, Scenario, ScenarioResult, Target } from "./lib/report.ts";
 import { formatTable, markdownReport, printScenario } from "./lib/report.ts";
 
@@ -50,7 +50,7 @@ for (const name of only) {
 
 function packageVersion(name: string): string {
   try {
-    const path = fileURLToPath(new URL(`../node_modules/${name}/package.json`, import.meta.url));
+    const path = repoPath(`node_modules/${name}/package.json`);
     return (JSON.parse(readFileSync(path, "utf8")) as { version: string }).version;
   } catch {
     return "unknown";
@@ -121,7 +121,7 @@ const report = {
     natsServer: serverVersion,
     natsClient: packageVersion("@nats-io/nats-core"),
     cborX: packageVersion("cbor-x"),
-    academyNats: (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version,
+    academyNats: (JSON.parse(readFileSync(repoPath("package.json"), "utf8")) as { version: string }).version,
   },
   scenarios: Object.fromEntries(Object.entries(results).map(([name, r]) => [name, { title: r.title, durationMs: r.durationMs, loadAverage: r.loadAverage, figures: r.figures, table: { headers: r.headers, rows: r.rows }, targets: r.targets, notes: r.notes ?? [] }])),
   targets,
@@ -130,7 +130,7 @@ if (tracing !== undefined) {
   await tracing.shutdown();
   console.log(`\nTracing: ${tracing.exported()} spans recorded and exported (dropped).`);
 }
-const out = values.out ?? fileURLToPath(new URL("./results/latest.json", import.meta.url));
+const out = values.out ?? repoPath("bench/results/latest.json");
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
 // The same tables in Markdown, for docs/BENCHMARKS.md.

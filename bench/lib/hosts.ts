@@ -1,14 +1,15 @@
 /**
- * Runtime hosts as child processes for the benchmarks: `academy host` (runtime/cli.ts through
- * tsx), JSON logs at info level on stdout. A host serves the agent classes of bench/agents.ts.
+ * Runtime hosts as child processes for the benchmarks: `academy host` (runtime/cli, compiled as
+ * the benchmark is, bench/lib/build.ts), JSON logs at info level on stdout. A host serves the agent classes of bench/agents.ts.
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { EXT, MODULE_NODE_ARGS } from "./build.ts";
 
-const CLI = fileURLToPath(new URL("../../runtime/cli.ts", import.meta.url));
-export const BENCH_AGENTS = fileURLToPath(new URL("../agents.ts", import.meta.url));
+const CLI = fileURLToPath(new URL(`../../runtime/cli.${EXT}`, import.meta.url));
+export const BENCH_AGENTS = fileURLToPath(new URL(`../agents.${EXT}`, import.meta.url));
 
 export interface BenchHostOptions {
   readonly servers: string;
@@ -48,7 +49,7 @@ export async function startHost(options: BenchHostOptions): Promise<BenchHost> {
   if (options.heartbeatMs !== undefined) args.push("--heartbeat-ms", String(options.heartbeatMs));
   if (options.hostTtlMs !== undefined) args.push("--host-ttl-ms", String(options.hostTtlMs));
   args.push(...(options.extra ?? []));
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...extraNodeArgs(), "--import", "tsx", CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...extraNodeArgs(), ...MODULE_NODE_ARGS, CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   const lines: string[] = [];
   let stderr = "";
   let buffered = "";

@@ -2,7 +2,8 @@
  * Bare-NATS floor of the footprint scenario: one process, one NATS connection, N core
  * subscriptions (one per "agent", each answering requests), nothing else.
  *
- * `node --expose-gc --import tsx bench/scenarios/footprint-bare.ts <servers> <count>`: connects
+ * `node --expose-gc .bench-build/bench/scenarios/footprint-bare.js <servers> <count>` (or the
+ * TypeScript through tsx): connects
  * and prints `connected`, then obeys lines on stdin: `sub` subscribes `<count>` subjects
  * `bare.<i>`, flushes and prints `subscribed`; `gc` runs a full collection and prints
  * `gc {process.memoryUsage()}`. Idles between commands until SIGTERM.

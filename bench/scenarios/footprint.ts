@@ -7,6 +7,7 @@
  */
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { EXT, MODULE_NODE_ARGS } from "../lib/build.ts";
 import { connect } from "@nats-io/transport-node";
 import { HostPoolExecutor, Manager, NatsExchangeFactory } from "../../src/index.ts";
 import { startNatsServer } from "../../src/testing/index.ts";
@@ -16,7 +17,7 @@ import type { BenchHost } from "../lib/hosts.ts";
 import type { BenchContext, ScenarioResult, Target } from "../lib/report.ts";
 import { bytes, sleep } from "../lib/stats.ts";
 
-const BARE = fileURLToPath(new URL("./footprint-bare.ts", import.meta.url));
+const BARE = fileURLToPath(new URL(`./footprint-bare.${EXT}`, import.meta.url));
 const POOL = "footprint";
 const IN_FLIGHT = 200;
 const TARGET_N = 10_000;
@@ -261,7 +262,7 @@ async function measureRuntime(
 async function measureBare(subscriptions: number, settleMs: number, windowMs: number): Promise<BareFigures> {
   await using server = await startNatsServer({ jetstream: false });
   const serverPid = server.pid!;
-  const child = spawn(process.execPath, ["--expose-gc", "--import", "tsx", BARE, server.url, String(subscriptions)], { stdio: ["pipe", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["--expose-gc", ...MODULE_NODE_ARGS, BARE, server.url, String(subscriptions)], { stdio: ["pipe", "pipe", "inherit"] });
   const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
   const waiters: Array<{ prefix: string; resolve: (line: string) => void }> = [];
   let buffered = "";
