@@ -68,3 +68,15 @@ export function runCli(args: string[]): { status: number | null; stdout: string;
   const result = spawnSync(process.execPath, ["--import", "tsx", CLI, ...args], { encoding: "utf8", timeout: 60_000 });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
+
+/** Run an `academy` command that must succeed; its stdout. A failure names the exit code, signal and stderr. */
+export function runCliOk(args: string[]): string {
+  const started = Date.now();
+  const result = spawnSync(process.execPath, ["--import", "tsx", CLI, ...args], { encoding: "utf8", timeout: 60_000 });
+  if (result.status !== 0) {
+    throw new Error(
+      `academy ${args.join(" ")} exited with ${result.status ?? result.signal} after ${Date.now() - started} ms; stderr: ${result.stderr}; stdout: ${result.stdout}`,
+    );
+  }
+  return result.stdout;
+}

@@ -20,7 +20,7 @@ import { followKv } from "./kv-follow.ts";
 import { scanLatest, scanLatestEntries } from "./kv-scan.ts";
 import { ensureStream, kvBucketOptions, notFound, openBucket, storageType } from "./nats-exchange.ts";
 import type { NatsExchange } from "./nats-exchange.ts";
-import { isWrongLastSequence, withDeadline } from "./nats-errors.ts";
+import { isWrongLastSequence } from "./nats-errors.ts";
 import { ExchangeNotFoundError } from "../../errors.ts";
 import { KvRecords } from "./kv-records.ts";
 import type { KvRecord } from "./kv-records.ts";
@@ -241,24 +241,15 @@ export class NatsPoolBackend implements PoolBackend {
   }
 
   async listHosts(pool?: string): Promise<HostEntry[]> {
+    if (this.#hostsKv === undefined) return [];
+    // One scan of the bucket, not keys() and a get per key: keys() stops early when heartbeats
+    // rewrite keys during the listing, and the hosts it had not reached were left out (kv-scan.ts).
+    const latest = await this.ctx.retry("list hosts", () => scanLatestEntries(this.ctx.js, this.ctx.layout.hostsBucket, ">", this.ctx.settings.requestTimeoutMs));
     const found: HostEntry[] = [];
-    if (this.#hostsKv === undefined) return found;
-    await this.ctx.retry("list hosts", async () => {
-      found.length = 0;
-      // A key rewritten while the listing runs (a heartbeat) can be listed twice: keep each once.
-      const keys = new Set<string>();
-      // The key listing is a consumer that may stall under load: bounded, then retried.
-      await withDeadline(
-        (async () => {
-          for await (const key of await this.#hosts.keys()) keys.add(key);
-        })(),
-        this.ctx.settings.requestTimeoutMs,
-      );
-      for (const entry of await Promise.all([...keys].map((key) => this.#hosts.get(key)))) {
-        const host = hostEntry(entry);
-        if (host !== undefined && (pool === undefined || host.value.pool === pool)) found.push(host);
-      }
-    });
+    for (const entry of latest.values()) {
+      const value = decodeHostRecord(entry.value);
+      if (value !== undefined && (pool === undefined || value.pool === pool)) found.push({ value, revision: entry.revision, written: entry.written });
+    }
     return found;
   }
 

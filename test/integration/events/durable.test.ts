@@ -9,7 +9,7 @@ import { expect, test } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, DeadLetterKind, InvalidConfigError, Manager, NatsExchangeFactory, action, subscribe } from "../../../src/index.ts";
 import type { EventContext } from "../../../src/index.ts";
-import { runCli } from "../../support/host-process.ts";
+import { runCli, runCliOk } from "../../support/host-process.ts";
 import { natsForFile } from "../../support/nats.ts";
 
 const shared = natsForFile();
@@ -175,11 +175,11 @@ test("academy dlq lists an event's dead letter with its handler, shows its text,
   const agent = await manager.launch(Rejecting);
   await publish(`${subject}.bad`, 7, 8);
   const base = ["--servers", shared.nats.url, "--prefix", f.settings.prefix, "--json"];
-  const list = (): Array<Record<string, unknown>> => JSON.parse(runCli(["dlq", "list", "--kind", "event", ...base]).stdout) as Array<Record<string, unknown>>;
+  const list = (): Array<Record<string, unknown>> => JSON.parse(runCliOk(["dlq", "list", "--kind", "event", ...base])) as Array<Record<string, unknown>>;
   const letters = await until(async () => list(), (l) => l.length > 0);
   expect(letters).toHaveLength(1);
   expect(letters[0]).toMatchObject({ kind: "event", agent: agent.agentId.uid, handler: "onBad", subject: `${subject}.bad`, reason: "RangeError", error: "no 7" });
-  const shown = JSON.parse(runCli(["dlq", "show", String(letters[0]!.id), ...base]).stdout) as { body: { event: string }; headers: Record<string, string> };
+  const shown = JSON.parse(runCliOk(["dlq", "show", String(letters[0]!.id), ...base])) as { body: { event: string }; headers: Record<string, string> };
   expect(JSON.parse(shown.body.event)).toEqual({ n: 7 });
   expect(shown.headers["Academy-Original-Stream"]).toBe(stream);
   const replay = runCli(["dlq", "replay", String(letters[0]!.id), ...base]);

@@ -24,7 +24,7 @@ import type { LaunchRequest } from "../../../src/pool/records.ts";
 import { encodeValue } from "../../../src/protocol/codec.ts";
 import { defaultRuntimeConfig } from "../../../src/agent/runtime-config.ts";
 import { AlwaysFailing, LoopHog, PoolCounter } from "../../fixtures/host-agents.ts";
-import { runCli, spawnHost } from "../../support/host-process.ts";
+import { runCli, runCliOk, spawnHost } from "../../support/host-process.ts";
 import type { HostProcess, SpawnHostOptions } from "../../support/host-process.ts";
 import { natsForFile } from "../../support/nats.ts";
 
@@ -162,7 +162,7 @@ describe("runtime hosts", () => {
     expect(new Set(await Promise.all(handles.map((h) => h.where())))).toEqual(new Set([survivor.child.pid]));
     const placements = await p.placements();
     expect(placements.every((pl) => pl.host === survivor.hostId && pl.gen === 1)).toBe(true);
-    expect(runCli(["hosts", "--servers", shared.nats.url, "--prefix", p.prefix, "--json"]).stdout).not.toContain(victim.hostId);
+    expect(runCliOk(["hosts", "--servers", shared.nats.url, "--prefix", p.prefix, "--json"])).not.toContain(victim.hostId);
   });
 
   test("a host frozen past its time to live is reaped; when it wakes it stops its agents and rejoins under a new id", async () => {
@@ -181,7 +181,7 @@ describe("runtime hosts", () => {
     await eventually(async () => (frozen.logs().filter((l) => l.msg === "agent stopped").length === 4 ? true : undefined), 5_000, "4 agents stopped");
     expect(await Promise.all(handles.map((h) => h.increment(1)))).toEqual([1, 101, 201, 301]);
     const rejoined = frozen.logs().find((l) => l.msg === "host rejoined the pool")!;
-    const listed = JSON.parse(runCli(["hosts", "--servers", shared.nats.url, "--prefix", p.prefix, "--json"]).stdout) as Array<{ hostId: string }>;
+    const listed = JSON.parse(runCliOk(["hosts", "--servers", shared.nats.url, "--prefix", p.prefix, "--json"])) as Array<{ hostId: string }>;
     expect(listed.map((h) => h.hostId).sort()).toEqual([other.hostId, rejoined.hostId as string].sort());
   });
 
@@ -428,18 +428,16 @@ describe("runtime hosts", () => {
     const backend = await NatsPoolBackend.for(await p.factory.context());
     await eventually(async () => ((await backend.getHost(host.hostId))?.value.load === 2 ? true : undefined), 10_000, "a heartbeat with load 2");
     const base = ["--servers", shared.nats.url, "--prefix", p.prefix];
-    const hostsJson = runCli(["hosts", ...base, "--json"]);
-    expect(hostsJson.status).toBe(0);
-    expect(JSON.parse(hostsJson.stdout)).toEqual([
+    expect(JSON.parse(runCliOk(["hosts", ...base, "--json"]))).toEqual([
       expect.objectContaining({ hostId: host.hostId, name: "lister", pool: "workers", load: 2, capacity: 7, state: "serving" }),
     ]);
-    const agentsJson = JSON.parse(runCli(["agents", ...base, "--pool", "workers", "--json"]).stdout) as Array<Record<string, unknown>>;
+    const agentsJson = JSON.parse(runCliOk(["agents", ...base, "--pool", "workers", "--json"])) as Array<Record<string, unknown>>;
     expect(agentsJson.map((a) => a.agentId).sort()).toEqual(handles.map((h) => h.agentId.uid).sort());
     expect(agentsJson.every((a) => a.host === host.hostId && a.type === "PoolCounter" && a.status === "active")).toBe(true);
-    const table = runCli(["hosts", ...base]).stdout;
+    const table = runCliOk(["hosts", ...base]);
     expect(table).toMatch(/^HOST\s+POOL\s+STATE\s+LOAD\s+HEARTBEAT/);
     expect(table).toContain("2/7");
-    expect(runCli(["agents", ...base]).stdout).toContain(host.hostId);
+    expect(runCliOk(["agents", ...base])).toContain(host.hostId);
     const usage = runCli(["host", ...base]);
     expect(usage.status).toBe(2);
     expect(usage.stderr).toContain("--pool");
