@@ -63,20 +63,18 @@ export async function spawnHost(options: SpawnHostOptions): Promise<HostProcess>
   };
 }
 
-/** Run an `academy` command to completion (synchronously); returns exit code and output. */
-export function runCli(args: string[]): { status: number | null; stdout: string; stderr: string } {
+/** Run an `academy` command to completion (synchronously); returns exit code (null: killed by `signal`) and output. */
+export function runCli(args: string[]): { status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number } {
+  const started = Date.now();
   const result = spawnSync(process.execPath, ["--import", "tsx", CLI, ...args], { encoding: "utf8", timeout: 60_000 });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr, ms: Date.now() - started };
 }
 
 /** Run an `academy` command that must succeed; its stdout. A failure names the exit code, signal and stderr. */
 export function runCliOk(args: string[]): string {
-  const started = Date.now();
-  const result = spawnSync(process.execPath, ["--import", "tsx", CLI, ...args], { encoding: "utf8", timeout: 60_000 });
+  const result = runCli(args);
   if (result.status !== 0) {
-    throw new Error(
-      `academy ${args.join(" ")} exited with ${result.status ?? result.signal} after ${Date.now() - started} ms; stderr: ${result.stderr}; stdout: ${result.stdout}`,
-    );
+    throw new Error(`academy ${args.join(" ")} exited with ${result.status ?? result.signal} after ${result.ms} ms; stderr: ${result.stderr}; stdout: ${result.stdout}`);
   }
   return result.stdout;
 }

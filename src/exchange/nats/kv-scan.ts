@@ -14,7 +14,7 @@
  */
 import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { nanos } from "@nats-io/nats-core";
+import { TimeoutError, nanos } from "@nats-io/nats-core";
 import { isNoMessageFound, withDeadline } from "./nats-errors.ts";
 
 /** How long a scan may take before it fails with a (transient) `TimeoutError`. */
@@ -34,11 +34,8 @@ export async function scanLatest(
 ): Promise<Map<string, Uint8Array>> {
   const latest = new Map<string, Uint8Array>();
   await scan(js, bucket, keyFilter, timeoutMs, (key, m) => {
-    if (m === undefined) latest.delete(key);
-    else {
-      latest.delete(key); // in stream order: a rewritten key moves to the end
-      latest.set(key, m.data);
-    }
+    latest.delete(key); // in stream order: a rewritten key moves to the end
+    if (m !== undefined) latest.set(key, m.data);
   });
   return latest;
 }
@@ -122,20 +119,27 @@ async function scan(
     // A heartbeat means the server has nothing more to send: the mark's message expired, say.
     for await (const status of messages.status()) if (status.type === "heartbeat") reached();
   })();
-  void messages.closed().then(
-    () => reached(),
-    () => reached(),
-  );
-  // A consumer that stops delivering (seen under heavy load) must not hang the caller: give up
-  // with a transient error, so that the caller's retry starts a new scan.
+  // A consumer that ends before the scan does (nats.js gave up on it) leaves the scan incomplete:
+  // fail with its error, or a transient one, so that the caller's retry starts a new scan.
+  let ended: unknown;
+  const end = (error: unknown): void => {
+    ended = error instanceof Error ? error : new TimeoutError();
+    reached();
+  };
+  void messages.closed().then(end, end);
+  const settle = async (): Promise<void> => {
+    await phase;
+    if (ended !== undefined) throw ended;
+  };
+  // A consumer that stops delivering (seen under heavy load) must not hang the caller either.
   try {
     await withDeadline(
       (async () => {
-        await phase;
+        await settle();
         mark = await lastSequence();
         if (delivered < mark) {
           phase = wait();
-          await phase;
+          await settle();
         }
       })(),
       timeoutMs,
