@@ -63,6 +63,10 @@ interface RuntimeFigures {
   readonly idleWindowMs: number;
   /** Host CPU in the window right after the launch (% of one core), before the idle window. */
   readonly afterLaunchCpuPercent: number | undefined;
+  /** How long that window lasted (ms): at least `afterLaunchMs`, and until V8's memory reducer had run. */
+  readonly afterLaunchWindowMs: number | undefined;
+  /** When the host's memory reducer collected after the launch (ms after the launch ended; empty: not seen, or no window). */
+  readonly memoryReducerAtMs: readonly number[];
   readonly host: NodeSide;
   readonly server: Side;
   /** Warnings and errors the host logged, by message. */
@@ -137,6 +141,32 @@ async function probeHost(host: BenchHost): Promise<Heap> {
 }
 
 /** Warnings and errors a host logged, counted by message (a fenced host invalidates the figures). */
+/** The longest the window after a launch waits for the memory reducer. */
+const MAX_AFTER_LAUNCH_MS = 180_000;
+/** The reducer's collections come about 0.6 s apart: done when none came for this long. */
+const REDUCER_QUIET_MS = 3_000;
+const REDUCE_GC = /Mark-Compact \(reduce\)/;
+
+/**
+ * Wait at least `minMs`, and until the host has logged a memory reducer collection (`--trace-gc`)
+ * after line `from` and none for {@link REDUCER_QUIET_MS}; at most until `deadline`
+ * (`performance.now()` time).
+ * @returns when each collection was logged, ms after `launchEnded` (read every 250 ms).
+ */
+async function memoryReducerDone(host: BenchHost, from: number, launchEnded: number, minMs: number, deadline: number): Promise<number[]> {
+  const start = performance.now();
+  const seenAt: number[] = [];
+  let read = from;
+  for (;;) {
+    const now = performance.now();
+    for (; read < host.lines.length; read++) if (REDUCE_GC.test(host.lines[read]!)) seenAt.push(Math.round(now - launchEnded));
+    const last = seenAt.at(-1);
+    const quiet = last !== undefined && now - launchEnded - last >= REDUCER_QUIET_MS;
+    if ((quiet && now - start >= minMs) || now >= deadline) return seenAt;
+    await sleep(250);
+  }
+}
+
 function hostWarnings(lines: readonly string[]): string[] {
   const counts = new Map<string, number>();
   for (const line of lines) {
@@ -207,7 +237,8 @@ async function measureRuntime(
     prefix,
     pool: POOL,
     capacity: agents + 10,
-    nodeArgs: ["--expose-gc", `--import=data:text/javascript,${encodeURIComponent(HOST_PROBE)}`],
+    // --trace-gc: the idle window must start after V8's memory reducer has released the launch's garbage.
+    nodeArgs: ["--expose-gc", "--trace-gc", `--import=data:text/javascript,${encodeURIComponent(HOST_PROBE)}`],
   });
   try {
     // Startup garbage is released some seconds after the host is ready (the full run waits it out).
@@ -225,11 +256,24 @@ async function measureRuntime(
       const launchMs = performance.now() - launchStart;
       ctx.log(`footprint: ${agents} agents launched and pinged in ${(launchMs / 1000).toFixed(1)} s`);
 
+      const launchEnded = performance.now();
+      const linesAtLaunchEnd = host.lines.length;
       await sleep(settleMs.after);
-      // The first minute after a launch includes V8 releasing the launch's garbage (its memory
-      // reducer runs a few full collections once allocation stops): measured apart, so that the
-      // idle window after it shows what idle agents cost.
-      const afterLaunch = afterLaunchMs > 0 ? ((await idleCpu([host.pid], afterLaunchMs)) as [Cpu])[0].percent : undefined;
+      // The time after a launch includes V8 releasing the launch's garbage: once allocation stops,
+      // its memory reducer runs a few full collections, some 60-75 s after the launch here, each a
+      // few hundred ms of CPU at 10,000 agents. Measured apart, at least `afterLaunchMs` and until
+      // the reducer has run (seen in the host's --trace-gc lines), so that the idle window after
+      // it shows what idle agents cost.
+      let afterLaunch: number | undefined;
+      let afterLaunchWindowMs: number | undefined;
+      let memoryReducerAtMs: number[] = [];
+      if (afterLaunchMs > 0) {
+        const started = performance.now();
+        const cpuAtStart = cpuTimeMs(host.pid);
+        memoryReducerAtMs = await memoryReducerDone(host, linesAtLaunchEnd, launchEnded, afterLaunchMs, started + MAX_AFTER_LAUNCH_MS);
+        afterLaunchWindowMs = performance.now() - started;
+        afterLaunch = ((cpuTimeMs(host.pid) - cpuAtStart) / afterLaunchWindowMs) * 100;
+      }
       const [hostCpu, serverCpu] = (await idleCpu([host.pid, serverPid], windowMs)) as [Cpu, Cpu];
       const hostAfter = rssBytes(host.pid);
       const serverAfter = rssBytes(serverPid);
@@ -241,6 +285,8 @@ async function measureRuntime(
         launchMs,
         idleWindowMs: windowMs,
         afterLaunchCpuPercent: afterLaunch,
+        afterLaunchWindowMs,
+        memoryReducerAtMs,
         host: nodeSide([hostBefore, hostAfter], [heapBefore, heapAfter], agents, hostCpu),
         server: side(serverBefore, serverAfter, agents, serverCpu),
         hostWarnings: warnings,
@@ -407,14 +453,23 @@ export default async function footprint(ctx: BenchContext): Promise<ScenarioResu
   const failures = runs.flatMap(({ n, runtime }) => ("error" in runtime ? [`${count(n)} agents: ${runtime.error}`] : []));
   return {
     id: "footprint",
-    title: `5. Footprint: N idle agents in one host (growth per agent after launch + one ping; heap after a full GC; CPU as % of one core${afterLaunchMs > 0 ? `, in the ${afterLaunchMs / 1000} s after the launch, then` : ""} idle over ${windowMs / 1000} s)`,
+    title: `5. Footprint: N idle agents in one host (growth per agent after launch + one ping; heap after a full GC; CPU as % of one core${afterLaunchMs > 0 ? `, in the ${afterLaunchMs / 1000} s or more after the launch until V8's memory reducer has run, then` : ""} idle over ${windowMs / 1000} s)`,
     headers,
     rows,
     figures: { settleMs, afterLaunchMs, idleWindowMs: windowMs, inFlight: IN_FLIGHT, runs },
     targets,
     notes: [
       "An agent is a durable JetStream push consumer (its subscription costs nothing while idle) plus its runtime objects; the bare floor is one core subscription. nats-server keeps each consumer's state.",
-      "Idle host CPU is the heartbeat (1 s, written by the heartbeat thread; the event loop passes it the record 4 times a second), the check of peers' heartbeats, and the 30 s sweep over the placements the host keeps by a watch. The minute after a launch also holds V8 releasing the launch's garbage (a few full collections, once).",
+      "Idle host CPU is the heartbeat (1 s, written by the heartbeat thread; the event loop passes it the record 4 times a second), the check of peers' heartbeats, and the 30 s sweep over the placements the host keeps by a watch. The time after a launch also holds V8 releasing the launch's garbage (its memory reducer's few full collections, once), so the idle window starts after them.",
+      ...runs.flatMap(({ n, runtime }) =>
+        "error" in runtime || runtime.afterLaunchWindowMs === undefined
+          ? []
+          : [
+              `${count(n)} agents: window after the launch ${(runtime.afterLaunchWindowMs / 1000).toFixed(0)} s; memory reducer collections at ${
+                runtime.memoryReducerAtMs.length === 0 ? "none seen" : runtime.memoryReducerAtMs.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(", ")
+              } after the launch ended`,
+            ],
+      ),
       "RSS includes heap not yet released (noisy at small N and in the quick run); heap is measured after a full collection.",
       ...failures.map((f) => `FAILED ${f}`),
     ],
