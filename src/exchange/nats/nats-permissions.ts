@@ -211,8 +211,6 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
         pub.add(`${api}.STREAM.MSG.GET.${placements}`);
         orderedConsumers(hosts);
         orderedConsumers(placements);
-        // Listing the hosts' keys looks the listing's consumer up.
-        pub.add(`${api}.CONSUMER.INFO.${hosts}.*`);
       }
       if (options.role === NatsRole.Host) {
         // Its own record, rewritten at every heartbeat; the records of the hosts it reaps.
