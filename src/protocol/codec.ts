@@ -13,7 +13,7 @@ import { MalformedMessageError, SerializationError } from "../errors.ts";
 import { AgentId, UserId } from "../identifiers.ts";
 import { scanCbor } from "./cbor-guard.ts";
 import { headersProblem } from "./headers.ts";
-import { fromEnvelope, toEnvelope } from "./messages.ts";
+import { MessageType, fromEnvelope, toEnvelope } from "./messages.ts";
 import type { Message } from "./messages.ts";
 
 export const CborTag = { AgentId: 44032, UserId: 44033, Handle: 44034 } as const;
@@ -192,7 +192,7 @@ export function encodeMessage(message: Message): Uint8Array {
 }
 
 /** The message types a result record holds (docs/PROTOCOL.md 10.10): the final responses. */
-const RECORDED_TYPES: ReadonlySet<string> = new Set(["action-response", "error-response", "success-response", "stream-end"]);
+const RECORDED_TYPES: ReadonlySet<string> = new Set([MessageType.ActionResponse, MessageType.ErrorResponse, MessageType.SuccessResponse, MessageType.StreamEnd]);
 
 /** The last final response encoded, and its bytes, until the next microtasks run (see encodeRecord). */
 let keptMessage: Message | undefined;
