@@ -10,6 +10,7 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { mkdtempSync, rmSync } from "node:fs";
+import { pino } from "pino";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AgentEngine, MessageType, NatsExchangeFactory, natsLayout } from "../../src/index.ts";
@@ -37,7 +38,16 @@ export async function runServerFault(ctx: ChaosContext, fault: ServerFault, tota
   useLedger(ledger);
   const prefix = `${tag}${process.pid}_${Date.now() % 100_000}`;
   const resultWindowMs = chaosResultWindowMs();
-  const debug = process.env["CHAOS_DEBUG"] !== undefined ? (await import("pino")).pino({ level: "debug" }, process.stderr) : undefined;
+  const debug = process.env["CHAOS_DEBUG"] !== undefined ? pino({ level: "debug" }, process.stderr) : undefined;
+  // The agents' exchange logs at warn (debug with CHAOS_DEBUG), counting the mailboxes whose
+  // consumer was made again to deliver messages left behind it (NATS-LAYOUT.md 5.2).
+  let behindConsumer = 0;
+  const agentLog = pino({ level: debug !== undefined ? "debug" : "warn" }, {
+    write(line: string): void {
+      if (line.includes("behind its consumer")) behindConsumer++;
+      if (debug !== undefined) process.stderr.write(line);
+    },
+  });
   const options: NatsExchangeOptions = {
     servers: fault.servers,
     prefix,
@@ -45,7 +55,7 @@ export async function runServerFault(ctx: ChaosContext, fault: ServerFault, tota
     // Long enough for the fault: a call outlives a server restart or a leader election.
     retryWindowMs: 60_000,
   };
-  const agentFactory = new NatsExchangeFactory({ ...options, ...(debug !== undefined && { logger: debug }) });
+  const agentFactory = new NatsExchangeFactory({ ...options, logger: agentLog });
   const callerFactories = Array.from({ length: CALLERS }, () => new NatsExchangeFactory(options));
   const engines: Array<{ engine: AgentEngine<ChaosProbe>; running: Promise<void> }> = [];
   const start = (registration: AgentRegistration<ChaosProbe>): { engine: AgentEngine<ChaosProbe>; running: Promise<void> } => {
@@ -141,6 +151,7 @@ export async function runServerFault(ctx: ChaosContext, fault: ServerFault, tota
         executions,
         resultWindowMs: resultWindowMs ?? "default",
         loadMs,
+        behindConsumer,
         ...figures,
       },
     };

@@ -1,6 +1,6 @@
 /**
  * The JetStream API requests that open a mailbox (delete its consumer, create it again, read the
- * last sequence of its subject), sent through the exchange's shared-inbox publisher
+ * first or last sequence of its subject), sent through the exchange's shared-inbox publisher
  * (`NatsExchange.publishRecord`) rather than nats.js' `jsm.consumers` / `jsm.streams`, whose every
  * request goes through `nc.request()` and builds an `Error` when it completes, and a second one
  * (a `JetStreamApiError` with its stack) for the "not found" that opening a new mailbox always
@@ -58,10 +58,19 @@ export class JsApiRequests {
     return (await this.#publish("create consumer", subject, body, undefined)) as unknown as CreatedConsumer;
   }
 
+  /** The first stream sequence of `subject` (`STREAM.MSG.GET` by `next_by_subj` from 1, at the stream's leader); 0 if none. */
+  async firstSequence(stream: string, subject: string): Promise<number> {
+    return await this.#sequence("read first sequence", stream, { seq: 1, next_by_subj: subject });
+  }
+
   /** The last stream sequence of `subject` (`STREAM.MSG.GET` by `last_by_subj`, at the stream's leader); 0 if none. */
   async lastSequence(stream: string, subject: string): Promise<number> {
+    return await this.#sequence("read last sequence", stream, { last_by_subj: subject });
+  }
+
+  async #sequence(what: string, stream: string, request: object): Promise<number> {
     try {
-      const reply = (await this.#publish("read last sequence", `${this.#prefix}.STREAM.MSG.GET.${stream}`, encoder.encode(JSON.stringify({ last_by_subj: subject })), undefined)) as unknown as {
+      const reply = (await this.#publish(what, `${this.#prefix}.STREAM.MSG.GET.${stream}`, encoder.encode(JSON.stringify(request)), undefined)) as unknown as {
         readonly message?: { readonly seq: number };
       };
       return reply.message?.seq ?? 0;

@@ -18,6 +18,7 @@ import { toFailure } from "../../protocol/failure.ts";
 import { NatsHeader, MessageType, deduplicationId, isRequest, responseRouting } from "../../protocol/messages.ts";
 import type { Message } from "../../protocol/messages.ts";
 import type { Logger } from "../../util/logger.ts";
+import { setTimeout as sleep } from "node:timers/promises";
 import { natsLayout } from "./nats-layout.ts";
 import type { NatsLayout } from "./nats-layout.ts";
 import { HeaderBlock } from "./header-block.ts";
@@ -113,10 +114,25 @@ export interface MailboxWatcher {
   consumerDeleted(): void;
   /** The connection came back after an outage. Settles once the consumer has been checked. */
   reconnected(): Promise<void>;
+  /**
+   * Look for messages the server keeps in the mailbox behind its consumer (after a leader change,
+   * NATS-LAYOUT.md 5.2). Settles once checked (and, if one was found, once the consumer is made
+   * again).
+   * @param consumerElectedAt - when the change was the election of this mailbox's consumer's
+   *   leader (which every creation of a consumer also announces), when that was.
+   */
+  checkBehind(consumerElectedAt?: number): Promise<void>;
 }
 
-/** How many mailboxes check their consumer at a time after a reconnect. */
-const RECONNECT_CHECKS_AT_ONCE = 32;
+/** How many mailboxes check their consumer at a time after a reconnect or a leader change. */
+const MAILBOX_CHECKS_AT_ONCE = 32;
+
+/**
+ * When, after a leader change of the mailbox stream or of a mailbox consumer (or a reconnect), its
+ * mailboxes look for messages left behind their consumers: once the new leader has taken over,
+ * and again once the publications and acknowledgements retried across the change have landed.
+ */
+const BEHIND_CHECKS_AFTER_MS = [2_000, 15_000] as const;
 
 /** The JetStream storage type of the settings. */
 export function storageType(settings: Pick<NatsSettings, "storage">): StorageType {
@@ -178,7 +194,9 @@ export class NatsExchange {
   /** The retries of the message path's publishes (the retry window of `retry`). */
   readonly #publishRetry: RetryOptions;
   #results: Promise<ResultStore | undefined> | undefined;
-  #advisories: Subscription | undefined;
+  #advisories: Subscription[] | undefined;
+  /** Leader changes whose checks (`#checkBehind`) are running, by what changed: the time of the latest. */
+  readonly #leaderChanges = new Map<string, number>();
 
   private constructor(
     nc: NatsConnection,
@@ -386,13 +404,35 @@ export class NatsExchange {
    */
   watchMailbox(consumer: string, watcher: MailboxWatcher): () => void {
     if (this.#advisories === undefined) {
-      const prefix = `$JS.EVENT.ADVISORY.CONSUMER.DELETED.${this.layout.mailboxStream}.`;
-      this.#advisories = this.nc.subscribe(`${prefix}*`, {
-        callback: (error, msg) => {
-          if (error !== null) return;
-          this.#mailboxWatchers.get(msg.subject.slice(prefix.length))?.consumerDeleted();
-        },
-      });
+      const stream = this.layout.mailboxStream;
+      const deleted = `$JS.EVENT.ADVISORY.CONSUMER.DELETED.${stream}.`;
+      const consumerLeader = `$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.${stream}.`;
+      this.#advisories = [
+        this.nc.subscribe(`${deleted}*`, {
+          callback: (error, msg) => {
+            if (error !== null) return;
+            this.#mailboxWatchers.get(msg.subject.slice(deleted.length))?.consumerDeleted();
+          },
+        }),
+        // Leader changes (clustered servers only): a new leader can be behind what the old one
+        // delivered, or past what it stored (NATS-LAYOUT.md 5.2, "Messages behind the consumer").
+        this.nc.subscribe(`${consumerLeader}*`, {
+          callback: (error, msg) => {
+            if (error !== null) return;
+            const name = msg.subject.slice(consumerLeader.length);
+            if (!this.#mailboxWatchers.has(name)) return;
+            this.#leaderChanged(name, () => {
+              const watcher = this.#mailboxWatchers.get(name);
+              return watcher === undefined ? [] : [watcher];
+            });
+          },
+        }),
+        this.nc.subscribe(`$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.${stream}`, {
+          callback: (error) => {
+            if (error === null) this.#leaderChanged("", () => [...this.#mailboxWatchers.values()]);
+          },
+        }),
+      ];
       void this.#watchReconnects();
     }
     this.#mailboxWatchers.set(consumer, watcher);
@@ -406,9 +446,51 @@ export class NatsExchange {
       if (status.type !== "reconnect") continue;
       const watchers = [...this.#mailboxWatchers.values()];
       this.logger.info({ mailboxes: watchers.length }, "reconnected; checking mailbox consumers");
-      for (let i = 0; i < watchers.length; i += RECONNECT_CHECKS_AT_ONCE) {
-        await Promise.all(watchers.slice(i, i + RECONNECT_CHECKS_AT_ONCE).map((w) => w.reconnected()));
+      await this.#eachMailbox(watchers, (w) => w.reconnected());
+      // A client that was cut off hears no advisory sent meanwhile: treat it as a leader change.
+      this.#leaderChanged("", () => [...this.#mailboxWatchers.values()]);
+    }
+  }
+
+  /** Run `check` on `watchers`, a few at a time. */
+  async #eachMailbox(watchers: readonly MailboxWatcher[], check: (w: MailboxWatcher) => Promise<void>): Promise<void> {
+    for (let i = 0; i < watchers.length; i += MAILBOX_CHECKS_AT_ONCE) {
+      await Promise.all(watchers.slice(i, i + MAILBOX_CHECKS_AT_ONCE).map(check));
+    }
+  }
+
+  /**
+   * A leader changed (`key`: a mailbox consumer's name, or "" for the mailbox stream or a
+   * reconnect): the mailboxes `watchers()` gives look for messages behind their consumers at each
+   * of {@link BEHIND_CHECKS_AFTER_MS} after it. A change while checks run starts them over.
+   */
+  #leaderChanged(key: string, watchers: () => readonly MailboxWatcher[]): void {
+    const running = this.#leaderChanges.has(key);
+    this.#leaderChanges.set(key, Date.now());
+    if (running) return;
+    void this.#checkBehind(key, watchers);
+  }
+
+  async #checkBehind(key: string, watchers: () => readonly MailboxWatcher[]): Promise<void> {
+    try {
+      let changedAt = 0;
+      let pass = 0;
+      while (pass < BEHIND_CHECKS_AFTER_MS.length && !this.nc.isClosed()) {
+        const latest = this.#leaderChanges.get(key) ?? changedAt;
+        if (latest !== changedAt) {
+          changedAt = latest;
+          pass = 0;
+        }
+        const wait = changedAt + BEHIND_CHECKS_AFTER_MS[pass]! - Date.now();
+        if (wait > 0) {
+          await sleep(wait, undefined, { ref: false });
+          continue;
+        }
+        await this.#eachMailbox(watchers(), (w) => w.checkBehind(key === "" ? undefined : changedAt));
+        pass++;
       }
+    } finally {
+      this.#leaderChanges.delete(key);
     }
   }
 

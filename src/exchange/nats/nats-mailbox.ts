@@ -37,6 +37,14 @@ import { SlotTable } from "../../util/slot-table.ts";
 const TAKEOVER_SETTLE_MS = 250;
 /** Attempts to open the mailbox while other readers replace its consumer at the same moment. */
 const OPEN_ATTEMPTS = 3;
+/**
+ * How long a message found behind the consumer must stay there before the consumer is made again:
+ * long enough for an acknowledgement in flight to remove it (below the ack floor), or, above the
+ * floor, for the consumer to deliver it again if it were still pending (one ack wait more).
+ */
+const BEHIND_CONFIRM_MS = 2_000;
+/** How long after making its consumer a reader takes the announcement of the consumer's leader to be about that. */
+const CREATION_ELECTION_MS = 1_000;
 
 
 /** A mailbox being read. Created by the transport's `listen`. */
@@ -55,6 +63,12 @@ export class NatsMailbox {
   #deliverSubject: string | undefined;
   #stopped = false;
   #terminatedNotified = false;
+  /** While this reader makes its own consumer again (`#reopen`): its deletion is not a takeover. */
+  #reopening = false;
+  /** The running `checkBehind`, if any. */
+  #checkingBehind: Promise<void> | undefined;
+  /** When this reader last made its consumer (from the request to the answer), in ms since the epoch. */
+  #created: { readonly from: number; readonly to: number } | undefined;
   /**
    * How far this reader's consumer has got (duplicate-rule.ts): which deliveries may be
    * duplicates and must have their result record read. Each new consumer must catch up again.
@@ -75,6 +89,7 @@ export class NatsMailbox {
     this.#unwatch = this.#ctx.watchMailbox(this.#ctx.layout.mailboxConsumer(this.#id.uid), {
       consumerDeleted: () => void this.#checkConsumer(),
       reconnected: () => this.#checkConsumer(),
+      checkBehind: (consumerElectedAt) => this.#checkBehind(consumerElectedAt),
     });
   }
 
@@ -111,8 +126,10 @@ export class NatsMailbox {
       };
       // Through the shared inbox (js-api-requests.ts), each retried within the retry window.
       const api = this.#api();
+      const creating = Date.now();
       await api.deleteConsumer(layout.mailboxStream, name);
       const created = await api.addConsumer(layout.mailboxStream, config);
+      this.#created = { from: creating, to: Date.now() };
       // Another reader replaced the consumer in between: the newest reader wins; try again.
       if (created.config.deliver_subject !== deliverSubject) {
         if (attempt >= OPEN_ATTEMPTS) {
@@ -184,7 +201,7 @@ export class NatsMailbox {
    * made again.
    */
   async #checkConsumer(): Promise<void> {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#reopening) return;
     let deliverSubject = await this.#consumerDeliverSubject();
     if (deliverSubject === undefined && !this.#stopped) {
       // A reader taking the mailbox over deletes the consumer and makes its own a moment later.
@@ -209,6 +226,94 @@ export class NatsMailbox {
       return;
     }
     this.#notifyTerminated();
+  }
+
+  /**
+   * Look for a message the server keeps in this mailbox although its consumer is past it, and if
+   * one stays there, make the consumer again (a new consumer delivers from the stream's first
+   * message of the subject). After a leader change, nats-server 2.9 can leave a consumer past a
+   * message it never delivered, or never delivered again after it was handed back: the message is
+   * not lost from the stream, but nothing would deliver it until the mailbox's next reader. Called
+   * by the exchange after leader changes and reconnects (NATS-LAYOUT.md 5.2); one check at a time.
+   * The election of the consumer's first leader, which a cluster announces as it makes the
+   * consumer, is not a change: a new consumer delivers from the subject's first message.
+   */
+  #checkBehind(consumerElectedAt?: number): Promise<void> {
+    const created = this.#created;
+    if (consumerElectedAt !== undefined && created !== undefined && consumerElectedAt >= created.from && consumerElectedAt <= created.to + CREATION_ELECTION_MS) {
+      return Promise.resolve();
+    }
+    this.#checkingBehind ??= this.#checkBehindNow().finally(() => {
+      this.#checkingBehind = undefined;
+    });
+    return this.#checkingBehind;
+  }
+
+  async #checkBehindNow(): Promise<void> {
+    try {
+      const found = await this.#behind();
+      if (found === undefined) return;
+      await sleep(found.seq <= found.ackFloor ? BEHIND_CONFIRM_MS : this.#ctx.settings.ackWaitMs + BEHIND_CONFIRM_MS);
+      const again = await this.#behind();
+      if (again?.seq !== found.seq) return;
+      this.#logger.warn(
+        { seq: again.seq, ackFloor: again.ackFloor, delivered: again.delivered },
+        "a message stays in the mailbox behind its consumer (after a leader change); making the consumer again to deliver it",
+      );
+      await this.#reopen();
+    } catch (error) {
+      this.#logger.debug({ err: error }, "could not look for messages behind the mailbox consumer");
+    }
+  }
+
+  /**
+   * The mailbox's first stored message if its consumer is past it and not waiting for this reader
+   * to acknowledge it: at or below the consumer's ack floor, or delivered and not held by this
+   * reader. The first sequence is read at the stream leader, the consumer's state at its leader.
+   */
+  async #behind(): Promise<{ seq: number; ackFloor: number; delivered: number } | undefined> {
+    if (this.#stopped || this.#reopening) return undefined;
+    const { layout, jsm } = this.#ctx;
+    const seq = await this.#api().firstSequence(layout.mailboxStream, layout.mailboxSubject(this.#id.uid));
+    if (seq === 0 || this.#stopped) return undefined;
+    let info;
+    try {
+      info = await jsm.consumers.info(layout.mailboxStream, layout.mailboxConsumer(this.#id.uid));
+    } catch (error) {
+      if (isConsumerNotFound(error)) return undefined;
+      throw error;
+    }
+    // Another reader's consumer, or none of this reader's yet: not this reader's to judge.
+    if (info.config.deliver_subject !== this.#deliverSubject) return undefined;
+    const ackFloor = info.ack_floor.stream_seq;
+    const delivered = info.delivered.stream_seq;
+    if (seq > delivered) return undefined;
+    if (seq > ackFloor && this.#holds(seq)) return undefined;
+    return { seq, ackFloor, delivered };
+  }
+
+  /** Whether this reader has the message at stream sequence `seq` delivered and not yet settled. */
+  #holds(seq: number): boolean {
+    for (const [, m] of this.#unacked.entries()) {
+      if (parseAckReply(ackSubject(m)).streamSeq === seq) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Make this reader's consumer again (as on listen). Messages being handled are delivered again
+   * by the new consumer and recognised as possible duplicates (duplicate-rule.ts, rule 2).
+   */
+  async #reopen(): Promise<void> {
+    if (this.#stopped) return;
+    this.#reopening = true;
+    try {
+      await this.#open();
+    } finally {
+      this.#reopening = false;
+    }
+    // A reader that took the mailbox over meanwhile was not heard while reopening: look now.
+    await this.#checkConsumer();
   }
 
   /** The consumer's delivery subject; undefined if it does not exist, null if that is unknown. */

@@ -1,0 +1,128 @@
+/**
+ * A request the server keeps in a mailbox behind its consumer (the consumer past it without having
+ * delivered it, as nats-server 2.9 can leave it after a leader change of an R3 stream) is delivered
+ * after the next leader change: the reader finds it and makes its consumer again
+ * (NATS-LAYOUT.md 5.2, "Messages behind the consumer"). The test puts a request there by hand
+ * (`strand`).
+ */
+import { createInbox } from "@nats-io/nats-core";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { Manager, NatsExchangeFactory, natsLayout } from "../../../src/index.ts";
+import type { NatsCluster } from "../../../src/testing/index.ts";
+import { decodeValue, encodeMessage } from "../../../src/protocol/codec.ts";
+import { fromEnvelope } from "../../../src/protocol/messages.ts";
+import type { Message } from "../../../src/protocol/messages.ts";
+import { Recorder } from "../../fixtures/agents.ts";
+import { eventually } from "../../support/edge.ts";
+import { startTestNatsCluster } from "../../support/nats.ts";
+
+let cluster: NatsCluster;
+let nc: NatsConnection;
+let serial = 0;
+
+beforeAll(async () => {
+  cluster = await startTestNatsCluster();
+  nc = await connect({ servers: cluster.urls });
+}, 60_000);
+
+afterAll(async () => {
+  await nc?.close();
+  await cluster?.[Symbol.asyncDispose]();
+});
+
+/** The first reply on `inbox`, and whether it has come. */
+function firstReply(inbox: string): { readonly reply: Promise<Message>; readonly settled: () => boolean } {
+  const sub = nc.subscribe(inbox, { max: 1 });
+  let done = false;
+  const reply = (async () => {
+    for await (const m of sub) {
+      done = true;
+      return fromEnvelope(decodeValue(m.data));
+    }
+    throw new Error("inbox closed");
+  })();
+  return { reply, settled: () => done };
+}
+
+/** Publish a `record` request for `uid` on `subject`; its reply. */
+async function record(subject: string, uid: string, value: string): Promise<{ seq: number; reply: Promise<Message> }> {
+  const inbox = createInbox();
+  const answer = firstReply(inbox);
+  await nc.flush();
+  const request: Message = { type: "action-request", tag: `t-${value}`, dest: uid, replyTo: inbox, action: "record", args: [value] };
+  const ack = await jetstream(nc).publish(subject, encodeMessage(request), { msgID: request.tag });
+  return { seq: ack.seq, reply: answer.reply };
+}
+
+/**
+ * Store two `record` requests for `uid` ("behind" and "kick") behind its consumer, which delivers a
+ * third ("skipped") past them: the consumer is switched to another subject of the stream (2.9
+ * updates a filter in place, but keeps waking the consumer on the old one: "kick" wakes it), and
+ * switched back once it has delivered "skipped".
+ */
+async function strand(jsm: JetStreamManager, prefix: string, uid: string): Promise<Array<Promise<Message>>> {
+  const layout = natsLayout(prefix);
+  const stream = layout.mailboxStream;
+  const name = layout.mailboxConsumer(uid);
+  const subject = layout.mailboxSubject(uid);
+  const elsewhere = `${prefix}.mbox.elsewhere`;
+  await jsm.consumers.update(stream, name, { filter_subject: elsewhere });
+  const behind = await record(subject, uid, "behind");
+  const skipped = await record(elsewhere, uid, "skipped");
+  const kick = await record(subject, uid, "kick");
+  expect(await skipped.reply).toMatchObject({ type: "action-response", result: 2 });
+  await jsm.consumers.update(stream, name, { filter_subject: subject });
+  const info = await jsm.consumers.info(stream, name);
+  expect(info.ack_floor.stream_seq).toBeGreaterThan(behind.seq);
+  expect(info.num_ack_pending).toBe(0);
+  expect((await jsm.streams.getMessage(stream, { seq: 1, next_by_subj: subject } as never))?.seq).toBe(behind.seq);
+  expect(kick.seq).toBeGreaterThan(behind.seq);
+  return [behind.reply, kick.reply];
+}
+
+describe("a request behind its mailbox consumer", () => {
+  test.each(["consumer", "stream"] as const)(
+    "is delivered, once, after a leader change of the %s",
+    async (which) => {
+      const prefix = `bc${process.pid}_${++serial}`;
+      const layout = natsLayout(prefix);
+      await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory({ servers: cluster.urls, prefix }));
+      const handle = await manager.launch(new Recorder());
+      const uid = handle.agentId.uid;
+      expect(await handle.record("first")).toBe(1);
+      const jsm = await jetstreamManager(nc);
+
+      const stranded = Promise.all(await strand(jsm, prefix, uid));
+
+      // Nothing delivers them on their own.
+      const early = await Promise.race([stranded.then(() => "answered"), new Promise((resolve) => setTimeout(() => resolve("waiting"), 2_000))]);
+      expect(early).toBe("waiting");
+
+      const stepdown =
+        which === "consumer"
+          ? `$JS.API.CONSUMER.LEADER.STEPDOWN.${layout.mailboxStream}.${layout.mailboxConsumer(uid)}`
+          : `$JS.API.STREAM.LEADER.STEPDOWN.${layout.mailboxStream}`;
+      const answer = JSON.parse(new TextDecoder().decode((await nc.request(stepdown, undefined, { timeout: 10_000 })).data)) as { success?: boolean };
+      expect(answer.success).toBe(true);
+
+      // Checked 2 s after the change, confirmed 2 s later, then the consumer is made again.
+      const responses = await Promise.race([
+        stranded,
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the requests behind the consumer were not delivered within 30 s of the leader change")), 30_000)),
+      ]);
+      expect(responses.map((r) => r.type)).toEqual(["action-response", "action-response"]);
+      const log = (await handle.log()) as string[];
+      expect(log.slice(0, 2)).toEqual(["first", "skipped"]);
+      expect(log.slice(2).sort()).toEqual(["behind", "kick"]);
+      // The mailbox is empty again, and its reader still serves.
+      expect(await handle.record("after")).toBe(5);
+      const left = async (): Promise<number> => (await jsm.streams.info(layout.mailboxStream, { subjects_filter: layout.mailboxSubject(uid) })).state.messages;
+      await eventually(async () => (await left()) === 0, 10_000, "the mailbox to be empty");
+    },
+    90_000,
+  );
+});
