@@ -46,7 +46,7 @@ describe("natsPermissions", () => {
   test("every user subscribes only under its own inbox prefix, plus the deliver subjects and advisories of library readers", () => {
     for (const role of ROLES) {
       const { subscribe } = natsPermissions({ role, inboxPrefix: "_INBOX.alice" });
-      for (const subject of subscribe.allow) expect(subject).toMatch(/^(_INBOX\.alice\.>|academy\.deliver\.>|\$JS\.EVENT\.ADVISORY\.CONSUMER\.DELETED\.academy_mailboxes\.\*)$/);
+      for (const subject of subscribe.allow) expect(subject).toMatch(/^(_INBOX\.alice\.>|academy\.deliver\.>|\$JS\.EVENT\.ADVISORY\.CONSUMER\.(DELETED|LEADER_ELECTED)\.academy_mailboxes\.\*|\$JS\.EVENT\.ADVISORY\.STREAM\.LEADER_ELECTED\.academy_mailboxes)$/);
     }
     expect(natsPermissions({ role: NatsRole.ForeignCaller, inboxPrefix: "_INBOX.alice" }).subscribe.allow).toEqual(["_INBOX.alice.>"]);
   });

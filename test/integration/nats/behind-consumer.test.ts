@@ -125,4 +125,42 @@ describe("a request behind its mailbox consumer", () => {
     },
     90_000,
   );
+  test("a consumer's creation is not taken for a leader change; a stream leader change is", async () => {
+    const prefix = `bc${process.pid}_${++serial}`;
+    const layout = natsLayout(prefix);
+    // Every request of the check's first step, seen by a spy on the API subject.
+    const checks: string[] = [];
+    const spy = nc.subscribe(`$JS.API.STREAM.MSG.GET.${layout.mailboxStream}`, {
+      callback: (_error, m) => {
+        const body = JSON.parse(new TextDecoder().decode(m.data)) as { next_by_subj?: string };
+        if (body.next_by_subj !== undefined) checks.push(body.next_by_subj);
+      },
+    });
+    try {
+      await nc.flush();
+      await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory({ servers: cluster.urls, prefix }));
+      const first = await manager.launch(new Recorder());
+      const second = await manager.launch(new Recorder());
+      expect(await first.record("a")).toBe(1);
+      expect(await second.record("b")).toBe(1);
+      // Each consumer's creation announced its leader; the checks would come 2 s after.
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      expect(checks).toEqual([]);
+      // A reader that makes its consumer again (here: deleted by hand) hears that announcement.
+      const jsm = await jetstreamManager(nc);
+      await jsm.consumers.delete(layout.mailboxStream, layout.mailboxConsumer(first.agentId.uid));
+      await eventually(() => jsm.consumers.info(layout.mailboxStream, layout.mailboxConsumer(first.agentId.uid)), 10_000, "the consumer made again");
+      expect(await first.record("a2")).toBe(2);
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      expect(checks).toEqual([]);
+
+      const answer = JSON.parse(new TextDecoder().decode((await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${layout.mailboxStream}`, undefined, { timeout: 10_000 })).data)) as { success?: boolean };
+      expect(answer.success).toBe(true);
+      const subjects = [first, second].map((h) => layout.mailboxSubject(h.agentId.uid));
+      await eventually(async () => subjects.every((subject) => checks.includes(subject)), 10_000, "both mailboxes checked");
+      expect(await first.record("c")).toBe(3);
+    } finally {
+      spy.unsubscribe();
+    }
+  }, 60_000);
 });
