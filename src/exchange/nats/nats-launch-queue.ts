@@ -42,13 +42,28 @@ export async function publishRemoteLaunch(ctx: NatsExchange, site: string, reque
   await ctx.publishStored(ctx.layout.outboxLaunchSubject(site, request.pool, request.uid), data, headers);
 }
 
-/** Whether a launch request for agent `uid` is waiting in the stream. */
+/**
+ * Whether a launch request for agent `uid` is waiting in the stream for a host to take it: its last
+ * one is stored, and beyond the pool consumer's ack floor. One at or below the floor is a request
+ * the consumer will never deliver: nats-server 2.9 can leave one there after a leader change
+ * (NATS-LAYOUT.md 5.2, *Messages behind the consumer*), and the sweep then publishes it again.
+ */
 export async function launchPending(ctx: NatsExchange, pool: string, uid: string): Promise<boolean> {
   const { layout, jsm } = ctx;
   const stored = await ctx.retry("read launch stream", () =>
     jsm.streams.getMessage(layout.launchStream, { last_by_subj: layout.launchSubject(pool, uid) }),
   );
-  return stored !== null;
+  if (stored === null) return false;
+  const info = await ctx.retry("read pool consumer", async () => {
+    try {
+      return await jsm.consumers.info(layout.launchStream, layout.poolConsumer(pool));
+    } catch (error) {
+      if (isConsumerNotFound(error)) return undefined;
+      throw error;
+    }
+  });
+  // No consumer yet: the first host's delivers every stored request.
+  return info === undefined || stored.seq > info.ack_floor.stream_seq;
 }
 
 /**

@@ -3,19 +3,21 @@
  * delivered it, as nats-server 2.9 can leave it after a leader change of an R3 stream) is delivered
  * after the next leader change: the reader finds it and makes its consumer again
  * (NATS-LAYOUT.md 5.2, "Messages behind the consumer"). The test puts a request there by hand
- * (`strand`).
+ * (`strand`). The same for a launch request behind its pool's consumer, which the placement sweep
+ * must not take for one still waiting.
  */
 import { createInbox } from "@nats-io/nats-core";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, onTestFinished, test } from "vitest";
 import { Manager, NatsExchangeFactory, natsLayout } from "../../../src/index.ts";
 import type { NatsCluster } from "../../../src/testing/index.ts";
 import { decodeValue, encodeMessage } from "../../../src/protocol/codec.ts";
 import { fromEnvelope } from "../../../src/protocol/messages.ts";
 import type { Message } from "../../../src/protocol/messages.ts";
+import { NatsPoolBackend } from "../../../src/exchange/nats/nats-pool-backend.ts";
 import { Recorder } from "../../fixtures/agents.ts";
 import { eventually } from "../../support/edge.ts";
 import { startTestNatsCluster } from "../../support/nats.ts";
@@ -162,5 +164,35 @@ describe("a request behind its mailbox consumer", () => {
     } finally {
       spy.unsubscribe();
     }
+  }, 60_000);
+});
+
+describe("a launch request behind its pool consumer", () => {
+  test("does not count as waiting, so the placement sweep publishes it again", async () => {
+    const prefix = `bc${process.pid}_${++serial}`;
+    const layout = natsLayout(prefix);
+    const factory = new NatsExchangeFactory({ servers: cluster.urls, prefix });
+    onTestFinished(() => factory.close());
+    const backend = await NatsPoolBackend.for(await factory.context());
+    await backend.launchQueue("p");
+    const jsm = await jetstreamManager(nc);
+    const js = jetstream(nc);
+    const consumer = layout.poolConsumer("p");
+    expect(await backend.launchPending("p", "a")).toBe(false);
+    const stored = await js.publish(layout.launchSubject("p", "a"), "launch a");
+    expect(await backend.launchPending("p", "a")).toBe(true);
+    // Behind the consumer: it is switched to another pool's subjects, delivers past the request
+    // there, and is switched back.
+    await jsm.consumers.update(layout.launchStream, consumer, { filter_subject: `${prefix}.launch.other.*` });
+    await js.publish(`${prefix}.launch.other.b`, "launch b");
+    const past = await (await jetstream(nc).consumers.get(layout.launchStream, consumer)).next({ expires: 5_000 });
+    expect(past?.subject).toBe(`${prefix}.launch.other.b`);
+    await past!.ackAck();
+    await jsm.consumers.update(layout.launchStream, consumer, { filter_subject: `${prefix}.launch.p.*` });
+    expect((await jsm.consumers.info(layout.launchStream, consumer)).ack_floor.stream_seq).toBeGreaterThan(stored.seq);
+    expect(await backend.launchPending("p", "a")).toBe(false);
+    // A request beyond the floor is waiting.
+    await js.publish(layout.launchSubject("p", "c"), "launch c");
+    expect(await backend.launchPending("p", "c")).toBe(true);
   }, 60_000);
 });
