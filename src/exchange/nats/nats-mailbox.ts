@@ -43,6 +43,10 @@ const OPEN_ATTEMPTS = 3;
  * floor, for the consumer to deliver it again if it were still pending (one ack wait more).
  */
 const BEHIND_CONFIRM_MS = 2_000;
+/** How many times one check makes the consumer again for a message that stays behind it. */
+const BEHIND_REOPENS = 3;
+/** How long after making the consumer again a check looks whether the message was delivered. */
+const BEHIND_RECHECK_MS = 5_000;
 /** How long after making its consumer a reader takes the announcement of the consumer's leader to be about that. */
 const CREATION_ELECTION_MS = 1_000;
 
@@ -251,16 +255,26 @@ export class NatsMailbox {
 
   async #checkBehindNow(): Promise<void> {
     try {
-      const found = await this.#behind();
-      if (found === undefined) return;
-      await sleep(found.seq <= found.ackFloor ? BEHIND_CONFIRM_MS : this.#ctx.settings.ackWaitMs + BEHIND_CONFIRM_MS);
-      const again = await this.#behind();
-      if (again?.seq !== found.seq) return;
-      this.#logger.warn(
-        { seq: again.seq, ackFloor: again.ackFloor, delivered: again.delivered },
-        "a message stays in the mailbox behind its consumer (after a leader change); making the consumer again to deliver it",
-      );
-      await this.#reopen();
+      for (let reopened = 0; ; reopened++) {
+        const found = await this.#behind();
+        if (found === undefined) return;
+        await sleep(found.seq <= found.ackFloor ? BEHIND_CONFIRM_MS : this.#ctx.settings.ackWaitMs + BEHIND_CONFIRM_MS);
+        const again = await this.#behind();
+        if (again?.seq !== found.seq) return;
+        const facts = { seq: again.seq, ackFloor: again.ackFloor, delivered: again.delivered };
+        if (reopened >= BEHIND_REOPENS) {
+          this.#logger.error(
+            { ...facts, reopened },
+            "a message stays in the mailbox behind its consumer although the consumer was made again; the next leader change or reader tries again",
+          );
+          return;
+        }
+        this.#logger.warn(facts, "a message stays in the mailbox behind its consumer (after a leader change); making the consumer again to deliver it");
+        await this.#reopen();
+        // A consumer made again delivers it at once, unless the server skips it again (a replica
+        // that differs from the stream leader's, leading the new consumer): look again.
+        await sleep(BEHIND_RECHECK_MS);
+      }
     } catch (error) {
       this.#logger.debug({ err: error }, "could not look for messages behind the mailbox consumer");
     }
