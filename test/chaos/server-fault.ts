@@ -39,10 +39,10 @@ export async function runServerFault(ctx: ChaosContext, fault: ServerFault, tota
   const prefix = `${tag}${process.pid}_${Date.now() % 100_000}`;
   const resultWindowMs = chaosResultWindowMs();
   const debug = process.env["CHAOS_DEBUG"] !== undefined ? pino({ level: "debug" }, process.stderr) : undefined;
-  // The agents' exchange logs at warn (debug with CHAOS_DEBUG), counting the mailboxes whose
-  // consumer was made again to deliver messages left behind it (NATS-LAYOUT.md 5.2).
+  // The agents' and callers' exchanges log at warn (debug with CHAOS_DEBUG), counting the mailboxes
+  // whose consumer was made again to deliver messages left behind it (NATS-LAYOUT.md 5.2).
   let behindConsumer = 0;
-  const agentLog = pino({ level: debug !== undefined ? "debug" : "warn" }, {
+  const exchangeLog = pino({ level: debug !== undefined ? "debug" : "warn" }, {
     write(line: string): void {
       if (line.includes("behind its consumer")) behindConsumer++;
       if (debug !== undefined) process.stderr.write(line);
@@ -55,8 +55,8 @@ export async function runServerFault(ctx: ChaosContext, fault: ServerFault, tota
     // Long enough for the fault: a call outlives a server restart or a leader election.
     retryWindowMs: 60_000,
   };
-  const agentFactory = new NatsExchangeFactory({ ...options, logger: agentLog });
-  const callerFactories = Array.from({ length: CALLERS }, () => new NatsExchangeFactory(options));
+  const agentFactory = new NatsExchangeFactory({ ...options, logger: exchangeLog });
+  const callerFactories = Array.from({ length: CALLERS }, () => new NatsExchangeFactory({ ...options, logger: exchangeLog }));
   const engines: Array<{ engine: AgentEngine<ChaosProbe>; running: Promise<void> }> = [];
   const start = (registration: AgentRegistration<ChaosProbe>): { engine: AgentEngine<ChaosProbe>; running: Promise<void> } => {
     const engine = new AgentEngine(new ChaosProbe(), { exchangeFactory: agentFactory, registration, ...(debug !== undefined && { logger: debug }) });

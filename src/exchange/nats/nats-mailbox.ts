@@ -39,8 +39,9 @@ const TAKEOVER_SETTLE_MS = 250;
 const OPEN_ATTEMPTS = 3;
 /**
  * How long a message found behind the consumer must stay there before the consumer is made again:
- * long enough for an acknowledgement in flight to remove it (below the ack floor), or, above the
- * floor, for the consumer to deliver it again if it were still pending (one ack wait more).
+ * long enough for an acknowledgement in flight to remove it (below the ack floor), or for a
+ * delivery in flight to reach this reader (above the floor). A delivery lost with a connection or
+ * a leader would otherwise come back only after the ack wait (30 s by default).
  */
 const BEHIND_CONFIRM_MS = 2_000;
 /** How many times one check makes the consumer again for a message that stays behind it. */
@@ -237,7 +238,9 @@ export class NatsMailbox {
    * one stays there, make the consumer again (a new consumer delivers from the stream's first
    * message of the subject). After a leader change, nats-server 2.9 can leave a consumer past a
    * message it never delivered, or never delivered again after it was handed back: the message is
-   * not lost from the stream, but nothing would deliver it until the mailbox's next reader. Called
+   * not lost from the stream, but nothing would deliver it until the mailbox's next reader. A
+   * delivery lost in transit with a connection or a leader (the consumer counts it as delivered,
+   * this reader never got it) would come back only after the ack wait: the same cures it. Called
    * by the exchange after leader changes and reconnects (NATS-LAYOUT.md 5.2); one check at a time.
    * The election of the consumer's first leader, which a cluster announces as it makes the
    * consumer, is not a change: a new consumer delivers from the subject's first message.
@@ -258,7 +261,7 @@ export class NatsMailbox {
       for (let reopened = 0; ; reopened++) {
         const found = await this.#behind();
         if (found === undefined) return;
-        await sleep(found.seq <= found.ackFloor ? BEHIND_CONFIRM_MS : this.#ctx.settings.ackWaitMs + BEHIND_CONFIRM_MS);
+        await sleep(BEHIND_CONFIRM_MS);
         const again = await this.#behind();
         if (again?.seq !== found.seq) return;
         const facts = { seq: again.seq, ackFloor: again.ackFloor, delivered: again.delivered };
