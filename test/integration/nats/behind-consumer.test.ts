@@ -36,28 +36,20 @@ afterAll(async () => {
   await cluster?.[Symbol.asyncDispose]();
 });
 
-/** The first reply on `inbox`, and whether it has come. */
-function firstReply(inbox: string): { readonly reply: Promise<Message>; readonly settled: () => boolean } {
-  const sub = nc.subscribe(inbox, { max: 1 });
-  let done = false;
-  const reply = (async () => {
-    for await (const m of sub) {
-      done = true;
-      return fromEnvelope(decodeValue(m.data));
-    }
-    throw new Error("inbox closed");
-  })();
-  return { reply, settled: () => done };
+/** The first reply on `inbox`. */
+async function firstReply(inbox: string): Promise<Message> {
+  for await (const m of nc.subscribe(inbox, { max: 1 })) return fromEnvelope(decodeValue(m.data));
+  throw new Error("inbox closed");
 }
 
 /** Publish a `record` request for `uid` on `subject`; its reply. */
 async function record(subject: string, uid: string, value: string): Promise<{ seq: number; reply: Promise<Message> }> {
   const inbox = createInbox();
-  const answer = firstReply(inbox);
+  const reply = firstReply(inbox);
   await nc.flush();
   const request: Message = { type: "action-request", tag: `t-${value}`, dest: uid, replyTo: inbox, action: "record", args: [value] };
   const ack = await jetstream(nc).publish(subject, encodeMessage(request), { msgID: request.tag });
-  return { seq: ack.seq, reply: answer.reply };
+  return { seq: ack.seq, reply };
 }
 
 /**
