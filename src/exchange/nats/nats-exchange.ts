@@ -118,8 +118,8 @@ export interface MailboxWatcher {
    * Look for messages the server keeps in the mailbox behind its consumer (after a leader change,
    * NATS-LAYOUT.md 5.2). Settles once checked (and, if one was found, once the consumer is made
    * again).
-   * @param consumerElectedAt - when the change was the election of this mailbox's consumer's
-   *   leader (which every creation of a consumer also announces), when that was.
+   * @param consumerElectedAt - the time of the election of this mailbox's consumer's leader,
+   *   when that was the change (every creation of a consumer also announces one).
    */
   checkBehind(consumerElectedAt?: number): Promise<void>;
 }
@@ -398,9 +398,10 @@ export class NatsExchange {
    * Tell `watcher` when the mailbox consumer `consumer` is deleted (by a termination, by hand, or
    * by the server) and when the connection comes back after an outage (a server restarted
    * without its state loses consumers silently). Push consumers send nothing while idle, so these
-   * are how a reader learns that its consumer is gone. One advisory subscription and one status
-   * loop serve every mailbox of the connection; after a reconnect the watchers are called a few
-   * at a time.
+   * are how a reader learns that its consumer is gone. Also when to look for messages behind the
+   * consumer (`checkBehind`): after leader changes of the mailbox stream or of the consumer, and
+   * after reconnects. Three advisory subscriptions and one status loop serve every mailbox of the
+   * connection; the watchers are called a few at a time.
    */
   watchMailbox(consumer: string, watcher: MailboxWatcher): () => void {
     if (this.#advisories === undefined) {
