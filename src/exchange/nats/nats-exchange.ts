@@ -110,6 +110,8 @@ export function replicasForServer(info: { readonly cluster?: string | undefined;
 
 /** What a mailbox reader hears of its consumer (see `NatsExchange.watchMailbox`). */
 export interface MailboxWatcher {
+  /** The mailbox's subject in the mailbox stream. */
+  readonly subject: string;
   /** The consumer was deleted. */
   consumerDeleted(): void;
   /** The connection came back after an outage. Settles once the consumer has been checked. */
@@ -430,7 +432,7 @@ export class NatsExchange {
         }),
         this.nc.subscribe(`$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.${stream}`, {
           callback: (error) => {
-            if (error === null) this.#leaderChanged("", () => [...this.#mailboxWatchers.values()]);
+            if (error === null) this.#leaderChanged("", () => this.#watchersHoldingMessages());
           },
         }),
       ];
@@ -449,8 +451,27 @@ export class NatsExchange {
       this.logger.info({ mailboxes: watchers.length }, "reconnected; checking mailbox consumers");
       await this.#eachMailbox(watchers, (w) => w.reconnected());
       // A client that was cut off hears no advisory sent meanwhile: treat it as a leader change.
-      this.#leaderChanged("", () => [...this.#mailboxWatchers.values()]);
+      this.#leaderChanged("", () => this.#watchersHoldingMessages());
     }
+  }
+
+  /**
+   * The watched mailboxes that hold messages, from one stream-info request at the mailbox stream's
+   * leader (its per-subject counts: a work queue keeps only what is not yet acknowledged, so an
+   * idle mailbox is not listed), rather than a request per mailbox: a host of 10,000 idle agents
+   * checks after a leader change with one request. Every watched mailbox when it cannot be read.
+   */
+  async #watchersHoldingMessages(): Promise<readonly MailboxWatcher[]> {
+    const watchers = [...this.#mailboxWatchers.values()];
+    if (watchers.length === 0) return watchers;
+    let subjects: Record<string, number>;
+    try {
+      subjects = (await this.jsm.streams.info(this.layout.mailboxStream, { subjects_filter: this.layout.mailboxSubjects })).state.subjects ?? {};
+    } catch (error) {
+      this.logger.debug({ err: error }, "could not list the mailboxes holding messages; checking every mailbox");
+      return watchers;
+    }
+    return watchers.filter((w) => subjects[w.subject] !== undefined);
   }
 
   /** Run `check` on `watchers`, a few at a time. */
@@ -465,14 +486,14 @@ export class NatsExchange {
    * reconnect): the mailboxes `watchers()` gives look for messages behind their consumers at each
    * of {@link BEHIND_CHECKS_AFTER_MS} after it. A change while checks run starts them over.
    */
-  #leaderChanged(key: string, watchers: () => readonly MailboxWatcher[]): void {
+  #leaderChanged(key: string, watchers: () => readonly MailboxWatcher[] | Promise<readonly MailboxWatcher[]>): void {
     const running = this.#leaderChanges.has(key);
     this.#leaderChanges.set(key, Date.now());
     if (running) return;
     void this.#checkBehind(key, watchers);
   }
 
-  async #checkBehind(key: string, watchers: () => readonly MailboxWatcher[]): Promise<void> {
+  async #checkBehind(key: string, watchers: () => readonly MailboxWatcher[] | Promise<readonly MailboxWatcher[]>): Promise<void> {
     try {
       let changedAt = 0;
       let pass = 0;
@@ -487,7 +508,7 @@ export class NatsExchange {
           await sleep(wait, undefined, { ref: false });
           continue;
         }
-        await this.#eachMailbox(watchers(), (w) => w.checkBehind(key === "" ? undefined : changedAt));
+        await this.#eachMailbox(await watchers(), (w) => w.checkBehind(key === "" ? undefined : changedAt));
         pass++;
       }
     } finally {

@@ -92,6 +92,7 @@ export class NatsMailbox {
   async start(): Promise<void> {
     await this.#open();
     this.#unwatch = this.#ctx.watchMailbox(this.#ctx.layout.mailboxConsumer(this.#id.uid), {
+      subject: this.#ctx.layout.mailboxSubject(this.#id.uid),
       consumerDeleted: () => void this.#checkConsumer(),
       reconnected: () => this.#checkConsumer(),
       checkBehind: (consumerElectedAt) => this.#checkBehind(consumerElectedAt),

@@ -119,15 +119,23 @@ describe("a request behind its mailbox consumer", () => {
     },
     90_000,
   );
-  test("a consumer's creation is not taken for a leader change; a stream leader change is", async () => {
+  test("a consumer's creation is not taken for a leader change; a stream leader change is, checked with one request for idle mailboxes", async () => {
     const prefix = `bc${process.pid}_${++serial}`;
     const layout = natsLayout(prefix);
-    // Every request of the check's first step, seen by a spy on the API subject.
+    // Every request of a mailbox's check (its first step), and every listing of the mailboxes
+    // holding messages, seen by spies on the API subjects.
     const checks: string[] = [];
+    const listings: string[] = [];
     const spy = nc.subscribe(`$JS.API.STREAM.MSG.GET.${layout.mailboxStream}`, {
       callback: (_error, m) => {
         const body = JSON.parse(new TextDecoder().decode(m.data)) as { next_by_subj?: string };
         if (body.next_by_subj !== undefined) checks.push(body.next_by_subj);
+      },
+    });
+    const infoSpy = nc.subscribe(`$JS.API.STREAM.INFO.${layout.mailboxStream}`, {
+      callback: (_error, m) => {
+        const body = m.data.length === 0 ? {} : (JSON.parse(new TextDecoder().decode(m.data)) as { subjects_filter?: string });
+        if (body.subjects_filter !== undefined) listings.push(body.subjects_filter);
       },
     });
     try {
@@ -150,11 +158,14 @@ describe("a request behind its mailbox consumer", () => {
 
       const answer = JSON.parse(new TextDecoder().decode((await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${layout.mailboxStream}`, undefined, { timeout: 10_000 })).data)) as { success?: boolean };
       expect(answer.success).toBe(true);
-      const subjects = [first, second].map((h) => layout.mailboxSubject(h.agentId.uid));
-      await eventually(async () => subjects.every((subject) => checks.includes(subject)), 10_000, "both mailboxes checked");
+      // One listing of the mailboxes holding messages; both are empty, so neither is read on its own.
+      await eventually(async () => listings.includes(layout.mailboxSubjects), 10_000, "the mailboxes holding messages listed");
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(checks).toEqual([]);
       expect(await first.record("c")).toBe(3);
     } finally {
       spy.unsubscribe();
+      infoSpy.unsubscribe();
     }
   }, 60_000);
 });
