@@ -67,6 +67,11 @@ interface RuntimeFigures {
   readonly afterLaunchWindowMs: number | undefined;
   /** When the host's memory reducer collected after the launch (ms after the launch ended; empty: not seen, or no window). */
   readonly memoryReducerAtMs: readonly number[];
+  /**
+   * The host's full collections during the idle window (`--trace-gc`: kind and pause in ms), so a
+   * busy second in it can be told apart from the idle agents' own work.
+   */
+  readonly idleFullCollections: ReadonlyArray<{ readonly kind: string; readonly pauseMs: number }>;
   readonly host: NodeSide;
   readonly server: Side;
   /** Warnings and errors the host logged, by message. */
@@ -146,6 +151,18 @@ const MAX_AFTER_LAUNCH_MS = 180_000;
 /** The reducer's collections come about 0.6 s apart: done when none came for this long. */
 const REDUCER_QUIET_MS = 3_000;
 const REDUCE_GC = /Mark-Compact \(reduce\)/;
+/** A `--trace-gc` line of a full collection: its kind and its pause (the first of "pause / external" ms). */
+const FULL_GC = /(Mark-Compact(?: \(reduce\))?) [^,]*, ([\d.]+) \/ [\d.]+ ms/;
+
+/** The full collections among `lines` (`--trace-gc` output). */
+function fullCollections(lines: readonly string[]): Array<{ kind: string; pauseMs: number }> {
+  const found: Array<{ kind: string; pauseMs: number }> = [];
+  for (const line of lines) {
+    const match = FULL_GC.exec(line);
+    if (match !== null) found.push({ kind: match[1]!, pauseMs: Number(match[2]) });
+  }
+  return found;
+}
 
 /**
  * Wait at least `minMs`, and until the host has logged a memory reducer collection (`--trace-gc`)
@@ -274,7 +291,9 @@ async function measureRuntime(
         afterLaunchWindowMs = performance.now() - started;
         afterLaunch = ((cpuTimeMs(host.pid) - cpuAtStart) / afterLaunchWindowMs) * 100;
       }
+      const linesAtIdleStart = host.lines.length;
       const [hostCpu, serverCpu] = (await idleCpu([host.pid, serverPid], windowMs)) as [Cpu, Cpu];
+      const idleFullCollections = fullCollections(host.lines.slice(linesAtIdleStart));
       const hostAfter = rssBytes(host.pid);
       const serverAfter = rssBytes(serverPid);
       const heapAfter = await probeHost(host);
@@ -287,6 +306,7 @@ async function measureRuntime(
         afterLaunchCpuPercent: afterLaunch,
         afterLaunchWindowMs,
         memoryReducerAtMs,
+        idleFullCollections,
         host: nodeSide([hostBefore, hostAfter], [heapBefore, heapAfter], agents, hostCpu),
         server: side(serverBefore, serverAfter, agents, serverCpu),
         hostWarnings: warnings,
@@ -467,7 +487,9 @@ export default async function footprint(ctx: BenchContext): Promise<ScenarioResu
           : [
               `${count(n)} agents: window after the launch ${(runtime.afterLaunchWindowMs / 1000).toFixed(0)} s; memory reducer collections at ${
                 runtime.memoryReducerAtMs.length === 0 ? "none seen" : runtime.memoryReducerAtMs.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(", ")
-              } after the launch ended`,
+              } after the launch ended; full collections in the idle window: ${
+                runtime.idleFullCollections.length === 0 ? "none" : runtime.idleFullCollections.map((gc) => `${gc.kind} ${gc.pauseMs.toFixed(0)} ms`).join(", ")
+              }`,
             ],
       ),
       "RSS includes heap not yet released (noisy at small N and in the quick run); heap is measured after a full collection.",
