@@ -165,8 +165,9 @@ export function natsPermissions(options: NatsPermissionsOptions): NatsUserPermis
       pub.add(`${api}.STREAM.PURGE.${mailboxes}`);
       sub.add(`${p}.deliver.>`);
       sub.add(`$JS.EVENT.ADVISORY.CONSUMER.DELETED.${mailboxes}.*`);
-      // Leader changes, after which a reader looks for messages behind its consumer (first
-      // sequence of its subject by STREAM.MSG.GET, its consumer by CONSUMER.INFO).
+      // Leader changes, after which a reader looks for messages behind its consumer (the mailboxes
+      // holding messages by STREAM.INFO, above; the first sequence of its subject by
+      // STREAM.MSG.GET, its consumer by CONSUMER.INFO).
       sub.add(`$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.${mailboxes}.*`);
       sub.add(`$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.${mailboxes}`);
       // Registry and type index: records and index entries written, read at the leader, watched
