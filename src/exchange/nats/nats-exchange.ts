@@ -456,22 +456,27 @@ export class NatsExchange {
   }
 
   /**
-   * The watched mailboxes that hold messages, from one stream-info request at the mailbox stream's
-   * leader (its per-subject counts: a work queue keeps only what is not yet acknowledged, so an
-   * idle mailbox is not listed), rather than a request per mailbox: a host of 10,000 idle agents
-   * checks after a leader change with one request. Every watched mailbox when it cannot be read.
+   * The watched mailboxes to check after a change of the mailbox stream or a reconnect. Many
+   * mailboxes (a host's): only those holding messages, listed by the stream's per-subject counts at
+   * its leader (a work queue keeps only what is not yet acknowledged, so an idle mailbox is not
+   * listed), so that a host of 10,000 idle agents checks with a few requests rather than 10,000.
+   * The listing names every mailbox of the stream holding messages, this connection's or not: it
+   * is used only when it is shorter than the list of this connection's mailboxes (the stream's
+   * subject count, read first); else, and for a few mailboxes (a user client's), or if the stream
+   * cannot be read, every watched mailbox checks.
    */
   async #watchersHoldingMessages(): Promise<readonly MailboxWatcher[]> {
     const watchers = [...this.#mailboxWatchers.values()];
-    if (watchers.length === 0) return watchers;
-    let subjects: Record<string, number>;
+    if (watchers.length <= MAILBOX_CHECKS_AT_ONCE) return watchers;
     try {
-      subjects = (await this.jsm.streams.info(this.layout.mailboxStream, { subjects_filter: this.layout.mailboxSubjects })).state.subjects ?? {};
+      const stream = this.layout.mailboxStream;
+      if (((await this.jsm.streams.info(stream)).state.num_subjects ?? 0) > watchers.length) return watchers;
+      const subjects = (await this.jsm.streams.info(stream, { subjects_filter: this.layout.mailboxSubjects })).state.subjects ?? {};
+      return watchers.filter((w) => subjects[w.subject] !== undefined);
     } catch (error) {
       this.logger.debug({ err: error }, "could not list the mailboxes holding messages; checking every mailbox");
       return watchers;
     }
-    return watchers.filter((w) => subjects[w.subject] !== undefined);
   }
 
   /** Run `check` on `watchers`, a few at a time. */

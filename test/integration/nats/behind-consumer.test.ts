@@ -78,6 +78,38 @@ async function strand(jsm: JetStreamManager, prefix: string, uid: string): Promi
   return [behind.reply, kick.reply];
 }
 
+/**
+ * Every request of a mailbox's check (its first step: the first sequence of its subject), and
+ * every listing of the mailboxes holding messages, seen by spies on the API subjects.
+ */
+function spyOnChecks(layout: ReturnType<typeof natsLayout>): { checks: string[]; listings: string[]; stop: () => void } {
+  const checks: string[] = [];
+  const listings: string[] = [];
+  const json = (data: Uint8Array): Record<string, unknown> => (data.length === 0 ? {} : (JSON.parse(new TextDecoder().decode(data)) as Record<string, unknown>));
+  const subs = [
+    nc.subscribe(`$JS.API.STREAM.MSG.GET.${layout.mailboxStream}`, {
+      callback: (_error, m) => {
+        const body = json(m.data);
+        if (typeof body.next_by_subj === "string") checks.push(body.next_by_subj);
+      },
+    }),
+    nc.subscribe(`$JS.API.STREAM.INFO.${layout.mailboxStream}`, {
+      callback: (_error, m) => {
+        const body = json(m.data);
+        if (typeof body.subjects_filter === "string") listings.push(body.subjects_filter);
+      },
+    }),
+  ];
+  return { checks, listings, stop: () => subs.forEach((sub) => sub.unsubscribe()) };
+}
+
+/** Step the mailbox stream's leader down. */
+async function stepDownStream(layout: ReturnType<typeof natsLayout>): Promise<void> {
+  await nc.flush();
+  const answer = JSON.parse(new TextDecoder().decode((await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${layout.mailboxStream}`, undefined, { timeout: 10_000 })).data)) as { success?: boolean };
+  expect(answer.success).toBe(true);
+}
+
 describe("a request behind its mailbox consumer", () => {
   test.each(["consumer", "stream"] as const)(
     "is delivered, once, after a leader change of the %s",
@@ -119,27 +151,11 @@ describe("a request behind its mailbox consumer", () => {
     },
     90_000,
   );
-  test("a consumer's creation is not taken for a leader change; a stream leader change is, checked with one request for idle mailboxes", async () => {
+  test("a consumer's creation is not taken for a leader change; a stream leader change is", async () => {
     const prefix = `bc${process.pid}_${++serial}`;
     const layout = natsLayout(prefix);
-    // Every request of a mailbox's check (its first step), and every listing of the mailboxes
-    // holding messages, seen by spies on the API subjects.
-    const checks: string[] = [];
-    const listings: string[] = [];
-    const spy = nc.subscribe(`$JS.API.STREAM.MSG.GET.${layout.mailboxStream}`, {
-      callback: (_error, m) => {
-        const body = JSON.parse(new TextDecoder().decode(m.data)) as { next_by_subj?: string };
-        if (body.next_by_subj !== undefined) checks.push(body.next_by_subj);
-      },
-    });
-    const infoSpy = nc.subscribe(`$JS.API.STREAM.INFO.${layout.mailboxStream}`, {
-      callback: (_error, m) => {
-        const body = m.data.length === 0 ? {} : (JSON.parse(new TextDecoder().decode(m.data)) as { subjects_filter?: string });
-        if (body.subjects_filter !== undefined) listings.push(body.subjects_filter);
-      },
-    });
+    const { checks, listings, stop } = spyOnChecks(layout);
     try {
-      await nc.flush();
       await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory({ servers: cluster.urls, prefix }));
       const first = await manager.launch(new Recorder());
       const second = await manager.launch(new Recorder());
@@ -156,18 +172,44 @@ describe("a request behind its mailbox consumer", () => {
       await new Promise((resolve) => setTimeout(resolve, 3_000));
       expect(checks).toEqual([]);
 
-      const answer = JSON.parse(new TextDecoder().decode((await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${layout.mailboxStream}`, undefined, { timeout: 10_000 })).data)) as { success?: boolean };
-      expect(answer.success).toBe(true);
-      // One listing of the mailboxes holding messages; both are empty, so neither is read on its own.
-      await eventually(async () => listings.includes(layout.mailboxSubjects), 10_000, "the mailboxes holding messages listed");
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
-      expect(checks).toEqual([]);
+      await stepDownStream(layout);
+      // A connection with a few mailboxes checks each of them.
+      const subjects = [first, second].map((h) => layout.mailboxSubject(h.agentId.uid));
+      await eventually(async () => subjects.every((subject) => checks.includes(subject)), 10_000, "both mailboxes checked");
+      expect(listings).toEqual([]);
       expect(await first.record("c")).toBe(3);
     } finally {
-      spy.unsubscribe();
-      infoSpy.unsubscribe();
+      stop();
     }
   }, 60_000);
+
+  test("a connection with many mailboxes lists those holding messages once, and checks only them", async () => {
+    const prefix = `bc${process.pid}_${++serial}`;
+    const layout = natsLayout(prefix);
+    const { checks, listings, stop } = spyOnChecks(layout);
+    try {
+      await using manager = await Manager.fromExchangeFactory(new NatsExchangeFactory({ servers: cluster.urls, prefix }));
+      // More mailboxes on this connection (40 agents and the manager's) than a batch of checks.
+      const handles = await Promise.all(Array.from({ length: 40 }, () => manager.launch(new Recorder())));
+      await Promise.all(handles.map((h) => h.record("a")));
+      const jsm = await jetstreamManager(nc);
+      const stranded = Promise.all(await strand(jsm, prefix, handles[0]!.agentId.uid));
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      checks.length = 0;
+
+      await stepDownStream(layout);
+      // One listing per pass; of the 41 mailboxes only the one holding messages is read.
+      const responses = await Promise.race([
+        stranded,
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the requests behind the consumer were not delivered within 30 s of the leader change")), 30_000)),
+      ]);
+      expect(responses.map((r) => r.type)).toEqual(["action-response", "action-response"]);
+      expect(listings).toContain(layout.mailboxSubjects);
+      expect(new Set(checks)).toEqual(new Set([layout.mailboxSubject(handles[0]!.agentId.uid)]));
+    } finally {
+      stop();
+    }
+  }, 90_000);
 });
 
 describe("a launch request behind its pool consumer", () => {
